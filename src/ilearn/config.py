@@ -1,0 +1,202 @@
+"""Typed settings for every part of iLearn, with documented defaults; one place for defaults.
+
+Each field is documented by the docstring right under it; the CLI help is built from the same text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ilearn.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backend: str = "small"
+    """Vision-language model backend: small (embedded default), tiny (random weights), hf, openai, stub."""
+    path: str | None = None
+    """Local folder of an `hf` model, or base URL of an `openai` server."""
+    device: str = "cpu"
+    """Torch device: cpu, cuda, cuda:1 ..."""
+    dtype: str = "float32"
+    """Weights dtype: float32, bfloat16 or float16 (bf16 on GPUs)."""
+    threads: int = 1
+    """Torch CPU threads (measured: with other load present, 1 thread beats 2 on a 2-core machine)."""
+    max_new_tokens: int = 48
+    """Longest reply the model generates."""
+    cache_dir: str | None = None
+    """Where derived weights are cached (de-quantised LM, projector); default ~/.cache/ilearn."""
+    seed: int = 0
+    """Seed for models built with random weights (tiny)."""
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise InvalidInput("model.threads must be >= 1")
+        if self.dtype not in {"float32", "bfloat16", "float16"}:
+            raise InvalidInput(f"model.dtype must be float32, bfloat16 or float16, not {self.dtype!r}")
+        if self.max_new_tokens < 1:
+            raise InvalidInput("model.max_new_tokens must be >= 1")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_message_chars: int = 4000
+    """Longest user message accepted; longer ones are refused with a clear error."""
+    max_image_bytes: int = 20_000_000
+    """Largest image file accepted (bytes)."""
+    max_image_pixels: int = 40_000_000
+    """Largest decoded image accepted (width x height); guards against decompression bombs."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) < 1:
+                raise InvalidInput(f"limits.{f.name} must be positive")
+
+
+@dataclass(frozen=True)
+class ClarifyConfig:
+    enabled: bool = True
+    """Ask a clarifying question when a request is ambiguous for the image (Chain of Question)."""
+    max_clarifications: int = 1
+    """At most this many clarifying questions per request, then answer."""
+    method: str = "model"
+    """How ambiguity is decided: model (the VLM scores the readings), lexical (rules), or never."""
+
+    def __post_init__(self) -> None:
+        if self.max_clarifications < 0:
+            raise InvalidInput("clarify.max_clarifications must be >= 0")
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    enabled: bool = True
+    """Use past events as references in answers (Dual-Modality Retrieval)."""
+    image_weight: float = 0.7
+    """Weight of image similarity in the fused score."""
+    text_weight: float = 0.3
+    """Weight of question-text similarity in the fused score."""
+    threshold: float = 0.75
+    """Fused score at or above which a past event counts as a match."""
+    top_k: int = 3
+    """Most references put in the model's context."""
+    sharing: str = "corroboration"
+    """How an answer reaches other users: corroboration (by N distinct users), trusted (teachers share at once), private."""
+    corroboration: int = 2
+    """Distinct users who must agree before an answer is used for everyone (sharing=corroboration)."""
+    hnsw_min_size: int = 20_000
+    """Index size from which HNSW is used instead of exact flat search."""
+
+    def __post_init__(self) -> None:
+        if self.sharing not in {"corroboration", "trusted", "private"}:
+            raise InvalidInput(f"retrieval.sharing must be corroboration, trusted or private, not {self.sharing!r}")
+        if self.corroboration < 1:
+            raise InvalidInput("retrieval.corroboration must be >= 1")
+        if self.top_k < 1:
+            raise InvalidInput("retrieval.top_k must be >= 1")
+        if self.image_weight < 0 or self.text_weight < 0 or self.image_weight + self.text_weight <= 0:
+            raise InvalidInput("retrieval weights must be >= 0 and not both 0")
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    method: str = "model"
+    """Feedback decoder: model (the VLM judges the user's reaction, ReSpect) or lexical."""
+    min_confidence: float = 0.5
+    """Below this confidence a decoded label is treated as neutral."""
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    idle_timeout_s: float = 1800.0
+    """Open sessions idle for longer are closed and distilled."""
+    close_on_new_image: bool = True
+    """A user turn with a new image after an answered question closes the open exchange."""
+
+
+@dataclass(frozen=True)
+class LearnConfig:
+    recipe: str = "sft"
+    """Training recipe: sft (filtered fine-tuning), dpo, kto, reinforce."""
+    trainable: tuple[str, ...] = ("projector", "language")
+    """Parts trained: any of vision, projector, language."""
+    lora: bool = True
+    """Train LoRA adapters on the language model (else full weights)."""
+    epochs: float = 3.0
+    """Passes over the dataset."""
+    learning_rate: float = 2e-4
+    """Optimizer learning rate."""
+    batch_size: int = 8
+    """Examples per step."""
+    auto_after_events: int = 0
+    """Train in the background once this many new events accumulated (0: only on demand)."""
+    learning_margin: float = 0.0
+    """The candidate must beat the active model on held-out events by more than this."""
+    forgetting_margin: float = 0.01
+    """Largest allowed drop on the general set."""
+    bias_margin: float = 0.01
+    """Largest allowed drop on the bias set."""
+
+    def __post_init__(self) -> None:
+        bad = set(self.trainable) - {"vision", "projector", "language"}
+        if bad:
+            raise InvalidInput(f"learn.trainable has unknown parts {sorted(bad)}")
+        if self.recipe not in {"sft", "dpo", "kto", "reinforce"}:
+            raise InvalidInput(f"learn.recipe must be sft, dpo, kto or reinforce, not {self.recipe!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    home: str = "ilearn-data"
+    """Folder of the deployment: SQLite store, vector index, images, model versions."""
+    robot_id: str = "default"
+    """Which robot this assistant is."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    clarify: ClarifyConfig = field(default_factory=ClarifyConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    learn: LearnConfig = field(default_factory=LearnConfig)
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        return _build(cls, data, "")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def override(self, **sections: dict[str, Any] | Any) -> Config:
+        """A copy with some fields changed: `cfg.override(model={"backend": "tiny"}, home="x")`."""
+        changes: dict[str, Any] = {}
+        for name, value in sections.items():
+            current = getattr(self, name)
+            changes[name] = replace(current, **value) if is_dataclass(current) and isinstance(value, dict) else value
+        return replace(self, **changes)
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise InvalidInput(f"unknown setting(s) {sorted(where + k for k in unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if name in known else None
+        if is_dataclass(default) and isinstance(value, dict):
+            kwargs[name] = _build(type(default), value, f"{where}{name}.")
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
