@@ -35,3 +35,7 @@ class StubVLM:
             return [self.scorer(messages, c) for c in candidates]
         reply = self.responder(messages).strip().lower()
         return [0.0 if c.strip().lower() == reply else -10.0 for c in candidates]
+
+
+def load_stub(config) -> StubVLM:
+    return StubVLM()
