@@ -82,6 +82,8 @@ class RetrievalConfig:
     """Fused score at or above which a past event counts as a match."""
     top_k: int = 3
     """Most references put in the model's context."""
+    reuse_threshold: float = 0.85
+    """Fused score at or above which the top reference's corrected answer is given as the answer outright."""
     sharing: str = "corroboration"
     """How an answer reaches other users: corroboration (by N distinct users), trusted (teachers share at once), private."""
     corroboration: int = 2

@@ -1,0 +1,155 @@
+"""The `ilearn` command: chat, demo, experiment, learn, events, models, serve."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from ilearn.config import Config
+from ilearn.errors import ILearnError
+
+logger = logging.getLogger("ilearn")
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", default=None, help="deployment folder (store, index, models); default ./ilearn-data")
+    parser.add_argument("--config", default=None, help="JSON settings file (see ilearn.config)")
+    parser.add_argument("--model", default=None, help="model backend: small (default), tiny, hf, openai")
+    parser.add_argument("--model-path", default=None, help="folder of an hf model, or URL of an openai server")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ...")
+    parser.add_argument("--no-retrieval", action="store_true", help="answer without past events")
+    parser.add_argument("-v", "--verbose", action="store_true")
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    config = Config.load(args.config) if args.config else Config()
+    model = {k: v for k, v in {"backend": args.model, "path": args.model_path, "threads": args.threads,
+                               "device": args.device}.items() if v is not None}
+    changes: dict = {"model": model} if model else {}
+    if args.home:
+        changes["home"] = args.home
+    if getattr(args, "no_retrieval", False):
+        changes["retrieval"] = {"enabled": False}
+    return config.override(**changes) if changes else config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ilearn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    chat = sub.add_parser("chat", help="talk to the assistant in the terminal; start a line with an image path")
+    _common(chat)
+    chat.add_argument("--user", default="user", help="who is talking")
+    chat.set_defaults(func=cmd_chat)
+
+    demo = sub.add_parser("demo", help="a scripted conversation on the embedded default model")
+    _common(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+CHAT_HELP = """Type a message and press Enter. Start a line with an image path to show an image, e.g.
+  photos/bottle.png what is this?
+Commands: /close (end the dialogue and learn from it), /user NAME, /quit."""
+
+
+def _split_image(line: str) -> tuple[str | None, str]:
+    """`path/to/img.png what is this?` -> (path, text) when the first word (quoted if it has spaces) is a file."""
+    line = line.strip()
+    if line[:1] in ("'", '"'):
+        try:
+            first, *rest = shlex.split(line)
+        except ValueError:
+            return None, line
+        rest_text = " ".join(rest)
+    else:
+        first, _, rest_text = line.partition(" ")
+    path = Path(first).expanduser()
+    if first and path.is_file():
+        return str(path), rest_text.strip()
+    return None, line
+
+
+def run_chat(assistant, user: str, stdin: TextIO, stdout: TextIO) -> int:
+    """The chat loop over any text streams (the terminal, or a script in tests)."""
+    session_id: str | None = None
+    interactive = stdin.isatty()
+    print(CHAT_HELP, file=stdout)
+    while True:
+        if interactive:
+            print(f"{user}> ", end="", file=stdout, flush=True)
+        line = stdin.readline()
+        if not line:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            break
+        if line == "/close":
+            if session_id:
+                events = assistant.close_session(session_id)
+                print(f"[dialogue closed; {len(events)} event(s) learned]", file=stdout)
+                session_id = None
+            continue
+        if line.startswith("/user "):
+            if session_id:
+                assistant.close_session(session_id)
+            user, session_id = line.split(maxsplit=1)[1].strip(), None
+            print(f"[now talking to {user}]", file=stdout)
+            continue
+        image, text = _split_image(line)
+        if not interactive:
+            print(f"{user}> {line}", file=stdout)
+        try:
+            reply = assistant.respond(user, text or "What is this?", image=image, session_id=session_id)
+        except ILearnError as exc:
+            print(f"[error] {exc}", file=stdout)
+            continue
+        session_id = reply.session_id
+        print(f"assistant> {reply.text}", file=stdout)
+        for i, ref in enumerate(reply.references, 1):
+            print(f"  reference [{i}]: asked {ref.question!r}, answer {ref.answer!r} (score {ref.score:.2f})",
+                  file=stdout)
+    if session_id:
+        events = assistant.close_session(session_id)
+        print(f"[dialogue closed; {len(events)} event(s) learned]", file=stdout)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from ilearn.assistant import Assistant
+
+    assistant = Assistant.from_config(load_config(args))
+    return run_chat(assistant, args.user, sys.stdin, sys.stdout)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ilearn.demo import run_demo
+
+    return run_demo(load_config(args), sys.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ILearnError as exc:
+        print(f"ilearn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["build_parser", "load_config", "main", "run_chat"]

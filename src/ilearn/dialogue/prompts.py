@@ -1,0 +1,34 @@
+"""The texts the assistant shows the model and the user, in one place."""
+
+from __future__ import annotations
+
+from ilearn.models.base import Message
+
+SYSTEM = "You are a helpful robot assistant. Answer questions about the image briefly."
+SYSTEM_WITH_REFERENCES = (
+    "You are a helpful robot assistant. Answer questions about the image briefly. "
+    "Users corrected you before on similar images; trust these references:\n{references}"
+)
+
+
+def answer_messages(question: str, image, references: str = "", history: list[Message] | None = None) -> list[Message]:
+    """The chat the model answers: system prompt (with references), earlier exchange, the image and the question."""
+    system = SYSTEM_WITH_REFERENCES.format(references=references) if references else SYSTEM
+    return [Message("system", system), *(history or []), Message("user", question, image=image)]
+
+
+def reused_answer(answer: str) -> str:
+    """The reply when a confident reference decides the answer."""
+    return answer[:1].upper() + answer[1:] if answer else answer
+
+
+def acknowledge(label: str, correction: str | None) -> str:
+    if correction:
+        return f"Thank you, I'll remember: {correction}."
+    if label == "positive":
+        return "Glad I could help."
+    return "Sorry about that. Could you tell me the right answer?"
+
+
+CLARIFY_AGAIN = "Sorry, I did not get that. What would you like to know about it?"
+NO_IMAGE = "Please show me the object: send a photo with your question."
