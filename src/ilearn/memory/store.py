@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ilearn.types import Event, EventStatus, ImageRef, ModelVersion, Scope, Session, Turn
+from ilearn.types import Event, EventStatus, Feedback, ImageRef, ModelVersion, Scope, Session, Turn
 
 
 @runtime_checkable
@@ -45,11 +45,12 @@ class EventStore(Protocol):
         open_only: bool = False,
         idle_before: float | None = None,
         undistilled: bool = False,
+        with_turns: bool = True,
     ) -> list[Session]: ...
     def add_turn(self, turn: Turn) -> Turn:
         """Append a turn to its session (assigns `seq`, bumps the session's `updated`)."""
         ...
-    def update_turn_feedback(self, turn_id: str, feedback) -> None: ...
+    def update_turn_feedback(self, turn_id: str, feedback: Feedback | None) -> None: ...
     def close_session(self, session_id: str) -> Session: ...
     def mark_distilled(self, session_id: str) -> None: ...
 

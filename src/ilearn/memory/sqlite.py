@@ -1,0 +1,627 @@
+"""The embedded EventStore: one SQLite file in WAL mode, safe across threads and process crashes.
+
+Durability: every write runs in a ``BEGIN IMMEDIATE`` transaction that is committed before the call
+returns. WAL with ``synchronous=NORMAL`` keeps every committed transaction through a crash of the
+process (kill -9); ``synchronous="FULL"`` also keeps it through a power cut, at the cost of an fsync
+per commit. Images are stored once, as blobs keyed by their sha256, so deleting them is part of the
+same transaction as deleting what refers to them. Deletes overwrite freed pages (``secure_delete``).
+
+Threads: each thread gets its own connection (WAL lets readers run while one writer writes);
+writers queue on SQLite's lock for up to ``timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
+from ilearn.types import (
+    Event,
+    EventStatus,
+    Feedback,
+    FeedbackSource,
+    ImageRef,
+    Label,
+    ModelStatus,
+    ModelVersion,
+    Role,
+    Scope,
+    Session,
+    Turn,
+    TurnKind,
+    now,
+)
+
+logger = logging.getLogger(__name__)
+
+DB_NAME = "ilearn.db"
+
+
+class SchemaError(ILearnError):
+    """The database file was written by a newer iLearn, or is not an iLearn database."""
+
+
+def _script(conn: sqlite3.Connection, script: str) -> None:
+    """Run `;`-separated DDL inside the current transaction (executescript would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """The initial schema."""
+    _script(conn, """
+        CREATE TABLE users (id TEXT PRIMARY KEY, created REAL NOT NULL, trusted INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE images (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL, width INTEGER NOT NULL,
+            height INTEGER NOT NULL, format TEXT NOT NULL, created REAL NOT NULL);
+        CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id),
+            robot_id TEXT NOT NULL, closed INTEGER NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
+            distilled INTEGER NOT NULL);
+        CREATE INDEX sessions_user ON sessions(user_id);
+        CREATE INDEX sessions_open ON sessions(closed, updated);
+        CREATE TABLE turns (id TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, seq INTEGER NOT NULL,
+            role TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
+            image_sha TEXT REFERENCES images(sha256), time REAL NOT NULL, model_version TEXT,
+            retrieved TEXT NOT NULL, precise_question TEXT, feedback TEXT, UNIQUE (session_id, seq));
+        CREATE INDEX turns_image ON turns(image_sha);
+        CREATE TABLE events (id TEXT PRIMARY KEY, image_sha TEXT REFERENCES images(sha256),
+            question TEXT NOT NULL, answer TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
+            robot_id TEXT NOT NULL, rejected TEXT NOT NULL, label TEXT NOT NULL, scope TEXT NOT NULL,
+            status TEXT NOT NULL, session_id TEXT, model_version TEXT, supersedes TEXT,
+            provenance TEXT NOT NULL, created REAL NOT NULL, confidence REAL NOT NULL);
+        CREATE INDEX events_user ON events(user_id);
+        CREATE INDEX events_robot ON events(robot_id);
+        CREATE INDEX events_status ON events(status);
+        CREATE INDEX events_scope ON events(scope);
+        CREATE INDEX events_session ON events(session_id);
+        CREATE INDEX events_image ON events(image_sha);
+        CREATE INDEX events_created ON events(created, id);
+        CREATE TABLE embeddings (kind TEXT NOT NULL, key TEXT NOT NULL, dim INTEGER NOT NULL,
+            vector BLOB NOT NULL, PRIMARY KEY (kind, key));
+        CREATE INDEX embeddings_key ON embeddings(key);
+        CREATE TABLE model_versions (id TEXT PRIMARY KEY, parent TEXT, recipe TEXT NOT NULL,
+            settings TEXT NOT NULL, event_ids TEXT NOT NULL, metrics TEXT NOT NULL, status TEXT NOT NULL,
+            path TEXT, created REAL NOT NULL);
+    """)
+
+
+# Ordered migrations: MIGRATIONS[i] upgrades a database from version i to version i + 1.
+# A schema change is one new function appended here; never edit a released one.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1]
+
+_EVENT_COLS = ("id, image_sha, question, answer, user_id, robot_id, rejected, label, scope, status, "
+               "session_id, model_version, supersedes, provenance, created, confidence")
+_TURN_COLS = ("id, session_id, seq, role, kind, text, image_sha, time, model_version, retrieved, "
+              "precise_question, feedback")
+_MODEL_COLS = "id, parent, recipe, settings, event_ids, metrics, status, path, created"
+
+
+def _enum(cls: type, value: Any, what: str) -> str:
+    """The stored string of an enum member, or InvalidInput for a value outside the enum."""
+    try:
+        return cls(value).value
+    except ValueError:
+        raise InvalidInput(f"invalid {what} {value!r}; use one of {[m.value for m in cls]}") from None
+
+
+def _feedback_from_json(text: str | None) -> Feedback | None:
+    if text is None:
+        return None
+    d = json.loads(text)
+    return Feedback(label=Label(d["label"]), confidence=d["confidence"], correction=d["correction"],
+                    source=FeedbackSource(d["source"]), rationale=d["rationale"])
+
+
+def _feedback_to_json(fb: Feedback | None) -> str | None:
+    if fb is None:
+        return None
+    _enum(Label, fb.label, "feedback label")
+    _enum(FeedbackSource, fb.source, "feedback source")
+    return json.dumps(asdict(fb))
+
+
+class SQLiteStore:
+    """EventStore over one SQLite file (see the module docstring for durability and threading)."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", timeout: float = 30.0) -> None:
+        """Open (creating and migrating if needed) the database at `path`.
+
+        `synchronous` is "NORMAL" (survives process crashes) or "FULL" (also power loss); `timeout` is
+        how long, in seconds, a writer waits for another writer before failing.
+        """
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise InvalidInput(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._timeout = timeout
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        self._version = self._migrate()
+        logger.info("opened %s (schema version %d)", self.path, self._version)
+
+    # ------------------------------------------------------------------ connections, transactions
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise ILearnError(f"the store {self.path} is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise SchemaError(f"{self.path} is not a usable SQLite database: {exc}") from exc
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.row_factory = sqlite3.Row
+            self._local.conn, self._local.depth = conn, 0
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes atomically. A nested block joins the outer transaction as a savepoint: an
+        exception undoes the nested block (and, if it escapes, the outer one too); nothing is visible
+        to others until the outermost block commits."""
+        conn = self._conn()
+        depth = self._local.depth
+        begin, commit, undo = (
+            ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK") if depth == 0
+            else (f"SAVEPOINT sp{depth}", f"RELEASE sp{depth}", f"ROLLBACK TO sp{depth}; RELEASE sp{depth}"))
+        conn.execute(begin)
+        self._local.depth = depth + 1
+        try:
+            yield
+            conn.execute(commit)
+        except BaseException:
+            if conn.in_transaction:
+                for statement in undo.split("; "):
+                    conn.execute(statement)
+            raise
+        finally:
+            self._local.depth = depth
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, params).fetchall()
+
+    def _migrate(self) -> int:
+        conn = self._conn()
+        with self.transaction():  # IMMEDIATE: two processes opening at once migrate only once
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            version = row[0] if row else 0
+            if version > len(MIGRATIONS):
+                raise SchemaError(
+                    f"{self.path} has schema version {version}, but this iLearn knows versions up to "
+                    f"{len(MIGRATIONS)}: upgrade iLearn to open it")
+            for target in range(version + 1, len(MIGRATIONS) + 1):
+                logger.info("migrating %s to schema version %d", self.path, target)
+                with self.transaction():
+                    MIGRATIONS[target - 1](conn)
+                    conn.execute("DELETE FROM schema_version")
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
+        return len(MIGRATIONS)
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        return self._version
+
+    def close(self) -> None:
+        """Close every connection (of every thread); later calls raise."""
+        with self._conns_lock:
+            self._closed = True
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ users
+    def ensure_user(self, user_id: str, *, trusted: bool | None = None) -> None:
+        """Create the user if new; set `trusted` when given (new users are untrusted by default)."""
+        if not isinstance(user_id, str) or not user_id:
+            raise InvalidInput(f"a user id must be a non-empty string, not {user_id!r}")
+        with self.transaction():
+            self._conn().execute("INSERT OR IGNORE INTO users (id, created, trusted) VALUES (?, ?, ?)",
+                                 (user_id, now(),
+                                  int(bool(trusted))))
+            if trusted is not None:
+                self._conn().execute("UPDATE users SET trusted = ? WHERE id = ?", (int(trusted), user_id))
+
+    def has_user(self, user_id: str) -> bool:
+        """Whether the user is known."""
+        return bool(self._query("SELECT 1 FROM users WHERE id = ?", (user_id,)))
+
+    def is_trusted(self, user_id: str) -> bool:
+        """Whether the user's corrections are trusted (unknown user: NotFound)."""
+        rows = self._query("SELECT trusted FROM users WHERE id = ?", (user_id,))
+        if not rows:
+            raise NotFound(f"unknown user {user_id!r}")
+        return bool(rows[0][0])
+
+    def list_users(self) -> list[str]:
+        """Every user id, oldest first."""
+        return [r[0] for r in self._query("SELECT id FROM users ORDER BY created, id")]
+
+    def delete_user(self, user_id: str) -> list[str]:
+        """Hard-delete a user with their sessions, turns, events, and the images (and embeddings
+        keyed by those images or events) that nobody else refers to. Returns the deleted event ids."""
+        conn = self._conn()
+        with self.transaction():
+            if not self.has_user(user_id):
+                raise NotFound(f"unknown user {user_id!r}")
+            event_ids = [r[0] for r in conn.execute(
+                "SELECT id FROM events WHERE user_id = ? ORDER BY created, id", (user_id,))]
+            shas = {r[0] for r in conn.execute(
+                "SELECT image_sha FROM events WHERE user_id = ? AND image_sha IS NOT NULL UNION "
+                "SELECT t.image_sha FROM turns t JOIN sessions s ON t.session_id = s.id "
+                "WHERE s.user_id = ? AND t.image_sha IS NOT NULL", (user_id, user_id))}
+            conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))  # turns cascade
+            conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+            gone = [sha for sha in sorted(shas) if not conn.execute(
+                "SELECT 1 FROM turns WHERE image_sha = ?1 UNION ALL SELECT 1 FROM events WHERE image_sha = ?1 "
+                "LIMIT 1", (sha,)).fetchone()]
+            for key in gone + event_ids:
+                conn.execute("DELETE FROM images WHERE sha256 = ?", (key,))
+                conn.execute("DELETE FROM embeddings WHERE key = ?", (key,))
+        # Old page versions can linger in the write-ahead log; fold it into the file and empty it.
+        if self._local.depth == 0 and conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+            logger.warning("WAL checkpoint after deleting %s was blocked by a reader; it runs later", user_id)
+        logger.info("deleted user %s: %d events, %d images", user_id, len(event_ids), len(gone))
+        return event_ids
+
+    # ------------------------------------------------------------------ images
+    def put_image(self, data: bytes, ref: ImageRef) -> ImageRef:
+        """Store image bytes once under their sha256 (checked against `ref`); returns the stored ref."""
+        if not data:
+            raise InvalidInput("the image is empty (0 bytes)")
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != ref.sha256:
+            raise InvalidInput(f"image bytes hash to {digest[:12]}..., not to the ref's {ref.sha256[:12]}...")
+        with self.transaction():
+            self._conn().execute(
+                "INSERT OR IGNORE INTO images (sha256, data, width, height, format, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (digest, sqlite3.Binary(data), ref.width, ref.height, ref.format,
+                 now()))
+        return self.get_image_ref(digest)
+
+    def get_image_ref(self, sha256: str) -> ImageRef:
+        """The stored metadata of an image."""
+        rows = self._query("SELECT sha256, width, height, format FROM images WHERE sha256 = ?", (sha256,))
+        if not rows:
+            raise NotFound(f"unknown image {sha256!r}")
+        return ImageRef(*rows[0])
+
+    def get_image_bytes(self, sha256: str) -> bytes:
+        """The original bytes of a stored image."""
+        rows = self._query("SELECT data FROM images WHERE sha256 = ?", (sha256,))
+        if not rows:
+            raise NotFound(f"unknown image {sha256!r}")
+        return bytes(rows[0][0])
+
+    def _image_sha(self, ref: ImageRef | None) -> str | None:
+        if ref is None:
+            return None
+        if not self._query("SELECT 1 FROM images WHERE sha256 = ?", (ref.sha256,)):
+            raise NotFound(f"unknown image {ref.sha256!r}: store it with put_image first")
+        return ref.sha256
+
+    def _image_refs(self, shas: set[str | None]) -> dict[str | None, ImageRef | None]:
+        refs: dict[str | None, ImageRef | None] = {None: None}
+        for sha in shas - {None}:
+            refs[sha] = self.get_image_ref(sha)  # type: ignore[arg-type]
+        return refs
+
+    # ------------------------------------------------------------------ sessions and turns
+    def create_session(self, session: Session) -> Session:
+        """Store a new session (and any turns it already holds); its user is created if new."""
+        with self.transaction():
+            self.ensure_user(session.user_id)
+            try:
+                self._conn().execute(
+                    "INSERT INTO sessions (id, user_id, robot_id, closed, created, updated, distilled) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (session.id, session.user_id, session.robot_id, int(session.closed), session.created,
+                     session.updated, int(session.distilled)))
+            except sqlite3.IntegrityError:
+                raise InvalidInput(f"session {session.id!r} already exists") from None
+            for turn in session.turns:
+                turn.session_id = turn.session_id or session.id
+                if turn.session_id != session.id:
+                    raise InvalidInput(f"turn {turn.id!r} belongs to {turn.session_id!r}, not {session.id!r}")
+                self._insert_turn(turn)
+        return session
+
+    def _session_from_row(self, row: sqlite3.Row) -> Session:
+        return Session(user_id=row["user_id"], robot_id=row["robot_id"], id=row["id"], turns=[],
+                       closed=bool(row["closed"]), created=row["created"], updated=row["updated"],
+                       distilled=bool(row["distilled"]))
+
+    def _turns_of(self, session_ids: list[str]) -> dict[str, list[Turn]]:
+        out: dict[str, list[Turn]] = {sid: [] for sid in session_ids}
+        rows: list[sqlite3.Row] = []
+        for i in range(0, len(session_ids), 500):
+            chunk = session_ids[i:i + 500]
+            rows += self._query(f"SELECT {_TURN_COLS} FROM turns WHERE session_id IN "
+                                f"({','.join('?' * len(chunk))}) ORDER BY session_id, seq", chunk)
+        refs = self._image_refs({r["image_sha"] for r in rows})
+        for r in rows:
+            out[r["session_id"]].append(Turn(
+                role=Role(r["role"]), text=r["text"], kind=TurnKind(r["kind"]), session_id=r["session_id"],
+                image=refs[r["image_sha"]], id=r["id"], time=r["time"], model_version=r["model_version"],
+                retrieved=json.loads(r["retrieved"]), precise_question=r["precise_question"],
+                feedback=_feedback_from_json(r["feedback"]), seq=r["seq"]))
+        return out
+
+    def get_session(self, session_id: str, *, with_turns: bool = True) -> Session:
+        """A session, with its turns in order unless `with_turns` is False."""
+        rows = self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        if not rows:
+            raise NotFound(f"unknown session {session_id!r}")
+        session = self._session_from_row(rows[0])
+        if with_turns:
+            session.turns = self._turns_of([session_id])[session_id]
+        return session
+
+    def list_sessions(self, *, user_id: str | None = None, open_only: bool = False,
+                      idle_before: float | None = None, undistilled: bool = False,
+                      with_turns: bool = True) -> list[Session]:
+        """Sessions oldest first, filtered by user, open, last activity before a time, not distilled."""
+        where, params = ["1"], []
+        if user_id is not None:
+            where.append("user_id = ?")
+            params.append(user_id)
+        if open_only:
+            where.append("closed = 0")
+        if idle_before is not None:
+            where.append("updated < ?")
+            params.append(idle_before)
+        if undistilled:
+            where.append("distilled = 0")
+        rows = self._query(f"SELECT * FROM sessions WHERE {' AND '.join(where)} ORDER BY created, id", params)
+        sessions = [self._session_from_row(r) for r in rows]
+        if with_turns and sessions:
+            turns = self._turns_of([s.id for s in sessions])
+            for s in sessions:
+                s.turns = turns[s.id]
+        return sessions
+
+    def _insert_turn(self, turn: Turn) -> None:
+        conn = self._conn()
+        role, kind = _enum(Role, turn.role, "turn role"), _enum(TurnKind, turn.kind, "turn kind")
+        seq = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM turns WHERE session_id = ?",
+                           (turn.session_id,)).fetchone()[0]
+        try:
+            conn.execute(f"INSERT INTO turns ({_TURN_COLS}) VALUES ({', '.join('?' * 12)})", (
+                turn.id, turn.session_id, seq, role, kind, turn.text, self._image_sha(turn.image), turn.time,
+                turn.model_version, json.dumps(list(turn.retrieved)), turn.precise_question,
+                _feedback_to_json(turn.feedback)))
+        except sqlite3.IntegrityError:
+            raise InvalidInput(f"turn {turn.id!r} already exists") from None
+        conn.execute("UPDATE sessions SET updated = MAX(updated, ?) WHERE id = ?", (turn.time, turn.session_id))
+        turn.seq = seq
+
+    def add_turn(self, turn: Turn) -> Turn:
+        """Append a turn to its open session: sets `turn.seq` (0-based) and returns the same turn."""
+        with self.transaction():
+            rows = self._query("SELECT closed FROM sessions WHERE id = ?", (turn.session_id,))
+            if not rows:
+                raise NotFound(f"unknown session {turn.session_id!r}")
+            if rows[0][0]:
+                raise SessionClosed(f"session {turn.session_id!r} is closed; start a new session")
+            self._insert_turn(turn)
+        return turn
+
+    def update_turn_feedback(self, turn_id: str, feedback: Feedback | None) -> None:
+        """Set (or clear) the decoded feedback of a turn."""
+        with self.transaction():
+            cur = self._conn().execute("UPDATE turns SET feedback = ? WHERE id = ?",
+                                       (_feedback_to_json(feedback), turn_id))
+            if cur.rowcount == 0:
+                raise NotFound(f"unknown turn {turn_id!r}")
+
+    def _set_session_flag(self, session_id: str, column: str) -> None:
+        with self.transaction():
+            cur = self._conn().execute(f"UPDATE sessions SET {column} = 1 WHERE id = ?", (session_id,))
+            if cur.rowcount == 0:
+                raise NotFound(f"unknown session {session_id!r}")
+
+    def close_session(self, session_id: str) -> Session:
+        """Close a session (closing twice is harmless); returns it with its turns."""
+        self._set_session_flag(session_id, "closed")
+        return self.get_session(session_id)
+
+    def mark_distilled(self, session_id: str) -> None:
+        """Record that the session's events have been constructed."""
+        self._set_session_flag(session_id, "distilled")
+
+    # ------------------------------------------------------------------ events
+    def _event_row(self, e: Event) -> tuple:
+        if not isinstance(e.user_id, str) or not e.user_id:
+            raise InvalidInput(f"event {e.id!r} has no user id")
+        return (e.id, self._image_sha(e.image), e.question, e.answer, e.user_id, e.robot_id,
+                json.dumps(list(e.rejected)), _enum(Label, e.label, "label"), _enum(Scope, e.scope, "scope"),
+                _enum(EventStatus, e.status, "status"), e.session_id, e.model_version, e.supersedes,
+                json.dumps(dict(e.provenance)), e.created, e.confidence)
+
+    def _events_from_rows(self, rows: list[sqlite3.Row]) -> list[Event]:
+        refs = self._image_refs({r["image_sha"] for r in rows})
+        return [Event(image=refs[r["image_sha"]], question=r["question"], answer=r["answer"],
+                      user_id=r["user_id"], robot_id=r["robot_id"], rejected=json.loads(r["rejected"]),
+                      label=Label(r["label"]), scope=Scope(r["scope"]), status=EventStatus(r["status"]),
+                      id=r["id"], session_id=r["session_id"], model_version=r["model_version"],
+                      supersedes=r["supersedes"], provenance=json.loads(r["provenance"]),
+                      created=r["created"], confidence=r["confidence"]) for r in rows]
+
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Store new events atomically (all or none); their users are created if new."""
+        with self.transaction():
+            for e in events:
+                self.ensure_user(e.user_id)
+                try:
+                    self._conn().execute(f"INSERT INTO events ({_EVENT_COLS}) VALUES ({', '.join('?' * 16)})",
+                                         self._event_row(e))
+                except sqlite3.IntegrityError:
+                    raise InvalidInput(f"event {e.id!r} already exists") from None
+
+    def get_event(self, event_id: str) -> Event:
+        """One event by id."""
+        return self.get_events([event_id])[0]
+
+    def get_events(self, event_ids: Sequence[str]) -> list[Event]:
+        """Events in the order of `event_ids`; any unknown id raises NotFound naming it."""
+        ids = list(dict.fromkeys(event_ids))
+        found: dict[str, Event] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            rows = self._query(f"SELECT {_EVENT_COLS} FROM events WHERE id IN ({','.join('?' * len(chunk))})",
+                               chunk)
+            found.update((e.id, e) for e in self._events_from_rows(rows))
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise NotFound(f"unknown event {missing[0]!r}" if len(missing) == 1 else f"unknown events {missing}")
+        return [found[i] for i in event_ids]
+
+    @staticmethod
+    def _event_filter(user_id: str | None = None, robot_id: str | None = None,
+                      status: EventStatus | Sequence[EventStatus] | None = None, scope: Scope | None = None,
+                      session_id: str | None = None) -> tuple[str, list[Any]]:
+        where, params = ["1"], []
+        for column, value in (("user_id", user_id), ("robot_id", robot_id), ("session_id", session_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if scope is not None:
+            where.append("scope = ?")
+            params.append(_enum(Scope, scope, "scope"))
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += [_enum(EventStatus, s, "status") for s in statuses]
+        return " AND ".join(where), params
+
+    def list_events(self, *, user_id: str | None = None, robot_id: str | None = None,
+                    status: EventStatus | Sequence[EventStatus] | None = None, scope: Scope | None = None,
+                    session_id: str | None = None, limit: int | None = None) -> list[Event]:
+        """Events oldest first, filtered by user, robot, status (one or several), scope and session."""
+        where, params = self._event_filter(user_id, robot_id, status, scope, session_id)
+        sql = f"SELECT {_EVENT_COLS} FROM events WHERE {where} ORDER BY created, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return self._events_from_rows(self._query(sql, params))
+
+    def iter_events(self, *, batch_size: int = 1000, **filters: Any) -> Iterator[Event]:
+        """Like `list_events`, but in pages, so a large store is never held in memory at once."""
+        where, params = self._event_filter(**filters)
+        after: tuple[float, str] = (float("-inf"), "")
+        while True:
+            rows = self._query(f"SELECT {_EVENT_COLS} FROM events WHERE {where} AND (created, id) > (?, ?) "
+                               f"ORDER BY created, id LIMIT ?", [*params, *after, batch_size])
+            yield from self._events_from_rows(rows)
+            if len(rows) < batch_size:
+                return
+            after = (rows[-1]["created"], rows[-1]["id"])
+
+    def count_events(self, **filters: Any) -> int:
+        """How many events match the filters of `list_events`."""
+        where, params = self._event_filter(**filters)
+        return self._query(f"SELECT COUNT(*) FROM events WHERE {where}", params)[0][0]
+
+    def update_event(self, event: Event) -> None:
+        """Overwrite a stored event with `event` (same id)."""
+        with self.transaction():
+            row = self._event_row(event)
+            cur = self._conn().execute(
+                f"UPDATE events SET ({_EVENT_COLS}) = ({', '.join('?' * 16)}) WHERE id = ?", (*row, event.id))
+            if cur.rowcount == 0:
+                raise NotFound(f"unknown event {event.id!r}")
+
+    # ------------------------------------------------------------------ embedding cache
+    def get_embedding(self, kind: str, key: str) -> np.ndarray | None:
+        """A cached float32 vector, or None."""
+        rows = self._query("SELECT dim, vector FROM embeddings WHERE kind = ? AND key = ?", (kind, key))
+        if not rows:
+            return None
+        return np.frombuffer(rows[0]["vector"], dtype=np.float32, count=rows[0]["dim"]).copy()
+
+    def put_embedding(self, kind: str, key: str, vector: np.ndarray) -> None:
+        """Cache a 1-D vector (stored as float32), replacing any previous one."""
+        v = np.asarray(vector, dtype=np.float32)
+        if v.ndim != 1 or v.size == 0:
+            raise InvalidInput(f"an embedding must be a non-empty 1-D vector, not shape {v.shape}")
+        with self.transaction():
+            self._conn().execute("INSERT OR REPLACE INTO embeddings (kind, key, dim, vector) VALUES (?, ?, ?, ?)",
+                                 (kind, key, v.size, v.tobytes()))
+
+    # ------------------------------------------------------------------ model versions
+    def _model_row(self, v: ModelVersion) -> tuple:
+        return (v.id, v.parent, v.recipe, json.dumps(v.settings), json.dumps(list(v.event_ids)),
+                json.dumps(v.metrics), _enum(ModelStatus, v.status, "model status"), v.path, v.created)
+
+    def add_model_version(self, version: ModelVersion) -> None:
+        """Register a new model version."""
+        with self.transaction():
+            try:
+                self._conn().execute(f"INSERT INTO model_versions ({_MODEL_COLS}) VALUES ({', '.join('?' * 9)})",
+                                     self._model_row(version))
+            except sqlite3.IntegrityError:
+                raise InvalidInput(f"model version {version.id!r} already exists") from None
+
+    def _model_from_row(self, r: sqlite3.Row) -> ModelVersion:
+        return ModelVersion(id=r["id"], parent=r["parent"], recipe=r["recipe"], settings=json.loads(r["settings"]),
+                            event_ids=json.loads(r["event_ids"]), metrics=json.loads(r["metrics"]),
+                            status=ModelStatus(r["status"]), path=r["path"], created=r["created"])
+
+    def get_model_version(self, version_id: str) -> ModelVersion:
+        """One model version by id."""
+        rows = self._query(f"SELECT {_MODEL_COLS} FROM model_versions WHERE id = ?", (version_id,))
+        if not rows:
+            raise NotFound(f"unknown model version {version_id!r}")
+        return self._model_from_row(rows[0])
+
+    def list_model_versions(self) -> list[ModelVersion]:
+        """Every model version, oldest first."""
+        rows = self._query(f"SELECT {_MODEL_COLS} FROM model_versions ORDER BY created, id")
+        return [self._model_from_row(r) for r in rows]
+
+    def update_model_version(self, version: ModelVersion) -> None:
+        """Overwrite a stored model version with `version` (same id)."""
+        with self.transaction():
+            cur = self._conn().execute(
+                f"UPDATE model_versions SET ({_MODEL_COLS}) = ({', '.join('?' * 9)}) WHERE id = ?",
+                (*self._model_row(version), version.id))
+            if cur.rowcount == 0:
+                raise NotFound(f"unknown model version {version.id!r}")
+
+
+def open_store(home: Path, **kwargs: Any) -> SQLiteStore:
+    """The SQLite store of a deployment folder (`home/ilearn.db`), creating the folder if needed."""
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    return SQLiteStore(home / DB_NAME, **kwargs)
