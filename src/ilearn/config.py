@@ -62,8 +62,9 @@ class ClarifyConfig:
     """Ask a clarifying question when a request is ambiguous for the image (Chain of Question)."""
     max_clarifications: int = 1
     """At most this many clarifying questions per request, then answer."""
-    method: str = "model"
-    """How ambiguity is decided: model (the VLM scores the readings), lexical (rules), or never."""
+    method: str = "lexical"
+    """How ambiguity is decided: lexical (facet cues and vague-request words; best measured, see README), model (the
+    VLM judges requests that name no facet), or never."""
 
     def __post_init__(self) -> None:
         if self.max_clarifications < 0:
@@ -108,6 +109,19 @@ class FeedbackConfig:
     """Feedback decoder: model (the VLM judges the user's reaction, ReSpect) or lexical."""
     min_confidence: float = 0.5
     """Below this confidence a decoded label is treated as neutral."""
+    calibrate: bool = True
+    """Model decoder: subtract the label words' scores on a content-free reaction (contextual calibration)."""
+    lexical_confidence: float = 0.75
+    """Hybrid decoder: lexical rules firing with at least this confidence decide; the model decides the rest."""
+    rephrase_overlap: float = 0.6
+    """Share of content words a question shares with the previous one from which it counts as a rephrasing."""
+
+    def __post_init__(self) -> None:
+        if self.method not in {"model", "lexical", "hybrid"}:
+            raise InvalidInput(f"feedback.method must be model, lexical or hybrid, not {self.method!r}")
+        for name in ("min_confidence", "lexical_confidence", "rephrase_overlap"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InvalidInput(f"feedback.{name} must be within [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ cap red?") are clear.
 Two deciders are available (`ClarifyConfig.method`):
 
 - `lexical`: facet cues and a small grammar of vague deictic requests.
-- `model`: the vision-language model compares, by log-probability, "the request is vague" against "the request is
-  specific" framings of the request; lexical facet cues still decide requests that name a facet outright, so the
+- `model`: the vision-language model compares, by log-probability, "the request is unclear" against "the request
+  is clear" as its answer about the request; facet cues still decide requests that name a facet outright, so the
   model is asked only about requests without one.
 
 Both are measured by `python benchmarks/clarify.py` on `src/ilearn/data/clarify.jsonl`.
@@ -40,27 +40,20 @@ class Facet:
 DEFAULT_FACETS: tuple[Facet, ...] = (
     Facet("name", ("name", "called", "brand", "which medicine", "which one", "what medicine", "identify", "label"),
           "What is this called?", "its name"),
-    Facet("use", ("use", "used", "for what", "what for", "purpose", "treat", "good for", "help with", "does it do"),
+    Facet("use", ("use", "used", "for what", "what for", "purpose", "treat", "good for", "help with", "does it do",
+                  "does this do", "does that do", "is it for", "is this for", "is that for", "it's for"),
           "What is this used for?", "what it is used for"),
     Facet("dose", ("dose", "dosage", "how much", "how many", "how often", "take", "mg", "tablets", "pills a day"),
           "What is the dose of this?", "the dose"),
 )
 
-_DEICTIC = r"(this|that|it|these|those|this one|that one|this thing|that thing|here|the object|the thing)"
-_VAGUE_PATTERNS = [
-    rf"^(what|wh?at)('s| is| are)? {_DEICTIC}\??$",
-    rf"^(what|wh?at)('s| is) {_DEICTIC} (again|exactly|there|here)\??$",
-    rf"^(tell me|tell me more|talk to me|explain) (about )?{_DEICTIC}\??$",
-    rf"^(can|could) you (tell me|help me) (about|with) {_DEICTIC}\??$",
-    rf"^(and|so|ok|okay|hey|hi|um|hmm)?,? ?(what|wh?at) about {_DEICTIC}\??$",
-    rf"^(info|information|details)( on| about)? {_DEICTIC}\??$",
-    rf"^{_DEICTIC}\?$",
-    rf"^(what do you know about|do you know) {_DEICTIC}\??$",
-    rf"^(help|help me)( with {_DEICTIC})?\??$",
-    rf"^(any idea|what can you say) (about|on) {_DEICTIC}\??$",
-    rf"^(is|are) {_DEICTIC} (ok|okay|fine|safe)\??$",
-]
-_VAGUE = [re.compile(p) for p in _VAGUE_PATTERNS]
+# A request is vague when every word in it is one of these: it points at the object and asks nothing specific.
+_DEICTIC = frozenset("this that it these those one thing things object here there".split())
+_VAGUE_WORDS = _DEICTIC | frozenset(
+    """what whats what's is are was it's that's this's about tell me more explain know do you any idea info
+    information details detail can could would say on with help again exactly over the a an and so ok okay hey hi
+    um hmm robot excuse please pls now see look at i want to like some something anything on there's here's""".split()
+)
 
 
 def normalise(text: str) -> str:
@@ -106,9 +99,9 @@ class LexicalClarifier:
         facet = find_facet(request, self.facets)
         if facet is not None:
             return Decision(False, reason=f"names the facet {facet.name!r}")
-        text = normalise(request)
-        if any(p.match(text) for p in _VAGUE):
-            return self._ask("vague deictic request")
+        words = re.findall(r"[a-z']+", normalise(request))
+        if words and any(w in _DEICTIC for w in words) and all(w in _VAGUE_WORDS for w in words):
+            return self._ask("points at the object and names nothing to know about it")
         return Decision(False, reason="specific request")
 
     def _ask(self, reason: str) -> Decision:
@@ -133,8 +126,9 @@ class ModelClarifier(LexicalClarifier):
 
     PROMPT = (
         "A user points a robot's camera at an object and says: \"{request}\"\n"
-        "Could the user want several different things (the object's name, its use, or its dose)?"
+        "Is it unclear whether the user wants the object's name, its use, or its dose?"
     )
+    READINGS = ("Yes, it is unclear.", "No, it is clear.")
 
     def __init__(self, vlm: VisionLanguageModel, facets: tuple[Facet, ...] = DEFAULT_FACETS, margin: float = 0.0):
         super().__init__(facets)
@@ -146,13 +140,9 @@ class ModelClarifier(LexicalClarifier):
         if facet is not None:
             return Decision(False, reason=f"names the facet {facet.name!r}")
         messages = [Message("user", self.PROMPT.format(request=request.strip()))]
-        yes, no = self.vlm.score(messages, ["Yes, it is unclear what they want.", "No, the request is clear."])
-        lexical = super().assess(request, image_given)
-        # The model's judgement is combined with the vague-request grammar: the model alone is weak at 135M.
-        score = (yes - no) + (2.0 if lexical.ambiguous else -2.0)
-        logger.debug("clarify %r: model margin %.2f, lexical %s", request, yes - no, lexical.ambiguous)
-        if score > self.margin:
-            return self._ask(f"model margin {yes - no:.2f}, vague={lexical.ambiguous}")
+        yes, no = self.vlm.score(messages, list(self.READINGS))
+        if yes - no > self.margin:
+            return self._ask(f"model margin {yes - no:.2f}")
         return Decision(False, reason=f"model margin {yes - no:.2f}")
 
 
