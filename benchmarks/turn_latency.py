@@ -1,0 +1,106 @@
+"""Time per turn of the assistant, split into clarify, feedback, retrieve, answer and store, and the share of
+the turn that is not model compute (goal: under 5%).
+
+    python benchmarks/turn_latency.py                  # embedded default model (small), 1 thread
+    python benchmarks/turn_latency.py --model tiny     # the pipeline's own overhead on a tiny model
+
+Model compute is measured inside the model's generate/score calls (a timing proxy around the model), so
+everything else (validation, image decoding, SQLite writes, retrieval, prompt building) counts as overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ilearn.assistant import Assistant
+from ilearn.config import Config
+
+
+class TimedVLM:
+    """Forwards to a model and adds up the seconds spent inside it."""
+
+    def __init__(self, vlm):
+        self.vlm = vlm
+        self.seconds = 0.0
+
+    def __getattr__(self, name):
+        return getattr(self.vlm, name)
+
+    def generate(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.vlm.generate(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def score(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.vlm.score(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def images(n: int):
+    from ilearn.evaluation.scenarios.pharmacy import PharmacyScenario
+
+    scenario = PharmacyScenario(seed=0)
+    views = [view for item in scenario.items for view in item.test_views]
+    return [views[i % len(views)] for i in range(n)]
+
+
+SCRIPT = [("What is this?", True), ("its name", False), ("No, that's ibuprofen.", False),
+          ("What is this medicine used for?", True)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="small")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dialogues", type=int, default=8)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as home:
+        config = Config(home=str(Path(home) / "ilearn")).override(model={"backend": args.model, "threads": args.threads})
+        assistant = Assistant.from_config(config)
+        timed = TimedVLM(assistant.vlm)
+        assistant.vlm = timed
+        if hasattr(assistant.clarifier, "vlm"):
+            assistant.clarifier.vlm = timed
+        if hasattr(assistant.feedback_decoder, "vlm"):
+            assistant.feedback_decoder.vlm = timed
+        assistant.respond("warmup", "What is this medicine called?", image=images(1)[0])  # load lazily built parts
+        parts: dict[str, list[float]] = {}
+        totals, model_s = [], []
+        for d, image in enumerate(images(args.dialogues)):
+            session = None
+            for text, with_image in SCRIPT:
+                timed.seconds = 0.0
+                reply = assistant.respond(f"user{d % 3}", text, image=image if with_image else None,
+                                          session_id=session)
+                session = reply.session_id
+                for key, ms in reply.timings_ms.items():
+                    parts.setdefault(key, []).append(ms)
+                totals.append(reply.timings_ms["total"])
+                model_s.append(timed.seconds * 1000)
+            assistant.close_session(session)
+    n = len(totals)
+    print(f"model={args.model} threads={args.threads} turns={n}")
+    print(f"{'part':>10} {'mean ms':>9} {'p50 ms':>9} {'max ms':>9}")
+    for key in ["feedback", "clarify", "retrieve", "answer", "store", "total"]:
+        if key in parts:
+            v = parts[key]
+            print(f"{key:>10} {statistics.mean(v):9.1f} {statistics.median(v):9.1f} {max(v):9.1f}")
+    overhead = (sum(totals) - sum(model_s)) / sum(totals)
+    print(f"model compute {sum(model_s) / n:.1f} ms/turn of {sum(totals) / n:.1f} ms/turn; "
+          f"not model compute: {overhead:.1%} (goal < 5%)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The turn pipeline on a stub model and the real SQLite store."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import make_png
+from ilearn.assistant import Assistant, looks_like_question
+from ilearn.config import Config
+from ilearn.errors import InvalidImage, InvalidInput, NotFound, SessionClosed
+from ilearn.memory.sqlite import open_store
+from ilearn.models.stub import StubVLM
+from ilearn.types import Feedback, FeedbackSource, Label, Role, TurnKind
+
+
+class KeywordDecoder:
+    """A minimal feedback decoder for these tests: 'thanks' is positive, 'no, it's X' a correction."""
+
+    def decode(self, turns):
+        text = turns[-1].text.lower()
+        if "thank" in text:
+            return Feedback(Label.POSITIVE, 0.9)
+        if text.startswith("no"):
+            correction = text.split("it's", 1)[1].strip(" .") if "it's" in text else None
+            return Feedback(Label.NEGATIVE, 0.9, correction, FeedbackSource.EXPLICIT if correction else
+                            FeedbackSource.IMPLICIT)
+        return Feedback(Label.NEUTRAL, 0.5)
+
+
+@pytest.fixture
+def assistant(tmp_path):
+    config = Config(home=str(tmp_path / "home"))
+    store = open_store(tmp_path / "home")
+    vlm = StubVLM(responder=lambda messages: "aspirin")
+    return Assistant(config, vlm, store, feedback_decoder=KeywordDecoder())
+
+
+def test_clear_question_is_answered_and_both_turns_persisted(assistant, png):
+    reply = assistant.respond("ana", "What is this medicine called?", image=png)
+    assert reply.kind == TurnKind.ANSWER and reply.text == "aspirin"
+    assert reply.precise_question == "What is this medicine called?"
+    session = assistant.get_session(reply.session_id)
+    assert [(t.role, t.kind) for t in session.turns] == [(Role.USER, TurnKind.QUESTION),
+                                                         (Role.ASSISTANT, TurnKind.ANSWER)]
+    assert session.turns[0].image is not None
+    assert assistant.store.get_image_bytes(session.turns[0].image.sha256) == png
+
+
+def test_ambiguous_question_gets_one_clarification_then_precise_answer(assistant, png):
+    first = assistant.respond("ana", "What is this?", image=png)
+    assert first.kind == TurnKind.CLARIFICATION and "dose" in first.text
+    second = assistant.respond("ana", "the dose", session_id=first.session_id)
+    assert second.kind == TurnKind.ANSWER
+    assert second.precise_question == "What is the dose of this?"
+    # the model saw the image and the precise question
+    last_call = assistant.vlm.calls[-1]
+    assert last_call[-1].content == "What is the dose of this?" and last_call[-1].image is not None
+
+
+def test_clarification_is_bounded(tmp_path, png):
+    config = Config(home=str(tmp_path)).override(clarify={"max_clarifications": 2})
+    a = Assistant(config, StubVLM(responder=lambda m: "aspirin"), open_store(tmp_path))
+    r1 = a.respond("bo", "what is this?", image=png)
+    r2 = a.respond("bo", "hmm the blue one", session_id=r1.session_id)
+    assert r2.kind == TurnKind.CLARIFICATION
+    r3 = a.respond("bo", "the blue one!", session_id=r1.session_id)
+    assert r3.kind == TurnKind.ANSWER and r3.precise_question.startswith("what is this?")
+
+
+def test_reactions_are_decoded_and_acknowledged(assistant, png):
+    r = assistant.respond("ana", "What is this medicine called?", image=png)
+    fix = assistant.respond("ana", "No, it's ibuprofen.", session_id=r.session_id)
+    assert fix.kind == TurnKind.REACTION and "ibuprofen" in fix.text
+    assert fix.feedback.label == Label.NEGATIVE and fix.feedback.correction == "ibuprofen"
+    stored = assistant.get_session(r.session_id).turns[2]
+    assert stored.kind == TurnKind.REACTION and stored.feedback.correction == "ibuprofen"
+
+
+def test_a_new_question_after_an_answer_is_answered(assistant, png):
+    r = assistant.respond("ana", "What is this medicine called?", image=png)
+    again = assistant.respond("ana", "What is the dose?", session_id=r.session_id)
+    assert again.kind == TurnKind.ANSWER and again.feedback.label == Label.NEUTRAL
+
+
+def test_new_image_starts_a_new_session(assistant, png):
+    r = assistant.respond("ana", "What is this medicine called?", image=png)
+    other = assistant.respond("ana", "What is this medicine called?", image=make_png((0, 0, 200)),
+                              session_id=r.session_id)
+    assert other.new_session and other.session_id != r.session_id
+    assert assistant.get_session(r.session_id).closed
+
+
+@pytest.mark.parametrize("text, error", [("", InvalidInput), ("   ", InvalidInput), ("x" * 5000, InvalidInput)])
+def test_bad_messages_are_refused_and_nothing_is_written(assistant, text, error):
+    with pytest.raises(error):
+        assistant.respond("ana", text)
+    assert assistant.store.list_sessions() == []
+
+
+def test_bad_images_are_refused_and_nothing_is_written(assistant):
+    with pytest.raises(InvalidImage):
+        assistant.respond("ana", "what is this?", image=b"\x89PNG broken")
+    assert assistant.store.list_sessions() == []
+
+
+def test_unknown_or_foreign_session(assistant, png):
+    with pytest.raises(NotFound, match="unknown session"):
+        assistant.respond("ana", "hello", session_id="ses_nope")
+    r = assistant.respond("ana", "What is this medicine called?", image=png)
+    with pytest.raises(NotFound):
+        assistant.respond("mallory", "and the dose?", session_id=r.session_id)
+
+
+def test_bad_user_id(assistant):
+    with pytest.raises(InvalidInput, match="user_id"):
+        assistant.respond("", "hello")
+    with pytest.raises(InvalidInput, match="user_id"):
+        assistant.respond("a b/c", "hello")
+
+
+def test_closed_session_refuses_turns(assistant, png, monkeypatch):
+    r = assistant.respond("ana", "What is this medicine called?", image=png)
+    assistant.store.close_session(r.session_id)
+    with pytest.raises(SessionClosed):
+        assistant.respond("ana", "thanks", session_id=r.session_id)
+
+
+def test_timings_cover_the_pipeline(assistant, png):
+    r = assistant.respond("ana", "What is this medicine called?", image=png)
+    assert {"clarify", "answer", "store", "total"} <= set(r.timings_ms)
+
+
+@pytest.mark.parametrize("text, expected", [("what is it?", True), ("Is it safe", True), ("thanks!", False),
+                                            ("no, it's ibuprofen", False)])
+def test_looks_like_question(text, expected):
+    assert looks_like_question(text) is expected
