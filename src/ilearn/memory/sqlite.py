@@ -150,7 +150,11 @@ class SQLiteStore:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
-        self._version = self._migrate()
+        try:
+            self._version = self._migrate()
+        except BaseException:
+            self.close()
+            raise
         logger.info("opened %s (schema version %d)", self.path, self._version)
 
     # ------------------------------------------------------------------ connections, transactions
@@ -159,9 +163,9 @@ class SQLiteStore:
             raise ILearnError(f"the store {self.path} is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
+                                   check_same_thread=False)
             try:
-                conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
-                                       check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
             except sqlite3.DatabaseError as exc:
                 conn.close()
