@@ -1,0 +1,154 @@
+"""Vision alignment of the `small` model (LLaVA stage 1): train the projector on image-question-answer data.
+
+    python -m ilearn.models.align [--steps 600] [--batch-size 16] [--lr 1e-3] [--threads 1]
+
+Data: the easy-vqa train split (package `easy-vqa`: 4,000 64x64 shape images, 38,575 questions, 13 answers).
+The frozen EfficientNet-Lite0 features are computed once and cached (pooled to the 3x3 grid the model uses),
+so each step only runs the projector and the frozen language model. Seeded and reproducible; writes
+`ilearn/assets/small_projector.safetensors` (fp16) and prints what it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ilearn.config import ModelConfig
+from ilearn.models.composed import ComposedProcessor, ComposedVLM
+
+logger = logging.getLogger(__name__)
+
+
+def easyvqa_features(model: ComposedVLM, processor: ComposedProcessor, cache: Path, split: str = "train",
+                     batch_size: int = 32) -> dict[int, torch.Tensor]:
+    """image id -> pooled vision features (num_image_tokens, vision_dim) fp16, cached in `cache`."""
+    import easy_vqa
+    from PIL import Image
+
+    if cache.is_file():
+        return torch.load(cache)
+    paths = easy_vqa.get_train_image_paths() if split == "train" else easy_vqa.get_test_image_paths()
+    ids = sorted(paths)
+    feats: dict[int, torch.Tensor] = {}
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(ids), batch_size), desc=f"EfficientNet features ({split})"):
+            chunk = ids[i: i + batch_size]
+            images = [Image.open(paths[j]).convert("RGB") for j in chunk]
+            pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+            tokens = model.projector.tokens(model.vision(pixels)).half()
+            feats.update(zip(chunk, tokens, strict=True))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(feats, cache)
+    return feats
+
+
+def encode_example(processor: ComposedProcessor, question: str, answer: str) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of one chat example; only the answer and its end-of-turn token are learned."""
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    prompt = processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    tok = processor.tokenizer
+    expanded = prompt.replace(processor.image_token, processor.image_token * processor.num_image_tokens)
+    p_ids = tok(expanded, add_special_tokens=False)["input_ids"]
+    a_ids = tok(answer, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
+    return p_ids + a_ids, [-100] * len(p_ids) + a_ids
+
+
+def collate(examples: list[tuple[list[int], list[int], torch.Tensor]], pad_id: int):
+    """Right-padded batch tensors: input_ids, attention_mask, labels, image_features."""
+    width = max(len(e[0]) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, (x, y, _) in enumerate(examples):
+        ids[i, : len(x)] = torch.tensor(x)
+        labels[i, : len(y)] = torch.tensor(y)
+        mask[i, : len(x)] = 1
+    feats = torch.stack([e[2] for e in examples]).float()
+    return ids, mask, labels, feats
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Train the projector; return a summary (steps, loss, seconds, output path)."""
+    from safetensors.torch import save_file
+
+    from ilearn.models.small import PROJECTOR_FILE, build_small, cache_root
+
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    config = ModelConfig(threads=args.threads, seed=args.seed)
+    model, processor = build_small(config, projector=None)
+    torch.manual_seed(args.seed)
+    model._init_weights(model.projector.fc1)
+    model._init_weights(model.projector.fc2)
+    cache = cache_root(config) / f"easyvqa-train-effnet-p{model.config.image_pool}.pt"
+    start = time.perf_counter()
+    feats = easyvqa_features(model, processor, cache)
+    logger.info("features ready (%d images) in %.0f s", len(feats), time.perf_counter() - start)
+
+    import easy_vqa
+
+    questions, answers, image_ids = easy_vqa.get_train_questions()
+    order = list(range(len(questions)))
+    random.Random(args.seed).shuffle(order)
+    needed = args.steps * args.batch_size
+    order = (order * (needed // len(order) + 1))[:needed]
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in model.projector.parameters():
+        p.requires_grad_(True)
+    model.train()
+    optim = torch.optim.AdamW(model.projector.parameters(), lr=args.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
+    pad_id = processor.tokenizer.pad_token_id
+    t0 = time.perf_counter()
+    losses: list[float] = []
+    bar = tqdm(range(args.steps), desc="align projector")
+    for step in bar:
+        idx = order[step * args.batch_size: (step + 1) * args.batch_size]
+        batch = [(*encode_example(processor, questions[i], answers[i]), feats[image_ids[i]]) for i in idx]
+        ids, mask, labels, f = collate(batch, pad_id)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels, image_features=f).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.projector.parameters(), 1.0)
+        optim.step()
+        sched.step()
+        optim.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
+            logger.info("step %d loss %.4f (%.2f s/step)", step, losses[-1], (time.perf_counter() - t0) / (step + 1))
+    seconds = time.perf_counter() - t0
+    out = Path(args.out or PROJECTOR_FILE)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().half().contiguous() for k, v in model.trainable_state(("projector",)).items()}
+    save_file(state, str(out), metadata={"steps": str(args.steps), "batch_size": str(args.batch_size),
+                                         "lr": str(args.lr), "seed": str(args.seed)})
+    tail = losses[-20:]
+    return {"steps": args.steps, "examples": needed, "train_seconds": round(seconds, 1),
+            "final_loss": round(sum(tail) / len(tail), 4), "out": str(out), "bytes": out.stat().st_size}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=600, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=16, help="examples per step")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle schedule)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and data order")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", default=None, help="output file (default: the shipped asset)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    summary = train(args)
+    print(f"aligned the projector: {summary}")  # noqa: T201 - entry point
+
+
+if __name__ == "__main__":
+    main()

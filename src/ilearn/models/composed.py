@@ -1,0 +1,352 @@
+"""A LLaVA-style vision-language model composed of an image encoder, an MLP projector and an HF causal LM.
+
+`ComposedVLM` is a real transformers model (config class, `save_pretrained` / `from_pretrained`, PEFT and TRL
+work with it unchanged); `ComposedProcessor` turns chat text with `<image>` markers and PIL images into
+`input_ids`, `attention_mask` and `pixel_values`. The wrapper behind the VisionLanguageModel protocol is
+`ilearn.models.composed_chat.ComposedVLMChat`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, PreTrainedConfig, PreTrainedModel
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.image_utils import PILImageResampling
+from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+from transformers.processing_utils import ProcessorMixin
+
+from ilearn.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
+
+IMAGE_TOKEN = "<image>"
+DEFAULT_SYSTEM_PROMPT = "You are a helpful robot assistant. Answer briefly."
+
+# ChatML (SmolLM2's format) with list content: {"type": "image"} becomes <image>, the processor expands it.
+CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] != 'system' %}<|im_start|>system\n__SYSTEM__<|im_end|>\n{% endif %}"
+    "{%- for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}" + IMAGE_TOKEN + "\n{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+class ComposedConfig(PreTrainedConfig):
+    """Vision settings plus the nested text (causal LM) config of a ComposedVLM."""
+
+    model_type = "ilearn_composed"
+    sub_configs = {"text_config": AutoConfig}
+
+    def __init__(
+        self,
+        vision_type: str = "cnn",
+        vision_dim: int = 64,
+        vision_channels: list[int] | None = None,
+        image_size: int = 224,
+        image_pool: int = 3,
+        image_token_id: int | None = None,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        text_config: dict | PreTrainedConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if vision_type not in {"cnn", "efficientnet-lite0"}:
+            raise InvalidInput(f"vision_type must be cnn or efficientnet-lite0, not {vision_type!r}")
+        self.vision_type = vision_type
+        self.vision_dim = vision_dim
+        self.vision_channels = list(vision_channels or [16, 32, 64])
+        self.image_size = image_size
+        self.image_pool = image_pool
+        self.image_token_id = image_token_id
+        self.image_mean = list(image_mean or [0.485, 0.456, 0.406])
+        self.image_std = list(image_std or [0.229, 0.224, 0.225])
+        if isinstance(text_config, dict):
+            from transformers import CONFIG_MAPPING
+
+            text_config = CONFIG_MAPPING[text_config.get("model_type", "llama")](**text_config)
+        self.text_config = text_config if text_config is not None else LlamaConfig()
+        kwargs.setdefault("tie_word_embeddings", False)
+        super().__init__(**kwargs)
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Placeholder tokens per image: the feature grid average-pooled to image_pool x image_pool."""
+        return self.image_pool * self.image_pool
+
+    @property
+    def hidden_size(self) -> int:  # read by TRL / PEFT / DeepSpeed helpers
+        return self.text_config.hidden_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text_config.vocab_size
+
+
+class TinyCNN(nn.Module):
+    """A small strided CNN: (B, 3, H, W) -> (B, C, H/2^k, W/2^k)."""
+
+    def __init__(self, channels: list[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        previous = 3
+        for c in channels:
+            layers += [nn.Conv2d(previous, c, 3, stride=2, padding=1), nn.GELU()]
+            previous = c
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.net(pixel_values)
+
+
+class EfficientNetFeatures(nn.Module):
+    """EfficientNet-Lite0's convolutional trunk: (B, 3, 224, 224) -> (B, 1280, 7, 7)."""
+
+    def __init__(self, net: nn.Module | None = None) -> None:
+        super().__init__()
+        if net is None:
+            from efficientnet_lite_pytorch import EfficientNet
+
+            net = EfficientNet.from_name("efficientnet-lite0")
+        self.net = net
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(pixel_values)
+
+
+class Projector(nn.Module):
+    """Pools a (B, C, H, W) grid to pool x pool tokens (or takes (B, N, C) as is), then LayerNorm + 2-layer MLP."""
+
+    def __init__(self, in_dim: int, out_dim: int, pool: int) -> None:
+        super().__init__()
+        self.pool = pool
+        self.norm = nn.LayerNorm(in_dim)
+        self.fc1 = nn.Linear(in_dim, out_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(out_dim, out_dim)
+
+    def tokens(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) feature map -> (B, pool*pool, C) pooled tokens; (B, N, C) passes through."""
+        if features.dim() == 4:
+            features = nn.functional.adaptive_avg_pool2d(features, self.pool).flatten(2).transpose(1, 2)
+        return features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(self.norm(self.tokens(features)))))
+
+
+def build_vision(config: ComposedConfig) -> nn.Module:
+    """The image encoder named by `config.vision_type` (weights random; loaders fill them)."""
+    if config.vision_type == "efficientnet-lite0":
+        return EfficientNetFeatures()
+    return TinyCNN(config.vision_channels)
+
+
+class ComposedVLM(PreTrainedModel):
+    """LLaVA-style VLM: `vision` -> `projector` -> replaces `<image>` placeholders in `language`'s input."""
+
+    config_class = ComposedConfig
+    base_model_prefix = ""
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _no_split_modules = ["LlamaDecoderLayer"]
+
+    def __init__(self, config: ComposedConfig) -> None:
+        super().__init__(config)
+        self.vision = build_vision(config)
+        self.projector = Projector(config.vision_dim, config.text_config.hidden_size, config.image_pool)
+        self.language = AutoModelForCausalLM.from_config(config.text_config)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    # -- plumbing PEFT / TRL rely on -------------------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return self.language.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.language.set_output_embeddings(value)
+
+    def get_decoder(self) -> nn.Module:
+        return self.language.get_decoder()
+
+    def train(self, mode: bool = True) -> ComposedVLM:
+        """Like nn.Module.train, but a frozen vision encoder stays in eval mode (BatchNorm statistics kept)."""
+        super().train(mode)
+        if mode and not any(p.requires_grad for p in self.vision.parameters()):
+            self.vision.eval()
+        return self
+
+    # -- the model ------------------------------------------------------------------------------------
+    def image_tokens(self, pixel_values: torch.Tensor | None = None,
+                     image_features: torch.Tensor | None = None) -> torch.Tensor:
+        """Projected image tokens (n_images, num_image_tokens, hidden) from pixels or precomputed features."""
+        if image_features is None:
+            if pixel_values is None:
+                raise InvalidInput("pixel_values or image_features is required")
+            dtype = next(self.vision.parameters()).dtype
+            image_features = self.vision(pixel_values.to(dtype))
+        image_features = image_features.to(self.projector.fc1.weight.dtype)
+        return self.projector(image_features)
+
+    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
+              image_features: torch.Tensor | None = None) -> torch.Tensor:
+        """Input embeddings with every `<image>` placeholder replaced by the projected image tokens, in order."""
+        embeds = self.get_input_embeddings()(input_ids)
+        mask = input_ids == self.config.image_token_id
+        n_slots = int(mask.sum())
+        if pixel_values is None and image_features is None:
+            if n_slots:
+                raise InvalidInput(f"the input has {n_slots} image placeholder tokens but no pixel_values")
+            return embeds
+        tokens = self.image_tokens(pixel_values, image_features)
+        if tokens.shape[0] * tokens.shape[1] != n_slots:
+            raise InvalidInput(f"{tokens.shape[0]} image(s) give {tokens.shape[0] * tokens.shape[1]} image tokens "
+                               f"but the text has {n_slots} placeholders")
+        return embeds.masked_scatter(mask.unsqueeze(-1), tokens.to(embeds.dtype).reshape(-1, embeds.shape[-1]))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        image_features: torch.Tensor | None = None,
+        **kwargs: Any,
+    ):
+        """The language model's CausalLMOutputWithPast (loss when `labels` are given)."""
+        kwargs.pop("token_type_ids", None)
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise InvalidInput("input_ids or inputs_embeds is required")
+            inputs_embeds = self.embed(input_ids, pixel_values, image_features)
+        return self.language(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                 pixel_values: torch.Tensor | None = None, **kwargs: Any):
+        """Like a decoder-only HF model's generate: returns the prompt ids followed by the new ids."""
+        kwargs.pop("token_type_ids", None)
+        if input_ids is None:
+            raise InvalidInput("input_ids is required")
+        embeds = self.embed(input_ids, pixel_values, kwargs.pop("image_features", None))
+        out = self.language.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        if isinstance(out, torch.Tensor):
+            return torch.cat([input_ids, out], dim=1)
+        out.sequences = torch.cat([input_ids, out.sequences], dim=1)
+        return out
+
+    def trainable_state(self, parts: tuple[str, ...] = ("projector",)) -> dict[str, torch.Tensor]:
+        """State dict of some parts (vision / projector / language), keys prefixed by the part name."""
+        return {f"{p}.{k}": v for p in parts for k, v in getattr(self, p).state_dict().items()}
+
+    def load_trainable(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a partial state dict (e.g. the shipped projector); unknown keys are an error."""
+        own = self.state_dict()
+        unknown = [k for k in state if k not in own]
+        if unknown:
+            raise InvalidInput(f"weights do not match this model: unknown keys {unknown[:5]}")
+        with torch.no_grad():
+            for k, v in state.items():
+                own[k].copy_(v.to(own[k].dtype))
+
+
+AutoConfig.register("ilearn_composed", ComposedConfig, exist_ok=True)
+
+
+def assemble(config: ComposedConfig, vision: nn.Module, language: nn.Module) -> ComposedVLM:
+    """A ComposedVLM around already-built (e.g. pretrained) parts; only the projector is freshly initialised."""
+    with torch.device("meta"):
+        model = ComposedVLM(config)
+    model.vision = vision
+    model.language = language
+    model.projector = Projector(config.vision_dim, config.text_config.hidden_size, config.image_pool)
+    model._init_weights(model.projector.fc1)
+    model._init_weights(model.projector.fc2)
+    return model
+
+
+def make_image_processor(config: ComposedConfig) -> SiglipImageProcessorPil:
+    """PIL + numpy image processor: any RGB image -> image_size square, normalised by the config's mean/std."""
+    return SiglipImageProcessorPil(
+        size={"height": config.image_size, "width": config.image_size}, resample=PILImageResampling.BICUBIC,
+        image_mean=config.image_mean, image_std=config.image_std, do_convert_rgb=True,
+    )
+
+
+def add_image_token(tokenizer) -> int:
+    """Add `<image>` as a special token (and a pad token distinct from end-of-turn); return its id."""
+    tokenizer.add_tokens([IMAGE_TOKEN], special_tokens=True)
+    if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
+        tokenizer.pad_token = "<|endoftext|>" if "<|endoftext|>" in tokenizer.get_vocab() else IMAGE_TOKEN
+    return tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+
+
+class ComposedProcessor(ProcessorMixin):
+    """Image processor + tokenizer; expands each `<image>` into `num_image_tokens` placeholders."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template: str | None = None,
+                 num_image_tokens: int = 9, system_prompt: str = DEFAULT_SYSTEM_PROMPT, **kwargs: Any) -> None:
+        self.num_image_tokens = num_image_tokens
+        self.system_prompt = system_prompt
+        self.image_token = IMAGE_TOKEN
+        if chat_template is None:
+            chat_template = CHAT_TEMPLATE.replace("__SYSTEM__", system_prompt)
+        super().__init__(image_processor, tokenizer, chat_template=chat_template)
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+
+    def __call__(self, images=None, text: str | list[str] | None = None, **kwargs: Any) -> BatchFeature:
+        """Tokenise `text` (one string or a batch) and preprocess `images` (one, a list, or a list per text)."""
+        if text is None:
+            raise InvalidInput("text is required")
+        texts = [text] if isinstance(text, str) else list(text)
+        flat = _flatten_images(images)
+        n_markers = sum(t.count(IMAGE_TOKEN) for t in texts)
+        if n_markers != len(flat):
+            raise InvalidInput(f"the text has {n_markers} {IMAGE_TOKEN} marker(s) but {len(flat)} image(s) were given")
+        expanded = [t.replace(IMAGE_TOKEN, IMAGE_TOKEN * self.num_image_tokens) for t in texts]
+        return_tensors = kwargs.pop("return_tensors", None)
+        for unused in ("images_kwargs", "text_kwargs", "videos", "audio"):
+            kwargs.pop(unused, None)
+        kwargs.setdefault("add_special_tokens", False)
+        data = dict(self.tokenizer(expanded, return_tensors=return_tensors, **kwargs))
+        if flat:
+            data["pixel_values"] = self.image_processor(flat, return_tensors="pt")["pixel_values"]
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", "pixel_values"]
+
+
+def _flatten_images(images) -> list:
+    if images is None:
+        return []
+    if not isinstance(images, (list, tuple)):
+        return [images]
+    flat: list = []
+    for item in images:
+        flat.extend(_flatten_images(item))
+    return flat

@@ -1,0 +1,168 @@
+"""The composed VLM classes, exercised through the `tiny` backend (random weights, built in about a second)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from ilearn.config import ModelConfig
+from ilearn.errors import InvalidInput, NotFound
+from ilearn.models import load_model
+from ilearn.models.base import Generation, Message, VisionLanguageModel
+from ilearn.models.composed import IMAGE_TOKEN, ComposedProcessor, ComposedVLM
+from ilearn.models.tiny import build_tiny
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model(ModelConfig(backend="tiny"))
+
+
+def red() -> Image.Image:
+    return Image.new("RGB", (50, 40), (255, 0, 0))
+
+
+def blue() -> Image.Image:
+    return Image.new("RGB", (20, 70), (0, 0, 255))
+
+
+def chat(question: str = "what color is the shape?") -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+
+
+def test_tiny_builds_fast_and_deterministically():
+    start = time.perf_counter()
+    m1, _ = build_tiny(ModelConfig(backend="tiny", seed=3))
+    assert time.perf_counter() - start < 10
+    m2, _ = build_tiny(ModelConfig(backend="tiny", seed=3))
+    m3, _ = build_tiny(ModelConfig(backend="tiny", seed=4))
+    w1, w2, w3 = (m.projector.fc1.weight for m in (m1, m2, m3))
+    assert torch.equal(w1, w2)
+    assert not torch.equal(w1, w3)
+
+
+def test_protocol_generate_and_score(tiny):
+    assert isinstance(tiny, VisionLanguageModel)
+    assert tiny.name == "tiny" and tiny.version == "base"
+    g = tiny.generate([Message("user", "what color is the shape?", red())], max_new_tokens=5)
+    assert isinstance(g, Generation) and isinstance(g.text, str)
+    assert g.prompt_tokens > 9 and 1 <= g.completion_tokens <= 5 and g.seconds > 0
+    scores = tiny.score([Message("user", "what color?", red())], ["red", "blue", "a long green thing"])
+    assert len(scores) == 3 and all(s < 0 for s in scores)
+    # batched scoring equals one-by-one scoring
+    one = [tiny.score([Message("user", "what color?", red())], [c])[0] for c in ["red", "a long green thing"]]
+    assert one == pytest.approx([scores[0], scores[2]], abs=1e-4)
+
+
+def test_bad_messages_are_refused(tiny):
+    with pytest.raises(InvalidInput):
+        tiny.generate([])
+    with pytest.raises(InvalidInput):
+        tiny.generate([Message("robot", "hi")])
+
+
+def test_processor_expands_image_and_pads_batches():
+    model, proc = build_tiny()
+    text = proc.apply_chat_template(chat(), tokenize=False, add_generation_prompt=True)
+    assert text.count(IMAGE_TOKEN) == 1 and text.endswith("<|im_start|>assistant\n")
+    batch = proc(text=[text, "no image, a much longer text without any picture at all"], images=[[red()], []],
+                 return_tensors="pt", padding=True)
+    assert set(batch) == {"input_ids", "attention_mask", "pixel_values"}
+    assert batch["pixel_values"].shape == (1, 3, 32, 32)
+    counts = (batch["input_ids"] == proc.image_token_id).sum(dim=1).tolist()
+    assert counts == [proc.num_image_tokens, 0]
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    assert max(lengths) == batch["input_ids"].shape[1] and min(lengths) < max(lengths)  # the short row is padded
+    with pytest.raises(InvalidInput):
+        proc(text=text, images=[red(), blue()])
+    with pytest.raises(InvalidInput):  # placeholders without pixels
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+
+def test_forward_loss_and_a_few_steps_learn():
+    model, proc = build_tiny()
+    text = proc.apply_chat_template(chat(), tokenize=False, add_generation_prompt=True) + "red<|im_end|>"
+    batch = proc(text=text, images=red(), return_tensors="pt")
+    model.train()
+    optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(5):
+        loss = model(**batch, labels=batch["input_ids"]).loss
+        assert torch.isfinite(loss)
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1
+
+
+def test_save_load_round_trip(tmp_path, tiny):
+    tiny.save(tmp_path / "full")
+    model = ComposedVLM.from_pretrained(tmp_path / "full")
+    proc = ComposedProcessor.from_pretrained(tmp_path / "full")
+    text = proc.apply_chat_template(chat(), tokenize=False, add_generation_prompt=True)
+    batch = proc(text=text, images=red(), return_tensors="pt")
+    with torch.inference_mode():
+        a = model.eval()(**batch).logits
+        b = tiny.model(**batch).logits
+    assert torch.equal(a, b)
+    assert proc.num_image_tokens == tiny.processor.num_image_tokens
+
+
+def test_generate_returns_prompt_then_new_tokens():
+    model, proc = build_tiny()
+    text = proc.apply_chat_template(chat(), tokenize=False, add_generation_prompt=True)
+    batch = proc(text=[text, text], images=[red(), blue()], return_tensors="pt", padding=True, padding_side="left")
+    out = model.generate(**batch, max_new_tokens=3, do_sample=False)
+    assert out.shape == (2, batch["input_ids"].shape[1] + 3)
+    assert torch.equal(out[:, : batch["input_ids"].shape[1]], batch["input_ids"])
+
+
+def test_set_weights_partial_file_and_reset(tmp_path):
+    vlm = load_model(ModelConfig(backend="tiny", seed=1))
+    before = vlm.score([Message("user", "what color?", red())], ["red"])[0]
+    with torch.no_grad():
+        vlm.model.projector.fc2.weight.mul_(3.0)
+    vlm.save(tmp_path / "v1", parts=("projector",))
+    changed = vlm.score([Message("user", "what color?", red())], ["red"])[0]
+    vlm.reset()  # nothing loaded: reset keeps the edited weights
+    vlm.set_weights(tmp_path / "v1", version="v1")
+    assert vlm.version == "v1"
+    assert vlm.score([Message("user", "what color?", red())], ["red"])[0] == pytest.approx(changed, abs=1e-5)
+    with pytest.raises(NotFound):
+        vlm.set_weights(tmp_path / "missing")
+    assert before != pytest.approx(changed, abs=1e-5)
+
+
+def test_peft_lora_wrap_trains_and_loads_as_adapter(tmp_path):
+    peft = pytest.importorskip("peft")
+    model, proc = build_tiny()
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                      modules_to_save=["projector"]))
+    names = [n for n, p in lora.named_parameters() if p.requires_grad]
+    assert any("lora_A" in n for n in names) and any("projector" in n for n in names)
+    assert not any("vision" in n for n in names)
+    text = proc.apply_chat_template(chat(), tokenize=False, add_generation_prompt=True) + "red<|im_end|>"
+    batch = proc(text=text, images=red(), return_tensors="pt")
+    optim = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        lora(**batch, labels=batch["input_ids"]).loss.backward()
+        optim.step()
+        optim.zero_grad()
+    lora.save_pretrained(tmp_path / "adapter")
+    with torch.inference_mode():
+        trained = lora(**batch).logits
+    vlm = load_model(ModelConfig(backend="tiny"))
+    with torch.inference_mode():
+        base = vlm.model(**batch).logits
+    vlm.load_adapter(tmp_path / "adapter", version="lora1")
+    with torch.inference_mode():
+        assert torch.allclose(vlm.model(**batch).logits, trained, atol=1e-5)
+    vlm.reset()
+    with torch.inference_mode():
+        assert torch.allclose(vlm.model(**batch).logits, base, atol=1e-6)
