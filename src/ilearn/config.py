@@ -91,8 +91,28 @@ class RetrievalConfig:
     """Distinct users who must agree before an answer is used for everyone (sharing=corroboration)."""
     hnsw_min_size: int = 20_000
     """Index size from which HNSW is used instead of exact flat search."""
+    hnsw_m: int = 16
+    """HNSW graph degree (FAISS M)."""
+    ef_construction: int = 80
+    """HNSW build-time beam width."""
+    ef_search: int = 64
+    """HNSW query-time beam width (raised in proportion for filtered searches, up to 1024)."""
+    exact_filter_fraction: float = 0.05
+    """A filter keeping less than this share of the index is searched exactly (HNSW recall falls under such filters)."""
+    max_dead_fraction: float = 0.25
+    """Removed vectors are tombstones until they exceed this share of the index; then it is compacted."""
+    candidates: int = 64
+    """Nearest events examined per search (own/shared pool and robot-wide pool each) before scope and threshold."""
+    save_every: int = 20
+    """Write the index file after this many changes (it is also written on close; the store stays the truth)."""
 
     def __post_init__(self) -> None:
+        if self.candidates < self.top_k:
+            raise InvalidInput("retrieval.candidates must be >= retrieval.top_k")
+        if self.hnsw_m < 2 or self.ef_construction < 1 or self.ef_search < 1 or self.save_every < 1:
+            raise InvalidInput("retrieval.hnsw_m >= 2, ef_construction, ef_search and save_every >= 1 required")
+        if not 0.0 <= self.exact_filter_fraction <= 1.0 or not 0.0 < self.max_dead_fraction <= 1.0:
+            raise InvalidInput("retrieval.exact_filter_fraction must be in [0, 1], max_dead_fraction in (0, 1]")
         if self.sharing not in {"corroboration", "trusted", "private"}:
             raise InvalidInput(f"retrieval.sharing must be corroboration, trusted or private, not {self.sharing!r}")
         if self.corroboration < 1:

