@@ -135,11 +135,13 @@ class FeedbackConfig:
     """Hybrid decoder: lexical rules firing with at least this confidence decide; the model decides the rest."""
     rephrase_overlap: float = 0.6
     """Share of content words a question shares with the previous one from which it counts as a rephrasing."""
+    rephrase_similarity: float = 0.55
+    """With a text embedder: cosine to the previous question from which a question counts as a rephrasing."""
 
     def __post_init__(self) -> None:
         if self.method not in {"model", "lexical", "hybrid"}:
             raise InvalidInput(f"feedback.method must be model, lexical or hybrid, not {self.method!r}")
-        for name in ("min_confidence", "lexical_confidence", "rephrase_overlap"):
+        for name in ("min_confidence", "lexical_confidence", "rephrase_overlap", "rephrase_similarity"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InvalidInput(f"feedback.{name} must be within [0, 1]")
 

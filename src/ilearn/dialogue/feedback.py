@@ -1,0 +1,537 @@
+"""Decode the user's reaction to the assistant's previous answer (ReSpect's implicit feedback).
+
+This is the only module that turns user words into feedback labels. Three backends share the
+`FeedbackDecoder` protocol:
+
+- `LexicalFeedbackDecoder`: rules over the reaction (thanks / "no, it's X" / frustration /
+  rephrasing of the previous question / topic change), no model;
+- `ModelFeedbackDecoder`: the VLM itself judges the reaction (ReSpect): a short judging prompt over
+  the last answer and the user's reply, scored over the three label words (`vlm.score`), which is
+  cheaper and steadier than free generation for a 135M model; optional contextual calibration;
+- `HybridFeedbackDecoder`: lexical rules decide when they fire with high confidence, the model
+  decides the rest, and a positive label needs the agreement of both.
+
+Corrections ("no, that's the ibuprofen" -> "ibuprofen") are extracted from the reaction text by
+patterns (`extract_correction`); a feedback carrying one has source EXPLICIT, else IMPLICIT.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from ilearn.errors import InvalidInput
+from ilearn.models.base import Message, TextEmbedder, VisionLanguageModel
+from ilearn.types import Feedback, FeedbackSource, Label, Role, Turn, TurnKind
+
+if TYPE_CHECKING:
+    from ilearn.config import FeedbackConfig
+
+logger = logging.getLogger(__name__)
+
+LABELS: tuple[Label, ...] = (Label.POSITIVE, Label.NEUTRAL, Label.NEGATIVE)
+
+
+@runtime_checkable
+class FeedbackDecoder(Protocol):
+    """Decode the user's newest turn as a reaction to the assistant's previous answer."""
+
+    def decode(self, turns: Sequence[Turn]) -> Feedback | None:
+        """`turns`: the session so far, the last one the user's new turn.
+
+        Returns None when there is no previous assistant answer to react to (first turn, or the
+        assistant's last turn was a clarifying question, whose reply is not feedback).
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What a reaction is about: the user's question, the assistant's answer, the user's reply."""
+
+    question: str
+    answer: str
+    reaction: str
+    new_image: bool = False  # the reaction brings a different image than the one answered about
+    earlier: tuple[Feedback, ...] = ()  # feedback the user already gave on this answer (follow-up turns)
+    follow_up: bool = False  # the assistant acknowledged a reaction in between ("Could you tell me the right answer?")
+
+
+def exchange_from_turns(turns: Sequence[Turn]) -> Exchange | None:
+    """The (question, answer, reaction) a decoder judges, or None when there is no answer to react to.
+
+    The answer is the assistant's last ANSWER turn; assistant REACTION turns (acknowledgements) after it
+    are skipped, which makes the exchange a follow-up; a CLARIFICATION in between means the user is
+    replying to a clarifying question, which is not feedback.
+    """
+    if not turns:
+        raise InvalidInput("no turns to decode feedback from")
+    last = turns[-1]
+    if last.role != Role.USER:
+        raise InvalidInput("the last turn must be the user's reaction")
+    answer_idx, follow_up, earlier = None, False, []
+    for i in range(len(turns) - 2, -1, -1):
+        t = turns[i]
+        if t.role == Role.ASSISTANT:
+            if t.kind == TurnKind.ANSWER:
+                answer_idx = i
+                break
+            if t.kind != TurnKind.REACTION:
+                return None
+            follow_up = True
+        elif t.feedback is not None:
+            earlier.append(t.feedback)
+    if answer_idx is None:
+        return None
+    answer = turns[answer_idx]
+    question_turn = next((t for t in reversed(turns[:answer_idx]) if t.role == Role.USER
+                          and t.kind == TurnKind.QUESTION), None)
+    question = answer.precise_question or (question_turn.text if question_turn else "")
+    shown = next((t.image for t in reversed(turns[: answer_idx + 1]) if t.image is not None), None)
+    new_image = last.image is not None and shown is not None and last.image.sha256 != shown.sha256
+    return Exchange(question=question, answer=answer.text, reaction=last.text, new_image=new_image,
+                    earlier=tuple(reversed(earlier)), follow_up=follow_up)
+
+
+def decode_exchange(judge: Callable[[Exchange], Feedback], turns: Sequence[Turn]) -> Feedback | None:
+    """Shared `decode` of every backend: find the exchange, judge it, apply the follow-up rule.
+
+    Follow-up rule: once the user has reacted to an answer and the assistant acknowledged it, a later
+    turn only counts as new feedback on that answer when it gives a correction ("it's X"); after a
+    negative without correction (the assistant asked for the right answer), a short statement with no
+    other marker ("ibuprofen") is taken as the correction. Anything else returns None, so a "thanks"
+    for the acknowledgement never turns a rejected answer into a confirmed one.
+    """
+    ex = exchange_from_turns(turns)
+    if ex is None:
+        return None
+    fb = judge(ex)
+    if not ex.follow_up:
+        return fb
+    if fb.label == Label.NEGATIVE and fb.correction:
+        return fb
+    asked = any(e.label == Label.NEGATIVE and not e.correction for e in ex.earlier) and not any(
+        e.correction for e in ex.earlier)
+    if asked:
+        bare = LexicalFeedbackDecoder().judge(ex)
+        span = normalise_answer(ex.reaction)
+        if bare.rationale == "no marker" and _valid_answer(span) and not answers_match(span, ex.answer):
+            return _feedback(Label.NEGATIVE, 0.8, span, "answer given after being asked")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# text helpers
+# ---------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_STOP = frozenset(
+    "a an the is are was were be it its it's this that these those what which who whom how why where when "
+    "of on in at to for with by from and or do does did can could would should will please me my i you your "
+    "there here there's what's one thing object item some any kind sort tell say about".split()
+)
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("\u2019", "'"))
+
+
+def _content(text: str) -> set[str]:
+    return {w for w in _words(text) if w not in _STOP and len(w) > 1}
+
+
+def overlap(a: str, b: str) -> float:
+    """Share of the smaller set of content words that the two texts have in common (0..1)."""
+    wa, wb = _content(a), _content(b)
+    if not wa or not wb:
+        return 0.0
+    return len(wa & wb) / min(len(wa), len(wb))
+
+
+_ARTICLE = re.compile(r"^(?:a|an|the|some|just|simply|called|named|more\s+of|kind\s+of|sort\s+of|more\s+like)\s+",
+                      re.I)
+_TRAIL = re.compile(
+    r"\s+(?:actually|though|obviously|clearly|of course|you know|mate|silly|dummy|instead|really|lol|"
+    r"please|for sure|i think|i guess|i believe|here|there)$", re.I)
+_NOT_ANSWER_START = frozenset(
+    "not no i i'm im you you're we what what's why how where who which can could please try look again wrong "
+    "incorrect it it's that that's this is was are do does did just still also even so very too quite".split()
+)
+_NOT_ANSWER = frozenset({
+    "wrong", "incorrect", "right", "correct", "it", "that", "this", "true", "false", "mistaken", "bad",
+    "nonsense", "terrible", "useless", "ok", "okay", "fine", "sure", "nothing", "all", "correct answer",
+    "wrong answer", "a mistake", "not it", "the one", "good", "great", "perfect", "helpful", "enough",
+})
+
+
+def normalise_answer(text: str) -> str:
+    """Strip articles, filler words, quotes and punctuation from an answer span; keep its case."""
+    text = text.strip().strip("\"'`“”‘’").strip()
+    text = re.sub(r"[\s.,;:!?)(\"'“”]+$", "", text)
+    text = re.sub(r"^[\s,;:\-\"'“”(]+", "", text)
+    for _ in range(3):
+        stripped = _TRAIL.sub("", _ARTICLE.sub("", text)).strip(" ,")
+        if stripped == text:
+            break
+        text = stripped
+    return text.strip("\"'`“”‘’ ")
+
+
+def answers_match(a: str, b: str) -> bool:
+    """Case- and article-insensitive equality of two short answers."""
+    return normalise_answer(a).lower() == normalise_answer(b).lower()
+
+
+_INTRO = (r"(?:it'?s|its|it\s+is|that'?s|thats|that\s+is|this\s+is|they'?re|they\s+are|those\s+are|"
+          r"it\s+was|should\s+be|(?:the\s+)?(?:right|correct|real)\s+answer\s+is|the\s+answer\s+is|"
+          r"i\s+think\s+it'?s|it'?s\s+called|that\s+one\s+is|you\s+mean|you\s+meant|answer\s*:|"
+          r"(?:the\s+)?label\s+says|it\s+says|isn'?t\s+(?:that|it|this)|aren'?t\s+(?:they|those))")
+_ADV = r"(?:(?:actually|really|obviously|clearly|definitely|in\s+fact|just|simply)\s+)?"
+_SPAN = r"(?P<ans>[^,.!?;]+)"
+_CORRECTION_PATTERNS: tuple[re.Pattern[str], ...] = (
+    # "not A but B", "not A, but rather B"
+    re.compile(r"\bnot\s+[^,.!?;]+?,?\s+but\s+(?:rather\s+|actually\s+)?(?:" + _INTRO + r"\s+)?" + _SPAN, re.I),
+    # "it's B, not A"
+    re.compile(r"\b" + _INTRO + r"\s+" + _ADV + r"(?P<ans>(?!not\b)[^,.!?;]+?)\s*,?\s+(?:and\s+)?not\s+(?:an?\s+|the\s+)?"
+               r"[^,.!?;]+", re.I),
+    # "... it's actually B", "that's the B", "the right answer is B"
+    re.compile(r"\b" + _INTRO + r"\s+" + _ADV + _SPAN, re.I),
+    # "actually B", "rather B", "instead, B"
+    re.compile(r"\b(?:actually|rather|instead)\s*[,:]?\s+" + _SPAN, re.I),
+    # "no, B" / "wrong: B" / "nope - B" / "no no, B"
+    re.compile(r"^\W*(?:(?:no+|nope|nah|wrong|incorrect|not\s+quite|not\s+really|negative|uh+|um+)\b[\s,.:;!\-\u2014]+)+"
+               + _SPAN, re.I),
+    # "not A, B" at the start
+    re.compile(r"^\W*not\s+(?:an?\s+|the\s+)?[^,.!?;]+?\s*[,;:\u2014-]\s*(?:but\s+)?(?:" + _INTRO + r"\s+)?" + _SPAN, re.I),
+    # "B, not A" at the start
+    re.compile(r"^\W*(?P<ans>[^,.!?;]+?)\s*,\s*not\s+(?:an?\s+|the\s+)?[^,.!?;]+[.!]?$", re.I),
+)
+
+
+_EVALUATIVE = frozenset(
+    "sorry ridiculous hopeless useless terrible awful nonsense rubbish garbage stupid answer answers wrong "
+    "incorrect mistake mistaken asked meant again silly dumb pathetic bad worse worst joke thanks thank all "
+    "enough everything bye".split())
+
+
+def _valid_answer(span: str) -> bool:
+    words = _words(span)
+    if not words or len(words) > 6 or any(w in _EVALUATIVE for w in words):
+        return False
+    if words[0] in _NOT_ANSWER_START or span.lower() in _NOT_ANSWER:
+        return False
+    return True
+
+
+def extract_correction(reaction: str, wrong_answer: str = "") -> str | None:
+    """The corrected answer a user gives in a reaction, normalised, or None when none is given.
+
+    "no, that's the ibuprofen" -> "ibuprofen"; "it's actually X" / "wrong, X" / "not A but B" -> X / B.
+    A span equal to the wrong answer is not a correction.
+    """
+    text = reaction.replace("\u2019", "'").strip()
+    for pattern in _CORRECTION_PATTERNS:
+        for match in pattern.finditer(text):
+            span = normalise_answer(match.group("ans"))
+            if _valid_answer(span) and not (wrong_answer and answers_match(span, wrong_answer)):
+                return span
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# lexical decoder
+# ---------------------------------------------------------------------------------------------
+
+
+def _rx(*phrases: str) -> re.Pattern[str]:
+    return re.compile(r"(?:" + "|".join(phrases) + r")", re.I)
+
+
+_NEG_STRONG = _rx(
+    r"\bwrong\b", r"\bincorrect\b", r"\bnot\s+(?:quite\s+)?(?:right|correct|true|it|that)\b",
+    r"\b(?:isn'?t|is\s+not|wasn'?t|ain'?t)\s+(?:right|correct|it|true|a|an|the|what)\b",
+    r"\bthat'?s\s+not\b", r"\bit'?s\s+not\b", r"\bmistake[n]?\b", r"\byou'?re\s+wrong\b",
+    r"^\W*(?:no+|nope|nah|negative)\b(?!\s*(?:thanks|thank|problem|worries|need|doubt))",
+    r"\bfor\s+nothing\b", r"\bnot\s+(?:what\s+i|helpful|useful)\b", r"\bmakes?\s+no\s+sense\b",
+    r"\bnonsense\b", r"\bnot\s+even\s+close\b", r"\bwhat\?+!*$", r"\bare\s+you\s+(?:even|blind|kidding|serious|sure)\b",
+    r"\b(?:useless|stupid|rubbish|garbage|terrible|awful|hopeless|pathetic|ridiculous)\b", r"\bugh+\b",
+    r"\bcome\s+on\b", r"\bseriously\b", r"\btry\s+again\b", r"\bagain\?", r"\bi\s+(?:said|asked|meant)\b",
+    r"\bmy\s+question\s+was\b", r"\blet\s+me\s+rephrase\b", r"\bdoesn'?t\s+look\s+like\b", r"\bnot\s+an?\b",
+    r"\bthat'?s\s+(?:a|an)\s+\w+,?\s+not\b", r"\bno\s+it'?s\b", r"\bactually,?\s+(?:it|that)'?s\b",
+    r"\bnot\s+\w+\s+but\b", r"\bdid\s*n'?t\s+(?:ask|help|answer)\b", r"\bdon'?t\s+think\s+so\b",
+    r"\bhow\s+(?:do|did|could)\s+you\s+(?:get|miss)\b", r"\bwhy\s+would\s+you\b", r"\bsigh\b", r"\bfacepalm\b",
+    r"\bnot\s+(?:really|quite)\b", r"^\W*not\s+(?!bad\b|too\s+bad\b)(?:an?\s+|the\s+)?\w+", r"\bclose,?\s+but\b", r"\bno\W*$",
+    r"\byeah,?\s+right\b", r"\bas\s+if\b", r"\bexcept\s+(?:it|that)'?s\b", r"\bdo\s+you\s+even\b",
+    r"\b(?:count|check|look|try)\b.*\bagain\b",
+)
+_POS = _rx(
+    r"\bthanks?\b", r"\bthank\s+you\b", r"\bthx\b", r"\bty\b", r"\bcheers\b", r"\bcorrect\b", r"\bright\b",
+    r"^\W*(?:yes|yep|yeah|yup|ya|aye|indeed|sure|absolutely|exactly|precisely|true)\b", r"\bexactly\b",
+    r"\bperfect\b", r"\bgreat\b", r"\bawesome\b", r"\bexcellent\b", r"\bgood\s+(?:job|one|answer|work)\b",
+    r"\bwell\s+done\b", r"\bnice\b", r"\bspot\s+on\b", r"\bthat'?s\s+(?:it|the\s+one|true|right)\b", r"\bgot\s+it\b",
+    r"\bmakes\s+sense\b", r"\bhelpful\b", r"\bbrilliant\b", r"\bcool\b", r"\bappreciate", r"\byou\s+got\s+it\b",
+    r"\bbingo\b", r"\bnailed\s+it\b", r"\bthat\s+helps\b", r"\bi\s+knew\s+it\b", r"\bconfirmed\b", r"\bbang\s+on\b",
+    r"\bthat\s+matches\b", r"\bagreed\b", r"\bgood\b", r"\bspot-on\b", r"\byes\b",
+)
+_POS_NEGATED = _rx(
+    r"\bnot\s+(?:\w+\s+)?(?:right|correct|helpful|good|great|true|it)\b", r"\bisn'?t\s+(?:right|correct|true)\b",
+    r"\bthanks\s+for\s+nothing\b", r"\bno\s+thanks?\b", r"\bno,?\s+thank\s+you\b", r"\bnot\s+exactly\b",
+    r"\bhardly\b", r"\byeah,?\s+right\b", r"\bgreat,?\s+(?:another|wrong|just)\b", r"\bi\s+don'?t\s+think\b",
+    r"\bnot\s+sure\b", r"\bnot\s+good\b", r"\bright\?\s*$", r"\bright\s+(?:one|side|hand|there)\b", r"\ball\s+right\b",
+)
+_CLOSING = _rx(r"\bno\s+thanks?\b", r"\bno,?\s+thank\s+you\b", r"\bthat'?s\s+all\b", r"\bnothing\s+else\b",
+               r"\bbye\b", r"\bthat\s+will\s+be\s+all\b", r"\bthat'?s\s+enough\b", r"\bnever\s*mind\b")
+_HEDGE = _rx(r"\bmaybe\b", r"\bperhaps\b", r"\bnot\s+sure\b", r"\bi\s+guess\b", r"\bhmm+\b", r"\bprobably\b",
+             r"\bi\s+suppose\b", r"\bmight\b", r"\bkind\s+of\b", r"\bsort\s+of\b", r"\bi\s+don'?t\s+know\b",
+             r"\bif\s+you\s+say\s+so\b", r"\bwhatever\b")
+_QUESTION_START = re.compile(r"^\W*(?:what|which|who|where|when|why|how|is|are|can|could|does|do|did|and|"
+                             r"what's|whats|tell|show|name|count|describe)\b", re.I)
+_FOLLOW_UP = re.compile(r"^\W*(?:yes|yep|yeah|ok|okay|right|correct|great|thanks?|thank\s+you|cool|good)\b"
+                        r"[\s,.!-]+(?:(?:and|but|so|now)\b)?", re.I)
+
+
+_STATEMENT = re.compile(r"(?:^|[.?!,;]\s*)(?:(?:uh+|um+|hmm+|hm+|erm|well|but|i\s+think|i\s+believe|clearly)[\s,]+)*"
+                        r"(?:it'?s|its|it\s+is|that'?s|that\s+is|this\s+is|this\s+one\s+is|they'?re|actually|"
+                        r"(?:the\s+)?label\s+says|it\s+says)\b", re.I)
+
+
+class LexicalFeedbackDecoder:
+    """Rules over the reaction text; no model. Confidences: 0.9 explicit, 0.75 implicit, 0.5-0.6 weak.
+
+    Rephrasings are questions close to the previous one: by shared content words, or, when a
+    `text_embedder` is given, by the cosine of the two questions' embeddings (catches rewordings).
+    """
+
+    def __init__(self, *, rephrase_overlap: float = 0.6, rephrase_similarity: float = 0.55,
+                 text_embedder: TextEmbedder | None = None):
+        self.rephrase_overlap = rephrase_overlap
+        self.rephrase_similarity = rephrase_similarity
+        self.text_embedder = text_embedder
+
+    def decode(self, turns: Sequence[Turn]) -> Feedback | None:
+        """See `FeedbackDecoder.decode`."""
+        return decode_exchange(self.judge, turns)
+
+    def _is_rephrasing(self, ex: Exchange, text: str) -> tuple[bool, float]:
+        if not ex.question or ex.new_image:
+            return False, 0.0
+        sim = overlap(text, ex.question)
+        if sim >= self.rephrase_overlap:
+            return True, sim
+        if self.text_embedder is not None:
+            a, b = self.text_embedder.embed_texts([text, ex.question])
+            cos = float((a * b).sum())
+            return cos >= self.rephrase_similarity, cos
+        return False, sim
+
+    def judge(self, ex: Exchange) -> Feedback:
+        """Label one exchange."""
+        text = ex.reaction.replace("\u2019", "'").strip()
+        low = text.lower()
+        closing = bool(_CLOSING.search(low))
+        neg = bool(_NEG_STRONG.search(low))
+        if neg and closing and re.match(r"^\W*no,?\s+thank", low) and not re.search(r"wrong|incorrect|not\s+right", low):
+            neg = False  # "no thanks, that's all": declining more help, not rejecting the answer
+        pos = bool(_POS.search(low)) and not _POS_NEGATED.search(low)
+        is_question = text.endswith("?") or bool(_QUESTION_START.match(low))
+        hedge = bool(_HEDGE.search(low))
+        if neg:
+            return _feedback(Label.NEGATIVE, 0.9, extract_correction(text, ex.answer), "negative marker")
+        # a statement naming something ("it's X", "the label says X"): a correction, or a confirmation
+        span = extract_correction(text, "") if _STATEMENT.search(low) and not closing else None
+        if span is not None:
+            if answers_match(span, ex.answer) or _content(span) <= _content(ex.answer):
+                return _feedback(Label.POSITIVE, 0.8, None, "restates the answer")
+            if not pos:
+                return _feedback(Label.NEGATIVE, 0.8, span, "counter-statement")
+        if pos and not hedge and (_FOLLOW_UP.match(low) or not is_question):
+            return _feedback(Label.POSITIVE, 0.9 if not is_question else 0.8, None, "positive marker")
+        if is_question and not pos:
+            rephrased, sim = self._is_rephrasing(ex, text)
+            if rephrased:
+                return _feedback(Label.NEGATIVE, 0.75, None, f"rephrasing (similarity {sim:.2f})")
+        if closing:
+            return _feedback(Label.NEUTRAL, 0.6, None, "closing")
+        if pos and hedge:
+            return _feedback(Label.NEUTRAL, 0.5, None, "hedged positive")
+        if is_question or ex.new_image:
+            return _feedback(Label.NEUTRAL, 0.6, None, "topic change")
+        return _feedback(Label.NEUTRAL, 0.5, None, "no marker")
+
+
+def _feedback(label: Label, confidence: float, correction: str | None, why: str) -> Feedback:
+    source = FeedbackSource.EXPLICIT if correction else FeedbackSource.IMPLICIT
+    return Feedback(label=label, confidence=confidence, correction=correction, source=source, rationale=why)
+
+
+# ---------------------------------------------------------------------------------------------
+# model decoder (ReSpect)
+# ---------------------------------------------------------------------------------------------
+
+JUDGE_SYSTEM = ("You read a short chat between a user and an assistant and say how the user reacted to the "
+                "assistant's answer.")
+JUDGE_TEMPLATE = ('The user asked: "{question}"\nThe assistant answered: "{answer}"\n'
+                  'The user then said: "{reaction}"\n'
+                  "Was the user's reaction to the answer positive, neutral or negative? Answer with one word.")
+DEFAULT_VERBALIZER: dict[Label, str] = {Label.POSITIVE: "positive", Label.NEUTRAL: "neutral",
+                                        Label.NEGATIVE: "negative"}
+
+
+def _softmax(scores: Sequence[float]) -> list[float]:
+    top = max(scores)
+    exps = [math.exp(s - top) for s in scores]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+class ModelFeedbackDecoder:
+    """ReSpect: the VLM judges the reaction; the label is the best-scored of three label words.
+
+    With `calibrate`, the label words' log-probabilities on a content-free reaction ("N/A") are
+    subtracted first (contextual calibration), which removes a small model's prior for one word.
+    Corrections come from `extract_correction` on the reaction text.
+    """
+
+    def __init__(self, vlm: VisionLanguageModel, *, calibrate: bool = True,
+                 verbalizer: dict[Label, str] | None = None, template: str = JUDGE_TEMPLATE):
+        self.vlm = vlm
+        self.calibrate = calibrate
+        self.verbalizer = dict(verbalizer or DEFAULT_VERBALIZER)
+        self.template = template
+
+    def decode(self, turns: Sequence[Turn]) -> Feedback | None:
+        """See `FeedbackDecoder.decode`."""
+        return decode_exchange(self.judge, turns)
+
+    def _scores(self, ex: Exchange) -> list[float]:
+        prompt = self.template.format(question=_clip(ex.question), answer=_clip(ex.answer),
+                                      reaction=_clip(ex.reaction))
+        messages = [Message("system", JUDGE_SYSTEM), Message("user", prompt)]
+        return list(self.vlm.score(messages, [self.verbalizer[lab] for lab in LABELS]))
+
+    def label_probs(self, ex: Exchange) -> dict[Label, float]:
+        """Probability of each label for one exchange (after calibration)."""
+        scores = self._scores(ex)
+        if self.calibrate:
+            prior = self._scores(Exchange(question=ex.question, answer=ex.answer, reaction="N/A"))
+            scores = [s - p for s, p in zip(scores, prior, strict=True)]
+        return dict(zip(LABELS, _softmax(scores), strict=True))
+
+    def judge(self, ex: Exchange) -> Feedback:
+        """Label one exchange."""
+        probs = self.label_probs(ex)
+        label = max(probs, key=probs.__getitem__)
+        correction = extract_correction(ex.reaction, ex.answer) if label == Label.NEGATIVE else None
+        return _feedback(label, probs[label], correction, "model judge " + ", ".join(
+            f"{k.value}={v:.2f}" for k, v in probs.items()))
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# hybrid
+# ---------------------------------------------------------------------------------------------
+
+
+class HybridFeedbackDecoder:
+    """Lexical rules decide when they fire with confidence >= `lexical_confidence`; the model decides
+    the rest, except that a positive needs both to agree (a false positive teaches the model its
+    mistakes), otherwise the label falls back to neutral."""
+
+    def __init__(self, model: ModelFeedbackDecoder, lexical: LexicalFeedbackDecoder | None = None,
+                 *, lexical_confidence: float = 0.75):
+        self.model = model
+        self.lexical = lexical or LexicalFeedbackDecoder()
+        self.lexical_confidence = lexical_confidence
+
+    def decode(self, turns: Sequence[Turn]) -> Feedback | None:
+        """See `FeedbackDecoder.decode`."""
+        return decode_exchange(self.judge, turns)
+
+    def judge(self, ex: Exchange) -> Feedback:
+        """Label one exchange."""
+        lex = self.lexical.judge(ex)
+        if lex.confidence >= self.lexical_confidence:
+            return lex
+        mod = self.model.judge(ex)
+        if mod.label == Label.POSITIVE and lex.label != Label.POSITIVE:
+            return _feedback(Label.NEUTRAL, 0.5, None, "model positive without lexical support")
+        if mod.label == Label.NEGATIVE and mod.correction is None and lex.correction:
+            return _feedback(Label.NEGATIVE, mod.confidence, lex.correction, mod.rationale)
+        return mod
+
+
+# ---------------------------------------------------------------------------------------------
+# factory
+# ---------------------------------------------------------------------------------------------
+
+DECODERS: dict[str, Callable[..., FeedbackDecoder]] = {}
+
+
+def _register(name: str):
+    def wrap(fn):
+        DECODERS[name] = fn
+        return fn
+    return wrap
+
+
+@_register("lexical")
+def _make_lexical(config: FeedbackConfig, vlm: VisionLanguageModel | None,
+                  text_embedder: TextEmbedder | None = None) -> FeedbackDecoder:
+    return LexicalFeedbackDecoder(rephrase_overlap=config.rephrase_overlap,
+                                  rephrase_similarity=config.rephrase_similarity, text_embedder=text_embedder)
+
+
+@_register("model")
+def _make_model(config: FeedbackConfig, vlm: VisionLanguageModel | None,
+                text_embedder: TextEmbedder | None = None) -> FeedbackDecoder:
+    if vlm is None:
+        raise InvalidInput("feedback.method=model needs a vision-language model")
+    return ModelFeedbackDecoder(vlm, calibrate=config.calibrate)
+
+
+@_register("hybrid")
+def _make_hybrid(config: FeedbackConfig, vlm: VisionLanguageModel | None,
+                 text_embedder: TextEmbedder | None = None) -> FeedbackDecoder:
+    if vlm is None:
+        raise InvalidInput("feedback.method=hybrid needs a vision-language model")
+    lexical = _make_lexical(config, vlm, text_embedder)
+    assert isinstance(lexical, LexicalFeedbackDecoder)
+    return HybridFeedbackDecoder(ModelFeedbackDecoder(vlm, calibrate=config.calibrate), lexical,
+                                 lexical_confidence=config.lexical_confidence)
+
+
+class ThresholdedDecoder:
+    """Wraps a decoder: a label decoded with confidence below `min_confidence` becomes neutral."""
+
+    def __init__(self, inner: FeedbackDecoder, min_confidence: float):
+        self.inner = inner
+        self.min_confidence = min_confidence
+
+    def decode(self, turns: Sequence[Turn]) -> Feedback | None:
+        """See `FeedbackDecoder.decode`."""
+        fb = self.inner.decode(turns)
+        if fb is not None and fb.label != Label.NEUTRAL and fb.confidence < self.min_confidence:
+            return Feedback(Label.NEUTRAL, fb.confidence, None, FeedbackSource.IMPLICIT,
+                            f"below min_confidence: {fb.rationale}")
+        return fb
+
+
+def make_decoder(config: FeedbackConfig, vlm: VisionLanguageModel | None = None,
+                 text_embedder: TextEmbedder | None = None) -> FeedbackDecoder:
+    """The decoder that `config.method` names, with the `min_confidence` floor applied.
+
+    `text_embedder` (optional, e.g. the retrieval memory's MiniLM) lets the lexical rules recognise
+    reworded rephrasings of the previous question.
+    """
+    factory = DECODERS.get(config.method)
+    if factory is None:
+        raise InvalidInput(f"unknown feedback.method {config.method!r}; choose one of {sorted(DECODERS)}")
+    return ThresholdedDecoder(factory(config, vlm, text_embedder), config.min_confidence)
