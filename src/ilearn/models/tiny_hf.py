@@ -6,8 +6,8 @@ family's processor (PIL image processors only: torchvision is not needed) and sa
 The folder then loads offline through `load_model(ModelConfig(backend="hf", path=folder))`.
 
 Qwen2-VL and SmolVLM processors normally require a video processor (which needs torchvision); the `*ImageOnly`
-processor subclasses below keep only the image processor and the tokenizer. `AutoProcessor.from_pretrained` on such
-a folder returns only the tokenizer, so use `load_processor(folder)` (or pass the processor explicitly to TRL).
+processor subclasses of `ilearn.models.hf` keep only the image processor and the tokenizer. `AutoProcessor.from_pretrained` on such
+a folder returns only the tokenizer, so use `ilearn.models.hf.load_processor(folder)` (or pass the processor explicitly to TRL).
 """
 
 from __future__ import annotations
@@ -19,17 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    Idefics3Processor,
-    LlavaProcessor,
-    PaliGemmaProcessor,
-    PreTrainedTokenizerFast,
-    ProcessorMixin,
-    Qwen2VLProcessor,
-    SmolVLMProcessor,
-)
+from transformers import Idefics3Processor, LlavaProcessor, PaliGemmaProcessor, PreTrainedTokenizerFast
 
 from ilearn.errors import InvalidInput
+from ilearn.models.hf import Qwen2VLImageOnlyProcessor, SmolVLMImageOnlyProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -66,31 +59,6 @@ IDEFICS_TEMPLATE = (
     "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
     "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
 )
-
-
-class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
-    """Qwen2-VL processor without the video processor (which needs torchvision)."""
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs: Any) -> None:
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-
-class SmolVLMImageOnlyProcessor(SmolVLMProcessor):
-    """SmolVLM processor without the video processor (which needs torchvision)."""
-
-    def __init__(self, image_processor=None, tokenizer=None, image_seq_len: int = 169, chat_template=None,
-                 **kwargs: Any) -> None:
-        super().__init__(image_processor, tokenizer, None, image_seq_len=image_seq_len, chat_template=chat_template,
-                         **kwargs)
-
-    def __call__(self, images=None, text=None, audio=None, videos=None, **kwargs: Any):
-        if videos is not None:
-            raise InvalidInput("this SmolVLM processor was built without video support")
-        return super().__call__(images=images, text=text, **kwargs)
-
-    def apply_chat_template(self, conversation, chat_template=None, **kwargs: Any):
-        """The generic template rendering (SmolVLM's own reads video settings from the missing video processor)."""
-        return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
 
 
 def train_tokenizer(special_tokens: list[str], *, eos: str, bos: str | None, pad: str, unk: str | None = None,
