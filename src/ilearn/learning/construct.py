@@ -1,0 +1,243 @@
+"""Data Construction (iLearnRobot): distil a finished dialogue into history events.
+
+A session is walked turn by turn. A user QUESTION opens a *request*; clarification replies refine it and
+the assistant's ANSWER turn carries the precise question it answered. The feedback decoded on the next
+user turn (``Turn.feedback``, set by the feedback module) judges the most recent answer:
+
+- positive: that answer is the correct one (label POSITIVE);
+- negative with a correction: the correction becomes the answer, the wrong answer goes to ``rejected``
+  (label NEGATIVE, meaning "the model was wrong, the user corrected it"); the event ``supersedes`` the
+  retrieved event whose answer the wrong answer repeated, if any (``Turn.retrieved``);
+- negative without a correction: the wrong answer goes to ``rejected``; a rephrased question (a QUESTION
+  turn whose feedback is negative) keeps the same request open, so a later confirmed or corrected answer
+  completes it (then the event has both an answer and rejected answers: DPO material);
+- neutral, or no reaction at all (abandoned session): nothing is learned from that answer.
+
+One request gives at most one event, in this representation:
+
+===============================  =========  ================  ==========================================
+outcome                          label      answer            status
+===============================  =========  ================  ==========================================
+confirmed                        POSITIVE   the model's       ACTIVE
+corrected                        NEGATIVE   the correction    ACTIVE
+only rejected, never answered    NEGATIVE   "" (empty)        QUARANTINED: never retrieved, never in SFT or
+                                                              DPO (no answer); used by KTO and rewards
+neutral / no reaction            (no event)
+===============================  =========  ================  ==========================================
+
+``provenance`` maps each field to the id of the turn it came from (``question``, ``question.asked``,
+``image``, ``answer``, ``label``, ``rejected.<i>``). Event ids are derived from the session and request
+turn ids, so distilling the same session twice yields the same ids (and the store refuses duplicates).
+
+Retiring a superseded event is left to ``RetrievalMemory.add`` when the new event is indexed: it owns
+the rule of who may retire whose event and quarantines corrections that contradict corroborated answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ilearn.dialogue.feedback import FeedbackDecoder, answers_match
+from ilearn.errors import NotFound
+from ilearn.memory.store import EventStore
+from ilearn.types import Event, EventStatus, Feedback, ImageRef, Label, Role, Session, Turn, TurnKind
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Request:
+    """One question being worked out in a session (the future event)."""
+
+    asked: Turn  # the user turn that opened it
+    image: ImageRef | None
+    image_src: str | None
+    question: str
+    question_src: str
+    last_answer: Turn | None = None
+    answer: str = ""
+    answer_src: str | None = None
+    label: Label | None = None
+    label_src: str | None = None
+    confidence: float = 1.0
+    corrected: bool = False
+    model_version: str | None = None
+    rejected: list[tuple[str, Turn]] = field(default_factory=list)  # (wrong answer, its turn)
+    supersede_from: list[tuple[str, list[str]]] = field(default_factory=list)  # (wrong answer, retrieved ids)
+
+
+def event_id_for(session_id: str, turn_id: str) -> str:
+    """Deterministic event id of the request opened by `turn_id` in `session_id`."""
+    return "evt_" + hashlib.sha256(f"{session_id}:{turn_id}".encode()).hexdigest()[:12]
+
+
+def distil_session(session: Session, decoder: FeedbackDecoder | None = None,
+                   store: EventStore | None = None) -> list[Event]:
+    """The events of one dialogue (see the module docstring). Pure: writes nothing.
+
+    `decoder` decodes user turns that carry no feedback yet (e.g. sessions logged without a decoder);
+    `store`, when given, is used to find which retrieved event a corrected answer came from (`supersedes`).
+    """
+    events, _ = _distil(session, decoder, store)
+    return events
+
+
+def _distil(session: Session, decoder: FeedbackDecoder | None,
+            store: EventStore | None) -> tuple[list[Event], dict[str, Feedback]]:
+    turns = sorted(session.turns, key=lambda t: t.seq)
+    decoded: dict[str, Feedback] = {}
+    requests: list[_Request] = []
+    current: _Request | None = None
+    image: ImageRef | None = None
+    image_src: str | None = None
+    for i, turn in enumerate(turns):
+        if turn.image is not None:
+            image, image_src = turn.image, turn.id
+        if turn.role == Role.USER:
+            feedback = turn.feedback
+            if feedback is None and decoder is not None and i > 0:
+                feedback = decoder.decode(turns[: i + 1])
+                if feedback is not None:
+                    turn.feedback = feedback
+                    decoded[turn.id] = feedback
+            if current is not None and current.last_answer is not None and feedback is not None:
+                _apply(current, feedback, turn)
+            retry = feedback is not None and feedback.label == Label.NEGATIVE
+            if turn.kind == TurnKind.QUESTION and not (retry and current is not None and turn.image is None):
+                current = _Request(asked=turn, image=image, image_src=image_src, question=turn.text,
+                                   question_src=turn.id)
+                requests.append(current)
+        elif turn.kind == TurnKind.ANSWER:
+            if current is None:  # an answer with no recorded question: its precise question opens the request
+                current = _Request(asked=turn, image=image, image_src=image_src,
+                                   question=turn.precise_question or "", question_src=turn.id)
+                requests.append(current)
+            current.last_answer = turn
+            if turn.precise_question:
+                current.question, current.question_src = turn.precise_question, turn.id
+    events = [e for r in requests if (e := _event(session, r, store)) is not None]
+    return events, decoded
+
+
+def _apply(req: _Request, feedback: Feedback, reaction: Turn) -> None:
+    """Apply the user's decoded reaction to the request's most recent answer."""
+    answer = req.last_answer
+    assert answer is not None
+    if feedback.label == Label.POSITIVE:
+        if req.corrected or any(t.id == answer.id for _, t in req.rejected):
+            return  # a "thanks" after a correction confirms the correction, not the wrong answer
+        req.answer, req.answer_src = answer.text, answer.id
+        req.label, req.label_src, req.confidence = Label.POSITIVE, reaction.id, feedback.confidence
+        req.model_version = answer.model_version
+    elif feedback.label == Label.NEGATIVE:
+        if not any(t.id == answer.id for _, t in req.rejected):
+            req.rejected.append((answer.text, answer))
+            if answer.retrieved:
+                req.supersede_from.append((answer.text, list(answer.retrieved)))
+        if req.answer_src == answer.id:  # it had been confirmed, now it is rejected
+            req.answer, req.answer_src, req.label = "", None, None
+        if feedback.correction:
+            req.answer, req.answer_src, req.corrected = feedback.correction, reaction.id, True
+            req.label, req.label_src, req.confidence = Label.NEGATIVE, reaction.id, feedback.confidence
+            req.model_version = answer.model_version
+        elif req.label is None:
+            req.label_src, req.confidence = reaction.id, feedback.confidence
+            req.model_version = answer.model_version
+
+
+def _event(session: Session, req: _Request, store: EventStore | None) -> Event | None:
+    if not req.answer and not req.rejected:
+        return None  # never answered, or answers met with neutral / no reaction
+    provenance = {"question": req.question_src, "question.asked": req.asked.id}
+    if req.image_src:
+        provenance["image"] = req.image_src
+    if req.answer_src:
+        provenance["answer"] = req.answer_src
+    if req.label_src:
+        provenance["label"] = req.label_src
+    for i, (_, turn) in enumerate(req.rejected):
+        provenance[f"rejected.{i}"] = turn.id
+    answered = bool(req.answer)
+    event = Event(
+        image=req.image, question=req.question, answer=req.answer, user_id=session.user_id,
+        robot_id=session.robot_id, rejected=_unique([text for text, _ in req.rejected]),
+        label=req.label or Label.NEGATIVE,
+        status=EventStatus.ACTIVE if answered else EventStatus.QUARANTINED,
+        id=event_id_for(session.id, req.asked.id), session_id=session.id, model_version=req.model_version,
+        provenance=provenance, confidence=req.confidence,
+    )
+    if req.corrected and store is not None:
+        event.supersedes = _superseded(store, req.supersede_from)
+    return event
+
+
+def _unique(texts: list[str]) -> list[str]:
+    out: list[str] = []
+    for t in texts:
+        if not any(answers_match(t, o) for o in out):
+            out.append(t)
+    return out
+
+
+def _superseded(store: EventStore, candidates: list[tuple[str, list[str]]]) -> str | None:
+    """The retrieved event whose answer the wrong answer repeated (first match), if any."""
+    for wrong, ids in candidates:
+        try:
+            retrieved = store.get_events(ids)
+        except NotFound:
+            retrieved = []
+        for old in retrieved:
+            if old.answer and (answers_match(old.answer, wrong) or _mentions(wrong, old.answer)):
+                return old.id
+    return None
+
+
+def _mentions(text: str, answer: str) -> bool:
+    """'It is aspirin.' mentions 'aspirin' (as whole words)."""
+    import re
+
+    return re.search(r"\b" + re.escape(answer.strip().lower()) + r"\b", text.lower()) is not None
+
+
+def close_and_distil(store: EventStore, session_id: str, decoder: FeedbackDecoder | None = None) -> list[Event]:
+    """Close the session (if open) and distil it once; returns the events added ([] when already distilled).
+
+    The events, the feedback decoded on the way and the distilled mark are written in one transaction,
+    after re-reading the session inside it, so two concurrent closes add the events once.
+    """
+    session = store.get_session(session_id, with_turns=False)
+    if session.distilled:
+        return []
+    if not session.closed:
+        store.close_session(session_id)
+    with store.transaction():
+        session = store.get_session(session_id)
+        if session.distilled:
+            return []
+        events, decoded = _distil(session, decoder, store)
+        for turn_id, feedback in decoded.items():
+            store.update_turn_feedback(turn_id, feedback)
+        if events:
+            store.add_events(events)
+        store.mark_distilled(session_id)
+    logger.info("session %s distilled into %d event(s)", session_id, len(events))
+    return events
+
+
+def distil_pending(store: EventStore, idle_timeout_s: float, now: float | None = None,
+                   decoder: FeedbackDecoder | None = None) -> list[Event]:
+    """Close sessions idle for longer than `idle_timeout_s` and distil every closed, undistilled session.
+
+    Run on start (crash recovery) and periodically; returns the events added.
+    """
+    now = time.time() if now is None else now
+    events: list[Event] = []
+    for session in store.list_sessions(open_only=True, idle_before=now - idle_timeout_s):
+        events += close_and_distil(store, session.id, decoder)
+    for session in store.list_sessions(undistilled=True):
+        if session.closed:
+            events += close_and_distil(store, session.id, decoder)
+    return events

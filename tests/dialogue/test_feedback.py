@@ -1,0 +1,187 @@
+"""Feedback decoders: labels, corrections, the follow-up rule, the model judge (stub VLM), the factory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ilearn.config import FeedbackConfig
+from ilearn.dialogue.feedback import (
+    Exchange,
+    HybridFeedbackDecoder,
+    LexicalFeedbackDecoder,
+    ModelFeedbackDecoder,
+    extract_correction,
+    make_decoder,
+    normalise_answer,
+)
+from ilearn.errors import InvalidInput
+from ilearn.models.stub import StubVLM
+from ilearn.types import Feedback, FeedbackSource, ImageRef, Label, Role, Turn, TurnKind
+
+DATA = Path(__file__).resolve().parents[2] / "src" / "ilearn" / "data" / "reactions.jsonl"
+IMG = ImageRef("a" * 64)
+
+
+def exchange(reaction: str, question: str = "what medicine is this?", answer: str = "It is aspirin.") -> list[Turn]:
+    return [Turn(Role.USER, question, TurnKind.QUESTION, image=IMG),
+            Turn(Role.ASSISTANT, answer, TurnKind.ANSWER, precise_question=question),
+            Turn(Role.USER, reaction, TurnKind.REACTION)]
+
+
+@pytest.mark.parametrize("reaction, expected", [
+    ("no, that's the ibuprofen", "ibuprofen"),
+    ("it's actually paracetamol", "paracetamol"),
+    ("wrong, cough syrup", "cough syrup"),
+    ("not aspirin but ibuprofen", "ibuprofen"),
+    ("it's ibuprofen, not aspirin", "ibuprofen"),
+    ("Nope. Ibuprofen!", "Ibuprofen"),
+    ("no no, an antihistamine.", "antihistamine"),
+    ("that's wrong", None),
+    ("no, sorry, that's wrong", None),
+    ("that's ridiculous", None),
+    ("no, I asked about the left bottle", None),
+])
+def test_correction_extraction(reaction, expected):
+    assert extract_correction(reaction, "It is aspirin.") == expected
+
+
+def test_correction_equal_to_the_wrong_answer_is_not_a_correction():
+    assert extract_correction("no, it's aspirin", "aspirin") is None
+    assert normalise_answer("  the Ibuprofen. ") == "Ibuprofen"
+
+
+@pytest.mark.parametrize("reaction, label, correction", [
+    ("thanks!", Label.POSITIVE, None),
+    ("yes, that's right", Label.POSITIVE, None),
+    ("yes, but what dose?", Label.POSITIVE, None),
+    ("no, that's the ibuprofen", Label.NEGATIVE, "ibuprofen"),
+    ("that's not right", Label.NEGATIVE, None),
+    ("ugh, useless", Label.NEGATIVE, None),
+    ("great, wrong again", Label.NEGATIVE, None),
+    ("thanks for nothing", Label.NEGATIVE, None),
+    ("which medicine is it?", Label.NEGATIVE, None),  # rephrasing of the question
+    ("where did I leave my keys?", Label.NEUTRAL, None),  # topic change
+    ("no thanks, that's all", Label.NEUTRAL, None),
+    ("hmm", Label.NEUTRAL, None),
+])
+def test_lexical_labels(reaction, label, correction):
+    fb = LexicalFeedbackDecoder().decode(exchange(reaction))
+    assert fb is not None and fb.label == label and fb.correction == correction
+    assert fb.source == (FeedbackSource.EXPLICIT if correction else FeedbackSource.IMPLICIT)
+
+
+def test_nothing_to_react_to():
+    decoder = LexicalFeedbackDecoder()
+    assert decoder.decode([Turn(Role.USER, "what is this?", TurnKind.QUESTION)]) is None
+    clarifying = [Turn(Role.USER, "what is this?", TurnKind.QUESTION),
+                  Turn(Role.ASSISTANT, "The box or the bottle?", TurnKind.CLARIFICATION),
+                  Turn(Role.USER, "no, the bottle", TurnKind.REACTION)]
+    assert decoder.decode(clarifying) is None
+    with pytest.raises(InvalidInput):
+        decoder.decode(exchange("thanks")[:2])
+    with pytest.raises(InvalidInput):
+        decoder.decode([])
+
+
+def test_new_image_question_is_a_topic_change_not_a_rephrasing():
+    turns = exchange("what medicine is this?")
+    turns[-1] = Turn(Role.USER, "what medicine is this?", TurnKind.QUESTION, image=ImageRef("b" * 64))
+    assert LexicalFeedbackDecoder().decode(turns).label == Label.NEUTRAL
+
+
+def test_follow_up_rule_after_an_acknowledgement():
+    decoder = LexicalFeedbackDecoder()
+    turns = exchange("no")
+    turns[-1].feedback = decoder.decode(turns)
+    assert turns[-1].feedback.label == Label.NEGATIVE and turns[-1].feedback.correction is None
+    turns.append(Turn(Role.ASSISTANT, "Sorry. Could you tell me the right answer?", TurnKind.REACTION))
+    # the bare answer to "what is the right answer?" is the correction
+    fb = decoder.decode([*turns, Turn(Role.USER, "ibuprofen", TurnKind.QUESTION)])
+    assert fb.label == Label.NEGATIVE and fb.correction == "ibuprofen" and fb.source == FeedbackSource.EXPLICIT
+    turns.append(Turn(Role.USER, "ibuprofen", TurnKind.REACTION, feedback=fb))
+    turns.append(Turn(Role.ASSISTANT, "Thank you, I'll remember: ibuprofen.", TurnKind.REACTION))
+    # a "thanks" for the acknowledgement must not confirm the rejected answer
+    assert decoder.decode([*turns, Turn(Role.USER, "thanks", TurnKind.REACTION)]) is None
+    # but a new correction still counts
+    fb = decoder.decode([*turns, Turn(Role.USER, "wait, it's actually paracetamol", TurnKind.REACTION)])
+    assert fb.correction == "paracetamol"
+
+
+def test_embedder_catches_reworded_rephrasings():
+    class Embedder:
+        dim = 2
+
+        def embed_texts(self, texts):
+            import numpy as np
+
+            return np.array([[1.0, 0.0] if "pill" in t or "medicine" in t else [0.0, 1.0] for t in texts])
+
+    ex = Exchange("what's in this pill bottle?", "It is aspirin.", "which medicine is it?")
+    assert LexicalFeedbackDecoder().judge(ex).label == Label.NEUTRAL
+    assert LexicalFeedbackDecoder(text_embedder=Embedder()).judge(ex).label == Label.NEGATIVE
+
+
+def _scorer(bias: float):
+    """Log-probs of a fake judge: 'negative' when the reaction says wrong, plus a constant bias for 'positive'."""
+    def score(messages, candidate):
+        reaction = messages[-1].content.split("The user then said:")[1]
+        s = {"positive": bias, "neutral": 0.0, "negative": 0.0}[candidate]
+        if "wrong" in reaction and candidate == "negative":
+            s += 2.0
+        if "lovely" in reaction and candidate == "positive":
+            s += 2.0
+        return s - 3.0
+    return score
+
+
+def test_model_decoder_scores_label_words_and_extracts_the_correction():
+    vlm = StubVLM(scorer=_scorer(bias=0.0))
+    fb = ModelFeedbackDecoder(vlm, calibrate=False).decode(exchange("wrong, it's ibuprofen"))
+    assert fb.label == Label.NEGATIVE and fb.correction == "ibuprofen" and 0.5 < fb.confidence <= 1.0
+    assert vlm.calls == []  # judged by scoring the label words, no free generation
+
+
+def test_calibration_removes_a_constant_prior():
+    vlm = StubVLM(scorer=_scorer(bias=5.0))
+    assert ModelFeedbackDecoder(vlm, calibrate=False).decode(exchange("that is wrong")).label == Label.POSITIVE
+    assert ModelFeedbackDecoder(vlm, calibrate=True).decode(exchange("that is wrong")).label == Label.NEGATIVE
+
+
+def test_hybrid_needs_lexical_support_for_positive():
+    model = ModelFeedbackDecoder(StubVLM(scorer=_scorer(bias=0.0)), calibrate=False)
+    hybrid = HybridFeedbackDecoder(model)
+    assert hybrid.decode(exchange("lovely")).label == Label.NEUTRAL  # model alone says positive
+    assert hybrid.decode(exchange("thanks, that's right")).label == Label.POSITIVE  # lexical rule decides
+    assert hybrid.decode(exchange("no, it's ibuprofen")).correction == "ibuprofen"
+
+
+def test_factory_and_settings():
+    assert isinstance(make_decoder(FeedbackConfig(method="lexical")).decode(exchange("thanks")), Feedback)
+    with pytest.raises(InvalidInput):
+        make_decoder(FeedbackConfig(method="model"))  # no model given
+    with pytest.raises(InvalidInput):
+        FeedbackConfig(method="psychic")
+    with pytest.raises(InvalidInput):
+        FeedbackConfig(min_confidence=1.5)
+    # a label below min_confidence is reported as neutral
+    decoder = make_decoder(FeedbackConfig(method="lexical", min_confidence=0.95))
+    assert decoder.decode(exchange("thanks")).label == Label.NEUTRAL
+    model = make_decoder(FeedbackConfig(method="hybrid"), StubVLM(scorer=_scorer(0.0)))
+    assert model.decode(exchange("no, that's the ibuprofen")).correction == "ibuprofen"
+
+
+def test_lexical_decoder_meets_the_precision_goals_on_the_labelled_set():
+    rows = [json.loads(line) for line in DATA.read_text().splitlines()]
+    assert len(rows) >= 500 and len({r["category"] for r in rows}) >= 8
+    decoder = LexicalFeedbackDecoder()
+    preds = [decoder.judge(Exchange(r["question"], r["answer"], r["reaction"])) for r in rows]
+    for label, goal in ((Label.POSITIVE, 0.95), (Label.NEGATIVE, 0.90)):
+        predicted = [r for r, p in zip(rows, preds, strict=True) if p.label == label]
+        precision = sum(r["label"] == label.value for r in predicted) / len(predicted)
+        assert precision >= goal, (label, precision)
+    corrections = [(r, p) for r, p in zip(rows, preds, strict=True) if r["correction"]]
+    accuracy = sum((p.correction or "").lower() == r["correction"].lower() for r, p in corrections) / len(corrections)
+    assert accuracy >= 0.9

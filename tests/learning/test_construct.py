@@ -1,0 +1,213 @@
+"""Data Construction: dialogues -> history events, on the real SQLite store."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from PIL import Image
+
+from ilearn.dialogue.feedback import LexicalFeedbackDecoder
+from ilearn.images import load_image
+from ilearn.learning.construct import close_and_distil, distil_pending, distil_session
+from ilearn.memory.sqlite import SQLiteStore
+from ilearn.types import Event, EventStatus, ImageRef, Label, Role, Session, Turn, TurnKind
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
+IMG = load_image(PNG)[1]
+DECODER = LexicalFeedbackDecoder()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SQLiteStore(tmp_path / "ilearn.db")
+    s.put_image(PNG, IMG)
+    yield s
+    s.close()
+
+
+class Dialogue:
+    """Plays a session into the store the way the assistant does (feedback decoded on each user turn)."""
+
+    def __init__(self, store: SQLiteStore, user: str = "ana", *, when: float | None = None):
+        self.store, self.when = store, when
+        store.ensure_user(user)
+        kwargs = {"created": when, "updated": when} if when is not None else {}
+        self.session = store.create_session(Session(user_id=user, **kwargs))
+        self.turns: list[Turn] = []
+
+    def _add(self, turn: Turn) -> Turn:
+        turn.session_id = self.session.id
+        if self.when is not None:
+            turn.time = self.when
+        self.store.add_turn(turn)
+        self.turns.append(turn)
+        return turn
+
+    def user(self, text: str, kind: TurnKind = TurnKind.REACTION, image: ImageRef | None = None,
+             decode: bool = True) -> Turn:
+        turn = Turn(Role.USER, text, kind, image=image)
+        if decode and self.turns:
+            turn.feedback = DECODER.decode([*self.turns, turn])
+        return self._add(turn)
+
+    def ask(self, text: str, image: ImageRef | None = None) -> Turn:
+        return self.user(text, TurnKind.QUESTION, image)
+
+    def answer(self, text: str, precise: str, retrieved: list[str] | None = None) -> Turn:
+        return self._add(Turn(Role.ASSISTANT, text, TurnKind.ANSWER, precise_question=precise,
+                              model_version="base", retrieved=retrieved or []))
+
+    def say(self, text: str, kind: TurnKind) -> Turn:
+        return self._add(Turn(Role.ASSISTANT, text, kind))
+
+
+def test_confirmation(store):
+    d = Dialogue(store)
+    q = d.ask("what medicine is this?", IMG)
+    a = d.answer("It is aspirin.", "what medicine is this?")
+    r = d.user("thanks!")
+    [event] = close_and_distil(store, d.session.id)
+    assert (event.question, event.answer, event.label, event.status) == (
+        "what medicine is this?", "It is aspirin.", Label.POSITIVE, EventStatus.ACTIVE)
+    assert event.image.sha256 == IMG.sha256 and event.rejected == [] and event.user_id == "ana"
+    assert event.provenance == {"question": a.id, "question.asked": q.id, "image": q.id, "answer": a.id,
+                                "label": r.id}
+    assert store.get_event(event.id).answer == "It is aspirin."
+    assert event.model_version == "base"
+
+
+def test_correction_supersedes_the_retrieved_event(store):
+    old = Event(image=IMG, question="what medicine is this?", answer="aspirin", user_id="ana")
+    store.add_events([old])
+    d = Dialogue(store)
+    d.ask("what medicine is this?", IMG)
+    a = d.answer("It is aspirin.", "what medicine is this?", retrieved=[old.id])
+    r = d.user("no, that's the ibuprofen")
+    d.say("Thank you, I'll remember: ibuprofen.", TurnKind.REACTION)
+    d.user("thanks")  # thanks for the acknowledgement: not a confirmation of the wrong answer
+    [event] = close_and_distil(store, d.session.id)
+    assert (event.answer, event.rejected, event.label) == ("ibuprofen", ["It is aspirin."], Label.NEGATIVE)
+    assert event.supersedes == old.id and event.status == EventStatus.ACTIVE
+    assert event.provenance["answer"] == r.id and event.provenance["rejected.0"] == a.id
+
+
+def test_correction_given_after_being_asked(store):
+    d = Dialogue(store)
+    d.ask("what medicine is this?", IMG)
+    d.answer("It is aspirin.", "what medicine is this?")
+    d.user("no")
+    d.say("Sorry about that. Could you tell me the right answer?", TurnKind.REACTION)
+    d.user("paracetamol", TurnKind.QUESTION)
+    [event] = close_and_distil(store, d.session.id)
+    assert (event.answer, event.rejected, event.label) == ("paracetamol", ["It is aspirin."], Label.NEGATIVE)
+
+
+def test_implicit_negative_by_rephrasing_then_confirmed(store):
+    d = Dialogue(store)
+    q = d.ask("what medicine is this?", IMG)
+    first = d.answer("It is aspirin.", "what medicine is this?")
+    retry = d.ask("which medicine is it?")
+    assert retry.feedback.label == Label.NEGATIVE
+    second = d.answer("It is ibuprofen.", "which medicine is it?")
+    d.user("yes, thank you")
+    [event] = close_and_distil(store, d.session.id)
+    assert (event.answer, event.rejected, event.label) == ("It is ibuprofen.", ["It is aspirin."], Label.POSITIVE)
+    assert event.question == "which medicine is it?" and event.provenance["question"] == second.id
+    assert event.provenance["question.asked"] == q.id and event.provenance["rejected.0"] == first.id
+
+
+def test_frustration_without_correction_keeps_the_wrong_answer_out_of_retrieval(store):
+    d = Dialogue(store)
+    d.ask("what fruit is this?", IMG)
+    d.answer("It is a pear.", "what fruit is this?")
+    d.user("ugh, useless")
+    [event] = close_and_distil(store, d.session.id)
+    assert event.answer == "" and event.rejected == ["It is a pear."] and event.label == Label.NEGATIVE
+    assert event.status == EventStatus.QUARANTINED
+    assert store.list_events(status=EventStatus.ACTIVE) == []
+
+
+def test_abandoned_and_neutral_sessions_give_nothing(store):
+    d = Dialogue(store)
+    d.ask("what fruit is this?", IMG)
+    d.answer("It is a pear.", "what fruit is this?")
+    assert close_and_distil(store, d.session.id) == []
+    assert store.get_session(d.session.id).distilled
+    d = Dialogue(store)
+    d.ask("what fruit is this?", IMG)
+    d.answer("It is a pear.", "what fruit is this?")
+    d.user("hmm")
+    assert close_and_distil(store, d.session.id) == []
+
+
+def test_clarification_and_several_questions(store):
+    d = Dialogue(store)
+    q1 = d.ask("what is this?", IMG)
+    d.say("Do you mean the fruit or the bowl?", TurnKind.CLARIFICATION)
+    d.user("the fruit")
+    a1 = d.answer("It is a mango.", "what fruit is this?")
+    d.user("correct")
+    q2 = d.ask("what colour is the bowl?")
+    d.answer("It is red.", "what colour is the bowl?")
+    d.user("no, it's blue")
+    e1, e2 = close_and_distil(store, d.session.id)
+    assert (e1.question, e1.answer, e1.label) == ("what fruit is this?", "It is a mango.", Label.POSITIVE)
+    assert e1.provenance["question"] == a1.id and e1.provenance["question.asked"] == q1.id
+    assert (e2.question, e2.answer, e2.rejected) == ("what colour is the bowl?", "blue", ["It is red."])
+    assert e2.provenance["image"] == q1.id and e2.provenance["question.asked"] == q2.id
+    assert e1.id != e2.id
+
+
+def test_closing_twice_creates_nothing_twice(store):
+    d = Dialogue(store)
+    d.ask("what medicine is this?", IMG)
+    d.answer("It is aspirin.", "what medicine is this?")
+    d.user("thanks")
+    first = close_and_distil(store, d.session.id)
+    assert len(first) == 1
+    assert close_and_distil(store, d.session.id) == []
+    assert store.count_events() == 1
+    # the pure function is deterministic: same ids, so the store would refuse a duplicate anyway
+    assert [e.id for e in distil_session(store.get_session(d.session.id))] == [first[0].id]
+
+
+def test_decoder_fills_missing_feedback_and_it_is_persisted(store):
+    d = Dialogue(store)
+    d.ask("what medicine is this?", IMG)
+    d.answer("It is aspirin.", "what medicine is this?")
+    r = d.user("it's actually ibuprofen", decode=False)
+    assert close_and_distil(store, Dialogue(store).session.id) == []  # other, empty session
+    [event] = close_and_distil(store, d.session.id, DECODER)
+    assert event.answer == "ibuprofen"
+    stored = next(t for t in store.get_session(d.session.id).turns if t.id == r.id)
+    assert stored.feedback is not None and stored.feedback.correction == "ibuprofen"
+
+
+def test_crash_recovery_distils_idle_and_closed_sessions(store):
+    long_ago = time.time() - 7200
+    idle = Dialogue(store, when=long_ago)  # left open by a crash two hours ago
+    idle.ask("what tool is this?", IMG)
+    idle.answer("It is a hammer.", "what tool is this?")
+    idle.user("yes")
+    closed = Dialogue(store)  # closed, but the process died before distilling it
+    closed.ask("what animal is this?", IMG)
+    closed.answer("This is a cat.", "what animal is this?")
+    closed.user("wrong, it's a rabbit")
+    store.close_session(closed.session.id)
+    recent = Dialogue(store)  # still in use: stays open
+    recent.ask("what fruit is this?", IMG)
+    recent.answer("It is a kiwi.", "what fruit is this?")
+    recent.user("thanks")
+    events = distil_pending(store, idle_timeout_s=1800, now=time.time())
+    assert sorted(e.answer for e in events) == ["It is a hammer.", "rabbit"]
+    assert store.get_session(idle.session.id).closed and not store.get_session(recent.session.id).closed
+    assert distil_pending(store, idle_timeout_s=1800) == []
