@@ -166,3 +166,23 @@ def test_peft_lora_wrap_trains_and_loads_as_adapter(tmp_path):
     vlm.reset()
     with torch.inference_mode():
         assert torch.allclose(vlm.model(**batch).logits, base, atol=1e-6)
+
+
+def test_trl_sft_trainer_accepts_model_and_processor(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    trl = pytest.importorskip("trl")
+    model, proc = build_tiny()
+    rows = [{"messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what color?"}]},
+                          {"role": "assistant", "content": [{"type": "text", "text": "red"}]}],
+             "images": [red()]}] * 4
+    args = trl.SFTConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, bf16=False,
+                         gradient_checkpointing=False, report_to=[], save_strategy="no", use_cpu=True,
+                         max_length=None)
+    before = model.projector.fc1.weight.detach().clone()
+    frozen = model.vision.net[0].weight
+    frozen.requires_grad_(False)
+    frozen_before = frozen.detach().clone()
+    trl.SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
+                   processing_class=proc).train()
+    assert not torch.equal(before, model.projector.fc1.weight)
+    assert torch.equal(frozen_before, model.vision.net[0].weight)

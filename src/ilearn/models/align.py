@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from ilearn.config import ModelConfig
@@ -48,15 +49,47 @@ def easyvqa_features(model: ComposedVLM, processor: ComposedProcessor, cache: Pa
     return feats
 
 
-def encode_example(processor: ComposedProcessor, question: str, answer: str) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) of one chat example; only the answer and its end-of-turn token are learned."""
-    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+class LoRALinear(nn.Module):
+    """A frozen nn.Linear plus a trainable low-rank update (B @ A) * alpha / r; merged into the weight when shipped."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.base = base
+        self.scale = alpha / rank
+        self.lora_A = nn.Parameter(torch.randn(rank, base.in_features) / base.in_features**0.5)
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.lora_A.T @ self.lora_B.T) * self.scale
+
+
+def add_lora(language: nn.Module, rank: int, alpha: float, targets: tuple[str, ...] = ("q_proj", "v_proj")) -> dict:
+    """Wrap the target linears of `language` in LoRALinear; return {module name: wrapper}."""
+    wrapped = {}
+    for name, module in list(language.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if child_name in targets and isinstance(child, nn.Linear):
+                lora = LoRALinear(child, rank, alpha)
+                setattr(module, child_name, lora)
+                wrapped[f"{name}.{child_name}"] = lora
+    return wrapped
+
+
+def split_prompt(processor: ComposedProcessor) -> tuple[str, str]:
+    """The chat prompt as (shared prefix up to the user header, per-example suffix template with {q})."""
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "{q}"}]}]
     prompt = processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    cut = prompt.index(processor.image_token)
+    suffix = prompt[cut:].replace(processor.image_token, processor.image_token * processor.num_image_tokens)
+    return prompt[:cut], suffix
+
+
+def encode_suffix(processor: ComposedProcessor, suffix: str, question: str, answer: str) -> tuple[list, list]:
+    """(input_ids, labels) of one example after the shared prefix; only the answer + end-of-turn are learned."""
     tok = processor.tokenizer
-    expanded = prompt.replace(processor.image_token, processor.image_token * processor.num_image_tokens)
-    p_ids = tok(expanded, add_special_tokens=False)["input_ids"]
+    q_ids = tok(suffix.replace("{q}", question), add_special_tokens=False)["input_ids"]
     a_ids = tok(answer, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
-    return p_ids + a_ids, [-100] * len(p_ids) + a_ids
+    return q_ids + a_ids, [-100] * len(q_ids) + a_ids
 
 
 def collate(examples: list[tuple[list[int], list[int], torch.Tensor]], pad_id: int):
@@ -73,14 +106,30 @@ def collate(examples: list[tuple[list[int], list[int], torch.Tensor]], pad_id: i
     return ids, mask, labels, feats
 
 
+def step_loss(model: ComposedVLM, prefix_ids: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+              labels: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    """Loss on the answer tokens; the shared prefix is encoded once (no grad), logits only where labels are."""
+    backbone = model.language.base_model
+    with torch.no_grad():
+        cache = backbone(input_ids=prefix_ids, use_cache=True).past_key_values
+    cache.batch_repeat_interleave(ids.shape[0])
+    full_mask = torch.cat([torch.ones(ids.shape[0], prefix_ids.shape[1], dtype=mask.dtype), mask], dim=1)
+    embeds = model.embed(ids, image_features=feats)
+    hidden = backbone(inputs_embeds=embeds, attention_mask=full_mask, past_key_values=cache,
+                      use_cache=True).last_hidden_state
+    targets = labels[:, 1:]
+    where = targets != -100
+    logits = model.language.lm_head(hidden[:, :-1][where])
+    return nn.functional.cross_entropy(logits.float(), targets[where])
+
+
 def train(args: argparse.Namespace) -> dict:
-    """Train the projector; return a summary (steps, loss, seconds, output path)."""
+    """Train the projector (and LoRA on the LM when --lora-rank > 0); return a summary."""
     from safetensors.torch import save_file
 
     from ilearn.models.small import PROJECTOR_FILE, build_small, cache_root
 
     torch.manual_seed(args.seed)
-    random.seed(args.seed)
     config = ModelConfig(threads=args.threads, seed=args.seed)
     model, processor = build_small(config, projector=None)
     torch.manual_seed(args.seed)
@@ -101,37 +150,49 @@ def train(args: argparse.Namespace) -> dict:
 
     for p in model.parameters():
         p.requires_grad_(False)
-    for p in model.projector.parameters():
-        p.requires_grad_(True)
+    wrapped = add_lora(model.language, args.lora_rank, args.lora_alpha) if args.lora_rank > 0 else {}
+    groups = [{"params": list(model.projector.parameters()), "lr": args.lr}]
+    if wrapped:
+        groups.append({"params": [p for w in wrapped.values() for p in (w.lora_A, w.lora_B)], "lr": args.lora_lr})
+    for g in groups:
+        for p in g["params"]:
+            p.requires_grad_(True)
     model.train()
-    optim = torch.optim.AdamW(model.projector.parameters(), lr=args.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
-    pad_id = processor.tokenizer.pad_token_id
+    optim = torch.optim.AdamW(groups, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=[g["lr"] for g in groups], total_steps=args.steps,
+                                                pct_start=0.05)
+    prefix, suffix = split_prompt(processor)
+    tok = processor.tokenizer
+    prefix_ids = torch.tensor([tok(prefix, add_special_tokens=False)["input_ids"]])
     t0 = time.perf_counter()
     losses: list[float] = []
-    bar = tqdm(range(args.steps), desc="align projector")
+    bar = tqdm(range(args.steps), desc="align")
     for step in bar:
         idx = order[step * args.batch_size: (step + 1) * args.batch_size]
-        batch = [(*encode_example(processor, questions[i], answers[i]), feats[image_ids[i]]) for i in idx]
-        ids, mask, labels, f = collate(batch, pad_id)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels, image_features=f).loss
+        batch = [(*encode_suffix(processor, suffix, questions[i], answers[i]), feats[image_ids[i]]) for i in idx]
+        loss = step_loss(model, prefix_ids, *collate(batch, tok.pad_token_id))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.projector.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
         optim.step()
         sched.step()
         optim.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if step % 10 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
-            logger.info("step %d loss %.4f (%.2f s/step)", step, losses[-1], (time.perf_counter() - t0) / (step + 1))
+            recent = losses[-10:]
+            bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")
+            logger.info("step %d loss %.4f (%.2f s/step)", step, sum(recent) / len(recent),
+                        (time.perf_counter() - t0) / (step + 1))
     seconds = time.perf_counter() - t0
     out = Path(args.out or PROJECTOR_FILE)
     out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().half().contiguous() for k, v in model.trainable_state(("projector",)).items()}
-    save_file(state, str(out), metadata={"steps": str(args.steps), "batch_size": str(args.batch_size),
-                                         "lr": str(args.lr), "seed": str(args.seed)})
+    for name, w in wrapped.items():  # stored low-rank; build_small merges W += B @ A * scale
+        state[f"lora.language.{name}.A"] = w.lora_A.detach().half().contiguous()
+        state[f"lora.language.{name}.B"] = (w.lora_B.detach() * w.scale).half().contiguous()
+    meta = {k: str(v) for k, v in vars(args).items()}
+    save_file(state, str(out), metadata=meta)
     tail = losses[-20:]
-    return {"steps": args.steps, "examples": needed, "train_seconds": round(seconds, 1),
+    return {"steps": args.steps, "examples": needed, "lora_modules": len(wrapped), "train_seconds": round(seconds, 1),
             "final_loss": round(sum(tail) / len(tail), 4), "out": str(out), "bytes": out.stat().st_size}
 
 
@@ -140,6 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=600, help="optimizer steps")
     parser.add_argument("--batch-size", type=int, default=16, help="examples per step")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle schedule)")
+    parser.add_argument("--lora-rank", type=int, default=8, help="LoRA rank on the LM's q/v projections (0: off)")
+    parser.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA alpha")
+    parser.add_argument("--lora-lr", type=float, default=5e-4, help="peak learning rate of the LoRA weights")
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and data order")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default=None, help="output file (default: the shipped asset)")

@@ -188,6 +188,21 @@ class ComposedVLM(PreTrainedModel):
     def set_output_embeddings(self, value: nn.Module) -> None:
         self.language.set_output_embeddings(value)
 
+    @property
+    def base_model(self) -> _Backbone:
+        """The model without its LM head (TRL's fused LM-head loss calls it and reads `last_hidden_state`)."""
+        return _Backbone(self)
+
+    @property
+    def generation_config(self):
+        """The language model's GenerationConfig (TRL reads and sets it)."""
+        return self.language.generation_config
+
+    @generation_config.setter
+    def generation_config(self, value) -> None:
+        if "language" in self._modules:
+            self.language.generation_config = value
+
     def get_decoder(self) -> nn.Module:
         return self.language.get_decoder()
 
@@ -271,6 +286,27 @@ class ComposedVLM(PreTrainedModel):
         with torch.no_grad():
             for k, v in state.items():
                 own[k].copy_(v.to(own[k].dtype))
+
+
+class _Backbone:
+    """Callable view of a ComposedVLM without the LM head: returns the language backbone's output."""
+
+    def __init__(self, vlm: ComposedVLM) -> None:
+        self.vlm = vlm
+
+    def __call__(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                 pixel_values: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                 image_features: torch.Tensor | None = None, **kwargs: Any):
+        kwargs.pop("token_type_ids", None)
+        if inputs_embeds is None:
+            inputs_embeds = self.vlm.embed(input_ids, pixel_values, image_features)
+        return self.vlm.language.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.vlm.get_input_embeddings()
+
+    def get_decoder(self) -> nn.Module:
+        return self.vlm.language.base_model
 
 
 AutoConfig.register("ilearn_composed", ComposedConfig, exist_ok=True)

@@ -120,11 +120,23 @@ def build_small(config: ModelConfig, *, projector: Path | None = PROJECTOR_FILE)
     if projector is not None:
         if not Path(projector).is_file():
             raise NotFound(f"projector weights {projector} are missing; run `python -m ilearn.models.align`")
-        model.load_trainable(load_file(str(projector)))
+        load_aligned(model, load_file(str(projector)))
     processor = ComposedProcessor(make_image_processor(vcfg), tokenizer, num_image_tokens=vcfg.num_image_tokens,
                                   system_prompt=SYSTEM_PROMPT)
     model.eval()
     return model, processor
+
+
+def load_aligned(model: ComposedVLM, state: dict[str, torch.Tensor]) -> None:
+    """Load the shipped alignment weights: projector tensors, plus LoRA pairs merged as W += B @ A."""
+    lora = {k[len("lora."):]: v for k, v in state.items() if k.startswith("lora.")}
+    model.load_trainable({k: v for k, v in state.items() if not k.startswith("lora.")})
+    own = model.state_dict()
+    with torch.no_grad():
+        for key in [k for k in lora if k.endswith(".A")]:
+            module = key[: -len(".A")]
+            weight = own[f"{module}.weight"]
+            weight += (lora[f"{module}.B"].float() @ lora[key].float()).to(weight.dtype)
 
 
 def load_small(config: ModelConfig) -> ComposedVLMChat:

@@ -1,0 +1,53 @@
+"""The embedded default model `small` (slow: loads EfficientNet-Lite0 + SmolLM2-135M, about 5 s once cached)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from ilearn.config import ModelConfig
+from ilearn.models import load_model
+from ilearn.models.base import Message, VisionLanguageModel
+
+pytestmark = pytest.mark.slow
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return load_model(ModelConfig(backend="small"))
+
+
+def easyvqa_colour_item():
+    easy_vqa = pytest.importorskip("easy_vqa")
+    questions, answers, image_ids = easy_vqa.get_test_questions()
+    paths = easy_vqa.get_test_image_paths()
+    i = next(i for i, q in enumerate(questions) if q == "what color is the shape?")
+    return questions[i], answers[i], Image.open(paths[image_ids[i]]).convert("RGB")
+
+
+def test_small_answers_an_easyvqa_colour_question(small):
+    assert isinstance(small, VisionLanguageModel) and small.name == "small"
+    question, answer, image = easyvqa_colour_item()
+    reply = small.generate([Message("user", question, image)], max_new_tokens=6)
+    assert reply.text.lower().split()[0].strip(".,!") == answer
+    assert reply.prompt_tokens < 60  # short system prompt + 9 image tokens + the question
+
+
+def test_small_scores_the_right_colour_highest(small):
+    question, answer, image = easyvqa_colour_item()
+    colours = ["red", "green", "blue", "yellow", "teal", "brown", "gray", "black"]
+    scores = small.score([Message("user", question, image)], colours)
+    assert colours[scores.index(max(scores))] == answer
+
+
+def test_small_sees_the_image(small):
+    red = Image.new("RGB", (64, 64), (255, 255, 255))
+    red.paste((220, 30, 30), (16, 16, 48, 48))
+    blue = Image.new("RGB", (64, 64), (255, 255, 255))
+    blue.paste((30, 30, 220), (16, 16, 48, 48))
+    q = "what color is the shape?"
+    a = small.score([Message("user", q, red)], ["red", "blue"])
+    b = small.score([Message("user", q, blue)], ["red", "blue"])
+    assert a[0] > a[1] and b[1] > b[0]
