@@ -153,9 +153,21 @@ def build_vlm(backend: str):
     if backend == "smollm-text":
         return SmolLMText()
     from ilearn.config import ModelConfig
+    from ilearn.errors import NotFound
     from ilearn.models import load_model
 
-    return load_model(ModelConfig(backend=backend))
+    try:
+        return load_model(ModelConfig(backend=backend))
+    except NotFound as exc:
+        if backend != "small":
+            raise
+        # The judge prompt is text only, so the projector plays no part: use the small model without it.
+        from ilearn.models.composed_chat import ComposedVLMChat
+        from ilearn.models.small import build_small
+
+        print(f"note: {exc}; judging is text-only, so the small model is used with a random projector")
+        model, processor = build_small(ModelConfig(), projector=None)
+        return ComposedVLMChat(model, processor, ModelConfig(), name="small")
 
 
 def main() -> None:
