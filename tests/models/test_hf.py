@@ -193,3 +193,19 @@ def test_cuda_bfloat16(folders, kind):
     assert gen.completion_tokens >= 1
     scores = vlm.score(QUESTION, ["red", "red red red red red red red"])
     assert all(math.isfinite(s) for s in scores) and scores[1] < scores[0]
+
+
+def test_wrapper_is_generic_over_model_and_processor():
+    """The same wrapper serves the project's own ComposedVLM (tiny backend) with identical results."""
+    from ilearn.models.composed_chat import ComposedVLMChat
+    from ilearn.models.tiny import build_tiny
+
+    config = ModelConfig(backend="tiny")
+    model, processor = build_tiny(config)
+    ours = HFVisionLanguageModel(model, processor, config, name="tiny")
+    theirs = ComposedVLMChat(model, processor, config, name="tiny")
+    question = [Message("user", "what color is the shape?", image=RED)]
+    assert ours.score(question, ["red", "a blue dog"]) == pytest.approx(theirs.score(question, ["red", "a blue dog"]),
+                                                                        abs=1e-4)
+    assert ours.generate(question, max_new_tokens=4).completion_tokens == theirs.generate(
+        question, max_new_tokens=4).completion_tokens

@@ -1,4 +1,4 @@
-"""Tiny random-weight transformers VLMs (LLaVA, Qwen2-VL, Idefics3, SmolVLM, PaliGemma) saved to a folder, for tests.
+"""Tiny random-weight transformers VLMs (LLaVA(-NeXT), Qwen2(.5)-VL, Idefics3, SmolVLM, PaliGemma) saved to a folder, for tests.
 
 Each builder makes a real transformers model class from a tiny config (hidden 32, 2 layers, 32 px images) and a
 byte-level BPE tokenizer trained on the spot with `tokenizers` (about 0.1 s, deterministic), wraps them with the
@@ -22,11 +22,15 @@ import torch
 from transformers import Idefics3Processor, LlavaProcessor, PaliGemmaProcessor, PreTrainedTokenizerFast
 
 from ilearn.errors import InvalidInput
-from ilearn.models.hf import Qwen2VLImageOnlyProcessor, SmolVLMImageOnlyProcessor
+from ilearn.models.hf import (
+    Qwen2_5_VLImageOnlyProcessor,
+    Qwen2VLImageOnlyProcessor,
+    SmolVLMImageOnlyProcessor,
+)
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("llava", "qwen2_vl", "idefics3", "smolvlm", "paligemma")
+KINDS = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "paligemma")
 """The families `build_tiny_hf` can build."""
 
 HIDDEN = 32
@@ -109,6 +113,48 @@ def _build_llava():
                          vision_feature_select_strategy="default", vision_feature_layer=-1,
                          projector_hidden_act="gelu")
     return LlavaForConditionalGeneration(config), processor
+
+
+def _build_llava_next():
+    from transformers import (
+        CLIPVisionConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextProcessor,
+    )
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    tokenizer = train_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"], eos="<|im_end|>",
+                                bos="<|im_start|>", pad="<|endoftext|>", extra={"extra_special_tokens":
+                                                                                {"image_token": "<image>"}})
+    pinpoints = [[IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, 2 * IMAGE_SIZE], [2 * IMAGE_SIZE, IMAGE_SIZE]]
+    image_processor = LlavaNextImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, image_grid_pinpoints=pinpoints,
+                                                 crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8,
+                                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                   chat_template=CHATML_TEMPLATE.replace("{{ IMAGE }}", "<image>"))
+    config = LlavaNextConfig(vision_config=CLIPVisionConfig(**_vision_kwargs()), text_config=_llama(tokenizer),
+                             image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+                             vision_feature_select_strategy="default", vision_feature_layer=-1,
+                             image_grid_pinpoints=pinpoints)
+    return LlavaNextForConditionalGeneration(config), processor
+
+
+def _build_qwen2_5_vl():
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    qwen2, processor = _build_qwen2_vl()
+    processor = Qwen2_5_VLImageOnlyProcessor(image_processor=processor.image_processor, tokenizer=processor.tokenizer,
+                                             chat_template=processor.chat_template)
+    base = qwen2.config
+    vision = dict(depth=LAYERS, hidden_size=HIDDEN, intermediate_size=HIDDEN * 2, num_heads=4, patch_size=8,
+                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3, out_hidden_size=HIDDEN,
+                  window_size=16, fullatt_block_indexes=[LAYERS - 1])
+    config = Qwen2_5_VLConfig(text_config=base.text_config.to_dict(), vision_config=vision,
+                              image_token_id=base.image_token_id, video_token_id=base.video_token_id,
+                              vision_start_token_id=base.vision_start_token_id,
+                              vision_end_token_id=base.vision_end_token_id)
+    return Qwen2_5_VLForConditionalGeneration(config), processor
 
 
 def _build_qwen2_vl():
@@ -198,7 +244,7 @@ def _build_paligemma():
 
 
 _BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
-    "llava": _build_llava, "qwen2_vl": _build_qwen2_vl, "idefics3": _build_idefics3, "smolvlm": _build_smolvlm,
+    "llava": _build_llava, "llava_next": _build_llava_next, "qwen2_vl": _build_qwen2_vl, "qwen2_5_vl": _build_qwen2_5_vl, "idefics3": _build_idefics3, "smolvlm": _build_smolvlm,
     "paligemma": _build_paligemma,
 }
 
@@ -217,11 +263,12 @@ def make_tiny_hf(kind: str, seed: int = 0) -> tuple[torch.nn.Module, Any]:
 def build_tiny_hf(kind: str, folder: Path, seed: int = 0) -> Path:
     """Build a tiny random-weight transformers VLM and save model + processor to `folder`; returns `folder`.
 
-    `kind` is one of KINDS: "llava" (LlavaForConditionalGeneration, CLIP vision tower, Llama text), "qwen2_vl"
-    (Qwen2VLForConditionalGeneration), "idefics3" (Idefics3ForConditionalGeneration), "smolvlm"
+    `kind` is one of KINDS: "llava" (LlavaForConditionalGeneration, CLIP vision tower, Llama text), "llava_next"
+    (LlavaNextForConditionalGeneration, any-resolution tiles), "qwen2_vl" (Qwen2VLForConditionalGeneration),
+    "qwen2_5_vl" (Qwen2_5_VLForConditionalGeneration), "idefics3" (Idefics3ForConditionalGeneration), "smolvlm"
     (SmolVLMForConditionalGeneration; needs `num2words`) or "paligemma" (PaliGemmaForConditionalGeneration, Gemma
     text). All have hidden size 32, 2 layers and take 32 px images; weights are random but deterministic for `seed`.
-    Takes a second or so, fully offline. The chat-template families use ChatML (LLaVA, Qwen2-VL) or the Idefics3
+    Takes a second or so, fully offline. The chat-template families use ChatML (LLaVA, Qwen) or the Idefics3
     "User:/Assistant:" layout; PaliGemma has no chat template (prefix + suffix, as the real model).
 
     Load the result with `load_model(ModelConfig(backend="hf", path=str(folder)))`, or get the raw pair with
