@@ -1,0 +1,297 @@
+"""Training recipes over TRL's trainers: `sft`, `dpo`, `kto` and `reinforce`.
+
+Each recipe reads top to bottom: setup (a fresh copy of the base model, frozen except the chosen parts, LoRA
+where asked), data (TRL's standard columns, images included), train (the TRL trainer, `processing_class`
+passed explicitly), save (a PEFT adapter or the trained parts' tensors, never a full model copy).
+
+Every candidate is trained from the base weights on its whole dataset snapshot, so a version is always
+"base + its own adapter" and versions never stack. Runs on CPU in float32 and on CUDA (bf16 mixed precision
+where the GPU supports it); the device comes from the wrapper's ModelConfig.
+
+    train(vlm, rows, LearnConfig(recipe="sft"), "versions/v3") -> TrainResult
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ilearn.config import LearnConfig
+from ilearn.errors import InvalidInput
+from ilearn.learning.parts import PreparedModel, make_trl_compatible, prepare, save_trained
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a recipe run produced and how fast it went."""
+
+    recipe: str
+    path: str
+    examples: int
+    steps: int
+    tokens: int
+    seconds: float
+    train_loss: float
+    trainable_params: int
+    total_params: int
+    parts: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "tokens_per_s": self.tokens_per_s}
+
+
+# -- setup ------------------------------------------------------------------------------------------------
+def base_model(vlm: Any) -> torch.nn.Module:
+    """A trainable copy of the wrapper's base weights (a fresh load when the wrapper serves a trained version)."""
+    if getattr(vlm, "version", "base") == "base":
+        model = copy.deepcopy(vlm.model)
+    else:
+        from ilearn.models import load_model
+
+        logger.info("the model serves version %s; loading fresh base weights to train from", vlm.version)
+        model = load_model(vlm.config).model
+    return make_trl_compatible(model)
+
+
+def setup(vlm: Any, settings: LearnConfig) -> PreparedModel:
+    """The base model, frozen except `settings.trainable` (LoRA for the parts in `settings.lora`)."""
+    torch.manual_seed(settings.seed)
+    model = base_model(vlm)
+    return prepare(model, tuple(settings.trainable), tuple(settings.lora), lora_r=settings.lora_r,
+                   lora_alpha=settings.lora_alpha)
+
+
+def trainer_args(config_cls: type, settings: LearnConfig, out_dir: Path, device: torch.device, **extra: Any):
+    """TRL config for this run: no hub, no reports, no checkpoints; bf16 only on a CUDA GPU that supports it."""
+    cuda = device.type == "cuda"
+    return config_cls(
+        output_dir=str(out_dir / "trainer"),  # TRL's scratch folder, removed after training
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps or -1,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        seed=settings.seed,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        fp16=False,
+        gradient_checkpointing=False,
+        use_cpu=not cuda,
+        report_to="none",
+        push_to_hub=False,
+        save_strategy="no",
+        logging_steps=max(1, settings.max_steps // 10) if settings.max_steps else 10,
+        dataloader_num_workers=0,
+        disable_tqdm=True,  # progress goes to the logger (LogCallback), never to stdout
+        **extra,
+    )
+
+
+def model_device(vlm: Any) -> torch.device:
+    """The device the wrapper serves on (its ModelConfig), else where its weights are."""
+    config = getattr(vlm, "config", None)
+    if config is not None and getattr(config, "device", None):
+        return torch.device(config.device)
+    return next(vlm.model.parameters()).device
+
+
+# -- data -------------------------------------------------------------------------------------------------
+def to_dataset(rows: Sequence[dict], required: tuple[str, ...]):
+    """A datasets.Dataset from rows with TRL's standard columns; a clear error when columns are missing."""
+    from datasets import Dataset
+
+    if not rows:
+        raise InvalidInput("no training examples: collect more events first")
+    missing = [c for c in required if c not in rows[0]]
+    if missing:
+        raise InvalidInput(f"training rows lack column(s) {missing}; they have {sorted(rows[0])}")
+    return Dataset.from_list(list(rows))
+
+
+def messages_to_prompt_completion(row: dict) -> dict:
+    """`messages` -> `prompt` (all but the last turn) + `completion` (the last, assistant turn): loss on the answer only."""
+    if "prompt" in row:
+        return row
+    messages = list(row.get("messages") or [])
+    if len(messages) < 2 or messages[-1]["role"] != "assistant":
+        raise InvalidInput("an sft row needs `messages` ending with the assistant's answer")
+    out = {k: v for k, v in row.items() if k != "messages"}
+    out["prompt"], out["completion"] = messages[:-1], [messages[-1]]
+    return out
+
+
+def reward_of(row: dict, settings: LearnConfig) -> float:
+    """A row's reward: its `reward`, else its feedback `label` remapped as in ReSpect (1 / -0.1 / 0)."""
+    if row.get("reward") is not None:
+        return float(row["reward"])
+    label = row.get("label")
+    remap = {"positive": settings.reward_positive, "negative": settings.reward_negative,
+             "neutral": settings.reward_neutral, True: settings.reward_positive, False: settings.reward_negative}
+    key = label if isinstance(label, bool) else str(getattr(label, "value", label)).lower()
+    if key not in remap:
+        raise InvalidInput(f"a reinforce row needs a `reward` or a feedback `label`, not {label!r}")
+    return remap[key]
+
+
+class LogCallback:
+    """Sends the trainer's periodic logs (loss, learning rate...) to this module's logger."""
+
+    def __getattr__(self, name: str):  # every other TrainerCallback event: do nothing
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+        logger.info("step %d: %s", state.global_step, logs)
+
+
+# -- train and save ---------------------------------------------------------------------------------------
+def run(trainer: Any, prepared: PreparedModel, recipe: str, n_examples: int, out_dir: Path) -> TrainResult:
+    """Train, save what was trained, and report the figures."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(LogCallback())
+    start = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - start
+    save_trained(prepared, out_dir)
+    shutil.rmtree(out_dir / "trainer", ignore_errors=True)
+    n_train, n_total = prepared.count()
+    result = TrainResult(
+        recipe=recipe, path=str(out_dir), examples=n_examples, steps=int(output.global_step),
+        tokens=int(getattr(trainer, "_total_train_tokens", 0)), seconds=seconds,
+        train_loss=float(output.training_loss), trainable_params=n_train, total_params=n_total,
+        parts={"full": list(prepared.full), "lora": list(prepared.lora)},
+    )
+    logger.info("%s: %d steps on %d examples in %.1f s (%.0f tokens/s), loss %.4f", recipe, result.steps,
+                n_examples, seconds, result.tokens_per_s, result.train_loss)
+    return result
+
+
+def sft(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
+    """Filtered fine-tuning (ReSpect's most reliable recipe): SFT on positive and corrected answers."""
+    from trl import SFTConfig, SFTTrainer
+
+    out_dir = Path(out_dir)
+    prepared = setup(vlm, settings)
+    dataset = to_dataset([messages_to_prompt_completion(r) for r in rows], ("prompt", "completion"))
+    args = trainer_args(SFTConfig, settings, out_dir, model_device(vlm), max_length=None)
+    trainer = SFTTrainer(model=prepared.model, args=args, train_dataset=dataset, processing_class=vlm.processor)
+    return run(trainer, prepared, "sft", len(dataset), out_dir)
+
+
+def reference_model(prepared: PreparedModel, vlm: Any) -> torch.nn.Module | None:
+    """DPO / KTO reference: None with LoRA (TRL disables the adapter), else a frozen copy of the base model."""
+    if prepared.is_peft:
+        return None
+    ref = base_model(vlm)
+    ref.requires_grad_(False)
+    return ref.eval()
+
+
+def dpo(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
+    """DPO on corrected events: the correction is `chosen`, the rejected answer `rejected` (User-VLM's stage 3)."""
+    from trl import DPOConfig, DPOTrainer
+
+    out_dir = Path(out_dir)
+    prepared = setup(vlm, settings)
+    dataset = to_dataset(rows, ("prompt", "chosen", "rejected"))
+    args = trainer_args(DPOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None)
+    trainer = DPOTrainer(model=prepared.model, ref_model=reference_model(prepared, vlm), args=args,
+                         train_dataset=dataset, processing_class=vlm.processor)
+    return run(trainer, prepared, "dpo", len(dataset), out_dir)
+
+
+def kto(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
+    """KTO on every decoded answer: `label` True for well-received answers, False for rejected ones (ReSpect)."""
+    from trl import KTOConfig, KTOTrainer
+
+    out_dir = Path(out_dir)
+    prepared = setup(vlm, settings)
+    dataset = to_dataset(rows, ("prompt", "completion", "label"))
+    labels = set(dataset["label"])
+    if labels != {True, False}:
+        raise InvalidInput(f"kto needs both desirable and undesirable examples; the labels are only {labels}")
+    args = trainer_args(KTOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None)
+    trainer = KTOTrainer(model=prepared.model, ref_model=reference_model(prepared, vlm), args=args,
+                         train_dataset=dataset, processing_class=vlm.processor)
+    return run(trainer, prepared, "kto", len(dataset), out_dir)
+
+
+def reinforce(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
+    """ReSpect's REINFORCE, offline: logged (prompt, completion) pairs weighted by the decoded-feedback reward.
+
+    TRL has no offline REINFORCE trainer (its RLOO / GRPO sample online), so this is a reward-weighted NLL,
+    loss = -sum_i r_i * log p(completion_i | prompt_i) / n_completion_tokens, through a small SFTTrainer
+    subclass (`RewardWeightedSFTTrainer`) that overrides only `compute_loss`; rewards are remapped from the
+    feedback labels (positive 1, negative -0.1, neutral 0 by default).
+    """
+    from trl import SFTConfig
+
+    out_dir = Path(out_dir)
+    prepared = setup(vlm, settings)
+    data = [{**messages_to_prompt_completion(r), "reward": reward_of(r, settings)} for r in rows]
+    data = [{k: v for k, v in r.items() if k != "label"} for r in data]
+    dataset = to_dataset(data, ("prompt", "completion", "reward"))
+    args = trainer_args(SFTConfig, settings, out_dir, model_device(vlm), max_length=None,
+                        remove_unused_columns=False)
+    trainer = reward_weighted_trainer()(model=prepared.model, args=args, train_dataset=dataset,
+                                       processing_class=vlm.processor)
+    return run(trainer, prepared, "reinforce", len(dataset), out_dir)
+
+
+def reward_weighted_trainer() -> type:
+    """`RewardWeightedSFTTrainer`: TRL's SFTTrainer with the loss -r * log p(completion | prompt) (built lazily: TRL
+    is an optional dependency)."""
+    from trl import SFTTrainer
+
+    class RewardWeightedSFTTrainer(SFTTrainer):
+        """SFTTrainer whose collator also yields each row's `reward` and whose loss weights each row by it."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            collate = self.data_collator
+
+            def with_rewards(examples: list[dict]) -> dict:
+                batch = collate(examples)
+                batch["rewards"] = torch.tensor([float(e["reward"]) for e in examples])
+                return batch
+
+            self.data_collator = with_rewards
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            rewards = inputs.pop("rewards")
+            outputs = model(**inputs, fused_lm_head=True)  # per-token log p of the labels, zero where ignored
+            weighted = rewards.to(outputs.log_probs.device, outputs.log_probs.dtype)[:, None] * outputs.log_probs
+            n_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = -weighted.sum() / torch.as_tensor(n_tokens).clamp(min=1)
+            if model.training and "attention_mask" in inputs:
+                self._total_train_tokens += int(inputs["attention_mask"].sum())
+            return (loss, outputs) if return_outputs else loss
+
+    return RewardWeightedSFTTrainer
+
+
+Recipe = Callable[[Any, Sequence[dict], LearnConfig, "str | Path"], TrainResult]
+RECIPES: dict[str, Recipe] = {"sft": sft, "dpo": dpo, "kto": kto, "reinforce": reinforce}
+
+
+def train(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
+    """Run the recipe `settings.recipe` on `rows` (TRL's columns for that recipe) and save the result in `out_dir`."""
+    recipe = RECIPES.get(settings.recipe)
+    if recipe is None:
+        raise InvalidInput(f"unknown recipe {settings.recipe!r}; choose one of {sorted(RECIPES)}")
+    return recipe(vlm, rows, settings, out_dir)

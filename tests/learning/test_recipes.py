@@ -1,0 +1,135 @@
+"""Recipes: a few steps on tiny models, then the trainable parts changed and the frozen ones did not."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from learning_data import rows_for
+
+from ilearn.config import LearnConfig, ModelConfig
+from ilearn.errors import InvalidInput
+from ilearn.learning.parts import ATTENTION_PROJECTIONS, locate_parts, part_of
+from ilearn.learning.recipes import reward_of, train
+
+STEPS = dict(max_steps=2, batch_size=2, learning_rate=1e-2)
+
+
+def changed_keys(vlm, path) -> tuple[set[str], dict[str, str]]:
+    """Keys of the base state dict that the saved version changes (LoRA merged), and the model's part paths."""
+    from ilearn.learning.parts import apply_trained
+
+    base = copy.deepcopy(vlm.model)
+    located = locate_parts(base)
+    before = {k: v.detach().clone() for k, v in base.state_dict().items()}
+    model = apply_trained(base, path)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    after = model.state_dict()
+    assert set(after) == set(before)
+    return {k for k in before if not torch.equal(before[k], after[k])}, located
+
+
+def check_parts(vlm, result, trainable: tuple[str, ...], lora: tuple[str, ...]) -> None:
+    changed, located = changed_keys(vlm, result.path)
+    parts_changed = {part_of(k, located) for k in changed}
+    assert parts_changed == set(trainable), (parts_changed, trainable)
+    if "language" in lora:  # LoRA on the language model touches only its attention projections
+        lang = [k for k in changed if part_of(k, located) == "language"]
+        assert lang and all(k.split(".")[-2] in ATTENTION_PROJECTIONS for k in lang)
+
+
+@pytest.mark.parametrize("recipe", ["sft", "dpo", "kto", "reinforce"])
+def test_every_recipe_trains_only_the_chosen_parts(tiny_vlm, tmp_path, recipe):
+    serving = {k: v.clone() for k, v in tiny_vlm.model.state_dict().items()}
+    settings = LearnConfig(recipe=recipe, **STEPS)  # default: projector in full + language LoRA
+    result = train(tiny_vlm, rows_for(recipe), settings, tmp_path / recipe)
+    assert result.steps == 2 and result.tokens > 0 and result.tokens_per_s > 0
+    assert 0 < result.trainable_params < result.total_params
+    check_parts(tiny_vlm, result, ("projector", "language"), ("language",))
+    assert (tmp_path / recipe / "adapter_config.json").is_file()
+    assert (tmp_path / recipe / "weights.safetensors").is_file()
+    assert not (tmp_path / recipe / "ref").exists() and not (tmp_path / recipe / "trainer").exists()
+    # the model that serves answers is never touched by training
+    assert all(torch.equal(serving[k], v) for k, v in tiny_vlm.model.state_dict().items())
+
+
+@pytest.mark.parametrize("trainable,lora", [
+    (("vision",), ()),
+    (("projector",), ()),
+    (("language",), ("language",)),
+    (("vision",), ("vision",)),
+    (("vision", "projector", "language"), ()),
+])
+def test_part_subsets(tiny_vlm, tmp_path, trainable, lora):
+    result = train(tiny_vlm, rows_for("sft"), LearnConfig(trainable=trainable, lora=lora, **STEPS), tmp_path)
+    assert result.parts == {"full": [p for p in trainable if p not in lora], "lora": list(lora)}
+    check_parts(tiny_vlm, result, trainable, lora)
+    assert (tmp_path / "adapter_config.json").is_file() == bool(lora)
+
+
+@pytest.mark.parametrize("recipe", ["dpo", "kto"])
+def test_full_fine_tuning_with_a_reference_copy(tiny_vlm, tmp_path, recipe):
+    settings = LearnConfig(recipe=recipe, trainable=("language",), lora=(), **STEPS)
+    result = train(tiny_vlm, rows_for(recipe), settings, tmp_path)
+    check_parts(tiny_vlm, result, ("language",), ())
+
+
+def test_reinforce_weights_the_loss_by_reward(tiny_vlm, tmp_path):
+    rows = rows_for("reinforce")
+    neutral = [{**r, "label": "neutral"} for r in rows]  # reward 0: no gradient, nothing may change
+    settings = LearnConfig(recipe="reinforce", trainable=("projector",), lora=(), **STEPS)
+    assert changed_keys(tiny_vlm, train(tiny_vlm, neutral, settings, tmp_path / "n").path)[0] == set()
+    assert changed_keys(tiny_vlm, train(tiny_vlm, rows, settings, tmp_path / "p").path)[0]
+
+
+def test_reward_remap_follows_respect():
+    s = LearnConfig()
+    assert [reward_of({"label": x}, s) for x in ("positive", "negative", "neutral", True)] == [1.0, -0.1, 0.0, 1.0]
+    assert reward_of({"reward": 0.5, "label": "negative"}, s) == 0.5
+    with pytest.raises(InvalidInput):
+        reward_of({"label": "great"}, s)
+
+
+def test_bad_datasets_get_clear_errors(tiny_vlm, tmp_path):
+    with pytest.raises(InvalidInput, match="no training examples"):
+        train(tiny_vlm, [], LearnConfig(**STEPS), tmp_path)
+    with pytest.raises(InvalidInput, match="lack column"):
+        train(tiny_vlm, rows_for("sft"), LearnConfig(recipe="dpo", **STEPS), tmp_path)
+    only_good = [r for r in rows_for("kto") if r["label"]]
+    with pytest.raises(InvalidInput, match="both desirable and undesirable"):
+        train(tiny_vlm, only_good, LearnConfig(recipe="kto", **STEPS), tmp_path)
+
+
+@pytest.mark.parametrize("kind,language", [("llava", "model.language_model"), ("qwen2_vl", "model.language_model"),
+                                           ("idefics3", "model.text_model")])
+def test_sft_on_hf_families(tiny_hf_dirs, tmp_path, kind, language):
+    from ilearn.models import load_model
+
+    vlm = load_model(ModelConfig(backend="hf", path=str(tiny_hf_dirs[kind])))
+    assert locate_parts(vlm.model)["language"] == language
+    result = train(vlm, rows_for("sft"), LearnConfig(**STEPS), tmp_path)
+    check_parts(vlm, result, ("projector", "language"), ("language",))
+
+
+@pytest.mark.parametrize("recipe", ["dpo", "kto"])
+def test_preference_recipes_on_llava(tiny_hf_dirs, tmp_path, recipe):
+    from ilearn.models import load_model
+
+    vlm = load_model(ModelConfig(backend="hf", path=str(tiny_hf_dirs["llava"])))
+    result = train(vlm, rows_for(recipe), LearnConfig(recipe=recipe, **STEPS), tmp_path)
+    check_parts(vlm, result, ("projector", "language"), ("language",))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("recipe", ["sft", "dpo", "kto", "reinforce"])
+def test_recipes_on_cuda_in_bf16(tmp_path, recipe):
+    from ilearn.models import load_model
+
+    vlm = load_model(ModelConfig(backend="tiny", device="cuda", dtype="bfloat16"))
+    result = train(vlm, rows_for(recipe), LearnConfig(recipe=recipe, **STEPS), tmp_path)
+    assert result.steps == 2 and result.tokens > 0
+    assert next(vlm.model.parameters()).dtype == torch.bfloat16
+    check_parts(vlm, result, ("projector", "language"), ("language",))
