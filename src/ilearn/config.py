@@ -160,16 +160,36 @@ class LearnConfig:
     """Training recipe: sft (filtered fine-tuning), dpo, kto, reinforce."""
     trainable: tuple[str, ...] = ("projector", "language")
     """Parts trained: any of vision, projector, language."""
-    lora: bool = True
-    """Train LoRA adapters on the language model (else full weights)."""
+    lora: tuple[str, ...] = ("language",)
+    """Trainable parts that get LoRA adapters; the other trainable parts are trained in full."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
     epochs: float = 3.0
     """Passes over the dataset."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: the epochs decide)."""
     learning_rate: float = 2e-4
     """Optimizer learning rate."""
     batch_size: int = 8
     """Examples per step."""
+    beta: float = 0.1
+    """DPO / KTO: strength of the pull towards the reference model."""
+    reward_positive: float = 1.0
+    """reinforce: reward of an answer the user received well (ReSpect's remap)."""
+    reward_negative: float = -0.1
+    """reinforce: reward of an answer the user rejected (ReSpect's remap)."""
+    reward_neutral: float = 0.0
+    """reinforce: reward of an answer with neutral feedback (ReSpect's remap)."""
+    seed: int = 0
+    """Seed of data order and new weights."""
     auto_after_events: int = 0
     """Train in the background once this many new events accumulated (0: only on demand)."""
+    heldout_fraction: float = 0.2
+    """Share of the events kept out of training to measure learning in the gate."""
+    general_limit: int = 200
+    """Questions of the general set (easy-vqa test for the default model) the gate asks each model."""
     learning_margin: float = 0.0
     """The candidate must beat the active model on held-out events by more than this."""
     forgetting_margin: float = 0.01
@@ -178,11 +198,21 @@ class LearnConfig:
     """Largest allowed drop on the bias set."""
 
     def __post_init__(self) -> None:
-        bad = set(self.trainable) - {"vision", "projector", "language"}
+        parts = {"vision", "projector", "language"}
+        bad = (set(self.trainable) | set(self.lora)) - parts
         if bad:
-            raise InvalidInput(f"learn.trainable has unknown parts {sorted(bad)}")
+            raise InvalidInput(f"learn.trainable / learn.lora have unknown parts {sorted(bad)}")
+        if not self.trainable:
+            raise InvalidInput("learn.trainable must name at least one part")
         if self.recipe not in {"sft", "dpo", "kto", "reinforce"}:
             raise InvalidInput(f"learn.recipe must be sft, dpo, kto or reinforce, not {self.recipe!r}")
+        if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0 or self.lora_r < 1 or self.max_steps < 0:
+            raise InvalidInput("learn.epochs, batch_size, learning_rate and lora_r must be positive, max_steps >= 0")
+        if not 0.0 < self.heldout_fraction < 1.0:
+            raise InvalidInput("learn.heldout_fraction must be within (0, 1)")
+        for name in ("learning_margin", "forgetting_margin", "bias_margin"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"learn.{name} must be >= 0")
 
 
 @dataclass(frozen=True)
