@@ -51,10 +51,15 @@ def test_write_report_files_and_keys(tmp_path):
 def test_reference_game_report_lines_per_method(tmp_path):
     rounds = [{"name": f"round{i}", "method": m, "retrieval": False, "n_interactions": 10,
                "task_completion": 0.3 + 0.1 * i} for m in ("sft", "kto") for i in range(3)]
-    rounds = [{**r, "name": f"{r['method']}-{r['name']}"} for r in rounds]
     write_report({**_result(rounds), "scenario": "reference-game"}, tmp_path)
     report = json.loads((tmp_path / "report.json").read_text())
     assert len(report["rounds"]) == 6 and report["scenario"] == "reference-game"
+    md = (tmp_path / "report.md").read_text()
+    assert "| round | sft | kto |" in md and "| round2 | 50.0 | 50.0 |" in md  # rounds x methods table
+    cache = RoundCache(tmp_path)
+    for r in rounds:
+        cache.save(r, key=f"{r['method']}-{r['name']}")
+    assert cache.load("kto-round1")["method"] == "kto" and len(cache.load_all()) == 6
 
 
 def test_report_errors(tmp_path):
@@ -62,6 +67,7 @@ def test_report_errors(tmp_path):
         write_report({"scenario": "x", "rounds": []}, tmp_path)
     with pytest.raises(InvalidInput, match="unique"):
         write_report(_result([{"name": "R1"}, {"name": "R1"}]), tmp_path)
+    write_report(_result([{"name": "round1", "method": "sft"}, {"name": "round1", "method": "kto"}]), tmp_path)
     with pytest.raises(InvalidInput, match="name"):
         write_report(_result([{"method": "sft"}]), tmp_path)
 
@@ -72,6 +78,7 @@ def test_format_table():
     assert lines[0].split()[:4] == ["round", "method", "retrieval", "n"]
     assert lines[2].split()[:5] == ["R1", "base", "no", "40", "10.0"]
     assert "-" in lines[3].split()  # missing metrics shown as "-"
+    assert format_table(PHARMACY_ROUNDS[2:3]).splitlines()[2].split()[9] == "-"  # NaN too
 
 
 def test_round_cache_round_trip(tmp_path):

@@ -109,3 +109,17 @@ def test_describe_and_parse_slot():
     game = make_game(1)
     with pytest.raises(InvalidInput):
         game.figure(0)
+
+
+def test_load_scenario_by_name(tmp_path):
+    from PIL import Image
+
+    from ilearn.evaluation.scenarios import load_scenario
+
+    assert load_scenario("pharmacy", n_teach=1, n_test=1).name == "pharmacy"
+    assert len(load_scenario("reference-game", n_teach=1, n_test=0).teach_games) == 1
+    (tmp_path / "cup").mkdir()
+    Image.new("RGB", (10, 10)).save(tmp_path / "cup" / "a.png")
+    assert load_scenario("objects", directory=tmp_path).items[0].name == "cup"
+    with pytest.raises(InvalidInput, match="unknown scenario"):
+        load_scenario("zoo")

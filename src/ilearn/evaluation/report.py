@@ -6,7 +6,7 @@ Files written by `write_report(result, out_dir)`::
     out_dir/report.md              the tables (one row per round, like the papers' tables)
     out_dir/learning_curves.png    accuracy and task completion per round, one line per method
     out_dir/metrics.png            every rate metric per round (grouped bars)
-    out_dir/rounds/<name>.json     one file per finished round (`RoundCache`), written while the run goes
+    out_dir/rounds/<key>.json      one file per finished round (`RoundCache`; key = name by default)
 
 report.json, ``schema_version`` 1::
 
@@ -117,9 +117,9 @@ def build_report(result: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(result["rounds"], (list, tuple)):
         raise InvalidInput("'rounds' must be a list of round dicts")
     rounds = [normalise_round(r) for r in result["rounds"]]
-    names = [r["name"] for r in rounds]
-    if len(set(names)) != len(names):
-        raise InvalidInput(f"round names must be unique: {names}")
+    keys = [(r["name"], r["method"], r["retrieval"]) for r in rounds]
+    if len(set(keys)) != len(keys):
+        raise InvalidInput(f"rounds must be unique by (name, method, retrieval): {keys}")
     report = {"schema_version": SCHEMA_VERSION, "scenario": result["scenario"], "model": result["model"],
               "seed": result["seed"],
               "created": result.get("created") or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -129,7 +129,7 @@ def build_report(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fmt(value: Any, key: str) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -149,9 +149,9 @@ def format_table(rounds: Sequence[dict[str, Any]], *, markdown: bool = False) ->
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(lines)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
 
 
@@ -170,6 +170,16 @@ def _markdown(report: dict[str, Any]) -> str:
                 "|" + "|".join(" --- " for _ in range(len(extra) + 1)) + "|"]
         out += ["| " + r["name"] + " | " + " | ".join(_fmt(r.get(k), k) for k in extra) + " |" for r in rounds]
         out.append("")
+    methods = list(dict.fromkeys(r["method"] for r in rounds))
+    if len(methods) > 1 and len({r["name"] for r in rounds}) < len(rounds):  # ReSpect-style: rounds x methods
+        for key in ("task_completion", "accuracy"):
+            cells = {(r["name"], r["method"]): r.get(key) for r in rounds}
+            names = list(dict.fromkeys(r["name"] for r in rounds))
+            out += [f"## {_HEADERS[key]} by method", "", "| round | " + " | ".join(methods) + " |",
+                    "|" + "|".join(" --- " for _ in range(len(methods) + 1)) + "|"]
+            out += ["| " + n + " | " + " | ".join(_fmt(cells.get((n, m)), key) for m in methods) + " |"
+                    for n in names]
+            out.append("")
     out += ["## Plots", "", "![learning curves](learning_curves.png)", "", "![metrics](metrics.png)", ""]
     return "\n".join(out)
 
@@ -186,11 +196,13 @@ def _plots(report: dict[str, Any], out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rounds = report["rounds"]
     groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for i, r in enumerate(rounds):
-        groups.setdefault(r["method"], []).append((_round_index(r, i), r))
+        label = r["method"] + (" + retrieval" if r["retrieval"] else "")
+        groups.setdefault(label, []).append((_round_index(r, i), r))
     single_points = all(len(g) == 1 for g in groups.values())
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("accuracy", "task_completion"), strict=True):
@@ -204,6 +216,7 @@ def _plots(report: dict[str, Any], out: Path) -> None:
                 ax.plot([p[0] for p in pts], [p[1].get(key) if p[1].get(key) is not None else float("nan")
                                               for p in pts], marker="o", label=method)
             ax.set_xlabel("round")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend()
         ax.set_title(key.replace("_", " "))
         ax.set_ylim(0, 1.05)
@@ -268,26 +281,29 @@ class RoundCache:
             raise InvalidInput(f"round name {name!r} must be letters, digits, '_', '.', '+' or '-'")
         return self.dir / f"{name}.json"
 
-    def save(self, round_: dict[str, Any]) -> Path:
-        """Store a finished round (atomically) under its name."""
+    def save(self, round_: dict[str, Any], key: str | None = None) -> Path:
+        """Store a finished round (atomically) as rounds/<key>.json; `key` defaults to the round's name.
+
+        Give a key when names repeat across methods (reference game: ``key=f"{method}-{name}"``).
+        """
         round_ = normalise_round(round_)
-        path = self._path(round_["name"])
+        path = self._path(key or round_["name"])
         _atomic_write(path, json.dumps(round_, indent=2) + "\n")
         return path
 
     def has(self, name: str) -> bool:
-        """Whether the round `name` is already done."""
+        """Whether the round saved under `name` (its key) is already done."""
         return self._path(name).exists()
 
     def load(self, name: str) -> dict[str, Any] | None:
-        """The saved round `name`, or None."""
+        """The round saved under `name` (its key), or None."""
         path = self._path(name)
         if not path.exists():
             return None
         return json.loads(path.read_text(encoding="utf-8"))
 
     def load_all(self, order: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """The saved rounds: those named in `order` that exist, in that order; else all of them by name."""
+        """The saved rounds: those keyed in `order` that exist, in that order; else all of them by key."""
         if order is not None:
             return [r for r in (self.load(n) for n in order) if r is not None]
         names = sorted(p.stem for p in self.dir.glob("*.json") if not p.name.startswith("_"))
