@@ -1,0 +1,193 @@
+"""The model registry: every trained version kept with its lineage, promote / rollback in one call each.
+
+A version is a folder under `<home>/models/<id>/` (a PEFT adapter, or the trained parts' tensors) plus a
+`ModelVersion` row in the store: parent, recipe and settings, the event ids it was trained on (the dataset
+snapshot), the gate's metrics and its status (candidate, active, retired, rejected). At most one version is
+active; none active means the base model. The running assistant calls `apply_active(vlm)` at each turn: one
+SQLite read, and a weight swap only when the active version changed (no restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ilearn.errors import InvalidInput, NotFound
+from ilearn.learning.parts import WEIGHTS_FILE
+from ilearn.types import ModelStatus, ModelVersion, new_id
+
+logger = logging.getLogger(__name__)
+
+BASE = "base"
+"""The id a wrapper reports while it serves the base weights (no version active)."""
+
+
+class ModelRegistry:
+    """Model versions of one deployment, stored in an EventStore, weights under `<home>/models/`."""
+
+    def __init__(self, store: Any, home: str | Path) -> None:
+        self.store = store
+        self.root = Path(home) / "models"
+
+    # -- versions -----------------------------------------------------------------------------------------
+    def new_path(self) -> tuple[str, Path]:
+        """A fresh version id and the folder its weights go to (created)."""
+        version_id = new_id("mdl")
+        path = self.root / version_id
+        path.mkdir(parents=True, exist_ok=False)
+        return version_id, path
+
+    def register(self, *, path: str | Path, recipe: str, settings: dict[str, Any] | None = None,
+                 event_ids: Sequence[str] = (), metrics: dict[str, Any] | None = None,
+                 parent: str | None = None, version_id: str | None = None) -> ModelVersion:
+        """Record a trained candidate; `parent` defaults to the version active now (None: the base model)."""
+        path = Path(path)
+        if not path.is_dir():
+            raise NotFound(f"no trained weights at {path}")
+        if parent is None:
+            active = self.active()
+            parent = active.id if active else None
+        version = ModelVersion(id=version_id or path.name, parent=parent, recipe=recipe,
+                               settings=dict(settings or {}), event_ids=list(event_ids),
+                               metrics=dict(metrics or {}), status=ModelStatus.CANDIDATE, path=str(path))
+        self.store.add_model_version(version)
+        logger.info("registered candidate %s (%s, %d events, parent %s)", version.id, recipe, len(version.event_ids),
+                    parent or BASE)
+        return version
+
+    def get(self, version_id: str) -> ModelVersion:
+        """One version by id (NotFound if unknown)."""
+        return self.store.get_model_version(version_id)
+
+    def list(self) -> list[ModelVersion]:
+        """Every version, oldest first."""
+        return self.store.list_model_versions()
+
+    def active(self) -> ModelVersion | None:
+        """The active version, or None when the base model serves."""
+        return next((v for v in self.list() if v.status == ModelStatus.ACTIVE), None)
+
+    def active_id(self) -> str:
+        """The active version's id, or "base"."""
+        active = self.active()
+        return active.id if active else BASE
+
+    def update_metrics(self, version_id: str, metrics: dict[str, Any]) -> ModelVersion:
+        """Merge `metrics` (e.g. the gate's report) into a version's metrics."""
+        version = self.get(version_id)
+        version.metrics = {**version.metrics, **metrics}
+        self.store.update_model_version(version)
+        return version
+
+    # -- promote, reject, rollback ------------------------------------------------------------------------
+    def promote(self, version_id: str) -> ModelVersion:
+        """Make `version_id` the active version ("base": no version active); the previous one is retired."""
+        target = None if version_id == BASE else self.get(version_id)
+        if target is not None and not Path(target.path or "").exists():
+            raise NotFound(f"the weights of {version_id} are missing ({target.path})")
+        with self.store.transaction():
+            for v in self.list():
+                if v.status == ModelStatus.ACTIVE and v.id != version_id:
+                    v.status = ModelStatus.RETIRED
+                    self.store.update_model_version(v)
+            if target is not None:
+                target.status = ModelStatus.ACTIVE
+                target.metrics = {**target.metrics, "promotions": [*target.metrics.get("promotions", []), time.time()]}
+                self.store.update_model_version(target)
+        logger.info("promoted %s", version_id)
+        return target if target is not None else ModelVersion(id=BASE, recipe=BASE, status=ModelStatus.ACTIVE)
+
+    def reject(self, version_id: str, reason: str = "") -> ModelVersion:
+        """Mark a candidate rejected (kept, never served unless promoted by hand)."""
+        version = self.get(version_id)
+        if version.status == ModelStatus.ACTIVE:
+            raise InvalidInput(f"{version_id} is active; roll back first")
+        version.status = ModelStatus.REJECTED
+        version.metrics = {**version.metrics, "rejected_because": reason}
+        self.store.update_model_version(version)
+        return version
+
+    def rollback(self) -> ModelVersion:
+        """Re-activate the version that was active before the current one (the base model if none was).
+
+        Promotions form a stack: a rollback pops the current version's last promotion, so repeated rollbacks walk
+        back through the history (v1 -> v3 -> v2, rollback: v3, rollback: v1, rollback: base).
+        """
+        versions = self.list()
+        current = next((v for v in versions if v.status == ModelStatus.ACTIVE), None)
+        if current is None:
+            raise InvalidInput("nothing to roll back: the base model is serving")
+        current.metrics = {**current.metrics, "promotions": list(current.metrics.get("promotions", []))[:-1]}
+        current.status = ModelStatus.RETIRED
+        last = {v.id: max(v.metrics.get("promotions") or [0.0]) for v in versions if v.id != current.id}
+        earlier = [vid for vid, t in last.items() if t > 0.0]
+        previous = next((v for v in versions if earlier and v.id == max(earlier, key=last.__getitem__)), None)
+        with self.store.transaction():
+            self.store.update_model_version(current)
+            if previous is not None:
+                previous.status = ModelStatus.ACTIVE
+                self.store.update_model_version(previous)
+        logger.info("rolled back from %s to %s", current.id, previous.id if previous else BASE)
+        return previous if previous is not None else ModelVersion(id=BASE, recipe=BASE, status=ModelStatus.ACTIVE)
+
+    # -- serving ------------------------------------------------------------------------------------------
+    def apply_active(self, vlm: Any) -> bool:
+        """Make `vlm` serve the active version (one store read); True when its weights were swapped."""
+        return self.apply(vlm, self.active_id())
+
+    def apply(self, vlm: Any, version_id: str) -> bool:
+        """Make `vlm` serve `version_id` ("base" for the base weights); True when its weights were swapped."""
+        if getattr(vlm, "version", BASE) == version_id:
+            return False
+        if version_id == BASE:
+            vlm.reset()
+        else:
+            version = self.get(version_id)
+            path = Path(version.path or "")
+            if (path / "adapter_config.json").is_file() and (path / WEIGHTS_FILE).is_file():
+                path = served_file(vlm, path)
+            vlm.set_weights(path, version=version.id)
+        logger.info("model now serves %s", version_id)
+        return True
+
+    def load(self, model_config: Any, version_id: str) -> Any:
+        """A new wrapper (a second model in memory, e.g. the gate's candidate) serving `version_id`."""
+        from ilearn.models import load_model
+
+        vlm = load_model(model_config)
+        self.apply(vlm, version_id)
+        return vlm
+
+
+def served_file(vlm: Any, path: Path) -> Path:
+    """For a version with both a LoRA adapter and fully trained parts: one file of the tensors it changes.
+
+    The wrappers serve either an adapter or a weights file; this merges the adapter into a copy of the base
+    weights once, keeps only the changed tensors (the adapted projections and the trained parts) and caches
+    them beside the version as `served-<dtype>.safetensors`.
+    """
+    import copy
+
+    import torch
+    from safetensors.torch import save_file
+
+    from ilearn.learning.parts import apply_trained
+
+    dtype = str(next(vlm.model.parameters()).dtype).removeprefix("torch.")
+    file = path / f"served-{dtype}.safetensors"
+    if file.is_file():
+        return file
+    vlm.reset()
+    base = copy.deepcopy(vlm.model)
+    before = {k: v.detach().clone() for k, v in base.state_dict().items()}
+    merged = apply_trained(base, path).merge_and_unload().state_dict()
+    changed = {k: v.detach().to("cpu").clone().contiguous() for k, v in merged.items()
+               if k in before and not torch.equal(v, before[k])}
+    tmp = file.with_suffix(".tmp")
+    save_file(changed, str(tmp), metadata={"format": "pt"})
+    tmp.replace(file)
+    logger.info("cached the merged weights of %s (%d tensors) in %s", path.name, len(changed), file)
+    return file

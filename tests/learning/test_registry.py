@@ -1,0 +1,103 @@
+"""Registry: versions kept with their lineage; promote, rollback; the serving model swaps weights in place."""
+
+from __future__ import annotations
+
+import pytest
+from learning_data import QUESTION, rows_for, shape
+
+from ilearn.config import LearnConfig
+from ilearn.errors import InvalidInput, NotFound
+from ilearn.learning.recipes import train
+from ilearn.learning.registry import BASE, ModelRegistry
+from ilearn.memory.sqlite import SQLiteStore
+from ilearn.models.base import Message
+from ilearn.types import ModelStatus
+
+
+@pytest.fixture
+def registry(tmp_path):
+    store = SQLiteStore(tmp_path / "ilearn.db")
+    yield ModelRegistry(store, tmp_path)
+    store.close()
+
+
+def fake_version(registry, **kwargs):
+    version_id, path = registry.new_path()
+    (path / "weights.safetensors").write_bytes(b"")
+    return registry.register(path=path, recipe="sft", version_id=version_id, **kwargs)
+
+
+def test_round_trip_keeps_lineage_snapshot_and_metrics(registry):
+    v1 = fake_version(registry, settings={"lr": 0.1}, event_ids=["evt_a", "evt_b"], metrics={"loss": 1.5})
+    got = registry.get(v1.id)
+    assert (got.parent, got.recipe, got.settings, got.event_ids, got.metrics, got.status) == (
+        None, "sft", {"lr": 0.1}, ["evt_a", "evt_b"], {"loss": 1.5}, ModelStatus.CANDIDATE)
+    registry.promote(v1.id)
+    v2 = fake_version(registry)
+    assert v2.parent == v1.id  # trained while v1 was active
+    registry.update_metrics(v2.id, {"gate": {"promote": False}})
+    registry.reject(v2.id, "did not learn")
+    assert registry.get(v2.id).status == ModelStatus.REJECTED
+    assert registry.get(v2.id).metrics["gate"] == {"promote": False}
+    assert [v.id for v in registry.list()] == [v1.id, v2.id]
+    with pytest.raises(NotFound):
+        registry.get("mdl_missing")
+    with pytest.raises(NotFound):
+        registry.register(path=registry.root / "nowhere", recipe="sft")
+
+
+def test_promote_and_rollback_walk_back_through_history(registry):
+    v1, v2, v3 = (fake_version(registry) for _ in range(3))
+    assert registry.active_id() == BASE
+    with pytest.raises(InvalidInput):
+        registry.rollback()
+    for v in (v1, v3, v2):
+        registry.promote(v.id)
+    assert registry.active_id() == v2.id
+    assert {v.id: v.status for v in registry.list()} == {
+        v1.id: ModelStatus.RETIRED, v2.id: ModelStatus.ACTIVE, v3.id: ModelStatus.RETIRED}
+    assert registry.rollback().id == v3.id
+    assert registry.rollback().id == v1.id
+    assert registry.rollback().id == BASE and registry.active() is None
+    assert all(v.status == ModelStatus.RETIRED for v in registry.list())  # every version kept
+
+
+def scores(vlm) -> list[float]:
+    return vlm.score([Message(role="user", content=QUESTION, image=shape("red"))], ["red", "blue", "green"])
+
+
+@pytest.mark.parametrize("trainable,lora", [(("language",), ("language",)), (("projector",), ())])
+def test_apply_active_swaps_weights_and_rollback_restores_answers(registry, tiny_vlm, trainable, lora):
+    base_scores, base_reply = scores(tiny_vlm), tiny_vlm.generate([Message("user", QUESTION, shape("red"))]).text
+    version_id, path = registry.new_path()
+    settings = LearnConfig(trainable=trainable, lora=lora, max_steps=8, batch_size=4, learning_rate=5e-2)
+    result = train(tiny_vlm, rows_for("sft", 8), settings, path)
+    registry.register(path=path, recipe="sft", settings=result.to_dict(), version_id=version_id)
+    assert registry.apply_active(tiny_vlm) is False  # nothing promoted yet: the base serves
+
+    registry.promote(version_id)
+    assert registry.apply_active(tiny_vlm) is True and tiny_vlm.version == version_id
+    assert registry.apply_active(tiny_vlm) is False  # unchanged: no swap
+    taught = scores(tiny_vlm)
+    assert taught != pytest.approx(base_scores, abs=1e-4)
+
+    registry.rollback()
+    assert registry.apply_active(tiny_vlm) is True and tiny_vlm.version == BASE
+    assert scores(tiny_vlm) == pytest.approx(base_scores, abs=1e-5)
+    assert tiny_vlm.generate([Message("user", QUESTION, shape("red"))]).text == base_reply
+
+
+def test_a_version_with_adapter_and_full_parts_serves_both(registry, tiny_vlm):
+    """Default settings (projector in full + language LoRA): the wrapper must serve the adapter AND the parts."""
+    import copy
+
+    from ilearn.learning.parts import apply_trained
+    from ilearn.models.composed_chat import ComposedVLMChat
+
+    version_id, path = registry.new_path()
+    train(tiny_vlm, rows_for("sft", 8), LearnConfig(max_steps=6, batch_size=4, learning_rate=5e-2), path)
+    registry.register(path=path, recipe="sft", version_id=version_id)
+    reference = ComposedVLMChat(apply_trained(copy.deepcopy(tiny_vlm.model), path).merge_and_unload(),
+                                tiny_vlm.processor, tiny_vlm.config, name="tiny")
+    registry.apply(tiny_vlm, version_id)
+    assert scores(tiny_vlm) == pytest.approx(scores(reference), abs=1e-5)
