@@ -143,7 +143,7 @@ def test_peft_lora_wrap_trains_and_loads_as_adapter(tmp_path):
     peft = pytest.importorskip("peft")
     model, proc = build_tiny()
     lora = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                      modules_to_save=["projector"]))
+                                                      modules_to_save=["projector"], task_type="CAUSAL_LM"))
     names = [n for n, p in lora.named_parameters() if p.requires_grad]
     assert any("lora_A" in n for n in names) and any("projector" in n for n in names)
     assert not any("vision" in n for n in names)
@@ -154,6 +154,7 @@ def test_peft_lora_wrap_trains_and_loads_as_adapter(tmp_path):
         lora(**batch, labels=batch["input_ids"]).loss.backward()
         optim.step()
         optim.zero_grad()
+    assert lora.generate(**batch, max_new_tokens=2, min_new_tokens=2).shape[1] == batch["input_ids"].shape[1] + 2
     lora.save_pretrained(tmp_path / "adapter")
     with torch.inference_mode():
         trained = lora(**batch).logits
@@ -186,3 +187,21 @@ def test_trl_sft_trainer_accepts_model_and_processor(tmp_path):
                    processing_class=proc).train()
     assert not torch.equal(before, model.projector.fc1.weight)
     assert torch.equal(frozen_before, model.vision.net[0].weight)
+
+
+def test_efficientnet_variant_round_trips(tmp_path):
+    from ilearn.models.composed import ComposedConfig, make_image_processor
+
+    tiny_model, tiny_proc = build_tiny()
+    cfg = ComposedConfig(vision_type="efficientnet-lite0", vision_dim=1280, image_size=64, image_pool=2,
+                         image_token_id=tiny_model.config.image_token_id, text_config=tiny_model.config.text_config)
+    torch.manual_seed(0)
+    model = ComposedVLM(cfg).eval()
+    proc = ComposedProcessor(make_image_processor(cfg), tiny_proc.tokenizer, num_image_tokens=cfg.num_image_tokens)
+    model.save_pretrained(tmp_path)
+    again = ComposedVLM.from_pretrained(tmp_path).eval()
+    text = proc.apply_chat_template(chat(), tokenize=False, add_generation_prompt=True)
+    batch = proc(text=text, images=red(), return_tensors="pt")
+    assert batch["pixel_values"].shape == (1, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(model(**batch).logits, again(**batch).logits)

@@ -1,6 +1,6 @@
 """Vision alignment of the `small` model (LLaVA stage 1): train the projector on image-question-answer data.
 
-    python -m ilearn.models.align [--steps 600] [--batch-size 16] [--lr 1e-3] [--threads 1]
+    python -m ilearn.models.align [--steps 450] [--batch-size 8] [--lr 1e-3] [--lora-rank 8] [--threads 1]
 
 Data: the easy-vqa train split (package `easy-vqa`: 4,000 64x64 shape images, 38,575 questions, 13 answers).
 The frozen EfficientNet-Lite0 features are computed once and cached (pooled to the 3x3 grid the model uses),
@@ -198,8 +198,8 @@ def train(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=600, help="optimizer steps")
-    parser.add_argument("--batch-size", type=int, default=16, help="examples per step")
+    parser.add_argument("--steps", type=int, default=450, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=8, help="examples per step")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle schedule)")
     parser.add_argument("--lora-rank", type=int, default=8, help="LoRA rank on the LM's q/v projections (0: off)")
     parser.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA alpha")

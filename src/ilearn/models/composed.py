@@ -273,6 +273,10 @@ class ComposedVLM(PreTrainedModel):
         out.sequences = torch.cat([input_ids, out.sequences], dim=1)
         return out
 
+    def prepare_inputs_for_generation(self, *args: Any, **kwargs: Any) -> dict:
+        """The language model's (PEFT's causal-LM wrapper requires the method; `generate` embeds first)."""
+        return self.language.prepare_inputs_for_generation(*args, **kwargs)
+
     def trainable_state(self, parts: tuple[str, ...] = ("projector",)) -> dict[str, torch.Tensor]:
         """State dict of some parts (vision / projector / language), keys prefixed by the part name."""
         return {f"{p}.{k}": v for p in parts for k, v in getattr(self, p).state_dict().items()}
