@@ -48,9 +48,9 @@ class TimedVLM:
 
 
 def images(n: int):
-    from ilearn.evaluation.scenarios.pharmacy import PharmacyScenario
+    from ilearn.evaluation.scenarios.pharmacy import pharmacy_scenario
 
-    scenario = PharmacyScenario(seed=0)
+    scenario = pharmacy_scenario(seed=0, n_teach=1, n_test=2)
     views = [view for item in scenario.items for view in item.test_views]
     return [views[i % len(views)] for i in range(n)]
 

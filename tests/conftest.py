@@ -34,3 +34,15 @@ def make_png(color=(200, 30, 30), size=(64, 64), shape: str = "circle", mode: st
 @pytest.fixture
 def png() -> bytes:
     return make_png()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """`ilearn.cli.main` configures logging on the (captured) stderr; undo it after each test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

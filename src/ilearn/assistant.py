@@ -20,7 +20,7 @@ from ilearn.errors import InvalidInput, NotFound, SessionClosed
 from ilearn.images import decode_image, load_image, to_rgb
 from ilearn.memory.store import EventStore
 from ilearn.models.base import VisionLanguageModel
-from ilearn.types import Event, Feedback, ImageRef, Label, Role, Session, Turn, TurnKind
+from ilearn.types import Event, EventStatus, Feedback, ImageRef, Label, Role, Session, Turn, TurnKind
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ class Assistant:
         from ilearn.learning.construct import close_and_distil
 
         with self._lock:
-            events = close_and_distil(self.store, session_id)
+            events = close_and_distil(self.store, session_id, self.feedback_decoder)
             self._index(events)
             return events
 
@@ -242,7 +242,8 @@ class Assistant:
         from ilearn.learning.construct import distil_pending
 
         with self._lock:
-            events = distil_pending(self.store, self.config.session.idle_timeout_s, now=now)
+            events = distil_pending(self.store, self.config.session.idle_timeout_s, now=now,
+                                    decoder=self.feedback_decoder)
             self._index(events)
             return events
 
@@ -267,6 +268,8 @@ class Assistant:
         if self.memory is None:
             return
         for event in events:
+            if event.status != EventStatus.ACTIVE or not event.answer.strip():
+                continue  # kept for preference training only (a rejected answer with no correction)
             image = self._image(event.image.sha256) if event.image else None
             self.memory.add(event, image)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ilearn.config import Config
-from ilearn.errors import ILearnError
+from ilearn.errors import ILearnError, NotFound
 
 logger = logging.getLogger("ilearn")
 
@@ -46,6 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--user", default="user", help="who is talking")
     chat.set_defaults(func=cmd_chat)
 
+    events = sub.add_parser("events", help="history events: list, export as datasets, forget a user")
+    events_sub = events.add_subparsers(dest="action", required=True)
+    ev_list = events_sub.add_parser("list", help="list events")
+    _common(ev_list)
+    ev_list.add_argument("--user", default=None)
+    ev_list.add_argument("--status", default=None, help="active, superseded, quarantined")
+    ev_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    ev_list.set_defaults(func=cmd_events_list)
+    ev_export = events_sub.add_parser("export", help="write TRL-ready datasets (sft, dpo, kto, rewards)")
+    _common(ev_export)
+    ev_export.add_argument("--format", choices=["jsonl", "hf"], default="jsonl")
+    ev_export.add_argument("--out", required=True, help="output folder")
+    ev_export.add_argument("--user", default=None, help="only this user's events")
+    ev_export.set_defaults(func=cmd_events_export)
+    ev_forget = events_sub.add_parser("forget", help="delete every trace of a user (sessions, events, vectors)")
+    _common(ev_forget)
+    ev_forget.add_argument("--user", required=True)
+    ev_forget.set_defaults(func=cmd_events_forget)
+
     demo = sub.add_parser("demo", help="a scripted conversation on the embedded default model")
     _common(demo)
     demo.set_defaults(func=cmd_demo)
@@ -69,9 +89,11 @@ def _split_image(line: str) -> tuple[str | None, str]:
     else:
         first, _, rest_text = line.partition(" ")
     path = Path(first).expanduser()
-    if first and path.is_file():
-        return str(path), rest_text.strip()
-    return None, line
+    try:
+        is_file = bool(first) and path.is_file()
+    except OSError:  # e.g. a very long word is no file name
+        is_file = False
+    return (str(path), rest_text.strip()) if is_file else (None, line)
 
 
 def run_chat(assistant, user: str, stdin: TextIO, stdout: TextIO) -> int:
@@ -126,6 +148,57 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     assistant = Assistant.from_config(load_config(args))
     return run_chat(assistant, args.user, sys.stdin, sys.stdout)
+
+
+def _store(args: argparse.Namespace):
+    from ilearn.memory.sqlite import open_store
+
+    config = load_config(args)
+    if not (config.home_path / "ilearn.db").exists():
+        raise ILearnError(f"no iLearn deployment in {config.home_path} (talk to it with `ilearn chat` first)")
+    return config, open_store(config.home_path)
+
+
+def cmd_events_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from ilearn.types import EventStatus
+
+    _, store = _store(args)
+    if args.user is not None and not store.has_user(args.user):
+        raise NotFound(f"unknown user {args.user!r}")
+    status = EventStatus(args.status) if args.status else None
+    events = store.list_events(user_id=args.user, status=status)
+    for e in events:
+        if args.json:
+            print(json.dumps(asdict(e), default=str))
+        else:
+            rejected = f"  (not: {', '.join(e.rejected)})" if e.rejected else ""
+            print(f"{e.id}  {e.user_id:<12} {e.status.value:<11} {e.scope.value:<7} "
+                  f"{e.question!r} -> {e.answer!r}{rejected}")
+    if not args.json:
+        print(f"{len(events)} event(s)")
+    return 0
+
+
+def cmd_events_export(args: argparse.Namespace) -> int:
+    from ilearn.learning.datasets import export
+
+    _, store = _store(args)
+    if args.user is not None and not store.has_user(args.user):
+        raise NotFound(f"unknown user {args.user!r}")
+    snapshot = export(store.list_events(user_id=args.user), store, args.out, fmt=args.format)
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {v} rows" for k, v in snapshot["counts"].items()))
+    return 0
+
+
+def cmd_events_forget(args: argparse.Namespace) -> int:
+    from ilearn.components import build_memory
+
+    config, store = _store(args)
+    deleted = build_memory(config, store).forget_user(args.user)
+    print(f"forgot user {args.user!r}: {len(deleted)} event(s) and their vectors deleted")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

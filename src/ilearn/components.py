@@ -22,13 +22,13 @@ def build_components(config: Config) -> dict[str, Any]:
     store = open_store(home)
     vlm = load_model(config.model)
     memory = build_memory(config, store)
-    decoder = make_decoder(config.feedback, vlm)
+    decoder = make_decoder(config.feedback, vlm, text_embedder=memory.text_embedder)
     registry = ModelRegistry(store, home)
     return {"vlm": vlm, "store": store, "memory": memory, "feedback_decoder": decoder, "registry": registry}
 
 
 def build_memory(config: Config, store) -> Any:
     """Dual-modality retrieval memory over the store; embedders follow the model backend (stubs for tiny/stub)."""
-    from ilearn.memory.retrieval import build_memory as _build
+    from ilearn.memory.retrieval import build_memory as build
 
-    return _build(config, store)
+    return build(config, store)
