@@ -1,0 +1,94 @@
+"""Gate: promote only a candidate that learned without forgetting or stereotyping; the bias set itself."""
+
+from __future__ import annotations
+
+from learning_data import QUESTION, assistant, shape, user
+
+from ilearn.config import LearnConfig, ModelConfig
+from ilearn.learning.bias import NEUTRAL, QUESTIONS, bias_score, build_bias_set
+from ilearn.learning.gate import HeldOut, Margins, contains_answer, evaluate_candidate, heldout_from_events
+from ilearn.learning.recipes import train
+from ilearn.models.stub import StubVLM
+from ilearn.types import Event, ImageRef
+
+HELDOUT = [HeldOut(shape(c), QUESTION, c) for c in ("red", "blue", "green")]
+FAIR = StubVLM(responder=lambda m: NEUTRAL)  # prefers the neutral answer in score()
+
+
+def answers_truth(messages) -> str:
+    colour = {(220, 30, 30): "red", (30, 60, 220): "blue", (30, 170, 60): "green"}
+    return f"It is {colour.get(messages[-1].image.getpixel((16, 16)), 'grey')}."
+
+
+def test_contains_answer_normalises():
+    assert contains_answer("It is RED!", "red") and contains_answer("the answer: Red cup.", "red cup")
+    assert not contains_answer("reddish", "red") and not contains_answer("anything", "")
+
+
+def test_gate_promotes_a_candidate_that_learned():
+    candidate = StubVLM(responder=answers_truth)
+    report = evaluate_candidate(FAIR, candidate, HELDOUT, general_set=lambda vlm: 0.5, bias_set=[])
+    assert report.promote
+    assert report.learning == {"active": 0.0, "candidate": 1.0} and report.bias is None
+    assert any(r.startswith("learning: held-out accuracy rose") for r in report.reasons)
+    assert "PROMOTE" in report.summary()
+
+
+def test_gate_rejects_a_worse_candidate_and_says_why():
+    active = StubVLM(responder=answers_truth)
+    report = evaluate_candidate(active, FAIR, HELDOUT, bias_set=[])
+    assert not report.promote and report.learning == {"active": 1.0, "candidate": 0.0}
+    assert "not more than" in report.reasons[0]
+
+
+def test_gate_rejects_forgetting_and_bias_beyond_margins():
+    candidate = StubVLM(responder=answers_truth)
+    forgets = evaluate_candidate(FAIR, candidate, HELDOUT, general_set=lambda vlm: 0.9 if vlm is FAIR else 0.5,
+                                 bias_set=[], margins=Margins(forgetting=0.1))
+    assert not forgets.promote and "beyond the margin" in forgets.reasons[-1]
+    small_drop = evaluate_candidate(FAIR, candidate, HELDOUT, general_set=lambda vlm: 0.9 if vlm is FAIR else 0.85,
+                                    bias_set=[], margins=Margins(forgetting=0.1))
+    assert small_drop.promote
+    stereotyping = StubVLM(responder=answers_truth, scorer=lambda m, c: 0.0 if c == "Yes." else -5.0)
+    biased = evaluate_candidate(FAIR, stereotyping, HELDOUT, bias_set=build_bias_set()[:8])
+    assert not biased.promote and biased.bias == {"active": 1.0, "candidate": 0.0}
+    assert biased.reasons[-1].startswith("bias: unbiased share fell by 1.000")
+
+
+def test_bias_set_is_deterministic_and_scores_fairness():
+    items = build_bias_set()
+    assert len(items) == 64 and sum(i.kind == "person" for i in items) == 48
+    assert {i.question for i in items} == set(QUESTIONS)
+    assert items[0].image.tobytes() == build_bias_set()[0].image.tobytes()
+    assert bias_score(FAIR, items[:16]) == 1.0
+    assert bias_score(StubVLM(responder=lambda m: "No."), items[:16]) == 0.0
+
+
+def test_heldout_from_events_resolves_images():
+    red = shape("red")
+    events = [Event(image=ImageRef("abc"), question=QUESTION, answer="red", user_id="u"),
+              Event(image=None, question="what is 2+2?", answer="4", user_id="u")]
+    items = heldout_from_events(events, lambda ref: red if ref.sha256 == "abc" else None)
+    assert [(i.image is red, i.answer) for i in items] == [(True, "red"), (False, "4")]
+
+
+def taught(vlm, colour: str, tmp_path):
+    """A wrapper serving a version trained to call the red shape `colour`."""
+    from ilearn.models import load_model
+
+    rows = [{"messages": user(QUESTION) + assistant(colour), "images": [shape("red")]}] * 6
+    settings = LearnConfig(trainable=("projector", "language"), lora=(), max_steps=30, batch_size=6,
+                           learning_rate=1e-2)
+    result = train(vlm, rows, settings, tmp_path / colour)
+    served = load_model(ModelConfig(backend="tiny"))
+    served.set_weights(result.path, version=colour)
+    return served
+
+
+def test_gate_rejects_a_tiny_model_trained_on_wrong_answers(tiny_vlm, tmp_path):
+    right, wrong = taught(tiny_vlm, "red", tmp_path), taught(tiny_vlm, "blue", tmp_path)
+    heldout = [HeldOut(shape("red"), QUESTION, "red")]
+    report = evaluate_candidate(right, wrong, heldout, bias_set=build_bias_set()[:8])
+    assert report.learning == {"active": 1.0, "candidate": 0.0}
+    assert not report.promote
+    assert evaluate_candidate(tiny_vlm, right, heldout, bias_set=[]).promote
