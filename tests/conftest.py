@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -10,7 +9,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+
+from helpers import make_png  # noqa: E402
 
 try:
     import torch
@@ -18,17 +18,6 @@ try:
     torch.set_num_threads(1)
 except ImportError:  # pragma: no cover
     pass
-
-
-def make_png(color=(200, 30, 30), size=(64, 64), shape: str = "circle", mode: str = "RGB") -> bytes:
-    """A small PNG of a coloured shape."""
-    image = Image.new(mode, size, (255, 255, 255, 0) if mode == "RGBA" else (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    box = (size[0] // 5, size[1] // 5, 4 * size[0] // 5, 4 * size[1] // 5)
-    (draw.ellipse if shape == "circle" else draw.rectangle)(box, fill=color)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture

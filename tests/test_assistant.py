@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_png
+from helpers import make_png
 from ilearn.assistant import Assistant, looks_like_question
 from ilearn.config import Config
 from ilearn.errors import InvalidImage, InvalidInput, NotFound, SessionClosed

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import make_png
+from helpers import make_png
 from ilearn.cli import _split_image, main, run_chat
 from ilearn.config import Config
 

@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from conftest import make_png
+from helpers import make_png
 from ilearn.errors import InvalidImage
 from ilearn.images import load_image
 

@@ -335,8 +335,8 @@ class RetrievalMemory:
         """
         if not isinstance(event, Event) or not event.question.strip() or not event.answer.strip():
             raise InvalidInput("an event needs a question and an answer")
+        vec = self._event_vectors([event], [image])  # the slow part, outside the lock: searches go on
         with self._lock:
-            vec = self._event_vectors([event], [image])
             if event.status == EventStatus.ACTIVE:
                 reason = self._conflict(event, vec[0])
                 if reason:
@@ -366,8 +366,9 @@ class RetrievalMemory:
         if c.sharing == "trusted" and self._is_trusted(event.user_id):
             return None
         pool = self._pool(vec, None, event.robot_id)
-        others = [m for m in self._matches(vec, pool) if m.event.user_id != event.user_id
-                  and m.event.id not in (event.id, event.supersedes)]
+        # Other users' events count even when `event` names one of them in `supersedes`: a user cannot
+        # retire what others taught, so the answer it tries to replace still stands corroborated.
+        others = [m for m in self._matches(vec, pool) if m.event.user_id != event.user_id and m.event.id != event.id]
         groups: dict[str, set[str]] = {}
         for m in others:
             groups.setdefault(normalise_answer(m.event.answer), set()).add(m.event.user_id)
