@@ -123,3 +123,13 @@ def test_load_scenario_by_name(tmp_path):
     assert load_scenario("objects", directory=tmp_path).items[0].name == "cup"
     with pytest.raises(InvalidInput, match="unknown scenario"):
         load_scenario("zoo")
+
+
+def test_view_style_presets():
+    from ilearn.evaluation.scenarios.pharmacy import VIEW_STYLES
+
+    easy = pharmacy_scenario(seed=0, n_teach=1, n_test=1, views="easy")
+    hard = pharmacy_scenario(seed=0, n_teach=1, n_test=1, views=VIEW_STYLES["hard"])
+    assert not np.array_equal(_arr(easy.items[0].teach_views[0]), _arr(hard.items[0].teach_views[0]))
+    with pytest.raises(InvalidInput, match="view style"):
+        pharmacy_scenario(views="blurry")
