@@ -260,6 +260,19 @@ class Assistant:
                 return self.memory.forget_user(user_id)
             return self.store.delete_user(user_id)
 
+    def close(self) -> None:
+        """Save the vector index and close the store (call on shutdown; a crash is repaired on the next start)."""
+        with self._lock:
+            if self.memory is not None and hasattr(self.memory, "close"):
+                self.memory.close()
+            self.store.close()
+
+    def __enter__(self) -> Assistant:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def get_session(self, session_id: str) -> Session:
         return self.store.get_session(session_id)
 

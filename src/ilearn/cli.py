@@ -146,8 +146,8 @@ def run_chat(assistant, user: str, stdin: TextIO, stdout: TextIO) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from ilearn.assistant import Assistant
 
-    assistant = Assistant.from_config(load_config(args))
-    return run_chat(assistant, args.user, sys.stdin, sys.stdout)
+    with Assistant.from_config(load_config(args)) as assistant:
+        return run_chat(assistant, args.user, sys.stdin, sys.stdout)
 
 
 def _store(args: argparse.Namespace):

@@ -12,11 +12,14 @@ logger = logging.getLogger(__name__)
 
 def build_components(config: Config) -> dict[str, Any]:
     """The model, store, retrieval memory, feedback decoder and model registry for `config`."""
+    import faiss
+
     from ilearn.dialogue.feedback import make_decoder
     from ilearn.learning.registry import ModelRegistry
     from ilearn.memory.sqlite import open_store
     from ilearn.models import load_model
 
+    faiss.omp_set_num_threads(config.model.threads)
     home = config.home_path
     home.mkdir(parents=True, exist_ok=True)
     store = open_store(home)

@@ -49,4 +49,5 @@ def run_demo(config: Config, out: TextIO) -> int:
         print("\n-- bob asks about it too; ana's correction is private to her", file=out)
         s = say("bob", "What is this medicine called?", image=item.test_views[0])
         assistant.close_session(s)
+        assistant.close()
     return 0
