@@ -71,8 +71,18 @@ def setup(vlm: Any, settings: LearnConfig) -> PreparedModel:
     """The base model, frozen except `settings.trainable` (LoRA for the parts in `settings.lora`)."""
     torch.manual_seed(settings.seed)
     model = base_model(vlm)
-    return prepare(model, tuple(settings.trainable), tuple(settings.lora), lora_r=settings.lora_r,
-                   lora_alpha=settings.lora_alpha)
+    prepared = prepare(model, tuple(settings.trainable), tuple(settings.lora), lora_r=settings.lora_r,
+                       lora_alpha=settings.lora_alpha)
+    if mixed_precision(model_device(vlm)):  # bf16 autocast: keep float32 master copies of what trains
+        for param in prepared.model.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
+    return prepared
+
+
+def mixed_precision(device: torch.device) -> bool:
+    """bf16 autocast: on a CUDA GPU that supports it (never on CPU, where it is slow or missing)."""
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def trainer_args(config_cls: type, settings: LearnConfig, out_dir: Path, device: torch.device, **extra: Any):
@@ -85,7 +95,7 @@ def trainer_args(config_cls: type, settings: LearnConfig, out_dir: Path, device:
         per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.learning_rate,
         seed=settings.seed,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
+        bf16=mixed_precision(device),
         fp16=False,
         gradient_checkpointing=False,
         use_cpu=not cuda,
@@ -194,8 +204,9 @@ def sft(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Pa
 
 
 def reference_model(prepared: PreparedModel, vlm: Any) -> torch.nn.Module | None:
-    """DPO / KTO reference: None with LoRA (TRL disables the adapter), else a frozen copy of the base model."""
-    if prepared.is_peft:
+    """DPO / KTO reference: None when only LoRA adapters train (TRL then uses the adapter-free model), else a
+    frozen copy of the base model (fully trained parts change in place, so disabling adapters is no reference)."""
+    if prepared.is_peft and not prepared.full:
         return None
     ref = base_model(vlm)
     ref.requires_grad_(False)
