@@ -1,0 +1,130 @@
+"""Multi-round learning experiments with simulated users: `run_experiment` (behind ``ilearn experiment``).
+
+    report = run_experiment("pharmacy", model="small", quick=True, report_dir="reports/pharmacy")
+
+Scenarios and protocols:
+
+- ``pharmacy`` and ``objects`` (``objects_dir=DIR``): iLearnRobot's rounds R1 (base + Chain of Question, no
+  retrieval), R2 (retrieval over the taught events), R3 (fine-tuned on rounds 1-2, vision encoder trained),
+  R3+retrieval, and the ablation ``R3 (no vision)`` (see `ilearn.evaluation.runner_fact`);
+- ``reference-game``: ReSpect's round0..roundN per method (``sft``, ``reinforce``, ``kto``; see
+  `ilearn.evaluation.runner_game`).
+
+Every scored round uses held-out interactions (new views or games, held-out personas) that never reach memory
+or training. The report folder gets report.json / report.md / PNG plots (`ilearn.evaluation.report`) and one
+file per finished round under ``rounds/``: a rerun with the same settings loads finished rounds instead of
+recomputing them (the deployment homes, with their events and trained versions, live under ``--home``,
+``<report>/work`` by default, and are reused too). A rerun with other settings into the same folder is refused.
+
+Sizes (`runner_fact.QUICK` / `DEFAULT`, `runner_game.QUICK` / `DEFAULT`) were chosen so that on a 2-core CPU
+with the ``small`` model ``--quick`` takes about 3 minutes and the default run about 15 (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ilearn.config import Config
+from ilearn.errors import InvalidInput
+from ilearn.evaluation import runner_fact, runner_game
+from ilearn.evaluation.personas import PERSONAS, split_personas
+from ilearn.evaluation.report import RoundCache, write_report
+from ilearn.evaluation.runner_common import RECIPE_DATA, RunContext
+
+logger = logging.getLogger(__name__)
+
+SCENARIOS = ("pharmacy", "objects", "reference-game")
+N_TEST_PERSONAS = 8
+"""Personas held out for scoring (never used for teaching)."""
+
+
+def _sizes(scenario: str, quick: bool) -> Any:
+    if scenario == "reference-game":
+        return runner_game.QUICK if quick else runner_game.DEFAULT
+    return runner_fact.QUICK if quick else runner_fact.DEFAULT
+
+
+def _check(scenario: str, rounds: int | None, users: int | None, methods: list[str] | None,
+           objects_dir: str | Path | None) -> None:
+    if scenario not in SCENARIOS:
+        raise InvalidInput(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    if rounds is not None and rounds < 1:
+        raise InvalidInput("rounds must be >= 1")
+    if users is not None and not 1 <= users <= len(PERSONAS) - N_TEST_PERSONAS:
+        raise InvalidInput(f"users must be between 1 and {len(PERSONAS) - N_TEST_PERSONAS} (teaching personas)")
+    for m in methods or []:
+        if m not in RECIPE_DATA:
+            raise InvalidInput(f"unknown method {m!r}; choose among {', '.join(RECIPE_DATA)}")
+    if scenario == "objects" and objects_dir is None:
+        raise InvalidInput("the objects scenario needs a folder: --objects DIR (one subfolder per object)")
+
+
+def _scenario(name: str, seed: int, sizes: Any, objects_dir: str | Path | None, rounds: int | None) -> Any:
+    from ilearn.evaluation.scenarios import load_scenario
+
+    if name == "pharmacy":
+        return load_scenario(name, seed=seed, n_teach=sizes.teach_views, n_test=sizes.test_views)
+    if name == "objects":
+        return load_scenario(name, directory=objects_dir, seed=seed)
+    n_rounds = rounds if rounds is not None else sizes.rounds
+    return load_scenario(name, seed=seed, n_teach=sizes.teach_games * max(n_rounds, 1), n_test=sizes.test_games)
+
+
+def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | None = None, users: int | None = None,
+                   seed: int = 0, quick: bool = False, report_dir: str | Path, objects_dir: str | Path | None = None,
+                   methods: list[str] | None = None, progress: bool = True, home: str | Path | None = None,
+                   threads: int = 1, config: Config | None = None, bertscore: bool = True,
+                   on_round: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run the scenario's protocol with simulated users and write the report folder; returns report.json's dict.
+
+    `rounds`: pharmacy/objects: 1 (R1), 2 (R1-R2) or more (all); reference-game: training rounds after round0.
+    `users`: teaching personas (default: all 22 not held out). `methods`: reference-game recipes (default
+    sft, reinforce, kto); for pharmacy/objects the first one is R3's recipe (default sft). `home`: where the
+    deployments live (default `<report_dir>/work`). `config`: base settings (model backend, threads and home
+    are set from the other arguments). `on_round(round)` is called after each round that was computed.
+    """
+    _check(scenario_name, rounds, users, methods, objects_dir)
+    import torch
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    report_dir = Path(report_dir)
+    home_path = Path(home) if home is not None else report_dir / "work"
+    sizes = _sizes(scenario_name, quick)
+    if methods is None:
+        methods = list(runner_game.METHODS) if scenario_name == "reference-game" else ["sft"]
+    settings = {"scenario": scenario_name, "model": model, "seed": seed, "quick": quick, "rounds": rounds,
+                "users": users, "methods": methods, "sizes": asdict(sizes),
+                "objects_dir": str(Path(objects_dir).resolve()) if objects_dir is not None else None}
+    cache = RoundCache(report_dir, settings)
+    base = config or Config()
+    base = base.override(model={"backend": model, "threads": threads, "seed": seed}, home=str(home_path))
+    scenario = _scenario(scenario_name, seed, sizes, objects_dir, rounds)
+    teach_personas, test_personas = split_personas(seed, n_test=N_TEST_PERSONAS)
+    if users is not None:
+        teach_personas = teach_personas[:users]
+
+    from ilearn.models import load_model
+
+    vlm = load_model(base.model)
+    ctx = RunContext(scenario=scenario_name, seed=seed, vlm=vlm, config=base, home=home_path, cache=cache,
+                     sizes=sizes, teach_personas=teach_personas, test_personas=test_personas, methods=methods,
+                     rounds=rounds, progress=progress, threads=threads, bertscore=bertscore, on_round=on_round)
+    if scenario_name == "reference-game":
+        result_rounds = runner_game.run_game(ctx, scenario)
+    else:
+        result_rounds = runner_fact.run_fact(ctx, scenario)
+    result = {"scenario": scenario_name, "model": model, "seed": seed, "rounds": result_rounds,
+              "settings": settings, "elapsed_s": round(time.perf_counter() - start, 1),
+              "personas": {"teach": [p.name for p in teach_personas], "test": [p.name for p in test_personas]}}
+    if scenario_name == "objects":
+        result["skipped_photos"] = list(getattr(scenario, "skipped", []))
+    paths = write_report(result, report_dir)
+    logger.info("experiment %s done in %.1f s; report in %s", scenario_name, result["elapsed_s"], report_dir)
+    return json.loads(paths["report.json"].read_text(encoding="utf-8"))

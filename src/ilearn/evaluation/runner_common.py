@@ -1,0 +1,252 @@
+"""What both experiment runners share: deployments, held-out scoring hygiene, training glue, round metrics.
+
+A `Deployment` is one assistant home (SQLite store, retrieval memory, feedback decoder, model registry) around a
+VLM that the whole experiment shares (loaded once). Assistants are built per phase with the settings of that
+phase (retrieval on or off, Chain of Question on or off) over the same store and memory, and *without* a
+registry: the runner decides which weights the shared VLM serves (`serve`), so that no assistant swaps them
+behind its back at each turn.
+
+Scoring never leaks into memory: scoring users get ids ``score-<round>-<persona>``, their sessions are never
+closed (so never distilled into events), and `forget_users` deletes them (sessions, turns, images) once the
+round is scored, and again before a round is (re)scored after an interruption.
+
+Training glue (no on-demand ``learn`` orchestration existed when this was written): `train_version` builds the
+recipe's dataset from the deployment's events (images read from the store), trains from the base weights with
+`ilearn.learning.recipes.train`, and registers the result as a candidate in the deployment's `ModelRegistry`;
+the experiment promotes nothing and skips the gate, since every round measures the candidate directly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ilearn.assistant import Assistant
+from ilearn.config import Config, LearnConfig
+from ilearn.errors import InvalidInput, NotFound
+from ilearn.evaluation.metrics import BertScorer, TaskRecord, decoder_scores, rouge1, summarise
+from ilearn.types import ImageRef, Label
+
+logger = logging.getLogger(__name__)
+
+#: dataset builder per recipe (ReSpect: sft is filtered fine-tuning on positive / corrected answers)
+RECIPE_DATA = {"sft": "sft", "dpo": "dpo", "kto": "kto", "reinforce": "rewards"}
+VERSIONS_FILE = "versions.json"
+
+
+@dataclass
+class Deployment:
+    """One assistant home around the experiment's shared VLM (see the module docstring)."""
+
+    home: Path
+    config: Config
+    vlm: Any
+    store: Any
+    memory: Any
+    decoder: Any
+    registry: Any
+
+    @classmethod
+    def open(cls, home: str | Path, config: Config, vlm: Any) -> Deployment:
+        """Open (or create) the deployment in `home` with the shared `vlm`."""
+        from ilearn.components import build_memory
+        from ilearn.dialogue.feedback import make_decoder
+        from ilearn.learning.registry import ModelRegistry
+        from ilearn.memory.sqlite import open_store
+
+        home = Path(home)
+        home.mkdir(parents=True, exist_ok=True)
+        config = config.override(home=str(home))
+        store = open_store(home)
+        memory = build_memory(config, store)
+        decoder = make_decoder(config.feedback, vlm, text_embedder=memory.text_embedder)
+        return cls(home, config, vlm, store, memory, decoder, ModelRegistry(store, home))
+
+    def assistant(self, *, retrieval: bool, clarify: bool = True) -> Assistant:
+        """An assistant over this deployment's store and memory with retrieval / clarification on or off."""
+        config = self.config.override(retrieval={"enabled": retrieval}, clarify={"enabled": clarify})
+        return Assistant(config, self.vlm, self.store, memory=self.memory, feedback_decoder=self.decoder)
+
+    def image(self, ref: ImageRef) -> Image.Image:
+        """An image of the store as RGB PIL."""
+        with Image.open(io.BytesIO(self.store.get_image_bytes(ref.sha256))) as img:
+            return img.convert("RGB")
+
+    def rows(self, recipe: str) -> list[dict]:
+        """The training rows of `recipe` from every event of this deployment (images as PIL)."""
+        from ilearn.learning.datasets import BUILDERS
+
+        if recipe not in RECIPE_DATA:
+            raise InvalidInput(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPE_DATA)}")
+        return BUILDERS[RECIPE_DATA[recipe]](self.store.list_events(), self.image)
+
+    def forget_users(self, prefix: str) -> int:
+        """Delete every user whose id starts with `prefix` (sessions, turns, events, vectors); returns how many."""
+        users = [u for u in self.store.list_users() if u.startswith(prefix)]
+        for user in users:
+            self.memory.forget_user(user)
+        return len(users)
+
+    # -- model versions -----------------------------------------------------------------------------------
+    def _versions(self) -> dict[str, str]:
+        path = self.home / VERSIONS_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def version(self, key: str) -> str | None:
+        """The version id trained earlier under `key` in this deployment, if its weights still exist."""
+        version_id = self._versions().get(key)
+        if version_id is None:
+            return None
+        try:
+            version = self.registry.get(version_id)
+        except NotFound:
+            return None
+        return version_id if version.path and Path(version.path).exists() else None
+
+    def remember_version(self, key: str, version_id: str) -> None:
+        """Record that `version_id` was trained under `key` (so a resumed run reuses it)."""
+        versions = {**self._versions(), key: version_id}
+        (self.home / VERSIONS_FILE).write_text(json.dumps(versions, indent=2))
+
+    def train_version(self, key: str, learn: LearnConfig, rows: list[dict] | None = None) -> str | None:
+        """Train `learn.recipe` on this deployment's events (or on `rows`) from the base weights and register it.
+
+        Returns the version id (reused when `key` was trained before), or None when there is nothing to train on.
+        """
+        from ilearn.learning.recipes import train
+
+        existing = self.version(key)
+        if existing is not None:
+            logger.info("reusing version %s trained earlier for %s", existing, key)
+            return existing
+        rows = self.rows(learn.recipe) if rows is None else rows
+        if learn.recipe == "kto" and len({bool(r["label"]) for r in rows}) < 2:
+            logger.warning("%s: kto needs desirable and undesirable examples; not trained", key)
+            return None
+        if not rows:
+            logger.warning("%s: no %s training examples; the base model stays", key, learn.recipe)
+            return None
+        self.vlm.reset()  # recipes train from the base weights
+        version_id, path = self.registry.new_path()
+        result = train(self.vlm, rows, learn, path)
+        ids = sorted({r["event_id"] for r in rows if "event_id" in r})
+        self.registry.register(path=path, recipe=learn.recipe, settings=asdict(learn), event_ids=ids,
+                               metrics={"train": result.to_dict(), "experiment_key": key}, version_id=version_id)
+        self.remember_version(key, version_id)
+        return version_id
+
+    def serve(self, version_id: str | None) -> None:
+        """Make the shared VLM serve `version_id` (None: the base weights)."""
+        if version_id is None:
+            if getattr(self.vlm, "version", "base") != "base":
+                self.vlm.reset()
+        else:
+            self.registry.apply(self.vlm, version_id)
+
+    def close(self) -> None:
+        """Save the index and close the store."""
+        try:
+            self.memory.close()
+        finally:
+            self.store.close()
+
+
+_BERT: BertScorer | None = None
+
+
+def bert_scorer(threads: int = 1) -> BertScorer:
+    """One BERTScore model per process (loading MiniLM takes a few seconds)."""
+    global _BERT
+    if _BERT is None:
+        _BERT = BertScorer(threads=threads)
+    return _BERT
+
+
+def round_metrics(records: list[TaskRecord], feedback: list[tuple[Label | None, Label]], *,
+                  text_metrics: bool, bertscore: bool = True, threads: int = 1) -> dict[str, Any]:
+    """Every per-round metric: task metrics, decoder precision against the simulator's truth, ROUGE-1, BERTScore."""
+    out: dict[str, Any] = dict(summarise(records))
+    scores = decoder_scores([p for p, _ in feedback], [t for _, t in feedback])
+    out["decoder"] = scores
+    precisions = [v for v in scores["precision"].values() if v is not None]
+    out["decoder_precision"] = sum(precisions) / len(precisions) if precisions else None
+    out["decoder_accuracy"] = scores["accuracy"]
+    pairs = [(r.answers[0] if r.answers else "", r.reference) for r in records if r.reference]
+    if text_metrics and pairs:
+        preds, refs = [p for p, _ in pairs], [r for _, r in pairs]
+        rouge = rouge1(preds, refs)
+        out.update(rouge1_precision=rouge["precision"], rouge1_recall=rouge["recall"], rouge1_f1=rouge["f1"])
+        if bertscore:
+            bert = bert_scorer(threads).score(preds, refs)
+            out.update(bertscore_precision=bert["precision"], bertscore_recall=bert["recall"],
+                       bertscore_f1=bert["f1"])
+    else:
+        out.update(rouge1_precision=None, rouge1_recall=None, rouge1_f1=None)
+    return out
+
+
+def task_record(outcome: dict[str, Any], latencies: list[float], tokens: list[int]) -> TaskRecord:
+    """A TaskRecord from a simulated user's `outcome()` and the assistant's per-turn cost."""
+    return TaskRecord(task_id=outcome["task_id"], first_answer_correct=bool(outcome["first_answer_correct"]),
+                      completed=bool(outcome["completed"]), turns=int(outcome["turns"]),
+                      clarifications=int(outcome.get("clarifications", 0)),
+                      ambiguous=bool(outcome.get("ambiguous", False)), answers=list(outcome.get("answers", [])),
+                      reference=str(outcome.get("reference", "")), latencies_ms=latencies, prompt_tokens=tokens)
+
+
+@dataclass
+class RunContext:
+    """One experiment run: settings, the shared VLM, the round cache and helpers both runners use."""
+
+    scenario: str
+    seed: int
+    vlm: Any
+    config: Config
+    home: Path
+    cache: Any  # RoundCache
+    sizes: Any
+    teach_personas: list
+    test_personas: list
+    methods: list[str]
+    rounds: int | None = None
+    progress: bool = True
+    threads: int = 1
+    bertscore: bool = True
+    on_round: Any = None  # callable(round dict), called after each round that was computed (not loaded)
+    general_cache: dict | None = None
+
+    def bar(self, items: Any, desc: str) -> Any:
+        """A tqdm progress bar over `items` (silent when progress is off)."""
+        from tqdm import tqdm
+
+        return tqdm(items, desc=desc, disable=not self.progress, leave=False, dynamic_ncols=True)
+
+    def general(self) -> float | None:
+        """General-set (easy-vqa) accuracy of the weights the VLM serves now, cached per version."""
+        n = getattr(self.sizes, "general", 0)
+        if n <= 0:
+            return None
+        self.general_cache = self.general_cache if self.general_cache is not None else {}
+        version = str(getattr(self.vlm, "version", "base"))
+        if version not in self.general_cache:
+            from ilearn.evaluation.easyvqa import evaluate_easyvqa
+
+            result = evaluate_easyvqa(self.vlm, limit=n, seed=self.seed, batch_size=8)
+            self.general_cache[version] = float(result["accuracy"])
+        return self.general_cache[version]
+
+    def finish(self, round_: dict[str, Any], key: str) -> dict[str, Any]:
+        """Save a computed round (resume point) and call the `on_round` hook."""
+        self.cache.save(round_, key=key)
+        saved = self.cache.load(key)
+        logger.info("round %s done: accuracy %s, completion %s", round_["name"], round_.get("accuracy"),
+                    round_.get("task_completion"))
+        if self.on_round is not None:
+            self.on_round(saved)
+        return saved

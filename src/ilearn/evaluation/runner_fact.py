@@ -1,0 +1,196 @@
+"""The iLearnRobot protocol on a fact scenario (``pharmacy``, ``objects``): R1, R2, R3, R3+retrieval, ablation.
+
+Rounds, in order (each one first *scored*, then, for R1 and R2, *taught*):
+
+| round | model | retrieval | teaching after scoring |
+| --- | --- | --- | --- |
+| ``R1`` | base, Chain of Question | off | teach users about teach views; sessions closed into events |
+| ``R2`` | base | over the events taught so far (R1's when scored) | more teaching, retrieval on |
+| ``R3`` | fine-tuned on the events of R1-R2 (vision encoder, projector and language model) | off | - |
+| ``R3+retrieval`` | the same version | on | - |
+| ``R3 (no vision)`` | fine-tuned with the vision encoder frozen (ablation) | off | - |
+
+Scoring uses held-out interactions only: the scenario's test views, asked by held-out personas, through an
+assistant over the same store and memory whose sessions are never closed and whose users are deleted after
+the round (see `runner_common`). Teach users are marked trusted (``retrieval.sharing="trusted"``), i.e. the
+robot's caretakers, so that what they teach reaches the held-out users in R2 without corroboration.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ilearn.config import LearnConfig
+from ilearn.evaluation.metrics import TaskRecord, contains_answer
+from ilearn.evaluation.runner_common import Deployment, RunContext, round_metrics, task_record
+from ilearn.evaluation.scenarios.base import Scenario, Task, derive_seed
+from ilearn.evaluation.users import SimulatedUser
+from ilearn.types import Label, TurnKind
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FactSizes:
+    """How big a fact-scenario run is (see `QUICK` and `DEFAULT`)."""
+
+    teach_views: int
+    """teach views rendered per pharmacy bottle"""
+    test_views: int
+    """held-out views rendered per pharmacy bottle"""
+    teach_tasks: int
+    """teaching interactions after R1"""
+    teach_tasks_r2: int
+    """teaching interactions after R2 (retrieval on)"""
+    test_tasks: int
+    """scored held-out interactions per round"""
+    general: int
+    """general-set (easy-vqa) questions per distinct model"""
+    train_steps: int
+    """optimizer steps of each fine-tuning"""
+    batch_size: int
+    """examples per step"""
+
+
+QUICK = FactSizes(teach_views=2, test_views=1, teach_tasks=24, teach_tasks_r2=12, test_tasks=12, general=16,
+                  train_steps=12, batch_size=4)
+DEFAULT = FactSizes(teach_views=4, test_views=2, teach_tasks=72, teach_tasks_r2=36, test_tasks=36, general=60,
+                    train_steps=60, batch_size=8)
+
+#: (cache key, report name, retrieval, model: None = base, else the training key)
+PLAN: tuple[tuple[str, str, bool, str | None], ...] = (
+    ("R1", "R1", False, None),
+    ("R2", "R2", True, None),
+    ("R3", "R3", False, "full"),
+    ("R3+retrieval", "R3+retrieval", True, "full"),
+    ("R3-novision", "R3 (no vision)", False, "novision"),
+)
+TRAINABLE = {"full": ("vision", "projector", "language"), "novision": ("projector", "language")}
+
+
+def slug(key: str) -> str:
+    """A user-id-safe form of a round key."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+
+
+def play_fact(assistant: Any, user_id: str, user: SimulatedUser, task: Task
+              ) -> tuple[TaskRecord, list[tuple[Label | None, Label]], str | None]:
+    """Play one task: the simulated user talks until done. Returns the record, (decoded, true) feedback pairs
+    and the session id."""
+    text: str | None = user.first_utterance()
+    session_id = None
+    latencies: list[float] = []
+    tokens: list[int] = []
+    pairs: list[tuple[Label | None, Label]] = []
+    while text is not None:
+        reply = assistant.respond(user_id, text, image=task.view if session_id is None else None,
+                                  session_id=session_id)
+        session_id = reply.session_id
+        latencies.append(reply.timings_ms.get("total", 0.0))
+        if reply.kind == TurnKind.ANSWER and reply.prompt_tokens:
+            tokens.append(reply.prompt_tokens)
+        truth = user.utterances[-1].label
+        if truth is not None and user.utterances[-1].kind == "reaction":
+            pairs.append((reply.feedback.label if reply.feedback is not None else None, truth))
+        if user.done:
+            break
+        kind = "clarification" if reply.kind == TurnKind.CLARIFICATION else "answer"
+        text = user.reply(reply.text, kind)
+    return task_record(user.outcome(), latencies, tokens), pairs, session_id
+
+
+def taught_keys(user: SimulatedUser) -> set[tuple[str, str]]:
+    """(item, intent) the user taught correctly: confirmed a right answer or gave the right correction."""
+    task = user.task
+    good = user.completed or any(u.correction and contains_answer(u.correction, task.reference)
+                                 for u in user.utterances)
+    return {(task.item.id, task.intent)} if good else set()
+
+
+def run_fact(ctx: RunContext, scenario: Scenario) -> list[dict[str, Any]]:
+    """Run the iLearnRobot rounds on `scenario` (see the module docstring); returns the rounds."""
+    sizes: FactSizes = ctx.sizes
+    recipe = ctx.methods[0] if ctx.methods else "sft"
+    config = ctx.config.override(retrieval={"sharing": "trusted"})
+    dep = Deployment.open(ctx.home / "teach", config, ctx.vlm)
+    plan = PLAN[: {1: 1, 2: 2}.get(ctx.rounds or 0, len(PLAN))]
+    teach_sets = {"R1": scenario.tasks("teach", sizes.teach_tasks, seed=ctx.seed),
+                  "R2": scenario.tasks("teach", sizes.teach_tasks_r2, seed=ctx.seed + 1)}
+    test_tasks = scenario.tasks("test", sizes.test_tasks, seed=ctx.seed)
+    rounds: list[dict[str, Any]] = []
+    taught: set[tuple[str, str]] = set()
+    try:
+        for key, name, retrieval, model in plan:
+            done = ctx.cache.load(key)
+            if done is not None:
+                logger.info("round %s: already done, loaded from the report folder", name)
+                rounds.append(done)
+                taught |= {tuple(t) for t in done.get("taught", [])}
+                continue
+            version = None
+            if model is not None:
+                learn = LearnConfig(recipe=recipe, trainable=TRAINABLE[model], max_steps=sizes.train_steps,
+                                    batch_size=sizes.batch_size, seed=ctx.seed)
+                version = dep.train_version(f"{recipe}-{model}", learn)
+            dep.serve(version)
+            round_ = _score(ctx, dep, key, test_tasks, retrieval, taught)
+            round_.update(name=name, method="base" if model is None else recipe, retrieval=retrieval,
+                          version=version or "base", trainable=list(TRAINABLE[model]) if model else None)
+            if key in teach_sets:
+                new = _teach(ctx, dep, key, teach_sets[key], retrieval)
+                round_.update(new)
+                taught |= {tuple(t) for t in new["taught"]}
+            rounds.append(ctx.finish(round_, key))
+    finally:
+        dep.serve(None)
+        dep.close()
+    return rounds
+
+
+def _score(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrieval: bool,
+           taught: set[tuple[str, str]]) -> dict[str, Any]:
+    prefix = f"score-{slug(key)}-"
+    dep.forget_users(prefix)  # left by an interrupted attempt
+    assistant = dep.assistant(retrieval=retrieval)
+    records: list[TaskRecord] = []
+    pairs: list[tuple[Label | None, Label]] = []
+    hits_taught: list[bool] = []
+    for i, task in enumerate(ctx.bar(tasks, f"{key} score")):
+        persona = ctx.test_personas[i % len(ctx.test_personas)]
+        user = SimulatedUser(persona, task, random.Random(derive_seed("score", ctx.seed, key, i)))
+        record, fb, _ = play_fact(assistant, prefix + persona.name, user, task)
+        records.append(record)
+        pairs += fb
+        if (task.item.id, task.intent) in taught:
+            hits_taught.append(record.first_answer_correct)
+    dep.forget_users(prefix)  # scoring never feeds memory
+    out = round_metrics(records, pairs, text_metrics=True, bertscore=ctx.bertscore, threads=ctx.threads)
+    out["accuracy_taught"] = sum(hits_taught) / len(hits_taught) if hits_taught else None
+    out["n_taught_interactions"] = len(hits_taught)
+    out["general_accuracy"] = ctx.general()
+    return out
+
+
+def _teach(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrieval: bool) -> dict[str, Any]:
+    prefix = f"{slug(key)}-teach-"
+    dep.forget_users(prefix)  # partial teaching of an interrupted attempt
+    assistant = dep.assistant(retrieval=retrieval)
+    before = dep.store.count_events()
+    taught: set[tuple[str, str]] = set()
+    first_right = 0
+    for i, task in enumerate(ctx.bar(tasks, f"{key} teach")):
+        persona = ctx.teach_personas[i % len(ctx.teach_personas)]
+        user_id = prefix + persona.name
+        dep.store.ensure_user(user_id, trusted=True)
+        user = SimulatedUser(persona, task, random.Random(derive_seed("teach", ctx.seed, key, i)))
+        record, _, session_id = play_fact(assistant, user_id, user, task)
+        first_right += record.first_answer_correct
+        if session_id is not None:
+            assistant.close_session(session_id)
+        taught |= taught_keys(user)
+    return {"n_teach_interactions": len(tasks), "teach_events": dep.store.count_events() - before,
+            "teach_accuracy": first_right / len(tasks) if tasks else None, "taught": sorted(taught)}

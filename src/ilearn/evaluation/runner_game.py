@@ -1,0 +1,174 @@
+"""The ReSpect protocol on the ``reference-game`` scenario: deploy, decode feedback, train, redeploy.
+
+``round0``: the base model plays held-out games (scored), then deploys on teach games; its sessions are closed
+into events whose labels come only from the assistant's feedback decoder (users never label anything). Then,
+for each method (``sft``: filtered fine-tuning on positively decoded picks; ``reinforce``: reward-weighted
+likelihood with ReSpect's 1 / -0.1 / 0 remap; ``kto``), for r = 1..N: train from the base weights on every
+event that method's deployments produced so far (round0's shared ones included) -> score ``round<r>`` on the
+held-out games -> deploy on the next teach games (not after the last round). Each method has its own
+deployment home, so their data never mix. ``round0`` is reported once per method (same numbers), so that every
+method's curve starts from the same baseline.
+
+Retrieval and Chain of Question are off (ReSpect learns only by training). The assistant answers statements
+such as "Yes! Now the grey fan." with an acknowledgement (it reads them as reactions); the runner then asks for
+the pick with "Which number is <the user's current description>?", built from the user's own description.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from ilearn.config import LearnConfig
+from ilearn.evaluation.metrics import TaskRecord
+from ilearn.evaluation.runner_common import Deployment, RunContext, round_metrics, task_record
+from ilearn.evaluation.scenarios.base import derive_seed
+from ilearn.evaluation.scenarios.reference_game import Game, ReferenceGameScenario, describe
+from ilearn.evaluation.users import ReferenceGameUser
+from ilearn.types import Label, TurnKind
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("sft", "reinforce", "kto")
+
+
+@dataclass(frozen=True)
+class GameSizes:
+    """How big a reference-game run is (see `QUICK` and `DEFAULT`)."""
+
+    teach_games: int
+    """games played per deployment round"""
+    test_games: int
+    """held-out games scored per round"""
+    rounds: int
+    """training rounds after round0"""
+    general: int
+    """general-set (easy-vqa) questions per distinct model"""
+    train_steps: int
+    """optimizer steps per training"""
+    batch_size: int
+    """examples per step"""
+
+
+QUICK = GameSizes(teach_games=4, test_games=3, rounds=1, general=8, train_steps=8, batch_size=4)
+DEFAULT = GameSizes(teach_games=10, test_games=8, rounds=3, general=30, train_steps=30, batch_size=8)
+
+
+def play_game(assistant: Any, user_id: str, user: ReferenceGameUser, game: Game
+              ) -> tuple[TaskRecord, list[tuple[Label | None, Label]], str | None]:
+    """Play one game to its end; returns the record, (decoded, true) feedback pairs and the session id."""
+    text: str | None = user.first_utterance()
+    session_id = None
+    latencies: list[float] = []
+    tokens: list[int] = []
+    pairs: list[tuple[Label | None, Label]] = []
+
+    def send(message: str) -> Any:
+        nonlocal session_id
+        reply = assistant.respond(user_id, message, image=game.board if session_id is None else None,
+                                  session_id=session_id)
+        session_id = reply.session_id
+        latencies.append(reply.timings_ms.get("total", 0.0))
+        if reply.kind == TurnKind.ANSWER and reply.prompt_tokens:
+            tokens.append(reply.prompt_tokens)
+        return reply
+
+    while text is not None:
+        reply = send(text)
+        truth = user.utterances[-1]
+        if truth.label is not None and truth.kind == "reaction":
+            pairs.append((reply.feedback.label if reply.feedback is not None else None, truth.label))
+        if user.done:
+            break
+        if reply.kind == TurnKind.REACTION and user.current is not None:  # acknowledged only: ask for the pick
+            target = game.figure(user.current).attributes
+            reply = send(f"Which number is {describe(target, user.keys)}?")
+        kind = "clarification" if reply.kind == TurnKind.CLARIFICATION else "answer"
+        text = user.reply(reply.text, kind)
+    return task_record(user.outcome(), latencies, tokens), pairs, session_id
+
+
+def _play(ctx: RunContext, dep: Deployment, games: list[Game], personas: list, prefix: str, key: str,
+          *, close: bool) -> tuple[list[TaskRecord], list[tuple[Label | None, Label]]]:
+    dep.forget_users(prefix)  # left by an interrupted attempt
+    assistant = dep.assistant(retrieval=False, clarify=False)
+    records: list[TaskRecord] = []
+    pairs: list[tuple[Label | None, Label]] = []
+    for i, game in enumerate(ctx.bar(games, f"{key} {'deploy' if close else 'score'}")):
+        persona = personas[i % len(personas)]
+        user = ReferenceGameUser(persona, game, random.Random(derive_seed(prefix, ctx.seed, key, i)))
+        record, fb, session_id = play_game(assistant, prefix + persona.name, user, game)
+        records.append(record)
+        pairs += fb
+        if close and session_id is not None:
+            assistant.close_session(session_id)
+    if not close:
+        dep.forget_users(prefix)  # scoring never feeds memory or training
+    return records, pairs
+
+
+def _score(ctx: RunContext, dep: Deployment, key: str, games: list[Game]) -> dict[str, Any]:
+    records, pairs = _play(ctx, dep, games, ctx.test_personas, f"score-{key}-", key, close=False)
+    out = round_metrics(records, pairs, text_metrics=False)
+    out["general_accuracy"] = ctx.general()
+    return out
+
+
+def _deploy(ctx: RunContext, dep: Deployment, key: str, games: list[Game]) -> dict[str, Any]:
+    before = dep.store.count_events()
+    records, pairs = _play(ctx, dep, games, ctx.teach_personas, f"{key}-deploy-", key, close=True)
+    deployed = round_metrics(records, pairs, text_metrics=False)
+    return {"deploy_games": len(games), "deploy_events": dep.store.count_events() - before,
+            "deploy_completion": deployed["task_completion"], "deploy_decoder_precision": deployed["decoder_precision"]}
+
+
+def run_game(ctx: RunContext, scenario: ReferenceGameScenario) -> list[dict[str, Any]]:
+    """Run round0 and, per method, rounds 1..N (see the module docstring); returns every round."""
+    sizes: GameSizes = ctx.sizes
+    n_rounds = ctx.rounds if ctx.rounds is not None else sizes.rounds
+    methods = list(ctx.methods or METHODS)
+    teach = scenario.teach_games
+    slices = [teach[r * sizes.teach_games:(r + 1) * sizes.teach_games] for r in range(max(n_rounds, 1))]
+    test = scenario.test_games
+    base = Deployment.open(ctx.home / "game-base", ctx.config, ctx.vlm)
+    rounds: list[dict[str, Any]] = []
+    deps: list[Deployment] = [base]
+    try:
+        round0 = ctx.cache.load("base-round0")
+        if round0 is None:
+            base.serve(None)
+            round0 = _score(ctx, base, "round0", test)
+            round0.update(name="round0", method="base", retrieval=False, version="base")
+            round0.update(_deploy(ctx, base, "round0", slices[0]))
+            round0 = ctx.finish(round0, "base-round0")
+        for method in methods:
+            dep = Deployment.open(ctx.home / f"game-{method}", ctx.config, ctx.vlm)
+            deps.append(dep)
+            if not ctx.cache.has(f"{method}-round0"):  # the shared baseline, on this method's curve
+                ctx.cache.save({**round0, "method": method}, key=f"{method}-round0")
+            rounds.append(ctx.cache.load(f"{method}-round0"))
+            for r in range(1, n_rounds + 1):
+                key = f"{method}-round{r}"
+                done = ctx.cache.load(key)
+                if done is not None:
+                    rounds.append(done)
+                    continue
+                learn = LearnConfig(recipe=method, max_steps=sizes.train_steps, batch_size=sizes.batch_size,
+                                    seed=ctx.seed)
+                rows = base.rows(method) + dep.rows(method)
+                version = dep.train_version(key, learn, rows)
+                dep.serve(version)
+                round_ = _score(ctx, dep, f"round{r}", test)
+                round_.update(name=f"round{r}", method=method, retrieval=False, version=version or "base",
+                              train_rows=len(rows))
+                if r < n_rounds:
+                    round_.update(_deploy(ctx, dep, f"{method}-round{r}", slices[r]))
+                rounds.append(ctx.finish(round_, key))
+                dep.serve(None)
+    finally:
+        base.serve(None)
+        for dep in deps:
+            dep.close()
+    return rounds
