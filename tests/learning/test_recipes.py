@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from learning_data import rows_for
+from learning_data import QUESTION, rows_for
 
 from ilearn.config import LearnConfig, ModelConfig
 from ilearn.errors import InvalidInput
@@ -133,3 +133,19 @@ def test_recipes_on_cuda_in_bf16(tmp_path, recipe):
     assert result.steps == 2 and result.tokens > 0
     assert next(vlm.model.parameters()).dtype == torch.bfloat16
     check_parts(vlm, result, ("projector", "language"), ("language",))
+
+
+@pytest.mark.parametrize("kind", ["sft", "dpo", "kto", "rewards"])
+def test_recipes_take_the_rows_of_the_learning_datasets(tiny_vlm, tmp_path, kind):
+    from learning_data import shape
+
+    from ilearn.learning import datasets
+    from ilearn.types import Event, ImageRef, Label
+
+    events = [Event(image=ImageRef(c), question=QUESTION, answer=c, user_id="u", rejected=[w], label=Label.NEGATIVE)
+              for c, w in (("red", "blue"), ("blue", "green"), ("green", "red"))]
+    rows = getattr(datasets, f"build_{kind}")(events, lambda ref: shape(ref.sha256), with_ids=True)
+    assert rows
+    recipe = {"rewards": "reinforce"}.get(kind, kind)
+    result = train(tiny_vlm, rows, LearnConfig(recipe=recipe, **STEPS), tmp_path)
+    assert result.examples == len(rows) and result.steps == 2

@@ -119,15 +119,23 @@ def model_device(vlm: Any) -> torch.device:
 
 # -- data -------------------------------------------------------------------------------------------------
 def to_dataset(rows: Sequence[dict], required: tuple[str, ...]):
-    """A datasets.Dataset from rows with TRL's standard columns; a clear error when columns are missing."""
+    """A datasets.Dataset of TRL's standard columns (others, e.g. event ids, dropped; image paths opened)."""
     from datasets import Dataset
+    from PIL import Image
 
     if not rows:
         raise InvalidInput("no training examples: collect more events first")
     missing = [c for c in required if c not in rows[0]]
     if missing:
         raise InvalidInput(f"training rows lack column(s) {missing}; they have {sorted(rows[0])}")
-    return Dataset.from_list(list(rows))
+    keep = (*required, "images")
+    clean = []
+    for row in rows:
+        row = {k: v for k, v in row.items() if k in keep}
+        if "images" in row:
+            row["images"] = [Image.open(i).convert("RGB") if isinstance(i, (str, Path)) else i for i in row["images"]]
+        clean.append(row)
+    return Dataset.from_list(clean)
 
 
 def messages_to_prompt_completion(row: dict) -> dict:
