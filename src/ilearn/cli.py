@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev_forget.add_argument("--user", required=True)
     ev_forget.set_defaults(func=cmd_events_forget)
 
+    from ilearn.evaluation.experiment_cli import add_experiment_parser
+
+    add_experiment_parser(sub)
+
     demo = sub.add_parser("demo", help="a scripted conversation on the embedded default model")
     _common(demo)
     demo.set_defaults(func=cmd_demo)
