@@ -79,7 +79,7 @@ def _scenario(name: str, seed: int, sizes: Any, objects_dir: str | Path | None, 
 def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | None = None, users: int | None = None,
                    seed: int = 0, quick: bool = False, report_dir: str | Path, objects_dir: str | Path | None = None,
                    methods: list[str] | None = None, progress: bool = True, home: str | Path | None = None,
-                   threads: int = 1, config: Config | None = None, bertscore: bool = True,
+                   threads: int = 1, config: Config | None = None, bertscore: bool = True, sizes: Any = None,
                    on_round: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run the scenario's protocol with simulated users and write the report folder; returns report.json's dict.
 
@@ -87,7 +87,8 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
     `users`: teaching personas (default: all 22 not held out). `methods`: reference-game recipes (default
     sft, reinforce, kto); for pharmacy/objects the first one is R3's recipe (default sft). `home`: where the
     deployments live (default `<report_dir>/work`). `config`: base settings (model backend, threads and home
-    are set from the other arguments). `on_round(round)` is called after each round that was computed.
+    are set from the other arguments). `sizes`: a `runner_fact.FactSizes` / `runner_game.GameSizes` instead of
+    the quick or default one. `on_round(round)` is called after each round that was computed (not loaded).
     """
     _check(scenario_name, rounds, users, methods, objects_dir)
     import torch
@@ -96,7 +97,7 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
     start = time.perf_counter()
     report_dir = Path(report_dir)
     home_path = Path(home) if home is not None else report_dir / "work"
-    sizes = _sizes(scenario_name, quick)
+    sizes = sizes or _sizes(scenario_name, quick)
     if methods is None:
         methods = list(runner_game.METHODS) if scenario_name == "reference-game" else ["sft"]
     settings = {"scenario": scenario_name, "model": model, "seed": seed, "quick": quick, "rounds": rounds,

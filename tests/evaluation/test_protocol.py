@@ -1,0 +1,136 @@
+"""The experiment protocol on the tiny model: round names, held-out scoring, resume, determinism, objects, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image, ImageDraw
+
+from ilearn.config import Config
+from ilearn.errors import InvalidInput
+from ilearn.evaluation.protocol import run_experiment
+from ilearn.evaluation.report import ROUND_KEYS, TOP_KEYS
+from ilearn.evaluation.runner_fact import FactSizes
+from ilearn.evaluation.runner_game import GameSizes
+
+# the lexical decoder: the tiny model's own judgement is random, and the loop must produce events to train on
+LEXICAL = Config().override(feedback={"method": "lexical"})
+FACT = FactSizes(teach_views=1, test_views=1, teach_tasks=8, teach_tasks_r2=4, test_tasks=4, general=2,
+                 train_steps=2, batch_size=2)
+GAME = GameSizes(teach_games=2, test_games=2, rounds=1, general=0, train_steps=1, batch_size=2)
+FACT_NAMES = ["R1", "R2", "R3", "R3+retrieval", "R3 (no vision)"]
+UNSTABLE = {"latency_ms_p50", "version", "created", "elapsed_s"}
+
+
+def _run(tmp_path, name="rep", scenario="pharmacy", **kwargs):
+    options = dict(model="tiny", report_dir=tmp_path / name, progress=False, config=LEXICAL, bertscore=False,
+                   sizes=FACT if scenario != "reference-game" else GAME)
+    options.update(kwargs)
+    return run_experiment(scenario, **options)
+
+
+def _stable(rounds):
+    return [{k: v for k, v in r.items() if k not in UNSTABLE} for r in rounds]
+
+
+def test_pharmacy_rounds_are_scored_on_held_out_interactions(tmp_path):
+    report = _run(tmp_path)
+    assert set(TOP_KEYS) <= set(report) and report["scenario"] == "pharmacy" and report["model"] == "tiny"
+    assert [r["name"] for r in report["rounds"]] == FACT_NAMES
+    for r in report["rounds"]:
+        assert set(ROUND_KEYS) <= set(r)
+        assert r["n_interactions"] == FACT.test_tasks
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["general_accuracy"] is not None
+    r1, r2, r3, r3r, abl = report["rounds"]
+    assert (r1["retrieval"], r2["retrieval"], r3["retrieval"], r3r["retrieval"]) == (False, True, False, True)
+    assert r1["method"] == r2["method"] == "base" and r3["method"] == "sft"
+    assert r1["teach_events"] > 0  # teaching fed memory
+    assert r3["version"] == r3r["version"] != "base" and abl["version"] not in ("base", r3["version"])
+    assert "vision" in r3["trainable"] and "vision" not in abl["trainable"]
+    # held-out personas only, and scoring users are gone: only teach users hold events
+    assert not set(report["personas"]["teach"]) & set(report["personas"]["test"])
+    from ilearn.memory.sqlite import open_store
+
+    store = open_store(tmp_path / "rep" / "work" / "teach")
+    try:
+        users = store.list_users()
+        assert users and all("-teach-" in u for u in users)
+        assert {e.user_id for e in store.list_events()} <= set(users)
+    finally:
+        store.close()
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [
+        "learning_curves.png", "metrics.png", "report.json", "report.md", "rounds", "work"]
+
+
+def test_resume_after_interruption_skips_finished_rounds(tmp_path):
+    class Stop(Exception):
+        pass
+
+    def stop_after_r1(round_):
+        if round_["name"] == "R1":
+            raise Stop
+
+    with pytest.raises(Stop):
+        _run(tmp_path, on_round=stop_after_r1)
+    saved = json.loads((tmp_path / "rep" / "rounds" / "R1.json").read_text())
+    assert not (tmp_path / "rep" / "report.json").exists()
+    computed = []
+    report = _run(tmp_path, on_round=lambda r: computed.append(r["name"]))
+    assert computed == FACT_NAMES[1:]  # R1 was loaded, not recomputed
+    assert report["rounds"][0] == saved
+    with pytest.raises(InvalidInput, match="other settings"):
+        _run(tmp_path, seed=1)
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = _run(tmp_path, "a", rounds=2)
+    b = _run(tmp_path, "b", rounds=2)
+    assert [r["name"] for r in a["rounds"]] == ["R1", "R2"]
+    assert _stable(a["rounds"]) == _stable(b["rounds"])
+
+
+def test_reference_game_rounds_per_method(tmp_path):
+    report = _run(tmp_path, scenario="reference-game", methods=["sft", "reinforce", "kto"])
+    names = [(r["name"], r["method"]) for r in report["rounds"]]
+    assert names == [(f"round{i}", m) for m in ("sft", "reinforce", "kto") for i in range(2)]
+    base = [r for r in report["rounds"] if r["name"] == "round0"]
+    assert len({json.dumps(_stable([{k: v for k, v in r.items() if k != "method"}])) for r in base}) == 1
+    for r in report["rounds"]:
+        assert set(ROUND_KEYS) <= set(r) and r["retrieval"] is False and r["rouge1_f1"] is None
+        assert r["n_interactions"] == GAME.test_games and r["task_completion"] is not None
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| round | sft | reinforce | kto |" in md
+
+
+def _photos(root, n_objects=3, n_photos=3):
+    colours = [(200, 30, 30), (30, 160, 60), (40, 60, 200)]
+    for o in range(n_objects):
+        folder = root / f"thing_{o}"
+        folder.mkdir(parents=True)
+        for p in range(n_photos):
+            image = Image.new("RGBA", (80 + 10 * p, 60), (255, 255, 255, 0))
+            ImageDraw.Draw(image).ellipse((10 + 3 * p, 10, 50, 50), fill=colours[o] + (255,))
+            image.save(folder / f"img{p}.png")
+    (root / "thing_0" / "facts.json").write_text(json.dumps({"use": "drinking tea"}))
+
+
+def test_objects_folder(tmp_path):
+    _photos(tmp_path / "photos")
+    report = _run(tmp_path, scenario="objects", objects_dir=tmp_path / "photos", rounds=2)
+    assert report["scenario"] == "objects" and [r["name"] for r in report["rounds"]] == ["R1", "R2"]
+    assert report["skipped_photos"] == []
+    assert report["rounds"][0]["n_interactions"] == FACT.test_tasks
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"scenario_name": "nope"}, "unknown scenario"),
+    ({"scenario_name": "objects"}, "needs a folder"),
+    ({"scenario_name": "pharmacy", "methods": ["magic"]}, "unknown method"),
+    ({"scenario_name": "pharmacy", "rounds": 0}, "rounds"),
+    ({"scenario_name": "pharmacy", "users": 40}, "users"),
+])
+def test_bad_settings_are_refused(tmp_path, kwargs, message):
+    with pytest.raises(InvalidInput, match=message):
+        run_experiment(model="tiny", report_dir=tmp_path, progress=False, **kwargs)
+    assert not (tmp_path / "rounds").exists()
