@@ -10,6 +10,7 @@ from ilearn.models.embedders import (
     CachedImageEmbedder,
     CachedTextEmbedder,
     EfficientNetImageEmbedder,
+    ForegroundImageEmbedder,
     HashingTextEmbedder,
     MiniLMTextEmbedder,
     StubImageEmbedder,
@@ -97,3 +98,61 @@ def test_minilm_embedder_real_model():
     assert x[0] @ x[1] > 0.3 > x[0] @ x[2]
     assert x[2] @ x[3] > 0.7  # a paraphrase is close
     np.testing.assert_allclose(emb.embed_texts(["what is this?"])[0], x[0], atol=1e-5)  # padding does not leak
+
+
+@pytest.fixture(scope="module")
+def fg_embedder():
+    return ForegroundImageEmbedder(batch_size=4)
+
+
+class CountingForeground(ForegroundImageEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def embed_images(self, images):
+        self.calls += len(images)
+        return super().embed_images(images)
+
+
+def pharmacy_views():
+    from ilearn.evaluation.scenarios.pharmacy import BOTTLES, VIEW_STYLES, render_view
+
+    by_id = {b.id: b for b in BOTTLES}
+    easy = VIEW_STYLES["easy"]
+    # paracetamol and aspirin differ only by cap colour; loratadine and cetirizine only by band colour
+    return {k: [render_view(by_id[k], seed, easy) for seed in (11, 12)]
+            for k in ("paracetamol", "aspirin", "loratadine", "cetirizine")}
+
+
+def test_foreground_embedder_normalised_deterministic_and_named(fg_embedder):
+    views = pharmacy_views()
+    images = [views["paracetamol"][0], views["aspirin"][0], shape_image((30, 30, 200), "rect")]
+    x = fg_embedder.embed_images(images)
+    assert_unit_rows(x, fg_embedder.dim, 3)
+    np.testing.assert_allclose(fg_embedder.embed_images(images[1:2])[0], x[1], atol=1e-5)  # same image, same vector
+    assert fg_embedder.embed_images([]).shape == (0, fg_embedder.dim)
+    other = ForegroundImageEmbedder(cnn_weight=1.0)
+    assert other.name != fg_embedder.name != EfficientNetImageEmbedder.name  # the index rebuilds on change
+    with pytest.raises(InvalidInput):
+        ForegroundImageEmbedder(cnn_weight=-1.0)
+
+
+def test_foreground_embedder_tells_look_alikes_apart(fg_embedder):
+    views = pharmacy_views()
+    v = {k: fg_embedder.embed_images(pair) for k, pair in views.items()}
+    for a, b in (("paracetamol", "aspirin"), ("aspirin", "paracetamol"), ("loratadine", "cetirizine"),
+                 ("cetirizine", "loratadine")):
+        same, look_alike = v[a][0] @ v[a][1], v[a][0] @ v[b][1]
+        assert same > look_alike, (a, b, same, look_alike)
+
+
+def test_foreground_embedder_cached_once_per_image():
+    inner, store = CountingForeground(), DictStore()
+    cached = CachedImageEmbedder(inner, store)
+    image = pharmacy_views()["aspirin"][0]
+    first = cached.embed_images([image, image.copy()])
+    cached.embed_images([image.copy()])
+    assert inner.calls == 1
+    assert cached.kind == f"image:{inner.name}"
+    np.testing.assert_array_equal(first[0], first[1])

@@ -455,6 +455,6 @@ def build_memory(config: Config, store: EventStore) -> RetrievalMemory:
         image_embedder: Any = emb.StubImageEmbedder()
         text_embedder: Any = emb.HashingTextEmbedder()
     else:
-        image_embedder = emb.EfficientNetImageEmbedder(device=config.model.device, threads=config.model.threads)
+        image_embedder = emb.ForegroundImageEmbedder(device=config.model.device, threads=config.model.threads)
         text_embedder = emb.MiniLMTextEmbedder(device=config.model.device, threads=config.model.threads)
     return RetrievalMemory(store, image_embedder, text_embedder, config.retrieval, config.home_path)

@@ -1,6 +1,9 @@
 """Retrieval embedders: images and texts to L2-normalised float32 vectors (Dual-Modality Retrieval).
 
 - `EfficientNetImageEmbedder`: frozen EfficientNet-Lite0 (ImageNet), global-average-pooled features, 1280-d.
+- `ForegroundImageEmbedder` (the default for real backends): the object isolated from its background and
+  turned upright, described by EfficientNet-Lite0 GeM features over the object, a banded Hellinger colour
+  histogram and a tiny colour layout, concatenated with weights (one cosine); tells look-alikes apart.
 - `MiniLMTextEmbedder`: all-MiniLM-L6-v2 loaded with transformers, mean pooling, 384-d.
 - `StubImageEmbedder`, `HashingTextEmbedder`: deterministic, model-free embedders for tests.
 - `CachedImageEmbedder` / `CachedTextEmbedder`: wrap an embedder and cache vectors in the store's
@@ -120,6 +123,71 @@ class EfficientNetImageEmbedder:
                 feats = model.extract_features(torch.from_numpy(batch).to(self.device))
                 out.append(feats.mean(dim=(2, 3)).float().cpu().numpy())
         return l2_normalise(np.concatenate(out))
+
+
+def _gem(features: np.ndarray, weights: np.ndarray, p: float = 3.0) -> np.ndarray:
+    """Weighted generalised-mean pooling of (c, h, w) features with (h, w) weights."""
+    x = np.clip(features, 1e-6, None) ** p
+    return ((x * weights).sum((1, 2)) / max(float(weights.sum()), 1e-12)) ** (1.0 / p)
+
+
+class ForegroundImageEmbedder(EfficientNetImageEmbedder):
+    """Look-alike-aware image vectors from the frozen EfficientNet-Lite0 plus cheap image statistics.
+
+    Each image is reduced to its foreground (border-colour background model), rotated upright and cropped
+    (`ilearn.models.image_stats.upright_crop`); then three blocks, each L2-normalised, are concatenated with
+    weights w as sqrt(w) * block and the whole is L2-normalised, so the cosine of two vectors is the
+    weighted mean of the blocks' cosines:
+
+    - `cnn`: EfficientNet-Lite0 head features (1280) of the crop, GeM-pooled (p=3) over the object mask;
+    - `colour`: hue-saturation histograms of the object in 3 horizontal bands (Hellinger), 81-d;
+    - `layout`: an 8x8 masked, brightness-normalised RGB + occupancy thumbnail, 256-d.
+
+    Measured on the pharmacy look-alikes (benchmarks/one_shot.py descriptors): 1-NN from one taught view
+    58% vs 29% for the pooled features alone. The `name` encodes the weights: the index rebuilds on change.
+    """
+
+    def __init__(self, *, device: str = "cpu", threads: int = 1, batch_size: int = 16, size: int = 224,
+                 cnn_weight: float = 0.5, colour_weight: float = 1.0, layout_weight: float = 2.0):
+        super().__init__(device=device, threads=threads, batch_size=batch_size, size=size)
+        weights = (cnn_weight, colour_weight, layout_weight)
+        if min(weights) < 0 or sum(weights) <= 0:
+            raise InvalidInput("descriptor weights must be >= 0 and not all 0")
+        self.weights = weights
+        self.dim = 1280 + 81 + 256
+        self.name = "efficientnet-lite0-fg-v1:" + ",".join(f"{w:g}" for w in weights)
+
+    def describe(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
+        """The three blocks of each image, each row L2-normalised: {"cnn", "colour", "layout"}."""
+        import torch
+        from PIL import Image as PILImage
+
+        from ilearn.models.image_stats import banded_colour_hist, colour_layout, upright_crop
+
+        crops = [upright_crop(im) for im in images]
+        colour = np.stack([banded_colour_hist(c, m) for c, m in crops])
+        layout = np.stack([colour_layout(c, m) for c, m in crops])
+        model = self._load()
+        _set_threads(self.threads)
+        cnn = []
+        with torch.inference_mode():
+            for start in range(0, len(crops), self.batch_size):
+                chunk = crops[start:start + self.batch_size]
+                batch = np.stack([self.preprocess(c) for c, _ in chunk])
+                feats = model.extract_features(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+                for f, (_, m) in zip(feats, chunk, strict=True):
+                    w = np.asarray(PILImage.fromarray(m.astype(np.uint8) * 255).resize(
+                        f.shape[:0:-1], PILImage.Resampling.BILINEAR), dtype=np.float32) / 255.0
+                    cnn.append(_gem(f, w + 0.05))
+        return {"cnn": l2_normalise(np.stack(cnn)), "colour": l2_normalise(colour), "layout": l2_normalise(layout)}
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(n, 1617) float32, rows L2-normalised."""
+        if len(images) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        blocks = self.describe(images)
+        parts = [np.sqrt(w) * blocks[k] for k, w in zip(("cnn", "colour", "layout"), self.weights, strict=True)]
+        return l2_normalise(np.concatenate(parts, axis=1))
 
 
 class MiniLMTextEmbedder:

@@ -1,0 +1,198 @@
+"""One-shot fix rate of the retrieval memory on the pharmacy look-alike bottles (issue: Dual-modality retrieval).
+
+    python benchmarks/one_shot.py descriptors            # image descriptor ablation: 1-NN, fix rate at <= 2% false
+    python benchmarks/one_shot.py memory                 # through RetrievalMemory: cases a / b / b2 / c
+
+Protocol: each of the 12 bottles is taught ONCE (one view, one event "What is this called?" -> its name); then
+`--n-test` held-out views per bottle are asked about. A query is *fixed* when the top visible match scores
+>= reuse_threshold and carries the right name (the assistant then answers it outright; below that the
+references only go into the model's context, and a model that is always wrong stays wrong); it is a *false
+reuse* when that top match carries another bottle's name. Open-set false reuse: the share of queries whose
+best match among the OTHER bottles would be reused (what happens when the asked bottle was never taught).
+
+Thresholds are chosen on calibration seeds (--seeds) and checked on held-out seeds (--test-seeds).
+Results go to benchmarks/results/one_shot/ as JSON. One thread throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).parent / "results" / "one_shot"
+QUESTION = "What is this called?"
+
+
+def _views(seed: int, n_test: int, style: str):
+    from ilearn.evaluation.scenarios.pharmacy import pharmacy_scenario
+
+    sc = pharmacy_scenario(seed=seed, n_teach=3, n_test=n_test, views=style)
+    return sc.items
+
+
+def _pick(tops: np.ndarray, oks: np.ndarray, max_false: float) -> float:
+    """The lowest reuse threshold whose false-reuse share is <= max_false."""
+    for t in np.sort(np.unique(tops)):
+        if ((tops >= t) & ~oks).mean() <= max_false:
+            return float(t)
+    return 1.0
+
+
+def _rates(tops, oks, others, t) -> dict:
+    return {"fix_rate": float(((tops >= t) & oks).mean()), "false_reuse": float(((tops >= t) & ~oks).mean()),
+            "open_set_false_reuse": float((others >= t).mean()), "nn1": float(oks.mean()), "n": int(len(tops))}
+
+
+def _score(vectors_by_seed: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    tops, oks, others = [], [], []
+    for teach, test, labels in vectors_by_seed.values():
+        s = test @ teach.T
+        j = s.argmax(1)
+        tops += list(s.max(1))
+        oks += list(j == labels)
+        others += list(np.where(np.arange(len(teach))[None] == labels[:, None], -9.0, s).max(1))
+    return np.array(tops), np.array(oks), np.array(others)
+
+
+def descriptors(args) -> dict:
+    """Each descriptor block alone and combined, against the pooled EfficientNet baseline."""
+    from ilearn.models.embedders import EfficientNetImageEmbedder, ForegroundImageEmbedder, l2_normalise
+
+    base, fg = EfficientNetImageEmbedder(), ForegroundImageEmbedder()
+    variants = {"pooled (baseline)": None, "cnn (fg crop, GeM)": (1, 0, 0), "colour (banded hist)": (0, 1, 0),
+                "layout (8x8)": (0, 0, 1), "colour+layout": (0, 1, 2), "cnn+colour+layout (default)": (0.5, 1, 2),
+                "cnn+colour+layout 1:1:1": (1, 1, 1)}
+    per = {name: {} for name in variants}
+    timing = {}
+    for seed in args.seeds + args.test_seeds:
+        items = _views(seed, args.n_test, args.views)
+        teach = [it.teach_views[0] for it in items]
+        test = [v for it in items for v in it.test_views]
+        labels = np.repeat(np.arange(len(items)), args.n_test)
+        t0 = time.perf_counter()
+        bt, bq = fg.describe(teach), fg.describe(test)
+        timing.setdefault("fg_ms_per_image", []).append((time.perf_counter() - t0) / (len(teach) + len(test)) * 1e3)
+        t0 = time.perf_counter()
+        pt, pq = base.embed_images(teach), base.embed_images(test)
+        timing.setdefault("pooled_ms_per_image", []).append((time.perf_counter() - t0) / (len(teach) + len(test)) * 1e3)
+        for name, w in variants.items():
+            if w is None:
+                per[name][seed] = (pt, pq, labels)
+                continue
+
+            def mix(b, w=w):
+                return l2_normalise(np.concatenate([np.sqrt(x) * b[k] for k, x in zip(("cnn", "colour", "layout"), w,
+                                                                                          strict=True)], axis=1))
+            per[name][seed] = (mix(bt), mix(bq), labels)
+    rows = {}
+    for name, by_seed in per.items():
+        cal = _score({s: by_seed[s] for s in args.seeds})
+        held = _score({s: by_seed[s] for s in args.test_seeds})
+        t = _pick(cal[0], cal[1], args.max_false)
+        rows[name] = {"image_threshold": t, "calibration": _rates(*cal, t), "held_out": _rates(*held, t)}
+        print(f"{name:30s} thr {t:.3f}  cal 1-NN {rows[name]['calibration']['nn1']:.3f} fix "
+              f"{rows[name]['calibration']['fix_rate']:.3f} | held-out 1-NN {rows[name]['held_out']['nn1']:.3f} fix "
+              f"{rows[name]['held_out']['fix_rate']:.3f} false {rows[name]['held_out']['false_reuse']:.3f} open "
+              f"{rows[name]['held_out']['open_set_false_reuse']:.3f}", flush=True)
+    return {"rows": rows, "timing_ms": {k: float(np.median(v)) for k, v in timing.items()}}
+
+
+# ------------------------------------------------------------------------------------------------ memory
+def _png(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _memory_case(items, n_test, case: str, config, image_embedder, text_embedder) -> list[tuple[float, bool, bool]]:
+    """(top score, right, any visible match) per held-out view for one case, through RetrievalMemory."""
+    from ilearn.images import sha256_bytes
+    from ilearn.memory.retrieval import RetrievalMemory
+    from ilearn.memory.sqlite import SQLiteStore
+    from ilearn.types import Event, ImageRef
+
+    teachers = {"a": ["ana"], "b": ["ana"], "b2": ["ana", "cy"], "c": ["ana"]}[case]
+    asker = "ana" if case == "a" else "bob"
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "events.db")
+        if case == "c":
+            store.ensure_user("ana", trusted=True)
+        memory = RetrievalMemory(store, image_embedder, text_embedder, config, home=None)
+        for it in items:
+            for i, user in enumerate(teachers):
+                view = it.teach_views[i]
+                data = _png(view)
+                ref = ImageRef(sha256_bytes(data), view.width, view.height, "png")
+                store.put_image(data, ref)
+                memory.add(Event(ref, QUESTION, it.name, user), view)
+        out = []
+        for it in items:
+            for view in it.test_views[:n_test]:
+                matches = memory.search(view, QUESTION, asker)
+                top = matches[0] if matches else None
+                out.append((top.score if top else -1.0, bool(top and top.event.answer == it.name), top is not None))
+        store.close()
+    return out
+
+
+def memory_bench(args) -> dict:
+    """Fix rate and false reuse per case through the real RetrievalMemory (SQLite store, real embedders)."""
+    from dataclasses import replace
+
+    from ilearn.config import RetrievalConfig
+    from ilearn.models.embedders import EfficientNetImageEmbedder, ForegroundImageEmbedder, MiniLMTextEmbedder
+
+    image_embedder = ForegroundImageEmbedder() if args.embedder == "fg" else EfficientNetImageEmbedder()
+    text_embedder = MiniLMTextEmbedder()
+    base = RetrievalConfig()
+    probe = replace(base, threshold=0.0, reuse_threshold=0.0, sharing="corroboration")
+    cal = [r for s in args.seeds for r in _memory_case(_views(s, args.n_test, args.views), args.n_test, "a", probe,
+                                                         image_embedder, text_embedder)]
+    tops, oks = np.array([r[0] for r in cal]), np.array([r[1] for r in cal])
+    reuse = _pick(tops, oks, args.max_false) if args.reuse_threshold is None else args.reuse_threshold
+    result = {"embedder": image_embedder.name, "image_weight": base.image_weight, "text_weight": base.text_weight,
+              "reuse_threshold": reuse, "calibration_case_a": _rates(tops, oks, tops * 0 - 9, reuse), "cases": {}}
+    print(f"reuse_threshold {reuse:.3f} (calibration seeds {args.seeds})", flush=True)
+    for case, sharing in (("a", "corroboration"), ("b", "corroboration"), ("b2", "corroboration"), ("c", "trusted")):
+        config = replace(base, threshold=min(base.threshold, reuse), reuse_threshold=reuse, sharing=sharing)
+        rows = [r for s in args.test_seeds for r in _memory_case(_views(s, args.n_test, args.views), args.n_test,
+                                                                  case, config, image_embedder, text_embedder)]
+        t = np.array([r[0] for r in rows])
+        ok = np.array([r[1] for r in rows])
+        result["cases"][case] = {"sharing": sharing, "fix_rate": float(((t >= reuse) & ok).mean()),
+                                 "false_reuse": float(((t >= reuse) & ~ok).mean()),
+                                 "any_reference": float(np.mean([r[2] for r in rows])), "n": len(rows)}
+        print(case, json.dumps(result["cases"][case]), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("section", choices=["descriptors", "memory"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="calibration scenario seeds")
+    parser.add_argument("--test-seeds", type=int, nargs="+", default=[4, 5, 6, 7], help="held-out scenario seeds")
+    parser.add_argument("--n-test", type=int, default=6, help="held-out views per bottle")
+    parser.add_argument("--views", default="default", help="pharmacy view style: easy, default, hard")
+    parser.add_argument("--max-false", type=float, default=0.02)
+    parser.add_argument("--embedder", choices=["fg", "pooled"], default="fg", help="memory: image embedder")
+    parser.add_argument("--reuse-threshold", type=float, default=None, help="memory: fixed instead of calibrated")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    result = descriptors(args) if args.section == "descriptors" else memory_bench(args)
+    result["args"] = vars(args)
+    name = args.section if args.section == "descriptors" else f"memory_{args.embedder}"
+    (OUT / f"{name}_{args.views}.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

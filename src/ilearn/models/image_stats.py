@@ -1,0 +1,141 @@
+"""Cheap, model-free image statistics for the retrieval image descriptor (numpy + PIL only).
+
+- `foreground_mask`: pixels unlike the border's colours (the object is roughly central; the background is
+  estimated from a frame of border pixels, textured or not, by a small k-means palette).
+- `upright_crop`: the image rotated so that the foreground's major axis is vertical (for elongated objects
+  leaning less than 60 degrees), cropped to a square box around the foreground, with the crop's mask.
+- `banded_colour_hist`: hue-saturation histograms of the foreground in horizontal bands of the upright crop
+  (top / middle / bottom: a cap, a label band), each L1 -> sqrt -> L2 normalised (Hellinger).
+- `colour_layout`: a tiny masked thumbnail (brightness-normalised RGB and mask occupancy, centred): where
+  which colour sits, and the outline.
+
+These are what tells look-alike objects apart (cap, band, shape) when a frozen ImageNet encoder's pooled
+features do not (see benchmarks/one_shot.py descriptors).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+MASK_SIZE = 64
+_BORDER = 3
+_PALETTE = 32
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32).ravel()
+    return x / max(float(np.linalg.norm(x)), 1e-12)
+
+
+def _sq_dist(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (n, k) between rows of x (n, 3) and centres (k, 3)."""
+    d = (x * x).sum(1)[:, None] - 2.0 * x @ centres.T + (centres * centres).sum(1)[None, :]
+    return np.maximum(d, 0.0)
+
+
+def foreground_mask(image: Image.Image, size: int = MASK_SIZE) -> np.ndarray:
+    """(size, size) bool: pixels whose colour is far from every colour of the image border."""
+    a = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    b = _BORDER
+    border = np.concatenate([a[:b].reshape(-1, 3), a[-b:].reshape(-1, 3), a[:, :b].reshape(-1, 3),
+                             a[:, -b:].reshape(-1, 3)])
+    palette = border[np.linspace(0, len(border) - 1, _PALETTE).astype(int)].copy()  # deterministic seeds
+    for _ in range(4):  # a few k-means steps
+        label = _sq_dist(border, palette).argmin(1)
+        sums = np.zeros_like(palette)
+        np.add.at(sums, label, border)
+        counts = np.bincount(label, minlength=len(palette))[:, None]
+        palette = np.where(counts > 0, sums / np.maximum(counts, 1), palette)
+    border_dist = np.sqrt(_sq_dist(border, palette).min(1))
+    tolerance = max(20.0, 1.5 * float(np.percentile(border_dist, 99)))
+    dist = np.sqrt(_sq_dist(a.reshape(-1, 3), palette).min(1)).reshape(size, size)
+    return dist > tolerance
+
+
+def _square_box(mask: np.ndarray, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 0.01 * mask.size:  # no foreground found: the whole image
+        return 0, 0, width, height
+    x0, x1 = np.percentile(xs, [1, 99])
+    y0, y1 = np.percentile(ys, [1, 99])
+    fx, fy = width / mask.shape[1], height / mask.shape[0]
+    cx, cy = (x0 + x1 + 1) / 2 * fx, (y0 + y1 + 1) / 2 * fy
+    half = max((x1 - x0 + 1) * fx, (y1 - y0 + 1) * fy) / 2 * (1 + margin)
+    return int(round(cx - half)), int(round(cy - half)), int(round(cx + half)), int(round(cy + half))
+
+
+def upright_crop(image: Image.Image, size: int = MASK_SIZE, margin: float = 0.04,
+                 max_angle: float = 60.0) -> tuple[Image.Image, np.ndarray]:
+    """The foreground rotated upright and cropped to a square box, and its (size, size) bool mask."""
+    rgb = image.convert("RGB")
+    mask = foreground_mask(rgb, size)
+    ys, xs = np.nonzero(mask)
+    angle = 0.0
+    fill = (127, 127, 127)
+    if len(xs) >= 0.01 * mask.size:
+        ev, evec = np.linalg.eigh(np.cov(np.stack([xs, ys]).astype(np.float64)))
+        axis = evec[:, 1] if evec[1, 1] <= 0 else -evec[:, 1]  # the major axis, pointing up
+        angle = float(np.degrees(np.arctan2(axis[0], -axis[1])))
+        if ev[0] > 0.8 * ev[1] or abs(angle) > max_angle:  # round blob or lying down: leave as is
+            angle = 0.0
+        small = np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR))
+        if (~mask).any():
+            fill = tuple(int(v) for v in np.median(small[~mask], axis=0))
+    w, h = rgb.size
+    centre = (float(xs.mean() + 0.5) * w / size, float(ys.mean() + 0.5) * h / size) if len(xs) else None
+    mask_img = Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)
+    if angle:
+        rgb = rgb.rotate(angle, resample=Image.Resampling.BILINEAR, center=centre, fillcolor=fill)
+        mask_img = mask_img.rotate(angle, resample=Image.Resampling.NEAREST, center=centre)
+    rot_mask = np.asarray(mask_img.resize((size, size), Image.Resampling.NEAREST)) > 127
+    box = _square_box(rot_mask, w, h, margin)
+    crop = rgb.crop(box)  # PIL pads outside the image with black; the mask says what is object
+    crop_mask = np.asarray(mask_img.crop(box).resize((size, size), Image.Resampling.NEAREST)) > 127
+    return crop, crop_mask
+
+
+def banded_colour_hist(crop: Image.Image, mask: np.ndarray, bands: int = 3, hue_bins: int = 12,
+                       sat_bins: int = 2, sat_min: float = 0.25, res: int = 64) -> np.ndarray:
+    """Per horizontal band: hue x saturation histogram of saturated foreground pixels + 3 brightness bins of
+    unsaturated ones; each band Hellinger-normalised, bands concatenated, the whole L2-normalised.
+
+    Length bands * (hue_bins * sat_bins + 3). Hue comes from the RGB thumbnail (never resize hue: it wraps).
+    """
+    hsv = np.asarray(crop.convert("RGB").resize((res, res), Image.Resampling.BILINEAR).convert("HSV"),
+                     dtype=np.float32) / 256.0
+    m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((res, res), Image.Resampling.NEAREST)) > 127
+    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    edges = np.linspace(0, res, bands + 1).astype(int)
+    out = []
+    for b in range(bands):
+        rows = slice(edges[b], edges[b + 1])
+        lit = m[rows] & (val[rows] > 0.12)
+        vivid = lit & (sat[rows] > sat_min)
+        hist = np.zeros((hue_bins, sat_bins), dtype=np.float32)
+        hb = (hue[rows][vivid] * hue_bins).astype(int) % hue_bins
+        sb = np.minimum(((sat[rows][vivid] - sat_min) / (1 - sat_min) * sat_bins).astype(int), sat_bins - 1)
+        np.add.at(hist, (hb, sb), 1.0)
+        grey = lit & (sat[rows] <= sat_min)
+        levels = np.bincount(np.minimum((val[rows][grey] * 3).astype(int), 2), minlength=3).astype(np.float32)
+        counts = np.concatenate([hist.ravel(), levels])
+        out.append(_l2(np.sqrt(counts / max(1.0, float(lit.sum())))))
+    return _l2(np.concatenate(out))
+
+
+def colour_layout(crop: Image.Image, mask: np.ndarray, grid: int = 8, res: int = 64) -> np.ndarray:
+    """A grid x grid masked thumbnail: RGB divided by the foreground's mean brightness, and mask occupancy,
+    mean-centred and L2-normalised. Length grid * grid * 4."""
+    rgb = np.asarray(crop.convert("RGB").resize((res, res), Image.Resampling.BILINEAR), dtype=np.float32)
+    m = (np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((res, res), Image.Resampling.NEAREST))
+         > 127).astype(np.float32)
+    level = float(rgb[m > 0].mean()) if m.any() else float(rgb.mean())
+    rgb = rgb / max(level, 1.0) * m[..., None]
+    cells = [np.asarray(Image.fromarray(rgb[..., c]).resize((grid, grid), Image.Resampling.BOX)) for c in range(3)]
+    occupancy = np.asarray(Image.fromarray(m).resize((grid, grid), Image.Resampling.BOX))
+    vec = np.concatenate([np.stack(cells, -1).ravel(), occupancy.ravel()])
+    return _l2(vec - vec.mean())
