@@ -92,8 +92,10 @@ def load_rows(path: Path, limit: int | None) -> list[dict]:
 def evaluate(name: str, judge, rows: list[dict], show_errors: int) -> dict:
     """Run one decoder over the rows and print its figures."""
     t0 = time.perf_counter()
+    from tqdm import tqdm
+
     preds = []
-    for row in rows:
+    for row in tqdm(rows, desc=name, mininterval=10, disable=name.startswith("lexical")):
         ex = Exchange(question=row["question"], answer=row["answer"], reaction=row["reaction"])
         preds.append(judge(ex))
     seconds = time.perf_counter() - t0
@@ -178,12 +180,13 @@ def main() -> None:
     parser.add_argument("--no-calibrate", action="store_true", help="model decoder without contextual calibration")
     parser.add_argument("--embedder", default="none", help="text embedder for rephrasings: none or minilm")
     parser.add_argument("--limit", type=int, default=None, help="only the first N rows")
+    parser.add_argument("--every", type=int, default=1, help="only every k-th row (a sample across categories)")
     parser.add_argument("--errors", type=int, default=0, help="print this many misclassified rows")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
-    rows = load_rows(args.data, args.limit)
+    rows = load_rows(args.data, args.limit)[:: args.every]
     print(f"{len(rows)} reactions from {args.data.name}: " + ", ".join(
         f"{k} {v}" for k, v in sorted(Counter(r["label"] for r in rows).items())))
     names = [n.strip() for n in args.decoders.split(",") if n.strip()]

@@ -148,8 +148,9 @@ class RetrievalConfig:
 
 @dataclass(frozen=True)
 class FeedbackConfig:
-    method: str = "model"
-    """Feedback decoder: model (the VLM judges the user's reaction, ReSpect) or lexical."""
+    method: str = "lexical"
+    """Feedback decoder: lexical (rules), model (the VLM judges the reaction, ReSpect) or hybrid (rules, then the
+    model). Default lexical by measurement (benchmarks/feedback.py): the 135M `small` judge is near chance."""
     min_confidence: float = 0.5
     """Below this confidence a decoded label is treated as neutral."""
     calibrate: bool = True
