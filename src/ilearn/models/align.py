@@ -1,11 +1,13 @@
-"""Vision alignment of the `small` model (LLaVA stage 1): train the projector on image-question-answer data.
+"""Vision alignment of the `small` model (LLaVA stage 1): train the projector (and a small LoRA on the LM).
 
     python -m ilearn.models.align [--steps 450] [--batch-size 8] [--lr 1e-3] [--lora-rank 8] [--threads 1]
 
 Data: the easy-vqa train split (package `easy-vqa`: 4,000 64x64 shape images, 38,575 questions, 13 answers).
 The frozen EfficientNet-Lite0 features are computed once and cached (pooled to the 3x3 grid the model uses),
-so each step only runs the projector and the frozen language model. Seeded and reproducible; writes
-`ilearn/assets/small_projector.safetensors` (fp16) and prints what it did.
+so each step only runs the projector and the language model; the shared system-prompt prefix is encoded once
+per step and the LM head runs only on answer tokens. LoRA (rank 8, q/v projections) is stored low-rank in the
+same file and merged into the LM when `small` loads. Seeded and reproducible; writes
+`ilearn/assets/small_projector.safetensors` (fp16, about 3 MB) and prints what it did.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import torch
 from ilearn.config import ModelConfig
 from ilearn.errors import MissingDependency, NotFound
 from ilearn.models.composed import (
+    DEFAULT_SYSTEM_PROMPT,
     ComposedConfig,
     ComposedProcessor,
     ComposedVLM,
@@ -37,7 +38,7 @@ ASSET_DIR = Path(__file__).resolve().parent.parent / "assets"
 PROJECTOR_FILE = ASSET_DIR / "small_projector.safetensors"
 IMAGE_SIZE = 224
 IMAGE_POOL = 3  # 7x7 EfficientNet grid average-pooled to 3x3 = 9 image tokens (see align.py for the measurement)
-SYSTEM_PROMPT = "You are a helpful robot assistant. Answer briefly."
+SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT  # short: SmolLM2's default adds ~20 tokens to every prompt
 
 
 def cache_root(config: ModelConfig) -> Path:
