@@ -20,7 +20,7 @@ FACT = FactSizes(teach_views=1, test_views=1, teach_tasks=8, teach_tasks_r2=4, t
                  train_steps=2, batch_size=2)
 GAME = GameSizes(teach_games=2, test_games=2, rounds=1, general=0, train_steps=1, batch_size=2)
 FACT_NAMES = ["R1", "R2", "R3", "R3+retrieval", "R3 (no vision)"]
-UNSTABLE = {"latency_ms_p50", "version", "created", "elapsed_s"}
+UNSTABLE = {"latency_ms_p50", "stage_ms_mean", "version", "created", "elapsed_s"}
 
 
 def _run(tmp_path, name="rep", scenario="pharmacy", **kwargs):

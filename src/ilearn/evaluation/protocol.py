@@ -43,6 +43,16 @@ SCENARIOS = ("pharmacy", "objects", "reference-game")
 N_TEST_PERSONAS = 8
 """Personas held out for scoring (never used for teaching)."""
 
+EXPERIMENT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "feedback": {"method": "hybrid"},
+    "model": {"max_new_tokens": 24},
+}
+"""Assistant settings the experiment uses when no `config` is given (a given config is used as it is).
+
+hybrid feedback: with the model decoder alone, the small model decoded every teaching reaction of a quick
+pharmacy run as neutral (0 events from 36 sessions), so nothing could be learned; lexical rules decide the clear
+reactions and the model the rest. 24 new tokens: every reference answer fits, and base-model rambling costs less."""
+
 
 def _sizes(scenario: str, quick: bool) -> Any:
     if scenario == "reference-game":
@@ -104,7 +114,7 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
                 "users": users, "methods": methods, "sizes": asdict(sizes),
                 "objects_dir": str(Path(objects_dir).resolve()) if objects_dir is not None else None}
     cache = RoundCache(report_dir, settings)
-    base = config or Config()
+    base = config if config is not None else Config().override(**EXPERIMENT_DEFAULTS)
     base = base.override(model={"backend": model, "threads": threads, "seed": seed}, home=str(home_path))
     scenario = _scenario(scenario_name, seed, sizes, objects_dir, rounds)
     teach_personas, test_personas = split_personas(seed, n_test=N_TEST_PERSONAS)

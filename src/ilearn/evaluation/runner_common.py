@@ -191,6 +191,13 @@ def round_metrics(records: list[TaskRecord], feedback: list[tuple[Label | None, 
     return out
 
 
+def add_timings(stages: dict[str, list[float]] | None, timings_ms: dict[str, float]) -> None:
+    """Append one reply's per-stage timings (feedback, clarify, retrieve, answer, store, total) to `stages`."""
+    if stages is not None:
+        for stage, ms in timings_ms.items():
+            stages.setdefault(stage, []).append(float(ms))
+
+
 def task_record(outcome: dict[str, Any], latencies: list[float], tokens: list[int]) -> TaskRecord:
     """A TaskRecord from a simulated user's `outcome()` and the assistant's per-turn cost."""
     return TaskRecord(task_id=outcome["task_id"], first_answer_correct=bool(outcome["first_answer_correct"]),

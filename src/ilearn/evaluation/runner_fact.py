@@ -26,7 +26,7 @@ from typing import Any
 
 from ilearn.config import LearnConfig
 from ilearn.evaluation.metrics import TaskRecord, contains_answer
-from ilearn.evaluation.runner_common import Deployment, RunContext, round_metrics, task_record
+from ilearn.evaluation.runner_common import Deployment, RunContext, add_timings, round_metrics, task_record
 from ilearn.evaluation.scenarios.base import Scenario, Task, derive_seed
 from ilearn.evaluation.users import SimulatedUser
 from ilearn.types import Label, TurnKind
@@ -56,10 +56,10 @@ class FactSizes:
     """examples per step"""
 
 
-QUICK = FactSizes(teach_views=2, test_views=1, teach_tasks=24, teach_tasks_r2=12, test_tasks=12, general=16,
-                  train_steps=12, batch_size=4)
-DEFAULT = FactSizes(teach_views=4, test_views=2, teach_tasks=72, teach_tasks_r2=36, test_tasks=36, general=60,
-                    train_steps=60, batch_size=8)
+QUICK = FactSizes(teach_views=2, test_views=1, teach_tasks=16, teach_tasks_r2=8, test_tasks=8, general=16,
+                  train_steps=10, batch_size=4)
+DEFAULT = FactSizes(teach_views=4, test_views=2, teach_tasks=36, teach_tasks_r2=24, test_tasks=24, general=40,
+                    train_steps=40, batch_size=8)
 
 #: (cache key, report name, retrieval, model: None = base, else the training key)
 PLAN: tuple[tuple[str, str, bool, str | None], ...] = (
@@ -77,10 +77,10 @@ def slug(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", key)
 
 
-def play_fact(assistant: Any, user_id: str, user: SimulatedUser, task: Task
+def play_fact(assistant: Any, user_id: str, user: SimulatedUser, task: Task, stages: dict | None = None
               ) -> tuple[TaskRecord, list[tuple[Label | None, Label]], str | None]:
     """Play one task: the simulated user talks until done. Returns the record, (decoded, true) feedback pairs
-    and the session id."""
+    and the session id; `stages` (stage -> list of ms) collects the assistant's per-stage timings."""
     text: str | None = user.first_utterance()
     session_id = None
     latencies: list[float] = []
@@ -91,6 +91,7 @@ def play_fact(assistant: Any, user_id: str, user: SimulatedUser, task: Task
                                   session_id=session_id)
         session_id = reply.session_id
         latencies.append(reply.timings_ms.get("total", 0.0))
+        add_timings(stages, reply.timings_ms)
         if reply.kind == TurnKind.ANSWER and reply.prompt_tokens:
             tokens.append(reply.prompt_tokens)
         truth = user.utterances[-1].label
@@ -159,16 +160,18 @@ def _score(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
     records: list[TaskRecord] = []
     pairs: list[tuple[Label | None, Label]] = []
     hits_taught: list[bool] = []
+    stages: dict[str, list[float]] = {}
     for i, task in enumerate(ctx.bar(tasks, f"{key} score")):
         persona = ctx.test_personas[i % len(ctx.test_personas)]
         user = SimulatedUser(persona, task, random.Random(derive_seed("score", ctx.seed, key, i)))
-        record, fb, _ = play_fact(assistant, prefix + persona.name, user, task)
+        record, fb, _ = play_fact(assistant, prefix + persona.name, user, task, stages)
         records.append(record)
         pairs += fb
         if (task.item.id, task.intent) in taught:
             hits_taught.append(record.first_answer_correct)
     dep.forget_users(prefix)  # scoring never feeds memory
     out = round_metrics(records, pairs, text_metrics=True, bertscore=ctx.bertscore, threads=ctx.threads)
+    out["stage_ms_mean"] = {k: sum(v) / len(v) for k, v in sorted(stages.items())}
     out["accuracy_taught"] = sum(hits_taught) / len(hits_taught) if hits_taught else None
     out["n_taught_interactions"] = len(hits_taught)
     out["general_accuracy"] = ctx.general()

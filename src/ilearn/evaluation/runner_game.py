@@ -23,7 +23,7 @@ from typing import Any
 
 from ilearn.config import LearnConfig
 from ilearn.evaluation.metrics import TaskRecord
-from ilearn.evaluation.runner_common import Deployment, RunContext, round_metrics, task_record
+from ilearn.evaluation.runner_common import Deployment, RunContext, add_timings, round_metrics, task_record
 from ilearn.evaluation.scenarios.base import derive_seed
 from ilearn.evaluation.scenarios.reference_game import Game, ReferenceGameScenario, describe
 from ilearn.evaluation.users import ReferenceGameUser
@@ -56,9 +56,10 @@ QUICK = GameSizes(teach_games=4, test_games=3, rounds=1, general=8, train_steps=
 DEFAULT = GameSizes(teach_games=10, test_games=8, rounds=3, general=30, train_steps=30, batch_size=8)
 
 
-def play_game(assistant: Any, user_id: str, user: ReferenceGameUser, game: Game
+def play_game(assistant: Any, user_id: str, user: ReferenceGameUser, game: Game, stages: dict | None = None
               ) -> tuple[TaskRecord, list[tuple[Label | None, Label]], str | None]:
-    """Play one game to its end; returns the record, (decoded, true) feedback pairs and the session id."""
+    """Play one game to its end; returns the record, (decoded, true) feedback pairs and the session id;
+    `stages` (stage -> list of ms) collects the assistant's per-stage timings."""
     text: str | None = user.first_utterance()
     session_id = None
     latencies: list[float] = []
@@ -71,6 +72,7 @@ def play_game(assistant: Any, user_id: str, user: ReferenceGameUser, game: Game
                                   session_id=session_id)
         session_id = reply.session_id
         latencies.append(reply.timings_ms.get("total", 0.0))
+        add_timings(stages, reply.timings_ms)
         if reply.kind == TurnKind.ANSWER and reply.prompt_tokens:
             tokens.append(reply.prompt_tokens)
         return reply
@@ -91,7 +93,7 @@ def play_game(assistant: Any, user_id: str, user: ReferenceGameUser, game: Game
 
 
 def _play(ctx: RunContext, dep: Deployment, games: list[Game], personas: list, prefix: str, key: str,
-          *, close: bool) -> tuple[list[TaskRecord], list[tuple[Label | None, Label]]]:
+          *, close: bool, stages: dict | None = None) -> tuple[list[TaskRecord], list[tuple[Label | None, Label]]]:
     dep.forget_users(prefix)  # left by an interrupted attempt
     assistant = dep.assistant(retrieval=False, clarify=False)
     records: list[TaskRecord] = []
@@ -99,7 +101,7 @@ def _play(ctx: RunContext, dep: Deployment, games: list[Game], personas: list, p
     for i, game in enumerate(ctx.bar(games, f"{key} {'deploy' if close else 'score'}")):
         persona = personas[i % len(personas)]
         user = ReferenceGameUser(persona, game, random.Random(derive_seed(prefix, ctx.seed, key, i)))
-        record, fb, session_id = play_game(assistant, prefix + persona.name, user, game)
+        record, fb, session_id = play_game(assistant, prefix + persona.name, user, game, stages)
         records.append(record)
         pairs += fb
         if close and session_id is not None:
@@ -110,8 +112,10 @@ def _play(ctx: RunContext, dep: Deployment, games: list[Game], personas: list, p
 
 
 def _score(ctx: RunContext, dep: Deployment, key: str, games: list[Game]) -> dict[str, Any]:
-    records, pairs = _play(ctx, dep, games, ctx.test_personas, f"score-{key}-", key, close=False)
+    stages: dict[str, list[float]] = {}
+    records, pairs = _play(ctx, dep, games, ctx.test_personas, f"score-{key}-", key, close=False, stages=stages)
     out = round_metrics(records, pairs, text_metrics=False)
+    out["stage_ms_mean"] = {k: sum(v) / len(v) for k, v in sorted(stages.items())}
     out["general_accuracy"] = ctx.general()
     return out
 
