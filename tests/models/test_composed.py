@@ -205,3 +205,11 @@ def test_efficientnet_variant_round_trips(tmp_path):
     assert batch["pixel_values"].shape == (1, 3, 64, 64)
     with torch.inference_mode():
         assert torch.equal(model(**batch).logits, again(**batch).logits)
+
+
+def test_weights_of_another_shape_are_refused(tiny):
+    bad = {"projector.fc1.weight": torch.zeros(3, 3)}
+    with pytest.raises(InvalidInput, match="shape"):
+        tiny.model.load_trainable(bad)
+    with pytest.raises(InvalidInput, match="unknown"):
+        tiny.model.load_trainable({"nope.weight": torch.zeros(1)})
