@@ -65,9 +65,10 @@ def descriptors(args) -> dict:
     from ilearn.models.embedders import EfficientNetImageEmbedder, ForegroundImageEmbedder, l2_normalise
 
     base, fg = EfficientNetImageEmbedder(), ForegroundImageEmbedder()
-    variants = {"pooled (baseline)": None, "cnn (fg crop, GeM)": (1, 0, 0), "colour (banded hist)": (0, 1, 0),
-                "layout (8x8)": (0, 0, 1), "colour+layout": (0, 1, 2), "cnn+colour+layout (default)": (0.5, 1, 2),
-                "cnn+colour+layout 1:1:1": (1, 1, 1)}
+    variants = {"pooled (baseline)": None, "cnn (fg crop, GeM)": (1, 0, 0, 0), "colour (wb, skin out)": (0, 1, 0, 0),
+                "layout (8x8)": (0, 0, 1, 0), "shape (profile)": (0, 0, 0, 1), "cnn+colour+layout .5:1:2 (v1 weights)":
+                (0.5, 1, 2, 0), "colour+shape 2:1 (default)": fg.weights, "colour+shape 3:1": (0, 3, 0, 1),
+                "cnn+colour+shape .5:2:1": (0.5, 2, 0, 1)}
     per = {name: {} for name in variants}
     timing = {}
     for seed in args.seeds + args.test_seeds:
@@ -87,8 +88,8 @@ def descriptors(args) -> dict:
                 continue
 
             def mix(b, w=w):
-                return l2_normalise(np.concatenate([np.sqrt(x) * b[k] for k, x in zip(("cnn", "colour", "layout"), w,
-                                                                                          strict=True)], axis=1))
+                return l2_normalise(np.concatenate([np.sqrt(x) * b[k] for k, x in zip(fg.BLOCKS, w, strict=True)],
+                                                   axis=1))
             per[name][seed] = (mix(bt), mix(bq), labels)
     rows = {}
     for name, by_seed in per.items():
@@ -113,7 +114,7 @@ def _png(image) -> bytes:
 def _memory_case(items, n_test, case: str, config, image_embedder, text_embedder) -> list[tuple[float, bool, bool]]:
     """(top score, right, any visible match) per held-out view for one case, through RetrievalMemory."""
     from ilearn.images import sha256_bytes
-    from ilearn.memory.retrieval import RetrievalMemory
+    from ilearn.memory.retrieval import RetrievalMemory, reusable
     from ilearn.memory.sqlite import SQLiteStore
     from ilearn.types import Event, ImageRef
 
@@ -136,7 +137,10 @@ def _memory_case(items, n_test, case: str, config, image_embedder, text_embedder
             for view in it.test_views[:n_test]:
                 matches = memory.search(view, QUESTION, asker)
                 top = matches[0] if matches else None
-                out.append((top.score if top else -1.0, bool(top and top.event.answer == it.name), top is not None))
+                # the top score if the margin test passes (the threshold is applied by the caller), else -1
+                decisive = reusable(matches, -1.0, config.reuse_margin)
+                out.append((decisive.score if decisive else -1.0, bool(top and top.event.answer == it.name),
+                            top is not None))
         store.close()
     return out
 
@@ -150,15 +154,16 @@ def memory_bench(args) -> dict:
 
     image_embedder = ForegroundImageEmbedder() if args.embedder == "fg" else EfficientNetImageEmbedder()
     text_embedder = MiniLMTextEmbedder()
-    base = RetrievalConfig()
+    base = RetrievalConfig() if args.reuse_margin is None else RetrievalConfig(reuse_margin=args.reuse_margin)
     probe = replace(base, threshold=0.0, reuse_threshold=0.0, sharing="corroboration")
     cal = [r for s in args.seeds for r in _memory_case(_views(s, args.n_test, args.views), args.n_test, "a", probe,
                                                          image_embedder, text_embedder)]
     tops, oks = np.array([r[0] for r in cal]), np.array([r[1] for r in cal])
     reuse = _pick(tops, oks, args.max_false) if args.reuse_threshold is None else args.reuse_threshold
     result = {"embedder": image_embedder.name, "image_weight": base.image_weight, "text_weight": base.text_weight,
-              "reuse_threshold": reuse, "calibration_case_a": _rates(tops, oks, tops * 0 - 9, reuse), "cases": {}}
-    print(f"reuse_threshold {reuse:.3f} (calibration seeds {args.seeds})", flush=True)
+              "reuse_threshold": reuse, "reuse_margin": base.reuse_margin, "calibration_case_a": _rates(tops, oks, tops * 0 - 9, reuse), "cases": {}}
+    print(f"reuse_threshold {reuse:.3f} reuse_margin {base.reuse_margin:.3f} (calibration seeds {args.seeds})",
+          flush=True)
     for case, sharing in (("a", "corroboration"), ("b", "corroboration"), ("b2", "corroboration"), ("c", "trusted")):
         config = replace(base, threshold=min(base.threshold, reuse), reuse_threshold=reuse, sharing=sharing)
         rows = [r for s in args.test_seeds for r in _memory_case(_views(s, args.n_test, args.views), args.n_test,
@@ -182,6 +187,7 @@ def main() -> None:
     parser.add_argument("--max-false", type=float, default=0.02)
     parser.add_argument("--embedder", choices=["fg", "pooled"], default="fg", help="memory: image embedder")
     parser.add_argument("--reuse-threshold", type=float, default=None, help="memory: fixed instead of calibrated")
+    parser.add_argument("--reuse-margin", type=float, default=None, help="memory: instead of RetrievalConfig's")
     args = parser.parse_args()
     import torch
 

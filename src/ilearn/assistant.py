@@ -211,10 +211,13 @@ class Assistant:
             matches = self.memory.search(image, question, session.user_id, session.robot_id)
             timings["retrieve"] = _ms(tr)
         ta = time.perf_counter()
-        top = matches[0] if matches else None
+        from ilearn.memory.retrieval import reusable
+
+        rc = self.config.retrieval
+        top = reusable(matches, rc.reuse_threshold, rc.reuse_margin)
         prompt_tokens = 0
-        if top is not None and top.score >= self.config.retrieval.reuse_threshold:
-            # A confident match decides the answer: reuse the corrected answer (Dual-Modality Retrieval).
+        if top is not None:
+            # A confident, decisive match decides the answer: reuse the corrected answer (Dual-Modality Retrieval).
             text = prompts.reused_answer(top.event.answer)
         else:
             references = self.memory.format_references(matches) if matches else ""

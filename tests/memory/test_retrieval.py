@@ -167,3 +167,19 @@ def test_format_references_numbers_without_ids(mem_store, tmp_path):
                     "wrong answers before: 'aspirin'")
     assert "evt_" not in text
     assert normalise_answer("The Ibuprofen!") == normalise_answer("ibuprofen")
+
+
+def test_reusable_needs_threshold_and_margin_over_another_answer(mem_store):
+    from ilearn.memory.retrieval import Match, reusable
+
+    def m(answer: str, score: float) -> Match:
+        return Match(make_event(mem_store, PILLS, answer, "alice"), score, score, 1.0)
+
+    assert reusable([], 0.9, 0.02) is None
+    assert reusable([m("ibuprofen", 0.89)], 0.9, 0.02) is None  # below the reuse threshold
+    assert reusable([m("ibuprofen", 0.95)], 0.9, 0.02).event.answer == "ibuprofen"  # no rival
+    assert reusable([m("ibuprofen", 0.95), m("Naproxen", 0.94)], 0.9, 0.02) is None  # a look-alike too close
+    assert reusable([m("ibuprofen", 0.95), m("The Ibuprofen", 0.949), m("naproxen", 0.92)], 0.9, 0.02) is not None
+    assert reusable([m("ibuprofen", 0.95), m("naproxen", 0.94)], 0.9, 0.0) is not None  # margin off
+    with pytest.raises(InvalidInput):
+        RetrievalConfig(reuse_margin=-0.1)

@@ -156,3 +156,44 @@ def test_foreground_embedder_cached_once_per_image():
     assert inner.calls == 1
     assert cached.kind == f"image:{inner.name}"
     np.testing.assert_array_equal(first[0], first[1])
+
+
+def test_white_balance_cancels_a_tint_and_skin_leaves_the_mask():
+    from ilearn.models.image_stats import banded_colour_hist, drop_skin, upright_crop, white_balance
+
+    image = pharmacy_views()["loratadine"][0]
+    tinted = Image.fromarray(np.clip(np.asarray(image, dtype=np.float32) * [0.75, 0.85, 1.0], 0, 255)
+                             .astype(np.uint8))
+    crop, mask = upright_crop(image)
+    tcrop, tmask = upright_crop(tinted)
+    raw = banded_colour_hist(crop, mask) @ banded_colour_hist(tcrop, tmask)
+    balanced = banded_colour_hist(white_balance(crop, mask), mask) @ banded_colour_hist(white_balance(tcrop, tmask),
+                                                                                        tmask)
+    assert balanced > raw and balanced > 0.95, (raw, balanced)
+    skin = Image.new("RGB", (64, 64), (224, 172, 140))
+    ImageDraw.Draw(skin).rectangle((0, 0, 31, 63), fill=(168, 92, 28))  # amber stays, skin goes
+    kept = drop_skin(skin, np.ones((64, 64), dtype=bool))
+    assert kept[:, :30].all() and not kept[:, 34:].any()
+
+
+def test_shape_profile_tells_tall_from_round():
+    from ilearn.evaluation.scenarios.pharmacy import BOTTLES, VIEW_STYLES, render_view
+    from ilearn.models.image_stats import SHAPE_DIM, shape_profile, upright_crop
+
+    by_id = {b.id: b for b in BOTTLES}
+    prof = {k: [shape_profile(upright_crop(render_view(by_id[k], s, VIEW_STYLES["easy"]))[1]) for s in (3, 4)]
+            for k in ("famotidine", "omeprazole")}
+    for v in prof["famotidine"] + prof["omeprazole"]:
+        assert v.shape == (SHAPE_DIM,) and abs(float(np.linalg.norm(v)) - 1.0) < 1e-5
+    assert prof["famotidine"][0] @ prof["famotidine"][1] > prof["famotidine"][0] @ prof["omeprazole"][1]
+    assert prof["omeprazole"][0] @ prof["omeprazole"][1] > prof["omeprazole"][0] @ prof["famotidine"][1]
+    assert not shape_profile(np.zeros((64, 64), dtype=bool)).any()
+
+
+def test_foreground_embedder_without_cnn_never_loads_the_encoder():
+    emb = ForegroundImageEmbedder(cnn_weight=0.0, colour_weight=2.0, layout_weight=0.0, shape_weight=1.0)
+    x = emb.embed_images([pharmacy_views()["aspirin"][0]])
+    assert_unit_rows(x, emb.dim, 1)
+    assert emb._model is None
+    assert not x[0, :1280].any()  # the cnn block weighs 0
+    assert emb.name != ForegroundImageEmbedder(shape_weight=2.0).name

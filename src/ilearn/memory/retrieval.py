@@ -76,6 +76,24 @@ def format_references(matches: Sequence[Match]) -> str:
     return "\n".join(lines)
 
 
+def reusable(matches: Sequence[Match], reuse_threshold: float, reuse_margin: float = 0.0) -> Match | None:
+    """The match whose answer may be given outright, or None (the one place the reuse decision is made).
+
+    `matches` are best first (as `RetrievalMemory.search` returns them). The top match is reusable when its
+    fused score is >= `reuse_threshold` and beats the best match carrying a DIFFERENT normalised answer by
+    at least `reuse_margin` (a ratio test: two look-alikes that both match well make neither decisive).
+    Matches below the search threshold are not in the list; with no other answer among them, the top wins.
+    """
+    if not matches or matches[0].score < reuse_threshold:
+        return None
+    top = matches[0]
+    key = normalise_answer(top.event.answer)
+    rival = next((m.score for m in matches[1:] if normalise_answer(m.event.answer) != key), None)
+    if rival is not None and top.score - rival < reuse_margin:
+        return None
+    return top
+
+
 class RetrievalMemory:
     """Events indexed by image and question; scoped search, supersede, quarantine and forget (module docstring)."""
 

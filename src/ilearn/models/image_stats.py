@@ -8,6 +8,11 @@
   (top / middle / bottom: a cap, a label band), each L1 -> sqrt -> L2 normalised (Hellinger).
 - `colour_layout`: a tiny masked thumbnail (brightness-normalised RGB and mask occupancy, centred): where
   which colour sits, and the outline.
+- `white_balance`: colour constancy on the object: each channel divided by its high percentile over the
+  foreground (max-RGB: every bottle has a white label or body), so tint and brightness cancel.
+- `drop_skin`: the foreground mask without skin-toned pixels (a fingertip in front of the object).
+- `shape_profile`: the upright mask's aspect ratio and width profile (cap, shoulders, corners), each value
+  soft-binned so that the cosine of two profiles is a mean of Gaussian kernels on the values.
 
 These are what tells look-alike objects apart (cap, band, shape) when a frozen ImageNet encoder's pooled
 features do not (see benchmarks/one_shot.py descriptors).
@@ -139,3 +144,63 @@ def colour_layout(crop: Image.Image, mask: np.ndarray, grid: int = 8, res: int =
     occupancy = np.asarray(Image.fromarray(m).resize((grid, grid), Image.Resampling.BOX))
     vec = np.concatenate([np.stack(cells, -1).ravel(), occupancy.ravel()])
     return _l2(vec - vec.mean())
+
+
+def _resized_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)) > 127
+
+
+def white_balance(crop: Image.Image, mask: np.ndarray, percentile: float = 99.0, white: float = 245.0) -> Image.Image:
+    """The crop with each channel scaled so that its `percentile` over the foreground maps to `white`.
+
+    Max-RGB colour constancy on the object itself (the background's colour is unknown): a global tint or
+    brightness change multiplies the channels, and this divides it out. Falls back to the whole crop when
+    the mask is (nearly) empty.
+    """
+    a = np.asarray(crop.convert("RGB"), dtype=np.float32)
+    m = _resized_mask(mask, crop.size)
+    pixels = a[m] if m.sum() >= 50 else a.reshape(-1, 3)
+    ref = np.percentile(pixels, percentile, axis=0)
+    return Image.fromarray(np.clip(a / np.maximum(ref, 1.0) * white, 0, 255).astype(np.uint8))
+
+
+def drop_skin(crop: Image.Image, mask: np.ndarray) -> np.ndarray:
+    """`mask` without skin-toned pixels of a white-balanced crop (hue 8-40 degrees, saturation 0.2-0.55, bright).
+
+    Amber and orange are more saturated (> 0.8) and stay; a fingertip over the object goes.
+    """
+    hsv = np.asarray(crop.convert("RGB").resize(mask.shape[::-1], Image.Resampling.BILINEAR).convert("HSV"),
+                     dtype=np.float32) / 256.0
+    hue, sat, val = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
+    skin = (hue > 8) & (hue < 40) & (sat > 0.2) & (sat < 0.55) & (val > 0.6)
+    return mask & ~skin
+
+
+def _soft_bins(x: float, lo: float, hi: float, bins: int, sigma: float = 1.0) -> np.ndarray:
+    centres = np.linspace(lo, hi, bins)
+    step = (hi - lo) / (bins - 1)
+    return np.exp(-0.5 * ((x - centres) / (sigma * step)) ** 2).astype(np.float32)
+
+
+SHAPE_DIM = 12 + 12 * 6
+
+
+def shape_profile(mask: np.ndarray, rows: int = 12, aspect_bins: int = 12, width_bins: int = 6) -> np.ndarray:
+    """Soft-binned log aspect ratio (height / body width) and relative width at `rows` heights of an upright mask.
+
+    Each value becomes a small Gaussian-smoothed one-hot vector; the aspect part weighs as much as the whole
+    width profile. Length aspect_bins + rows * width_bins (84 by default), L2-normalised; zeros for an empty mask.
+    """
+    out = np.zeros(aspect_bins + rows * width_bins, dtype=np.float32)
+    ys, _ = np.nonzero(mask)
+    if len(ys) < 20:
+        return out
+    y0, y1 = (int(v) for v in np.percentile(ys, [1, 99]))
+    width = mask[y0:y1 + 1].sum(1).astype(np.float32)
+    body = max(float(np.median(width)), 1.0)  # an occluder widens a few rows only
+    aspect = (y1 - y0 + 1) / body
+    at = np.linspace(0, len(width) - 1, rows).round().astype(int)
+    profile = np.clip(width[at] / body, 0.0, 1.2)
+    parts = [_soft_bins(float(np.log(aspect)), float(np.log(1.3)), float(np.log(4.0)), aspect_bins)]
+    parts += [_soft_bins(float(p), 0.0, 1.2, width_bins) / np.sqrt(rows) for p in profile]
+    return _l2(np.concatenate(parts))
