@@ -88,6 +88,8 @@ class Assistant:
             config.clarify.method if config.clarify.enabled else "never", vlm)
         self.registry = registry
         self._lock = threading.RLock()
+        self._learning: threading.Thread | None = None
+        self.last_learn: Any = None  # the LearnOutcome of the latest background update
         self._images: OrderedDict[str, Image.Image] = OrderedDict()  # sha256 -> decoded image (small LRU)
 
     # ------------------------------------------------------------------ construction
@@ -238,7 +240,8 @@ class Assistant:
         with self._lock:
             events = close_and_distil(self.store, session_id, self.feedback_decoder)
             self._index(events)
-            return events
+        self._maybe_learn_in_background()
+        return events
 
     def close_idle_sessions(self, now: float | None = None) -> list[Event]:
         """Close sessions idle for longer than the configured timeout, and distil sessions left by a crash."""
@@ -249,6 +252,59 @@ class Assistant:
                                     decoder=self.feedback_decoder)
             self._index(events)
             return events
+
+    # ------------------------------------------------------------------ learning
+    def learn(self, *, promote: bool = True, general: bool = True):
+        """Train a candidate on the events so far, gate it against the serving model, promote it if better.
+
+        Returns a `LearnOutcome`; the promoted version serves from the next turn on.
+        """
+        from ilearn.learning.update import learn
+
+        if self.registry is None:
+            raise InvalidInput("this assistant has no model registry: build it with Assistant.from_config")
+        with self._lock:
+            self._sync_model()
+            outcome = learn(self.vlm, self.store, self.registry, self.config, promote=promote, general=general)
+            self._sync_model()
+            return outcome
+
+    def new_events_since_training(self) -> int:
+        """Events not in the latest model version's snapshot (trained or held out)."""
+        versions = self.registry.list() if self.registry is not None else []
+        seen: set[str] = set()
+        if versions:
+            seen = set(versions[-1].event_ids) | set(versions[-1].metrics.get("heldout_event_ids", []))
+        return sum(1 for e in self.store.list_events(robot_id=self.config.robot_id) if e.id not in seen)
+
+    def _maybe_learn_in_background(self) -> None:
+        """Start a model update in a thread once `learn.auto_after_events` new events have accumulated.
+
+        Training works on its own copy of the weights and the gate on freshly loaded models, so answers go on;
+        a promoted version is picked up at the next turn.
+        """
+        every = self.config.learn.auto_after_events
+        if every <= 0 or self.registry is None or (self._learning is not None and self._learning.is_alive()):
+            return
+        if self.new_events_since_training() < every:
+            return
+        self._learning = threading.Thread(target=self._learn_in_background, name="ilearn-learn", daemon=True)
+        self._learning.start()
+
+    def _learn_in_background(self) -> None:
+        from ilearn.learning.update import learn
+
+        try:
+            gate_vlm = self.registry.load(self.config.model, self.registry.active_id())
+            self.last_learn = learn(self.vlm, self.store, self.registry, self.config, gate_vlm=gate_vlm)
+            logger.info("background update: %s", self.last_learn.summary())
+        except Exception:  # a failed update must never take the assistant down
+            logger.exception("background model update failed")
+
+    def wait_for_learning(self, timeout: float | None = None) -> None:
+        """Block until a background update (if any) has finished."""
+        if self._learning is not None:
+            self._learning.join(timeout)
 
     def recover(self) -> None:
         """On start: distil what a crash left behind and bring the vector index up to date."""
@@ -265,6 +321,7 @@ class Assistant:
 
     def close(self) -> None:
         """Save the vector index and close the store (call on shutdown; a crash is repaired on the next start)."""
+        self.wait_for_learning()
         with self._lock:
             if self.memory is not None and hasattr(self.memory, "close"):
                 self.memory.close()

@@ -66,6 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev_forget.add_argument("--user", required=True)
     ev_forget.set_defaults(func=cmd_events_forget)
 
+    learn = sub.add_parser("learn", help="train a candidate on the events, gate it, promote it if it is better")
+    _common(learn)
+    learn.add_argument("--recipe", choices=["sft", "dpo", "kto", "reinforce"], default=None)
+    learn.add_argument("--trainable", default=None, help="comma-separated parts: vision,projector,language")
+    learn.add_argument("--max-steps", type=int, default=None, help="training steps (default: from the settings)")
+    learn.add_argument("--no-promote", action="store_true", help="only train and gate")
+    learn.add_argument("--no-general", action="store_true", help="skip the general (forgetting) set in the gate")
+    learn.set_defaults(func=cmd_learn)
+
+    models = sub.add_parser("models", help="model versions: list, promote, rollback")
+    models_sub = models.add_subparsers(dest="action", required=True)
+    m_list = models_sub.add_parser("list", help="every version with its lineage, recipe and gate figures")
+    _common(m_list)
+    m_list.set_defaults(func=cmd_models_list)
+    m_promote = models_sub.add_parser("promote", help="make a version the one that serves ('base' for none)")
+    _common(m_promote)
+    m_promote.add_argument("version")
+    m_promote.set_defaults(func=cmd_models_promote)
+    m_rollback = models_sub.add_parser("rollback", help="serve the version that served before the current one")
+    _common(m_rollback)
+    m_rollback.set_defaults(func=cmd_models_rollback)
+
     from ilearn.evaluation.experiment_cli import add_experiment_parser
 
     add_experiment_parser(sub)
@@ -202,6 +224,56 @@ def cmd_events_forget(args: argparse.Namespace) -> int:
     config, store = _store(args)
     deleted = build_memory(config, store).forget_user(args.user)
     print(f"forgot user {args.user!r}: {len(deleted)} event(s) and their vectors deleted")
+    return 0
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    from ilearn.assistant import Assistant
+
+    config = load_config(args)
+    learn = {k: v for k, v in {"recipe": args.recipe, "max_steps": args.max_steps,
+                               "trainable": tuple(args.trainable.split(",")) if args.trainable else None}.items()
+             if v is not None}
+    if learn:
+        config = config.override(learn=learn)
+    _store(args)  # a clear error when there is no deployment yet
+    with Assistant.from_config(config) as assistant:
+        outcome = assistant.learn(promote=not args.no_promote, general=not args.no_general)
+    print(outcome.summary())
+    return 0
+
+
+def _registry(args: argparse.Namespace):
+    from ilearn.learning.registry import ModelRegistry
+
+    config, store = _store(args)
+    return ModelRegistry(store, config.home_path)
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    versions = registry.list()
+    print(f"serving: {registry.active_id()}")
+    for v in versions:
+        gate = v.metrics.get("gate") or {}
+        learning = gate.get("learning") or {}
+        figures = f"held-out {learning.get('active', 0):.2f} -> {learning.get('candidate', 0):.2f}" if learning else ""
+        print(f"{v.id}  {v.status.value:<9} {v.recipe:<9} parent={v.parent or 'base':<16} "
+              f"events={len(v.event_ids):<5} {figures}")
+    if not versions:
+        print("no trained versions yet (run `ilearn learn`)")
+    return 0
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    version = _registry(args).promote(args.version)
+    print(f"promoted {version.id}: it serves from the next turn on")
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    version = _registry(args).rollback()
+    print(f"rolled back: {version.id} serves from the next turn on")
     return 0
 
 

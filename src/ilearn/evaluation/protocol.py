@@ -35,7 +35,8 @@ from ilearn.errors import InvalidInput
 from ilearn.evaluation import runner_fact, runner_game
 from ilearn.evaluation.personas import PERSONAS, split_personas
 from ilearn.evaluation.report import RoundCache, write_report
-from ilearn.evaluation.runner_common import RECIPE_DATA, RunContext
+from ilearn.evaluation.runner_common import RunContext
+from ilearn.learning.update import RECIPE_DATA
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,13 @@ from PIL import Image
 
 from ilearn.assistant import Assistant
 from ilearn.config import Config, LearnConfig
-from ilearn.errors import InvalidInput, NotFound
+from ilearn.errors import NotFound
 from ilearn.evaluation.metrics import BertScorer, TaskRecord, decoder_scores, rouge1, summarise
 from ilearn.types import ImageRef, Label
 
 logger = logging.getLogger(__name__)
 
 #: dataset builder per recipe (ReSpect: sft is filtered fine-tuning on positive / corrected answers)
-RECIPE_DATA = {"sft": "sft", "dpo": "dpo", "kto": "kto", "reinforce": "rewards"}
 VERSIONS_FILE = "versions.json"
 
 
@@ -80,11 +79,9 @@ class Deployment:
 
     def rows(self, recipe: str) -> list[dict]:
         """The training rows of `recipe` from every event of this deployment (images as PIL)."""
-        from ilearn.learning.datasets import BUILDERS
+        from ilearn.learning.update import training_rows
 
-        if recipe not in RECIPE_DATA:
-            raise InvalidInput(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPE_DATA)}")
-        return BUILDERS[RECIPE_DATA[recipe]](self.store.list_events(), self.image)
+        return training_rows(recipe, self.store.list_events(), self.image)
 
     def forget_users(self, prefix: str) -> int:
         """Delete every user whose id starts with `prefix` (sessions, turns, events, vectors); returns how many."""
@@ -119,27 +116,21 @@ class Deployment:
 
         Returns the version id (reused when `key` was trained before), or None when there is nothing to train on.
         """
-        from ilearn.learning.recipes import train
+        from ilearn.learning.update import train_candidate, trainable_problem
 
         existing = self.version(key)
         if existing is not None:
             logger.info("reusing version %s trained earlier for %s", existing, key)
             return existing
         rows = self.rows(learn.recipe) if rows is None else rows
-        if learn.recipe == "kto" and len({bool(r["label"]) for r in rows}) < 2:
-            logger.warning("%s: kto needs desirable and undesirable examples; not trained", key)
-            return None
-        if not rows:
-            logger.warning("%s: no %s training examples; the base model stays", key, learn.recipe)
+        problem = trainable_problem(learn.recipe, rows)
+        if problem is not None:
+            logger.warning("%s: %s; the base model stays", key, problem)
             return None
         self.vlm.reset()  # recipes train from the base weights
-        version_id, path = self.registry.new_path()
-        result = train(self.vlm, rows, learn, path)
-        ids = sorted({r["event_id"] for r in rows if "event_id" in r})
-        self.registry.register(path=path, recipe=learn.recipe, settings=asdict(learn), event_ids=ids,
-                               metrics={"train": result.to_dict(), "experiment_key": key}, version_id=version_id)
-        self.remember_version(key, version_id)
-        return version_id
+        version = train_candidate(self.vlm, self.registry, learn, rows, {"experiment_key": key})
+        self.remember_version(key, version.id)
+        return version.id
 
     def serve(self, version_id: str | None) -> None:
         """Make the shared VLM serve `version_id` (None: the base weights)."""

@@ -1,0 +1,141 @@
+"""The model update, end to end: dataset snapshot -> train -> candidate -> gate -> promote or reject.
+
+    outcome = learn(vlm, store, registry, config)          # what `ilearn learn` and Assistant.learn run
+
+Held-out events (a seeded `learn.heldout_fraction` of the corrected/confirmed events, chosen by event id so a
+rerun holds out the same ones) are kept out of training and measure learning; the general set (easy-vqa for the
+default model) measures forgetting, the bias set stereotyping (see `gate.py`). The candidate is always trained
+from the base weights on the whole snapshot, so versions never stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from ilearn.config import Config, LearnConfig
+from ilearn.errors import InvalidInput
+from ilearn.images import decode_image
+from ilearn.types import Event, EventStatus, ImageRef, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+RECIPE_DATA = {"sft": "sft", "dpo": "dpo", "kto": "kto", "reinforce": "rewards"}
+"""Which dataset (ilearn.learning.datasets.BUILDERS) each recipe trains on."""
+
+
+@dataclass
+class LearnOutcome:
+    """What one model update did."""
+
+    version: ModelVersion | None  # None: nothing to train on
+    promoted: bool = False
+    reasons: list[str] = field(default_factory=list)
+    gate: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
+    n_train_events: int = 0
+    n_heldout_events: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        if self.version is None:
+            return "nothing to learn: " + "; ".join(self.reasons)
+        verdict = "promoted" if self.promoted else "kept as a candidate (not promoted)"
+        return "\n".join([f"{self.version.id} ({self.version.recipe}, {self.n_train_events} events): {verdict}",
+                          *(f"  - {r}" for r in self.reasons)])
+
+
+def image_loader(store: Any, max_pixels: int = 40_000_000) -> Callable[[ImageRef], Image.Image]:
+    """ImageRef -> PIL image from the store (decoded once per sha256)."""
+    cache: dict[str, Image.Image] = {}
+
+    def load(ref: ImageRef) -> Image.Image:
+        if ref.sha256 not in cache:
+            cache[ref.sha256] = decode_image(store.get_image_bytes(ref.sha256), max_pixels=max_pixels)[0]
+        return cache[ref.sha256]
+
+    return load
+
+
+def training_rows(recipe: str, events: Sequence[Event], image_fn: Callable[[ImageRef], Any]) -> list[dict]:
+    """The rows of `recipe`'s dataset (TRL standard columns, `event_id` kept) built from `events`."""
+    from ilearn.learning.datasets import BUILDERS
+
+    if recipe not in RECIPE_DATA:
+        raise InvalidInput(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPE_DATA)}")
+    return BUILDERS[RECIPE_DATA[recipe]](events, image_fn, with_ids=True)
+
+
+def trainable_problem(recipe: str, rows: Sequence[dict]) -> str | None:
+    """Why `rows` cannot train `recipe`, or None."""
+    if not rows:
+        return f"no {recipe} training examples yet"
+    if recipe == "kto" and len({bool(r["label"]) for r in rows}) < 2:
+        return "kto needs both desirable and undesirable examples"
+    return None
+
+
+def train_candidate(vlm: Any, registry: Any, learn: LearnConfig, rows: Sequence[dict],
+                    metrics: dict[str, Any] | None = None) -> ModelVersion:
+    """Train `learn.recipe` on `rows` from the base weights and register the result as a candidate."""
+    from ilearn.learning.recipes import train
+
+    version_id, path = registry.new_path()
+    result = train(vlm, rows, learn, path)
+    event_ids = sorted({r["event_id"] for r in rows if "event_id" in r})
+    return registry.register(path=path, recipe=learn.recipe, settings=asdict(learn), event_ids=event_ids,
+                             metrics={"train": result.to_dict(), **(metrics or {})}, version_id=version_id)
+
+
+def split_heldout(events: Sequence[Event], fraction: float, seed: int) -> tuple[list[Event], list[Event]]:
+    """(train, held-out): held-out are events with a correct answer whose seeded id hash falls under `fraction`."""
+    def bucket(event: Event) -> float:
+        digest = hashlib.sha256(f"{seed}:{event.id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    heldout = [e for e in events if e.answer.strip() and e.status == EventStatus.ACTIVE and bucket(e) < fraction]
+    held = {e.id for e in heldout}
+    return [e for e in events if e.id not in held], heldout
+
+
+def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool = True,
+          gate_vlm: Any | None = None, general: bool = True) -> LearnOutcome:
+    """One model update on every event of the store. `promote=False` only trains and gates.
+
+    `gate_vlm` is the active model the candidate is compared with (default: `vlm`, which must then serve the
+    active version); the candidate is loaded as a second model.
+    """
+    from ilearn.learning.gate import Margins, evaluate_candidate, general_easyvqa, heldout_from_events
+
+    start = time.perf_counter()
+    learn_cfg = config.learn
+    events = store.list_events(robot_id=config.robot_id)
+    train_events, heldout = split_heldout(events, learn_cfg.heldout_fraction, learn_cfg.seed)
+    image_fn = image_loader(store, config.limits.max_image_pixels)
+    rows = training_rows(learn_cfg.recipe, train_events, image_fn)
+    problem = trainable_problem(learn_cfg.recipe, rows)
+    if problem is not None:
+        logger.info("learn: %s", problem)
+        return LearnOutcome(None, reasons=[problem], seconds=time.perf_counter() - start)
+    logger.info("learn: %s on %d rows (%d events), %d held out", learn_cfg.recipe, len(rows), len(train_events),
+                len(heldout))
+    version = train_candidate(vlm, registry, learn_cfg, rows, {"heldout_event_ids": sorted(e.id for e in heldout)})
+    candidate = registry.load(config.model, version.id)
+    active = gate_vlm if gate_vlm is not None else vlm
+    general_set = general_easyvqa(learn_cfg.general_limit, learn_cfg.seed) if general else None
+    report = evaluate_candidate(active, candidate, heldout_from_events(heldout, image_fn), general_set,
+                                margins=Margins.from_config(learn_cfg))
+    version = registry.update_metrics(version.id, {"gate": report.to_dict()})
+    if promote and report.promote:
+        version = registry.promote(version.id)
+    elif not report.promote:
+        version = registry.reject(version.id, "; ".join(report.reasons))
+    return LearnOutcome(version, promoted=promote and report.promote, reasons=report.reasons,
+                        gate=report.to_dict(), train=version.metrics.get("train"), n_train_events=len(train_events),
+                        n_heldout_events=len(heldout), seconds=time.perf_counter() - start)

@@ -1,0 +1,105 @@
+"""The model update end to end on the tiny model: events from chats -> learn -> gate -> promote -> rollback."""
+
+from __future__ import annotations
+
+import pytest
+
+from ilearn.assistant import Assistant
+from ilearn.cli import main
+from ilearn.config import Config
+from ilearn.learning.update import split_heldout
+from ilearn.types import Event, ModelStatus
+from test_retrieval_loop import bottle
+
+LEARN = {"recipe": "sft", "trainable": ("vision", "projector", "language"), "lora": (), "max_steps": 60,
+         "learning_rate": 3e-3, "batch_size": 8, "heldout_fraction": 0.25, "general_limit": 8}
+
+
+def build(home, **learn) -> Assistant:
+    config = Config(home=str(home)).override(
+        model={"backend": "tiny"}, feedback={"method": "lexical"}, retrieval={"enabled": False},
+        learn={**LEARN, **learn})
+    return Assistant.from_config(config)
+
+
+def teach_many(assistant: Assistant, n: int = 12) -> None:
+    for i in range(n):
+        user = f"user{i % 4}"
+        r = assistant.respond(user, "What is this medicine called?", image=bottle(shift=i % 5 - 2, light=i % 3 * 6))
+        assistant.respond(user, "No, that's ibuprofen.", session_id=r.session_id)
+        assistant.close_session(r.session_id)
+
+
+def test_heldout_split_is_seeded_and_disjoint():
+    events = [Event(None, "q", f"a{i}", "u", id=f"evt_{i}") for i in range(200)]
+    train, held = split_heldout(events, 0.2, seed=0)
+    assert {e.id for e in train}.isdisjoint({e.id for e in held}) and len(train) + len(held) == 200
+    assert 20 < len(held) < 60
+    assert [e.id for e in split_heldout(events, 0.2, seed=0)[1]] == [e.id for e in held]
+
+
+def test_learn_promotes_a_better_model_and_rollback_restores_answers(tmp_path):
+    assistant = build(tmp_path / "home")
+    teach_many(assistant)
+    before = assistant.respond("zoe", "What is this medicine called?", image=bottle(shift=1, light=3)).text
+
+    outcome = assistant.learn()
+    assert outcome.version is not None and outcome.n_heldout_events >= 1
+    assert outcome.gate["learning"]["candidate"] > outcome.gate["learning"]["active"]
+    assert outcome.promoted and outcome.version.status == ModelStatus.ACTIVE, outcome.summary()
+    assert set(outcome.gate) >= {"learning", "general", "bias", "reasons"}
+
+    # retrieval is off: the promoted model itself now knows the taught object
+    after = assistant.respond("zoe", "What is this medicine called?", image=bottle(shift=1, light=3))
+    assert "ibuprofen" in after.text.lower() and after.model_version == outcome.version.id
+
+    assert main(["models", "rollback", "--home", str(tmp_path / "home")]) == 0
+    again = assistant.respond("zoe", "What is this medicine called?", image=bottle(shift=1, light=3))
+    assert again.model_version == "base" and again.text == before
+
+
+def test_gate_rejects_a_candidate_that_did_not_learn(tmp_path):
+    assistant = build(tmp_path / "home", max_steps=1, learning_rate=1e-9)
+    teach_many(assistant, n=8)
+    outcome = assistant.learn(general=False)
+    assert not outcome.promoted and outcome.version.status == ModelStatus.REJECTED
+    assert any("learning" in r for r in outcome.reasons)
+    assert assistant.registry.active_id() == "base"
+
+
+def test_nothing_to_learn_is_reported(tmp_path):
+    assistant = build(tmp_path / "home")
+    outcome = assistant.learn()
+    assert outcome.version is None and "no sft training examples" in outcome.summary()
+
+
+def test_background_update_after_enough_events(tmp_path):
+    assistant = build(tmp_path / "home", auto_after_events=6)
+    teach_many(assistant, n=6)
+    assistant.wait_for_learning(timeout=600)
+    assert assistant.last_learn is not None and assistant.last_learn.version is not None
+    assert assistant.new_events_since_training() == 0
+
+
+@pytest.mark.parametrize("argv", [["models", "list"], ["learn"]])
+def test_cli_without_a_deployment_says_so(tmp_path, capsys, argv):
+    assert main([*argv, "--home", str(tmp_path / "none"), "--model", "tiny"]) == 2
+    assert "no iLearn deployment" in capsys.readouterr().err
+
+
+def test_cli_learn_then_models_list(tmp_path, capsys):
+    import json
+
+    home = tmp_path / "home"
+    assistant = build(home)
+    teach_many(assistant, n=8)
+    assistant.close()
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"feedback": {"method": "lexical"}, "retrieval": {"enabled": False},
+                                  "learn": {**LEARN, "trainable": list(LEARN["trainable"]), "lora": []}}))
+    assert main(["learn", "--home", str(home), "--model", "tiny", "--config", str(config), "--no-general"]) == 0
+    out = capsys.readouterr().out
+    assert "promoted" in out and "learning: held-out accuracy rose" in out
+    assert main(["models", "list", "--home", str(home)]) == 0
+    listing = capsys.readouterr().out
+    assert "active" in listing and "sft" in listing and "held-out 0.00 -> 1.00" in listing
