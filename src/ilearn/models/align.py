@@ -137,7 +137,7 @@ def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     model._init_weights(model.projector.fc1)
     model._init_weights(model.projector.fc2)
-    cache = cache_root(config) / f"easyvqa-train-effnet-p{model.config.image_pool}.pt"
+    cache = cache_root(config) / f"easyvqa-train-effnet-d{model.config.vision_dim}-p{model.config.image_pool}.pt"
     start = time.perf_counter()
     feats = easyvqa_features(model, processor, cache)
     logger.info("features ready (%d images) in %.0f s", len(feats), time.perf_counter() - start)

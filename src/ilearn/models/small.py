@@ -113,11 +113,11 @@ def build_small(config: ModelConfig, *, projector: Path | None = PROJECTOR_FILE)
     image_token_id = add_image_token(tokenizer)
     language.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     vcfg = ComposedConfig(
-        vision_type="efficientnet-lite0", vision_dim=1280, image_size=IMAGE_SIZE, image_pool=IMAGE_POOL,
+        vision_type="efficientnet-lite0", vision_dim=1280 + 9, pixel_stats=True, image_size=IMAGE_SIZE, image_pool=IMAGE_POOL,
         image_token_id=image_token_id, text_config=language.config.to_dict(),
         image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
     )
-    model = assemble(vcfg, EfficientNetFeatures(efficientnet_lite0(pretrained=True)), language)
+    model = assemble(vcfg, EfficientNetFeatures(efficientnet_lite0(pretrained=True), pixel_stats=True), language)
     if projector is not None:
         if not Path(projector).is_file():
             raise NotFound(f"projector weights {projector} are missing; run `python -m ilearn.models.align`")
