@@ -4,8 +4,9 @@ the turn that is not model compute (goal: under 5%).
     python benchmarks/turn_latency.py                  # embedded default model (small), 1 thread
     python benchmarks/turn_latency.py --model tiny     # the pipeline's own overhead on a tiny model
 
-Model compute is measured inside the model's generate/score calls (a timing proxy around the model), so
-everything else (validation, image decoding, SQLite writes, retrieval, prompt building) counts as overhead.
+Model compute is measured inside the model calls: the VLM's generate/score and the retrieval and feedback
+embedders (EfficientNet-Lite0 features, MiniLM); everything else (validation, image decoding, SQLite writes,
+vector search, prompt building) counts as overhead.
 """
 
 from __future__ import annotations
@@ -22,29 +23,24 @@ from ilearn.assistant import Assistant
 from ilearn.config import Config
 
 
-class TimedVLM:
-    """Forwards to a model and adds up the seconds spent inside it."""
+class ComputeClock:
+    """Adds up the seconds spent inside model calls (the VLM and the retrieval/feedback embedders)."""
 
-    def __init__(self, vlm):
-        self.vlm = vlm
+    def __init__(self):
         self.seconds = 0.0
 
-    def __getattr__(self, name):
-        return getattr(self.vlm, name)
+    def wrap(self, obj, name: str) -> None:
+        """Time every call of `obj.name` (patched on the instance)."""
+        inner = getattr(obj, name)
 
-    def generate(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return self.vlm.generate(*args, **kwargs)
-        finally:
-            self.seconds += time.perf_counter() - start
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
 
-    def score(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return self.vlm.score(*args, **kwargs)
-        finally:
-            self.seconds += time.perf_counter() - start
+        setattr(obj, name, timed)
 
 
 def images(n: int):
@@ -69,12 +65,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         config = Config(home=str(Path(home) / "ilearn")).override(model={"backend": args.model, "threads": args.threads})
         assistant = Assistant.from_config(config)
-        timed = TimedVLM(assistant.vlm)
-        assistant.vlm = timed
-        if hasattr(assistant.clarifier, "vlm"):
-            assistant.clarifier.vlm = timed
-        if hasattr(assistant.feedback_decoder, "vlm"):
-            assistant.feedback_decoder.vlm = timed
+        timed = ComputeClock()
+        timed.wrap(assistant.vlm, "generate")
+        timed.wrap(assistant.vlm, "score")
+        timed.wrap(assistant.memory.image_embedder, "embed_images")
+        timed.wrap(assistant.memory.text_embedder, "embed_texts")  # shared with the feedback decoder
         assistant.respond("warmup", "What is this medicine called?", image=images(1)[0])  # load lazily built parts
         parts: dict[str, list[float]] = {}
         totals, model_s = [], []
