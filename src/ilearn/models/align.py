@@ -1,13 +1,15 @@
 """Vision alignment of the `small` model (LLaVA stage 1): train the projector (and a small LoRA on the LM).
 
-    python -m ilearn.models.align [--steps 450] [--batch-size 8] [--lr 1e-3] [--lora-rank 8] [--threads 1]
+    python -m ilearn.models.align [--steps 450] [--batch-size 8] [--lr 1e-3] [--lora-rank 0] [--threads 1]
 
 Data: the easy-vqa train split (package `easy-vqa`: 4,000 64x64 shape images, 38,575 questions, 13 answers).
 The frozen EfficientNet-Lite0 features are computed once and cached (pooled to the 3x3 grid the model uses),
 so each step only runs the projector and the language model; the shared system-prompt prefix is encoded once
-per step and the LM head runs only on answer tokens. LoRA (rank 8, q/v projections) is stored low-rank in the
-same file and merged into the LM when `small` loads. Seeded and reproducible; writes
-`ilearn/assets/small_projector.safetensors` (fp16, about 3 MB) and prints what it did.
+per step and the LM head runs only on answer tokens. Optional LoRA (--lora-rank, q/v projections) is stored
+low-rank in the same file and merged into the LM when `small` loads; the shipped file is projector-only, so the
+language model keeps its general chat (measured: LoRA 8 gave 80.5% vs 79.6% on easy-vqa but made the LM answer
+every question in easy-vqa words). Seeded and reproducible; writes
+`ilearn/assets/small_projector.safetensors` (fp16, about 2 MB) and prints what it did.
 """
 
 from __future__ import annotations
@@ -203,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=450, help="optimizer steps")
     parser.add_argument("--batch-size", type=int, default=8, help="examples per step")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle schedule)")
-    parser.add_argument("--lora-rank", type=int, default=8, help="LoRA rank on the LM's q/v projections (0: off)")
+    parser.add_argument("--lora-rank", type=int, default=0,
+                        help="LoRA rank on the LM's q/v projections, merged at load (0: off; 8 gave 80.5%% vs 79.6%% but the LM then answers everything in easy-vqa words)")
     parser.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA alpha")
     parser.add_argument("--lora-lr", type=float, default=5e-4, help="peak learning rate of the LoRA weights")
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and data order")
