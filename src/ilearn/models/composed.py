@@ -13,7 +13,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, PreTrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    GenerationMixin,
+    LlamaConfig,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_utils import PILImageResampling
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
@@ -163,7 +170,7 @@ def build_vision(config: ComposedConfig) -> nn.Module:
     return TinyCNN(config.vision_channels)
 
 
-class ComposedVLM(PreTrainedModel):
+class ComposedVLM(PreTrainedModel, GenerationMixin):
     """LLaVA-style VLM: `vision` -> `projector` -> replaces `<image>` placeholders in `language`'s input."""
 
     config_class = ComposedConfig
