@@ -34,12 +34,31 @@ from transformers import (
 from ilearn.config import ModelConfig
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.models.base import Generation, Message
-from ilearn.models.composed_chat import DTYPES, to_chat
 
 logger = logging.getLogger(__name__)
 
 SCORE_CHUNK = 16
 """Candidates scored in one forward pass."""
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""`ModelConfig.dtype` names -> torch dtypes."""
+
+
+def to_chat(messages: Sequence[Message]) -> tuple[list[dict], list]:
+    """Protocol messages -> (chat-template messages with list content, the images in order)."""
+    if not messages:
+        raise InvalidInput("at least one message is required")
+    chat, images = [], []
+    for m in messages:
+        if m.role not in {"system", "user", "assistant"}:
+            raise InvalidInput(f"unknown message role {m.role!r}")
+        content: list[dict] = []
+        if m.image is not None:
+            content.append({"type": "image"})
+            images.append(m.image.convert("RGB"))
+        content.append({"type": "text", "text": m.content})
+        chat.append({"role": m.role, "content": content})
+    return chat, images
 
 
 class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
@@ -158,6 +177,7 @@ class HFVisionLanguageModel:
         for source in (tok.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
             stops.update(source if isinstance(source, list) else [source] if isinstance(source, int) else [])
         self._stop_ids = sorted(stops)
+        self._cut_ids = set(self._stop_ids)  # a generated reply is cut at the first of these when decoding
         self._pad_id = tok.pad_token_id if tok.pad_token_id is not None else (self._stop_ids or [0])[0]
 
     @property
@@ -250,14 +270,22 @@ class HFVisionLanguageModel:
         start = time.perf_counter()
         text, images = self.prompt_text(messages)
         inputs = self._encode(text, images)
+        new = self._generate_new_ids(inputs, max_new_tokens)
+        reply, n = self._decode(new[0].tolist())
+        return Generation(text=reply, prompt_tokens=int(inputs["attention_mask"].sum()), completion_tokens=n,
+                          seconds=time.perf_counter() - start)
+
+    def _generate_new_ids(self, inputs: dict[str, torch.Tensor], max_new_tokens: int | None) -> torch.Tensor:
+        """Greedy decoding of an encoded (left-padded) batch: the new token ids, one row per prompt."""
         out = self._model.generate(**inputs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
                                    do_sample=False, eos_token_id=self._stop_ids or None,
                                    pad_token_id=self._pad_id)
-        ids = out[0, inputs["input_ids"].shape[1]:].tolist()
-        n = next((i for i, t in enumerate(ids) if t in self._stop_ids), len(ids))
-        reply = self.processor.tokenizer.decode(ids[:n], skip_special_tokens=True).strip()
-        return Generation(text=reply, prompt_tokens=int(inputs["attention_mask"].sum()), completion_tokens=n,
-                          seconds=time.perf_counter() - start)
+        return out[:, inputs["input_ids"].shape[1]:]
+
+    def _decode(self, ids: list[int]) -> tuple[str, int]:
+        """(reply text, tokens kept) of generated ids, cut before the first end-of-reply token."""
+        n = next((i for i, t in enumerate(ids) if t in self._cut_ids), len(ids))
+        return self.processor.tokenizer.decode(ids[:n], skip_special_tokens=True).strip(), n
 
     @torch.inference_mode()
     def score(self, messages: Sequence[Message], candidates: Sequence[str]) -> list[float]:
@@ -283,6 +311,7 @@ class HFVisionLanguageModel:
         n, plen = len(replies), enc["input_ids"].shape[1]
         width = plen + max(len(r) for r in replies)
         batch: dict[str, Any] = {}
+        images: dict[str, torch.Tensor] = {}
         for key, value in enc.items():
             if not isinstance(value, torch.Tensor):
                 batch[key] = value
@@ -291,8 +320,9 @@ class HFVisionLanguageModel:
                 rows = value.new_full((n, width), fill)
                 rows[:, :plen] = value
                 batch[key] = rows
-            else:  # image tensors (image-major or batch-major): one copy per candidate
-                batch[key] = value.repeat(n, *([1] * (value.dim() - 1)))
+            else:
+                images[key] = value
+        batch.update(self._candidate_images(images, n))
         for i, reply in enumerate(replies):
             batch["input_ids"][i, plen: plen + len(reply)] = torch.tensor(reply, device=self.device)
             batch["attention_mask"][i, plen: plen + len(reply)] = 1
@@ -300,6 +330,10 @@ class HFVisionLanguageModel:
         logprobs = torch.log_softmax(logits[:, plen - 1: -1], dim=-1)
         picked = logprobs.gather(-1, batch["input_ids"][:, plen:].unsqueeze(-1)).squeeze(-1)
         return (picked * batch["attention_mask"][:, plen:]).sum(-1)
+
+    def _candidate_images(self, images: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+        """The prompt's image tensors for `n` candidate rows: one copy per candidate (image-major or batch-major)."""
+        return {key: value.repeat(n, *([1] * (value.dim() - 1))) for key, value in images.items()}
 
     # -- versions -------------------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -325,6 +359,10 @@ class HFVisionLanguageModel:
         if path.is_dir() and (path / "adapter_config.json").is_file():
             from peft import PeftModel
 
+            # PEFT's unload() keeps the trained copy of `modules_to_save`: remember the originals to restore them
+            saved = json.loads((path / "adapter_config.json").read_text()).get("modules_to_save") or []
+            self._pristine = {k: v.detach().clone() for k, v in self._model.state_dict().items()
+                              if any(m in k.split(".") for m in saved)}
             self._peft = PeftModel.from_pretrained(self._model, str(path), is_trainable=False)
             self._peft.to(device=self.device, dtype=self.dtype)
         else:
@@ -335,16 +373,20 @@ class HFVisionLanguageModel:
 
             state = load_file(str(file))
             own = self._model.state_dict()
-            unknown = sorted(set(state) - set(own))
-            if unknown:
-                raise InvalidInput(f"{file} has weights this model lacks, e.g. {unknown[:3]}")
-            self._pristine = {k: own[k].detach().clone() for k in state}
-            self._model.load_state_dict(state, strict=False)
+            self._pristine = {k: own[k].detach().clone() for k in state if k in own}
+            self._load_partial(file, state)
         self._model.eval()
         self.version = version or path.stem
         logger.info("model %s now serves version %s from %s", self.name, self.version, path)
 
     load_adapter = set_weights
+
+    def _load_partial(self, file: Path, state: dict[str, torch.Tensor]) -> None:
+        """Copy a partial state dict read from `file` into the model; weights it lacks are an InvalidInput."""
+        unknown = sorted(set(state) - set(self._model.state_dict()))
+        if unknown:
+            raise InvalidInput(f"{file} has weights this model lacks, e.g. {unknown[:3]}")
+        self._model.load_state_dict(state, strict=False)
 
 
 def load_hf(config: ModelConfig) -> HFVisionLanguageModel:
