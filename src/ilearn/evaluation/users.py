@@ -83,6 +83,8 @@ def _kind(kind: object) -> str:
 
 
 class _Base:
+    """What both simulators share: the utterance log, the turn count and the order of the conversation."""
+
     def __init__(self, persona: Persona, rng: random.Random):
         self.persona = persona
         self.rng = rng
@@ -90,6 +92,35 @@ class _Base:
         self.utterances: list[Utterance] = []
         self.clarifications = 0
         self.answers: list[str] = []
+        self.first_correct: bool | None = None
+
+    def first_utterance(self) -> str:
+        """The user's opening request (once)."""
+        if self.utterances:
+            raise InvalidInput("first_utterance was already given")
+        return self._say(self._opening(), "question")  # type: ignore[return-value]
+
+    def reply(self, assistant_text: str, kind: str = "answer") -> str | None:
+        """React to the assistant's clarifying question or answer (`kind`); None once done."""
+        kind = _kind(kind)
+        if self.done:
+            return None
+        if not self.utterances:
+            raise InvalidInput("call first_utterance before reply")
+        if kind == "clarification":
+            self.clarifications += 1
+            return self._on_clarification()
+        self.answers.append(assistant_text)
+        return self._on_answer(assistant_text)
+
+    def _opening(self) -> str:
+        raise NotImplementedError
+
+    def _on_clarification(self) -> str | None:
+        raise NotImplementedError
+
+    def _on_answer(self, assistant_text: str) -> str | None:
+        raise NotImplementedError
 
     def _pick(self, table: dict[str, tuple[str, ...]], **fmt: str) -> str:
         return self.rng.choice(table[self.persona.style]).format(**fmt)
@@ -113,7 +144,6 @@ class SimulatedUser(_Base):
         self.task = task
         self.ambiguous = False
         self.completed = False
-        self.first_correct: bool | None = None
 
     def _precise(self, avoid: str | None = None) -> str:
         """A precise request for the hidden intent in the persona's style (another style when rephrasing)."""
@@ -125,13 +155,10 @@ class SimulatedUser(_Base):
                           if t.format(**fmt) != avoid]
         return self.rng.choice(candidates)
 
-    def first_utterance(self) -> str:
+    def _opening(self) -> str:
         """A vague request with probability persona.ambiguity, else the precise one for the hidden intent."""
-        if self.utterances:
-            raise InvalidInput("first_utterance was already given")
         self.ambiguous = self.rng.random() < self.persona.ambiguity
-        text = self._pick(P.VAGUE) if self.ambiguous else self._precise()
-        return self._say(text, "question")  # type: ignore[return-value]
+        return self._pick(P.VAGUE) if self.ambiguous else self._precise()
 
     def _correct(self, text: str) -> bool:
         if not contains_answer(text, self.task.reference):
@@ -140,21 +167,16 @@ class SimulatedUser(_Base):
                   if contains_answer(text, d) and not contains_answer(self.task.reference, d)]
         return not hedges
 
-    def reply(self, assistant_text: str, kind: str = "answer") -> str | None:
-        """React to a clarifying question or an answer; None once done."""
-        kind = _kind(kind)
-        if self.done:
-            return None
-        if not self.utterances:
-            raise InvalidInput("call first_utterance before reply")
-        if kind == "clarification":
-            self.clarifications += 1
-            if self.turns >= self.persona.patience:
-                return self._give_up()
-            intent = self.task.intent if self.task.intent in P.CLARIFY_REPLY else "other"
-            text = self._pick(P.CLARIFY_REPLY[intent], key=self.task.intent.replace("_", " "))
-            return self._say(text, "clarification_reply")
-        self.answers.append(assistant_text)
+    def _on_clarification(self) -> str | None:
+        """Say what the hidden intent is ("The dose, please."), or give up once patience is spent."""
+        if self.turns >= self.persona.patience:
+            return self._give_up()
+        intent = self.task.intent if self.task.intent in P.CLARIFY_REPLY else "other"
+        text = self._pick(P.CLARIFY_REPLY[intent], key=self.task.intent.replace("_", " "))
+        return self._say(text, "clarification_reply")
+
+    def _on_answer(self, assistant_text: str) -> str | None:
+        """Judge the answer against the reference and react in the persona's feedback style."""
         correct = self._correct(assistant_text)
         if self.first_correct is None:
             self.first_correct = correct
@@ -228,7 +250,6 @@ class ReferenceGameUser(_Base):
         self.game = game
         self.picked: list[int] = []
         self.keys: list[str] = []
-        self.first_correct: bool | None = None
         self.max_turns = persona.patience + 2 * len(game.targets)
 
     @property
@@ -253,12 +274,10 @@ class ReferenceGameUser(_Base):
     def _describe(self) -> str:
         return describe(self.game.figure(self.current).attributes, self.keys)  # type: ignore[arg-type]
 
-    def first_utterance(self) -> str:
+    def _opening(self) -> str:
         """The description of the first target."""
-        if self.utterances:
-            raise InvalidInput("first_utterance was already given")
         self.keys = self._start_keys()
-        return self._say(self._pick(_PICK_REQUEST, d=self._describe()), "question")  # type: ignore[return-value]
+        return self._pick(_PICK_REQUEST, d=self._describe())
 
     def _refine(self, wrong_slot: int | None) -> None:
         target = self.game.figure(self.current).attributes  # type: ignore[arg-type]
@@ -269,20 +288,15 @@ class ReferenceGameUser(_Base):
         if new:
             self.keys.append(new[0])
 
-    def reply(self, assistant_text: str, kind: str = "answer") -> str | None:
-        """React to the assistant's pick (a slot number in its text) or clarifying question; None once done."""
-        kind = _kind(kind)
-        if self.done:
-            return None
-        if not self.utterances:
-            raise InvalidInput("call first_utterance before reply")
-        if kind == "clarification":
-            self.clarifications += 1
-            if self.turns >= self.max_turns:
-                return self._say(_PICK_GIVE_UP, "reaction", final=True, label=Label.NEGATIVE)
-            self._refine(None)
-            return self._say(f"I mean {self._describe()}.", "clarification_reply")
-        self.answers.append(assistant_text)
+    def _on_clarification(self) -> str | None:
+        """Add an attribute to the description, or give up once out of turns."""
+        if self.turns >= self.max_turns:
+            return self._say(_PICK_GIVE_UP, "reaction", final=True, label=Label.NEGATIVE)
+        self._refine(None)
+        return self._say(f"I mean {self._describe()}.", "clarification_reply")
+
+    def _on_answer(self, assistant_text: str) -> str | None:
+        """React to the assistant's pick (a slot number in its text)."""
         slot = parse_slot(assistant_text, len(self.game.figures))
         correct = slot is not None and slot == self.current
         if self.first_correct is None:
