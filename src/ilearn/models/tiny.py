@@ -37,16 +37,10 @@ _CORPUS = [
 
 def build_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer with ChatML special tokens, trained in well under a second."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from ilearn.models.tiny_hf import train_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", bos_token="<|im_start|>",
-                                   pad_token="<|endoftext|>", unk_token=None)
+    return train_tokenizer(SPECIAL_TOKENS, eos="<|im_end|>", bos="<|im_start|>", pad="<|endoftext|>", unk=None,
+                           vocab_size=vocab_size, corpus=_CORPUS)
 
 
 def build_tiny(config: ModelConfig | None = None, *, image_size: int = 32, hidden: int = 64,

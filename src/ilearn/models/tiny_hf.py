@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,9 @@ IDEFICS_TEMPLATE = (
 
 
 def train_tokenizer(special_tokens: list[str], *, eos: str, bos: str | None, pad: str, unk: str | None = None,
-                    vocab_size: int = 400, extra: dict[str, str] | None = None) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with the given special tokens, trained on a fixed corpus in about 0.1 s."""
+                    vocab_size: int = 400, extra: dict[str, str] | None = None,
+                    corpus: Sequence[str] = _CORPUS) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with the given special tokens, trained on a small fixed `corpus` in about 0.1 s."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -75,7 +76,7 @@ def train_tokenizer(special_tokens: list[str], *, eos: str, bos: str | None, pad
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(list(corpus) * 4, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, bos_token=bos, pad_token=pad,
                                    unk_token=unk, **(extra or {}))
 
@@ -198,24 +199,25 @@ def _idefics_parts(processor_cls):
     return tokenizer, processor
 
 
+def _build_idefics_family(config_cls: type, model_cls: type, processor_cls: type):
+    """Idefics3 and SmolVLM share the architecture; only their config, model and processor classes differ."""
+    tokenizer, processor = _idefics_parts(processor_cls)
+    config = config_cls(vision_config=_vision_kwargs(), text_config=_llama(tokenizer).to_dict(),
+                        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), scale_factor=2,
+                        pad_token_id=tokenizer.pad_token_id)
+    return model_cls(config), processor
+
+
 def _build_idefics3():
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration
 
-    tokenizer, processor = _idefics_parts(Idefics3Processor)
-    config = Idefics3Config(vision_config=_vision_kwargs(), text_config=_llama(tokenizer).to_dict(),
-                            image_token_id=tokenizer.convert_tokens_to_ids("<image>"), scale_factor=2,
-                            pad_token_id=tokenizer.pad_token_id)
-    return Idefics3ForConditionalGeneration(config), processor
+    return _build_idefics_family(Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor)
 
 
 def _build_smolvlm():
     from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
 
-    tokenizer, processor = _idefics_parts(SmolVLMImageOnlyProcessor)
-    config = SmolVLMConfig(vision_config=_vision_kwargs(), text_config=_llama(tokenizer).to_dict(),
-                           image_token_id=tokenizer.convert_tokens_to_ids("<image>"), scale_factor=2,
-                           pad_token_id=tokenizer.pad_token_id)
-    return SmolVLMForConditionalGeneration(config), processor
+    return _build_idefics_family(SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageOnlyProcessor)
 
 
 def _build_paligemma():
