@@ -185,3 +185,11 @@ def test_lexical_decoder_meets_the_precision_goals_on_the_labelled_set():
     corrections = [(r, p) for r, p in zip(rows, preds, strict=True) if r["correction"]]
     accuracy = sum((p.correction or "").lower() == r["correction"].lower() for r, p in corrections) / len(corrections)
     assert accuracy >= 0.9
+
+
+@pytest.mark.parametrize("reaction", ["wrong. name?", "no, the dose", "no, its name?", "No, what it's used for."])
+def test_naming_the_facet_again_is_no_correction(reaction):
+    """A user who repeats what they want to know gives no answer (a regression: 'wrong. name?' -> 'name')."""
+    from ilearn.dialogue.feedback import extract_correction
+
+    assert extract_correction(reaction) is None

@@ -218,9 +218,15 @@ _EVALUATIVE = frozenset(
     "enough everything bye".split())
 
 
+# A span made only of these words names what the user wants to know ("wrong. name?"), not an answer.
+_FACET_ONLY = frozenset("name names called dose dosage use uses used purpose for the its it what how much".split())
+
+
 def _valid_answer(span: str) -> bool:
     words = _words(span)
     if not words or len(words) > 6 or any(w in _EVALUATIVE for w in words):
+        return False
+    if all(w in _FACET_ONLY for w in words):
         return False
     if words[0] in _NOT_ANSWER_START or span.lower() in _NOT_ANSWER:
         return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ilearn.models.base import Message
 
-SYSTEM = "You are a helpful robot assistant. Answer questions about the image briefly."
 SYSTEM_WITH_REFERENCES = (
     "You are a helpful robot assistant. Answer questions about the image briefly. "
     "Users corrected you before on similar images; trust these references:\n{references}"
@@ -12,9 +11,13 @@ SYSTEM_WITH_REFERENCES = (
 
 
 def answer_messages(question: str, image, references: str = "", history: list[Message] | None = None) -> list[Message]:
-    """The chat the model answers: system prompt (with references), earlier exchange, the image and the question."""
-    system = SYSTEM_WITH_REFERENCES.format(references=references) if references else SYSTEM
-    return [Message("system", system), *(history or []), Message("user", question, image=image)]
+    """The chat the model answers: (references), earlier exchange, the image and the question.
+
+    Without references no system message is sent, so the model's own default system prompt applies: the same
+    prompt its training examples (learning/datasets.py), the gate and the easy-vqa evaluation use.
+    """
+    system = [Message("system", SYSTEM_WITH_REFERENCES.format(references=references))] if references else []
+    return [*system, *(history or []), Message("user", question, image=image)]
 
 
 def reused_answer(answer: str) -> str:

@@ -21,10 +21,9 @@ from __future__ import annotations
 import logging
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from ilearn.config import LearnConfig
 from ilearn.evaluation.metrics import TaskRecord, contains_answer
 from ilearn.evaluation.runner_common import Deployment, RunContext, add_timings, round_metrics, task_record
 from ilearn.evaluation.scenarios.base import Scenario, Task, derive_seed
@@ -134,8 +133,8 @@ def run_fact(ctx: RunContext, scenario: Scenario) -> list[dict[str, Any]]:
                 continue
             version = None
             if model is not None:
-                learn = LearnConfig(recipe=recipe, trainable=TRAINABLE[model], max_steps=sizes.train_steps,
-                                    batch_size=sizes.batch_size, seed=ctx.seed)
+                learn = replace(ctx.config.learn, recipe=recipe, trainable=TRAINABLE[model],
+                                max_steps=sizes.train_steps, batch_size=sizes.batch_size, seed=ctx.seed)
                 version = dep.train_version(f"{recipe}-{model}", learn)
             dep.serve(version)
             round_ = _score(ctx, dep, key, test_tasks, retrieval, taught)

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from ilearn.config import LearnConfig
 from ilearn.evaluation.metrics import TaskRecord
 from ilearn.evaluation.runner_common import Deployment, RunContext, add_timings, round_metrics, task_record
 from ilearn.evaluation.scenarios.base import derive_seed
@@ -159,8 +158,8 @@ def run_game(ctx: RunContext, scenario: ReferenceGameScenario) -> list[dict[str,
                 if done is not None:
                     rounds.append(done)
                     continue
-                learn = LearnConfig(recipe=method, max_steps=sizes.train_steps, batch_size=sizes.batch_size,
-                                    seed=ctx.seed)
+                learn = replace(ctx.config.learn, recipe=method, max_steps=sizes.train_steps,
+                                batch_size=sizes.batch_size, seed=ctx.seed)
                 rows = base.rows(method) + dep.rows(method)
                 version = dep.train_version(key, learn, rows)
                 dep.serve(version)
