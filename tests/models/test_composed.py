@@ -213,3 +213,19 @@ def test_weights_of_another_shape_are_refused(tiny):
         tiny.model.load_trainable(bad)
     with pytest.raises(InvalidInput, match="unknown"):
         tiny.model.load_trainable({"nope.weight": torch.zeros(1)})
+
+
+def test_align_training_order_balances_kinds_and_keeps_the_plain_shuffle():
+    import random
+    from collections import Counter
+
+    from ilearn.models.align import question_kind, training_order
+
+    answers = ["yes"] * 70 + ["no"] * 10 + ["circle"] * 10 + ["red"] * 5 + ["teal"] * 5
+    order = training_order(answers, 90, seed=0, balance=True)
+    kinds = Counter(question_kind(answers[i]) for i in order)
+    assert kinds == {"colour": 30, "shape": 30, "yes/no": 30}
+    assert len(set(order[:30:3])) == 10  # each kind is cycled without repeats until exhausted
+    plain = list(range(len(answers)))
+    random.Random(0).shuffle(plain)
+    assert training_order(answers, 150, seed=0, balance=False) == (plain * 2)[:150]

@@ -42,7 +42,6 @@ def test_small_scores_the_right_colour_highest(small):
     assert colours[scores.index(max(scores))] == answer
 
 
-@pytest.mark.xfail(reason="colour grounding is weak: 30% on easy-vqa colour questions (shape 100%)", strict=False)
 def test_small_sees_the_image(small):
     red = Image.new("RGB", (64, 64), (255, 255, 255))
     red.paste((220, 30, 30), (16, 16, 48, 48))
