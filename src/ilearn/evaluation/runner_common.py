@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from ilearn.assistant import Assistant
 from ilearn.config import Config, LearnConfig
 from ilearn.errors import NotFound
 from ilearn.evaluation.metrics import BertScorer, TaskRecord, decoder_scores, rouge1, summarise
-from ilearn.types import ImageRef, Label
+from ilearn.types import ImageRef, Label, TurnKind
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +196,40 @@ def task_record(outcome: dict[str, Any], latencies: list[float], tokens: list[in
                       clarifications=int(outcome.get("clarifications", 0)),
                       ambiguous=bool(outcome.get("ambiguous", False)), answers=list(outcome.get("answers", [])),
                       reference=str(outcome.get("reference", "")), latencies_ms=latencies, prompt_tokens=tokens)
+
+
+@dataclass
+class Conversation:
+    """One simulated user's dialogue with the assistant: sends the turns (the image with the first one) and keeps
+    what the metrics need: latencies, prompt tokens, (decoded, true) feedback pairs, per-stage timings."""
+
+    assistant: Any
+    user_id: str
+    image: Any
+    stages: dict[str, list[float]] | None = None
+    session_id: str | None = None
+    latencies: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    pairs: list[tuple[Label | None, Label]] = field(default_factory=list)
+
+    def send(self, text: str) -> Any:
+        """One user turn; returns the assistant's Reply."""
+        reply = self.assistant.respond(self.user_id, text, image=self.image if self.session_id is None else None,
+                                       session_id=self.session_id)
+        self.session_id = reply.session_id
+        self.latencies.append(reply.timings_ms.get("total", 0.0))
+        add_timings(self.stages, reply.timings_ms)
+        if reply.kind == TurnKind.ANSWER and reply.prompt_tokens:
+            self.tokens.append(reply.prompt_tokens)
+        return reply
+
+    def note_feedback(self, reply: Any, utterance: Any) -> None:
+        """Pair the decoded feedback with the simulator's truth when the user's utterance was a reaction."""
+        if utterance.label is not None and utterance.kind == "reaction":
+            self.pairs.append((reply.feedback.label if reply.feedback is not None else None, utterance.label))
+
+    def record(self, outcome: dict[str, Any]) -> TaskRecord:
+        return task_record(outcome, self.latencies, self.tokens)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ilearn.evaluation.metrics import TaskRecord, contains_answer
-from ilearn.evaluation.runner_common import Deployment, RunContext, add_timings, round_metrics, task_record
+from ilearn.evaluation.runner_common import Conversation, Deployment, RunContext, round_metrics
 from ilearn.evaluation.scenarios.base import Scenario, Task, derive_seed
 from ilearn.evaluation.users import SimulatedUser
 from ilearn.types import Label, TurnKind
@@ -80,27 +80,16 @@ def play_fact(assistant: Any, user_id: str, user: SimulatedUser, task: Task, sta
               ) -> tuple[TaskRecord, list[tuple[Label | None, Label]], str | None]:
     """Play one task: the simulated user talks until done. Returns the record, (decoded, true) feedback pairs
     and the session id; `stages` (stage -> list of ms) collects the assistant's per-stage timings."""
+    conversation = Conversation(assistant, user_id, task.view, stages)
     text: str | None = user.first_utterance()
-    session_id = None
-    latencies: list[float] = []
-    tokens: list[int] = []
-    pairs: list[tuple[Label | None, Label]] = []
     while text is not None:
-        reply = assistant.respond(user_id, text, image=task.view if session_id is None else None,
-                                  session_id=session_id)
-        session_id = reply.session_id
-        latencies.append(reply.timings_ms.get("total", 0.0))
-        add_timings(stages, reply.timings_ms)
-        if reply.kind == TurnKind.ANSWER and reply.prompt_tokens:
-            tokens.append(reply.prompt_tokens)
-        truth = user.utterances[-1].label
-        if truth is not None and user.utterances[-1].kind == "reaction":
-            pairs.append((reply.feedback.label if reply.feedback is not None else None, truth))
+        reply = conversation.send(text)
+        conversation.note_feedback(reply, user.utterances[-1])
         if user.done:
             break
         kind = "clarification" if reply.kind == TurnKind.CLARIFICATION else "answer"
         text = user.reply(reply.text, kind)
-    return task_record(user.outcome(), latencies, tokens), pairs, session_id
+    return conversation.record(user.outcome()), conversation.pairs, conversation.session_id
 
 
 def taught_keys(user: SimulatedUser) -> set[tuple[str, str]]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ilearn.evaluation.metrics import TaskRecord
-from ilearn.evaluation.runner_common import Deployment, RunContext, add_timings, round_metrics, task_record
+from ilearn.evaluation.runner_common import Conversation, Deployment, RunContext, round_metrics
 from ilearn.evaluation.scenarios.base import derive_seed
 from ilearn.evaluation.scenarios.reference_game import Game, ReferenceGameScenario, describe
 from ilearn.evaluation.users import ReferenceGameUser
@@ -59,36 +59,19 @@ def play_game(assistant: Any, user_id: str, user: ReferenceGameUser, game: Game,
               ) -> tuple[TaskRecord, list[tuple[Label | None, Label]], str | None]:
     """Play one game to its end; returns the record, (decoded, true) feedback pairs and the session id;
     `stages` (stage -> list of ms) collects the assistant's per-stage timings."""
+    conversation = Conversation(assistant, user_id, game.board, stages)
     text: str | None = user.first_utterance()
-    session_id = None
-    latencies: list[float] = []
-    tokens: list[int] = []
-    pairs: list[tuple[Label | None, Label]] = []
-
-    def send(message: str) -> Any:
-        nonlocal session_id
-        reply = assistant.respond(user_id, message, image=game.board if session_id is None else None,
-                                  session_id=session_id)
-        session_id = reply.session_id
-        latencies.append(reply.timings_ms.get("total", 0.0))
-        add_timings(stages, reply.timings_ms)
-        if reply.kind == TurnKind.ANSWER and reply.prompt_tokens:
-            tokens.append(reply.prompt_tokens)
-        return reply
-
     while text is not None:
-        reply = send(text)
-        truth = user.utterances[-1]
-        if truth.label is not None and truth.kind == "reaction":
-            pairs.append((reply.feedback.label if reply.feedback is not None else None, truth.label))
+        reply = conversation.send(text)
+        conversation.note_feedback(reply, user.utterances[-1])
         if user.done:
             break
         if reply.kind == TurnKind.REACTION and user.current is not None:  # acknowledged only: ask for the pick
             target = game.figure(user.current).attributes
-            reply = send(f"Which number is {describe(target, user.keys)}?")
+            reply = conversation.send(f"Which number is {describe(target, user.keys)}?")
         kind = "clarification" if reply.kind == TurnKind.CLARIFICATION else "answer"
         text = user.reply(reply.text, kind)
-    return task_record(user.outcome(), latencies, tokens), pairs, session_id
+    return conversation.record(user.outcome()), conversation.pairs, conversation.session_id
 
 
 def _play(ctx: RunContext, dep: Deployment, games: list[Game], personas: list, prefix: str, key: str,
