@@ -38,7 +38,7 @@ def assistant(tmp_path):
 def test_clear_question_is_answered_and_both_turns_persisted(assistant, png):
     reply = assistant.respond("ana", "What is this medicine called?", image=png)
     assert reply.kind == TurnKind.ANSWER and reply.text == "aspirin"
-    assert reply.precise_question == "What is this medicine called?"
+    assert reply.precise_question == "What is this called?"  # the facet's canonical precise question
     session = assistant.get_session(reply.session_id)
     assert [(t.role, t.kind) for t in session.turns] == [(Role.USER, TurnKind.QUESTION),
                                                          (Role.ASSISTANT, TurnKind.ANSWER)]
@@ -134,3 +134,11 @@ def test_timings_cover_the_pipeline(assistant, png):
                                             ("no, it's ibuprofen", False)])
 def test_looks_like_question(text, expected):
     assert looks_like_question(text) is expected
+
+
+def test_requests_naming_the_same_facet_share_one_precise_question(assistant, png):
+    a = assistant.respond("ana", "What's the name of this medicine?", image=png)
+    b = assistant.respond("bo", "which medicine is this", image=png)
+    c = assistant.respond("cy", "Is the cap red?", image=png)
+    assert a.precise_question == b.precise_question == "What is this called?"
+    assert c.precise_question == "Is the cap red?"  # no facet: kept as asked

@@ -187,7 +187,7 @@ class Assistant:
         timings["clarify"] = _ms(tc)
         if decision.ambiguous and self.config.clarify.max_clarifications > 0 and image is not None:
             return self._clarification(session, decision.question)
-        return self._answer(session, text, image, timings)
+        return self._answer(session, self.clarifier.precise(text), image, timings)
 
     def _after_clarification(self, session: Session, text: str, image, turns: list[Turn], timings: dict) -> _Outcome:
         """The user replied to a clarifying question: resolve the precise question, or ask once more (bounded)."""

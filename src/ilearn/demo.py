@@ -17,7 +17,8 @@ def run_demo(config: Config, out: TextIO) -> int:
     from ilearn.assistant import Assistant
     from ilearn.evaluation.scenarios.pharmacy import pharmacy_scenario
 
-    scenario = pharmacy_scenario(seed=0, n_teach=1, n_test=1)
+    # the "easy" views (plain light, small turns) keep a short demo readable; benchmarks use the default views
+    scenario = pharmacy_scenario(seed=0, n_teach=1, n_test=1, views="easy")
     item = scenario.items[0]
     with tempfile.TemporaryDirectory() as tmp:
         if config.home == Config().home:  # the demo never writes into a real deployment by default
@@ -43,7 +44,9 @@ def run_demo(config: Config, out: TextIO) -> int:
 
         print("\n-- later, ana shows another photo of the same bottle", file=out)
         s = say("ana", "What is this medicine called?", image=item.test_views[0])
-        say("ana", "Thanks!", session=s)
+        last = assistant.get_session(s).turns[-1].text
+        right = item.facts["name"].lower() in last.lower()
+        say("ana", "Thanks!" if right else f"No, that's {item.facts['name']}.", session=s)
         assistant.close_session(s)
 
         print("\n-- bob asks about it too; ana's correction is private to her", file=out)

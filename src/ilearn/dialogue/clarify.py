@@ -86,6 +86,7 @@ class Decision:
 class Clarifier(Protocol):
     def assess(self, request: str, image_given: bool) -> Decision: ...
     def resolve(self, request: str, reply: str) -> str | None: ...
+    def precise(self, request: str) -> str: ...
     def fallback(self, request: str, reply: str) -> str: ...
 
 
@@ -113,6 +114,13 @@ class LexicalClarifier:
         """The precise question after the user's reply to a clarification; None when the reply names no facet."""
         facet = find_facet(reply, self.facets)
         return facet.question if facet is not None else None
+
+    def precise(self, request: str) -> str:
+        """The canonical precise question of a clear request that names a facet ("what is this medicine
+        called?" -> "What is this called?"), so that events and queries about the same facet share one
+        question text for retrieval and training; other requests are kept as they are."""
+        facet = find_facet(request, self.facets)
+        return facet.question if facet is not None else request
 
     @staticmethod
     def fallback(request: str, reply: str) -> str:
