@@ -20,7 +20,7 @@ from ilearn.errors import InvalidInput, NotFound, SessionClosed
 from ilearn.images import decode_image, load_image, to_rgb
 from ilearn.memory.store import EventStore
 from ilearn.models.base import VisionLanguageModel
-from ilearn.types import Event, EventStatus, Feedback, ImageRef, Label, Role, Session, Turn, TurnKind
+from ilearn.types import Event, EventStatus, Feedback, ImageRef, Role, Session, Turn, TurnKind
 
 logger = logging.getLogger(__name__)
 
@@ -449,4 +449,4 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-__all__ = ["Assistant", "Reference", "Reply", "looks_like_question", "Label"]
+__all__ = ["Assistant", "Reference", "Reply", "looks_like_question"]
