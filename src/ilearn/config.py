@@ -230,6 +230,9 @@ class LearnConfig:
     """Share of the events kept out of training to measure learning in the gate."""
     general_limit: int = 200
     """Questions of the general set (easy-vqa test for the default model) the gate asks each model."""
+    replay: int = 64
+    """General examples (easy-vqa *train* questions) mixed into sft training so the model keeps what it knew;
+    0 turns replay off. The gate's general set is the easy-vqa *test* split, so replay does not leak into it."""
     learning_margin: float = 0.0
     """The candidate must beat the active model on held-out events by more than this."""
     forgetting_margin: float = 0.01
@@ -246,6 +249,8 @@ class LearnConfig:
             raise InvalidInput("learn.trainable must name at least one part")
         if self.recipe not in {"sft", "dpo", "kto", "reinforce"}:
             raise InvalidInput(f"learn.recipe must be sft, dpo, kto or reinforce, not {self.recipe!r}")
+        if self.replay < 0:
+            raise InvalidInput("learn.replay must be >= 0")
         if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0 or self.lora_r < 1 or self.max_steps < 0:
             raise InvalidInput("learn.epochs, batch_size, learning_rate and lora_r must be positive, max_steps >= 0")
         if not 0.0 < self.heldout_fraction < 1.0:

@@ -12,7 +12,7 @@ from ilearn.types import Event, ModelStatus
 from test_retrieval_loop import bottle
 
 LEARN = {"recipe": "sft", "trainable": ("vision", "projector", "language"), "lora": (), "max_steps": 60,
-         "learning_rate": 3e-3, "batch_size": 8, "heldout_fraction": 0.25, "general_limit": 8}
+         "learning_rate": 3e-3, "batch_size": 8, "heldout_fraction": 0.25, "general_limit": 8, "replay": 0}
 
 
 def build(home, **learn) -> Assistant:
@@ -103,3 +103,12 @@ def test_cli_learn_then_models_list(tmp_path, capsys):
     assert main(["models", "list", "--home", str(home)]) == 0
     listing = capsys.readouterr().out
     assert "active" in listing and "sft" in listing and "held-out 0.00 -> 1.00" in listing
+
+
+def test_replay_rows_are_general_sft_examples_from_the_train_split():
+    from ilearn.learning.update import replay_rows
+
+    rows = replay_rows(5, seed=0)
+    assert len(rows) == 5 and replay_rows(0, seed=0) == []
+    assert all(r["messages"][0]["content"][0] == {"type": "image"} and len(r["images"]) == 1 for r in rows)
+    assert [r["messages"][1] for r in rows] == [r["messages"][1] for r in replay_rows(5, seed=0)]
