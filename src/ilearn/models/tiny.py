@@ -25,22 +25,14 @@ from ilearn.models.composed_chat import ComposedVLMChat
 logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", IMAGE_TOKEN]
-_CORPUS = [
-    "system user assistant you are a helpful robot assistant answer briefly",
-    "what color is the shape? what is the red shape? is there a circle in the image? does the image contain a triangle?",
-    "yes no red green blue yellow teal brown gray black white circle rectangle triangle square",
-    "this is a cup a mug a bottle a book a ball a cat a dog a chair a table the the the",
-    "thanks that's right no that is wrong it is actually please which one do you mean the left or the right",
-    "I don't know 0 1 2 3 4 5 6 7 8 9 , . ! ? : ; ' \" ( ) [ ] { } - _",
-]
 
 
 def build_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer with ChatML special tokens, trained in well under a second."""
-    from ilearn.models.tiny_hf import train_tokenizer
+    from ilearn.models.tiny_hf import BASE_CORPUS, train_tokenizer
 
     return train_tokenizer(SPECIAL_TOKENS, eos="<|im_end|>", bos="<|im_start|>", pad="<|endoftext|>", unk=None,
-                           vocab_size=vocab_size, corpus=_CORPUS)
+                           vocab_size=vocab_size, corpus=BASE_CORPUS)
 
 
 def build_tiny(config: ModelConfig | None = None, *, image_size: int = 32, hidden: int = 64,

@@ -37,14 +37,16 @@ HIDDEN = 32
 LAYERS = 2
 IMAGE_SIZE = 32
 
-_CORPUS = [
+BASE_CORPUS = [
     "system user assistant you are a helpful robot assistant answer briefly",
     "what color is the shape? what is the red shape? is there a circle in the image? does the image contain a triangle?",
     "yes no red green blue yellow teal brown gray black white circle rectangle triangle square",
     "this is a cup a mug a bottle a book a ball a cat a dog a chair a table the the the",
     "thanks that's right no that is wrong it is actually please which one do you mean the left or the right",
-    "I don't know 0 1 2 3 4 5 6 7 8 9 , . ! ? : ; ' \" ( ) [ ] { } - _ User: Assistant:",
+    "I don't know 0 1 2 3 4 5 6 7 8 9 , . ! ? : ; ' \" ( ) [ ] { } - _",
 ]
+"""Text the tiny tokenizers are trained on (the tiny composed model uses it as it is)."""
+_CORPUS = [*BASE_CORPUS[:-1], BASE_CORPUS[-1] + " User: Assistant:"]  # the hf families' templates add these words
 
 # ChatML with list content (the shape `apply_chat_template` gets from multimodal chats).
 CHATML_TEMPLATE = (
