@@ -118,22 +118,28 @@ class RetrievalConfig:
     """How an answer reaches other users: corroboration (by N distinct users), trusted (teachers share at once), private."""
     corroboration: int = 2
     """Distinct users who must agree before an answer is used for everyone (sharing=corroboration)."""
-    hnsw_min_size: int = 10_000
+    hnsw_min_size: int = 5_000
     """Index size from which HNSW is used instead of exact flat search.
 
     Measured (1 thread, 1280-d): exact FAISS flat p50 2.2 ms at 10k but 40 ms at 100k; HNSW 0.3 ms at 10k
     (recall@10 0.97, build 6 s)."""
-    hnsw_m: int = 16
+    hnsw_m: int = 32
     """HNSW graph degree (FAISS M)."""
     ef_construction: int = 80
     """HNSW build-time beam width."""
-    ef_search: int = 64
+    ef_search: int = 128
     """HNSW query-time beam width (raised in proportion for filtered searches, up to 1024)."""
     exact_filter_fraction: float = 0.2
     """A filter keeping less than this share of the index is searched exactly (HNSW recall falls under such filters).
 
     Measured with a 10% filter: exact search over HNSW's stored vectors 0.16 ms at 10k and 9.6 ms at 100k
     (1280-d, recall 1.0) vs filtered HNSW with efSearch 640: 2.2 ms / 12.9 ms and recall 0.99 / 0.76."""
+    index_storage: str = "sq8"
+    """What the HNSW graph stores and compares while searching: "sq8" (8-bit codes), "fp16" or "flat" (float32).
+
+    Candidates are always re-ranked on the float32 vectors, so this only changes which candidates are found."""
+    index_rerank: int = 40
+    """Candidates found by HNSW (or by the filtered code scan) that are re-ranked with exact inner products."""
     max_dead_fraction: float = 0.25
     """Removed vectors are tombstones until they exceed this share of the index; then it is compacted."""
     candidates: int = 64
@@ -150,6 +156,8 @@ class RetrievalConfig:
             raise InvalidInput("retrieval.candidates must be >= retrieval.top_k")
         if self.hnsw_m < 2 or self.ef_construction < 1 or self.ef_search < 1 or self.save_every < 1:
             raise InvalidInput("retrieval.hnsw_m >= 2, ef_construction, ef_search and save_every >= 1 required")
+        if self.index_storage not in {"sq8", "fp16", "flat"} or self.index_rerank < 1:
+            raise InvalidInput("retrieval.index_storage must be sq8, fp16 or flat; index_rerank >= 1")
         if not 0.0 <= self.exact_filter_fraction <= 1.0 or not 0.0 < self.max_dead_fraction <= 1.0:
             raise InvalidInput("retrieval.exact_filter_fraction must be in [0, 1], max_dead_fraction in (0, 1]")
         if self.sharing not in {"corroboration", "trusted", "private"}:
@@ -212,6 +220,15 @@ class LearnConfig:
     """Stop after this many optimizer steps (0: the epochs decide)."""
     learning_rate: float = 2e-4
     """Optimizer learning rate."""
+    learning_rate_vision: float = 0.0
+    """Learning rate of the vision encoder's parameters (0: learning_rate); a pretrained encoder wants a lower one."""
+    learning_rate_projector: float = 0.0
+    """Learning rate of the projector's parameters (0: learning_rate)."""
+    augment: bool = False
+    """Show each event image as a new random view every time it is trained on (rotation, zoom, shift, light,
+    tint, occlusion; see ilearn.learning.augment); replayed general examples are never augmented."""
+    event_repeats: int = 1
+    """How many times each event example appears per epoch (balances a few events against `replay`)."""
     batch_size: int = 8
     """Examples per step."""
     beta: float = 0.1
@@ -251,6 +268,10 @@ class LearnConfig:
             raise InvalidInput(f"learn.recipe must be sft, dpo, kto or reinforce, not {self.recipe!r}")
         if self.replay < 0:
             raise InvalidInput("learn.replay must be >= 0")
+        if self.event_repeats < 1:
+            raise InvalidInput("learn.event_repeats must be >= 1")
+        if self.learning_rate_vision < 0 or self.learning_rate_projector < 0:
+            raise InvalidInput("learn.learning_rate_vision / learning_rate_projector must be >= 0 (0: learning_rate)")
         if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0 or self.lora_r < 1 or self.max_steps < 0:
             raise InvalidInput("learn.epochs, batch_size, learning_rate and lora_r must be positive, max_steps >= 0")
         if not 0.0 < self.heldout_fraction < 1.0:

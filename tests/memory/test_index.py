@@ -126,6 +126,89 @@ def test_hnsw_recall_vs_exact_on_random_data():
     assert all([k for k, _ in g] == [f"evt_{i}" for i in t] for t, g in zip(truth, got, strict=True))
 
 
+def clustered(n: int, d: int, seed: int, views: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """n unit vectors in objects of ~`views` noisy views each, and 40 new views of stored objects."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n // views, d)).astype(np.float32)
+
+    def views_of(idx: np.ndarray) -> np.ndarray:
+        v = centres[idx] + 0.6 * rng.standard_normal((len(idx), d)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    obj = rng.integers(0, len(centres), n)
+    return views_of(obj), views_of(obj[rng.integers(0, n, 40)])
+
+
+def recall_at_10(got: list[list[tuple[str, float]]], truth: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean([len({f"evt_{labels[i]}" for i in t} & {k for k, _ in g}) / 10
+                          for t, g in zip(truth, got, strict=True)]))
+
+
+@pytest.mark.parametrize("storage", ["sq8", "fp16", "flat"])
+def test_every_search_path_matches_exact_search(storage):
+    """HNSW (unfiltered), the code scan (restrictive filter) and filtered HNSW (wide filter): recall@10 against
+    exact numpy search, exact scores, and only allowed keys."""
+    d, n = 96, 3000
+    x, q = clustered(n, d, seed=3)
+    ix = VectorIndex(d, hnsw_min_size=500, storage=storage, gather_max=50, exact_filter_fraction=0.2)
+    ix.add(keys(n), x)
+    assert ix.mode == "hnsw"
+    every = np.arange(n)
+    assert recall_at_10(ix.search(q, 10), np.argsort(-(q @ x.T), axis=1)[:, :10], every) >= 0.95
+    rng = np.random.default_rng(4)
+    for share in (0.1, 0.5):  # 10%: code scan + re-rank; 50%: HNSW with the filter and a wider beam
+        kept = np.sort(rng.choice(n, int(n * share), replace=False))
+        got = ix.search(q, 10, allowed=ix.make_filter([f"evt_{i}" for i in kept]))
+        allowed = {f"evt_{i}" for i in kept}
+        assert all(k in allowed for row in got for k, _ in row)
+        assert recall_at_10(got, np.argsort(-(q @ x[kept].T), axis=1)[:, :10], kept) >= 0.95
+        for row in got:  # scores are exact inner products, best first
+            vecs = ix.get_vectors([k for k, _ in row])
+            np.testing.assert_allclose([s for _, s in row], vecs @ q[got.index(row)], rtol=1e-5, atol=1e-5)
+            assert all(a[1] >= b[1] for a, b in zip(row, row[1:], strict=False))
+
+
+def test_removed_vectors_never_returned_by_any_path():
+    d, n = 32, 1200
+    x, _ = clustered(n, d, seed=5)
+    ix = VectorIndex(d, hnsw_min_size=200, gather_max=20, max_dead_fraction=0.9)
+    ix.add(keys(n), x)
+    gone = [f"evt_{i}" for i in range(0, n, 3)]
+    ix.remove(gone)
+    assert ix._dead == len(gone)  # tombstones, no rebuild
+    wide = ix.make_filter(keys(n))  # all keys: HNSW with the filter
+    narrow = ix.make_filter(keys(100))  # code scan
+    for allowed in (None, wide, narrow):
+        got = ix.search(x[:30], 10, allowed=allowed)
+        assert not {k for row in got for k, _ in row} & set(gone)
+        assert all(len(row) == 10 for row in got)
+
+
+def test_load_refuses_an_other_format_or_storage(tmp_path):
+    ix = VectorIndex(16, hnsw_min_size=50)
+    ix.add(keys(200), unit(200, 16))
+    ix.save(tmp_path / "ix")
+    with pytest.raises(IndexCorrupt):
+        VectorIndex.load(tmp_path / "ix", storage="flat")  # the graph holds sq8 codes
+    assert VectorIndex.load(tmp_path / "ix", ef_search=128).ef_search == 128
+    vec = tmp_path / "ix.npy"
+    data = bytearray(vec.read_bytes())
+    data[-5] ^= 0xFF
+    vec.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt):
+        VectorIndex.load(tmp_path / "ix")
+    vec.unlink()
+    with pytest.raises(FileNotFoundError):
+        VectorIndex.load(tmp_path / "ix")
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(InvalidInput):
+        VectorIndex(8, storage="pq")
+    with pytest.raises(InvalidInput):
+        VectorIndex(8, rerank=0)
+
+
 def test_concurrent_inserts_and_queries():
     ix = VectorIndex(16, hnsw_min_size=300)
     x = unit(1000, 16)
@@ -141,7 +224,9 @@ def test_concurrent_inserts_and_queries():
 
     t = threading.Thread(target=writer)
     t.start()
+    allowed = keys(50)
     while t.is_alive():
         assert ix.search(x[0], 1)[0][0][0] == "evt_0"
+        assert {k for k, _ in ix.search(x[0], 10, allowed=allowed)[0]} <= set(allowed)
     t.join()
     assert not errors and len(ix) == 1000 and ix.mode == "hnsw"

@@ -1,17 +1,27 @@
 """VectorIndex: top-k inner-product search over string-keyed vectors on FAISS, with id filters.
 
-- Below `hnsw_min_size` live vectors the index is exact (`IndexFlatIP`); from that size on it is an
-  `IndexHNSWFlat` graph (inner product). HNSW stores the full float vectors, so the scores it returns
-  are exact inner products: only the candidate set is approximate.
-- Filters are bitmaps over labels (`faiss.IDSelectorBitmap`). A filter that keeps fewer than
-  `exact_filter_fraction` of the vectors is answered by exact search over the flat vectors (HNSW recall
-  falls under restrictive filters); a wider filter uses HNSW with `efSearch` raised in proportion.
-- String keys map to int64 labels (positions). Removal marks a tombstone (HNSW cannot delete); dead
-  labels are filtered out of every search and the index is compacted once they exceed
-  `max_dead_fraction` of it. Adding or removing never needs a rebuild.
-- `save`/`load` write `<prefix>.faiss` and a `<prefix>.json` manifest (keys by label, counts, ids hash,
-  sha256 of the index file); `load` raises `IndexCorrupt` on any mismatch.
-- Every method holds one lock: the server inserts while it queries.
+Layout. Every vector lives once as float32 in one contiguous matrix (`_vecs`, row = label); scores returned
+are always exact inner products computed from it. Below `hnsw_min_size` live vectors, search is exact (one
+BLAS matrix-vector product, or a gather of the kept rows under a filter). From that size on, an HNSW graph
+over a compact copy of the vectors (`storage`: 8-bit scalar-quantised codes by default, "fp16", or "flat"
+float32) finds candidates and the best `rerank` of them are re-ranked exactly on the float32 rows.
+
+Filters (`make_filter`, or any iterable of keys) are bitmaps over labels:
+- up to `gather_max` kept vectors: exact search over the gathered float32 rows;
+- fewer than `exact_filter_fraction` of the live vectors: a scan of only the kept rows' compact codes
+  (`faiss.IDSelectorBitmap`; rows outside the filter are never read), then exact re-ranking. HNSW recall
+  falls under restrictive filters (the graph walks through excluded nodes), this does not;
+- wider filters: HNSW with the filter and `efSearch` raised in proportion (up to `max_ef_search`).
+
+Measured (benchmarks/retrieval.py index, one thread, 2-core machine shared with other jobs, see
+benchmarks/results/retrieval/index.json): the numbers behind the defaults are in RetrievalConfig's field
+docstrings (src/ilearn/config.py) and in the benchmark's results.
+
+Removal marks a tombstone (HNSW cannot delete); dead labels are filtered out of every search and the index
+is compacted (graph rebuilt, quantiser retrained) once they exceed `max_dead_fraction`. Adding or removing
+never needs a rebuild. `save`/`load` write `<prefix>.faiss` (the graph), `<prefix>.npy` (the float32
+vectors) and a `<prefix>.json` manifest (keys by label, counts, ids hash, sha256 of both files); `load`
+raises `IndexCorrupt` on any mismatch. Every method holds one lock: the server inserts while it queries.
 """
 
 from __future__ import annotations
@@ -33,7 +43,10 @@ from ilearn.errors import ILearnError, InvalidInput
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+STORAGES = ("sq8", "fp16", "flat")
+SQ_MARGIN = 0.1  # the 8-bit quantiser's range is the trained min/max widened by 10% each side (later vectors)
+TRAIN_SAMPLE = 100_000
 
 
 class IndexCorrupt(ILearnError):
@@ -70,16 +83,29 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k largest scores, best first."""
+    if k < scores.size:
+        part = np.argpartition(-scores, k - 1)[:k]
+        return part[np.argsort(-scores[part], kind="stable")]
+    return np.argsort(-scores, kind="stable")[:k]
+
+
 class VectorIndex:
     """Top-k inner-product search over L2-normalised vectors keyed by strings (see the module docstring)."""
 
-    def __init__(self, dim: int, *, hnsw_min_size: int = 20_000, hnsw_m: int = 16, ef_construction: int = 80,
-                 ef_search: int = 64, max_ef_search: int = 1024, exact_filter_fraction: float = 0.05,
-                 max_dead_fraction: float = 0.25, meta: dict[str, Any] | None = None):
+    def __init__(self, dim: int, *, hnsw_min_size: int = 5_000, hnsw_m: int = 32, ef_construction: int = 80,
+                 ef_search: int = 128, max_ef_search: int = 1024, exact_filter_fraction: float = 0.2,
+                 max_dead_fraction: float = 0.25, storage: str = "sq8", rerank: int = 40, gather_max: int = 256,
+                 meta: dict[str, Any] | None = None):
         if dim < 1:
             raise InvalidInput("index dim must be >= 1")
         if not 0.0 < max_dead_fraction <= 1.0:
             raise InvalidInput("max_dead_fraction must be in (0, 1]")
+        if storage not in STORAGES:
+            raise InvalidInput(f"index storage must be one of {STORAGES}, not {storage!r}")
+        if rerank < 1 or ef_search < 1 or hnsw_m < 2 or ef_construction < 1 or gather_max < 0:
+            raise InvalidInput("rerank, ef_search, ef_construction >= 1, hnsw_m >= 2, gather_max >= 0 required")
         self.dim = dim
         self.hnsw_min_size = hnsw_min_size
         self.hnsw_m = hnsw_m
@@ -88,20 +114,25 @@ class VectorIndex:
         self.max_ef_search = max_ef_search
         self.exact_filter_fraction = exact_filter_fraction
         self.max_dead_fraction = max_dead_fraction
+        self.storage = storage
+        self.rerank = rerank
+        self.gather_max = gather_max
         self.meta: dict[str, Any] = dict(meta or {})
         self._lock = threading.RLock()
         self._keys: list[str | None] = []  # label -> key (None: tombstone)
         self._labels: dict[str, int] = {}  # key -> label
+        self._vecs = np.zeros((0, dim), dtype=np.float32)  # capacity >= len(self._keys); rows = labels
+        self._alive = np.zeros(0, dtype=bool)
         self._dead = 0
         self._dead_sel: tuple[Any, np.ndarray] | None = None  # cached (selector, bitmap) of live labels
         self._generation = 0
-        self._index: Any = self._new_index("flat")
+        self._graph: Any = None  # faiss IndexHNSW* in hnsw mode
 
     # ----------------------------------------------------------------- state
     @property
     def mode(self) -> str:
         """'flat' (exact) or 'hnsw'."""
-        return "hnsw" if isinstance(self._index, faiss.IndexHNSW) else "flat"
+        return "flat" if self._graph is None else "hnsw"
 
     def __len__(self) -> int:
         return len(self._labels)
@@ -119,27 +150,38 @@ class VectorIndex:
         with self._lock:
             return ids_hash(self._labels)
 
-    def _new_index(self, mode: str) -> Any:
-        if mode == "hnsw":
-            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = self.ef_construction
-            index.hnsw.efSearch = self.ef_search
-            return index
-        return faiss.IndexFlatIP(self.dim)
+    def params(self) -> dict[str, Any]:
+        """The constructor settings (saved in the manifest)."""
+        return {"hnsw_min_size": self.hnsw_min_size, "hnsw_m": self.hnsw_m, "ef_construction": self.ef_construction,
+                "ef_search": self.ef_search, "max_ef_search": self.max_ef_search,
+                "exact_filter_fraction": self.exact_filter_fraction, "max_dead_fraction": self.max_dead_fraction,
+                "storage": self.storage, "rerank": self.rerank, "gather_max": self.gather_max}
 
-    def _flat(self) -> Any:
-        return self._index if self.mode == "flat" else faiss.downcast_index(self._index.storage)
+    @property
+    def vectors(self) -> np.ndarray:
+        """Read-only view of the float32 rows by label (tombstones included); valid until the next write."""
+        view = self._vecs[: len(self._keys)]
+        view.flags.writeable = False
+        return view
 
-    def _vectors_view(self) -> np.ndarray:
-        """Zero-copy (ntotal, dim) view of the stored vectors; valid until the next add."""
-        n = self._index.ntotal
-        if n == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return faiss.rev_swig_ptr(self._flat().get_xb(), n * self.dim).reshape(n, self.dim)
+    def _new_graph(self, train: np.ndarray) -> Any:
+        if self.storage == "flat":
+            graph = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            qt = faiss.ScalarQuantizer.QT_8bit if self.storage == "sq8" else faiss.ScalarQuantizer.QT_fp16
+            graph = faiss.IndexHNSWSQ(self.dim, qt, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            sq = faiss.downcast_index(graph.storage).sq
+            sq.rangestat = faiss.ScalarQuantizer.RS_minmax
+            sq.rangestat_arg = SQ_MARGIN
+            graph.train(train)
+        graph.hnsw.efConstruction = self.ef_construction
+        graph.hnsw.efSearch = self.ef_search
+        return graph
 
     # --------------------------------------------------------------- writes
     def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Insert vectors under `keys` (a key already present is replaced)."""
+        keys = list(keys)
         vectors = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).reshape(len(keys), -1))
         if vectors.shape[1] != self.dim:
             raise InvalidInput(f"vectors have dim {vectors.shape[1]}, the index has {self.dim}")
@@ -152,14 +194,36 @@ class VectorIndex:
         with self._lock:
             self._remove_labels([self._labels[k] for k in keys if k in self._labels])
             start = len(self._keys)
-            if self.mode == "flat" and len(self._labels) + len(keys) >= self.hnsw_min_size:
-                self._rebuild(extra=(list(keys), vectors))
-                return
-            self._index.add(vectors)
+            self._append(vectors)
             for i, key in enumerate(keys):
                 self._keys.append(key)
                 self._labels[key] = start + i
             self._dead_sel = None
+            if self._graph is not None:
+                self._graph.add(vectors)
+            elif len(self._labels) >= self.hnsw_min_size:
+                self._rebuild()
+
+    def reserve(self, capacity: int) -> None:
+        """Allocate room for `capacity` vectors at once (bulk loads: avoids copies while the matrix grows)."""
+        with self._lock:
+            if capacity > len(self._vecs):
+                self._grow(capacity)
+
+    def _grow(self, cap: int) -> None:
+        n = len(self._keys)
+        grown = np.empty((cap, self.dim), dtype=np.float32)
+        grown[:n] = self._vecs[:n]
+        alive = np.zeros(cap, dtype=bool)
+        alive[:n] = self._alive[:n]
+        self._vecs, self._alive = grown, alive
+
+    def _append(self, vectors: np.ndarray) -> None:
+        n, need = len(self._keys), len(self._keys) + len(vectors)
+        if need > len(self._vecs):
+            self._grow(need if n == 0 else max(need, int(len(self._vecs) * 1.5) + 64))
+        self._vecs[n:need] = vectors
+        self._alive[n:need] = True
 
     def remove(self, keys: Iterable[str]) -> int:
         """Drop `keys` (unknown keys are ignored); returns how many were removed."""
@@ -176,6 +240,7 @@ class VectorIndex:
             if key is not None:
                 del self._labels[key]
                 self._keys[label] = None
+                self._alive[label] = False
                 self._dead += 1
         if labels:
             self._dead_sel = None
@@ -185,20 +250,21 @@ class VectorIndex:
         with self._lock:
             self._rebuild()
 
-    def _rebuild(self, extra: tuple[list[str], np.ndarray] | None = None) -> None:
-        live = [(label, key) for label, key in enumerate(self._keys) if key is not None]
-        old = self._vectors_view()
-        vecs = old[[label for label, _ in live]] if live else np.zeros((0, self.dim), np.float32)
-        keys = [key for _, key in live]
-        if extra is not None:
-            keys += extra[0]
-            vecs = np.concatenate([vecs, extra[1]])
-        mode = "hnsw" if len(keys) >= self.hnsw_min_size else "flat"
-        index = self._new_index(mode)
-        if len(keys):
-            index.add(np.ascontiguousarray(vecs))
-        logger.info("index rebuilt: %d vectors, %s (dropped %d tombstones)", len(keys), mode, self._dead)
-        self._index = index
+    def _rebuild(self) -> None:
+        n = len(self._keys)
+        live = np.flatnonzero(self._alive[:n])
+        keys = [self._keys[i] for i in live]
+        vecs = np.ascontiguousarray(self._vecs[live]) if self._dead else self._vecs[:n]
+        graph = None
+        if len(keys) >= self.hnsw_min_size and len(keys):
+            sample = vecs if len(vecs) <= TRAIN_SAMPLE else vecs[np.linspace(0, len(vecs) - 1, TRAIN_SAMPLE).astype(int)]
+            graph = self._new_graph(np.ascontiguousarray(sample))
+            graph.add(vecs)
+        logger.info("index rebuilt: %d vectors, %s (dropped %d tombstones)", len(keys),
+                    "hnsw" if graph is not None else "flat", self._dead)
+        if self._dead:
+            self._vecs, self._alive = vecs, np.ones(len(keys), dtype=bool)
+        self._graph = graph
         self._keys = list(keys)
         self._labels = {k: i for i, k in enumerate(keys)}
         self._dead = 0
@@ -210,7 +276,7 @@ class VectorIndex:
         """The stored vectors of `keys` (a copy); unknown keys raise KeyError."""
         with self._lock:
             labels = [self._labels[k] for k in keys]
-            return np.array(self._vectors_view()[labels], dtype=np.float32).reshape(len(keys), self.dim)
+            return np.array(self._vecs[labels], dtype=np.float32).reshape(len(keys), self.dim)
 
     def make_filter(self, keys: Iterable[str]) -> IndexFilter:
         """A reusable filter that keeps only `keys` (unknown keys are ignored)."""
@@ -227,7 +293,7 @@ class VectorIndex:
         if not self._dead:
             return None
         if self._dead_sel is None:
-            bitmap = self._bitmap(np.fromiter(self._labels.values(), dtype=np.int64, count=len(self._labels)))
+            bitmap = np.packbits(self._alive[: len(self._keys)], bitorder="little")
             self._dead_sel = (faiss.IDSelectorBitmap(len(self._keys), faiss.swig_ptr(bitmap)), bitmap)
         return self._dead_sel[0]
 
@@ -240,6 +306,8 @@ class VectorIndex:
             raise InvalidInput(f"query has dim {q.shape[1]}, the index has {self.dim}")
         if k < 1:
             raise InvalidInput("k must be >= 1")
+        if not np.isfinite(q).all():
+            raise InvalidInput("query contains NaN or inf")
         with self._lock:
             live = len(self._labels)
             if live == 0:
@@ -251,83 +319,130 @@ class VectorIndex:
                 return [[] for _ in range(len(q))]
             kk = min(k, live if allowed is None else allowed.count)
             if allowed is None:
-                sel = self._live_selector()
-                if self.mode == "flat":
-                    scores, labels = self._index.search(q, kk, params=faiss.SearchParameters(sel=sel) if sel else None)
-                else:
-                    params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, kk))
-                    if sel is not None:
-                        params.sel = sel
-                    scores, labels = self._index.search(q, kk, params=params)
+                rows = self._exact_all(q, kk) if self._graph is None else \
+                    self._graph_search(q, kk, self._live_selector(), self.ef_search)
+            elif self._graph is None or allowed.count <= self.gather_max:
+                rows = self._exact_rows(q, kk, allowed.labels)
             else:
                 sel = faiss.IDSelectorBitmap(len(self._keys), faiss.swig_ptr(allowed.bitmap))
-                if self.mode == "flat" or allowed.count < self.exact_filter_fraction * live:
-                    scores, labels = self._flat().search(q, kk, params=faiss.SearchParameters(sel=sel))
+                if allowed.count < self.exact_filter_fraction * live:
+                    rows = self._code_scan(q, kk, sel)
                 else:
-                    ef = int(min(self.max_ef_search, max(self.ef_search * live / allowed.count, kk)))
-                    scores, labels = self._index.search(q, kk, params=faiss.SearchParametersHNSW(sel=sel, efSearch=ef))
-            return [[(self._keys[int(lab)], float(s)) for s, lab in zip(srow, lrow, strict=True)
-                     if lab >= 0 and self._keys[int(lab)] is not None] for srow, lrow in zip(scores, labels, strict=True)]
+                    ef = int(min(self.max_ef_search, self.ef_search * live / allowed.count))
+                    rows = self._graph_search(q, kk, sel, ef)
+            return [[(self._keys[lab], s) for lab, s in row] for row in rows]
+
+    def _exact_all(self, q: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        scores = self._vecs[: len(self._keys)] @ q.T
+        scores[~self._alive[: len(self._keys)]] = -np.inf
+        out = []
+        for col in scores.T:
+            top = _top(col, k)
+            out.append([(int(i), float(col[i])) for i in top])
+        return out
+
+    def _exact_rows(self, q: np.ndarray, k: int, labels: np.ndarray) -> list[list[tuple[int, float]]]:
+        scores = self._vecs[labels] @ q.T
+        out = []
+        for col in scores.T:
+            top = _top(col, k)
+            out.append([(int(labels[i]), float(col[i])) for i in top])
+        return out
+
+    def _rerank(self, q: np.ndarray, k: int, cand: np.ndarray) -> list[list[tuple[int, float]]]:
+        out = []
+        for qi, row in zip(q, cand, strict=True):
+            labs = row[row >= 0]
+            labs = labs[self._alive[labs]]
+            scores = self._vecs[labs] @ qi
+            top = _top(scores, k)
+            out.append([(int(labs[i]), float(scores[i])) for i in top])
+        return out
+
+    def _graph_search(self, q: np.ndarray, k: int, sel: Any | None, ef: int) -> list[list[tuple[int, float]]]:
+        kk = max(k, self.rerank)
+        params = faiss.SearchParametersHNSW(efSearch=max(ef, kk))
+        if sel is not None:
+            params.sel = sel
+        _, cand = self._graph.search(q, kk, params=params)
+        return self._rerank(q, k, cand)
+
+    def _code_scan(self, q: np.ndarray, k: int, sel: Any) -> list[list[tuple[int, float]]]:
+        """Scan only the filter's rows of the compact codes, then re-rank exactly."""
+        storage = faiss.downcast_index(self._graph.storage)
+        _, cand = storage.search(q, max(k, self.rerank), params=faiss.SearchParameters(sel=sel))
+        return self._rerank(q, k, cand)
 
     # ---------------------------------------------------------- persistence
     def save(self, prefix: str | Path) -> None:
-        """Write `<prefix>.faiss` and `<prefix>.json` atomically (the manifest last)."""
+        """Write `<prefix>.faiss`, `<prefix>.npy` and `<prefix>.json` atomically (the manifest last)."""
         prefix = Path(prefix)
         prefix.parent.mkdir(parents=True, exist_ok=True)
-        data_path, manifest_path = _paths(prefix)
+        graph_path, vec_path, manifest_path = _paths(prefix)
         with self._lock:
-            tmp = data_path.with_name(data_path.name + ".tmp")
-            faiss.write_index(self._index, str(tmp))
-            os.replace(tmp, data_path)
+            tmp = graph_path.with_name(graph_path.name + ".tmp")
+            faiss.write_index(self._graph if self._graph is not None else faiss.IndexFlatIP(self.dim), str(tmp))
+            os.replace(tmp, graph_path)
+            tmp = vec_path.with_name(vec_path.name + ".tmp")
+            with tmp.open("wb") as fh:
+                np.save(fh, self._vecs[: len(self._keys)])
+            os.replace(tmp, vec_path)
             manifest = {
-                "format": FORMAT_VERSION, "dim": self.dim, "mode": self.mode, "ntotal": int(self._index.ntotal),
+                "format": FORMAT_VERSION, "dim": self.dim, "mode": self.mode, "ntotal": len(self._keys),
                 "count": len(self._labels), "ids_hash": ids_hash(self._labels), "keys": self._keys,
-                "file_sha256": _file_sha256(data_path), "meta": self.meta,
-                "params": {"hnsw_min_size": self.hnsw_min_size, "hnsw_m": self.hnsw_m,
-                           "ef_construction": self.ef_construction, "ef_search": self.ef_search,
-                           "max_ef_search": self.max_ef_search, "exact_filter_fraction": self.exact_filter_fraction,
-                           "max_dead_fraction": self.max_dead_fraction},
+                "file_sha256": _file_sha256(graph_path), "vectors_sha256": _file_sha256(vec_path),
+                "meta": self.meta, "params": self.params(),
             }
             tmp = manifest_path.with_name(manifest_path.name + ".tmp")
             tmp.write_text(json.dumps(manifest))
             os.replace(tmp, manifest_path)
-        logger.debug("index saved to %s (%d vectors)", data_path, len(self._labels))
+        logger.debug("index saved to %s (%d vectors)", graph_path, len(self._labels))
 
     @classmethod
     def load(cls, prefix: str | Path, **overrides: Any) -> VectorIndex:
         """Read an index saved by `save`. Missing files raise FileNotFoundError, bad ones IndexCorrupt.
 
-        `overrides` replace saved search parameters (e.g. ef_search from the current config).
+        `overrides` replace saved search parameters (e.g. ef_search from the current config); a different
+        `storage` or `hnsw_m` than the file's raises IndexCorrupt (the graph must be rebuilt).
         """
-        data_path, manifest_path = _paths(Path(prefix))
-        if not data_path.is_file() or not manifest_path.is_file():
-            raise FileNotFoundError(f"no index at {data_path}")
+        graph_path, vec_path, manifest_path = _paths(Path(prefix))
+        if not all(p.is_file() for p in (graph_path, vec_path, manifest_path)):
+            raise FileNotFoundError(f"no index at {graph_path}")
         try:
             manifest = json.loads(manifest_path.read_text())
-            keys, dim = manifest["keys"], int(manifest["dim"])
             if manifest.get("format") != FORMAT_VERSION:
                 raise IndexCorrupt(f"index format {manifest.get('format')} is not {FORMAT_VERSION}")
-            if _file_sha256(data_path) != manifest["file_sha256"]:
-                raise IndexCorrupt(f"checksum mismatch for {data_path}")
-            raw = faiss.read_index(str(data_path))
+            keys, dim, saved = manifest["keys"], int(manifest["dim"]), manifest["params"]
+            if _file_sha256(graph_path) != manifest["file_sha256"] or _file_sha256(vec_path) != manifest["vectors_sha256"]:
+                raise IndexCorrupt(f"checksum mismatch for {graph_path} or {vec_path}")
+            raw = faiss.read_index(str(graph_path))
+            vecs = np.load(vec_path, allow_pickle=False)
         except IndexCorrupt:
             raise
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise IndexCorrupt(f"cannot read index {data_path}: {exc}") from exc
+            raise IndexCorrupt(f"cannot read index {graph_path}: {exc}") from exc
+        params = {**saved, **overrides}
+        for name in ("storage", "hnsw_m"):
+            if params[name] != saved[name] and manifest["mode"] == "hnsw":
+                raise IndexCorrupt(f"index {graph_path} has {name}={saved[name]}, {params[name]} asked")
         live = {k: i for i, k in enumerate(keys) if k is not None}
-        if raw.d != dim or raw.ntotal != len(keys) or len(live) != manifest["count"] \
-                or ids_hash(live) != manifest["ids_hash"]:
-            raise IndexCorrupt(f"index {data_path} disagrees with its manifest")
-        params = {**manifest.get("params", {}), **overrides}
+        hnsw = isinstance(raw, faiss.IndexHNSW)
+        if raw.d != dim or vecs.shape != (len(keys), dim) or vecs.dtype != np.float32 \
+                or (hnsw and raw.ntotal != len(keys)) or hnsw != (manifest["mode"] == "hnsw") \
+                or len(live) != manifest["count"] or ids_hash(live) != manifest["ids_hash"]:
+            raise IndexCorrupt(f"index {graph_path} disagrees with its manifest")
         index = cls(dim, meta=manifest.get("meta"), **params)
-        if isinstance(raw, faiss.IndexHNSW):
+        if hnsw:
             raw.hnsw.efSearch = index.ef_search
-        index._index = raw
+            index._graph = raw
+        index._vecs = np.ascontiguousarray(vecs)
+        index._alive = np.array([k is not None for k in keys], dtype=bool)
         index._keys = list(keys)
         index._labels = live
         index._dead = len(keys) - len(live)
         return index
 
 
-def _paths(prefix: Path) -> tuple[Path, Path]:
-    return prefix.with_name(prefix.name + ".faiss"), prefix.with_name(prefix.name + ".json")
+def _paths(prefix: Path) -> tuple[Path, Path, Path]:
+    return (prefix.with_name(prefix.name + ".faiss"), prefix.with_name(prefix.name + ".npy"),
+            prefix.with_name(prefix.name + ".json"))
