@@ -230,3 +230,10 @@ def test_concurrent_inserts_and_queries():
         assert {k for k, _ in ix.search(x[0], 10, allowed=allowed)[0]} <= set(allowed)
     t.join()
     assert not errors and len(ix) == 1000 and ix.mode == "hnsw"
+
+
+def test_make_filter_ignores_unknown_and_duplicate_keys(index):
+    f = index.make_filter(["evt_5", "evt_5", "nope", "evt_2"])
+    assert f.count == 2 and list(f.labels) == sorted(f.labels)
+    assert {k for k, _ in index.search(unit(200, 16)[5], 10, allowed=f)[0]} == {"evt_2", "evt_5"}
+    assert index.make_filter(k for k in ["evt_7"]).count == 1  # any iterable
