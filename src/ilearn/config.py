@@ -134,16 +134,17 @@ class RetrievalConfig:
     hnsw_m: int = 32
     """HNSW graph degree (FAISS M).
 
-    32: on the worst-case data (independent objects, a query's top-10 mostly random noise) M 16 / efSearch 64
-    reached recall@10 0.86 at 100k (1280-d); M 32 with sq8 codes, efSearch 128 and re-ranking 0.952 (1664-d),
-    efSearch 256 0.971. Build 100k x 1664-d: 107 s on one thread."""
+    32: on the worst-case data (independent objects: a query's top-10 is partly the maximum of random noise)
+    M 16 / efSearch 64 without re-ranking reached recall@10 0.86 at 100k (1280-d); M 32 with sq8 codes and
+    re-ranking 40 (100k, 1664-d, --data views): efSearch 64 / 128 / 256 recall 0.990 / 0.991 / 0.994 (an
+    earlier tuning run of the same settings gave 0.915 / 0.952 / 0.971). Build 100k x 1664-d: 107 s, 1 thread."""
     ef_construction: int = 80
     """HNSW build-time beam width (80: 100k fused events build in under 2 minutes on one thread)."""
     ef_search: int = 128
     """HNSW query-time beam width (raised in proportion for filtered searches, up to 1024).
 
     128 (100k fused 1664-d, look-alike families): p50 0.84 ms, CPU p99 1.15 ms, recall@10 1.0 (64: 0.44 ms,
-    1.0; 256: 1.60 ms); on the worst-case data 128 is the smallest value with recall >= 0.95."""
+    1.0; 256: 1.60 ms); worst-case data (see hnsw_m): 1.39 ms, recall 0.991 (0.952 in an earlier run)."""
     exact_filter_fraction: float = 0.2
     """A filter keeping less than this share of the index is searched by scanning only the kept rows' 8-bit
     codes and re-ranking exactly (HNSW recall falls under restrictive filters); wider filters use HNSW.
