@@ -26,7 +26,8 @@ import torch
 
 from ilearn.config import LearnConfig
 from ilearn.errors import InvalidInput
-from ilearn.learning.parts import PreparedModel, make_trl_compatible, prepare, save_trained
+from ilearn.learning.augment import AUGMENT_COLUMN, AugmentingCollator
+from ilearn.learning.parts import PreparedModel, make_trl_compatible, part_of, prepare, save_trained
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,44 @@ def setup(vlm: Any, settings: LearnConfig) -> PreparedModel:
         for param in prepared.model.parameters():
             if param.requires_grad and param.dtype != torch.float32:
                 param.data = param.data.float()
+    keep_norm_statistics(prepared.model)
     return prepared
+
+
+def keep_norm_statistics(model: torch.nn.Module) -> int:
+    """Keep every BatchNorm layer in eval mode while training (its weights still train): batches of a few
+    near-identical views would overwrite the running statistics the general images rely on. Returns how many."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.train = _always_eval.__get__(norm)
+        norm.eval()
+    return len(norms)
+
+
+def _always_eval(self: torch.nn.Module, mode: bool = True) -> torch.nn.Module:
+    return torch.nn.Module.train(self, False)
+
+
+def param_groups(prepared: PreparedModel, settings: LearnConfig) -> list[dict[str, Any]]:
+    """The trainable parameters grouped by learning rate: `learning_rate_vision` / `learning_rate_projector` for
+    those parts (LoRA adapters included) where set, `learning_rate` for the rest."""
+    from ilearn.learning.parts import canonical_name
+
+    rates = {"vision": settings.learning_rate_vision or settings.learning_rate,
+             "projector": settings.learning_rate_projector or settings.learning_rate}
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for name, param in prepared.model.named_parameters():
+        if param.requires_grad:
+            part = part_of(canonical_name(name), prepared.located)
+            groups.setdefault(rates.get(part or "", settings.learning_rate), []).append(param)
+    return [{"params": params, "lr": lr} for lr, params in groups.items()]
+
+
+def optimizer(prepared: PreparedModel, settings: LearnConfig) -> torch.optim.Optimizer | None:
+    """AdamW over `param_groups` when a part has its own learning rate, else None (the trainer builds its own)."""
+    if not (settings.learning_rate_vision or settings.learning_rate_projector):
+        return None
+    return torch.optim.AdamW(param_groups(prepared, settings), lr=settings.learning_rate, weight_decay=0.0)
 
 
 def mixed_precision(device: torch.device) -> bool:
@@ -105,7 +143,7 @@ def trainer_args(config_cls: type, settings: LearnConfig, out_dir: Path, device:
         logging_steps=max(1, settings.max_steps // 10) if settings.max_steps else 10,
         dataloader_num_workers=0,
         disable_tqdm=True,  # progress goes to the logger (LogCallback), never to stdout
-        **extra,
+        **({"remove_unused_columns": False} if settings.augment else {}) | extra,  # the collator reads `augment`
     )
 
 
@@ -119,7 +157,8 @@ def model_device(vlm: Any) -> torch.device:
 
 # -- data -------------------------------------------------------------------------------------------------
 def to_dataset(rows: Sequence[dict], required: tuple[str, ...]):
-    """A datasets.Dataset of TRL's standard columns (others, e.g. event ids, dropped; image paths opened)."""
+    """A datasets.Dataset of TRL's standard columns and `augment` (others, e.g. event ids, dropped; image paths
+    opened)."""
     from datasets import Dataset
     from PIL import Image
 
@@ -128,7 +167,7 @@ def to_dataset(rows: Sequence[dict], required: tuple[str, ...]):
     missing = [c for c in required if c not in rows[0]]
     if missing:
         raise InvalidInput(f"training rows lack column(s) {missing}; they have {sorted(rows[0])}")
-    keep = (*required, "images")
+    keep = (*required, "images", AUGMENT_COLUMN)
     clean = []
     for row in rows:
         row = {k: v for k, v in row.items() if k in keep}
@@ -148,6 +187,14 @@ def messages_to_prompt_completion(row: dict) -> dict:
     out = {k: v for k, v in row.items() if k != "messages"}
     out["prompt"], out["completion"] = messages[:-1], [messages[-1]]
     return out
+
+
+def mark_augment(rows: Sequence[dict], settings: LearnConfig) -> list[dict]:
+    """With `settings.augment`, each row gets the `augment` column: true for rows with images unless the row says
+    False (replayed general examples do); without it, rows lose the column (the data stays as it is)."""
+    if not settings.augment:
+        return [{k: v for k, v in r.items() if k != AUGMENT_COLUMN} for r in rows]
+    return [{**r, AUGMENT_COLUMN: bool(r.get(AUGMENT_COLUMN, True) and r.get("images"))} for r in rows]
 
 
 def reward_of(row: dict, settings: LearnConfig) -> float:
@@ -176,12 +223,19 @@ class LogCallback:
 
 
 # -- train and save ---------------------------------------------------------------------------------------
-def run(trainer: Any, prepared: PreparedModel, recipe: str, n_examples: int, out_dir: Path) -> TrainResult:
-    """Train, save what was trained, and report the figures."""
+def run(trainer: Any, prepared: PreparedModel, settings: LearnConfig, n_examples: int, out_dir: Path) -> TrainResult:
+    """Train (with augmented views and per-part learning rates where the settings ask), save what was trained,
+    and report the figures."""
     from transformers.trainer_callback import PrinterCallback
 
+    recipe = settings.recipe
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(LogCallback())
+    if settings.augment:
+        trainer.data_collator = AugmentingCollator(trainer.data_collator, seed=settings.seed)
+    custom = optimizer(prepared, settings)
+    if custom is not None:
+        trainer.optimizer = custom
     start = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - start
@@ -205,10 +259,11 @@ def sft(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Pa
 
     out_dir = Path(out_dir)
     prepared = setup(vlm, settings)
-    dataset = to_dataset([messages_to_prompt_completion(r) for r in rows], ("prompt", "completion"))
+    dataset = to_dataset(mark_augment([messages_to_prompt_completion(r) for r in rows], settings),
+                         ("prompt", "completion"))
     args = trainer_args(SFTConfig, settings, out_dir, model_device(vlm), max_length=None)
     trainer = SFTTrainer(model=prepared.model, args=args, train_dataset=dataset, processing_class=vlm.processor)
-    return run(trainer, prepared, "sft", len(dataset), out_dir)
+    return run(trainer, prepared, settings, len(dataset), out_dir)
 
 
 def reference_model(prepared: PreparedModel, vlm: Any) -> torch.nn.Module | None:
@@ -227,11 +282,11 @@ def dpo(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Pa
 
     out_dir = Path(out_dir)
     prepared = setup(vlm, settings)
-    dataset = to_dataset(rows, ("prompt", "chosen", "rejected"))
+    dataset = to_dataset(mark_augment(rows, settings), ("prompt", "chosen", "rejected"))
     args = trainer_args(DPOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None)
     trainer = DPOTrainer(model=prepared.model, ref_model=reference_model(prepared, vlm), args=args,
                          train_dataset=dataset, processing_class=vlm.processor)
-    return run(trainer, prepared, "dpo", len(dataset), out_dir)
+    return run(trainer, prepared, settings, len(dataset), out_dir)
 
 
 def kto(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
@@ -240,14 +295,14 @@ def kto(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Pa
 
     out_dir = Path(out_dir)
     prepared = setup(vlm, settings)
-    dataset = to_dataset(rows, ("prompt", "completion", "label"))
+    dataset = to_dataset(mark_augment(rows, settings), ("prompt", "completion", "label"))
     labels = set(dataset["label"])
     if labels != {True, False}:
         raise InvalidInput(f"kto needs both desirable and undesirable examples; the labels are only {labels}")
     args = trainer_args(KTOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None)
     trainer = KTOTrainer(model=prepared.model, ref_model=reference_model(prepared, vlm), args=args,
                          train_dataset=dataset, processing_class=vlm.processor)
-    return run(trainer, prepared, "kto", len(dataset), out_dir)
+    return run(trainer, prepared, settings, len(dataset), out_dir)
 
 
 def reinforce(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
@@ -264,12 +319,12 @@ def reinforce(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: st
     prepared = setup(vlm, settings)
     data = [{**messages_to_prompt_completion(r), "reward": reward_of(r, settings)} for r in rows]
     data = [{k: v for k, v in r.items() if k != "label"} for r in data]
-    dataset = to_dataset(data, ("prompt", "completion", "reward"))
+    dataset = to_dataset(mark_augment(data, settings), ("prompt", "completion", "reward"))
     args = trainer_args(SFTConfig, settings, out_dir, model_device(vlm), max_length=None,
                         remove_unused_columns=False)
     trainer = reward_weighted_trainer()(model=prepared.model, args=args, train_dataset=dataset,
                                        processing_class=vlm.processor)
-    return run(trainer, prepared, "reinforce", len(dataset), out_dir)
+    return run(trainer, prepared, settings, len(dataset), out_dir)
 
 
 def reward_weighted_trainer() -> type:

@@ -89,18 +89,19 @@ def replay_rows(n: int, seed: int) -> list[dict]:
     from ilearn.learning.datasets import completion_messages, prompt_messages
 
     return [{"messages": prompt_messages(q.question, True) + completion_messages(q.answer),
-             "images": [Image.open(q.image_path).convert("RGB")]} for q in sample(load_split("train"), n, seed)]
+             "images": [Image.open(q.image_path).convert("RGB")], "augment": False}
+            for q in sample(load_split("train"), n, seed)]
 
 
 def train_candidate(vlm: Any, registry: Any, learn: LearnConfig, rows: Sequence[dict],
                     metrics: dict[str, Any] | None = None) -> ModelVersion:
-    """Train `learn.recipe` on `rows` (plus `learn.replay` general examples for sft) from the base weights and
-    register the result as a candidate; the version's event ids are those of `rows`."""
+    """Train `learn.recipe` on `rows` (each `learn.event_repeats` times, plus `learn.replay` general examples for
+    sft) from the base weights and register the result as a candidate; the version's event ids are those of `rows`."""
     from ilearn.learning.recipes import train
 
     version_id, path = registry.new_path()
     replay = replay_rows(learn.replay, learn.seed) if learn.recipe == "sft" else []
-    result = train(vlm, [*rows, *replay], learn, path)
+    result = train(vlm, [*rows * learn.event_repeats, *replay], learn, path)
     event_ids = sorted({r["event_id"] for r in rows if "event_id" in r})
     return registry.register(path=path, recipe=learn.recipe, settings=asdict(learn), event_ids=event_ids,
                              metrics={"train": result.to_dict(), **(metrics or {})}, version_id=version_id)
