@@ -7,6 +7,7 @@ import pytest
 from helpers import make_png
 from ilearn.assistant import Assistant, looks_like_question
 from ilearn.config import Config
+from ilearn.dialogue import prompts
 from ilearn.errors import InvalidImage, InvalidInput, NotFound, SessionClosed
 from ilearn.memory.sqlite import open_store
 from ilearn.models.stub import StubVLM
@@ -142,3 +143,24 @@ def test_requests_naming_the_same_facet_share_one_precise_question(assistant, pn
     c = assistant.respond("cy", "Is the cap red?", image=png)
     assert a.precise_question == b.precise_question == "What is this called?"
     assert c.precise_question == "Is the cap red?"  # no facet: kept as asked
+
+
+def test_an_answer_the_user_rejected_is_not_given_again_in_the_dialogue(assistant, png):
+    r = assistant.respond("ana", "What is this medicine called?", image=png)
+    assert r.text == "aspirin" and assistant.vlm.avoided == []
+    assistant.respond("ana", "No, that's wrong.", session_id=r.session_id)
+    again = assistant.respond("ana", "What is this medicine called?", session_id=r.session_id)
+    assert assistant.vlm.avoided == ["aspirin"]  # the model was asked for another reply
+    assert again.kind == TurnKind.ANSWER and again.text == prompts.NOT_SURE  # the stub has no other one
+    assistant.respond("ana", "Thanks!", session_id=r.session_id)  # approval starts a fresh request
+    assistant.respond("ana", "What is the dose?", session_id=r.session_id)
+    assert assistant.vlm.avoided == []
+
+
+def test_the_model_is_asked_for_its_next_best_reply(tmp_path, png):
+    replies = iter(["aspirin", "ibuprofen"])
+    vlm = StubVLM(responder=lambda messages: next(replies))
+    a = Assistant(Config(home=str(tmp_path)), vlm, open_store(tmp_path), feedback_decoder=KeywordDecoder())
+    r = a.respond("ana", "What is this medicine called?", image=png)
+    a.respond("ana", "No.", session_id=r.session_id)
+    assert a.respond("ana", "What is this medicine called?", session_id=r.session_id).text == "ibuprofen"

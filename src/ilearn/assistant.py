@@ -20,7 +20,18 @@ from ilearn.errors import InvalidInput, NotFound, SessionClosed
 from ilearn.images import decode_image, load_image, to_rgb
 from ilearn.memory.store import EventStore
 from ilearn.models.base import VisionLanguageModel
-from ilearn.types import Event, EventStatus, Feedback, ImageRef, Role, Session, Turn, TurnKind
+from ilearn.types import (
+    Event,
+    EventStatus,
+    Feedback,
+    ImageRef,
+    Label,
+    Role,
+    Session,
+    Turn,
+    TurnKind,
+    answer_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +177,7 @@ class Assistant:
                 outcome = _Outcome(Turn(Role.ASSISTANT, reply_text, TurnKind.REACTION, session_id=session.id,
                                         model_version=self.vlm.version))
             else:
-                outcome = self._new_request(session, text, exchange_image, timings)
+                outcome = self._new_request(session, text, exchange_image, timings, _rejected_answers(turns))
             reply = outcome.turn
 
             ts = time.perf_counter()
@@ -180,14 +191,14 @@ class Assistant:
             new_session=new_session, timings_ms=timings, prompt_tokens=outcome.prompt_tokens,
         )
 
-    def _new_request(self, session: Session, text: str, image, timings: dict) -> _Outcome:
+    def _new_request(self, session: Session, text: str, image, timings: dict, avoid: list[str]) -> _Outcome:
         """A new question: ask which meaning the user wants when it is ambiguous (Chain of Question), else answer."""
         tc = time.perf_counter()
         decision = self.clarifier.assess(text, image is not None)
         timings["clarify"] = _ms(tc)
         if decision.ambiguous and self.config.clarify.max_clarifications > 0 and image is not None:
             return self._clarification(session, decision.question)
-        return self._answer(session, self.clarifier.precise(text), image, timings)
+        return self._answer(session, self.clarifier.precise(text), image, timings, avoid)
 
     def _after_clarification(self, session: Session, text: str, image, turns: list[Turn], timings: dict) -> _Outcome:
         """The user replied to a clarifying question: resolve the precise question, or ask once more (bounded)."""
@@ -200,17 +211,25 @@ class Assistant:
         if precise is None and asked < self.config.clarify.max_clarifications:
             decision = self.clarifier.assess(original, image is not None)
             return self._clarification(session, decision.question or prompts.CLARIFY_AGAIN)
-        return self._answer(session, precise or self.clarifier.fallback(original, text), image, timings)
+        return self._answer(session, precise or self.clarifier.fallback(original, text), image, timings,
+                            _rejected_answers(turns))
 
     def _clarification(self, session: Session, question: str) -> _Outcome:
         return _Outcome(Turn(Role.ASSISTANT, question, TurnKind.CLARIFICATION, session_id=session.id,
                              model_version=self.vlm.version))
 
-    def _answer(self, session: Session, question: str, image, timings: dict) -> _Outcome:
+    def _answer(self, session: Session, question: str, image, timings: dict, avoid: list[str]) -> _Outcome:
+        """Answer `question`: reuse a decisive reference, else ask the model with the references in context.
+
+        `avoid`: answers the user rejected earlier in this dialogue; they are never given again (references
+        carrying them are dropped, the model is asked for another reply, and if it has none the assistant
+        says it is not sure)."""
+        rejected = {answer_key(a) for a in avoid}
         matches = []
         if self.memory is not None and self.config.retrieval.enabled and image is not None:
             tr = time.perf_counter()
             matches = self.memory.search(image, question, session.user_id, session.robot_id)
+            matches = [m for m in matches if answer_key(m.event.answer) not in rejected]
             timings["retrieve"] = _ms(tr)
         ta = time.perf_counter()
         from ilearn.memory.retrieval import reusable
@@ -224,8 +243,10 @@ class Assistant:
         else:
             references = self.memory.format_references(matches) if matches else ""
             messages = prompts.answer_messages(question, image, references)
-            generation = self.vlm.generate(messages, max_new_tokens=self.config.model.max_new_tokens)
+            generation = self.vlm.generate(messages, max_new_tokens=self.config.model.max_new_tokens, avoid=avoid)
             text = generation.text.strip() or "I don't know."
+            if answer_key(text) in rejected:
+                text = prompts.NOT_SURE
             prompt_tokens = generation.prompt_tokens
         timings["answer"] = _ms(ta)
         turn = Turn(Role.ASSISTANT, text, TurnKind.ANSWER, session_id=session.id, model_version=self.vlm.version,
@@ -426,6 +447,22 @@ class _Outcome:
     turn: Turn
     scores: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int = 0
+
+
+def _rejected_answers(turns: list[Turn]) -> list[str]:
+    """The answers the user turned down (negative feedback) since their last approval in this dialogue."""
+    rejected: list[str] = []
+    answer: Turn | None = None
+    for t in turns:
+        if t.role == Role.ASSISTANT and t.kind == TurnKind.ANSWER:
+            answer = t
+        elif t.role == Role.USER and t.feedback is not None and answer is not None:
+            if t.feedback.label == Label.NEGATIVE:
+                rejected.append(answer.text)
+            elif t.feedback.label == Label.POSITIVE:
+                rejected = []
+            answer = None
+    return rejected
 
 
 def _clarifications_since(turns: list[Turn], request: Turn | None) -> int:

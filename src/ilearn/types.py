@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -139,3 +140,11 @@ class ModelVersion:
     status: ModelStatus = ModelStatus.CANDIDATE
     path: str | None = None  # folder holding the adapter / weights of this version
     created: float = field(default_factory=now)
+
+
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
+def answer_key(answer: str) -> str:
+    """Lower-case words without punctuation or articles: when two answers are the same answer."""
+    return " ".join(w for w in re.findall(r"[a-z0-9]+", answer.lower()) if w not in _ARTICLES)

@@ -14,6 +14,7 @@ from ilearn.models import load_model
 from ilearn.models.base import Generation, Message, VisionLanguageModel
 from ilearn.models.composed import IMAGE_TOKEN, ComposedProcessor, ComposedVLM
 from ilearn.models.tiny import build_tiny
+from ilearn.types import answer_key
 
 torch.set_num_threads(1)
 
@@ -229,3 +230,11 @@ def test_align_training_order_balances_kinds_and_keeps_the_plain_shuffle():
     plain = list(range(len(answers)))
     random.Random(0).shuffle(plain)
     assert training_order(answers, 150, seed=0, balance=False) == (plain * 2)[:150]
+
+
+def test_generate_avoids_rejected_replies(tiny):
+    messages = [Message("user", "what color is the shape?", red())]
+    greedy = tiny.generate(messages, max_new_tokens=4).text
+    other = tiny.generate(messages, max_new_tokens=4, avoid=[greedy]).text
+    assert other and answer_key(other) != answer_key(greedy)
+    assert tiny.generate(messages, max_new_tokens=4, avoid=["something else"]).text == greedy

@@ -86,6 +86,8 @@ def test_nudged_model_prefers_and_generates_its_answer(folders, kind):
     assert after[0] > before[0] and after[0] > after[1]
     assert after[0] > -1.0
     assert vlm.generate(QUESTION, max_new_tokens=6).text == "red"
+    other = vlm.generate(QUESTION, max_new_tokens=6, avoid=["Red."]).text  # the user rejected it
+    assert other and other != "red"
 
 
 @pytest.mark.parametrize("kind", ["llava", "qwen2_vl", "idefics3"])

@@ -33,5 +33,7 @@ def acknowledge(label: str, correction: str | None) -> str:
     return "Sorry about that. Could you tell me the right answer?"
 
 
+NOT_SURE = "I'm not sure. Which one is it?"
+"""The reply when every answer the model can give was already rejected in this dialogue."""
 CLARIFY_AGAIN = "Sorry, I did not get that. What would you like to know about it?"
 NO_IMAGE = "Please show me the object: send a photo with your question."

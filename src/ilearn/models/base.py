@@ -35,8 +35,12 @@ class VisionLanguageModel(Protocol):
     name: str  # backend name, e.g. "small"
     version: str  # the model version it currently serves (registry id, or "base")
 
-    def generate(self, messages: Sequence[Message], *, max_new_tokens: int = 48) -> Generation:
-        """Greedy reply to the conversation (the last message is the user's)."""
+    def generate(self, messages: Sequence[Message], *, max_new_tokens: int = 48,
+                 avoid: Sequence[str] = ()) -> Generation:
+        """Greedy reply to the conversation (the last message is the user's).
+
+        `avoid`: replies the user already rejected in this dialogue; the model returns its best reply that is
+        none of them (same `ilearn.types.answer_key`) when it finds one, else its greedy reply."""
         ...
 
     def score(self, messages: Sequence[Message], candidates: Sequence[str]) -> list[float]:

@@ -290,8 +290,8 @@ class ComposedVLM(PreTrainedModel, GenerationMixin):
             raise InvalidInput("input_ids is required")
         embeds = self.embed(input_ids, pixel_values, kwargs.pop("image_features", None))
         out = self.language.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
-        if isinstance(out, torch.Tensor):
-            return torch.cat([input_ids, out], dim=1)
+        if isinstance(out, torch.Tensor):  # num_return_sequences > 1 gives several rows per prompt
+            return torch.cat([input_ids.repeat_interleave(out.shape[0] // input_ids.shape[0], dim=0), out], dim=1)
         out.sequences = torch.cat([input_ids, out.sequences], dim=1)
         return out
 

@@ -34,11 +34,14 @@ from transformers import (
 from ilearn.config import ModelConfig
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.models.base import Generation, Message
+from ilearn.types import answer_key
 
 logger = logging.getLogger(__name__)
 
 SCORE_CHUNK = 16
 """Candidates scored in one forward pass."""
+AVOID_BEAMS = 3
+"""Beams beyond the number of rejected replies when `generate` must avoid them."""
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 """`ModelConfig.dtype` names -> torch dtypes."""
@@ -265,13 +268,29 @@ class HFVisionLanguageModel:
 
     # -- the protocol ---------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, messages: Sequence[Message], *, max_new_tokens: int | None = None) -> Generation:
-        """Greedy reply to the conversation (the last message is the user's)."""
+    def generate(self, messages: Sequence[Message], *, max_new_tokens: int | None = None,
+                 avoid: Sequence[str] = ()) -> Generation:
+        """Greedy reply to the conversation (the last message is the user's).
+
+        When the greedy reply is one of `avoid` (replies the user rejected), beam search proposes alternatives
+        (`AVOID_BEAMS` more than there are rejected replies) and the most likely one not rejected is returned.
+        """
         start = time.perf_counter()
         text, images = self.prompt_text(messages)
         inputs = self._encode(text, images)
         new = self._generate_new_ids(inputs, max_new_tokens)
         reply, n = self._decode(new[0].tolist())
+        rejected = {answer_key(a) for a in avoid}
+        if answer_key(reply) in rejected:
+            beams = len(rejected) + AVOID_BEAMS
+            out = self._model.generate(**inputs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+                                       do_sample=False, num_beams=beams, num_return_sequences=beams,
+                                       eos_token_id=self._stop_ids or None, pad_token_id=self._pad_id)
+            for row in out[:, inputs["input_ids"].shape[1]:]:
+                alternative, m = self._decode(row.tolist())
+                if alternative and answer_key(alternative) not in rejected:
+                    reply, n = alternative, m
+                    break
         return Generation(text=reply, prompt_tokens=int(inputs["attention_mask"].sum()), completion_tokens=n,
                           seconds=time.perf_counter() - start)
 

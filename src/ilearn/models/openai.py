@@ -98,8 +98,13 @@ class OpenAIVisionLanguageModel:
         return cls(client, model, config)
 
     # -- the protocol ---------------------------------------------------------------------------------------
-    def generate(self, messages: Sequence[Message], *, max_new_tokens: int | None = None) -> Generation:
-        """Greedy reply to the conversation (the last message is the user's)."""
+    def generate(self, messages: Sequence[Message], *, max_new_tokens: int | None = None,
+                 avoid: Sequence[str] = ()) -> Generation:
+        """Greedy reply to the conversation (the last message is the user's); `avoid`: rejected replies, which
+        the server is told not to give again."""
+        if avoid:
+            note = "The user said these answers are wrong, do not give them again: " + "; ".join(avoid)
+            messages = [Message("system", note), *messages]
         chat = to_openai_messages(messages)
         if chat[-1]["role"] == "assistant":
             raise InvalidInput("the last message must be the user's")

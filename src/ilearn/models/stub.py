@@ -23,9 +23,12 @@ class StubVLM:
         self.scorer = scorer
         self.version = "base"
         self.calls: list[list[Message]] = []
+        self.avoided: list[str] = []  # `avoid` of the last generate call
 
-    def generate(self, messages: Sequence[Message], *, max_new_tokens: int = 48) -> Generation:
+    def generate(self, messages: Sequence[Message], *, max_new_tokens: int = 48,
+                 avoid: Sequence[str] = ()) -> Generation:
         self.calls.append(list(messages))
+        self.avoided = list(avoid)
         text = self.responder(messages)
         return Generation(text=text, prompt_tokens=sum(len(m.content.split()) for m in messages),
                           completion_tokens=len(text.split()))
