@@ -63,12 +63,13 @@ def _score(vectors_by_seed: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def descriptors(args) -> dict:
     """Each descriptor block alone and combined, against the pooled EfficientNet baseline."""
     from ilearn.models.embedders import EfficientNetImageEmbedder, ForegroundImageEmbedder, l2_normalise
+    from ilearn.models.instance import InstanceImageEmbedder
 
-    base, fg = EfficientNetImageEmbedder(), ForegroundImageEmbedder()
+    base, fg, inst = EfficientNetImageEmbedder(), ForegroundImageEmbedder(), InstanceImageEmbedder()
     variants = {"pooled (baseline)": None, "cnn (fg crop, GeM)": (1, 0, 0, 0), "colour (wb, skin out)": (0, 1, 0, 0),
                 "layout (8x8)": (0, 0, 1, 0), "shape (profile)": (0, 0, 0, 1), "cnn+colour+layout .5:1:2 (v1 weights)":
                 (0.5, 1, 2, 0), "colour+shape 2:1 (default)": fg.weights, "colour+shape 3:1": (0, 3, 0, 1),
-                "cnn+colour+shape .5:2:1": (0.5, 2, 0, 1)}
+                "cnn+colour+shape .5:2:1": (0.5, 2, 0, 1), "instance (learned CNN, default)": "instance"}
     per = {name: {} for name in variants}
     timing = {}
     for seed in args.seeds + args.test_seeds:
@@ -82,9 +83,12 @@ def descriptors(args) -> dict:
         t0 = time.perf_counter()
         pt, pq = base.embed_images(teach), base.embed_images(test)
         timing.setdefault("pooled_ms_per_image", []).append((time.perf_counter() - t0) / (len(teach) + len(test)) * 1e3)
+        t0 = time.perf_counter()
+        it, iq = inst.embed_images(teach), inst.embed_images(test)
+        timing.setdefault("instance_ms_per_image", []).append((time.perf_counter() - t0) / (len(teach) + len(test)) * 1e3)
         for name, w in variants.items():
-            if w is None:
-                per[name][seed] = (pt, pq, labels)
+            if w is None or w == "instance":
+                per[name][seed] = (pt, pq, labels) if w is None else (it, iq, labels)
                 continue
 
             def mix(b, w=w):
@@ -150,9 +154,9 @@ def memory_bench(args) -> dict:
     from dataclasses import replace
 
     from ilearn.config import RetrievalConfig
-    from ilearn.models.embedders import EfficientNetImageEmbedder, ForegroundImageEmbedder, MiniLMTextEmbedder
+    from ilearn.models.embedders import MiniLMTextEmbedder, make_image_embedder
 
-    image_embedder = ForegroundImageEmbedder() if args.embedder == "fg" else EfficientNetImageEmbedder()
+    image_embedder = make_image_embedder(args.embedder)
     text_embedder = MiniLMTextEmbedder()
     base = RetrievalConfig() if args.reuse_margin is None else RetrievalConfig(reuse_margin=args.reuse_margin)
     probe = replace(base, threshold=0.0, reuse_threshold=0.0, sharing="corroboration")
@@ -185,7 +189,8 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=6, help="held-out views per bottle")
     parser.add_argument("--views", default="default", help="pharmacy view style: easy, default, hard")
     parser.add_argument("--max-false", type=float, default=0.02)
-    parser.add_argument("--embedder", choices=["fg", "pooled"], default="fg", help="memory: image embedder")
+    parser.add_argument("--embedder", choices=["instance", "foreground", "efficientnet"], default="instance",
+                        help="memory: image embedder (RetrievalConfig.image_embedder)")
     parser.add_argument("--reuse-threshold", type=float, default=None, help="memory: fixed instead of calibrated")
     parser.add_argument("--reuse-margin", type=float, default=None, help="memory: instead of RetrievalConfig's")
     args = parser.parse_args()
@@ -196,6 +201,8 @@ def main() -> None:
     result = descriptors(args) if args.section == "descriptors" else memory_bench(args)
     result["args"] = vars(args)
     name = args.section if args.section == "descriptors" else f"memory_{args.embedder}"
+    if args.section == "memory" and args.reuse_threshold is not None:
+        name += f"_t{args.reuse_threshold:g}"
     (OUT / f"{name}_{args.views}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 

@@ -15,7 +15,6 @@ The store is the source of truth; the index file beside it is a cache that `ensu
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -29,7 +28,7 @@ from ilearn.config import Config, RetrievalConfig
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.memory.index import IndexCorrupt, VectorIndex
 from ilearn.models.embedders import CachedImageEmbedder, image_key
-from ilearn.types import Event, EventStatus, Scope
+from ilearn.types import Event, EventStatus, Scope, answer_key
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INDEX_NAME = "index/events"
-_ARTICLES = {"a", "an", "the"}
 
 
 @dataclass
@@ -60,9 +58,8 @@ class _Meta:
     scope: Scope
 
 
-def normalise_answer(answer: str) -> str:
-    """Lower-case words without punctuation or articles: the key corroboration groups answers by."""
-    return " ".join(w for w in re.findall(r"[a-z0-9]+", answer.lower()) if w not in _ARTICLES)
+normalise_answer = answer_key
+"""The key corroboration groups answers by (`ilearn.types.answer_key`)."""
 
 
 def format_references(matches: Sequence[Match]) -> str:
@@ -129,7 +126,7 @@ class RetrievalMemory:
         c = self.config
         return {"hnsw_min_size": c.hnsw_min_size, "hnsw_m": c.hnsw_m, "ef_construction": c.ef_construction,
                 "ef_search": c.ef_search, "exact_filter_fraction": c.exact_filter_fraction,
-                "max_dead_fraction": c.max_dead_fraction}
+                "max_dead_fraction": c.max_dead_fraction, "storage": c.index_storage, "rerank": c.index_rerank}
 
     def _new_index(self) -> VectorIndex:
         return VectorIndex(self._di + self._dt, meta=self._index_meta(), **self._index_params())
@@ -473,6 +470,7 @@ def build_memory(config: Config, store: EventStore) -> RetrievalMemory:
         image_embedder: Any = emb.StubImageEmbedder()
         text_embedder: Any = emb.HashingTextEmbedder()
     else:
-        image_embedder = emb.ForegroundImageEmbedder(device=config.model.device, threads=config.model.threads)
+        image_embedder = emb.make_image_embedder(config.retrieval.image_embedder, device=config.model.device,
+                                                 threads=config.model.threads)
         text_embedder = emb.MiniLMTextEmbedder(device=config.model.device, threads=config.model.threads)
     return RetrievalMemory(store, image_embedder, text_embedder, config.retrieval, config.home_path)

@@ -1,7 +1,9 @@
 """Retrieval embedders: images and texts to L2-normalised float32 vectors (Dual-Modality Retrieval).
 
 - `EfficientNetImageEmbedder`: frozen EfficientNet-Lite0 (ImageNet), global-average-pooled features, 1280-d.
-- `ForegroundImageEmbedder` (the default for real backends): the object isolated from its background,
+- `InstanceImageEmbedder` (`ilearn.models.instance`, the default for real backends): a small CNN trained to
+  tell look-alike objects apart across views (`make_image_embedder` picks by name).
+- `ForegroundImageEmbedder`: the object isolated from its background,
   turned upright and white-balanced, described by a banded Hellinger colour histogram and a mask shape
   profile (optionally EfficientNet-Lite0 GeM features and a colour layout), concatenated with weights (one
   cosine); tells look-alikes apart.
@@ -219,6 +221,19 @@ class ForegroundImageEmbedder(EfficientNetImageEmbedder):
         blocks = self.describe(images, cnn=self.weights[0] > 0)
         parts = [np.sqrt(w) * blocks[k] for k, w in zip(self.BLOCKS, self.weights, strict=True)]
         return l2_normalise(np.concatenate(parts, axis=1))
+
+
+def make_image_embedder(name: str, *, device: str = "cpu", threads: int = 1) -> ImageEmbedder:
+    """The retrieval image embedder called `name` (see `RetrievalConfig.image_embedder`)."""
+    if name == "instance":
+        from ilearn.models.instance import InstanceImageEmbedder
+
+        return InstanceImageEmbedder(device=device, threads=threads)
+    if name == "foreground":
+        return ForegroundImageEmbedder(device=device, threads=threads)
+    if name == "efficientnet":
+        return EfficientNetImageEmbedder(device=device, threads=threads)
+    raise InvalidInput(f"unknown image embedder {name!r}; choose instance, foreground or efficientnet")
 
 
 def load_minilm(*, device: str = "cpu", threads: int = 1) -> tuple[Any, Any]:
