@@ -63,6 +63,8 @@ def test_correction_equal_to_the_wrong_answer_is_not_a_correction():
     ("great, wrong again", Label.NEGATIVE, None),
     ("thanks for nothing", Label.NEGATIVE, None),
     ("which medicine is it?", Label.NEGATIVE, None),  # rephrasing of the question
+    ("Just tell me the number of the figure. I mean the grey fan.", Label.NEGATIVE, None),  # insisting
+    ("You already picked that one. I mean the striped row.", Label.NEGATIVE, None),
     ("where did I leave my keys?", Label.NEUTRAL, None),  # topic change
     ("no thanks, that's all", Label.NEUTRAL, None),
     ("hmm", Label.NEUTRAL, None),

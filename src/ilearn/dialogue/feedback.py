@@ -272,7 +272,8 @@ _NEG_STRONG = _rx(
     r"\bhow\s+(?:do|did|could)\s+you\s+(?:get|miss)\b", r"\bwhy\s+would\s+you\b", r"\bsigh\b", r"\bfacepalm\b",
     r"\bnot\s+(?:really|quite)\b", r"^\W*not\s+(?!bad\b|too\s+bad\b)(?:an?\s+|the\s+)?\w+", r"\bclose,?\s+but\b", r"\bno\W*$",
     r"\byeah,?\s+right\b", r"\bas\s+if\b", r"\bexcept\s+(?:it|that)'?s\b", r"\bdo\s+you\s+even\b",
-    r"\b(?:count|check|look|try)\b.*\bagain\b",
+    r"\b(?:count|check|look|try)\b.*\bagain\b", r"\bi\s+mean\b", r"\bjust\s+(?:tell|give|answer)\b",
+    r"\byou\s+already\b",
 )
 _POS = _rx(
     r"\bthanks?\b", r"\bthank\s+you\b", r"\bthx\b", r"\bty\b", r"\bcheers\b", r"\bcorrect\b", r"\bright\b",
