@@ -183,3 +183,19 @@ def test_reusable_needs_threshold_and_margin_over_another_answer(mem_store):
     assert reusable([m("ibuprofen", 0.95), m("naproxen", 0.94)], 0.9, 0.0) is not None  # margin off
     with pytest.raises(InvalidInput):
         RetrievalConfig(reuse_margin=-0.1)
+
+
+def test_scope_filters_are_prepared_once_and_follow_every_change(mem_store, tmp_path, monkeypatch):
+    mem = memory(mem_store, tmp_path)
+    mem.add(make_event(mem_store, PILLS, "ibuprofen", "alice"), PILLS)
+    built = []
+    make_filter = mem.index.make_filter
+    monkeypatch.setattr(mem.index, "make_filter", lambda ids: built.append(1) or make_filter(ids))
+    assert answers(mem.search(PILLS, Q, "alice")) == ["ibuprofen"]
+    n = len(built)
+    assert answers(mem.search(MUG, Q, "alice")) == [] and len(built) == n  # reused
+    mem.add(make_event(mem_store, MUG, "mug", "alice"), MUG)  # a change: alice's filter must include it
+    assert answers(mem.search(MUG, Q, "alice")) == ["mug"] and len(built) > n
+    assert mem.search(MUG, Q, "bob") == []
+    mem.forget_user("alice")
+    assert mem.search(MUG, Q, "alice") == [] and mem.search(PILLS, Q, "alice") == []

@@ -11,7 +11,8 @@ method's curve starts from the same baseline.
 
 Retrieval and Chain of Question are off (ReSpect learns only by training). The assistant answers statements
 such as "Yes! Now the grey fan." with an acknowledgement (it reads them as reactions); the runner then asks for
-the pick with "Which number is <the user's current description>?", built from the user's own description.
+the pick with "Which number is <the user's current description>? Answer with the number.", built from the
+user's own description.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def play_game(assistant: Any, user_id: str, user: ReferenceGameUser, game: Game,
             break
         if reply.kind == TurnKind.REACTION and user.current is not None:  # acknowledged only: ask for the pick
             target = game.figure(user.current).attributes
-            reply = conversation.send(f"Which number is {describe(target, user.keys)}?")
+            reply = conversation.send(f"Which number is {describe(target, user.keys)}? Answer with the number.")
         kind = "clarification" if reply.kind == TurnKind.CLARIFICATION else "answer"
         text = user.reply(reply.text, kind)
     return conversation.record(user.outcome()), conversation.pairs, conversation.session_id

@@ -289,6 +289,11 @@ class VectorIndex:
             labels = [self._labels[k] for k in keys]
             return np.array(self._vecs[labels], dtype=np.float32).reshape(len(keys), self.dim)
 
+    @property
+    def generation(self) -> int:
+        """Bumped whenever labels change (compaction): filters made before no longer apply."""
+        return self._generation
+
     def make_filter(self, keys: Iterable[str]) -> IndexFilter:
         """A reusable filter that keeps only `keys` (unknown keys are ignored).
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from ilearn.config import Config, RetrievalConfig
 from ilearn.errors import InvalidInput, NotFound
-from ilearn.memory.index import IndexCorrupt, VectorIndex
+from ilearn.memory.index import IndexCorrupt, IndexFilter, VectorIndex
 from ilearn.models.embedders import CachedImageEmbedder, image_key
 from ilearn.types import Event, EventStatus, Scope, answer_key
 
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INDEX_NAME = "index/events"
+SCOPE_FILTERS = 256
+"""Prepared scope filters kept (least recently used dropped)."""
 
 
 @dataclass
@@ -111,6 +113,8 @@ class RetrievalMemory:
         self._by_user: dict[str, set[str]] = {}
         self._by_robot: dict[str, set[str]] = {}
         self._shared: dict[str, set[str]] = {}  # robot -> SHARED-scope event ids
+        # prepared index filters per (kind, user, robot), dropped whenever any membership above changes
+        self._filters: OrderedDict[tuple[str, str | None, str], tuple[VectorIndex, IndexFilter]] = OrderedDict()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
         self.index = self._new_index()
@@ -166,6 +170,7 @@ class RetrievalMemory:
                     chunk = missing[start:start + 256]
                     self.index.add([e.id for e in chunk], self._event_vectors(chunk))
             self._meta, self._by_user, self._by_robot, self._shared = {}, {}, {}, {}
+            self._filters.clear()
             for e in active.values():
                 self._remember(e)
             if action != "loaded":
@@ -194,6 +199,7 @@ class RetrievalMemory:
     def _remember(self, e: Event) -> None:
         meta = _Meta(e.user_id, e.robot_id, Scope(e.scope))
         self._forget_meta(e.id)
+        self._filters.clear()
         self._meta[e.id] = meta
         self._by_user.setdefault(meta.user_id, set()).add(e.id)
         self._by_robot.setdefault(meta.robot_id, set()).add(e.id)
@@ -204,6 +210,7 @@ class RetrievalMemory:
         meta = self._meta.pop(event_id, None)
         if meta is None:
             return
+        self._filters.clear()
         for table, key in ((self._by_user, meta.user_id), (self._by_robot, meta.robot_id),
                            (self._shared, meta.robot_id)):
             ids = table.get(key)
@@ -268,13 +275,30 @@ class RetrievalMemory:
         """Candidate event ids with fused scores: the user's own + SHARED events, then the robot's events."""
         k = self.config.candidates
         with self._lock:
-            mine = self._by_user.get(user_id, set()) | self._shared.get(robot_id, set())
-            pool = dict(self.index.search(query, k, allowed=mine)[0]) if mine else {}
-            robot_ids = None if set(self._by_robot) <= {robot_id} else self._by_robot.get(robot_id, set())
-            if robot_ids is None or robot_ids:
+            mine = self._scope_filter("mine", user_id, robot_id)
+            pool = dict(self.index.search(query, k, allowed=mine)[0]) if mine.count else {}
+            robot_ids = None if set(self._by_robot) <= {robot_id} else self._scope_filter("robot", None, robot_id)
+            if robot_ids is None or robot_ids.count:
                 for key, score in self.index.search(query, k, allowed=robot_ids)[0]:
                     pool.setdefault(key, score)
         return pool
+
+    def _scope_filter(self, kind: str, user_id: str | None, robot_id: str) -> IndexFilter:
+        """The prepared index filter of a scope (caller holds the lock): the user's own + the robot's SHARED
+        events ("mine"), or all the robot's events ("robot"). Built once per membership change, not per query
+        (a filter over 10k ids costs about 10 ms to build)."""
+        key = (kind, user_id, robot_id)
+        cached = self._filters.get(key)
+        if cached is not None and cached[0] is self.index and cached[1].generation == self.index.generation:
+            self._filters.move_to_end(key)
+            return cached[1]
+        ids = (self._by_user.get(user_id, set()) | self._shared.get(robot_id, set()) if kind == "mine"
+               else self._by_robot.get(robot_id, set()))
+        prepared = self.index.make_filter(ids)
+        self._filters[key] = (self.index, prepared)
+        while len(self._filters) > SCOPE_FILTERS:
+            self._filters.popitem(last=False)
+        return prepared
 
     def _matches(self, query: np.ndarray, pool: dict[str, float]) -> list[Match]:
         keys = [k for k, s in pool.items() if s >= self.config.threshold - 1e-6]
