@@ -57,8 +57,8 @@ class FactSizes:
 
 QUICK = FactSizes(teach_views=2, test_views=1, teach_tasks=16, teach_tasks_r2=8, test_tasks=8, general=16,
                   train_steps=10, batch_size=4)
-DEFAULT = FactSizes(teach_views=4, test_views=2, teach_tasks=36, teach_tasks_r2=24, test_tasks=24, general=40,
-                    train_steps=40, batch_size=8)
+DEFAULT = FactSizes(teach_views=4, test_views=2, teach_tasks=36, teach_tasks_r2=24, test_tasks=24, general=100,
+                    train_steps=120, batch_size=4)
 
 #: (cache key, report name, retrieval, model: None = base, else the training key)
 PLAN: tuple[tuple[str, str, bool, str | None], ...] = (
@@ -123,7 +123,9 @@ def run_fact(ctx: RunContext, scenario: Scenario) -> list[dict[str, Any]]:
             version = None
             if model is not None:
                 learn = replace(ctx.config.learn, recipe=recipe, trainable=TRAINABLE[model],
-                                max_steps=sizes.train_steps, batch_size=sizes.batch_size, seed=ctx.seed)
+                                max_steps=sizes.train_steps, batch_size=sizes.batch_size, seed=ctx.seed,
+                                augment=True, event_repeats=6, learning_rate=1e-3, learning_rate_projector=1e-3,
+                                learning_rate_vision=5e-5)
                 version = dep.train_version(f"{recipe}-{model}", learn)
             dep.serve(version)
             round_ = _score(ctx, dep, key, test_tasks, retrieval, taught)
