@@ -197,3 +197,20 @@ def test_foreground_embedder_without_cnn_never_loads_the_encoder():
     assert emb._model is None
     assert not x[0, :1280].any()  # the cnn block weighs 0
     assert emb.name != ForegroundImageEmbedder(shape_weight=2.0).name
+
+
+@pytest.mark.parametrize("tilt", [-35.0, -20.0, 0.0, 25.0])
+def test_upright_angle_ignores_a_box_stuck_to_the_object(tilt):
+    from ilearn.models.image_stats import upright_angle
+
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[12:56, 26:40] = 1  # an upright bottle, 14 wide and 44 tall
+    mask[36:44, 40:58] = 1  # a box held against its side
+    turned = np.asarray(Image.fromarray(mask * 255).rotate(tilt, resample=Image.Resampling.NEAREST)) > 127
+    ys, xs = np.nonzero(turned)
+    ev, evec = np.linalg.eigh(np.cov(np.stack([xs, ys]).astype(float)))  # the principal axis is pulled by the box
+    axis = evec[:, 1] if evec[1, 1] <= 0 else -evec[:, 1]
+    pca = float(np.degrees(np.arctan2(axis[0], -axis[1])))
+    assert abs(upright_angle(xs, ys) + tilt) <= 6.0 < abs(pca + tilt)  # rotating back by -tilt stands it up
+    disc = np.hypot(*np.mgrid[-32:32, -32:32]) < 20
+    assert upright_angle(*np.nonzero(disc)[::-1]) == 0.0  # round: left alone
