@@ -5,7 +5,8 @@ from ilearn.models.stub import StubVLM
 
 
 @pytest.mark.parametrize("request_text", ["What is this?", "hey, what's that thing??", "Tell me about it.",
-                                          "Robot, is this ok please?", "And this one?"])
+                                          "Robot, is this ok please?", "And this one?",
+                                          "Hmm, what is this one then?", "Oh, and what about this one here?"])
 def test_vague_requests_are_ambiguous(request_text):
     decision = LexicalClarifier().assess(request_text, image_given=True)
     assert decision.ambiguous
@@ -13,7 +14,8 @@ def test_vague_requests_are_ambiguous(request_text):
 
 
 @pytest.mark.parametrize("request_text", ["What is this medicine called?", "What colour is the cap?",
-                                          "How much should I take?", "Is there a circle?", "What does this do?"])
+                                          "How much should I take?", "Is there a circle?", "What does this do?",
+                                          "What is it used for then?"])
 def test_specific_requests_are_clear(request_text):
     assert not LexicalClarifier().assess(request_text, image_given=True).ambiguous
 

@@ -52,7 +52,8 @@ _DEICTIC = frozenset("this that it these those one thing things object here ther
 _VAGUE_WORDS = _DEICTIC | frozenset(
     """what whats what's is are was it's that's this's about tell me more explain know do you any idea info
     information details detail can could would say on with help again exactly over the a an and so ok okay hey hi
-    um hmm robot excuse please pls now see look at i want to like some something anything on there's here's""".split()
+    um hmm robot excuse please pls now see look at i want to like some something anything on there's here's oh ah uh
+    then well also just""".split()
 )
 
 
