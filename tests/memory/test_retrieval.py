@@ -5,9 +5,9 @@ from memory_helpers import make_event, make_image
 
 from ilearn.config import RetrievalConfig
 from ilearn.errors import InvalidInput, NotFound
-from ilearn.memory.retrieval import RetrievalMemory, format_references, normalise_answer
+from ilearn.memory.retrieval import RetrievalMemory, format_references
 from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
-from ilearn.types import Event, EventStatus, Scope
+from ilearn.types import Event, EventStatus, Scope, answer_key
 
 PILLS = make_image((200, 40, 40), mark=4)
 MUG = make_image((40, 40, 200), mark=20)
@@ -166,7 +166,7 @@ def test_format_references_numbers_without_ids(mem_store, tmp_path):
     assert text == ("Reference [1]: asked 'what is this?' about a similar image; correct answer: 'ibuprofen'; "
                     "wrong answers before: 'aspirin'")
     assert "evt_" not in text
-    assert normalise_answer("The Ibuprofen!") == normalise_answer("ibuprofen")
+    assert answer_key("The Ibuprofen!") == answer_key("ibuprofen")
 
 
 def test_reusable_needs_threshold_and_margin_over_another_answer(mem_store):

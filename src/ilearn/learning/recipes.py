@@ -27,7 +27,14 @@ import torch
 from ilearn.config import LearnConfig
 from ilearn.errors import InvalidInput
 from ilearn.learning.augment import AUGMENT_COLUMN, AugmentingCollator
-from ilearn.learning.parts import PreparedModel, make_trl_compatible, part_of, prepare, save_trained
+from ilearn.learning.parts import (
+    PreparedModel,
+    canonical_name,
+    make_trl_compatible,
+    part_of,
+    prepare,
+    save_trained,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +106,6 @@ def _always_eval(self: torch.nn.Module, mode: bool = True) -> torch.nn.Module:
 def param_groups(prepared: PreparedModel, settings: LearnConfig) -> list[dict[str, Any]]:
     """The trainable parameters grouped by learning rate: `learning_rate_vision` / `learning_rate_projector` for
     those parts (LoRA adapters included) where set, `learning_rate` for the rest."""
-    from ilearn.learning.parts import canonical_name
-
     rates = {"vision": settings.learning_rate_vision or settings.learning_rate,
              "projector": settings.learning_rate_projector or settings.learning_rate}
     groups: dict[float, list[torch.nn.Parameter]] = {}

@@ -60,10 +60,6 @@ class _Meta:
     scope: Scope
 
 
-normalise_answer = answer_key
-"""The key corroboration groups answers by (`ilearn.types.answer_key`)."""
-
-
 def format_references(matches: Sequence[Match]) -> str:
     """Short numbered references for the model's context (never ids): question, correct and wrong answers."""
     lines = []
@@ -86,8 +82,8 @@ def reusable(matches: Sequence[Match], reuse_threshold: float, reuse_margin: flo
     if not matches or matches[0].score < reuse_threshold:
         return None
     top = matches[0]
-    key = normalise_answer(top.event.answer)
-    rival = next((m.score for m in matches[1:] if normalise_answer(m.event.answer) != key), None)
+    key = answer_key(top.event.answer)
+    rival = next((m.score for m in matches[1:] if answer_key(m.event.answer) != key), None)
     if rival is not None and top.score - rival < reuse_margin:
         return None
     return top
@@ -328,7 +324,7 @@ class RetrievalMemory:
         c = self.config
         groups: dict[str, set[str]] = {}
         for m in matches:
-            groups.setdefault(normalise_answer(m.event.answer), set()).add(m.event.user_id)
+            groups.setdefault(answer_key(m.event.answer), set()).add(m.event.user_id)
         trusted: dict[str, bool] = {}
         out = []
         for m in matches:
@@ -339,7 +335,7 @@ class RetrievalMemory:
                 continue
             elif e.scope == Scope.SHARED:
                 out.append(m)
-            elif c.sharing != "private" and len(groups[normalise_answer(e.answer)]) >= c.corroboration:
+            elif c.sharing != "private" and len(groups[answer_key(e.answer)]) >= c.corroboration:
                 out.append(m)
             elif c.sharing == "trusted":
                 if e.user_id not in trusted:
@@ -410,8 +406,8 @@ class RetrievalMemory:
         others = [m for m in self._matches(vec, pool) if m.event.user_id != event.user_id and m.event.id != event.id]
         groups: dict[str, set[str]] = {}
         for m in others:
-            groups.setdefault(normalise_answer(m.event.answer), set()).add(m.event.user_id)
-        mine = normalise_answer(event.answer)
+            groups.setdefault(answer_key(m.event.answer), set()).add(m.event.user_id)
+        mine = answer_key(event.answer)
         for answer, users in groups.items():
             if answer != mine and len(users) >= c.corroboration and len(groups.get(mine, ())) < c.corroboration:
                 return (f"answer {event.answer!r} from {event.user_id} contradicts {answer!r}, "

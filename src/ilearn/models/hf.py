@@ -282,11 +282,7 @@ class HFVisionLanguageModel:
         reply, n = self._decode(new[0].tolist())
         rejected = {answer_key(a) for a in avoid}
         if answer_key(reply) in rejected:
-            beams = len(rejected) + AVOID_BEAMS
-            out = self._model.generate(**inputs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
-                                       do_sample=False, num_beams=beams, num_return_sequences=beams,
-                                       eos_token_id=self._stop_ids or None, pad_token_id=self._pad_id)
-            for row in out[:, inputs["input_ids"].shape[1]:]:
+            for row in self._generate_new_ids(inputs, max_new_tokens, beams=len(rejected) + AVOID_BEAMS):
                 alternative, m = self._decode(row.tolist())
                 if alternative and answer_key(alternative) not in rejected:
                     reply, n = alternative, m
@@ -294,11 +290,14 @@ class HFVisionLanguageModel:
         return Generation(text=reply, prompt_tokens=int(inputs["attention_mask"].sum()), completion_tokens=n,
                           seconds=time.perf_counter() - start)
 
-    def _generate_new_ids(self, inputs: dict[str, torch.Tensor], max_new_tokens: int | None) -> torch.Tensor:
-        """Greedy decoding of an encoded (left-padded) batch: the new token ids, one row per prompt."""
+    def _generate_new_ids(self, inputs: dict[str, torch.Tensor], max_new_tokens: int | None,
+                          beams: int = 1) -> torch.Tensor:
+        """Greedy decoding of an encoded (left-padded) batch: the new token ids, one row per prompt; with
+        `beams` > 1 (one prompt), beam search's `beams` best replies, best first."""
+        extra = {"num_beams": beams, "num_return_sequences": beams} if beams > 1 else {}
         out = self._model.generate(**inputs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
                                    do_sample=False, eos_token_id=self._stop_ids or None,
-                                   pad_token_id=self._pad_id)
+                                   pad_token_id=self._pad_id, **extra)
         return out[:, inputs["input_ids"].shape[1]:]
 
     def _decode(self, ids: list[int]) -> tuple[str, int]:

@@ -85,6 +85,11 @@ class InstanceNet(nn.Module):
         return nn.functional.normalize(self.head(self.features(x).flatten(1)), dim=1)
 
 
+def mirror_embed(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(n, dim) L2-normalised: the mean of the vectors of the crops and of their mirror images."""
+    return nn.functional.normalize(net(x) + net(x.flip(3)), dim=1)
+
+
 class InstanceImageEmbedder:
     """Retrieval image vectors from `InstanceNet` (module docstring): 128-d, L2-normalised, mirror-averaged."""
 
@@ -119,7 +124,7 @@ class InstanceImageEmbedder:
 
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
         """Vectors of already `prepare`d crops, (n, INPUT, INPUT, 4) uint8 -> (n, dim) float32."""
-        from ilearn.models.embedders import _set_threads, l2_normalise
+        from ilearn.models.embedders import _set_threads
 
         net = self._load()
         _set_threads(self.threads)
@@ -127,8 +132,8 @@ class InstanceImageEmbedder:
         with torch.inference_mode():
             for start in range(0, len(batch), self.batch_size):
                 x = to_tensor(batch[start:start + self.batch_size]).to(self.device)
-                out.append((net(x) + net(x.flip(3))).float().cpu().numpy())
-        return l2_normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), dtype=np.float32)
+                out.append(mirror_embed(net, x).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(n, 128) float32, rows L2-normalised."""

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ilearn.models.instance import INPUT, WEIGHTS, InstanceNet, prepare, to_tensor
+from ilearn.models.instance import INPUT, WEIGHTS, InstanceNet, mirror_embed, prepare, to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +84,7 @@ def nearest_neighbour(net: nn.Module, probe: list[tuple[np.ndarray, np.ndarray]]
     right = total = 0
     with torch.inference_mode():
         for teach, test in probe:
-            def embed(batch: np.ndarray) -> torch.Tensor:
-                x = to_tensor(batch)
-                return nn.functional.normalize(net(x) + net(x.flip(3)), dim=1)
-
-            t, q = embed(teach), embed(test)
+            t, q = mirror_embed(net, to_tensor(teach)), mirror_embed(net, to_tensor(test))
             labels = torch.arange(len(teach)).repeat_interleave(len(test) // len(teach))
             right += int(((q @ t.T).argmax(1) == labels).sum())
             total += len(test)
