@@ -38,6 +38,14 @@ def test_heldout_split_is_seeded_and_disjoint():
     assert [e.id for e in split_heldout(events, 0.2, seed=0)[1]] == [e.id for e in held]
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_small_snapshots_always_hold_some_events_out(seed):
+    events = [Event(None, "q", f"a{i}", "u", id=f"evt_{seed}_{i}") for i in range(8)]
+    assert len(split_heldout(events, 0.25, seed=seed)[1]) == 2
+    assert len(split_heldout(events[:2], 0.1, seed=seed)[1]) == 1
+    assert split_heldout(events[:1], 0.5, seed=seed)[1] == []  # one event: all of it trains
+
+
 def test_learn_promotes_a_better_model_and_rollback_restores_answers(tmp_path):
     assistant = build(tmp_path / "home")
     teach_many(assistant)
