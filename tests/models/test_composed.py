@@ -238,3 +238,69 @@ def test_generate_avoids_rejected_replies(tiny):
     other = tiny.generate(messages, max_new_tokens=4, avoid=[greedy]).text
     assert other and answer_key(other) != answer_key(greedy)
     assert tiny.generate(messages, max_new_tokens=4, avoid=["something else"]).text == greedy
+
+
+def _instance_model(instance_dim: int = 128) -> tuple[ComposedVLM, ComposedProcessor]:
+    from ilearn.models.composed import ComposedConfig, make_image_processor
+
+    tiny_model, tiny_proc = build_tiny()
+    cfg = ComposedConfig(vision_type="efficientnet-lite0", vision_dim=1280, image_size=96, image_pool=2,
+                         image_token_id=tiny_model.config.image_token_id, text_config=tiny_model.config.text_config,
+                         instance_dim=instance_dim)
+    torch.manual_seed(0)
+    model = ComposedVLM(cfg).eval()
+    return model, ComposedProcessor(make_image_processor(cfg), tiny_proc.tokenizer,
+                                    num_image_tokens=cfg.num_image_tokens)
+
+
+def _bottle(seed: int, spec: int = 0) -> Image.Image:
+    from ilearn.evaluation.scenarios.pharmacy import BOTTLES, render_view
+
+    return render_view(BOTTLES[spec], seed)
+
+
+def test_instance_path_changes_nothing_until_trained_then_learns(tmp_path):
+    model, proc = _instance_model()
+    text = proc.apply_chat_template(chat("what is this?"), tokenize=False, add_generation_prompt=True)
+    batch = proc(text=text, images=_bottle(1), return_tensors="pt")
+    features = model.vision(batch["pixel_values"])
+    assert features.shape[1] == 1280 + 128
+    vector = features[0, 1280:, 0, 0]
+    assert torch.allclose(vector.norm(), torch.tensor(1.0), atol=1e-4)
+    assert torch.equal(features[0, 1280:, 0, 0], features[0, 1280:, -1, -1])  # the same in every cell
+    with torch.inference_mode():
+        plain = model.projector.fc2(model.projector.act(model.projector.fc1(
+            model.projector.norm(model.projector.tokens(features[:, :1280])))))
+        assert torch.equal(model.image_tokens(batch["pixel_values"]), plain)
+
+    labels = batch["input_ids"].clone()
+    model.train()
+    model(**batch, labels=labels).loss.backward()
+    assert model.projector.instance[-1].weight.grad.abs().sum() > 0
+    optimiser = torch.optim.SGD(model.projector.instance.parameters(), lr=1.0)
+    optimiser.step()
+    model.eval()
+    with torch.inference_mode():
+        assert not torch.allclose(model.image_tokens(batch["pixel_values"]), plain)
+
+    model.save_pretrained(tmp_path)  # the instance branch and path round-trip like the rest
+    again = ComposedVLM.from_pretrained(tmp_path).eval()
+    with torch.inference_mode():
+        assert torch.allclose(model(**batch).logits, again(**batch).logits, atol=1e-5)
+
+
+def test_instance_features_match_the_retrieval_embedder():
+    from safetensors.torch import load_file
+
+    from ilearn.models.instance import WEIGHTS, InstanceImageEmbedder
+
+    model, proc = _instance_model()
+    model.vision.instance.net.load_state_dict({k: v.float() for k, v in load_file(str(WEIGHTS)).items()})
+    images = [_bottle(3, 0), _bottle(4, 0), _bottle(3, 5)]
+    pixels = proc.image_processor(images, return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        ours = model.vision.instance(pixels).numpy()
+    # the same network on the same (resized) pixels as retrieval computes it
+    theirs = InstanceImageEmbedder().embed_images([im.resize((96, 96), Image.Resampling.BICUBIC) for im in images])
+    assert (ours * theirs).sum(1).min() > 0.95
+    assert ours[0] @ ours[1] > ours[0] @ ours[2]  # two views of one bottle are closer than another bottle

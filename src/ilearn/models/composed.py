@@ -63,6 +63,7 @@ class ComposedConfig(PreTrainedConfig):
         image_std: list[float] | None = None,
         text_config: dict | PreTrainedConfig | None = None,
         pixel_stats: bool = False,
+        instance_dim: int = 0,
         **kwargs: Any,
     ) -> None:
         if vision_type not in {"cnn", "efficientnet-lite0"}:
@@ -76,6 +77,7 @@ class ComposedConfig(PreTrainedConfig):
         self.image_mean = list(image_mean or [0.485, 0.456, 0.406])
         self.image_std = list(image_std or [0.229, 0.224, 0.225])
         self.pixel_stats = pixel_stats  # efficientnet-lite0: append per-cell colour mean/max/min (9 channels)
+        self.instance_dim = instance_dim  # efficientnet-lite0: append the object's instance vector (InstanceFeatures)
         if isinstance(text_config, dict):
             from transformers import CONFIG_MAPPING
 
@@ -114,15 +116,53 @@ class TinyCNN(nn.Module):
         return self.net(pixel_values)
 
 
+class InstanceFeatures(nn.Module):
+    """The object's instance vector (`ilearn.models.instance`) from normalised pixels: (B, 3, H, W) -> (B, dim).
+
+    ImageNet features pooled to a few tokens cannot tell look-alike objects apart (a fine-tuned `small` model
+    learnt 8% of the pharmacy bottles from them). The instance CNN, trained to tell look-alikes apart across
+    views, sees the upright, white-balanced object crop; that crop is cut from the pixels without gradient
+    (segmentation is not differentiable), the CNN itself trains with the vision encoder.
+    """
+
+    def __init__(self, mean: list[float], std: list[float], dim: int = 128) -> None:
+        super().__init__()
+        from ilearn.models.instance import InstanceNet
+
+        self.net = InstanceNet(dim)
+        self.mean, self.std = list(mean), list(std)  # plain lists: models built on the meta device keep them
+
+    def crops(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 4, INPUT, INPUT) object crops + masks of normalised pixel batches (CPU numpy work)."""
+        import numpy as np
+        from PIL import Image
+
+        from ilearn.models.instance import prepare, to_tensor
+
+        with torch.no_grad():
+            mean, std = (torch.tensor(v, device=pixel_values.device).view(1, 3, 1, 1) for v in (self.mean, self.std))
+            pixels = (pixel_values.float() * std + mean).clamp(0, 1).mul(255).round()
+            arrays = pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        prepared = np.stack([prepare(Image.fromarray(a)) for a in arrays])
+        return to_tensor(prepared).to(device=pixel_values.device, dtype=self.net.head.weight.dtype)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        from ilearn.models.instance import mirror_embed
+
+        return mirror_embed(self.net, self.crops(pixel_values))
+
+
 class EfficientNetFeatures(nn.Module):
     """EfficientNet-Lite0's convolutional trunk: (B, 3, 224, 224) -> (B, 1280, 7, 7).
 
     With `pixel_stats`, 9 channels are appended: the mean, max and min of each colour channel over each grid
     cell. ImageNet features keep shape far better than colour (measured on easy-vqa: shape questions 100%,
-    colour questions 32% without them), and these make colour plain to the projector.
+    colour questions 32% without them), and these make colour plain to the projector. With `instance`, the
+    object's instance vector is appended last, the same in every cell (the projector takes it apart).
     """
 
-    def __init__(self, net: nn.Module | None = None, pixel_stats: bool = False) -> None:
+    def __init__(self, net: nn.Module | None = None, pixel_stats: bool = False,
+                 instance: InstanceFeatures | None = None) -> None:
         super().__init__()
         if net is None:
             from efficientnet_lite_pytorch import EfficientNet
@@ -130,28 +170,50 @@ class EfficientNetFeatures(nn.Module):
             net = EfficientNet.from_name("efficientnet-lite0")
         self.net = net
         self.pixel_stats = pixel_stats
+        self.instance = instance
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         features = self.net.extract_features(pixel_values)
-        if not self.pixel_stats:
-            return features
+        parts = [features]
         grid = features.shape[-2:]
-        pool = nn.functional.adaptive_max_pool2d
-        stats = [nn.functional.adaptive_avg_pool2d(pixel_values, grid), pool(pixel_values, grid),
-                 -pool(-pixel_values, grid)]
-        return torch.cat([features, *(s.to(features.dtype) for s in stats)], dim=1)
+        if self.pixel_stats:
+            pool = nn.functional.adaptive_max_pool2d
+            stats = [nn.functional.adaptive_avg_pool2d(pixel_values, grid), pool(pixel_values, grid),
+                     -pool(-pixel_values, grid)]
+            parts += [s.to(features.dtype) for s in stats]
+        if self.instance is not None:
+            vector = self.instance(pixel_values).to(features.dtype)
+            parts.append(vector[:, :, None, None].expand(-1, -1, *grid))
+        return torch.cat(parts, dim=1) if len(parts) > 1 else features
 
 
 class Projector(nn.Module):
-    """Pools a (B, C, H, W) grid to pool x pool tokens (or takes (B, N, C) as is), then LayerNorm + 2-layer MLP."""
+    """Pools a (B, C, H, W) grid to pool x pool tokens (or takes (B, N, C) as is), then LayerNorm + 2-layer MLP.
 
-    def __init__(self, in_dim: int, out_dim: int, pool: int) -> None:
+    With `instance_dim`, the last `instance_dim` channels are an instance vector (`InstanceFeatures`): a second
+    MLP maps it to an offset added to every image token. Its output layer starts at zero, so a model gains the
+    instance path without changing a single answer until it is fine-tuned.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, pool: int, instance_dim: int = 0) -> None:
         super().__init__()
         self.pool = pool
         self.norm = nn.LayerNorm(in_dim)
         self.fc1 = nn.Linear(in_dim, out_dim)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(out_dim, out_dim)
+        self.instance_dim = instance_dim
+        self.instance: nn.Sequential | None = None
+        if instance_dim:
+            self.instance = nn.Sequential(nn.LayerNorm(instance_dim), nn.Linear(instance_dim, out_dim), nn.GELU(),
+                                          nn.Linear(out_dim, out_dim))
+            self.zero_instance_output()
+
+    def zero_instance_output(self) -> None:
+        """Zero the instance path's output layer (no effect on the tokens until trained)."""
+        if self.instance is not None:
+            nn.init.zeros_(self.instance[-1].weight)
+            nn.init.zeros_(self.instance[-1].bias)
 
     def tokens(self, features: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) feature map -> (B, pool*pool, C) pooled tokens; (B, N, C) passes through."""
@@ -160,13 +222,19 @@ class Projector(nn.Module):
         return features
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(self.norm(self.tokens(features)))))
+        tokens = self.tokens(features)
+        if self.instance is None:
+            return self.fc2(self.act(self.fc1(self.norm(tokens))))
+        main, vector = tokens[..., : -self.instance_dim], tokens[..., -self.instance_dim:].mean(dim=1)
+        return self.fc2(self.act(self.fc1(self.norm(main)))) + self.instance(vector).unsqueeze(1)
 
 
 def build_vision(config: ComposedConfig) -> nn.Module:
     """The image encoder named by `config.vision_type` (weights random; loaders fill them)."""
     if config.vision_type == "efficientnet-lite0":
-        return EfficientNetFeatures(pixel_stats=config.pixel_stats)
+        instance = InstanceFeatures(config.image_mean, config.image_std, config.instance_dim) if config.instance_dim \
+            else None
+        return EfficientNetFeatures(pixel_stats=config.pixel_stats, instance=instance)
     return TinyCNN(config.vision_channels)
 
 
@@ -184,9 +252,11 @@ class ComposedVLM(PreTrainedModel, GenerationMixin):
     def __init__(self, config: ComposedConfig) -> None:
         super().__init__(config)
         self.vision = build_vision(config)
-        self.projector = Projector(config.vision_dim, config.text_config.hidden_size, config.image_pool)
+        self.projector = Projector(config.vision_dim, config.text_config.hidden_size, config.image_pool,
+                                   config.instance_dim)
         self.language = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
+        self.projector.zero_instance_output()
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -348,9 +418,11 @@ def assemble(config: ComposedConfig, vision: nn.Module, language: nn.Module) -> 
         model = ComposedVLM(config)
     model.vision = vision
     model.language = language
-    model.projector = Projector(config.vision_dim, config.text_config.hidden_size, config.image_pool)
-    model._init_weights(model.projector.fc1)
-    model._init_weights(model.projector.fc2)
+    model.projector = Projector(config.vision_dim, config.text_config.hidden_size, config.image_pool,
+                                config.instance_dim)
+    for layer in (model.projector.fc1, model.projector.fc2, *(model.projector.instance or [])):
+        model._init_weights(layer)
+    model.projector.zero_instance_output()
     return model
 
 

