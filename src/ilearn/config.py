@@ -251,6 +251,10 @@ class LearnConfig:
     """Learning rate of the vision encoder's parameters (0: learning_rate); a pretrained encoder wants a lower one."""
     learning_rate_projector: float = 0.0
     """Learning rate of the projector's parameters (0: learning_rate)."""
+    learning_rate_instance: float = 0.0
+    """Learning rate of the projector's instance path, where a model has one (`small`: the instance vector's
+    offset to the image tokens; 0: learning_rate_projector). It starts at zero, so it can learn fast while the
+    aligned projector keeps a low rate (the general skills live there)."""
     augment: bool = False
     """Show each event image as a new random view every time it is trained on (rotation, zoom, shift, light,
     tint, occlusion; see ilearn.learning.augment); replayed general examples are never augmented."""
@@ -297,8 +301,8 @@ class LearnConfig:
             raise InvalidInput("learn.replay must be >= 0")
         if self.event_repeats < 1:
             raise InvalidInput("learn.event_repeats must be >= 1")
-        if self.learning_rate_vision < 0 or self.learning_rate_projector < 0:
-            raise InvalidInput("learn.learning_rate_vision / learning_rate_projector must be >= 0 (0: learning_rate)")
+        if min(self.learning_rate_vision, self.learning_rate_projector, self.learning_rate_instance) < 0:
+            raise InvalidInput("learn.learning_rate_vision / _projector / _instance must be >= 0 (0: learning_rate)")
         if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0 or self.lora_r < 1 or self.max_steps < 0:
             raise InvalidInput("learn.epochs, batch_size, learning_rate and lora_r must be positive, max_steps >= 0")
         if not 0.0 < self.heldout_fraction < 1.0:

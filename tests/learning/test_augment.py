@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,6 +70,43 @@ def test_param_groups_follow_the_parts(tiny_vlm):
     assert sum(groups.values()) == prepared.count()[0]
 
 
+def instance_vlm():
+    """A composed chat model whose vision encoder has the instance branch (EfficientNet trunk at 96 px)."""
+    from ilearn.config import ModelConfig
+    from ilearn.models.composed import ComposedConfig, ComposedProcessor, ComposedVLM, make_image_processor
+    from ilearn.models.composed_chat import ComposedVLMChat
+    from ilearn.models.tiny import build_tiny
+
+    tiny_model, tiny_proc = build_tiny()
+    cfg = ComposedConfig(vision_type="efficientnet-lite0", vision_dim=1280, image_size=96, image_pool=2,
+                         image_token_id=tiny_model.config.image_token_id, text_config=tiny_model.config.text_config,
+                         instance_dim=128)
+    torch.manual_seed(0)
+    model = ComposedVLM(cfg).eval()
+    processor = ComposedProcessor(make_image_processor(cfg), tiny_proc.tokenizer, num_image_tokens=cfg.num_image_tokens)
+    return ComposedVLMChat(model, processor, ModelConfig(backend="tiny"), name="instance-test")
+
+
+def test_the_instance_path_has_its_own_rate_and_learns(tmp_path):
+    vlm = instance_vlm()
+    settings = LearnConfig(recipe="sft", trainable=("projector", "language"), learning_rate=1e-3,
+                           learning_rate_projector=1e-4, learning_rate_instance=5e-2, max_steps=3, batch_size=2,
+                           replay=0)
+    prepared = setup(vlm, settings)
+    groups = {g["lr"]: sum(p.numel() for p in g["params"]) for g in param_groups(prepared, settings)}
+    projector = prepared.model.get_base_model().projector
+    path = sum(p.numel() for p in projector.instance.parameters())
+    assert groups[5e-2] == path and groups[1e-4] == sum(p.numel() for p in projector.parameters()) - path
+    assert groups[1e-3] > 0  # LoRA adapters
+    assert not projector.instance[-1].weight.any()  # the path starts silent
+    result = train(vlm, rows_for("sft", n=4), settings, tmp_path / "v")
+    from safetensors.torch import load_file
+
+    trained = {k: v for f in Path(result.path).rglob("*.safetensors") for k, v in load_file(str(f)).items()}
+    weight = [v for k, v in trained.items() if k.endswith("projector.instance.3.weight")]
+    assert weight and weight[0].abs().max() > 0  # and it trained
+
+
 def test_batchnorm_keeps_its_statistics_while_training():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     assert keep_norm_statistics(model) == 1
@@ -84,3 +122,5 @@ def test_new_settings_are_validated():
         LearnConfig(event_repeats=0)
     with pytest.raises(InvalidInput):
         LearnConfig(learning_rate_vision=-1.0)
+    with pytest.raises(InvalidInput):
+        LearnConfig(learning_rate_instance=-1.0)

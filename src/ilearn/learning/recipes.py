@@ -105,20 +105,27 @@ def _always_eval(self: torch.nn.Module, mode: bool = True) -> torch.nn.Module:
 
 def param_groups(prepared: PreparedModel, settings: LearnConfig) -> list[dict[str, Any]]:
     """The trainable parameters grouped by learning rate: `learning_rate_vision` / `learning_rate_projector` for
-    those parts (LoRA adapters included) where set, `learning_rate` for the rest."""
+    those parts (LoRA adapters included) where set, `learning_rate_instance` for the projector's instance path,
+    `learning_rate` for the rest."""
     rates = {"vision": settings.learning_rate_vision or settings.learning_rate,
              "projector": settings.learning_rate_projector or settings.learning_rate}
+    instance_rate = settings.learning_rate_instance or rates["projector"]
     groups: dict[float, list[torch.nn.Parameter]] = {}
     for name, param in prepared.model.named_parameters():
         if param.requires_grad:
-            part = part_of(canonical_name(name), prepared.located)
-            groups.setdefault(rates.get(part or "", settings.learning_rate), []).append(param)
+            canonical = canonical_name(name)
+            part = part_of(canonical, prepared.located)
+            if part == "projector" and canonical.startswith(prepared.located["projector"] + ".instance."):
+                rate = instance_rate
+            else:
+                rate = rates.get(part or "", settings.learning_rate)
+            groups.setdefault(rate, []).append(param)
     return [{"params": params, "lr": lr} for lr, params in groups.items()]
 
 
 def optimizer(prepared: PreparedModel, settings: LearnConfig) -> torch.optim.Optimizer | None:
     """AdamW over `param_groups` when a part has its own learning rate, else None (the trainer builds its own)."""
-    if not (settings.learning_rate_vision or settings.learning_rate_projector):
+    if not (settings.learning_rate_vision or settings.learning_rate_projector or settings.learning_rate_instance):
         return None
     return torch.optim.AdamW(param_groups(prepared, settings), lr=settings.learning_rate, weight_decay=0.0)
 
