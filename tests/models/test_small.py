@@ -51,3 +51,17 @@ def test_small_sees_the_image(small):
     a = small.score([Message("user", q, red)], ["red", "blue"])
     b = small.score([Message("user", q, blue)], ["red", "blue"])
     assert a[0] > a[1] and b[1] > b[0]
+
+
+def test_small_carries_the_shipped_instance_branch_silent_until_trained(small):
+    from ilearn.evaluation.scenarios.pharmacy import BOTTLES, render_view
+    from ilearn.models.instance import InstanceImageEmbedder
+
+    model = small.model
+    assert not model.projector.instance[-1].weight.any() and not model.projector.instance[-1].bias.any()
+    image = render_view(BOTTLES[0], 5)
+    pixels = small.processor.image_processor([image], return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        ours = model.vision.instance(pixels)[0].numpy()
+    theirs = InstanceImageEmbedder().embed_images([image.resize((224, 224), Image.Resampling.BICUBIC)])[0]
+    assert float(ours @ theirs) > 0.95  # the retrieval network, on the model's own pixels

@@ -161,7 +161,7 @@ def train(args: argparse.Namespace) -> dict:
 
     torch.manual_seed(args.seed)
     config = ModelConfig(threads=args.threads, seed=args.seed)
-    model, processor = build_small(config, projector=None)
+    model, processor = build_small(config, projector=None, instance=False)  # aligned without the instance path
     torch.manual_seed(args.seed)
     model._init_weights(model.projector.fc1)
     model._init_weights(model.projector.fc2)

@@ -115,8 +115,12 @@ def instance_features(config: ComposedConfig) -> InstanceFeatures:
     return branch
 
 
-def build_small(config: ModelConfig, *, projector: Path | None = PROJECTOR_FILE) -> tuple[ComposedVLM, ComposedProcessor]:
-    """Assemble the `small` model and processor (float32, CPU); `projector=None` keeps a random projector."""
+def build_small(config: ModelConfig, *, projector: Path | None = PROJECTOR_FILE,
+                instance: bool = True) -> tuple[ComposedVLM, ComposedProcessor]:
+    """Assemble the `small` model and processor (float32, CPU); `projector=None` keeps a random projector.
+
+    `instance=False` leaves out the instance branch and path (the projector alignment is trained without them).
+    """
     from safetensors.torch import load_file
     from transformers import AutoTokenizer, LlamaForCausalLM
 
@@ -128,10 +132,11 @@ def build_small(config: ModelConfig, *, projector: Path | None = PROJECTOR_FILE)
     vcfg = ComposedConfig(
         vision_type="efficientnet-lite0", vision_dim=1280 + 9, pixel_stats=True, image_size=IMAGE_SIZE, image_pool=IMAGE_POOL,
         image_token_id=image_token_id, text_config=language.config.to_dict(),
-        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], instance_dim=INSTANCE_DIM,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+        instance_dim=INSTANCE_DIM if instance else 0,
     )
     vision = EfficientNetFeatures(efficientnet_lite0(pretrained=True), pixel_stats=True,
-                                  instance=instance_features(vcfg))
+                                  instance=instance_features(vcfg) if instance else None)
     model = assemble(vcfg, vision, language)
     if projector is not None:
         if not Path(projector).is_file():
