@@ -1,0 +1,103 @@
+"""Round 3 of the pharmacy experiment on its own: fine-tune on a finished run's teaching events, score new views.
+
+    ilearn experiment pharmacy --report reports/pharmacy         # once: the teaching events (R1-R2)
+    python benchmarks/r3.py reports/pharmacy                     # the experiment's R3 settings
+    python benchmarks/r3.py reports/pharmacy --set learning_rate_instance=6e-3 --set max_steps=200
+
+Trains `ilearn.learning.recipes.train` (the code `ilearn learn` and the experiment use) on the sft rows of the
+run's teaching store (`REPORT/work/teach`), with the settings of `runner_fact.r3_settings` unless `--set`
+changes them, then asks the precise question of every taught (bottle, fact) pair on the scenario's held-out
+test views (greedy, `contains_answer`), re-asks the training rows on their own images, and measures the
+general set (easy-vqa) with the trained model and with its instance path zeroed (what the instance offset
+costs the general skills). Much faster to iterate on than the whole experiment; one thread.
+Writes benchmarks/results/training/r3_<tag>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+OUT = Path(__file__).parent / "results" / "training"
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("report", type=Path, help="the --report folder of a finished pharmacy run")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a LearnConfig field")
+    parser.add_argument("--general", type=int, default=100, help="easy-vqa test questions")
+    parser.add_argument("--tag", default="default")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from ilearn.config import Config, ModelConfig
+    from ilearn.evaluation.easyvqa import evaluate_easyvqa
+    from ilearn.evaluation.metrics import contains_answer
+    from ilearn.evaluation.runner_common import Deployment
+    from ilearn.evaluation.runner_fact import DEFAULT, r3_settings
+    from ilearn.evaluation.scenarios.base import precise_question
+    from ilearn.evaluation.scenarios.pharmacy import pharmacy_scenario
+    from ilearn.learning import recipes
+    from ilearn.learning.registry import served_file
+    from ilearn.models import load_model
+    from ilearn.models.base import Message
+
+    report = json.loads((args.report / "report.json").read_text())
+    taught = sorted({tuple(t) for r in report["rounds"] for t in r.get("taught", [])})
+    scenario = pharmacy_scenario(seed=report["seed"], n_teach=DEFAULT.teach_views, n_test=DEFAULT.test_views)
+    probes = [(view, precise_question(intent), scenario.item(item).facts[intent])
+              for item, intent in taught for view in scenario.item(item).test_views]
+    vlm = load_model(ModelConfig(backend=report["model"], threads=1, max_new_tokens=24))
+    dep = Deployment.open(args.report / "work" / "teach", Config().override(model={"backend": report["model"]}), vlm)
+    rows = dep.rows("sft")
+    dep.close()
+    settings = r3_settings(Config().learn, recipe="sft", trainable=("vision", "projector", "language"),
+                           steps=DEFAULT.train_steps, batch_size=DEFAULT.batch_size, seed=report["seed"])
+    settings = replace(settings, **dict((k, _value(v)) for k, v in (s.split("=", 1) for s in args.set)))
+
+    def ask(image, question: str) -> str:
+        return vlm.generate([Message(role="user", content=question, image=image)]).text
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = recipes.train(vlm, rows, settings, Path(tmp) / "v")
+        train_s = time.perf_counter() - start
+        vlm.set_weights(served_file(vlm, Path(result.path)), version="r3")
+        hits = sum(contains_answer(ask(img, q), answer) for img, q, answer in probes)
+        own = sum(contains_answer(ask(r["images"][0], r["messages"][0]["content"][-1]["text"]),
+                                  r["messages"][-1]["content"][0]["text"]) for r in rows)
+        general = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)["accuracy"]
+        path = getattr(vlm.model.projector, "instance", None)
+        zeroed = None
+        if path is not None:
+            with torch.no_grad():
+                path[-1].weight.zero_()
+                path[-1].bias.zero_()
+            zeroed = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)["accuracy"]
+    vlm.reset()
+    base = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)["accuracy"]
+    out = {"report": str(args.report), "settings": {k: v for k, v in vars(settings).items()},
+           "rows": len(rows), "steps": result.steps, "train_s": round(train_s), "loss": result.train_loss,
+           "taught_test_views": f"{hits}/{len(probes)}", "taught_test_accuracy": hits / max(len(probes), 1),
+           "train_rows_right": f"{own}/{len(rows)}", "general_base": base, "general": general,
+           "general_instance_path_zeroed": zeroed}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"r3_{args.tag}.json").write_text(json.dumps(out, indent=1, default=str))
+    print(json.dumps(out, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
