@@ -5,7 +5,8 @@
     python benchmarks/r3.py reports/pharmacy --set learning_rate_instance=6e-3 --set max_steps=200
 
 Trains `ilearn.learning.recipes.train` (the code `ilearn learn` and the experiment use) on the sft rows of the
-run's teaching store (`REPORT/work/teach`), with the settings of `runner_fact.r3_settings` unless `--set`
+run's teaching store (`REPORT/work/teach`), repeated and mixed with replayed general examples as
+`update.training_set` does, with the settings of `runner_fact.r3_settings` unless `--set`
 changes them, then asks the precise question of every taught (bottle, fact) pair on the scenario's held-out
 test views (greedy, `contains_answer`), re-asks the training rows on their own images, and measures the
 general set (easy-vqa) with the trained model and with its instance path zeroed (what the instance offset
@@ -52,6 +53,7 @@ def main() -> None:
     from ilearn.evaluation.scenarios.pharmacy import pharmacy_scenario
     from ilearn.learning import recipes
     from ilearn.learning.registry import served_file
+    from ilearn.learning.update import training_set
     from ilearn.models import load_model
     from ilearn.models.base import Message
 
@@ -73,7 +75,7 @@ def main() -> None:
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        result = recipes.train(vlm, rows, settings, Path(tmp) / "v")
+        result = recipes.train(vlm, training_set(rows, settings), settings, Path(tmp) / "v")
         train_s = time.perf_counter() - start
         vlm.set_weights(served_file(vlm, Path(result.path)), version="r3")
         hits = sum(contains_answer(ask(img, q), answer) for img, q, answer in probes)

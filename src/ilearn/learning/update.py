@@ -93,6 +93,13 @@ def replay_rows(n: int, seed: int) -> list[dict]:
             for q in sample(load_split("train"), n, seed)]
 
 
+def training_set(rows: Sequence[dict], learn: LearnConfig) -> list[dict]:
+    """What a recipe trains on: each event row `learn.event_repeats` times, plus `learn.replay` general examples
+    for sft."""
+    replay = replay_rows(learn.replay, learn.seed) if learn.recipe == "sft" else []
+    return [*list(rows) * learn.event_repeats, *replay]
+
+
 def train_candidate(vlm: Any, registry: Any, learn: LearnConfig, rows: Sequence[dict],
                     metrics: dict[str, Any] | None = None) -> ModelVersion:
     """Train `learn.recipe` on `rows` (each `learn.event_repeats` times, plus `learn.replay` general examples for
@@ -100,8 +107,7 @@ def train_candidate(vlm: Any, registry: Any, learn: LearnConfig, rows: Sequence[
     from ilearn.learning.recipes import train
 
     version_id, path = registry.new_path()
-    replay = replay_rows(learn.replay, learn.seed) if learn.recipe == "sft" else []
-    result = train(vlm, [*rows * learn.event_repeats, *replay], learn, path)
+    result = train(vlm, training_set(rows, learn), learn, path)
     event_ids = sorted({r["event_id"] for r in rows if "event_id" in r})
     return registry.register(path=path, recipe=learn.recipe, settings=asdict(learn), event_ids=event_ids,
                              metrics={"train": result.to_dict(), **(metrics or {})}, version_id=version_id)
