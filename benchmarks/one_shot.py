@@ -156,7 +156,12 @@ def memory_bench(args) -> dict:
     from ilearn.config import RetrievalConfig
     from ilearn.models.embedders import MiniLMTextEmbedder, make_image_embedder
 
-    image_embedder = make_image_embedder(args.embedder)
+    if args.instance_weights is not None:  # e.g. a retrained instance CNN (python -m ilearn.models.train_instance --out)
+        from ilearn.models.instance import InstanceImageEmbedder
+
+        image_embedder = InstanceImageEmbedder(weights=args.instance_weights)
+    else:
+        image_embedder = make_image_embedder(args.embedder)
     text_embedder = MiniLMTextEmbedder()
     base = RetrievalConfig() if args.reuse_margin is None else RetrievalConfig(reuse_margin=args.reuse_margin)
     probe = replace(base, threshold=0.0, reuse_threshold=0.0, sharing="corroboration")
@@ -193,6 +198,8 @@ def main() -> None:
                         help="memory: image embedder (RetrievalConfig.image_embedder)")
     parser.add_argument("--reuse-threshold", type=float, default=None, help="memory: fixed instead of calibrated")
     parser.add_argument("--reuse-margin", type=float, default=None, help="memory: instead of RetrievalConfig's")
+    parser.add_argument("--instance-weights", type=Path, default=None,
+                        help="memory: instance CNN weights instead of the shipped ones (results get a _w suffix)")
     args = parser.parse_args()
     import torch
 
@@ -203,6 +210,8 @@ def main() -> None:
     name = args.section if args.section == "descriptors" else f"memory_{args.embedder}"
     if args.section == "memory" and args.reuse_threshold is not None:
         name += f"_t{args.reuse_threshold:g}"
+    if args.section == "memory" and args.instance_weights is not None:
+        name += f"_w{args.instance_weights.stem}"
     (OUT / f"{name}_{args.views}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
