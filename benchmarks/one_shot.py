@@ -212,8 +212,8 @@ def main() -> None:
         name += f"_t{args.reuse_threshold:g}"
     if args.section == "memory" and args.instance_weights is not None:
         name += f"_w{args.instance_weights.stem}"
-    (OUT / f"{name}_{args.views}.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
+    (OUT / f"{name}_{args.views}.json").write_text(json.dumps(result, indent=1, default=str))
+    print(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":
