@@ -20,7 +20,7 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 OUT = Path(__file__).parent / "results" / "training"
@@ -82,16 +82,14 @@ def main() -> None:
         own = sum(contains_answer(ask(r["images"][0], r["messages"][0]["content"][-1]["text"]),
                                   r["messages"][-1]["content"][0]["text"]) for r in rows)
         general = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)["accuracy"]
-        path = getattr(vlm.model.projector, "instance", None)
         zeroed = None
-        if path is not None:
+        if getattr(vlm.model.projector, "instance", None) is not None:
             with torch.no_grad():
-                path[-1].weight.zero_()
-                path[-1].bias.zero_()
+                vlm.model.projector.zero_instance_output()
             zeroed = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)["accuracy"]
     vlm.reset()
     base = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)["accuracy"]
-    out = {"report": str(args.report), "settings": {k: v for k, v in vars(settings).items()},
+    out = {"report": str(args.report), "settings": asdict(settings),
            "rows": len(rows), "steps": result.steps, "train_s": round(train_s), "loss": result.train_loss,
            "taught_test_views": f"{hits}/{len(probes)}", "taught_test_accuracy": hits / max(len(probes), 1),
            "train_rows_right": f"{own}/{len(rows)}", "general_base": base, "general": general,

@@ -290,12 +290,10 @@ def test_instance_path_changes_nothing_until_trained_then_learns(tmp_path):
 
 
 def test_instance_features_match_the_retrieval_embedder():
-    from safetensors.torch import load_file
-
-    from ilearn.models.instance import WEIGHTS, InstanceImageEmbedder
+    from ilearn.models.instance import InstanceImageEmbedder, load_net
 
     model, proc = _instance_model()
-    model.vision.instance.net.load_state_dict({k: v.float() for k, v in load_file(str(WEIGHTS)).items()})
+    model.vision.instance.net.load_state_dict(load_net().state_dict())
     images = [_bottle(3, 0), _bottle(4, 0), _bottle(3, 5)]
     pixels = proc.image_processor(images, return_tensors="pt")["pixel_values"]
     with torch.inference_mode():

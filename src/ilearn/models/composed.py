@@ -125,11 +125,11 @@ class InstanceFeatures(nn.Module):
     (segmentation is not differentiable), the CNN itself trains with the vision encoder.
     """
 
-    def __init__(self, mean: list[float], std: list[float], dim: int = 128) -> None:
+    def __init__(self, mean: list[float], std: list[float], dim: int = 128, net: nn.Module | None = None) -> None:
         super().__init__()
         from ilearn.models.instance import InstanceNet
 
-        self.net = InstanceNet(dim)
+        self.net = net if net is not None else InstanceNet(dim)
         self.mean, self.std = list(mean), list(std)  # plain lists: models built on the meta device keep them
 
     def crops(self, pixel_values: torch.Tensor) -> torch.Tensor:

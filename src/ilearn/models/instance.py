@@ -85,6 +85,15 @@ class InstanceNet(nn.Module):
         return nn.functional.normalize(self.head(self.features(x).flatten(1)), dim=1)
 
 
+def load_net(weights: str | Path = WEIGHTS, dim: int = 128) -> InstanceNet:
+    """An `InstanceNet` (float32, train mode as built) with the weights of a safetensors file (default: shipped)."""
+    from safetensors.torch import load_file
+
+    net = InstanceNet(dim)
+    net.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    return net
+
+
 def mirror_embed(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(n, dim) L2-normalised: the mean of the vectors of the crops and of their mirror images."""
     return nn.functional.normalize(net(x) + net(x.flip(3)), dim=1)
@@ -113,11 +122,7 @@ class InstanceImageEmbedder:
     def _load(self) -> Any:
         with self._lock:
             if self._net is None:
-                from safetensors.torch import load_file
-
-                net = InstanceNet(self.dim)
-                state = {k: v.float() for k, v in load_file(str(self.weights)).items()}
-                net.load_state_dict(state)
+                net = load_net(self.weights, self.dim)
                 self._net = net.eval().requires_grad_(False).to(torch.device(self.device))
                 logger.info("loaded instance image embedder from %s on %s", self.weights, self.device)
         return self._net

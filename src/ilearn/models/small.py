@@ -106,13 +106,10 @@ def efficientnet_lite0(pretrained: bool = True) -> torch.nn.Module:
 
 def instance_features(config: ComposedConfig) -> InstanceFeatures:
     """The instance branch of the vision encoder, with the shipped instance-embedder weights."""
-    from safetensors.torch import load_file
+    from ilearn.models.instance import load_net
 
-    from ilearn.models.instance import WEIGHTS
-
-    branch = InstanceFeatures(config.image_mean, config.image_std, config.instance_dim)
-    branch.net.load_state_dict({k: v.float() for k, v in load_file(str(WEIGHTS)).items()})
-    return branch
+    return InstanceFeatures(config.image_mean, config.image_std, config.instance_dim,
+                            net=load_net(dim=config.instance_dim))
 
 
 def build_small(config: ModelConfig, *, projector: Path | None = PROJECTOR_FILE,
