@@ -9,6 +9,8 @@ Protocol: each of the 12 bottles is taught ONCE (one view, one event "What is th
 references only go into the model's context, and a model that is always wrong stays wrong); it is a *false
 reuse* when that top match carries another bottle's name. Open-set false reuse: the share of queries whose
 best match among the OTHER bottles would be reused (what happens when the asked bottle was never taught).
+Other-intent reuse: the share of new views whose taught name would be given to another question about them
+("What is this used for?"; `retrieval.reuse_min_text_sim` must keep it at 0).
 
 Thresholds are chosen on calibration seeds (--seeds) and checked on held-out seeds (--test-seeds).
 Results go to benchmarks/results/one_shot/ as JSON. One thread throughout.
@@ -27,6 +29,7 @@ import numpy as np
 
 OUT = Path(__file__).parent / "results" / "one_shot"
 QUESTION = "What is this called?"
+OTHER_QUESTION = "What is this used for?"  # another intent: the name taught for QUESTION must never be reused
 
 
 def _views(seed: int, n_test: int, style: str):
@@ -63,13 +66,14 @@ def _score(vectors_by_seed: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def descriptors(args) -> dict:
     """Each descriptor block alone and combined, against the pooled EfficientNet baseline."""
     from ilearn.models.embedders import EfficientNetImageEmbedder, ForegroundImageEmbedder, l2_normalise
-    from ilearn.models.instance import InstanceImageEmbedder
+    from ilearn.models.instance import InstanceImageEmbedder, prepare
 
     base, fg, inst = EfficientNetImageEmbedder(), ForegroundImageEmbedder(), InstanceImageEmbedder()
     variants = {"pooled (baseline)": None, "cnn (fg crop, GeM)": (1, 0, 0, 0), "colour (wb, skin out)": (0, 1, 0, 0),
                 "layout (8x8)": (0, 0, 1, 0), "shape (profile)": (0, 0, 0, 1), "cnn+colour+layout .5:1:2 (v1 weights)":
                 (0.5, 1, 2, 0), "colour+shape 2:1 (default)": fg.weights, "colour+shape 3:1": (0, 3, 0, 1),
-                "cnn+colour+shape .5:2:1": (0.5, 2, 0, 1), "instance (learned CNN, default)": "instance"}
+                "cnn+colour+shape .5:2:1": (0.5, 2, 0, 1), "instance, the image alone": "instance-alone",
+                "instance (learned CNN, default)": "instance"}
     per = {name: {} for name in variants}
     timing = {}
     for seed in args.seeds + args.test_seeds:
@@ -86,9 +90,10 @@ def descriptors(args) -> dict:
         t0 = time.perf_counter()
         it, iq = inst.embed_images(teach), inst.embed_images(test)
         timing.setdefault("instance_ms_per_image", []).append((time.perf_counter() - t0) / (len(teach) + len(test)) * 1e3)
+        alone = [inst.embed_prepared(np.stack([prepare(im) for im in ims])) for ims in (teach, test)]
         for name, w in variants.items():
-            if w is None or w == "instance":
-                per[name][seed] = (pt, pq, labels) if w is None else (it, iq, labels)
+            if w in (None, "instance", "instance-alone"):
+                per[name][seed] = {None: (pt, pq), "instance": (it, iq), "instance-alone": tuple(alone)}[w] + (labels,)
                 continue
 
             def mix(b, w=w):
@@ -115,8 +120,10 @@ def _png(image) -> bytes:
     return buf.getvalue()
 
 
-def _memory_case(items, n_test, case: str, config, image_embedder, text_embedder) -> list[tuple[float, bool, bool]]:
-    """(top score, right, any visible match) per held-out view for one case, through RetrievalMemory."""
+def _memory_case(items, n_test, case: str, config, image_embedder, text_embedder
+                 ) -> list[tuple[float, bool, bool, float]]:
+    """(top score if decisive else -1, right, any visible match, the same for OTHER_QUESTION) per held-out
+    view for one case, through RetrievalMemory."""
     from ilearn.images import sha256_bytes
     from ilearn.memory.retrieval import RetrievalMemory, reusable
     from ilearn.memory.sqlite import SQLiteStore
@@ -142,9 +149,11 @@ def _memory_case(items, n_test, case: str, config, image_embedder, text_embedder
                 matches = memory.search(view, QUESTION, asker)
                 top = matches[0] if matches else None
                 # the top score if the margin test passes (the threshold is applied by the caller), else -1
-                decisive = reusable(matches, -1.0, config.reuse_margin)
+                decisive = reusable(matches, -1.0, config.reuse_margin, config.reuse_min_text_sim)
+                other = reusable(memory.search(view, OTHER_QUESTION, asker), -1.0, config.reuse_margin,
+                                 config.reuse_min_text_sim)
                 out.append((decisive.score if decisive else -1.0, bool(top and top.event.answer == it.name),
-                            top is not None))
+                            top is not None, other.score if other else -1.0))
         store.close()
     return out
 
@@ -181,7 +190,8 @@ def memory_bench(args) -> dict:
         ok = np.array([r[1] for r in rows])
         result["cases"][case] = {"sharing": sharing, "fix_rate": float(((t >= reuse) & ok).mean()),
                                  "false_reuse": float(((t >= reuse) & ~ok).mean()),
-                                 "any_reference": float(np.mean([r[2] for r in rows])), "n": len(rows)}
+                                 "any_reference": float(np.mean([r[2] for r in rows])),
+                                 "other_intent_reuse": float(np.mean([r[3] >= reuse for r in rows])), "n": len(rows)}
         print(case, json.dumps(result["cases"][case]), flush=True)
     return result
 
@@ -189,7 +199,8 @@ def memory_bench(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("section", choices=["descriptors", "memory"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="calibration scenario seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8, 16)),
+                        help="calibration scenario seeds (0-3 watched the instance CNN's training)")
     parser.add_argument("--test-seeds", type=int, nargs="+", default=[4, 5, 6, 7], help="held-out scenario seeds")
     parser.add_argument("--n-test", type=int, default=6, help="held-out views per bottle")
     parser.add_argument("--views", default="default", help="pharmacy view style: easy, default, hard")

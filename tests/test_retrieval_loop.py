@@ -49,6 +49,14 @@ def test_correction_is_reused_for_a_new_photo_of_the_same_object(assistant):
     assert stored.retrieved == [again.references[0].event_id]  # the turn records what it used
 
 
+def test_a_correction_is_not_given_as_the_answer_to_another_question(assistant):
+    teach(assistant, "ana", "ibuprofen", bottle())
+    other = assistant.respond("ana", "What is the dose of this?", image=bottle(shift=3, light=10))
+    assert other.kind == TurnKind.ANSWER
+    assert other.references and other.references[0].answer == "ibuprofen"  # in context as a reference
+    assert other.text.lower() != "ibuprofen"  # but not reused outright
+
+
 def test_private_correction_does_not_reach_another_user(assistant):
     teach(assistant, "ana", "ibuprofen", bottle())
     other = assistant.respond("bob", "What is this medicine called?", image=bottle(shift=3, light=10))

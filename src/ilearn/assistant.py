@@ -235,7 +235,7 @@ class Assistant:
         from ilearn.memory.retrieval import reusable
 
         rc = self.config.retrieval
-        top = reusable(matches, rc.reuse_threshold, rc.reuse_margin)
+        top = reusable(matches, rc.reuse_threshold, rc.reuse_margin, rc.reuse_min_text_sim)
         prompt_tokens = 0
         if top is not None:
             # A confident, decisive match decides the answer: reuse the corrected answer (Dual-Modality Retrieval).

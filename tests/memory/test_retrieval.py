@@ -181,8 +181,13 @@ def test_reusable_needs_threshold_and_margin_over_another_answer(mem_store):
     assert reusable([m("ibuprofen", 0.95), m("Naproxen", 0.94)], 0.9, 0.02) is None  # a look-alike too close
     assert reusable([m("ibuprofen", 0.95), m("The Ibuprofen", 0.949), m("naproxen", 0.92)], 0.9, 0.02) is not None
     assert reusable([m("ibuprofen", 0.95), m("naproxen", 0.94)], 0.9, 0.0) is not None  # margin off
+    other_question = Match(make_event(mem_store, PILLS, "ibuprofen", "alice"), 0.97, 1.0, 0.5)
+    assert reusable([other_question], 0.9, 0.0, min_text_sim=0.6) is None  # asked something else
+    assert reusable([other_question], 0.9, 0.0).event.answer == "ibuprofen"  # floor off by default
     with pytest.raises(InvalidInput):
         RetrievalConfig(reuse_margin=-0.1)
+    with pytest.raises(InvalidInput, match="cosine"):
+        RetrievalConfig(reuse_min_text_sim=1.5)
 
 
 def test_scope_filters_are_prepared_once_and_follow_every_change(mem_store, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -290,7 +291,7 @@ def test_instance_path_changes_nothing_until_trained_then_learns(tmp_path):
 
 
 def test_instance_features_match_the_retrieval_embedder():
-    from ilearn.models.instance import InstanceImageEmbedder, load_net
+    from ilearn.models.instance import InstanceImageEmbedder, load_net, prepare
 
     model, proc = _instance_model()
     model.vision.instance.net.load_state_dict(load_net().state_dict())
@@ -298,7 +299,8 @@ def test_instance_features_match_the_retrieval_embedder():
     pixels = proc.image_processor(images, return_tensors="pt")["pixel_values"]
     with torch.inference_mode():
         ours = model.vision.instance(pixels).numpy()
-    # the same network on the same (resized) pixels as retrieval computes it
-    theirs = InstanceImageEmbedder().embed_images([im.resize((96, 96), Image.Resampling.BICUBIC) for im in images])
+    # the same network and crop on the same (resized) pixels as retrieval computes it (one view of each image)
+    theirs = InstanceImageEmbedder().embed_prepared(
+        np.stack([prepare(im.resize((96, 96), Image.Resampling.BICUBIC)) for im in images]))
     assert (ours * theirs).sum(1).min() > 0.95
     assert ours[0] @ ours[1] > ours[0] @ ours[2]  # two views of one bottle are closer than another bottle

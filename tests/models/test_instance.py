@@ -82,3 +82,14 @@ def test_training_moves_the_weights_and_the_saved_file_loads(tmp_path):
         expected = torch.nn.functional.normalize(net(x) + net(x.flip(3)), dim=1).numpy()
     np.testing.assert_allclose(mine, expected, atol=2e-2)  # fp16 file
     assert not np.allclose(mine, shipped, atol=1e-2)
+
+
+def test_vectors_average_the_views_of_the_image(embedder):
+    from ilearn.models.instance import views
+
+    image = render_view(BY_ID["aspirin"], 7)
+    parts = views(image)
+    assert len(parts) == 4 and parts[0] is image and parts[3].size < image.size
+    one = embedder.embed_prepared(np.stack([prepare(v) for v in parts])).sum(0)
+    np.testing.assert_allclose(embedder.embed_images([image])[0], one / np.linalg.norm(one), atol=1e-5)
+    assert len(views(Image.new("RGB", (3, 3)))) == 4  # too small to cut: the image itself stands in

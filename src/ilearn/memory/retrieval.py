@@ -71,15 +71,18 @@ def format_references(matches: Sequence[Match]) -> str:
     return "\n".join(lines)
 
 
-def reusable(matches: Sequence[Match], reuse_threshold: float, reuse_margin: float = 0.0) -> Match | None:
+def reusable(matches: Sequence[Match], reuse_threshold: float, reuse_margin: float = 0.0,
+             min_text_sim: float = -1.0) -> Match | None:
     """The match whose answer may be given outright, or None (the one place the reuse decision is made).
 
     `matches` are best first (as `RetrievalMemory.search` returns them). The top match is reusable when its
-    fused score is >= `reuse_threshold` and beats the best match carrying a DIFFERENT normalised answer by
-    at least `reuse_margin` (a ratio test: two look-alikes that both match well make neither decisive).
-    Matches below the search threshold are not in the list; with no other answer among them, the top wins.
+    fused score is >= `reuse_threshold`, its question is similar enough to the one asked (text cosine >=
+    `min_text_sim`: the answer to another question is never given outright, however alike the images), and it
+    beats the best match carrying a DIFFERENT normalised answer by at least `reuse_margin` (a ratio test: two
+    look-alikes that both match well make neither decisive). Matches below the search threshold are not in
+    the list; with no other answer among them, the top wins.
     """
-    if not matches or matches[0].score < reuse_threshold:
+    if not matches or matches[0].score < reuse_threshold or matches[0].text_sim < min_text_sim:
         return None
     top = matches[0]
     key = answer_key(top.event.answer)

@@ -10,10 +10,16 @@ of one object and what differs between look-alikes:
   pixels (`ilearn.models.image_stats`), as a 64x64 RGB + mask array (`prepare`);
 - `InstanceNet`: four conv blocks (32-256 channels) and a linear head to 128-d, L2-normalised; ~1.2 M
   parameters, about 3 ms an image on one CPU thread;
-- at inference, the vectors of the crop and of its mirror image are averaged (objects look the same mirrored).
+- at inference, the vectors of the crop and of its mirror image are averaged (objects look the same mirrored),
+  over the `views` of the image (itself, turned 10 degrees either way, its borders cut by 6%): the crop
+  pipeline isolates and turns the object a little differently in each, and the average holds still across
+  photos. Measured on the pharmacy look-alikes (benchmarks/one_shot.py descriptors: one view taught per
+  bottle, 6 new views each): nearest neighbour right 97.2% on held-out seeds 4-7 with the four views vs 95.1%
+  on the image alone (calibration seeds 8-15: 97.6% vs 97.0%); about 4x the time (55 ms an image on one
+  loaded thread).
 
-The weights ship in ``ilearn/assets/instance_embedder.safetensors`` (fp16, ~2.4 MB); `ilearn.models.train_instance`
-reproduces them: families of procedurally drawn bottles one attribute apart, many views each, trained with a
+The weights ship in ``ilearn/assets/instance_embedder.safetensors`` (fp16, ~3.4 MB); `ilearn.models.train_instance`
+reproduces them: families of procedurally drawn bottles one attribute apart, 16 views each, trained with a
 normalised-softmax (proxy) loss. The twelve bottles of the ``pharmacy`` scenario are never among them. The
 training objects are drawn ones: on photos of real objects measure before you rely on it (``ilearn experiment
 objects``), and choose the embedder with ``retrieval.image_embedder``.
@@ -58,6 +64,23 @@ def prepare(image: Image.Image) -> np.ndarray:
     return np.concatenate([rgb, alpha[..., None]], axis=2)
 
 
+TURN = 10.0
+"""Degrees by which `views` turns the image either way."""
+BORDER = 0.06
+"""Share of each side that `views` cuts off."""
+
+
+def views(image: Image.Image) -> list[Image.Image]:
+    """The views of one image whose vectors `InstanceImageEmbedder` averages: the image, the image turned
+    `TURN` degrees either way (corners filled with its top-left colour) and the image with `BORDER` of each
+    side cut off."""
+    fill = image.getpixel((0, 0))
+    w, h = image.size
+    dx, dy = int(w * BORDER), int(h * BORDER)
+    return [image, image.rotate(-TURN, expand=True, fillcolor=fill), image.rotate(TURN, expand=True, fillcolor=fill),
+            image.crop((dx, dy, w - dx, h - dy)) if w - 2 * dx > 0 and h - 2 * dy > 0 else image]
+
+
 def to_tensor(batch: np.ndarray) -> torch.Tensor:
     """(n, INPUT, INPUT, 4) uint8 -> (n, 4, INPUT, INPUT) float32 tensor, colours centred on 0."""
     x = torch.from_numpy(np.ascontiguousarray(batch)).float().div_(255.0).permute(0, 3, 1, 2).contiguous()
@@ -100,7 +123,8 @@ def mirror_embed(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class InstanceImageEmbedder:
-    """Retrieval image vectors from `InstanceNet` (module docstring): 128-d, L2-normalised, mirror-averaged."""
+    """Retrieval image vectors from `InstanceNet` (module docstring): 128-d, L2-normalised, averaged over the
+    image's `views` and their mirror images."""
 
     dim = 128
 
@@ -115,7 +139,7 @@ class InstanceImageEmbedder:
         if not self.weights.is_file():
             raise InvalidInput(f"instance embedder weights not found: {self.weights} "
                                "(python -m ilearn.models.train_instance writes them)")
-        self.name = "instance-cnn-v1" if weights is None else f"instance-cnn-v1:{self.weights.name}"
+        self.name = "instance-cnn-v2" if weights is None else f"instance-cnn-v2:{self.weights.name}"
         self._net: Any = None
         self._lock = threading.Lock()
 
@@ -141,7 +165,11 @@ class InstanceImageEmbedder:
         return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """(n, 128) float32, rows L2-normalised."""
+        """(n, 128) float32, rows L2-normalised: the mean over each image's `views`."""
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.embed_prepared(np.stack([prepare(im) for im in images]))
+        crops = [[prepare(v) for v in views(im)] for im in images]
+        per_image = len(crops[0])
+        vecs = self.embed_prepared(np.stack([c for cs in crops for c in cs]))
+        vecs = vecs.reshape(len(images), per_image, self.dim).sum(axis=1)
+        return (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
