@@ -3,11 +3,12 @@
     ilearn experiment pharmacy --report reports/pharmacy         # once: the teaching events (R1-R2)
     python benchmarks/r3.py reports/pharmacy                     # the experiment's R3 settings
     python benchmarks/r3.py reports/pharmacy --set learning_rate_instance=6e-3 --set max_steps=200
+    python benchmarks/r3.py reports/pharmacy --set 'trainable=["vision","projector","language"]'  # the ablation
 
 Trains `ilearn.learning.recipes.train` (the code `ilearn learn` and the experiment use) on the sft rows of the
 run's teaching store (`REPORT/work/teach`), repeated and mixed with replayed general examples as
-`update.training_set` does, with the settings of `runner_fact.r3_settings` unless `--set`
-changes them, then asks the precise question of every taught (bottle, fact) pair on the scenario's held-out
+`update.training_set` does, with the settings of `runner_fact.r3_settings` and R3's trainable parts (vision
+encoder frozen) unless `--set` changes them, then asks the precise question of every taught (bottle, fact) pair on the scenario's held-out
 test views (greedy, `contains_answer`), re-asks the training rows on their own images, and measures the
 general set (easy-vqa) with the trained model and with its instance path zeroed (what the instance offset
 costs the general skills). Much faster to iterate on than the whole experiment; one thread.
@@ -48,7 +49,7 @@ def main() -> None:
     from ilearn.evaluation.easyvqa import evaluate_easyvqa
     from ilearn.evaluation.metrics import contains_answer
     from ilearn.evaluation.runner_common import Deployment
-    from ilearn.evaluation.runner_fact import DEFAULT, r3_settings
+    from ilearn.evaluation.runner_fact import DEFAULT, TRAINABLE, r3_settings
     from ilearn.evaluation.scenarios.base import precise_question
     from ilearn.evaluation.scenarios.pharmacy import pharmacy_scenario
     from ilearn.learning import recipes
@@ -66,7 +67,7 @@ def main() -> None:
     dep = Deployment.open(args.report / "work" / "teach", Config().override(model={"backend": report["model"]}), vlm)
     rows = dep.rows("sft")
     dep.close()
-    settings = r3_settings(Config().learn, recipe="sft", trainable=("vision", "projector", "language"),
+    settings = r3_settings(Config().learn, recipe="sft", trainable=TRAINABLE["novision"],
                            steps=DEFAULT.train_steps, batch_size=DEFAULT.batch_size, seed=report["seed"])
     settings = replace(settings, **dict((k, _value(v)) for k, v in (s.split("=", 1) for s in args.set)))
 

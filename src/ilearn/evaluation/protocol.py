@@ -5,8 +5,8 @@
 Scenarios and protocols:
 
 - ``pharmacy`` and ``objects`` (``objects_dir=DIR``): iLearnRobot's rounds R1 (base + Chain of Question, no
-  retrieval), R2 (retrieval over the taught events), R3 (fine-tuned on rounds 1-2, vision encoder trained),
-  R3+retrieval, and the ablation ``R3 (no vision)`` (see `ilearn.evaluation.runner_fact`);
+  retrieval), R2 (retrieval over the taught events), R3 (fine-tuned on rounds 1-2, vision encoder frozen),
+  R3+retrieval, and the ablation ``R3 (vision trained)`` (see `ilearn.evaluation.runner_fact`);
 - ``reference-game``: ReSpect's round0..roundN per method (``sft``, ``reinforce``, ``kto``; see
   `ilearn.evaluation.runner_game`).
 
