@@ -55,7 +55,7 @@ def test_small_sees_the_image(small):
 
 def test_small_carries_the_shipped_instance_branch_silent_until_trained(small):
     from ilearn.evaluation.scenarios.pharmacy import BOTTLES, render_view
-    from ilearn.models.instance import InstanceImageEmbedder
+    from ilearn.models.instance import InstanceImageEmbedder, prepare
 
     model = small.model
     assert not model.projector.instance[-1].weight.any() and not model.projector.instance[-1].bias.any()
@@ -63,5 +63,18 @@ def test_small_carries_the_shipped_instance_branch_silent_until_trained(small):
     pixels = small.processor.image_processor([image], return_tensors="pt")["pixel_values"]
     with torch.inference_mode():
         ours = model.vision.instance(pixels)[0].numpy()
-    theirs = InstanceImageEmbedder().embed_images([image.resize((224, 224), Image.Resampling.BICUBIC)])[0]
+    theirs = InstanceImageEmbedder().embed_prepared(prepare(image.resize((224, 224), Image.Resampling.BICUBIC))[None])[0]
     assert float(ours @ theirs) > 0.95  # the retrieval network, on the model's own pixels
+
+
+def test_small_is_built_the_same_in_every_process_without_touching_the_callers_random_state(small):
+    from ilearn.models.small import build_small
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    again, _ = build_small(ModelConfig(backend="small"))
+    assert torch.equal(torch.rand(3), expected)  # the caller's random state is untouched
+    ours, theirs = small.model.state_dict(), again.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)  # the parts drawn at random included

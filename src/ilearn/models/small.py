@@ -117,7 +117,16 @@ def build_small(config: ModelConfig, *, projector: Path | None = PROJECTOR_FILE,
     """Assemble the `small` model and processor (float32, CPU); `projector=None` keeps a random projector.
 
     `instance=False` leaves out the instance branch and path (the projector alignment is trained without them).
+    What is not loaded (the instance path's hidden layer, the image token's embedding row) is drawn from
+    `config.seed`, so every process builds the same model and a fine-tuning is reproducible; the caller's
+    random state is left as it was.
     """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return _build_small(config, projector, instance)
+
+
+def _build_small(config: ModelConfig, projector: Path | None, instance: bool) -> tuple[ComposedVLM, ComposedProcessor]:
     from safetensors.torch import load_file
     from transformers import AutoTokenizer, LlamaForCausalLM
 
