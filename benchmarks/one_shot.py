@@ -106,10 +106,21 @@ def descriptors(args) -> dict:
         held = _score({s: by_seed[s] for s in args.test_seeds})
         t = _pick(cal[0], cal[1], args.max_false)
         rows[name] = {"image_threshold": t, "calibration": _rates(*cal, t), "held_out": _rates(*held, t)}
+        if args.reuse_threshold is not None:  # the image cosine a fused score of reuse_threshold needs (same question)
+            from ilearn.config import RetrievalConfig
+
+            rc = RetrievalConfig()
+            fixed = (args.reuse_threshold - rc.text_weight) / rc.image_weight
+            rows[name]["at_reuse_threshold"] = {"image_threshold": fixed, "held_out": _rates(*held, fixed)}
         print(f"{name:30s} thr {t:.3f}  cal 1-NN {rows[name]['calibration']['nn1']:.3f} fix "
               f"{rows[name]['calibration']['fix_rate']:.3f} | held-out 1-NN {rows[name]['held_out']['nn1']:.3f} fix "
               f"{rows[name]['held_out']['fix_rate']:.3f} false {rows[name]['held_out']['false_reuse']:.3f} open "
               f"{rows[name]['held_out']['open_set_false_reuse']:.3f}", flush=True)
+        if "at_reuse_threshold" in rows[name]:
+            at = rows[name]["at_reuse_threshold"]
+            print(f"{'':30s} at image cosine {at['image_threshold']:.3f} (reuse {args.reuse_threshold}): held-out fix "
+                  f"{at['held_out']['fix_rate']:.3f} false {at['held_out']['false_reuse']:.3f} open "
+                  f"{at['held_out']['open_set_false_reuse']:.3f}", flush=True)
     return {"rows": rows, "timing_ms": {k: float(np.median(v)) for k, v in timing.items()}}
 
 
@@ -207,7 +218,8 @@ def main() -> None:
     parser.add_argument("--max-false", type=float, default=0.02)
     parser.add_argument("--embedder", choices=["instance", "foreground", "efficientnet"], default="instance",
                         help="memory: image embedder (RetrievalConfig.image_embedder)")
-    parser.add_argument("--reuse-threshold", type=float, default=None, help="memory: fixed instead of calibrated")
+    parser.add_argument("--reuse-threshold", type=float, default=None,
+                        help="memory: fixed instead of calibrated; descriptors: also rates at its image cosine")
     parser.add_argument("--reuse-margin", type=float, default=None, help="memory: instead of RetrievalConfig's")
     parser.add_argument("--instance-weights", type=Path, default=None,
                         help="memory: instance CNN weights instead of the shipped ones (results get a _w suffix)")
