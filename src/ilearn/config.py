@@ -117,7 +117,9 @@ class RetrievalConfig:
     held-out seeds 4-7 (n=288 per case) it fixes 94.4% at 1.7% false reuse (same user, and trusted teacher),
     95.5% at 1.7% for another user taught by two users, 0% for another user taught by one (not corroborated);
     another question about the same bottle never gets the taught name (`reuse_min_text_sim`). At the lowest
-    threshold with <= 2% on the calibration seeds (0.815): 96.9% fixed but 2.8% false held-out. The
+    threshold with <= 2% on the calibration seeds (0.815): 96.9% fixed but 2.8% false held-out. Open set: when
+    the asked bottle was never taught, a look-alike's name is reused for 9.7% of its new views
+    (benchmarks/one_shot.py descriptors --reuse-threshold 0.87). The
     image-alone 8-view CNN of the first release: 83.7% at 1.7% (reuse 0.92)."""
     reuse_margin: float = 0.0
     """Margin by which the top match's fused score must beat the best visible match with a DIFFERENT
