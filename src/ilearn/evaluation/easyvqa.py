@@ -1,6 +1,7 @@
 """easy-vqa: loading and generation-based evaluation (the gate's "general set").
 
     python -m ilearn.evaluation.easyvqa [--limit N] [--blind] [--seed 0] [--backend small]
+    python -m ilearn.evaluation.easyvqa --limit 100 --home HOME --version mdl_...   # a trained version
 
 The model answers easy-vqa TEST questions (1,000 images, 9,673 questions, 13 answers) greedily; the reply is
 normalised (lower-case first word without punctuation; if that is not one of the 13 answers, the first answer
@@ -17,6 +18,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image
 from tqdm import tqdm
@@ -130,12 +132,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", default="small", help="model backend (small, tiny, ...)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--batch-size", type=int, default=16, help="questions answered per batch")
+    parser.add_argument("--home", default=None, help="an assistant home whose model VERSION to evaluate")
+    parser.add_argument("--version", default=None, help="a model version id of --home (e.g. mdl_...)")
     args = parser.parse_args(argv)
+    if (args.home is None) != (args.version is None):
+        parser.error("--home and --version go together")
+    if args.home is not None:
+        from ilearn.memory.sqlite import DB_NAME
+
+        if not (Path(args.home) / DB_NAME).is_file():
+            parser.error(f"--home {args.home} is not an assistant home (no {DB_NAME})")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from ilearn.config import ModelConfig
     from ilearn.models import load_model
 
     vlm = load_model(ModelConfig(backend=args.backend, threads=args.threads))
+    if args.version is not None:
+        from ilearn.learning.registry import ModelRegistry
+        from ilearn.memory.sqlite import open_store
+
+        store = open_store(args.home)
+        ModelRegistry(store, args.home).apply(vlm, args.version)
+        store.close()
     modes = [False, True] if args.both else [args.blind]
     for blind in modes:
         result = evaluate_easyvqa(vlm, limit=args.limit, blind=blind, seed=args.seed, batch_size=args.batch_size)
