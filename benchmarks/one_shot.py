@@ -101,16 +101,18 @@ def descriptors(args) -> dict:
                                                    axis=1))
             per[name][seed] = (mix(bt), mix(bq), labels)
     rows = {}
+    fixed = None  # the image cosine a fused score of --reuse-threshold needs (same question)
+    if args.reuse_threshold is not None:
+        from ilearn.config import RetrievalConfig
+
+        rc = RetrievalConfig()
+        fixed = (args.reuse_threshold - rc.text_weight) / rc.image_weight
     for name, by_seed in per.items():
         cal = _score({s: by_seed[s] for s in args.seeds})
         held = _score({s: by_seed[s] for s in args.test_seeds})
         t = _pick(cal[0], cal[1], args.max_false)
         rows[name] = {"image_threshold": t, "calibration": _rates(*cal, t), "held_out": _rates(*held, t)}
-        if args.reuse_threshold is not None:  # the image cosine a fused score of reuse_threshold needs (same question)
-            from ilearn.config import RetrievalConfig
-
-            rc = RetrievalConfig()
-            fixed = (args.reuse_threshold - rc.text_weight) / rc.image_weight
+        if fixed is not None:
             rows[name]["at_reuse_threshold"] = {"image_threshold": fixed, "held_out": _rates(*held, fixed)}
         print(f"{name:30s} thr {t:.3f}  cal 1-NN {rows[name]['calibration']['nn1']:.3f} fix "
               f"{rows[name]['calibration']['fix_rate']:.3f} | held-out 1-NN {rows[name]['held_out']['nn1']:.3f} fix "

@@ -168,8 +168,8 @@ class InstanceImageEmbedder:
         """(n, 128) float32, rows L2-normalised: the mean over each image's `views`."""
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        from ilearn.models.embedders import l2_normalise
+
         crops = [[prepare(v) for v in views(im)] for im in images]
-        per_image = len(crops[0])
         vecs = self.embed_prepared(np.stack([c for cs in crops for c in cs]))
-        vecs = vecs.reshape(len(images), per_image, self.dim).sum(axis=1)
-        return (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+        return l2_normalise(vecs.reshape(len(images), len(crops[0]), self.dim).sum(axis=1))
