@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image
 
 from ilearn.config import Config
-from ilearn.dialogue import prompts
+from ilearn.dialogue import choice, prompts
 from ilearn.dialogue.clarify import Clarifier, make_clarifier
 from ilearn.errors import InvalidInput, NotFound, SessionClosed
 from ilearn.images import decode_image, load_image, to_rgb
@@ -192,7 +192,12 @@ class Assistant:
         )
 
     def _new_request(self, session: Session, text: str, image, timings: dict, avoid: list[str]) -> _Outcome:
-        """A new question: ask which meaning the user wants when it is ambiguous (Chain of Question), else answer."""
+        """A new question: point at the panel a request describes when the image is a board of panels
+        (`ilearn.dialogue.choice`); else ask which meaning the user wants when it is ambiguous (Chain of
+        Question), else answer."""
+        if image is not None and (expression := choice.referring_expression(text)) is not None \
+                and (panels := choice.split_panels(image)) is not None:
+            return self._point(session, expression, panels, timings, avoid)
         tc = time.perf_counter()
         decision = self.clarifier.assess(text, image is not None)
         timings["clarify"] = _ms(tc)
@@ -213,6 +218,23 @@ class Assistant:
             return self._clarification(session, decision.question or prompts.CLARIFY_AGAIN)
         return self._answer(session, precise or self.clarifier.fallback(original, text), image, timings,
                             _rejected_answers(turns))
+
+    def _point(self, session: Session, expression: str, panels: list[Image.Image], timings: dict,
+               avoid: list[str]) -> _Outcome:
+        """Pick the panel `expression` describes, never one the user turned down or already accepted in this
+        dialogue. The answer turn carries the chosen panel as its image and the expression as its precise
+        question: what construct.py distils the pick from."""
+        ta = time.perf_counter()
+        taken = choice.slots_in(avoid) | choice.slots_in(_accepted_answers(session.turns))
+        pick = choice.choose(self.vlm, panels, expression, taken)
+        timings["answer"] = _ms(ta)
+        if pick is None:
+            return _Outcome(Turn(Role.ASSISTANT, prompts.NOT_SURE, TurnKind.ANSWER, session_id=session.id,
+                                 model_version=self.vlm.version, precise_question=expression))
+        ref, _, data = self._check_image(pick.panel)
+        self.store.put_image(data, ref)
+        return _Outcome(Turn(Role.ASSISTANT, choice.pick_text(pick.slot), TurnKind.ANSWER, session_id=session.id,
+                             model_version=self.vlm.version, precise_question=expression, image=ref))
 
     def _clarification(self, session: Session, question: str) -> _Outcome:
         return _Outcome(Turn(Role.ASSISTANT, question, TurnKind.CLARIFICATION, session_id=session.id,
@@ -465,6 +487,16 @@ def _rejected_answers(turns: list[Turn]) -> list[str]:
     return rejected
 
 
+def _accepted_answers(turns: list[Turn]) -> list[str]:
+    """The answers the user approved (positive feedback right after them) in this dialogue."""
+    accepted: list[str] = []
+    for prev, t in zip(turns, turns[1:], strict=False):
+        if prev.role == Role.ASSISTANT and prev.kind == TurnKind.ANSWER and t.role == Role.USER \
+                and t.feedback is not None and t.feedback.label == Label.POSITIVE:
+            accepted.append(prev.text)
+    return accepted
+
+
 def _clarifications_since(turns: list[Turn], request: Turn | None) -> int:
     start = turns.index(request) if request is not None and request in turns else 0
     return sum(1 for t in turns[start:] if t.kind == TurnKind.CLARIFICATION)
@@ -479,7 +511,7 @@ def _open_request(turns: list[Turn]) -> Turn | None:
 
 
 def _session_image_ref(turns: list[Turn]) -> ImageRef | None:
-    return next((t.image for t in reversed(turns) if t.image is not None), None)
+    return next((t.image for t in reversed(turns) if t.image is not None and t.role == Role.USER), None)
 
 
 def _ms(start: float) -> float:

@@ -25,6 +25,12 @@ only rejected, never answered    NEGATIVE   "" (empty)        QUARANTINED: never
 neutral / no reaction            (no event)
 ===============================  =========  ================  ==========================================
 
+A pick on a board of panels (`ilearn.dialogue.choice`: the answer turn carries the chosen panel as its image
+and the user's description as its precise question) is an event of its own about that panel: question
+``choice.PANEL_QUESTION``, the description as the answer when the reaction right after the pick is
+positive, as a rejected answer when it is negative (a description in that reaction names another panel, so
+it is never taken as a correction). Later turns do not judge it.
+
 ``provenance`` maps each field to the id of the turn it came from (``question``, ``question.asked``,
 ``image``, ``answer``, ``label``, ``rejected.<i>``). Event ids are derived from the session and request
 turn ids, so distilling the same session twice yields the same ids (and the store refuses duplicates).
@@ -40,6 +46,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from ilearn.dialogue.choice import PANEL_QUESTION
 from ilearn.dialogue.feedback import FeedbackDecoder, answers_match
 from ilearn.errors import NotFound
 from ilearn.memory.store import EventStore
@@ -65,6 +72,8 @@ class _Request:
     confidence: float = 1.0
     corrected: bool = False
     model_version: str | None = None
+    pointed: str | None = None  # a pick: the description it was asked for, its answer when accepted
+    judged: bool = False  # a pick has had its one reaction
     rejected: list[tuple[str, Turn]] = field(default_factory=list)  # (wrong answer, its turn)
     supersede_from: list[tuple[str, list[str]]] = field(default_factory=list)  # (wrong answer, retrieved ids)
 
@@ -94,7 +103,7 @@ def _distil(session: Session, decoder: FeedbackDecoder | None,
     image: ImageRef | None = None
     image_src: str | None = None
     for i, turn in enumerate(turns):
-        if turn.image is not None:
+        if turn.image is not None and turn.role == Role.USER:
             image, image_src = turn.image, turn.id
         if turn.role == Role.USER:
             feedback = turn.feedback
@@ -103,13 +112,22 @@ def _distil(session: Session, decoder: FeedbackDecoder | None,
                 if feedback is not None:
                     turn.feedback = feedback
                     decoded[turn.id] = feedback
-            if current is not None and current.last_answer is not None and feedback is not None:
+            if current is not None and current.last_answer is not None and feedback is not None \
+                    and not current.judged:
                 _apply(current, feedback, turn)
+            if current is not None and current.pointed:
+                current.judged = True  # only the reaction right after a pick judges it
             retry = feedback is not None and feedback.label == Label.NEGATIVE
             if turn.kind == TurnKind.QUESTION and not (retry and current is not None and turn.image is None):
                 current = _Request(asked=turn, image=image, image_src=image_src, question=turn.text,
                                    question_src=turn.id)
                 requests.append(current)
+        elif turn.kind == TurnKind.ANSWER and turn.image is not None and turn.precise_question:
+            # a pick on a board (dialogue/choice.py): an event about the chosen panel, judged by the reaction
+            # right after it; its answer is the user's description
+            current = _Request(asked=turn, image=turn.image, image_src=turn.id, question=PANEL_QUESTION,
+                               question_src=turn.id, last_answer=turn, pointed=turn.precise_question)
+            requests.append(current)
         elif turn.kind == TurnKind.ANSWER:
             if current is None:  # an answer with no recorded question: its precise question opens the request
                 current = _Request(asked=turn, image=image, image_src=image_src,
@@ -126,15 +144,18 @@ def _apply(req: _Request, feedback: Feedback, reaction: Turn) -> None:
     """Apply the user's decoded reaction to the request's most recent answer."""
     answer = req.last_answer
     assert answer is not None
+    text = req.pointed or answer.text
+    if req.pointed:
+        feedback = Feedback(feedback.label, feedback.confidence)  # "no, I mean X" describes another panel
     if feedback.label == Label.POSITIVE:
         if req.corrected or any(t.id == answer.id for _, t in req.rejected):
             return  # a "thanks" after a correction confirms the correction, not the wrong answer
-        req.answer, req.answer_src = answer.text, answer.id
+        req.answer, req.answer_src = text, answer.id
         req.label, req.label_src, req.confidence = Label.POSITIVE, reaction.id, feedback.confidence
         req.model_version = answer.model_version
     elif feedback.label == Label.NEGATIVE:
         if not any(t.id == answer.id for _, t in req.rejected):
-            req.rejected.append((answer.text, answer))
+            req.rejected.append((text, answer))
             if answer.retrieved:
                 req.supersede_from.append((answer.text, list(answer.retrieved)))
         if req.answer_src == answer.id:  # it had been confirmed, now it is rejected
