@@ -13,6 +13,7 @@ from ilearn.evaluation.protocol import run_experiment
 from ilearn.evaluation.report import ROUND_KEYS, TOP_KEYS
 from ilearn.evaluation.runner_fact import FactSizes
 from ilearn.evaluation.runner_game import GameSizes
+from ilearn.evaluation.scenarios.reference_game import CELL
 
 # the lexical decoder: the tiny model's own judgement is random, and the loop must produce events to train on
 LEXICAL = Config().override(feedback={"method": "lexical"})
@@ -101,6 +102,18 @@ def test_reference_game_rounds_per_method(tmp_path):
         assert r["n_interactions"] == GAME.test_games and r["task_completion"] is not None
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| round | sft | reinforce | kto |" in md
+    # every deployment event is a pick: a figure of the board (not the board) with the user's description
+    from ilearn.dialogue.choice import PANEL_QUESTION
+    from ilearn.memory.sqlite import open_store
+
+    store = open_store(tmp_path / "rep" / "work" / "game-base")
+    try:
+        events = store.list_events()
+        assert events and all(e.question == PANEL_QUESTION and (e.answer or e.rejected) for e in events)
+        sizes = {(e.image.width, e.image.height) for e in events}
+        assert sizes == {(CELL, CELL)}
+    finally:
+        store.close()
 
 
 def _photos(root, n_objects=3, n_photos=3):

@@ -9,7 +9,11 @@ held-out games -> deploy on the next teach games (not after the last round). Eac
 deployment home, so their data never mix. ``round0`` is reported once per method (same numbers), so that every
 method's curve starts from the same baseline.
 
-Retrieval and Chain of Question are off (ReSpect learns only by training). The assistant answers statements
+The assistant answers a request on the board by pointing (`ilearn.dialogue.choice`): the model scores the
+user's description as its own description of every figure and names the best one not yet turned down; each
+pick becomes an event about the picked figure, with the description accepted or rejected as the decoded
+reaction says, so the recipes learn to describe figures as the users do. Retrieval and Chain of Question are
+off (ReSpect learns only by training). The assistant answers statements
 such as "Yes! Now the grey fan." with an acknowledgement (it reads them as reactions); the runner then asks for
 the pick with "Which number is <the user's current description>? Answer with the number.", built from the
 user's own description.
@@ -22,6 +26,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ilearn.config import LearnConfig
 from ilearn.evaluation.metrics import TaskRecord
 from ilearn.evaluation.runner_common import Conversation, Deployment, RunContext, round_metrics
 from ilearn.evaluation.scenarios.base import derive_seed
@@ -53,7 +58,15 @@ class GameSizes:
 
 
 QUICK = GameSizes(teach_games=4, test_games=3, rounds=1, general=8, train_steps=8, batch_size=4)
-DEFAULT = GameSizes(teach_games=10, test_games=8, rounds=3, general=30, train_steps=30, batch_size=8)
+DEFAULT = GameSizes(teach_games=10, test_games=8, rounds=3, general=30, train_steps=120, batch_size=8)
+
+
+def game_settings(learn: LearnConfig, *, recipe: str, steps: int, batch_size: int, seed: int) -> LearnConfig:
+    """The training of every round: the picks' events repeated 4 times (against 64 replayed general examples
+    for sft), LoRA and the projector at 1e-3, the vision encoder frozen. Measured on ideal pick events of 30
+    games (78 panels, 120 steps of 8): the held-out picks go from 12% (chance) to 55% right at the first try."""
+    return replace(learn, recipe=recipe, max_steps=steps, batch_size=batch_size, seed=seed, event_repeats=4,
+                   learning_rate=1e-3)
 
 
 def play_game(assistant: Any, user_id: str, user: ReferenceGameUser, game: Game, stages: dict | None = None
@@ -142,8 +155,8 @@ def run_game(ctx: RunContext, scenario: ReferenceGameScenario) -> list[dict[str,
                 if done is not None:
                     rounds.append(done)
                     continue
-                learn = replace(ctx.config.learn, recipe=method, max_steps=sizes.train_steps,
-                                batch_size=sizes.batch_size, seed=ctx.seed)
+                learn = game_settings(ctx.config.learn, recipe=method, steps=sizes.train_steps,
+                                      batch_size=sizes.batch_size, seed=ctx.seed)
                 rows = base.rows(method) + dep.rows(method)
                 version = dep.train_version(key, learn, rows)
                 dep.serve(version)

@@ -35,6 +35,7 @@ from ilearn.evaluation.scenarios.reference_game import (
     describe,
     distinguishing,
     parse_slot,
+    precise_keys,
 )
 from ilearn.types import Label
 
@@ -259,17 +260,9 @@ class ReferenceGameUser(_Base):
         return left[0] if left else None
 
     def _start_keys(self) -> list[str]:
-        target = self.game.figure(self.current).attributes  # type: ignore[arg-type]
         if self.rng.random() < self.persona.ambiguity:  # vague: one or two attributes, maybe not enough
             return list(DESCRIBE_ORDER[: self.rng.choice((1, 2))])
-        keys: list[str] = []
-        others = [f.attributes for f in self.game.figures if f.slot != self.current]
-        for key in DESCRIBE_ORDER:  # add attributes until the description fits the target alone
-            if not others:
-                break
-            keys.append(key)
-            others = [o for o in others if o[key] == target[key]]
-        return keys or [DESCRIBE_ORDER[0]]
+        return precise_keys(self.game, self.current)  # type: ignore[arg-type]
 
     def _describe(self) -> str:
         return describe(self.game.figure(self.current).attributes, self.keys)  # type: ignore[arg-type]

@@ -125,6 +125,20 @@ def matches(attributes: dict[str, str], keys: tuple[str, ...] | list[str], targe
     return all(attributes[k] == target[k] for k in keys)
 
 
+def precise_keys(game: Game, slot: int) -> list[str]:
+    """The attributes a precise user names for the figure in `slot`: in DESCRIBE_ORDER, until no other figure
+    of the board fits the description."""
+    target = game.figure(slot).attributes
+    others = [f.attributes for f in game.figures if f.slot != slot]
+    keys: list[str] = []
+    for key in DESCRIBE_ORDER:
+        if not others:
+            break
+        keys.append(key)
+        others = [o for o in others if o[key] == target[key]]
+    return keys or [DESCRIBE_ORDER[0]]
+
+
 _SLOT_WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve".split())}
 
