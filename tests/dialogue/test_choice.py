@@ -63,6 +63,7 @@ def test_a_photo_or_a_plain_image_is_not_a_board(image):
     ("Select stairs.", "stairs"),
     ("What colour is the fan?", None),
     ("Is this the grey fan?", None),
+    ("Hmm, what is this one then?", None),
 ])
 def test_the_description_in_a_request(text, expected):
     assert referring_expression(text) == expected

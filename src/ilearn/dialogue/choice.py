@@ -33,8 +33,8 @@ PANEL_QUESTION = "Describe this figure."
 
 _GUTTER_TOLERANCE = 6  # per channel, out of 255
 _MIN_PANEL = 12  # pixels: thinner runs between gutters are rules or noise, not panels
-_NOT_POINTING = re.compile(r"^\s*(what|how|why|who|when|where|is|are|does|do|did|can you (tell|describe|count))\b",
-                           re.IGNORECASE)
+_NOT_POINTING = re.compile(r"\b(what|what's|how|why|who|whose|when|where)\b"
+                           r"|^\s*(is|are|does|do|did|can you (tell|describe|count))\b", re.IGNORECASE)
 _DESCRIPTION = re.compile(r"\b(?:the|a|an)\s+[^.?!]+", re.IGNORECASE)
 _TRAILING = re.compile(r"(?:[\s,]+(?:please|for me|thanks|thank you))+\s*$", re.IGNORECASE)
 _LEADING = re.compile(r"^\s*(?:(?:please|now|ok|okay|yes|no|right|and|then|next|i mean|could you|can you|would you|"

@@ -58,7 +58,7 @@ class GameSizes:
 
 
 QUICK = GameSizes(teach_games=4, test_games=3, rounds=1, general=8, train_steps=8, batch_size=4)
-DEFAULT = GameSizes(teach_games=10, test_games=8, rounds=3, general=30, train_steps=120, batch_size=8)
+DEFAULT = GameSizes(teach_games=10, test_games=12, rounds=3, general=30, train_steps=120, batch_size=8)
 
 
 def game_settings(learn: LearnConfig, *, recipe: str, steps: int, batch_size: int, seed: int) -> LearnConfig:
