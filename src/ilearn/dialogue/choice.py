@@ -84,7 +84,7 @@ def referring_expression(text: str) -> str | None:
     >>> referring_expression("What colour is the fan?") is None
     True
     """
-    if _NOT_POINTING.match(text):
+    if _NOT_POINTING.search(text):
         return None
     found = _DESCRIPTION.search(text)
     phrase = found.group(0) if found else _LEADING.sub("", text).split("?")[0]
