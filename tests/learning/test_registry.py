@@ -74,6 +74,10 @@ def test_apply_active_swaps_weights_and_rollback_restores_answers(registry, tiny
     result = train(tiny_vlm, rows_for("sft", 8), settings, path)
     registry.register(path=path, recipe="sft", settings=result.to_dict(), version_id=version_id)
     assert registry.apply_active(tiny_vlm) is False  # nothing promoted yet: the base serves
+    from ilearn.learning.parts import WEIGHTS_FILE
+    from ilearn.learning.registry import served_file
+
+    assert served_file(tiny_vlm, path) == (path if lora else path / WEIGHTS_FILE)  # served as it is
 
     registry.promote(version_id)
     assert registry.apply_active(tiny_vlm) is True and tiny_vlm.version == version_id

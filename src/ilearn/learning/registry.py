@@ -147,9 +147,7 @@ class ModelRegistry:
         else:
             version = self.get(version_id)
             path = Path(version.path or "")
-            if (path / "adapter_config.json").is_file() and (path / WEIGHTS_FILE).is_file():
-                path = served_file(vlm, path)
-            vlm.set_weights(path, version=version.id)
+            vlm.set_weights(served_file(vlm, path), version=version.id)
         logger.info("model now serves %s", version_id)
         return True
 
@@ -163,7 +161,8 @@ class ModelRegistry:
 
 
 def served_file(vlm: Any, path: Path) -> Path:
-    """For a version with both a LoRA adapter and fully trained parts: one file of the tensors it changes.
+    """What `vlm.set_weights` serves a version from: for a version with both a LoRA adapter and fully trained
+    parts, one file of the tensors it changes; else the version's adapter folder or weights file.
 
     The wrappers serve either an adapter or a weights file; this merges the adapter into a copy of the base
     weights once, keeps only the changed tensors (the adapted projections and the trained parts) and caches
@@ -176,6 +175,10 @@ def served_file(vlm: Any, path: Path) -> Path:
 
     from ilearn.learning.parts import apply_trained
 
+    path = Path(path)
+    has_adapter, has_weights = (path / "adapter_config.json").is_file(), (path / WEIGHTS_FILE).is_file()
+    if not (has_adapter and has_weights):  # one of them alone is served as it is
+        return path / WEIGHTS_FILE if has_weights else path
     dtype = str(next(vlm.model.parameters()).dtype).removeprefix("torch.")
     file = path / f"served-{dtype}.safetensors"
     if file.is_file():
