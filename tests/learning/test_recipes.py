@@ -11,7 +11,7 @@ from learning_data import QUESTION, rows_for
 from ilearn.config import LearnConfig, ModelConfig
 from ilearn.errors import InvalidInput
 from ilearn.learning.parts import ATTENTION_PROJECTIONS, locate_parts, part_of
-from ilearn.learning.recipes import reward_of, train
+from ilearn.learning.recipes import kto_weights, reward_of, train
 
 STEPS = dict(max_steps=2, batch_size=2, learning_rate=1e-2)
 
@@ -149,3 +149,17 @@ def test_recipes_take_the_rows_of_the_learning_datasets(tiny_vlm, tmp_path, kind
     recipe = {"rewards": "reinforce"}.get(kind, kind)
     result = train(tiny_vlm, rows, LearnConfig(recipe=recipe, **STEPS), tmp_path)
     assert result.examples == len(rows) and result.steps == 2
+
+
+@pytest.mark.parametrize("labels, expected", [
+    ([True] + [False] * 4, (1.0, 0.25)),  # many rejections: each counts a quarter
+    ([True] * 3 + [False], (1 / 3, 1.0)),
+    ([True, False], (1.0, 1.0)),
+    ([True, True], (1.0, 1.0)),
+])
+def test_kto_weights_balance_the_two_sides_within_trls_advised_range(labels, expected):
+    desirable, undesirable = kto_weights(labels)
+    assert (desirable, undesirable) == pytest.approx(expected)
+    n_d, n_u = sum(labels), len(labels) - sum(labels)
+    if n_d and n_u:
+        assert 1.0 <= desirable * n_d / (undesirable * n_u) <= 4 / 3

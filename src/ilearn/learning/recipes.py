@@ -311,10 +311,26 @@ def kto(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Pa
     labels = set(dataset["label"])
     if labels != {True, False}:
         raise InvalidInput(f"kto needs both desirable and undesirable examples; the labels are only {labels}")
-    args = trainer_args(KTOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None)
+    desirable, undesirable = kto_weights(dataset["label"])
+    args = trainer_args(KTOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None,
+                        desirable_weight=desirable, undesirable_weight=undesirable)
     trainer = KTOTrainer(model=prepared.model, ref_model=reference_model(prepared, vlm), args=args,
                          train_dataset=dataset, processing_class=vlm.processor)
     return run(trainer, prepared, settings, len(dataset), out_dir)
+
+
+def kto_weights(labels: Sequence[bool]) -> tuple[float, float]:
+    """(desirable_weight, undesirable_weight) that balance the two kinds of examples as the KTO paper and TRL
+    advise (desirable_weight * n_desirable / (undesirable_weight * n_undesirable) within [1, 4/3]): the larger
+    side is down-weighted to the smaller one's count. Feedback data is rarely balanced: in the reference game
+    every target accepted once is turned down about three times first."""
+    n_desirable = sum(1 for x in labels if x)
+    n_undesirable = len(labels) - n_desirable
+    if not n_desirable or not n_undesirable:
+        return 1.0, 1.0
+    if n_undesirable > n_desirable:
+        return 1.0, n_desirable / n_undesirable
+    return n_undesirable / n_desirable, 1.0
 
 
 def reinforce(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
