@@ -19,17 +19,10 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
-OUT = Path(__file__).parent / "results" / "training"
-
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+from _settings import OUT, with_sets
 
 
 def main() -> None:
@@ -64,7 +57,7 @@ def main() -> None:
                          "images": [panels[slot - 1]]})
     settings = game_settings(Config().learn, recipe="sft", steps=DEFAULT.train_steps, batch_size=DEFAULT.batch_size,
                              seed=args.seed)
-    settings = replace(settings, **dict((k, _value(v)) for k, v in (s.split("=", 1) for s in args.set)))
+    settings = with_sets(settings, args.set)
     vlm = load_model(ModelConfig(threads=1))
 
     def first_try() -> dict[str, float]:

@@ -21,17 +21,10 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
-OUT = Path(__file__).parent / "results" / "training"
-
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+from _settings import OUT, with_sets
 
 
 def main() -> None:
@@ -69,7 +62,7 @@ def main() -> None:
     dep.close()
     settings = r3_settings(Config().learn, recipe="sft", trainable=TRAINABLE["novision"],
                            steps=DEFAULT.train_steps, batch_size=DEFAULT.batch_size, seed=report["seed"])
-    settings = replace(settings, **dict((k, _value(v)) for k, v in (s.split("=", 1) for s in args.set)))
+    settings = with_sets(settings, args.set)
 
     def ask(image, question: str) -> str:
         return vlm.generate([Message(role="user", content=question, image=image)]).text
