@@ -11,7 +11,7 @@ from learning_data import QUESTION, rows_for
 from ilearn.config import LearnConfig, ModelConfig
 from ilearn.errors import InvalidInput
 from ilearn.learning.parts import ATTENTION_PROJECTIONS, locate_parts, part_of
-from ilearn.learning.recipes import kto_weights, reward_of, train
+from ilearn.learning.recipes import kto_weights, reward_of, reward_weighted_loss, train
 
 STEPS = dict(max_steps=2, batch_size=2, learning_rate=1e-2)
 
@@ -163,3 +163,16 @@ def test_kto_weights_balance_the_two_sides_within_trls_advised_range(labels, exp
     n_d, n_u = sum(labels), len(labels) - sum(labels)
     if n_d and n_u:
         assert 1.0 <= desirable * n_d / (undesirable * n_u) <= 4 / 3
+
+
+def test_reinforce_loss_is_reward_weighted_nll_for_positives_and_bounded_for_negatives():
+    log_p = torch.log(torch.tensor([[0.5, 0.25, 1.0]]))  # the last token is ignored (log p 0)
+    mask = torch.tensor([[True, True, False]])
+    positive = reward_weighted_loss(log_p, mask, torch.tensor([1.0]), 2)
+    assert positive.item() == pytest.approx(-(torch.log(torch.tensor(0.5)) + torch.log(torch.tensor(0.25))) / 2)
+    negative = reward_weighted_loss(log_p, mask, torch.tensor([-0.1]), 2)
+    assert negative.item() == pytest.approx(-0.1 * (torch.log(torch.tensor(0.5)) + torch.log(torch.tensor(0.75))) / 2)
+    # plain REINFORCE would reward making a rejected answer ever less likely without end; this stops at zero
+    vanishing = torch.log(torch.tensor([[1e-9, 1e-9, 1.0]]))
+    assert 0.0 <= reward_weighted_loss(vanishing, mask, torch.tensor([-0.1]), 2).item() < 1e-8
+    assert reward_weighted_loss(log_p, mask, torch.tensor([0.0]), 2).item() == 0.0
