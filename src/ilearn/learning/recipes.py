@@ -362,9 +362,9 @@ def reward_weighted_loss(log_probs: torch.Tensor, mask: torch.Tensor, rewards: t
     negative one, summed and divided by `n_tokens`.
 
     Plain REINFORCE (-r * log p for every row) is unbounded below for a negative reward: the optimiser drives
-    log p of the rejected answers to minus infinity and takes the model with it (measured on the reference game:
-    the general set fell from 93% to 0% and completion from 41.7% to 25% in one round). The unlikelihood form
-    for negatives (Welleck et al., 2020) pushes the same way, but stops once a rejected token is unlikely.
+    log p of the rejected answers to minus infinity. The unlikelihood form for negatives (Welleck et al., 2020)
+    pushes the same way, but stops once a rejected token is unlikely. Measured on the reference game (12 held-out
+    games, one round from the base's 41.7%): completion 25% with the plain form, 50% with this one.
     `log_probs` and `mask` are (batch, tokens): the labels' log-probabilities (0 where ignored) and where they
     count."""
     r = rewards.to(log_probs.device, log_probs.dtype)[:, None]
