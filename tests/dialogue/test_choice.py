@@ -86,8 +86,8 @@ class _GameDecoder:
         text = turns[-1].text.lower()
         if text.startswith("yes"):
             return Feedback(Label.POSITIVE, 0.9)
-        if text.startswith("no"):
-            return Feedback(Label.NEGATIVE, 0.9, correction="the dark one")  # a description, not an answer
+        if text.startswith("no"):  # "no, not that one": with a description, never an answer for the pick
+            return Feedback(Label.NEGATIVE, 0.9, correction="the dark one" if "not that" in text else None)
         return Feedback(Label.NEUTRAL, 0.5)
 
 
@@ -144,3 +144,16 @@ def test_a_later_turn_never_judges_a_pick(board_assistant):
     a.respond("ana", "hmm, let me think", session_id=first.session_id)  # neutral
     a.respond("ana", "no, no, no", session_id=first.session_id)  # about nothing the assistant said since
     assert distil_session(a.get_session(first.session_id)) == []
+
+
+def test_a_question_after_a_pick_is_an_event_of_its_own(board_assistant):
+    a = board_assistant
+    first = a.respond("ana", "Please pick the dark one.", image=_board())
+    a.respond("ana", "no, not that one", session_id=first.session_id)
+    answer = a.respond("ana", "no, what is this medicine called?", session_id=first.session_id)
+    assert answer.kind == TurnKind.ANSWER and answer.text == "a grey square"  # the model, not a pick
+    a.respond("ana", "yes, thanks", session_id=first.session_id)
+    pick, question = distil_session(a.get_session(first.session_id))
+    assert (pick.question, pick.answer, pick.rejected) == (PANEL_QUESTION, "", ["the dark one"])
+    assert (question.question, question.answer) == ("What is this called?", "a grey square")
+    assert question.image is not None and question.image != pick.image  # the board, not the panel

@@ -118,7 +118,8 @@ def _distil(session: Session, decoder: FeedbackDecoder | None,
             if current is not None and current.pointed:
                 current.judged = True  # only the reaction right after a pick judges it
             retry = feedback is not None and feedback.label == Label.NEGATIVE
-            if turn.kind == TurnKind.QUESTION and not (retry and current is not None and turn.image is None):
+            rephrased = retry and current is not None and not current.pointed and turn.image is None
+            if turn.kind == TurnKind.QUESTION and not rephrased:
                 current = _Request(asked=turn, image=image, image_src=image_src, question=turn.text,
                                    question_src=turn.id)
                 requests.append(current)
@@ -129,7 +130,7 @@ def _distil(session: Session, decoder: FeedbackDecoder | None,
                                question_src=turn.id, last_answer=turn, pointed=turn.precise_question)
             requests.append(current)
         elif turn.kind == TurnKind.ANSWER:
-            if current is None:  # an answer with no recorded question: its precise question opens the request
+            if current is None or current.pointed:  # no recorded question: its precise question opens the request
                 current = _Request(asked=turn, image=image, image_src=image_src,
                                    question=turn.precise_question or "", question_src=turn.id)
                 requests.append(current)
