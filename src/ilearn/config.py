@@ -294,8 +294,8 @@ class LearnConfig:
     general_limit: int = 200
     """Questions of the general set (easy-vqa test for the default model) the gate asks each model."""
     replay: int = 64
-    """General examples (easy-vqa *train* questions) mixed into sft training so the model keeps what it knew;
-    0 turns replay off. The gate's general set is the easy-vqa *test* split, so replay does not leak into it."""
+    """General examples (easy-vqa *train* questions) mixed into training so the model keeps what it knew, in
+    every recipe's format (`ilearn.learning.update.replay_rows`); 0 turns replay off. The gate's general set is the easy-vqa *test* split, so replay does not leak into it."""
     learning_margin: float = 0.0
     """The candidate must beat the active model on held-out events by more than this."""
     forgetting_margin: float = 0.01

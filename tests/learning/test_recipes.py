@@ -55,6 +55,18 @@ def test_every_recipe_trains_only_the_chosen_parts(tiny_vlm, tmp_path, recipe):
     assert all(torch.equal(serving[k], v) for k, v in tiny_vlm.model.state_dict().items())
 
 
+@pytest.mark.parametrize("recipe", ["sft", "dpo", "kto", "reinforce"])
+def test_every_recipe_trains_on_its_events_with_replayed_general_rows(tiny_vlm, tmp_path, recipe):
+    from ilearn.learning.update import training_set
+
+    settings = LearnConfig(recipe=recipe, replay=4, **STEPS)
+    rows = training_set(rows_for(recipe), settings)
+    assert len(rows) == len(rows_for(recipe)) + 4
+    result = train(tiny_vlm, rows, settings, tmp_path / recipe)
+    assert result.examples == len(rows) and result.steps == 2
+    check_parts(tiny_vlm, result, ("projector", "language"), ("language",))
+
+
 @pytest.mark.parametrize("trainable,lora", [
     (("vision",), ()),
     (("projector",), ()),

@@ -6,7 +6,8 @@ import pytest
 
 from ilearn.assistant import Assistant
 from ilearn.cli import main
-from ilearn.config import Config
+from ilearn.config import Config, LearnConfig
+from ilearn.errors import InvalidInput
 from ilearn.learning.update import split_heldout
 from ilearn.types import Event, ModelStatus
 from test_retrieval_loop import bottle
@@ -120,3 +121,33 @@ def test_replay_rows_are_general_sft_examples_from_the_train_split():
     assert len(rows) == 5 and replay_rows(0, seed=0) == []
     assert all(r["messages"][0]["content"][0] == {"type": "image"} and len(r["images"]) == 1 for r in rows)
     assert [r["messages"][1] for r in rows] == [r["messages"][1] for r in replay_rows(5, seed=0)]
+
+
+@pytest.mark.parametrize("recipe", ["kto", "reinforce", "dpo"])
+def test_replay_rows_come_in_every_recipes_format(recipe):
+    from ilearn.evaluation.easyvqa import kind_of
+    from ilearn.learning.update import replay_rows
+
+    sft, rows = replay_rows(6, seed=1), replay_rows(6, seed=1, recipe=recipe)
+    answers = [r["messages"][1]["content"][0]["text"] for r in sft]
+    assert all(r["augment"] is False and len(r["images"]) == 1 for r in rows)
+    assert [r["prompt"] for r in rows] == [r["messages"][:1] for r in sft]
+    if recipe == "dpo":
+        assert [r["chosen"][0]["content"][0]["text"] for r in rows] == answers
+        wrong = [r["rejected"][0]["content"][0]["text"] for r in rows]
+        assert all(w != a and kind_of(w) == kind_of(a) for w, a in zip(wrong, answers, strict=True))
+    else:  # desirable for kto; reward_positive for reinforce
+        assert [r["completion"][0]["content"][0]["text"] for r in rows] == answers
+        assert all(r["label"] is True for r in rows)
+    with pytest.raises(InvalidInput):
+        replay_rows(2, seed=0, recipe="ppo")
+
+
+@pytest.mark.parametrize("recipe", ["kto", "reinforce", "dpo"])
+def test_training_set_mixes_replay_into_every_recipe(recipe):
+    from ilearn.learning.update import training_set
+
+    event_rows = [{"prompt": [], "completion": [], "label": False, "event_id": "e1"}]
+    rows = training_set(event_rows, LearnConfig(recipe=recipe, replay=3, event_repeats=2))
+    assert rows[:2] == event_rows * 2 and len(rows) == 5
+    assert all("event_id" not in r and r["augment"] is False for r in rows[2:])

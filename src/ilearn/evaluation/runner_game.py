@@ -62,8 +62,8 @@ DEFAULT = GameSizes(teach_games=10, test_games=12, rounds=3, general=30, train_s
 
 
 def game_settings(learn: LearnConfig, *, recipe: str, steps: int, batch_size: int, seed: int) -> LearnConfig:
-    """The training of every round: the picks' events repeated 4 times (against 64 replayed general examples
-    for sft), LoRA and the projector at 1e-3, the vision encoder frozen. Measured on ideal pick events of 30
+    """The training of every round: the picks' events repeated 4 times (against 64 replayed general examples,
+    in every recipe), LoRA and the projector at 1e-3, the vision encoder frozen. Measured on ideal pick events of 30
     games (`benchmarks/picks.py`: 78 panels, 120 steps of 8): first-try picks on held-out boards go from 16.1%
     to 54.8% (chance is about 12%)."""
     return replace(learn, recipe=recipe, max_steps=steps, batch_size=batch_size, seed=seed, event_repeats=4,

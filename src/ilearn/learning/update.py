@@ -81,29 +81,47 @@ def trainable_problem(recipe: str, rows: Sequence[dict]) -> str | None:
     return None
 
 
-def replay_rows(n: int, seed: int) -> list[dict]:
-    """`n` sft rows of general image questions (a seeded sample of the easy-vqa train split), for replay."""
+def replay_rows(n: int, seed: int, recipe: str = "sft") -> list[dict]:
+    """`n` general image questions (a seeded sample of the easy-vqa train split) as rows of `recipe`'s dataset,
+    for replay: sft rows with the right answer; kto rows labelled desirable; reinforce rows with the positive
+    label (its reward comes from the settings' remap); dpo rows with a wrong answer of the same kind (another
+    colour, shape, or the other of yes / no) as `rejected`. Replayed rows are never augmented."""
     if n <= 0:
         return []
-    from ilearn.evaluation.easyvqa import load_split, sample
+    if recipe not in RECIPE_DATA:
+        raise InvalidInput(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPE_DATA)}")
+    import random
+
+    from ilearn.evaluation.easyvqa import answer_vocabulary, kind_of, load_split, sample
     from ilearn.learning.datasets import completion_messages, prompt_messages
 
-    return [{"messages": prompt_messages(q.question, True) + completion_messages(q.answer),
-             "images": [Image.open(q.image_path).convert("RGB")], "augment": False}
-            for q in sample(load_split("train"), n, seed)]
+    rng = random.Random(seed)
+    vocabulary = sorted(answer_vocabulary())
+    rows = []
+    for q in sample(load_split("train"), n, seed):
+        prompt, answer = prompt_messages(q.question, True), completion_messages(q.answer)
+        row: dict[str, Any] = {"images": [Image.open(q.image_path).convert("RGB")], "augment": False}
+        if recipe == "sft":
+            row["messages"] = prompt + answer
+        elif recipe == "dpo":
+            wrong = [a for a in vocabulary if a != q.answer and kind_of(a) == kind_of(q.answer)]
+            row.update(prompt=prompt, chosen=answer, rejected=completion_messages(rng.choice(wrong)))
+        else:  # kto, reinforce
+            row.update(prompt=prompt, completion=answer, label=True)
+        rows.append(row)
+    return rows
 
 
 def training_set(rows: Sequence[dict], learn: LearnConfig) -> list[dict]:
     """What a recipe trains on: each event row `learn.event_repeats` times, plus `learn.replay` general examples
-    for sft."""
-    replay = replay_rows(learn.replay, learn.seed) if learn.recipe == "sft" else []
-    return [*list(rows) * learn.event_repeats, *replay]
+    in the recipe's own format."""
+    return [*list(rows) * learn.event_repeats, *replay_rows(learn.replay, learn.seed, learn.recipe)]
 
 
 def train_candidate(vlm: Any, registry: Any, learn: LearnConfig, rows: Sequence[dict],
                     metrics: dict[str, Any] | None = None) -> ModelVersion:
-    """Train `learn.recipe` on `rows` (each `learn.event_repeats` times, plus `learn.replay` general examples for
-    sft) from the base weights and register the result as a candidate; the version's event ids are those of `rows`."""
+    """Train `learn.recipe` on `rows` (each `learn.event_repeats` times, plus `learn.replay` general examples)
+    from the base weights and register the result as a candidate; the version's event ids are those of `rows`."""
     from ilearn.learning.recipes import train
 
     version_id, path = registry.new_path()
