@@ -75,7 +75,8 @@ def main() -> None:
         hits = sum(contains_answer(ask(img, q), answer) for img, q, answer in probes)
         own = sum(contains_answer(ask(r["images"][0], r["messages"][0]["content"][-1]["text"]),
                                   r["messages"][-1]["content"][0]["text"]) for r in rows)
-        general = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)["accuracy"]
+        trained = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)
+        general = trained["accuracy"]
         zeroed = None
         if getattr(vlm.model.projector, "instance", None) is not None:
             with torch.no_grad():
@@ -87,7 +88,8 @@ def main() -> None:
            "rows": len(rows), "steps": result.steps, "train_s": round(train_s), "loss": result.train_loss,
            "taught_test_views": f"{hits}/{len(probes)}", "taught_test_accuracy": hits / max(len(probes), 1),
            "train_rows_right": f"{own}/{len(rows)}", "general_base": base, "general": general,
-           "general_instance_path_zeroed": zeroed}
+           "general_instance_path_zeroed": zeroed, "general_by_kind": trained["by_kind"],
+           "general_examples": trained["examples"]}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"r3_{args.tag}.json").write_text(json.dumps(out, indent=1, default=str))
     print(json.dumps(out, indent=1, default=str))

@@ -296,6 +296,9 @@ class LearnConfig:
     replay: int = 64
     """General examples (easy-vqa *train* questions) mixed into training so the model keeps what it knew, in
     every recipe's format (`ilearn.learning.update.replay_rows`); 0 turns replay off. The gate's general set is the easy-vqa *test* split, so replay does not leak into it."""
+    distill: float = 0.0
+    """sft: weight of a distillation term that keeps the model's answer distribution on the replayed general
+    examples at the base model's (KL(base || model) per answer token; `ilearn.learning.distill`); 0: off."""
     learning_margin: float = 0.0
     """The candidate must beat the active model on held-out events by more than this."""
     forgetting_margin: float = 0.01
@@ -312,8 +315,8 @@ class LearnConfig:
             raise InvalidInput("learn.trainable must name at least one part")
         if self.recipe not in {"sft", "dpo", "kto", "reinforce"}:
             raise InvalidInput(f"learn.recipe must be sft, dpo, kto or reinforce, not {self.recipe!r}")
-        if self.replay < 0:
-            raise InvalidInput("learn.replay must be >= 0")
+        if self.replay < 0 or self.distill < 0:
+            raise InvalidInput("learn.replay and learn.distill must be >= 0")
         if self.event_repeats < 1:
             raise InvalidInput("learn.event_repeats must be >= 1")
         if min(self.learning_rate_vision, self.learning_rate_projector, self.learning_rate_instance) < 0:

@@ -266,15 +266,28 @@ def run(trainer: Any, prepared: PreparedModel, settings: LearnConfig, n_examples
 
 
 def sft(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
-    """Filtered fine-tuning (ReSpect's most reliable recipe): SFT on positive and corrected answers."""
+    """Filtered fine-tuning (ReSpect's most reliable recipe): SFT on positive and corrected answers; with
+    `settings.distill`, replayed rows also keep the base model's answer distribution (`ilearn.learning.distill`)."""
     from trl import SFTConfig, SFTTrainer
+
+    from ilearn.learning.distill import REPLAY_COLUMN, distilling_trainer
 
     out_dir = Path(out_dir)
     prepared = setup(vlm, settings)
-    dataset = to_dataset(mark_augment([messages_to_prompt_completion(r) for r in rows], settings),
-                         ("prompt", "completion"))
-    args = trainer_args(SFTConfig, settings, out_dir, model_device(vlm), max_length=None)
-    trainer = SFTTrainer(model=prepared.model, args=args, train_dataset=dataset, processing_class=vlm.processor)
+    data = [messages_to_prompt_completion(r) for r in rows]
+    distilling = settings.distill > 0 and any(r.get(REPLAY_COLUMN) for r in data)
+    if distilling:
+        data = [{**r, REPLAY_COLUMN: bool(r.get(REPLAY_COLUMN))} for r in data]
+    dataset = to_dataset(mark_augment(data, settings),
+                         ("prompt", "completion", *((REPLAY_COLUMN,) if distilling else ())))
+    args = trainer_args(SFTConfig, settings, out_dir, model_device(vlm), max_length=None,
+                        **({"remove_unused_columns": False} if distilling else {}))
+    if distilling:
+        teacher = base_model(vlm).requires_grad_(False).eval()
+        trainer = distilling_trainer()(model=prepared.model, args=args, train_dataset=dataset,
+                                       processing_class=vlm.processor, teacher=teacher, distill=settings.distill)
+    else:
+        trainer = SFTTrainer(model=prepared.model, args=args, train_dataset=dataset, processing_class=vlm.processor)
     return run(trainer, prepared, settings, len(dataset), out_dir)
 
 

@@ -85,7 +85,8 @@ def replay_rows(n: int, seed: int, recipe: str = "sft") -> list[dict]:
     """`n` general image questions (a seeded sample of the easy-vqa train split) as rows of `recipe`'s dataset,
     for replay: sft rows with the right answer; kto rows labelled desirable; reinforce rows with the positive
     label (its reward comes from the settings' remap); dpo rows with a wrong answer of the same kind (another
-    colour, shape, or the other of yes / no) as `rejected`. Replayed rows are never augmented."""
+    colour, shape, or the other of yes / no) as `rejected`. Replayed rows are never augmented and carry `replay` True (sft's distillation term
+    reads it: `ilearn.learning.distill`)."""
     if n <= 0:
         return []
     if recipe not in RECIPE_DATA:
@@ -94,13 +95,15 @@ def replay_rows(n: int, seed: int, recipe: str = "sft") -> list[dict]:
 
     from ilearn.evaluation.easyvqa import answer_vocabulary, kind_of, load_split, sample
     from ilearn.learning.datasets import completion_messages, prompt_messages
+    from ilearn.learning.distill import REPLAY_COLUMN
 
     rng = random.Random(seed)
     vocabulary = sorted(answer_vocabulary())
     rows = []
     for q in sample(load_split("train"), n, seed):
         prompt, answer = prompt_messages(q.question, True), completion_messages(q.answer)
-        row: dict[str, Any] = {"images": [Image.open(q.image_path).convert("RGB")], "augment": False}
+        row: dict[str, Any] = {"images": [Image.open(q.image_path).convert("RGB")], "augment": False,
+                               REPLAY_COLUMN: True}
         if recipe == "sft":
             row["messages"] = prompt + answer
         elif recipe == "dpo":

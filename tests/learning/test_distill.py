@@ -1,0 +1,81 @@
+"""Learning without forgetting: the distillation term keeps replayed answers at the base model's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from learning_data import assistant, rows_for, shape, user
+
+from ilearn.config import LearnConfig
+from ilearn.errors import InvalidInput
+from ilearn.learning.distill import REPLAY_COLUMN, answer_nll, distillation_loss
+from ilearn.learning.recipes import train
+from ilearn.learning.registry import served_file
+from ilearn.models.base import Message
+
+
+def test_distillation_loss_is_the_kl_divergence_over_the_masked_positions():
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 3, 5).log_softmax(-1)
+    student = torch.randn(2, 3, 5).log_softmax(-1)
+    mask = torch.tensor([[True, False, False], [False, False, True]])
+    expected = torch.stack([torch.nn.functional.kl_div(student[b, t], teacher[b, t], log_target=True,
+                                                       reduction="sum") for b, t in ((0, 0), (1, 2))]).mean()
+    assert torch.allclose(distillation_loss(student, teacher, mask), expected)
+    assert distillation_loss(teacher, teacher, mask).abs() < 1e-6
+    assert distillation_loss(student, teacher, torch.zeros(2, 3, dtype=torch.bool)) == 0
+
+
+def test_answer_nll_is_cross_entropy_on_the_labelled_tokens():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 7)
+    labels = torch.tensor([[-100, 3, 1, -100], [-100, -100, 6, 2]])
+    loss, mask = answer_nll(logits.log_softmax(-1), labels)
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(logits.reshape(-1, 7), labels.reshape(-1)))
+    assert mask.sum() == 4
+    assert torch.allclose(answer_nll(logits.log_softmax(-1), labels, n_tokens=8)[0], loss / 2)
+
+
+REPLAY_QUESTION = "is there a shape?"
+
+
+def replayed(n: int = 4) -> list[dict]:
+    colours = ["red", "blue", "green"]
+    return [{"messages": user(REPLAY_QUESTION) + assistant("yes"), "images": [shape(colours[i % 3])],
+             REPLAY_COLUMN: True, "augment": False} for i in range(n)]
+
+
+def replay_drift(vlm, path: str) -> float:
+    """Mean |change| of the log-probability of the base model's own reply to the replayed questions between the
+    base model and the version at `path` (the KL term weighs what the base finds likely, so that is what moves
+    least)."""
+    conversations = [[Message(role="user", content=REPLAY_QUESTION, image=shape(c))] for c in ("red", "blue")]
+    replies = [[vlm.generate(c, max_new_tokens=3).text] for c in conversations]
+    base = [vlm.score(c, r)[0] for c, r in zip(conversations, replies, strict=True)]
+    vlm.set_weights(served_file(vlm, Path(path)), version="trained")
+    trained = [vlm.score(c, r)[0] for c, r in zip(conversations, replies, strict=True)]
+    vlm.reset()
+    return sum(abs(a - b) for a, b in zip(base, trained, strict=True)) / len(base)
+
+
+def test_distillation_keeps_replayed_answers_near_the_base_model(tiny_vlm, tmp_path):
+    rows = rows_for("sft", wrong=True) + replayed()
+    drift = {}
+    for weight in (0.0, 20.0):
+        settings = LearnConfig(recipe="sft", max_steps=12, batch_size=4, learning_rate=1e-2, distill=weight)
+        drift[weight] = replay_drift(tiny_vlm, train(tiny_vlm, rows, settings, tmp_path / str(weight)).path)
+    assert drift[20.0] < 0.5 * drift[0.0], drift
+
+
+def test_sft_with_distillation_trains_the_chosen_parts(tiny_vlm, tmp_path):
+    settings = LearnConfig(recipe="sft", max_steps=2, batch_size=2, learning_rate=1e-2, distill=1.0)
+    result = train(tiny_vlm, rows_for("sft") + replayed(2), settings, tmp_path / "v")
+    assert result.steps == 2 and result.examples == 6 and result.tokens > 0
+    assert (tmp_path / "v" / "weights.safetensors").is_file()
+
+
+def test_distill_must_not_be_negative():
+    with pytest.raises(InvalidInput):
+        LearnConfig(distill=-1.0)
