@@ -85,8 +85,8 @@ def replay_rows(n: int, seed: int, recipe: str = "sft") -> list[dict]:
     """`n` general image questions (a seeded sample of the easy-vqa train split) as rows of `recipe`'s dataset,
     for replay: sft rows with the right answer; kto rows labelled desirable; reinforce rows with the positive
     label (its reward comes from the settings' remap); dpo rows with a wrong answer of the same kind (another
-    colour, shape, or the other of yes / no) as `rejected`. Replayed rows are never augmented and carry `replay` True (sft's distillation term
-    reads it: `ilearn.learning.distill`)."""
+    colour, shape, or the other of yes / no) as `rejected`. Replayed rows are never augmented and carry `replay`
+    True (sft's distillation term reads it: `ilearn.learning.distill`)."""
     if n <= 0:
         return []
     if recipe not in RECIPE_DATA:
