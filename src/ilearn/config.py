@@ -295,7 +295,8 @@ class LearnConfig:
     """Questions of the general set (easy-vqa test for the default model) the gate asks each model."""
     replay: int = 64
     """General examples (easy-vqa *train* questions) mixed into training so the model keeps what it knew, in
-    every recipe's format (`ilearn.learning.update.replay_rows`); 0 turns replay off. The gate's general set is the easy-vqa *test* split, so replay does not leak into it."""
+    every recipe's format (`ilearn.learning.update.replay_rows`); 0 turns replay off. The gate's general set is
+    the easy-vqa *test* split, so replay does not leak into it."""
     distill: float = 0.0
     """sft: weight of a distillation term that keeps the model's answer distribution on the replayed general
     examples at the base model's (KL(base || model) per answer token; `ilearn.learning.distill`); 0: off."""

@@ -49,21 +49,16 @@ def distilling_trainer() -> type:
     arguments; its rows carry the boolean column `replay`."""
     from trl import SFTTrainer
 
+    from ilearn.learning.recipes import collate_with
+
     class DistillingSFTTrainer(SFTTrainer):
         """SFTTrainer whose collator also yields each row's `replay` flag and whose loss adds the distillation
         term on the replayed rows' answer tokens."""
 
         def __init__(self, *args: Any, teacher: torch.nn.Module, distill: float, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.teacher, self.distill = teacher, float(distill)
-            collate = self.data_collator
-
-            def with_replay(examples: list[dict]) -> dict:
-                batch = collate(examples)
-                batch[REPLAY_COLUMN] = torch.tensor([bool(e.get(REPLAY_COLUMN)) for e in examples])
-                return batch
-
-            self.data_collator = with_replay
+            self.teacher, self.distill = teacher.to(self.args.device), float(distill)
+            self.data_collator = collate_with(self.data_collator, REPLAY_COLUMN, bool)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             replay = inputs.pop(REPLAY_COLUMN).bool()
@@ -73,8 +68,6 @@ def distilling_trainer() -> type:
             loss, mask = answer_nll(log_p, labels[:, 1:], num_items_in_batch)
             replay = replay.to(mask.device)
             if self.distill > 0 and bool(replay.any()):
-                if next(self.teacher.parameters()).device != log_p.device:
-                    self.teacher.to(log_p.device)
                 with torch.no_grad():
                     teacher_log_p = self.teacher(**inputs, use_cache=False).logits[:, :-1].float().log_softmax(-1)
                 loss = loss + self.distill * distillation_loss(log_p, teacher_log_p, mask & replay[:, None])

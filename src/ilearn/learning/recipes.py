@@ -387,6 +387,18 @@ def reward_weighted_loss(log_probs: torch.Tensor, mask: torch.Tensor, rewards: t
     return -per_token.sum() / torch.as_tensor(n_tokens).clamp(min=1)
 
 
+def collate_with(collate: Callable[[list[dict]], dict], column: str, cast: type) -> Callable[[list[dict]], dict]:
+    """`collate` that also yields every example's `column` (`cast` to float or bool) as a tensor under the same
+    name, for a loss that weighs or selects rows by it (TRL's collators drop columns they do not know)."""
+
+    def collate_rows(examples: list[dict]) -> dict:
+        batch = collate(examples)
+        batch[column] = torch.tensor([cast(e[column]) for e in examples])
+        return batch
+
+    return collate_rows
+
+
 def reward_weighted_trainer() -> type:
     """`RewardWeightedSFTTrainer`: TRL's SFTTrainer with the loss -r * log p(completion | prompt) (built lazily: TRL
     is an optional dependency)."""
@@ -397,17 +409,10 @@ def reward_weighted_trainer() -> type:
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            collate = self.data_collator
-
-            def with_rewards(examples: list[dict]) -> dict:
-                batch = collate(examples)
-                batch["rewards"] = torch.tensor([float(e["reward"]) for e in examples])
-                return batch
-
-            self.data_collator = with_rewards
+            self.data_collator = collate_with(self.data_collator, "reward", float)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            rewards = inputs.pop("rewards")
+            rewards = inputs.pop("reward")
             outputs = model(**inputs, fused_lm_head=True)  # per-token log p of the labels, zero where ignored
             n_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
             loss = reward_weighted_loss(outputs.log_probs, outputs.label_mask, rewards, n_tokens)

@@ -63,13 +63,18 @@ def image_loader(store: Any, max_pixels: int = 40_000_000) -> Callable[[ImageRef
     return load
 
 
+def dataset_kind(recipe: str) -> str:
+    """The dataset `recipe` trains on (a key of ilearn.learning.datasets.BUILDERS); InvalidInput if unknown."""
+    if recipe not in RECIPE_DATA:
+        raise InvalidInput(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPE_DATA)}")
+    return RECIPE_DATA[recipe]
+
+
 def training_rows(recipe: str, events: Sequence[Event], image_fn: Callable[[ImageRef], Any]) -> list[dict]:
     """The rows of `recipe`'s dataset (TRL standard columns, `event_id` kept) built from `events`."""
     from ilearn.learning.datasets import BUILDERS
 
-    if recipe not in RECIPE_DATA:
-        raise InvalidInput(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPE_DATA)}")
-    return BUILDERS[RECIPE_DATA[recipe]](events, image_fn, with_ids=True)
+    return BUILDERS[dataset_kind(recipe)](events, image_fn, with_ids=True)
 
 
 def trainable_problem(recipe: str, rows: Sequence[dict]) -> str | None:
@@ -89,8 +94,7 @@ def replay_rows(n: int, seed: int, recipe: str = "sft") -> list[dict]:
     True (sft's distillation term reads it: `ilearn.learning.distill`)."""
     if n <= 0:
         return []
-    if recipe not in RECIPE_DATA:
-        raise InvalidInput(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPE_DATA)}")
+    kind = dataset_kind(recipe)
     import random
 
     from ilearn.evaluation.easyvqa import answer_vocabulary, kind_of, load_split, sample
@@ -104,12 +108,12 @@ def replay_rows(n: int, seed: int, recipe: str = "sft") -> list[dict]:
         prompt, answer = prompt_messages(q.question, True), completion_messages(q.answer)
         row: dict[str, Any] = {"images": [Image.open(q.image_path).convert("RGB")], "augment": False,
                                REPLAY_COLUMN: True}
-        if recipe == "sft":
+        if kind == "sft":
             row["messages"] = prompt + answer
-        elif recipe == "dpo":
+        elif kind == "dpo":
             wrong = [a for a in vocabulary if a != q.answer and kind_of(a) == kind_of(q.answer)]
             row.update(prompt=prompt, chosen=answer, rejected=completion_messages(rng.choice(wrong)))
-        else:  # kto, reinforce
+        else:  # kto and reinforce's rewards
             row.update(prompt=prompt, completion=answer, label=True)
         rows.append(row)
     return rows
