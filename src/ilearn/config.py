@@ -300,6 +300,10 @@ class LearnConfig:
     distill: float = 0.0
     """sft: weight of a distillation term that keeps the model's answer distribution on the replayed general
     examples at the base model's (KL(base || model) per answer token; `ilearn.learning.distill`); 0: off."""
+    distill_image: float = 0.0
+    """sft: weight of a term that keeps the image tokens of the replayed general examples (the projector's output,
+    the instance offset included) at the base model's (squared error relative to the base tokens' squared norm;
+    `ilearn.learning.distill`); 0: off."""
     learning_margin: float = 0.0
     """The candidate must beat the active model on held-out events by more than this."""
     forgetting_margin: float = 0.01
@@ -316,8 +320,8 @@ class LearnConfig:
             raise InvalidInput("learn.trainable must name at least one part")
         if self.recipe not in {"sft", "dpo", "kto", "reinforce"}:
             raise InvalidInput(f"learn.recipe must be sft, dpo, kto or reinforce, not {self.recipe!r}")
-        if self.replay < 0 or self.distill < 0:
-            raise InvalidInput("learn.replay and learn.distill must be >= 0")
+        if self.replay < 0 or self.distill < 0 or self.distill_image < 0:
+            raise InvalidInput("learn.replay, learn.distill and learn.distill_image must be >= 0")
         if self.event_repeats < 1:
             raise InvalidInput("learn.event_repeats must be >= 1")
         if min(self.learning_rate_vision, self.learning_rate_projector, self.learning_rate_instance) < 0:

@@ -10,7 +10,14 @@ from learning_data import assistant, rows_for, shape, user
 
 from ilearn.config import LearnConfig
 from ilearn.errors import InvalidInput
-from ilearn.learning.distill import REPLAY_COLUMN, answer_nll, distillation_loss
+from ilearn.learning.distill import (
+    REPLAY_COLUMN,
+    TokenTap,
+    answer_nll,
+    distillation_loss,
+    image_token_loss,
+    projector_of,
+)
 from ilearn.learning.recipes import train
 from ilearn.learning.registry import served_file
 from ilearn.models.base import Message
@@ -79,3 +86,41 @@ def test_sft_with_distillation_trains_the_chosen_parts(tiny_vlm, tmp_path):
 def test_distill_must_not_be_negative():
     with pytest.raises(InvalidInput):
         LearnConfig(distill=-1.0)
+    with pytest.raises(InvalidInput):
+        LearnConfig(distill_image=-0.5)
+
+
+def test_image_token_loss_is_the_relative_squared_error_of_the_selected_rows():
+    torch.manual_seed(0)
+    teacher = torch.randn(3, 4, 8)
+    student = teacher + 0.1 * torch.randn(3, 4, 8)
+    rows = torch.tensor([True, False, True])
+    expected = torch.cat([((student[b] - teacher[b]).pow(2).sum(-1) / teacher[b].pow(2).sum(-1)) for b in (0, 2)])
+    assert torch.allclose(image_token_loss(student, teacher, rows), expected.mean())
+    assert image_token_loss(teacher, teacher, rows) == 0
+    assert image_token_loss(student, teacher, torch.zeros(3, dtype=torch.bool)) == 0
+
+
+def image_tokens(vlm) -> torch.Tensor:
+    """The projector's output for the replayed questions' images, as the served model computes it."""
+    tap = TokenTap(projector_of(vlm.model))
+    tokens = []
+    for colour in ("red", "blue", "green"):
+        vlm.score([Message(role="user", content=REPLAY_QUESTION, image=shape(colour))], ["yes"])
+        tokens.append(tap.take())
+    tap.handle.remove()
+    return torch.cat(tokens)
+
+
+def test_image_token_distillation_keeps_the_replayed_images_tokens_near_the_base(tiny_vlm, tmp_path):
+    assert projector_of(tiny_vlm.model) is tiny_vlm.model.projector
+    base = image_tokens(tiny_vlm)
+    rows = rows_for("sft", wrong=True) + replayed()
+    change = {}
+    for weight in (0.0, 20.0):
+        settings = LearnConfig(recipe="sft", max_steps=12, batch_size=4, learning_rate=1e-2, distill_image=weight)
+        result = train(tiny_vlm, rows, settings, tmp_path / str(weight))
+        tiny_vlm.set_weights(served_file(tiny_vlm, Path(result.path)), version=str(weight))
+        change[weight] = float(image_token_loss(image_tokens(tiny_vlm), base, torch.ones(len(base), dtype=torch.bool)))
+        tiny_vlm.reset()
+    assert change[20.0] < 0.5 * change[0.0], change

@@ -8,6 +8,14 @@ answer tokens towards the base model's (Li & Hoiem's LwF; the KL divergence KL(b
 
     loss = NLL(every row's answer) + distill * mean over replayed answer tokens of KL(p_base || p_model)
 
+The answer tokens alone do not hold the image tokens in place: the projector (trained in full) and its instance
+path (zero at first, `ilearn.models.composed.Projector`) learn offsets for the taught objects that also move the
+tokens of every other image; in the pharmacy experiment the trained instance path alone took the general set from
+90 to 45 (`benchmarks/r3.py`). With `learn.distill_image` > 0 a second term keeps the replayed images' tokens
+(the output of the model's projector) at the base model's:
+
+    + distill_image * mean over replayed rows' image tokens of |tokens - base tokens|^2 / |base tokens|^2
+
 The base model is a frozen copy of the untrained weights (the projector trains in full, so disabling the
 adapters is no reference), run without gradients on the same batch.
 """
@@ -33,6 +41,40 @@ def distillation_loss(log_p: torch.Tensor, teacher_log_p: torch.Tensor, mask: to
     return (kl * mask).sum() / mask.sum().clamp(min=1)
 
 
+def image_token_loss(tokens: torch.Tensor, teacher_tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Mean over the image tokens of the `rows` (bool, batch) of |tokens - teacher_tokens|^2 / |teacher_tokens|^2;
+    tokens (batch, n, dim). Zero when no row is selected."""
+    if not bool(rows.any()):
+        return tokens.sum() * 0.0
+    student, teacher = tokens[rows].float(), teacher_tokens[rows].float()
+    return ((student - teacher).pow(2).sum(-1) / teacher.pow(2).sum(-1).clamp(min=1e-6)).mean()
+
+
+PROJECTOR_NAMES = ("projector", "multi_modal_projector", "connector")
+"""Names of the module that turns image features into the language model's image tokens (ilearn's composed
+models, LLaVA, Idefics3 / SmolVLM)."""
+
+
+def projector_of(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The first module of `model` named as in `PROJECTOR_NAMES` (a PEFT wrapper included), or None."""
+    return next((m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] in PROJECTOR_NAMES), None)
+
+
+class TokenTap:
+    """Keeps the last output of `module` (a forward hook) until `take` reads it."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.value: torch.Tensor | None = None
+        self.handle = module.register_forward_hook(self._keep)
+
+    def _keep(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        self.value = output if isinstance(output, torch.Tensor) else None
+
+    def take(self) -> torch.Tensor | None:
+        value, self.value = self.value, None
+        return value
+
+
 def answer_nll(log_p: torch.Tensor, labels: torch.Tensor, n_tokens: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean NLL of the labelled tokens, mask of the labelled positions); `log_p` (batch, tokens, vocab) is already
     shifted to predict `labels` (batch, tokens, -100 where ignored). `n_tokens` (TRL's `num_items_in_batch`)
@@ -45,20 +87,30 @@ def answer_nll(log_p: torch.Tensor, labels: torch.Tensor, n_tokens: Any = None) 
 
 def distilling_trainer() -> type:
     """`DistillingSFTTrainer`: TRL's SFTTrainer with the loss above (built lazily: TRL is an optional
-    dependency). Takes `teacher` (the frozen base model) and `distill` (the term's weight) besides SFTTrainer's
-    arguments; its rows carry the boolean column `replay`."""
+    dependency). Takes `teacher` (the frozen base model), `distill` and `distill_image` (the terms' weights)
+    besides SFTTrainer's arguments; its rows carry the boolean column `replay`."""
     from trl import SFTTrainer
 
     from ilearn.learning.recipes import collate_with
 
     class DistillingSFTTrainer(SFTTrainer):
         """SFTTrainer whose collator also yields each row's `replay` flag and whose loss adds the distillation
-        term on the replayed rows' answer tokens."""
+        terms on the replayed rows' answer tokens and image tokens."""
 
-        def __init__(self, *args: Any, teacher: torch.nn.Module, distill: float, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, teacher: torch.nn.Module, distill: float, distill_image: float = 0.0,
+                     **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.teacher, self.distill = teacher.to(self.args.device), float(distill)
+            self.distill_image = float(distill_image)
             self.data_collator = collate_with(self.data_collator, REPLAY_COLUMN, bool)
+            self.taps: tuple[TokenTap, TokenTap] | None = None
+            if self.distill_image > 0:
+                student, base = projector_of(self.model), projector_of(self.teacher)
+                if student is None or base is None:
+                    logger.warning("no projector module (%s) found: learn.distill_image is ignored",
+                                   ", ".join(PROJECTOR_NAMES))
+                else:
+                    self.taps = (TokenTap(student), TokenTap(base))
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             replay = inputs.pop(REPLAY_COLUMN).bool()
@@ -67,10 +119,16 @@ def distilling_trainer() -> type:
             log_p = outputs.logits[:, :-1].float().log_softmax(-1)
             loss, mask = answer_nll(log_p, labels[:, 1:], num_items_in_batch)
             replay = replay.to(mask.device)
-            if self.distill > 0 and bool(replay.any()):
+            tokens = self.taps[0].take() if self.taps else None
+            if (self.distill > 0 or tokens is not None) and bool(replay.any()):
                 with torch.no_grad():
                     teacher_log_p = self.teacher(**inputs, use_cache=False).logits[:, :-1].float().log_softmax(-1)
-                loss = loss + self.distill * distillation_loss(log_p, teacher_log_p, mask & replay[:, None])
+                if self.distill > 0:
+                    loss = loss + self.distill * distillation_loss(log_p, teacher_log_p, mask & replay[:, None])
+                teacher_tokens = self.taps[1].take() if self.taps else None
+                if tokens is not None and teacher_tokens is not None and len(tokens) == len(replay):
+                    loss = loss + self.distill_image * image_token_loss(tokens, teacher_tokens,
+                                                                        replay.to(tokens.device))
             if model.training and "attention_mask" in inputs:
                 self._total_train_tokens += int(inputs["attention_mask"].sum())
             return (loss, outputs) if return_outputs else loss

@@ -275,7 +275,7 @@ def sft(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Pa
     out_dir = Path(out_dir)
     prepared = setup(vlm, settings)
     data = [messages_to_prompt_completion(r) for r in rows]
-    distilling = settings.distill > 0 and any(r.get(REPLAY_COLUMN) for r in data)
+    distilling = (settings.distill > 0 or settings.distill_image > 0) and any(r.get(REPLAY_COLUMN) for r in data)
     if distilling:
         data = [{**r, REPLAY_COLUMN: bool(r.get(REPLAY_COLUMN))} for r in data]
     dataset = to_dataset(mark_augment(data, settings),
@@ -285,7 +285,8 @@ def sft(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Pa
     if distilling:
         teacher = base_model(vlm).requires_grad_(False).eval()
         trainer = distilling_trainer()(model=prepared.model, args=args, train_dataset=dataset,
-                                       processing_class=vlm.processor, teacher=teacher, distill=settings.distill)
+                                       processing_class=vlm.processor, teacher=teacher, distill=settings.distill,
+                                       distill_image=settings.distill_image)
     else:
         trainer = SFTTrainer(model=prepared.model, args=args, train_dataset=dataset, processing_class=vlm.processor)
     return run(trainer, prepared, settings, len(dataset), out_dir)
