@@ -108,11 +108,19 @@ def image_tokens(vlm) -> torch.Tensor:
     for colour in ("red", "blue", "green"):
         vlm.score([Message(role="user", content=REPLAY_QUESTION, image=shape(colour))], ["yes"])
         tokens.append(tap.take())
-    tap.handle.remove()
+    tap.close()
     return torch.cat(tokens)
 
 
-def test_image_token_distillation_keeps_the_replayed_images_tokens_near_the_base(tiny_vlm, tmp_path):
+def test_image_token_distillation_keeps_the_replayed_images_tokens_near_the_base(tiny_vlm, tmp_path, monkeypatch):
+    taps = []
+
+    class RecordedTap(TokenTap):
+        def __init__(self, module):
+            super().__init__(module)
+            taps.append(self)
+
+    monkeypatch.setattr("ilearn.learning.distill.TokenTap", RecordedTap)
     assert projector_of(tiny_vlm.model) is tiny_vlm.model.projector
     base = image_tokens(tiny_vlm)
     rows = rows_for("sft", wrong=True) + replayed()
@@ -124,3 +132,4 @@ def test_image_token_distillation_keeps_the_replayed_images_tokens_near_the_base
         change[weight] = float(image_token_loss(image_tokens(tiny_vlm), base, torch.ones(len(base), dtype=torch.bool)))
         tiny_vlm.reset()
     assert change[20.0] < 0.5 * change[0.0], change
+    assert len(taps) == 2 and not any(tap.module._forward_hooks for tap in taps)  # the trainer removed its hooks

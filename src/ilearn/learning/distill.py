@@ -64,7 +64,7 @@ class TokenTap:
     """Keeps the last output of `module` (a forward hook) until `take` reads it."""
 
     def __init__(self, module: torch.nn.Module) -> None:
-        self.value: torch.Tensor | None = None
+        self.module, self.value = module, None
         self.handle = module.register_forward_hook(self._keep)
 
     def _keep(self, module: torch.nn.Module, args: Any, output: Any) -> None:
@@ -73,6 +73,11 @@ class TokenTap:
     def take(self) -> torch.Tensor | None:
         value, self.value = self.value, None
         return value
+
+    def close(self) -> None:
+        """Remove the hook."""
+        self.handle.remove()
+        self.value = None
 
 
 def answer_nll(log_p: torch.Tensor, labels: torch.Tensor, n_tokens: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,6 +116,14 @@ def distilling_trainer() -> type:
                                    ", ".join(PROJECTOR_NAMES))
                 else:
                     self.taps = (TokenTap(student), TokenTap(base))
+
+        def train(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().train(*args, **kwargs)
+            finally:  # the served model keeps no hook
+                for tap in self.taps or ():
+                    tap.close()
+                self.taps = None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             replay = inputs.pop(REPLAY_COLUMN).bool()
