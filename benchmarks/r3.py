@@ -8,10 +8,11 @@
 Trains `ilearn.learning.recipes.train` (the code `ilearn learn` and the experiment use) on the sft rows of the
 run's teaching store (`REPORT/work/teach`), repeated and mixed with replayed general examples as
 `update.training_set` does, with the settings of `runner_fact.r3_settings` and R3's trainable parts (vision
-encoder frozen) unless `--set` changes them, then asks the precise question of every taught (bottle, fact) pair on the scenario's held-out
-test views (greedy, `contains_answer`), re-asks the training rows on their own images, and measures the
-general set (easy-vqa) with the trained model, with its instance path zeroed, and with the instance path alone
-trained on the base model (what the instance offset costs the general skills). Much faster to iterate on than the whole experiment; one thread.
+encoder frozen) unless `--set` changes them, then asks the precise question of every taught (bottle, fact)
+pair on the scenario's held-out test views (greedy, `contains_answer`), re-asks the training rows on their own
+images, and measures the general set (easy-vqa) with the trained model, with its instance path zeroed, and with
+the instance path alone trained on the base model (what the instance offset costs the general skills). Much
+faster to iterate on than the whole experiment; one thread.
 Writes benchmarks/results/training/r3_<tag>.json.
 """
 
@@ -68,33 +69,38 @@ def main() -> None:
     def ask(image, question: str) -> str:
         return vlm.generate([Message(role="user", content=question, image=image)]).text
 
+    def general_set() -> dict:
+        return evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)
+
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         result = recipes.train(vlm, training_set(rows, settings), settings, Path(tmp) / "v")
         train_s = time.perf_counter() - start
-        vlm.set_weights(served_file(vlm, Path(result.path)), version="r3")
+        served = served_file(vlm, Path(result.path))
+        vlm.set_weights(served, version="r3")
         hits = sum(contains_answer(ask(img, q), answer) for img, q, answer in probes)
         own = sum(contains_answer(ask(r["images"][0], r["messages"][0]["content"][-1]["text"]),
                                   r["messages"][-1]["content"][0]["text"]) for r in rows)
-        trained = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)
+        trained = general_set()
         general = trained["accuracy"]
         zeroed = alone = None
         if getattr(vlm.model.projector, "instance", None) is not None:
             with torch.no_grad():
                 vlm.model.projector.zero_instance_output()
-            zeroed = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)["accuracy"]
-            served = load_file(str(served_file(vlm, Path(result.path))))
-            save_file({k: v.contiguous() for k, v in served.items() if ".instance." in k}, Path(tmp) / "i.safetensors")
-            vlm.set_weights(Path(tmp) / "i.safetensors", version="r3-instance-path")
-            alone = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)["accuracy"]
+            zeroed = general_set()["accuracy"]
+            instance_path = Path(tmp) / "instance-path.safetensors"
+            save_file({k: v.contiguous() for k, v in load_file(str(served)).items() if ".instance." in k},
+                      instance_path)
+            vlm.set_weights(instance_path, version="r3-instance-path")
+            alone = general_set()["accuracy"]
     vlm.reset()
-    base = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)["accuracy"]
+    base = general_set()["accuracy"]
     out = {"report": str(args.report), "settings": asdict(settings),
            "rows": len(rows), "steps": result.steps, "train_s": round(train_s), "loss": result.train_loss,
            "taught_test_views": f"{hits}/{len(probes)}", "taught_test_accuracy": hits / max(len(probes), 1),
            "train_rows_right": f"{own}/{len(rows)}", "general_base": base, "general": general,
-           "general_instance_path_zeroed": zeroed, "general_instance_path_alone": alone, "general_by_kind": trained["by_kind"],
-           "general_examples": trained["examples"]}
+           "general_instance_path_zeroed": zeroed, "general_instance_path_alone": alone,
+           "general_by_kind": trained["by_kind"], "general_examples": trained["examples"]}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"r3_{args.tag}.json").write_text(json.dumps(out, indent=1, default=str))
     print(json.dumps(out, indent=1, default=str))
