@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from ilearn.config import Config
@@ -114,6 +115,23 @@ def test_reference_game_rounds_per_method(tmp_path):
         assert sizes == {(CELL, CELL)}
     finally:
         store.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("scenario", ["pharmacy", "reference-game"])
+def test_protocol_on_cuda_in_bf16(tmp_path, scenario):
+    """Both protocols end to end with the model on the GPU in bf16: deploy, train every recipe, redeploy, score."""
+    config = LEXICAL.override(model={"device": "cuda", "dtype": "bfloat16"})
+    methods = ["sft", "reinforce", "kto"] if scenario == "reference-game" else None
+    report = _run(tmp_path, scenario=scenario, config=config, methods=methods)
+    trained = [r for r in report["rounds"] if r["method"] != "base" and r["name"] != "round0"]
+    assert len(trained) == 3  # game: round1 per recipe; pharmacy: R3, R3+retrieval and the vision ablation
+    for r in report["rounds"]:
+        assert r["n_interactions"] > 0 and 0.0 <= (r["accuracy"] or r["task_completion"] or 0.0) <= 1.0
+        assert r["latency_ms_p50"] > 0
+    if scenario == "pharmacy":
+        assert all(r["version"] != "base" for r in trained)
 
 
 def _photos(root, n_objects=3, n_photos=3):

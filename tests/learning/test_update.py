@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from ilearn.assistant import Assistant
 from ilearn.cli import main
@@ -16,9 +17,9 @@ LEARN = {"recipe": "sft", "trainable": ("vision", "projector", "language"), "lor
          "learning_rate": 3e-3, "batch_size": 8, "heldout_fraction": 0.25, "general_limit": 8, "replay": 0}
 
 
-def build(home, **learn) -> Assistant:
+def build(home, model: dict | None = None, **learn) -> Assistant:
     config = Config(home=str(home)).override(
-        model={"backend": "tiny"}, feedback={"method": "lexical"}, retrieval={"enabled": False},
+        model={"backend": "tiny", **(model or {})}, feedback={"method": "lexical"}, retrieval={"enabled": False},
         learn={**LEARN, **learn})
     return Assistant.from_config(config)
 
@@ -47,8 +48,9 @@ def test_small_snapshots_always_hold_some_events_out(seed):
     assert split_heldout(events[:1], 0.5, seed=seed)[1] == []  # one event: all of it trains
 
 
-def test_learn_promotes_a_better_model_and_rollback_restores_answers(tmp_path):
-    assistant = build(tmp_path / "home")
+def learn_promote_rollback(home, model: dict | None = None) -> Assistant:
+    """Teach, learn, check the promoted model knows the object without retrieval, roll back; returns the assistant."""
+    assistant = build(home, model)
     teach_many(assistant)
     before = assistant.respond("zoe", "What is this medicine called?", image=bottle(shift=1, light=3)).text
 
@@ -62,9 +64,23 @@ def test_learn_promotes_a_better_model_and_rollback_restores_answers(tmp_path):
     after = assistant.respond("zoe", "What is this medicine called?", image=bottle(shift=1, light=3))
     assert "ibuprofen" in after.text.lower() and after.model_version == outcome.version.id
 
-    assert main(["models", "rollback", "--home", str(tmp_path / "home")]) == 0
+    assert main(["models", "rollback", "--home", str(home)]) == 0
     again = assistant.respond("zoe", "What is this medicine called?", image=bottle(shift=1, light=3))
     assert again.model_version == "base" and again.text == before
+    return assistant
+
+
+def test_learn_promotes_a_better_model_and_rollback_restores_answers(tmp_path):
+    learn_promote_rollback(tmp_path / "home")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_learn_promote_rollback_on_cuda_in_bf16(tmp_path):
+    """The same loop with the model on the GPU in bf16: training under autocast, gate, promotion, rollback."""
+    assistant = learn_promote_rollback(tmp_path / "home", {"device": "cuda", "dtype": "bfloat16"})
+    parameter = next(assistant.vlm.model.parameters())
+    assert parameter.device.type == "cuda" and parameter.dtype == torch.bfloat16
 
 
 def test_gate_rejects_a_candidate_that_did_not_learn(tmp_path):
