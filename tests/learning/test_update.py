@@ -92,6 +92,18 @@ def test_gate_rejects_a_candidate_that_did_not_learn(tmp_path):
     assert assistant.registry.active_id() == "base"
 
 
+def test_each_run_trains_with_its_own_seed_and_holds_out_the_same_events(tmp_path):
+    """A candidate the gate turned down is not retrained identically; the held-out events stay the same."""
+    assistant = build(tmp_path / "home", max_steps=3, lora=("language",))  # the seed draws LoRA's initial weights
+    teach_many(assistant, n=8)
+    first, second = assistant.learn(general=False), assistant.learn(general=False)
+    seeds = [v.settings["seed"] for v in (first.version, second.version)]
+    assert seeds == [LearnConfig().seed, LearnConfig().seed + 1]
+    assert first.train["train_loss"] != second.train["train_loss"]
+    held = [v.metrics["heldout_event_ids"] for v in (first.version, second.version)]
+    assert held[0] == held[1] and held[0]
+
+
 def test_nothing_to_learn_is_reported(tmp_path):
     assistant = build(tmp_path / "home")
     outcome = assistant.learn()

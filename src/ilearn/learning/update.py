@@ -5,7 +5,10 @@
 Held-out events (a seeded `learn.heldout_fraction` of the corrected/confirmed events, chosen by event id so a
 rerun holds out the same ones) are kept out of training and measure learning; the general set (easy-vqa for the
 default model) measures forgetting, the bias set stereotyping (see `gate.py`). The candidate is always trained
-from the base weights on the whole snapshot, so versions never stack.
+from the base weights on the whole snapshot, so versions never stack. Each run trains with its own seed
+(`learn.seed` + the number of versions trained before), so a candidate the gate turned down is not trained again
+identically: on the same events, training seeds alone moved the general set between 79 and 89 of 100
+(`benchmarks/r3.py --set seed=N`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from PIL import Image
@@ -174,7 +177,8 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
         return LearnOutcome(None, reasons=[problem], seconds=time.perf_counter() - start)
     logger.info("learn: %s on %d rows (%d events), %d held out", learn_cfg.recipe, len(rows), len(train_events),
                 len(heldout))
-    version = train_candidate(vlm, registry, learn_cfg, rows, {"heldout_event_ids": sorted(e.id for e in heldout)})
+    train_cfg = replace(learn_cfg, seed=learn_cfg.seed + len(registry.list()))  # held-out split: learn.seed
+    version = train_candidate(vlm, registry, train_cfg, rows, {"heldout_event_ids": sorted(e.id for e in heldout)})
     candidate = registry.load(config.model, version.id)
     active = gate_vlm if gate_vlm is not None else vlm
     general_set = general_easyvqa(learn_cfg.general_limit, learn_cfg.seed) if general else None
