@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from _settings import OUT, with_sets
+from _settings import OUT, general_set, with_sets
 
 
 def main() -> None:
@@ -46,7 +46,6 @@ def main() -> None:
     torch.set_num_threads(1)
     from ilearn.config import Config, ModelConfig
     from ilearn.dialogue.choice import PANEL_QUESTION, choose, split_panels
-    from ilearn.evaluation.easyvqa import evaluate_easyvqa
     from ilearn.evaluation.runner_common import Deployment
     from ilearn.evaluation.runner_game import DEFAULT, game_settings
     from ilearn.evaluation.scenarios.reference_game import describe, precise_keys, reference_game_scenario
@@ -76,10 +75,6 @@ def main() -> None:
                              batch_size=DEFAULT.batch_size, seed=args.seed)
     settings = with_sets(settings, args.set)
 
-    def general() -> dict:
-        out = evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)
-        return {k: out[k] for k in ("accuracy", "by_kind", "examples")}
-
     def first_try() -> dict[str, float]:
         full = precise = n = 0
         for game in scenario.test_games:
@@ -91,13 +86,13 @@ def main() -> None:
                 n += 1
         return {"full": full / n, "precise": precise / n, "targets": n}
 
-    before, general_before = first_try(), general()
+    before, general_before = first_try(), general_set(vlm, args.general)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         result = recipes.train(vlm, training_set(rows, settings), settings, Path(tmp) / "v")
         train_s = time.perf_counter() - start
         vlm.set_weights(served_file(vlm, Path(result.path)), version="picks")
-        after, general_after = first_try(), general()
+        after, general_after = first_try(), general_set(vlm, args.general)
     out = {"settings": asdict(settings), "run": str(args.run) if args.run else None, "rows": len(rows),
            "steps": result.steps, "train_s": round(train_s), "loss": result.train_loss, "first_try_base": before,
            "first_try_trained": after, "general_base": general_before["accuracy"],

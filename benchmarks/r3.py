@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from _settings import OUT, with_sets
+from _settings import OUT, general_set, with_sets
 
 
 def main() -> None:
@@ -41,7 +41,6 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from ilearn.config import Config, ModelConfig
-    from ilearn.evaluation.easyvqa import evaluate_easyvqa
     from ilearn.evaluation.metrics import contains_answer
     from ilearn.evaluation.runner_common import Deployment
     from ilearn.evaluation.runner_fact import DEFAULT, TRAINABLE, r3_settings
@@ -69,9 +68,6 @@ def main() -> None:
     def ask(image, question: str) -> str:
         return vlm.generate([Message(role="user", content=question, image=image)]).text
 
-    def general_set() -> dict:
-        return evaluate_easyvqa(vlm, limit=args.general, seed=0, batch_size=8)
-
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         result = recipes.train(vlm, training_set(rows, settings), settings, Path(tmp) / "v")
@@ -81,20 +77,20 @@ def main() -> None:
         hits = sum(contains_answer(ask(img, q), answer) for img, q, answer in probes)
         own = sum(contains_answer(ask(r["images"][0], r["messages"][0]["content"][-1]["text"]),
                                   r["messages"][-1]["content"][0]["text"]) for r in rows)
-        trained = general_set()
+        trained = general_set(vlm, args.general)
         general = trained["accuracy"]
         zeroed = alone = None
         if getattr(vlm.model.projector, "instance", None) is not None:
             with torch.no_grad():
                 vlm.model.projector.zero_instance_output()
-            zeroed = general_set()["accuracy"]
+            zeroed = general_set(vlm, args.general)["accuracy"]
             instance_path = Path(tmp) / "instance-path.safetensors"
             save_file({k: v.contiguous() for k, v in load_file(str(served)).items() if ".instance." in k},
                       instance_path)
             vlm.set_weights(instance_path, version="r3-instance-path")
-            alone = general_set()["accuracy"]
+            alone = general_set(vlm, args.general)["accuracy"]
     vlm.reset()
-    base = general_set()["accuracy"]
+    base = general_set(vlm, args.general)["accuracy"]
     out = {"report": str(args.report), "settings": asdict(settings),
            "rows": len(rows), "steps": result.steps, "train_s": round(train_s), "loss": result.train_loss,
            "taught_test_views": f"{hits}/{len(probes)}", "taught_test_accuracy": hits / max(len(probes), 1),
