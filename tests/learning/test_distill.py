@@ -16,9 +16,10 @@ from ilearn.learning.distill import (
     answer_nll,
     distillation_loss,
     image_token_loss,
+    label_positions,
     projector_of,
 )
-from ilearn.learning.recipes import train
+from ilearn.learning.recipes import sft_trainer, train
 from ilearn.learning.registry import served_file
 from ilearn.models.base import Message
 
@@ -133,3 +134,47 @@ def test_image_token_distillation_keeps_the_replayed_images_tokens_near_the_base
         tiny_vlm.reset()
     assert change[20.0] < 0.5 * change[0.0], change
     assert len(taps) == 2 and not any(tap.module._forward_hooks for tap in taps)  # the trainer removed its hooks
+
+
+def test_label_positions_are_those_predicting_a_labelled_token_in_any_row():
+    labels = torch.tensor([[-100, -100, 5, 6, -100], [-100, -100, -100, 7, 8]])
+    assert label_positions(labels).tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("kind", ["tiny", "qwen2_vl"])
+def test_the_distilling_loss_equals_the_whole_sequence_loss(tiny_vlm, tiny_hf_dirs, tmp_path, kind):
+    """Logits of the answer positions only and a teacher run on the replayed rows only (where each tensor input
+    is one entry per row; Qwen2-VL's patches are not, so its teacher runs the whole batch) give the loss of
+    whole-sequence logits with the teacher on the whole batch."""
+    from ilearn.config import ModelConfig
+    from ilearn.models import load_model
+
+    vlm = tiny_vlm if kind == "tiny" else load_model(ModelConfig(backend="hf", path=str(tiny_hf_dirs[kind])))
+    rows = rows_for("sft") + replayed(3)
+    settings = LearnConfig(recipe="sft", batch_size=len(rows), max_steps=1, distill=2.0, distill_image=3.0)
+    trainer, prepared, _ = sft_trainer(vlm, rows, settings, tmp_path / "v")
+    seen = []
+    hook = trainer.teacher.register_forward_pre_hook(lambda m, a, kw: seen.append(len(kw["input_ids"])),
+                                                     with_kwargs=True)
+    try:
+        model = prepared.model.eval()
+        batch = dict(next(iter(trainer.get_train_dataloader())))
+        replay = batch[REPLAY_COLUMN].bool()
+        assert 0 < int(replay.sum()) < len(replay)
+        loss = trainer.compute_loss(model, dict(batch))
+
+        inputs = {k: v for k, v in batch.items() if k not in (REPLAY_COLUMN, "labels")}
+        log_p = model(**inputs, use_cache=False).logits[:, :-1].float().log_softmax(-1)
+        expected, mask = answer_nll(log_p, batch["labels"][:, 1:])
+        expected = expected + 2.0 * distillation_loss(
+            log_p, trainer.teacher(**inputs, use_cache=False).logits[:, :-1].float().log_softmax(-1),
+            mask & replay[:, None])
+        if trainer.taps:
+            student_tokens, teacher_tokens = (tap.take() for tap in trainer.taps)
+            expected = expected + 3.0 * image_token_loss(student_tokens, teacher_tokens, replay)
+    finally:
+        hook.remove()
+        for tap in trainer.taps or ():
+            tap.close()
+    assert torch.allclose(loss, expected, atol=1e-5), (float(loss), float(expected))
+    assert seen[0] == (int(replay.sum()) if kind == "tiny" else len(replay))

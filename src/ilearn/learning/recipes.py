@@ -268,28 +268,29 @@ def run(trainer: Any, prepared: PreparedModel, settings: LearnConfig, n_examples
 def sft(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
     """Filtered fine-tuning (ReSpect's most reliable recipe): SFT on positive and corrected answers; with
     `settings.distill`, replayed rows also keep the base model's answer distribution (`ilearn.learning.distill`)."""
-    from trl import SFTConfig, SFTTrainer
+    trainer, prepared, n_examples = sft_trainer(vlm, rows, settings, out_dir)
+    return run(trainer, prepared, settings, n_examples, Path(out_dir))
+
+
+def sft_trainer(vlm: Any, rows: Sequence[dict], settings: LearnConfig,
+                out_dir: str | Path) -> tuple[Any, PreparedModel, int]:
+    """(TRL trainer, prepared model, number of examples) of `sft`, built but not run."""
+    from trl import SFTConfig
 
     from ilearn.learning.distill import REPLAY_COLUMN, distilling_trainer
 
-    out_dir = Path(out_dir)
     prepared = setup(vlm, settings)
-    data = [messages_to_prompt_completion(r) for r in rows]
-    distilling = (settings.distill > 0 or settings.distill_image > 0) and any(r.get(REPLAY_COLUMN) for r in data)
-    if distilling:
-        data = [{**r, REPLAY_COLUMN: bool(r.get(REPLAY_COLUMN))} for r in data]
-    dataset = to_dataset(mark_augment(data, settings),
-                         ("prompt", "completion", *((REPLAY_COLUMN,) if distilling else ())))
-    args = trainer_args(SFTConfig, settings, out_dir, model_device(vlm), max_length=None,
-                        **({"remove_unused_columns": False} if distilling else {}))
-    if distilling:
-        teacher = base_model(vlm).requires_grad_(False).eval()
-        trainer = distilling_trainer()(model=prepared.model, args=args, train_dataset=dataset,
-                                       processing_class=vlm.processor, teacher=teacher, distill=settings.distill,
-                                       distill_image=settings.distill_image)
-    else:
-        trainer = SFTTrainer(model=prepared.model, args=args, train_dataset=dataset, processing_class=vlm.processor)
-    return run(trainer, prepared, settings, len(dataset), out_dir)
+    data = [{**messages_to_prompt_completion(r), REPLAY_COLUMN: bool(r.get(REPLAY_COLUMN))} for r in rows]
+    distilling = (settings.distill > 0 or settings.distill_image > 0) and any(r[REPLAY_COLUMN] for r in data)
+    dataset = to_dataset(mark_augment(data, settings), ("prompt", "completion", REPLAY_COLUMN))
+    args = trainer_args(SFTConfig, settings, Path(out_dir), model_device(vlm), max_length=None,
+                        remove_unused_columns=False)  # the collator reads `replay`
+    teacher = base_model(vlm).requires_grad_(False).eval() if distilling else None
+    trainer = distilling_trainer()(model=prepared.model, args=args, train_dataset=dataset,
+                                   processing_class=vlm.processor, teacher=teacher,
+                                   distill=settings.distill if distilling else 0.0,
+                                   distill_image=settings.distill_image if distilling else 0.0)
+    return trainer, prepared, len(dataset)
 
 
 def reference_model(prepared: PreparedModel, vlm: Any) -> torch.nn.Module | None:
