@@ -8,7 +8,10 @@ projector, data and arguments, built by hand as a TRL user would) run alternatel
 the same process, alternating which goes first; tokens/s = tokens the trainer saw / seconds in `trainer.train()`;
 the best of `--repeats` runs of each is kept. The ratio ours / TRL is the overhead the project adds to the training loop (goal >= 0.95);
 setup time (copying the base model, freezing, LoRA) is reported apart. `reinforce` is compared with plain
-SFTTrainer on the same rows (TRL has no offline REINFORCE). Data: easy-vqa train questions as events.
+SFTTrainer on the same rows (TRL has no offline REINFORCE). `sft-distill` (sft with the distillation terms of
+round 3 of the pharmacy experiment, every other row a replayed one) is compared with the same trainer computing
+the loss the direct way: logits at every position, the teacher on the whole batch. Data: easy-vqa train
+questions as events.
 
 Part 2 (`--learn-events N`): wall time of one `sft` run with the default LearnConfig (3 epochs, batch 8,
 projector + language LoRA) on N easy-vqa events, with accuracy on those events before and after.
@@ -94,20 +97,56 @@ def plain_trl(vlm, recipe: str, data: list[dict], settings: LearnConfig, out_dir
     return {"tokens": trainer._total_train_tokens, "seconds": seconds}
 
 
+def whole_sequence_distill(vlm, recipe: str, data: list[dict], settings: LearnConfig, out_dir: Path) -> dict:
+    """The project's distilling sft with the loss computed the direct way: logits at every position (not only the
+    answers'), the teacher run on the whole batch (not only the replayed rows). `recipe` is sft's."""
+    from ilearn.learning.distill import REPLAY_COLUMN, answer_nll, distillation_loss, image_token_loss
+
+    trainer, _, _ = recipes.sft_trainer(vlm, data, settings, out_dir)
+
+    def compute_loss(model, inputs, return_outputs=False, num_items_in_batch=None):
+        replay, labels = inputs.pop(REPLAY_COLUMN).bool(), inputs.pop("labels")
+        outputs = model(**inputs, use_cache=False)
+        log_p = outputs.logits[:, :-1].float().log_softmax(-1)
+        loss, mask = answer_nll(log_p, labels[:, 1:], num_items_in_batch)
+        tokens = trainer.taps[0].take() if trainer.taps else None
+        if bool(replay.any()):
+            with torch.no_grad():
+                teacher_log_p = trainer.teacher(**inputs, use_cache=False).logits[:, :-1].float().log_softmax(-1)
+            loss = loss + trainer.distill * distillation_loss(log_p, teacher_log_p, mask & replay[:, None])
+            if tokens is not None:
+                loss = loss + trainer.distill_image * image_token_loss(tokens, trainer.taps[1].take(), replay)
+        trainer._total_train_tokens += int(inputs["attention_mask"].sum())
+        return (loss, outputs) if return_outputs else loss
+
+    trainer.compute_loss = compute_loss
+    start = time.perf_counter()
+    trainer.train()
+    return {"tokens": trainer._total_train_tokens, "seconds": time.perf_counter() - start}
+
+
 def throughput(vlm, settings: LearnConfig, n_rows: int, repeats: int,
-               which: tuple[str, ...] = ("sft", "dpo", "kto", "reinforce")) -> dict:
+               which: tuple[str, ...] = ("sft", "dpo", "kto", "reinforce", "sft-distill")) -> dict:
     """Part 1: tokens/s of each recipe, ours vs plain TRL, alternating runs."""
     evts = events(n_rows)
     table = {}
     for recipe in which:
-        data = rows(recipe, evts)
-        run_settings = replace(settings, recipe=recipe)
+        distill = recipe == "sft-distill"
+        data = rows("sft" if distill else recipe, evts)
+        run_settings = replace(settings, recipe="sft" if distill else recipe)
+        baseline = plain_trl
+        if distill:
+            from ilearn.learning.distill import REPLAY_COLUMN
+
+            data = [{**r, REPLAY_COLUMN: i % 2 == 1} for i, r in enumerate(data)]
+            run_settings = replace(settings, recipe="sft", distill=5.0, distill_image=10.0)
+            baseline = whole_sequence_distill
         ours, base, setup = [], [], []
         for i in range(repeats):
             with tempfile.TemporaryDirectory() as tmp:
                 for who in (("ours", "trl") if i % 2 == 0 else ("trl", "ours")):  # alternate who goes first
                     if who == "trl":
-                        trl = plain_trl(vlm, recipe, data, run_settings, Path(tmp) / "trl")
+                        trl = baseline(vlm, recipe, data, run_settings, Path(tmp) / "trl")
                         base.append(trl["tokens"] / trl["seconds"])
                         continue
                     start = time.perf_counter()
@@ -116,6 +155,7 @@ def throughput(vlm, settings: LearnConfig, n_rows: int, repeats: int,
                     ours.append(result.tokens / result.seconds)
         table[recipe] = {"ours_tokens_per_s": round(max(ours), 1), "trl_tokens_per_s": round(max(base), 1),
                          "ratio": round(max(ours) / max(base), 3), "ours_setup_s": round(min(setup), 2),
+                         "baseline": "whole-sequence distillation" if distill else "plain TRL",
                          "runs": repeats, "steps": settings.max_steps, "batch_size": settings.batch_size}
         logger.info("%s: %s", recipe, table[recipe])
     return table
@@ -150,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of ours and TRL per recipe")
     parser.add_argument("--learn-events", type=int, default=0, help="part 2: learn this many events (e.g. 250)")
-    parser.add_argument("--recipes", default="sft,dpo,kto,reinforce", help="recipes whose throughput is measured")
+    parser.add_argument("--recipes", default="sft,dpo,kto,reinforce,sft-distill",
+                        help="recipes whose throughput is measured")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
