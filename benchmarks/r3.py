@@ -55,7 +55,7 @@ def main() -> None:
     report = json.loads((args.report / "report.json").read_text())
     taught = sorted({tuple(t) for r in report["rounds"] for t in r.get("taught", [])})
     scenario = pharmacy_scenario(seed=report["seed"], n_teach=DEFAULT.teach_views, n_test=DEFAULT.test_views)
-    probes = [(view, precise_question(intent), scenario.item(item).facts[intent])
+    probes = [(view, precise_question(intent), scenario.item(item).facts[intent], f"{item}/{intent}")
               for item, intent in taught for view in scenario.item(item).test_views]
     vlm = load_model(ModelConfig(backend=report["model"], threads=1, max_new_tokens=24))
     dep = Deployment.open(args.report / "work" / "teach", Config().override(model={"backend": report["model"]}), vlm)
@@ -74,9 +74,17 @@ def main() -> None:
         train_s = time.perf_counter() - start
         served = served_file(vlm, Path(result.path))
         vlm.set_weights(served, version="r3")
-        hits = sum(contains_answer(ask(img, q), answer) for img, q, answer in probes)
-        own = sum(contains_answer(ask(r["images"][0], r["messages"][0]["content"][-1]["text"]),
-                                  r["messages"][-1]["content"][0]["text"]) for r in rows)
+        replies = [(name, answer, ask(img, q)) for img, q, answer, name in probes]
+        misses = [{"probe": name, "answer": answer, "reply": reply} for name, answer, reply in replies
+                  if not contains_answer(reply, answer)]
+        hits = len(probes) - len(misses)
+        row_misses = []
+        for r in rows:
+            question, answer = r["messages"][0]["content"][-1]["text"], r["messages"][-1]["content"][0]["text"]
+            reply = ask(r["images"][0], question)
+            if not contains_answer(reply, answer):
+                row_misses.append({"question": question, "answer": answer, "reply": reply})
+        own = len(rows) - len(row_misses)
         trained = general_set(vlm, args.general)
         general = trained["accuracy"]
         zeroed = alone = None
@@ -94,7 +102,8 @@ def main() -> None:
     out = {"report": str(args.report), "settings": asdict(settings),
            "rows": len(rows), "steps": result.steps, "train_s": round(train_s), "loss": result.train_loss,
            "taught_test_views": f"{hits}/{len(probes)}", "taught_test_accuracy": hits / max(len(probes), 1),
-           "train_rows_right": f"{own}/{len(rows)}", "general_base": base, "general": general,
+           "taught_test_misses": misses,
+           "train_rows_right": f"{own}/{len(rows)}", "train_rows_missed": row_misses, "general_base": base, "general": general,
            "general_instance_path_zeroed": zeroed, "general_instance_path_alone": alone,
            "general_by_kind": trained["by_kind"], "general_examples": trained["examples"]}
     OUT.mkdir(parents=True, exist_ok=True)

@@ -121,7 +121,8 @@ def distilling_trainer() -> type:
     dependency). Takes `teacher` (the frozen base model; None: no distillation), `distill` and `distill_image`
     (the terms' weights) besides SFTTrainer's arguments; its rows carry the boolean column `replay`. The language
     model's head runs only on the answer positions (`logits_to_keep`) and the teacher only on the replayed rows:
-    on the pharmacy experiment's round 3, 1.7 s a step instead of 2.4 (`benchmarks/training.py`)."""
+    1.4 times the tokens/s of whole-sequence logits and teacher on the `small` model (`benchmarks/training.py
+    --recipes sft-distill`)."""
     from trl import SFTTrainer
 
     from ilearn.learning.recipes import collate_with
