@@ -169,7 +169,8 @@ def distilling_trainer() -> type:
             if self.teacher is not None and (self.distill > 0 or tokens is not None) and bool(replay.any()):
                 rows = rows_of(inputs, replay)  # the teacher sees only the replayed rows, where it can
                 with torch.no_grad():
-                    teacher = self.teacher(**(inputs if rows is None else rows), use_cache=False, logits_to_keep=positions)
+                    teacher = self.teacher(**(inputs if rows is None else rows), use_cache=False,
+                                           logits_to_keep=positions)
                     teacher_log_p = at_positions(teacher.logits, positions, labels.shape[1]).float().log_softmax(-1)
                 teacher_log_p = teacher_log_p[replay] if rows is None else teacher_log_p
                 if self.distill > 0:
