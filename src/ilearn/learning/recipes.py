@@ -18,7 +18,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,6 @@ def trainer_args(config_cls: type, settings: LearnConfig, out_dir: Path, device:
         seed=settings.seed,
         bf16=mixed_precision(device),
         fp16=False,
-        gradient_checkpointing=False,
         use_cpu=not cuda,
         report_to="none",
         push_to_hub=False,
@@ -155,8 +154,17 @@ def trainer_args(config_cls: type, settings: LearnConfig, out_dir: Path, device:
         logging_steps=max(1, settings.max_steps // 10) if settings.max_steps else 10,
         dataloader_num_workers=0,
         disable_tqdm=True,  # progress goes to the logger (LogCallback), never to stdout
+        **no_checkpointing(config_cls),
         **({"remove_unused_columns": False} if settings.augment else {}) | extra,  # the collator reads `augment`
     )
+
+
+def no_checkpointing(config_cls: type) -> dict[str, bool]:
+    """Activation checkpointing off (TRL turns it on by default; it costs a second forward and our models are
+    small), under the argument's name in this transformers (`gradient_checkpointing` is deprecated since 5.x)."""
+    names = {f.name for f in fields(config_cls)}
+    return {"activation_checkpointing": False} if "activation_checkpointing" in names else \
+        {"gradient_checkpointing": False}
 
 
 def model_device(vlm: Any) -> torch.device:
