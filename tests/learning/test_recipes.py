@@ -11,7 +11,7 @@ from learning_data import QUESTION, rows_for
 from ilearn.config import LearnConfig, ModelConfig
 from ilearn.errors import InvalidInput
 from ilearn.learning.parts import ATTENTION_PROJECTIONS, locate_parts, part_of
-from ilearn.learning.recipes import kto_weights, reward_of, reward_weighted_loss, train
+from ilearn.learning.recipes import kto_weights, reward_of, reward_weighted_loss, to_dataset, train
 
 STEPS = dict(max_steps=2, batch_size=2, learning_rate=1e-2)
 
@@ -188,3 +188,16 @@ def test_reinforce_loss_is_reward_weighted_nll_for_positives_and_bounded_for_neg
     vanishing = torch.log(torch.tensor([[1e-9, 1e-9, 1.0]]))
     assert 0.0 <= reward_weighted_loss(vanishing, mask, torch.tensor([-0.1]), 2).item() < 1e-8
     assert reward_weighted_loss(log_p, mask, torch.tensor([0.0]), 2).item() == 0.0
+
+
+def test_repeated_rows_are_encoded_once_and_kept_in_order():
+    rows = [{"prompt": r["messages"][:1], "completion": r["messages"][1:], "images": r["images"]}
+            for r in rows_for("sft", n=3)]
+    repeated = rows * 4 + [dict(rows[0], completion=[{"role": "assistant",
+                                                      "content": [{"type": "text", "text": "other"}]}])]
+    dataset = to_dataset(repeated, ("prompt", "completion"))
+    assert len(dataset) == 13
+    assert len(dataset.data) == 4  # three rows and the one with another answer, stored once each
+    answers = [r["completion"][0]["content"][0]["text"] for r in repeated]
+    assert [r["completion"][0]["content"][0]["text"] for r in dataset] == answers
+    assert dataset[3]["images"][0].size == rows[0]["images"][0].size
