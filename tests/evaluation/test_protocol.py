@@ -27,7 +27,7 @@ UNSTABLE = {"latency_ms_p50", "stage_ms_mean", "version", "created", "elapsed_s"
 
 def _run(tmp_path, name="rep", scenario="pharmacy", **kwargs):
     options = dict(model="tiny", report_dir=tmp_path / name, progress=False, config=LEXICAL, bertscore=False,
-                   sizes=FACT if scenario != "reference-game" else GAME)
+                   sizes=FACT if scenario != "reference-game" else GAME, parallel=False)
     options.update(kwargs)
     return run_experiment(scenario, **options)
 
@@ -90,6 +90,22 @@ def test_same_seed_same_numbers(tmp_path):
     b = _run(tmp_path, "b", rounds=2)
     assert [r["name"] for r in a["rounds"]] == ["R1", "R2"]
     assert _stable(a["rounds"]) == _stable(b["rounds"])
+
+
+def test_the_ablation_trained_beside_r3_gives_the_same_rounds(tmp_path):
+    sequential = _run(tmp_path, "sequential")
+    beside = _run(tmp_path, "beside", parallel=True)  # the vision-trained model in a child process
+    assert _stable(beside["rounds"]) == _stable(sequential["rounds"])
+    from ilearn.memory.sqlite import open_store
+
+    store = open_store(tmp_path / "beside" / "work" / "teach")
+    try:
+        versions = {v.id: v for v in store.list_model_versions()}
+    finally:
+        store.close()
+    ablation = versions[beside["rounds"][-1]["version"]]
+    assert ablation.settings["trainable"] == ["vision", "projector", "language"] and ablation.event_ids
+    assert ablation.metrics["experiment_key"] == "sft-full" and ablation.metrics["train"]["steps"] == FACT.train_steps
 
 
 def test_reference_game_rounds_per_method(tmp_path):

@@ -43,6 +43,9 @@ def add_experiment_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
                         help="comma-separated recipes: reference-game default sft,reinforce,kto; pharmacy sft")
     parser.add_argument("--home", default=None, help="where the deployments live (default REPORT/work)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--sequential", action="store_true",
+                        help="pharmacy/objects: train the vision-encoder ablation after R3, not beside it in a "
+                             "second process (the default when the CPU has cores for both)")
     parser.add_argument("--config", default=None, help="JSON settings file for the assistant (see ilearn.config)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -62,7 +65,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     config = Config.load(args.config) if args.config else None
     report = run_experiment(args.scenario, model=args.model, rounds=args.rounds, users=args.users, seed=args.seed,
                             quick=args.quick, report_dir=args.report, objects_dir=args.objects, methods=args.methods,
-                            progress=not args.no_progress, home=args.home, threads=args.threads, config=config)
+                            progress=not args.no_progress, home=args.home, threads=args.threads, config=config,
+                            parallel=False if args.sequential else None)
     out = sys.stdout
     print(f"{report['scenario']} ({report['model']}, seed {report['seed']}): "  # noqa: T201 - CLI output
           f"{report.get('elapsed_s', 0):.0f} s; report in {args.report}", file=out)

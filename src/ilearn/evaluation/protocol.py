@@ -35,7 +35,7 @@ from ilearn.errors import InvalidInput
 from ilearn.evaluation import runner_fact, runner_game
 from ilearn.evaluation.personas import PERSONAS, split_personas
 from ilearn.evaluation.report import RoundCache, write_report
-from ilearn.evaluation.runner_common import RunContext
+from ilearn.evaluation.runner_common import RunContext, can_train_beside
 from ilearn.learning.update import RECIPE_DATA
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,8 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
                    seed: int = 0, quick: bool = False, report_dir: str | Path, objects_dir: str | Path | None = None,
                    methods: list[str] | None = None, progress: bool = True, home: str | Path | None = None,
                    threads: int = 1, config: Config | None = None, bertscore: bool = True, sizes: Any = None,
-                   on_round: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                   on_round: Callable[[dict[str, Any]], None] | None = None,
+                   parallel: bool | None = None) -> dict[str, Any]:
     """Run the scenario's protocol with simulated users and write the report folder; returns report.json's dict.
 
     `rounds`: pharmacy/objects: 1 (R1), 2 (R1-R2) or more (all); reference-game: training rounds after round0.
@@ -99,6 +100,8 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
     deployments live (default `<report_dir>/work`). `config`: base settings (model backend, threads and home
     are set from the other arguments). `sizes`: a `runner_fact.FactSizes` / `runner_game.GameSizes` instead of
     the quick or default one. `on_round(round)` is called after each round that was computed (not loaded).
+    `parallel`: pharmacy/objects train the vision-encoder ablation in a child process beside R3 (default: when
+    the model runs on the CPU and the machine has cores for two runs of `threads`; the results are the same).
     """
     _check(scenario_name, rounds, users, methods, objects_dir)
     import torch
@@ -126,7 +129,8 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
     vlm = load_model(base.model)
     ctx = RunContext(scenario=scenario_name, seed=seed, vlm=vlm, config=base, home=home_path, cache=cache,
                      sizes=sizes, teach_personas=teach_personas, test_personas=test_personas, methods=methods,
-                     rounds=rounds, progress=progress, threads=threads, bertscore=bertscore, on_round=on_round)
+                     rounds=rounds, progress=progress, threads=threads, bertscore=bertscore, on_round=on_round,
+                     parallel=can_train_beside(base.model, threads) if parallel is None else parallel)
     if scenario_name == "reference-game":
         result_rounds = runner_game.run_game(ctx, scenario)
     else:

@@ -50,6 +50,7 @@ class Deployment:
     memory: Any
     decoder: Any
     registry: Any
+    background: dict[str, BackgroundTraining] = field(default_factory=dict)
 
     @classmethod
     def open(cls, home: str | Path, config: Config, vlm: Any) -> Deployment:
@@ -122,6 +123,8 @@ class Deployment:
         if existing is not None:
             logger.info("reusing version %s trained earlier for %s", existing, key)
             return existing
+        if key in self.background:
+            return self.background.pop(key).finish()
         rows = self.rows(learn.recipe) if rows is None else rows
         problem = trainable_problem(learn.recipe, rows)
         if problem is not None:
@@ -132,6 +135,18 @@ class Deployment:
         self.remember_version(key, version.id)
         return version.id
 
+    def start_training(self, key: str, learn: LearnConfig) -> None:
+        """Train `key` as `train_version` would, but in a child process (`BackgroundTraining`) while this one goes
+        on; `train_version(key, ...)` then waits for it and registers it. Nothing when `key` was trained before
+        or there is nothing to train on (`train_version` reports that)."""
+        from ilearn.learning.update import trainable_problem
+
+        if key in self.background or self.version(key) is not None:
+            return
+        rows = self.rows(learn.recipe)
+        if trainable_problem(learn.recipe, rows) is None:
+            self.background[key] = BackgroundTraining(self, key, learn, rows)
+
     def serve(self, version_id: str | None) -> None:
         """Make the shared VLM serve `version_id` (None: the base weights)."""
         if version_id is None:
@@ -141,11 +156,68 @@ class Deployment:
             self.registry.apply(self.vlm, version_id)
 
     def close(self) -> None:
-        """Save the index and close the store."""
+        """Stop any background training, save the index and close the store."""
         try:
+            for training in self.background.values():
+                training.cancel()
+            self.background.clear()
             self.memory.close()
         finally:
             self.store.close()
+
+
+def can_train_beside(model: Any, threads: int) -> bool:
+    """Whether a second training fits beside this process: a CPU model and cores for two runs of `threads`."""
+    import os
+
+    device = str(getattr(model, "device", None) or "cpu")
+    return device == "cpu" and (os.cpu_count() or 1) >= 2 * max(threads, 1)
+
+
+def _train_in_child(model: Any, learn: LearnConfig, rows: list[dict], path: str) -> Any:
+    """The child process of `BackgroundTraining`: load the base model, train, save the weights in `path`."""
+    import torch
+
+    from ilearn.learning.recipes import train
+    from ilearn.learning.update import training_set
+    from ilearn.models import load_model
+
+    torch.set_num_threads(max(model.threads, 1))
+    return train(load_model(model), training_set(rows, learn), learn, path)
+
+
+class BackgroundTraining:
+    """One candidate trained in a spawned child process (its own model, `model.threads` torch threads) while the
+    experiment goes on; the pharmacy protocol trains its vision-encoder ablation this way beside R3 on a 2-core
+    machine. The child only trains and saves; this process registers (`finish`), so one process writes the store."""
+
+    def __init__(self, dep: Deployment, key: str, learn: LearnConfig, rows: list[dict]) -> None:
+        import multiprocessing
+
+        self.dep, self.key, self.learn, self.rows = dep, key, learn, rows
+        self.version_id, self.path = dep.registry.new_path()
+        self.pool = multiprocessing.get_context("spawn").Pool(1)
+        self.pending = self.pool.apply_async(_train_in_child, (dep.config.model, learn, rows, str(self.path)))
+        logger.info("training %s in a child process", key)
+
+    def finish(self) -> str:
+        """Wait for the child, register its weights as a candidate, remember it under its key; the version id."""
+        from ilearn.learning.update import register_candidate
+
+        logger.info("waiting for %s, trained in a child process", self.key)
+        try:
+            result = self.pending.get()
+        finally:
+            self.cancel()
+        version = register_candidate(self.dep.registry, self.learn, self.rows, self.version_id, self.path, result,
+                                     {"experiment_key": self.key})
+        self.dep.remember_version(self.key, version.id)
+        return version.id
+
+    def cancel(self) -> None:
+        """Stop the child (if it still runs)."""
+        self.pool.terminate()
+        self.pool.join()
 
 
 _BERT: BertScorer | None = None
@@ -249,6 +321,7 @@ class RunContext:
     rounds: int | None = None
     progress: bool = True
     threads: int = 1
+    parallel: bool = False  # train a second model in a child process beside the first (`can_train_beside`)
     bertscore: bool = True
     on_round: Any = None  # callable(round dict), called after each round that was computed (not loaded)
     general_cache: dict | None = None

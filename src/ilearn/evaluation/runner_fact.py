@@ -144,9 +144,11 @@ def run_fact(ctx: RunContext, scenario: Scenario) -> list[dict[str, Any]]:
                 continue
             version = None
             if model is not None:
-                learn = r3_settings(ctx.config.learn, recipe=recipe, trainable=TRAINABLE[model],
-                                    steps=sizes.train_steps, batch_size=sizes.batch_size, seed=ctx.seed)
-                version = dep.train_version(f"{recipe}-{model}", learn)
+                if ctx.parallel:  # the other model (the ablation) trains in a child process meanwhile
+                    for later_key, _, _, other in plan:
+                        if other not in (None, model) and not ctx.cache.has(later_key):
+                            dep.start_training(f"{recipe}-{other}", _learn(ctx, recipe, other))
+                version = dep.train_version(f"{recipe}-{model}", _learn(ctx, recipe, model))
             dep.serve(version)
             round_ = _score(ctx, dep, key, test_tasks, retrieval, taught)
             round_.update(name=name, method="base" if model is None else recipe, retrieval=retrieval,
@@ -160,6 +162,12 @@ def run_fact(ctx: RunContext, scenario: Scenario) -> list[dict[str, Any]]:
         dep.serve(None)
         dep.close()
     return rounds
+
+
+def _learn(ctx: RunContext, recipe: str, model: str) -> LearnConfig:
+    sizes: FactSizes = ctx.sizes
+    return r3_settings(ctx.config.learn, recipe=recipe, trainable=TRAINABLE[model], steps=sizes.train_steps,
+                       batch_size=sizes.batch_size, seed=ctx.seed)
 
 
 def _score(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrieval: bool,

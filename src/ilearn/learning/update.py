@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -136,6 +137,13 @@ def train_candidate(vlm: Any, registry: Any, learn: LearnConfig, rows: Sequence[
 
     version_id, path = registry.new_path()
     result = train(vlm, training_set(rows, learn), learn, path)
+    return register_candidate(registry, learn, rows, version_id, path, result, metrics)
+
+
+def register_candidate(registry: Any, learn: LearnConfig, rows: Sequence[dict], version_id: str, path: Path,
+                       result: Any, metrics: dict[str, Any] | None = None) -> ModelVersion:
+    """Register the weights `result` (a TrainResult) saved in `path` (from `registry.new_path()`) as a candidate
+    trained with `learn` on `rows`; the version's event ids are those of `rows`."""
     event_ids = sorted({r["event_id"] for r in rows if "event_id" in r})
     return registry.register(path=path, recipe=learn.recipe, settings=asdict(learn), event_ids=event_ids,
                              metrics={"train": result.to_dict(), **(metrics or {})}, version_id=version_id)
