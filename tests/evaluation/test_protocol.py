@@ -27,7 +27,7 @@ UNSTABLE = {"latency_ms_p50", "stage_ms_mean", "version", "created", "elapsed_s"
 
 def _run(tmp_path, name="rep", scenario="pharmacy", **kwargs):
     options = dict(model="tiny", report_dir=tmp_path / name, progress=False, config=LEXICAL, bertscore=False,
-                   sizes=FACT if scenario != "reference-game" else GAME, parallel=False)
+                   sizes=FACT if scenario != "reference-game" else GAME)
     options.update(kwargs)
     return run_experiment(scenario, **options)
 

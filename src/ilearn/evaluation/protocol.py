@@ -91,7 +91,7 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
                    methods: list[str] | None = None, progress: bool = True, home: str | Path | None = None,
                    threads: int = 1, config: Config | None = None, bertscore: bool = True, sizes: Any = None,
                    on_round: Callable[[dict[str, Any]], None] | None = None,
-                   parallel: bool | None = None) -> dict[str, Any]:
+                   parallel: bool | None = False) -> dict[str, Any]:
     """Run the scenario's protocol with simulated users and write the report folder; returns report.json's dict.
 
     `rounds`: pharmacy/objects: 1 (R1), 2 (R1-R2) or more (all); reference-game: training rounds after round0.
@@ -100,8 +100,10 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
     deployments live (default `<report_dir>/work`). `config`: base settings (model backend, threads and home
     are set from the other arguments). `sizes`: a `runner_fact.FactSizes` / `runner_game.GameSizes` instead of
     the quick or default one. `on_round(round)` is called after each round that was computed (not loaded).
-    `parallel`: pharmacy/objects train the vision-encoder ablation in a child process beside R3 (default: when
-    the model runs on the CPU and the machine has cores for two runs of `threads`; the results are the same).
+    `parallel`: pharmacy/objects train the vision-encoder ablation in a child process beside R3 (the same
+    results; None: when the model runs on the CPU and the machine has cores for two runs of `threads`, as
+    `ilearn experiment` does). The child is spawned, so a script calling this with it on needs the usual
+    `if __name__ == "__main__":` guard.
     """
     _check(scenario_name, rounds, users, methods, objects_dir)
     import torch
