@@ -108,6 +108,22 @@ def test_the_ablation_trained_beside_r3_gives_the_same_rounds(tmp_path):
     assert ablation.metrics["experiment_key"] == "sft-full" and ablation.metrics["train"]["steps"] == FACT.train_steps
 
 
+def test_an_interrupted_run_stops_the_training_beside_it(tmp_path):
+    class Stop(Exception):
+        pass
+
+    def stop_after_r3(round_):
+        if round_["name"] == "R3":
+            raise Stop
+
+    with pytest.raises(Stop):
+        _run(tmp_path, parallel=True, on_round=stop_after_r3)
+    models = tmp_path / "rep" / "work" / "teach" / "models"
+    assert len([p for p in models.iterdir() if p.is_dir()]) == 1  # R3's; the ablation's folder is gone
+    report = _run(tmp_path, parallel=True)  # resumes: R3+retrieval and the ablation still to do
+    assert [r["name"] for r in report["rounds"]] == FACT_NAMES and report["rounds"][-1]["version"] != "base"
+
+
 def test_reference_game_rounds_per_method(tmp_path):
     report = _run(tmp_path, scenario="reference-game", methods=["sft", "reinforce", "kto"])
     names = [(r["name"], r["method"]) for r in report["rounds"]]

@@ -208,16 +208,20 @@ class BackgroundTraining:
         try:
             result = self.pending.get()
         finally:
-            self.cancel()
+            self.pool.terminate()
+            self.pool.join()
         version = register_candidate(self.dep.registry, self.learn, self.rows, self.version_id, self.path, result,
                                      {"experiment_key": self.key})
         self.dep.remember_version(self.key, version.id)
         return version.id
 
     def cancel(self) -> None:
-        """Stop the child (if it still runs)."""
+        """Stop the child and drop its unfinished weights folder."""
+        import shutil
+
         self.pool.terminate()
         self.pool.join()
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 _BERT: BertScorer | None = None
