@@ -65,16 +65,21 @@ def test_pharmacy_rounds_are_scored_on_held_out_interactions(tmp_path):
         "learning_curves.png", "metrics.png", "report.json", "report.md", "rounds", "work"]
 
 
-def test_resume_after_interruption_skips_finished_rounds(tmp_path):
-    class Stop(Exception):
-        pass
+class Stop(Exception):
+    """An interruption (raised by `stop_after`)."""
 
-    def stop_after_r1(round_):
-        if round_["name"] == "R1":
+
+def stop_after(name: str):
+    """An `on_round` callback that interrupts the run once round `name` is saved."""
+    def hook(round_):
+        if round_["name"] == name:
             raise Stop
+    return hook
 
+
+def test_resume_after_interruption_skips_finished_rounds(tmp_path):
     with pytest.raises(Stop):
-        _run(tmp_path, on_round=stop_after_r1)
+        _run(tmp_path, on_round=stop_after("R1"))
     saved = json.loads((tmp_path / "rep" / "rounds" / "R1.json").read_text())
     assert not (tmp_path / "rep" / "report.json").exists()
     computed = []
@@ -109,15 +114,8 @@ def test_the_ablation_trained_beside_r3_gives_the_same_rounds(tmp_path):
 
 
 def test_an_interrupted_run_stops_the_training_beside_it(tmp_path):
-    class Stop(Exception):
-        pass
-
-    def stop_after_r3(round_):
-        if round_["name"] == "R3":
-            raise Stop
-
     with pytest.raises(Stop):
-        _run(tmp_path, parallel=True, on_round=stop_after_r3)
+        _run(tmp_path, parallel=True, on_round=stop_after("R3"))
     models = tmp_path / "rep" / "work" / "teach" / "models"
     assert len([p for p in models.iterdir() if p.is_dir()]) == 1  # R3's; the ablation's folder is gone
     report = _run(tmp_path, parallel=True)  # resumes: R3+retrieval and the ablation still to do
