@@ -103,7 +103,8 @@ def main() -> None:
            "rows": len(rows), "steps": result.steps, "train_s": round(train_s), "loss": result.train_loss,
            "taught_test_views": f"{hits}/{len(probes)}", "taught_test_accuracy": hits / max(len(probes), 1),
            "taught_test_misses": misses,
-           "train_rows_right": f"{own}/{len(rows)}", "train_rows_missed": row_misses, "general_base": base, "general": general,
+           "train_rows_right": f"{own}/{len(rows)}", "train_rows_missed": row_misses,
+           "general_base": base, "general": general,
            "general_instance_path_zeroed": zeroed, "general_instance_path_alone": alone,
            "general_by_kind": trained["by_kind"], "general_examples": trained["examples"]}
     OUT.mkdir(parents=True, exist_ok=True)

@@ -41,12 +41,15 @@ def distillation_loss(log_p: torch.Tensor, teacher_log_p: torch.Tensor, mask: to
     return (kl * mask).sum() / mask.sum().clamp(min=1)
 
 
-def image_token_loss(tokens: torch.Tensor, teacher_tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Mean over the image tokens of the `rows` (bool, batch) of |tokens - teacher_tokens|^2 / |teacher_tokens|^2;
-    tokens (batch, n, dim). Zero when no row is selected."""
-    if not bool(rows.any()):
-        return tokens.sum() * 0.0
-    student, teacher = tokens[rows].float(), teacher_tokens[rows].float()
+def image_token_loss(tokens: torch.Tensor, teacher_tokens: torch.Tensor,
+                     rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the image tokens of the `rows` (bool, batch; None: every row) of
+    |tokens - teacher_tokens|^2 / |teacher_tokens|^2; tokens (batch, n, dim). Zero when no row is selected."""
+    if rows is not None:
+        if not bool(rows.any()):
+            return tokens.sum() * 0.0
+        tokens, teacher_tokens = tokens[rows], teacher_tokens[rows]
+    student, teacher = tokens.float(), teacher_tokens.float()
     return ((student - teacher).pow(2).sum(-1) / teacher.pow(2).sum(-1).clamp(min=1e-6)).mean()
 
 
@@ -181,8 +184,7 @@ def distilling_trainer() -> type:
                     if rows is None:
                         teacher_tokens = teacher_tokens[replay.to(teacher_tokens.device)]
                     if len(teacher_tokens) == len(tokens):
-                        loss = loss + self.distill_image * image_token_loss(
-                            tokens, teacher_tokens, torch.ones(len(tokens), dtype=torch.bool, device=tokens.device))
+                        loss = loss + self.distill_image * image_token_loss(tokens, teacher_tokens)
             if model.training and "attention_mask" in inputs:
                 self._total_train_tokens += int(inputs["attention_mask"].sum())
             return (loss, outputs) if return_outputs else loss
