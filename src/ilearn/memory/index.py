@@ -28,9 +28,11 @@ efC 40 only (11 min): recall 0.58 (efSearch 256: 0.68). A 10% filter there keeps
 takes 28 ms (384-d) / 44 ms (1664-d) and filtered HNSW recall is 0.93 / 0.55: a row-count threshold or
 per-scope sub-indexes are still to do.
 
-Removal marks a tombstone (HNSW cannot delete); dead labels are filtered out of every search and the index
-is compacted (graph rebuilt, quantiser retrained) once they exceed `max_dead_fraction`. Adding or removing
-never needs a rebuild. `save`/`load` write `<prefix>.faiss` (the graph), `<prefix>.npy` (the float32
+Removal marks a tombstone (HNSW cannot delete) and zeroes its float32 row, so no saved `.npy` holds a
+removed vector; dead labels are filtered out of every search and the index is compacted (graph rebuilt,
+quantiser retrained) once they exceed `max_dead_fraction`, or on `compact()`. Until then the HNSW graph keeps
+its own copy of a removed vector (its code): forgetting a user compacts. Adding or removing never needs a
+rebuild. `save`/`load` write `<prefix>.faiss` (the graph), `<prefix>.npy` (the float32
 vectors) and a `<prefix>.json` manifest (keys by label, counts, ids hash, sha256 of both files); `load`
 raises `IndexCorrupt` on any mismatch. Every method holds one lock: the server inserts while it queries.
 """
@@ -151,6 +153,11 @@ class VectorIndex:
     def __contains__(self, key: object) -> bool:
         return key in self._labels
 
+    @property
+    def dead(self) -> int:
+        """Tombstones: removed labels still taking a row (and, in HNSW mode, a graph node) until compaction."""
+        return self._dead
+
     def keys(self) -> list[str]:
         """The live keys."""
         with self._lock:
@@ -170,7 +177,7 @@ class VectorIndex:
 
     @property
     def vectors(self) -> np.ndarray:
-        """Read-only view of the float32 rows by label (tombstones included); valid until the next write."""
+        """Read-only view of the float32 rows by label (tombstones as zero rows); valid until the next write."""
         view = self._vecs[: len(self._keys)]
         view.flags.writeable = False
         return view
@@ -252,6 +259,7 @@ class VectorIndex:
                 del self._labels[key]
                 self._keys[label] = None
                 self._alive[label] = False
+                self._vecs[label] = 0.0
                 self._dead += 1
         if labels:
             self._dead_sel = None

@@ -474,10 +474,16 @@ class RetrievalMemory:
             return event
 
     def forget_user(self, user_id: str) -> list[str]:
-        """Delete a user's events, sessions and images from the store and their vectors from the index."""
+        """Delete a user's events, sessions and images from the store and their vectors from the index.
+
+        The index is compacted before it is saved: a tombstone (this removal's, or one left when an event
+        of the user was superseded) keeps the vector's graph code until then, and no file may keep it."""
         with self._lock:
             deleted = self.store.delete_user(user_id)
             self._drop(set(deleted) | self._by_user.get(user_id, set()))
+            if self.index.dead:
+                self.index.compact()
+                self._filters.clear()
             self.save()
             return deleted
 
