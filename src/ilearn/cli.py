@@ -258,6 +258,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         gate = v.metrics.get("gate") or {}
         learning = gate.get("learning") or {}
         figures = f"held-out {learning.get('active', 0):.2f} -> {learning.get('candidate', 0):.2f}" if learning else ""
+        naming = gate.get("specificity") or {}
+        if naming:
+            figures += f"  false naming {naming['active']:.2f} -> {naming['candidate']:.2f}"
         print(f"{v.id}  {v.status.value:<9} {v.recipe:<9} parent={v.parent or 'base':<16} "
               f"events={len(v.event_ids):<5} {figures}")
     if not versions:

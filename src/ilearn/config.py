@@ -310,6 +310,10 @@ class LearnConfig:
     """Largest allowed drop on the general set."""
     bias_margin: float = 0.01
     """Largest allowed drop on the bias set."""
+    specificity_margin: float = 0.1
+    """Largest allowed rise in false naming: the share of held-out negatives (another object asked the same
+    question, the same object asked another facet, a picture of no object) answered with a taught answer that is
+    wrong there (`ilearn.learning.gate.negatives_from_events`)."""
 
     def __post_init__(self) -> None:
         parts = {"vision", "projector", "language"}
@@ -330,7 +334,7 @@ class LearnConfig:
             raise InvalidInput("learn.epochs, batch_size, learning_rate and lora_r must be positive, max_steps >= 0")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise InvalidInput("learn.heldout_fraction must be within (0, 1)")
-        for name in ("learning_margin", "forgetting_margin", "bias_margin"):
+        for name in ("learning_margin", "forgetting_margin", "bias_margin", "specificity_margin"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"learn.{name} must be >= 0")
 

@@ -6,7 +6,16 @@ from learning_data import QUESTION, assistant, shape, user
 
 from ilearn.config import LearnConfig, ModelConfig
 from ilearn.learning.bias import NEUTRAL, QUESTIONS, bias_score, build_bias_set
-from ilearn.learning.gate import HeldOut, Margins, contains_answer, evaluate_candidate, heldout_from_events
+from ilearn.learning.gate import (
+    HeldOut,
+    Margins,
+    Negative,
+    contains_answer,
+    evaluate_candidate,
+    false_naming,
+    heldout_from_events,
+    negatives_from_events,
+)
 from ilearn.learning.recipes import train
 from ilearn.models.stub import StubVLM
 from ilearn.types import Event, ImageRef
@@ -92,3 +101,56 @@ def test_gate_rejects_a_tiny_model_trained_on_wrong_answers(tiny_vlm, tmp_path):
     assert report.learning == {"active": 1.0, "candidate": 0.0}
     assert not report.promote
     assert evaluate_candidate(tiny_vlm, right, heldout, bias_set=[]).promote
+
+
+def _event(i: str, question: str, answer: str, image: str | None = "img") -> Event:
+    return Event(image=ImageRef(image) if image else None, question=question, answer=answer, user_id="u", id=i)
+
+
+def test_negatives_probe_other_objects_other_facets_and_no_object():
+    events = [_event("e1", "What is this called?", "ibuprofen", "a1"), _event("e2", "What is this called?", "aspirin", "b1"),
+              _event("e3", "What is this used for?", "for fever", "b1"), _event("e4", "What is this called?", "Ibuprofen!", "a2"),
+              _event("e5", "What is this called?", "extra ibuprofen", "c1")]
+    images = {ref: shape(colour) for ref, colour in (("a1", "red"), ("a2", "red"), ("b1", "green"), ("c1", "blue"))}
+    negatives = negatives_from_events([events[0]], events, lambda ref: images[ref.sha256])
+    kinds = [(n.kind, n.question, n.wrong) for n in negatives]
+    assert kinds == [("other object", "What is this called?", ("ibuprofen",)),
+                     ("other facet", "What is this used for?", ("ibuprofen",)),
+                     ("no object", "What is this called?", ("Ibuprofen!", "aspirin", "extra ibuprofen", "ibuprofen"))]
+    # the same bottle's other photo ("Ibuprofen!") and a product whose name contains it are never negatives
+    assert negatives[0].image is images["b1"] and negatives[1].image is images["a1"]
+    assert negatives[2].image.getpixel((0, 0)) == (128, 128, 128) and negatives[2].image.size == images["a1"].size
+    assert negatives_from_events([events[0]], events, lambda ref: images[ref.sha256]) == negatives
+
+
+def test_one_object_and_one_question_leave_only_the_no_object_probe():
+    events = [_event(f"e{i}", "What is this called?", "ibuprofen", f"v{i}") for i in range(4)]
+    negatives = negatives_from_events(events[:1], events, lambda ref: shape("red"))
+    assert [n.kind for n in negatives] == ["no object"]
+
+
+def test_false_naming_counts_replies_with_a_wrong_taught_answer():
+    negatives = [Negative(shape("red"), QUESTION, ("blue",), "other object"),
+                 Negative(shape("green"), QUESTION, ("red", "blue"), "no object")]
+    examples: list[dict[str, str]] = []
+    assert false_naming(StubVLM(responder=lambda m: "It is blue."), negatives, examples) == 1.0
+    assert examples[0] == {"question": QUESTION, "kind": "other object", "reply": "It is blue.", "wrong": "blue"}
+    assert false_naming(StubVLM(responder=answers_truth), negatives) == 0.0
+    assert false_naming(StubVLM(responder=lambda m: "red"), negatives) == 0.5
+    assert false_naming(FAIR, []) == 0.0
+
+
+def test_gate_refuses_a_candidate_that_names_what_it_should_not():
+    negatives = [Negative(shape("green"), QUESTION, ("red",), "other object")]
+    says_red = StubVLM(responder=lambda m: "red")
+    heldout = HELDOUT[:1]  # the red shape: saying red everywhere is right on it
+    report = evaluate_candidate(FAIR, says_red, heldout, bias_set=[], negatives=negatives)
+    assert report.learning["candidate"] == 1.0 and report.specificity == {"active": 0.0, "candidate": 1.0}
+    assert not report.promote and report.n_negatives == 1
+    assert "specificity: active 0.000 -> candidate 1.000" in report.summary()
+    lenient = evaluate_candidate(FAIR, says_red, heldout, bias_set=[], negatives=negatives,
+                                 margins=Margins(specificity=1.0))
+    assert lenient.promote
+    unmeasured = evaluate_candidate(FAIR, says_red, heldout, bias_set=[])
+    assert unmeasured.promote and unmeasured.specificity is None
+    assert any("no held-out negatives" in r for r in unmeasured.reasons)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from learning_data import MEDICINES, NAME_QUESTION, NEW_VIEW, medicine, teach_medicines
 
 from ilearn.assistant import Assistant
 from ilearn.cli import main
@@ -13,7 +14,7 @@ from ilearn.learning.update import split_heldout
 from ilearn.types import Event, ModelStatus
 from test_retrieval_loop import bottle
 
-LEARN = {"recipe": "sft", "trainable": ("vision", "projector", "language"), "lora": (), "max_steps": 60,
+LEARN = {"recipe": "sft", "trainable": ("vision", "projector", "language"), "lora": (), "max_steps": 150,
          "learning_rate": 3e-3, "batch_size": 8, "heldout_fraction": 0.25, "general_limit": 8, "replay": 0}
 
 
@@ -49,24 +50,28 @@ def test_small_snapshots_always_hold_some_events_out(seed):
 
 
 def learn_promote_rollback(home, model: dict | None = None) -> Assistant:
-    """Teach, learn, check the promoted model knows the object without retrieval, roll back; returns the assistant."""
+    """Teach three bottles, learn, check the promoted model knows each without retrieval, roll back; returns the
+    assistant."""
     assistant = build(home, model)
-    teach_many(assistant)
-    before = assistant.respond("zoe", "What is this medicine called?", image=bottle(shift=1, light=3)).text
+    teach_medicines(assistant)
+    photos = {colour: medicine(colour, *NEW_VIEW) for colour in MEDICINES}
+    before = {c: assistant.respond("zoe", NAME_QUESTION, image=photo).text for c, photo in photos.items()}
 
     outcome = assistant.learn()
     assert outcome.version is not None and outcome.n_heldout_events >= 1
     assert outcome.gate["learning"]["candidate"] > outcome.gate["learning"]["active"]
     assert outcome.promoted and outcome.version.status == ModelStatus.ACTIVE, outcome.summary()
-    assert set(outcome.gate) >= {"learning", "general", "bias", "reasons"}
+    assert set(outcome.gate) >= {"learning", "specificity", "general", "bias", "reasons"}
 
-    # retrieval is off: the promoted model itself now knows the taught object
-    after = assistant.respond("zoe", "What is this medicine called?", image=bottle(shift=1, light=3))
-    assert "ibuprofen" in after.text.lower() and after.model_version == outcome.version.id
+    # retrieval is off: the promoted model itself now knows each taught bottle, and tells them apart
+    for colour, photo in photos.items():
+        after = assistant.respond("zoe", NAME_QUESTION, image=photo)
+        assert MEDICINES[colour][1] in after.text.lower() and after.model_version == outcome.version.id
 
     assert main(["models", "rollback", "--home", str(home)]) == 0
-    again = assistant.respond("zoe", "What is this medicine called?", image=bottle(shift=1, light=3))
-    assert again.model_version == "base" and again.text == before
+    for colour, photo in photos.items():
+        again = assistant.respond("zoe", NAME_QUESTION, image=photo)
+        assert again.model_version == "base" and again.text == before[colour]
     return assistant
 
 
@@ -129,7 +134,7 @@ def test_cli_learn_then_models_list(tmp_path, capsys):
 
     home = tmp_path / "home"
     assistant = build(home)
-    teach_many(assistant, n=8)
+    teach_medicines(assistant)
     assistant.close()
     config = tmp_path / "settings.json"
     config.write_text(json.dumps({"feedback": {"method": "lexical"}, "retrieval": {"enabled": False},
@@ -140,6 +145,7 @@ def test_cli_learn_then_models_list(tmp_path, capsys):
     assert main(["models", "list", "--home", str(home)]) == 0
     listing = capsys.readouterr().out
     assert "active" in listing and "sft" in listing and "held-out 0.00 -> 1.00" in listing
+    assert "false naming 0.00 -> " in listing
 
 
 def test_replay_rows_are_general_sft_examples_from_the_train_split():
