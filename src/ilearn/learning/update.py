@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
 
@@ -129,12 +129,25 @@ def training_set(rows: Sequence[dict], learn: LearnConfig) -> list[dict]:
     return [*list(rows) * learn.event_repeats, *replay_rows(learn.replay, learn.seed, learn.recipe)]
 
 
+class HeldOutLeak(RuntimeError):
+    """Training rows carry a held-out event: the gate would score data the candidate trained on."""
+
+
+def guard_heldout(rows: Sequence[dict], heldout_ids: Sequence[str]) -> None:
+    """Raise HeldOutLeak when any of `rows` was built from a held-out event."""
+    leaked = sorted({r["event_id"] for r in rows if r.get("event_id") in set(heldout_ids)})
+    if leaked:
+        raise HeldOutLeak(f"{len(leaked)} held-out event(s) reached the training rows: {', '.join(leaked[:5])}")
+
+
 def train_candidate(vlm: Any, registry: Any, learn: LearnConfig, rows: Sequence[dict],
                     metrics: dict[str, Any] | None = None) -> ModelVersion:
     """Train `learn.recipe` on `rows` (each `learn.event_repeats` times, plus `learn.replay` general examples)
-    from the base weights and register the result as a candidate; the version's event ids are those of `rows`."""
+    from the base weights and register the result as a candidate; the version's event ids are those of `rows`.
+    `metrics["heldout_event_ids"]`, when given, are checked against `rows` first (HeldOutLeak)."""
     from ilearn.learning.recipes import train
 
+    guard_heldout(rows, (metrics or {}).get("heldout_event_ids", ()))
     version_id, path = registry.new_path()
     result = train(vlm, training_set(rows, learn), learn, path)
     return register_candidate(registry, learn, rows, version_id, path, result, metrics)
@@ -149,7 +162,14 @@ def register_candidate(registry: Any, learn: LearnConfig, rows: Sequence[dict], 
                              metrics={"train": result.to_dict(), **(metrics or {})}, version_id=version_id)
 
 
-def split_heldout(events: Sequence[Event], fraction: float, seed: int) -> tuple[list[Event], list[Event]]:
+class Split(NamedTuple):
+    """A snapshot's events: those training may use, and those kept out of it for the gate."""
+
+    train: list[Event]
+    heldout: list[Event]
+
+
+def split_heldout(events: Sequence[Event], fraction: float, seed: int) -> Split:
     """(train, held-out): held-out are `fraction` of the events with a correct answer (rounded, and at least one
     when there are two or more), those whose seeded id hash is lowest, so the same events stay held out as more
     arrive. (Drawing each event with probability `fraction` left small snapshots without any held-out event:
@@ -161,7 +181,7 @@ def split_heldout(events: Sequence[Event], fraction: float, seed: int) -> tuple[
     n = round(fraction * len(eligible))
     heldout = eligible[: max(n, 1) if len(eligible) >= 2 else n]
     held = {e.id for e in heldout}
-    return [e for e in events if e.id not in held], heldout
+    return Split([e for e in events if e.id not in held], heldout)
 
 
 def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool = True,
@@ -171,14 +191,20 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
     `gate_vlm` is the active model the candidate is compared with (default: `vlm`, which must then serve the
     active version); the candidate is loaded as a second model.
     """
-    from ilearn.learning.gate import Margins, evaluate_candidate, general_easyvqa, heldout_from_events
+    from ilearn.learning.gate import (
+        Margins,
+        evaluate_candidate,
+        general_easyvqa,
+        heldout_from_events,
+        negatives_from_events,
+    )
 
     start = time.perf_counter()
     learn_cfg = config.learn
     events = store.list_events(robot_id=config.robot_id)
     train_events, heldout = split_heldout(events, learn_cfg.heldout_fraction, learn_cfg.seed)
     image_fn = image_loader(store, config.limits.max_image_pixels)
-    rows = training_rows(learn_cfg.recipe, train_events, image_fn)
+    rows = training_rows(learn_cfg.recipe, train_events, image_fn)  # the held-out events never get here
     problem = trainable_problem(learn_cfg.recipe, rows)
     if problem is not None:
         logger.info("learn: %s", problem)
@@ -190,8 +216,10 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
     candidate = registry.load(config.model, version.id)
     active = gate_vlm if gate_vlm is not None else vlm
     general_set = general_easyvqa(learn_cfg.general_limit, learn_cfg.seed) if general else None
+    usable = [e for e in events if e.status == EventStatus.ACTIVE]
     report = evaluate_candidate(active, candidate, heldout_from_events(heldout, image_fn), general_set,
-                                margins=Margins.from_config(learn_cfg))
+                                margins=Margins.from_config(learn_cfg),
+                                negatives=negatives_from_events(heldout, usable, image_fn))
     version = registry.update_metrics(version.id, {"gate": report.to_dict()})
     if promote and report.promote:
         version = registry.promote(version.id)
