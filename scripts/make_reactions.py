@@ -11,7 +11,11 @@ How it is made (stated here and in the benchmark's output):
     correction_bare (without it) -> negative; rephrasing (the question asked again in other words) -> negative;
     frustration -> negative; topic_change -> neutral; ambiguous -> neutral.
 - Held-out part: HELDOUT, 30 ordinary reactions of every category written by hand after the first
-  measurement and never used to tune the rules (source "heldout").
+  measurement and never used to tune the rules (source "heldout"). A second held-out set,
+  src/ilearn/data/reactions_heldout.jsonl (127 rows, ids hx001-hx127, source "heldout"), is not made by this
+  script: it was written by hand independently of these templates (other objects and domains, colloquial
+  wording, negations that agree such as "you're not wrong", surprise, partial acceptance), labelled before
+  the decoder was run on it, and is not to be used to tune the rules.
 - Hand-written part: TRICKY, about 50 reactions written by hand to probe the rules' limits (sarcasm, negated
   thanks, "no thanks, that's all", "yes, but what dose?", hedged corrections, doubt, follow-ups after thanks).
   Their labels are our judgement; "no thanks, that's all" is labelled neutral (it could be read as positive).

@@ -22,6 +22,7 @@ from ilearn.models.stub import StubVLM
 from ilearn.types import Feedback, FeedbackSource, ImageRef, Label, Role, Turn, TurnKind
 
 DATA = Path(__file__).resolve().parents[2] / "src" / "ilearn" / "data" / "reactions.jsonl"
+HELDOUT = DATA.with_name("reactions_heldout.jsonl")
 IMG = ImageRef("a" * 64)
 
 
@@ -175,18 +176,59 @@ def test_factory_and_settings():
     assert model.decode(exchange("no, that's the ibuprofen")).correction == "ibuprofen"
 
 
-def test_lexical_decoder_meets_the_precision_goals_on_the_labelled_set():
-    rows = [json.loads(line) for line in DATA.read_text().splitlines()]
-    assert len(rows) >= 500 and len({r["category"] for r in rows}) >= 8
-    decoder = LexicalFeedbackDecoder()
+def _rows(*paths: Path) -> list[dict]:
+    return [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()]
+
+
+def _figures(rows: list[dict], decoder) -> dict:
+    """Per-label precision and recall, and the share of gold corrections extracted, of `decoder` on `rows`."""
     preds = [decoder.judge(Exchange(r["question"], r["answer"], r["reaction"])) for r in rows]
-    for label, goal in ((Label.POSITIVE, 0.95), (Label.NEGATIVE, 0.90)):
-        predicted = [r for r, p in zip(rows, preds, strict=True) if p.label == label]
-        precision = sum(r["label"] == label.value for r in predicted) / len(predicted)
-        assert precision >= goal, (label, precision)
-    corrections = [(r, p) for r, p in zip(rows, preds, strict=True) if r["correction"]]
-    accuracy = sum((p.correction or "").lower() == r["correction"].lower() for r, p in corrections) / len(corrections)
-    assert accuracy >= 0.9
+    out: dict = {}
+    for label in Label:
+        hits = sum(p.label == label and r["label"] == label.value for r, p in zip(rows, preds, strict=True))
+        predicted, gold = sum(p.label == label for p in preds), sum(r["label"] == label.value for r in rows)
+        out[label.value] = (hits / predicted if predicted else 0.0, hits / gold if gold else 0.0)
+    with_correction = [(r, p) for r, p in zip(rows, preds, strict=True) if r["correction"]]
+    out["corrections"] = sum((p.correction or "").lower() == r["correction"].lower()
+                             for r, p in with_correction) / len(with_correction)
+    return out
+
+
+def _table(figures: dict) -> str:
+    return "  ".join(f"{k} P {v[0]:.3f} R {v[1]:.3f}" if isinstance(v, tuple) else f"{k} {v:.3f}"
+                     for k, v in figures.items())
+
+
+def _check(figures: dict, floors: dict) -> None:
+    """Print the figures and assert each one (a (precision, recall) pair per label) reaches its floor."""
+    print(_table(figures))
+    for key, floor in floors.items():
+        pairs = (zip(("precision", "recall"), figures[key], floor, strict=True) if isinstance(floor, tuple)
+                 else [("share", figures[key], floor)])
+        for name, value, least in pairs:
+            assert value >= least, f"{key} {name} {value:.3f} < {least} ({_table(figures)})"
+
+
+def test_lexical_decoder_on_the_rows_its_rules_were_tuned_on():
+    """Templated and hand-written tricky rows: the rules were written and tuned with them in view."""
+    rows = [r for r in _rows(DATA) if r["source"] in ("template", "handwritten")]
+    assert len(rows) >= 500 and len({r["category"] for r in rows}) >= 8
+    # measured: positive P 1.000 R 1.000, neutral P 0.833 R 1.000, negative P 1.000 R 0.908, corrections 1.000
+    _check(_figures(rows, LexicalFeedbackDecoder()), {
+        "positive": (0.95, 0.95), "neutral": (0.80, 0.95), "negative": (0.90, 0.88), "corrections": 0.9})
+
+
+def test_lexical_decoder_on_held_out_rows_it_was_not_tuned_on():
+    """Rows written after the rules and never used to tune them: the 30 of reactions.jsonl and the 127 of
+    reactions_heldout.jsonl, written independently of the templates (other objects, colloquial wording, negations
+    that agree, surprise, partial acceptance). The floors sit a few rows under what the rules achieve; the
+    precision goals of the tuned rows (P+ 0.95, P- 0.90) are not met here."""
+    rows = [r for r in _rows(DATA, HELDOUT) if r["source"] == "heldout"]
+    assert len(rows) >= 150 and min(sum(r["label"] == lab.value for r in rows) for lab in Label) >= 30
+    # measured (157 rows): positive P 0.898 R 0.830, neutral P 0.775 R 0.912, negative P 0.853 R 0.829,
+    # corrections 0.677 of 31
+    _check(_figures(rows, LexicalFeedbackDecoder()), {
+        "positive": (0.85, 0.80), "neutral": (0.75, 0.85), "negative": (0.80, 0.80), "corrections": 0.6})
 
 
 @pytest.mark.parametrize("reaction", ["wrong. name?", "no, the dose", "no, its name?", "No, what it's used for."])
