@@ -8,7 +8,8 @@ Protocol: each of the 12 bottles is taught ONCE (one view, one event "What is th
 >= reuse_threshold and carries the right name (the assistant then answers it outright; below that the
 references only go into the model's context, and a model that is always wrong stays wrong); it is a *false
 reuse* when that top match carries another bottle's name. Open-set false reuse: the share of queries whose
-best match among the OTHER bottles would be reused (what happens when the asked bottle was never taught).
+best match among the OTHER bottles would be reused (what happens when the asked bottle was never taught: its
+own events are left out of the matches, and a look-alike's name given outright counts).
 Other-intent reuse: the share of new views whose taught name would be given to another question about them
 ("What is this used for?"; `retrieval.reuse_min_text_sim` must keep it at 0).
 
@@ -48,18 +49,22 @@ def _pick(tops: np.ndarray, oks: np.ndarray, max_false: float) -> float:
 
 
 def _rates(tops, oks, others, t) -> dict:
+    """Rates at threshold `t`: `tops` the top score per query (-1: not decisive), `oks` whether the top match is
+    the asked bottle, `others` the best score among the OTHER bottles (the top when the asked one is not taught)."""
+    tops, oks, others = np.asarray(tops), np.asarray(oks, dtype=bool), np.asarray(others)
     return {"fix_rate": float(((tops >= t) & oks).mean()), "false_reuse": float(((tops >= t) & ~oks).mean()),
             "open_set_false_reuse": float((others >= t).mean()), "nn1": float(oks.mean()), "n": int(len(tops))}
 
 
 def _score(vectors_by_seed: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(top score, right, best score among the other bottles) per query, from (teach, test, labels) per seed."""
     tops, oks, others = [], [], []
     for teach, test, labels in vectors_by_seed.values():
         s = test @ teach.T
         j = s.argmax(1)
         tops += list(s.max(1))
         oks += list(j == labels)
-        others += list(np.where(np.arange(len(teach))[None] == labels[:, None], -9.0, s).max(1))
+        others += list(np.where(np.arange(len(teach))[None] == labels[:, None], -np.inf, s).max(1))
     return np.array(tops), np.array(oks), np.array(others)
 
 
@@ -134,13 +139,16 @@ def _png(image) -> bytes:
 
 
 def _memory_case(items, n_test, case: str, config, image_embedder, text_embedder
-                 ) -> list[tuple[float, bool, bool, float]]:
-    """(top score if decisive else -1, right, any visible match, the same for OTHER_QUESTION) per held-out
-    view for one case, through RetrievalMemory."""
+                 ) -> list[tuple[float, bool, bool, float, float]]:
+    """Per held-out view for one case, through RetrievalMemory: (top score if decisive else -1, right, any
+    visible match, the decisive score for OTHER_QUESTION, the decisive score had the asked bottle never been
+    taught). The last is the search with the bottle's own events left out: the pool holds every event
+    (`candidates` >= events) and visibility depends on each answer's own teachers, so it is the search of a
+    memory that never had them."""
     from ilearn.images import sha256_bytes
     from ilearn.memory.retrieval import RetrievalMemory, reusable
     from ilearn.memory.sqlite import SQLiteStore
-    from ilearn.types import Event, ImageRef
+    from ilearn.types import Event, ImageRef, answer_key
 
     teachers = {"a": ["ana"], "b": ["ana"], "b2": ["ana", "cy"], "c": ["ana"]}[case]
     asker = "ana" if case == "a" else "bob"
@@ -156,19 +164,32 @@ def _memory_case(items, n_test, case: str, config, image_embedder, text_embedder
                 ref = ImageRef(sha256_bytes(data), view.width, view.height, "png")
                 store.put_image(data, ref)
                 memory.add(Event(ref, QUESTION, it.name, user), view)
+        if len(items) * len(teachers) > config.candidates:
+            raise ValueError("open-set scores need every event in the search pool: raise retrieval.candidates")
         out = []
         for it in items:
             for view in it.test_views[:n_test]:
-                matches = memory.search(view, QUESTION, asker)
+                every = memory.search(view, QUESTION, asker, k=config.candidates)
+                matches = every[: config.top_k]
                 top = matches[0] if matches else None
                 # the top score if the margin test passes (the threshold is applied by the caller), else -1
                 decisive = reusable(matches, -1.0, config.reuse_margin, config.reuse_min_text_sim)
                 other = reusable(memory.search(view, OTHER_QUESTION, asker), -1.0, config.reuse_margin,
                                  config.reuse_min_text_sim)
+                untaught = [m for m in every if answer_key(m.event.answer) != answer_key(it.name)][: config.top_k]
+                open_set = reusable(untaught, -1.0, config.reuse_margin, config.reuse_min_text_sim)
                 out.append((decisive.score if decisive else -1.0, bool(top and top.event.answer == it.name),
-                            top is not None, other.score if other else -1.0))
+                            top is not None, other.score if other else -1.0, open_set.score if open_set else -1.0))
         store.close()
     return out
+
+
+def _case_rates(rows: list[tuple[float, bool, bool, float, float]], reuse: float) -> dict:
+    """Fix rate, false reuse (closed and open set), references and other-intent reuse of `_memory_case` rows."""
+    tops, oks = np.array([r[0] for r in rows]), np.array([r[1] for r in rows], dtype=bool)
+    return {**_rates(tops, oks, np.array([r[4] for r in rows]), reuse),
+            "any_reference": float(np.mean([r[2] for r in rows])),
+            "other_intent_reuse": float(np.mean([r[3] >= reuse for r in rows]))}
 
 
 def memory_bench(args) -> dict:
@@ -192,19 +213,15 @@ def memory_bench(args) -> dict:
     tops, oks = np.array([r[0] for r in cal]), np.array([r[1] for r in cal])
     reuse = _pick(tops, oks, args.max_false) if args.reuse_threshold is None else args.reuse_threshold
     result = {"embedder": image_embedder.name, "image_weight": base.image_weight, "text_weight": base.text_weight,
-              "reuse_threshold": reuse, "reuse_margin": base.reuse_margin, "calibration_case_a": _rates(tops, oks, tops * 0 - 9, reuse), "cases": {}}
+              "reuse_threshold": reuse, "reuse_margin": base.reuse_margin,
+              "calibration_case_a": _case_rates(cal, reuse), "cases": {}}
     print(f"reuse_threshold {reuse:.3f} reuse_margin {base.reuse_margin:.3f} (calibration seeds {args.seeds})",
           flush=True)
     for case, sharing in (("a", "corroboration"), ("b", "corroboration"), ("b2", "corroboration"), ("c", "trusted")):
         config = replace(base, threshold=min(base.threshold, reuse), reuse_threshold=reuse, sharing=sharing)
         rows = [r for s in args.test_seeds for r in _memory_case(_views(s, args.n_test, args.views), args.n_test,
                                                                   case, config, image_embedder, text_embedder)]
-        t = np.array([r[0] for r in rows])
-        ok = np.array([r[1] for r in rows])
-        result["cases"][case] = {"sharing": sharing, "fix_rate": float(((t >= reuse) & ok).mean()),
-                                 "false_reuse": float(((t >= reuse) & ~ok).mean()),
-                                 "any_reference": float(np.mean([r[2] for r in rows])),
-                                 "other_intent_reuse": float(np.mean([r[3] >= reuse for r in rows])), "n": len(rows)}
+        result["cases"][case] = {"sharing": sharing, **_case_rates(rows, reuse)}
         print(case, json.dumps(result["cases"][case]), flush=True)
     return result
 
