@@ -128,7 +128,7 @@ def distilling_trainer() -> type:
     --recipes sft-distill`)."""
     from trl import SFTTrainer
 
-    from ilearn.learning.recipes import collate_with
+    from ilearn.learning.collate import collate_with
 
     class DistillingSFTTrainer(SFTTrainer):
         """SFTTrainer whose collator also yields each row's `replay` flag and whose loss is the answers' NLL plus

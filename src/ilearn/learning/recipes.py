@@ -27,6 +27,7 @@ import torch
 from ilearn.config import LearnConfig
 from ilearn.errors import InvalidInput
 from ilearn.learning.augment import AUGMENT_COLUMN, AugmentingCollator
+from ilearn.learning.collate import collate_with
 from ilearn.learning.parts import (
     PreparedModel,
     canonical_name,
@@ -404,18 +405,6 @@ def reward_weighted_loss(log_probs: torch.Tensor, mask: torch.Tensor, rewards: t
     unlikely = torch.log1p(-p) * mask.to(log_probs.dtype)
     per_token = torch.where(r >= 0, r * log_probs, -r * unlikely)
     return -per_token.sum() / torch.as_tensor(n_tokens).clamp(min=1)
-
-
-def collate_with(collate: Callable[[list[dict]], dict], column: str, cast: type) -> Callable[[list[dict]], dict]:
-    """`collate` that also yields every example's `column` (`cast` to float or bool) as a tensor under the same
-    name, for a loss that weighs or selects rows by it (TRL's collators drop columns they do not know)."""
-
-    def collate_rows(examples: list[dict]) -> dict:
-        batch = collate(examples)
-        batch[column] = torch.tensor([cast(e[column]) for e in examples])
-        return batch
-
-    return collate_rows
 
 
 def reward_weighted_trainer() -> type:

