@@ -27,6 +27,6 @@ def with_sets(settings: Any, sets: list[str]) -> Any:
 def general_set(vlm: Any, limit: int) -> dict[str, Any]:
     """easy-vqa's test questions (the first `limit` of seed 0's order) answered by `vlm`: accuracy, by_kind,
     examples."""
-    from ilearn.evaluation.easyvqa import evaluate_easyvqa
+    from ilearn.learning.general import evaluate_easyvqa
 
     return evaluate_easyvqa(vlm, limit=limit, seed=0, batch_size=8)

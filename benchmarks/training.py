@@ -45,7 +45,7 @@ logger = logging.getLogger("benchmarks.training")
 
 def events(n: int, seed: int = 0) -> list[tuple[Image.Image, str, str]]:
     """`n` (image, question, answer) events from easy-vqa's train split (seeded sample)."""
-    from ilearn.evaluation.easyvqa import load_split, sample
+    from ilearn.data.easyvqa import load_split, sample
 
     return [(Image.open(i.image_path).convert("RGB"), i.question, i.answer) for i in sample(load_split("train"), n, seed)]
 

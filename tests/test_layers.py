@@ -1,4 +1,5 @@
-"""The package's floors: no import cycle among its modules.
+"""The package's floors: no import cycle among its modules; the lower floors (models, memory, dialogue,
+learning) never import the upper ones (evaluation, serving); the shared data sets (`ilearn.data`) import no floor.
 
 Imports are read with `ast` from every module's source, the ones inside functions included: a lazy import still
 ties two modules together. Imports under `if TYPE_CHECKING:` never run, so they make no cycle; they still count
@@ -10,7 +11,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ilearn"
+LOWER = ("models", "memory", "dialogue", "learning")
+UPPER = ("evaluation", "serving")
 
 
 def module_files(root: Path = PACKAGE) -> dict[str, Path]:
@@ -97,6 +102,12 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def floor(module: str) -> str:
+    """The subpackage a module belongs to ('' for top-level modules such as ilearn.config)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()) else ""
+
+
 def test_the_reader_sees_imports_inside_functions_and_relative_ones():
     source = ("import os\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ilearn.serving import app\n"
               "def f():\n    from ilearn.evaluation.metrics import contains_answer\n"
@@ -117,3 +128,18 @@ def test_no_import_cycle_in_the_package():
     assert len(graph) > 50 and "ilearn.learning.recipes" in graph
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+@pytest.mark.parametrize("lower", LOWER)
+def test_lower_floors_never_import_upper_ones(lower):
+    graph = import_graph(type_checking=True)
+    bad = sorted(f"{m} -> {d}" for m, deps in graph.items() if floor(m) == lower
+                 for d in deps if floor(d) in UPPER)
+    assert not bad, f"{lower}/ imports an upper floor: " + "; ".join(bad)
+
+
+def test_the_shared_data_sets_import_no_floor():
+    graph = import_graph(type_checking=True)
+    bad = sorted(f"{m} -> {d}" for m, deps in graph.items() if floor(m) == "data" for d in deps
+                 if floor(d) not in ("", "data"))
+    assert not bad, "ilearn.data imports a floor: " + "; ".join(bad)

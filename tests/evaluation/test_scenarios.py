@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ilearn.data.bottles import BOTTLES, render_view
 from ilearn.errors import InvalidInput
 from ilearn.evaluation.scenarios.base import precise_question
-from ilearn.evaluation.scenarios.pharmacy import BOTTLES, pharmacy_scenario, render_view
+from ilearn.evaluation.scenarios.pharmacy import pharmacy_scenario
 from ilearn.evaluation.scenarios.reference_game import (
     describe,
     make_game,
@@ -126,7 +127,7 @@ def test_load_scenario_by_name(tmp_path):
 
 
 def test_view_style_presets():
-    from ilearn.evaluation.scenarios.pharmacy import VIEW_STYLES
+    from ilearn.data.bottles import VIEW_STYLES
 
     easy = pharmacy_scenario(seed=0, n_teach=1, n_test=1, views="easy")
     hard = pharmacy_scenario(seed=0, n_teach=1, n_test=1, views=VIEW_STYLES["hard"])

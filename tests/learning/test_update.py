@@ -159,7 +159,7 @@ def test_replay_rows_are_general_sft_examples_from_the_train_split():
 
 @pytest.mark.parametrize("recipe", ["kto", "reinforce", "dpo"])
 def test_replay_rows_come_in_every_recipes_format(recipe):
-    from ilearn.evaluation.easyvqa import kind_of
+    from ilearn.data.easyvqa import kind_of
     from ilearn.learning.update import replay_rows
 
     sft, rows = replay_rows(6, seed=1), replay_rows(6, seed=1, recipe=recipe)

@@ -255,7 +255,7 @@ def _instance_model(instance_dim: int = 128) -> tuple[ComposedVLM, ComposedProce
 
 
 def _bottle(seed: int, spec: int = 0) -> Image.Image:
-    from ilearn.evaluation.scenarios.pharmacy import BOTTLES, render_view
+    from ilearn.data.bottles import BOTTLES, render_view
 
     return render_view(BOTTLES[spec], seed)
 

@@ -116,7 +116,7 @@ class CountingForeground(ForegroundImageEmbedder):
 
 
 def pharmacy_views():
-    from ilearn.evaluation.scenarios.pharmacy import BOTTLES, VIEW_STYLES, render_view
+    from ilearn.data.bottles import BOTTLES, VIEW_STYLES, render_view
 
     by_id = {b.id: b for b in BOTTLES}
     easy = VIEW_STYLES["easy"]
@@ -177,7 +177,7 @@ def test_white_balance_cancels_a_tint_and_skin_leaves_the_mask():
 
 
 def test_shape_profile_tells_tall_from_round():
-    from ilearn.evaluation.scenarios.pharmacy import BOTTLES, VIEW_STYLES, render_view
+    from ilearn.data.bottles import BOTTLES, VIEW_STYLES, render_view
     from ilearn.models.image_stats import SHAPE_DIM, shape_profile, upright_crop
 
     by_id = {b.id: b for b in BOTTLES}

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from ilearn.data.bottles import BOTTLES, render_view
 from ilearn.errors import InvalidInput
-from ilearn.evaluation.scenarios.pharmacy import BOTTLES, render_view
 from ilearn.models.embedders import make_image_embedder
 from ilearn.models.instance import INPUT, InstanceImageEmbedder, prepare
 from ilearn.models.train_instance import lookalike_specs, render_set, save, train

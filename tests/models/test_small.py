@@ -54,7 +54,7 @@ def test_small_sees_the_image(small):
 
 
 def test_small_carries_the_shipped_instance_branch_silent_until_trained(small):
-    from ilearn.evaluation.scenarios.pharmacy import BOTTLES, render_view
+    from ilearn.data.bottles import BOTTLES, render_view
     from ilearn.models.instance import InstanceImageEmbedder, prepare
 
     model = small.model

@@ -344,7 +344,7 @@ class RunContext:
         self.general_cache = self.general_cache if self.general_cache is not None else {}
         version = str(getattr(self.vlm, "version", "base"))
         if version not in self.general_cache:
-            from ilearn.evaluation.easyvqa import evaluate_easyvqa
+            from ilearn.learning.general import evaluate_easyvqa
 
             result = evaluate_easyvqa(self.vlm, limit=n, seed=self.seed, batch_size=8)
             self.general_cache[version] = float(result["accuracy"])

@@ -5,7 +5,8 @@ normalisation), (b) false naming on held-out negatives: the share of questions w
 given taught answer (another object asked the same question, the same object asked another facet, an image
 with no object at all) that the model answers with that taught answer anyway (`negatives_from_events`), (c)
 accuracy on a general set it was not trained on (any callable vlm -> accuracy; for the default model the
-easy-vqa test set, `general_easyvqa(limit)`), (d) the bias set's unbiased share (`ilearn.learning.bias`).
+easy-vqa test set, `ilearn.learning.general.general_easyvqa(limit)`), (d) the bias set's unbiased share
+(`ilearn.learning.bias`).
 Promote only if (a) improves by more than the learning margin, (b) does not rise by more than the specificity
 margin, and (c), (d) do not fall by more than their margins; the report lists the figures and says why. A
 candidate that gives one taught name to everything scores well on (a) when the held-out events share that
@@ -23,12 +24,10 @@ from typing import Any
 from PIL import Image
 
 from ilearn.learning.bias import BiasItem, bias_score
+from ilearn.learning.general import GeneralSet
 from ilearn.models.base import Message
 
 logger = logging.getLogger(__name__)
-
-GeneralSet = Callable[[Any], float]
-
 
 @dataclass(frozen=True)
 class Margins:
@@ -185,17 +184,6 @@ def negatives_from_events(heldout: Sequence[Any], events: Sequence[Any],
         like = image_of(h.image) if h.image is not None else None
         negatives.append(Negative(no_object_image(like), h.question, wrong, "no object"))
     return negatives
-
-
-def general_easyvqa(limit: int = 200, seed: int = 0) -> GeneralSet:
-    """The default general set: easy-vqa test accuracy on a seeded subsample of `limit` questions."""
-
-    def accuracy(vlm: Any) -> float:
-        from ilearn.evaluation.easyvqa import evaluate_easyvqa
-
-        return float(evaluate_easyvqa(vlm, limit=limit, seed=seed)["accuracy"])
-
-    return accuracy
 
 
 def evaluate_candidate(active_vlm: Any, candidate_vlm: Any, heldout_events: Sequence[HeldOut],

@@ -101,7 +101,7 @@ def replay_rows(n: int, seed: int, recipe: str = "sft") -> list[dict]:
     kind = dataset_kind(recipe)
     import random
 
-    from ilearn.evaluation.easyvqa import answer_vocabulary, kind_of, load_split, sample
+    from ilearn.data.easyvqa import answer_vocabulary, kind_of, load_split, sample
     from ilearn.learning.datasets import completion_messages, prompt_messages
     from ilearn.learning.distill import REPLAY_COLUMN
 
@@ -191,13 +191,8 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
     `gate_vlm` is the active model the candidate is compared with (default: `vlm`, which must then serve the
     active version); the candidate is loaded as a second model.
     """
-    from ilearn.learning.gate import (
-        Margins,
-        evaluate_candidate,
-        general_easyvqa,
-        heldout_from_events,
-        negatives_from_events,
-    )
+    from ilearn.learning.gate import Margins, evaluate_candidate, heldout_from_events, negatives_from_events
+    from ilearn.learning.general import general_easyvqa
 
     start = time.perf_counter()
     learn_cfg = config.learn

@@ -2,7 +2,7 @@
 
     python -m ilearn.models.train_instance [--objects 1500] [--views 16] [--epochs 8] [--seed 11] [--cache NPY]
 
-Data: families of procedurally drawn bottles (`ilearn.evaluation.scenarios.pharmacy.render_view`): a random
+Data: families of procedurally drawn bottles (`ilearn.data.bottles.render_view`): a random
 bottle (body, cap and band colour, shape, size) and its look-alikes that differ from it in exactly one of
 shape, cap, band or size, so the network must learn each detail; every object is drawn in `--views` random
 views (pose, scale, light, tint, background, occlusion). The twelve bottles of the ``pharmacy`` scenario are
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ilearn.data.bottles import BOTTLES, COLOURS, BottleSpec, render_view, scenario_view
 from ilearn.models.instance import INPUT, WEIGHTS, InstanceNet, mirror_embed, prepare, to_tensor
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,6 @@ SIZES = ("small", "large")
 
 def lookalike_specs(n: int, seed: int) -> list:
     """`n` distinct bottle specs in look-alike families, none equal to a ``pharmacy`` scenario bottle."""
-    from ilearn.evaluation.scenarios.pharmacy import BOTTLES, COLOURS, BottleSpec
-
     rng = random.Random(seed)
     options = {"body": list(COLOURS), "cap": list(COLOURS), "band": list(COLOURS), "shape": list(SHAPES),
                "size": list(SIZES)}
@@ -60,8 +59,6 @@ def lookalike_specs(n: int, seed: int) -> list:
 
 def render_set(specs: list, views: int, seed: int) -> np.ndarray:
     """(len(specs), views, INPUT, INPUT, 4) uint8 prepared crops."""
-    from ilearn.evaluation.scenarios.pharmacy import render_view
-
     out = np.zeros((len(specs), views, INPUT, INPUT, 4), dtype=np.uint8)
     for i, spec in enumerate(specs):
         for v in range(views):
@@ -70,14 +67,13 @@ def render_set(specs: list, views: int, seed: int) -> np.ndarray:
 
 
 def pharmacy_probe(seeds: range = range(0, 4), n_test: int = 6) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per scenario seed: (teach crops (12, ...), test crops (12 * n_test, ...)) of the pharmacy look-alikes."""
-    from ilearn.evaluation.scenarios.pharmacy import pharmacy_scenario
-
+    """Per scenario seed: (teach crops (12, ...), test crops (12 * n_test, ...)) of the pharmacy look-alikes: the
+    views the ``pharmacy`` scenario shows with one teach view per bottle (`ilearn.data.bottles.scenario_view`)."""
     out = []
     for seed in seeds:
-        items = pharmacy_scenario(seed=seed, n_teach=1, n_test=n_test).items
-        out.append((np.stack([prepare(it.teach_views[0]) for it in items]),
-                    np.stack([prepare(v) for it in items for v in it.test_views])))
+        out.append((np.stack([prepare(scenario_view(spec, seed, "teach", 0)) for spec in BOTTLES]),
+                    np.stack([prepare(scenario_view(spec, seed, "test", i)) for spec in BOTTLES
+                              for i in range(n_test)])))
     return out
 
 

@@ -14,7 +14,6 @@ protocol measures forgetting on it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from typing import Literal
 
 from PIL import Image
 
+from ilearn.data.seeds import derive_seed
 from ilearn.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -40,12 +40,6 @@ PRECISE_QUESTIONS: dict[str, str] = {
 def precise_question(intent: str) -> str:
     """The precise question that asks for the fact `intent` (matches the Chain of Question facets)."""
     return PRECISE_QUESTIONS.get(intent, f"What is the {intent.replace('_', ' ')} of this?")
-
-
-def derive_seed(*parts: object) -> int:
-    """A stable 63-bit seed from any parts (not Python's salted ``hash``)."""
-    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 @dataclass
@@ -106,7 +100,7 @@ def easyvqa_general(n: int, seed: int = 0) -> list[GeneralQuestion]:
     """`n` seeded easy-vqa test questions as the general set (empty when n == 0)."""
     if n <= 0:
         return []
-    from ilearn.evaluation.easyvqa import load_split, sample
+    from ilearn.data.easyvqa import load_split, sample
 
     return [GeneralQuestion(q.question, q.answer, image_path=q.image_path)
             for q in sample(load_split("test"), n, seed)]
