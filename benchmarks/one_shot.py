@@ -1,7 +1,7 @@
 """One-shot fix rate of the retrieval memory on the pharmacy look-alike bottles (issue: Dual-modality retrieval).
 
     python benchmarks/one_shot.py descriptors            # image descriptor ablation: 1-NN, fix rate at <= 2% false
-    python benchmarks/one_shot.py memory                 # through RetrievalMemory: cases a / b / b2 / c
+    python benchmarks/one_shot.py memory                 # through DualModalityMemory: cases a / b / b2 / c
 
 Protocol: each of the 12 bottles is taught ONCE (one view, one event "What is this called?" -> its name); then
 `--n-test` held-out views per bottle are asked about. A query is *fixed* when the top visible match scores
@@ -140,13 +140,13 @@ def _png(image) -> bytes:
 
 def _memory_case(items, n_test, case: str, config, image_embedder, text_embedder
                  ) -> list[tuple[float, bool, bool, float, float]]:
-    """Per held-out view for one case, through RetrievalMemory: (top score if decisive else -1, right, any
+    """Per held-out view for one case, through DualModalityMemory: (top score if decisive else -1, right, any
     visible match, the decisive score for OTHER_QUESTION, the decisive score had the asked bottle never been
     taught). The last is the search with the bottle's own events left out: the pool holds every event
     (`candidates` >= events) and visibility depends on each answer's own teachers, so it is the search of a
     memory that never had them."""
     from ilearn.images import sha256_bytes
-    from ilearn.memory.retrieval import RetrievalMemory, reusable
+    from ilearn.memory.retrieval import DualModalityMemory, reusable
     from ilearn.memory.sqlite import SQLiteStore
     from ilearn.types import Event, ImageRef, answer_key
 
@@ -156,7 +156,7 @@ def _memory_case(items, n_test, case: str, config, image_embedder, text_embedder
         store = SQLiteStore(Path(tmp) / "events.db")
         if case == "c":
             store.ensure_user("ana", trusted=True)
-        memory = RetrievalMemory(store, image_embedder, text_embedder, config, home=None)
+        memory = DualModalityMemory(store, image_embedder, text_embedder, config, home=None)
         for it in items:
             for i, user in enumerate(teachers):
                 view = it.teach_views[i]
@@ -193,7 +193,7 @@ def _case_rates(rows: list[tuple[float, bool, bool, float, float]], reuse: float
 
 
 def memory_bench(args) -> dict:
-    """Fix rate and false reuse per case through the real RetrievalMemory (SQLite store, real embedders)."""
+    """Fix rate and false reuse per case through the real DualModalityMemory (SQLite store, real embedders)."""
     from dataclasses import replace
 
     from ilearn.config import RetrievalConfig

@@ -16,7 +16,7 @@ negative kinds (other object + same intent; same object + other intent).
 index: synthetic clustered unit vectors (`Events`: families of look-alike objects seen in several views;
 --data views: independent objects only), queries are new views of stored objects. At 1664-d (the real fused
 event vector: image 1280 + question text 384), 1280-d and 384-d it reports numpy exact search (same float32
-matrix, same run) against ilearn's VectorIndex: HNSW at several efSearch, the exact mode, filters keeping 10%
+matrix, same run) against ilearn's FaissIndex: HNSW at several efSearch, the exact mode, filters keeping 10%
 (the goal), 1% and 30% through each search path, build time, and inserts/s while a thread queries.
 """
 
@@ -278,9 +278,9 @@ class Events:
 
 
 def bench_index(n: int, d: int, args, rng: np.random.Generator) -> dict:
-    """numpy exact vs VectorIndex (flat and HNSW paths) at n events of dim d; filters; inserts while querying."""
+    """numpy exact vs FaissIndex (flat and HNSW paths) at n events of dim d; filters; inserts while querying."""
     from ilearn.config import RetrievalConfig
-    from ilearn.memory.index import VectorIndex
+    from ilearn.memory.index import FaissIndex
 
     gen = Events(n, d, rng, data=args.data)
     q = gen.queries(args.queries)
@@ -290,7 +290,7 @@ def bench_index(n: int, d: int, args, rng: np.random.Generator) -> dict:
               "ef_search": args.ef_search or cfg.ef_search, "storage": args.storage or cfg.index_storage,
               "rerank": args.rerank or cfg.index_rerank, "hnsw_min_size": 1}
     res: dict = {"n": n, "dim": d, "data": args.data, "params": params}
-    ix = VectorIndex(d, **params)
+    ix = FaissIndex(d, **params)
     ix.reserve(n + args.inserts)
     t0 = time.perf_counter()
     for s, chunk in zip(range(0, n, 50_000), gen.chunks(), strict=True):
@@ -328,7 +328,7 @@ def bench_index(n: int, d: int, args, rng: np.random.Generator) -> dict:
     ix.ef_search = params["ef_search"]
     measure("index", lambda qi: [k for k, _ in ix.search(qi, 10)[0]], truth, base, efSearch=ix.ef_search)
     if n <= args.flat_max:  # exact mode (below hnsw_min_size), same vectors
-        flat = VectorIndex(d, hnsw_min_size=10**12)
+        flat = FaissIndex(d, hnsw_min_size=10**12)
         flat.add(keys, x)
         measure("exact_flat", lambda qi: [k for k, _ in flat.search(qi, 10)[0]], truth, base)
         del flat
@@ -378,7 +378,7 @@ def bench_index(n: int, d: int, args, rng: np.random.Generator) -> dict:
 
 def fused_vs_two(args, rng: np.random.Generator, n: int = 10_000) -> dict:
     """One concatenated weighted index vs two indexes (image, text) + exact re-rank of the union."""
-    from ilearn.memory.index import VectorIndex
+    from ilearn.memory.index import FaissIndex
 
     wi, wt = 0.7, 0.3
     xi, qi = clustered(n, 1280, rng, queries=args.queries)
@@ -388,11 +388,11 @@ def fused_vs_two(args, rng: np.random.Generator, n: int = 10_000) -> dict:
     qf = np.concatenate([np.sqrt(wi) * qi, np.sqrt(wt) * qt], 1)
     truth = [[keys[j] for j in np.argsort(-(fused @ v))[:10]] for v in qf]
     m, efc = args.m or 16, args.ef_construction or 80
-    one = VectorIndex(1664, hnsw_min_size=1, hnsw_m=m, ef_construction=efc)
+    one = FaissIndex(1664, hnsw_min_size=1, hnsw_m=m, ef_construction=efc)
     one.add(keys, fused)
-    img = VectorIndex(1280, hnsw_min_size=1, hnsw_m=m, ef_construction=efc)
+    img = FaissIndex(1280, hnsw_min_size=1, hnsw_m=m, ef_construction=efc)
     img.add(keys, xi)
-    txt = VectorIndex(384, hnsw_min_size=1, hnsw_m=m, ef_construction=efc)
+    txt = FaissIndex(384, hnsw_min_size=1, hnsw_m=m, ef_construction=efc)
     txt.add(keys, xt)
     t_one, got_one, t_two, got_two = [], [], [], []
     for a, b, f in zip(qi, qt, qf, strict=True):

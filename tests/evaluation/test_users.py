@@ -12,7 +12,7 @@ from ilearn.dialogue.clarify import LexicalClarifier
 from ilearn.dialogue.feedback import extract_correction
 from ilearn.errors import InvalidInput
 from ilearn.evaluation.personas import PERSONAS, Persona, split_personas
-from ilearn.evaluation.scenarios.base import Item, Scenario
+from ilearn.evaluation.scenarios.base import FactScenario, Item
 from ilearn.evaluation.scenarios.reference_game import make_game
 from ilearn.evaluation.users import ReferenceGameUser, SimulatedUser, UserSimulator
 from ilearn.types import Label
@@ -21,16 +21,16 @@ CLARIFY = "Do you want to know its name, what it is used for, or the dose?"
 
 
 @pytest.fixture(scope="module")
-def scenario() -> Scenario:
+def scenario() -> FactScenario:
     view = Image.new("RGB", (8, 8))
     items = [Item("ibu", "Ibuprofen", {"name": "Ibuprofen", "use": "pain and fever", "dose": "400 mg every 6 hours"},
                   [view], [view]),
              Item("para", "Paracetamol", {"name": "Paracetamol", "use": "headache and fever",
                                           "dose": "1 g every 6 hours"}, [view], [view])]
-    return Scenario("toy", items, noun="medicine")
+    return FactScenario("toy", items, noun="medicine")
 
 
-def _task(scenario: Scenario, intent: str):
+def _task(scenario: FactScenario, intent: str):
     return next(t for t in scenario.all_tasks("teach") if t.item.id == "ibu" and t.intent == intent)
 
 

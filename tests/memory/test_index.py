@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ilearn.errors import InvalidInput
-from ilearn.memory.index import IndexCorrupt, VectorIndex
+from ilearn.memory.index import FaissIndex, IndexCorrupt
 
 
 def unit(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -19,8 +19,8 @@ def keys(n: int, start: int = 0) -> list[str]:
 
 
 @pytest.fixture(params=["flat", "hnsw"])
-def index(request) -> VectorIndex:
-    ix = VectorIndex(16, hnsw_min_size=10**9 if request.param == "flat" else 50, ef_search=64)
+def index(request) -> FaissIndex:
+    ix = FaissIndex(16, hnsw_min_size=10**9 if request.param == "flat" else 50, ef_search=64)
     ix.add(keys(200), unit(200, 16))
     assert ix.mode == request.param
     return ix
@@ -80,7 +80,7 @@ def test_bad_input_is_refused(index):
 def test_save_load_round_trip(index, tmp_path):
     index.remove(["evt_1"])
     index.save(tmp_path / "ix")
-    loaded = VectorIndex.load(tmp_path / "ix")
+    loaded = FaissIndex.load(tmp_path / "ix")
     assert loaded.mode == index.mode and len(loaded) == 199 and "evt_1" not in loaded
     x = unit(200, 16)
     assert loaded.search(x[9], 1)[0][0][0] == "evt_9"
@@ -90,20 +90,20 @@ def test_save_load_round_trip(index, tmp_path):
 
 def test_load_detects_missing_and_corrupt(index, tmp_path):
     with pytest.raises(FileNotFoundError):
-        VectorIndex.load(tmp_path / "nothing")
+        FaissIndex.load(tmp_path / "nothing")
     index.save(tmp_path / "ix")
     data = (tmp_path / "ix.faiss").read_bytes()
     (tmp_path / "ix.faiss").write_bytes(data[: len(data) // 2])
     with pytest.raises(IndexCorrupt):
-        VectorIndex.load(tmp_path / "ix")
+        FaissIndex.load(tmp_path / "ix")
     index.save(tmp_path / "ix")
     (tmp_path / "ix.json").write_text("{not json")
     with pytest.raises(IndexCorrupt):
-        VectorIndex.load(tmp_path / "ix")
+        FaissIndex.load(tmp_path / "ix")
 
 
 def test_switches_to_hnsw_at_min_size():
-    ix = VectorIndex(8, hnsw_min_size=100)
+    ix = FaissIndex(8, hnsw_min_size=100)
     ix.add(keys(99), unit(99, 8))
     assert ix.mode == "flat"
     ix.add(keys(1, 99), unit(1, 8, seed=5))
@@ -113,7 +113,7 @@ def test_switches_to_hnsw_at_min_size():
 def test_hnsw_recall_vs_exact_on_random_data():
     d, n = 32, 3000
     x, q = unit(n, d, 1), unit(50, d, 2)
-    ix = VectorIndex(d, hnsw_min_size=100, ef_search=64)
+    ix = FaissIndex(d, hnsw_min_size=100, ef_search=64)
     ix.add(keys(n), x)
     truth = np.argsort(-(q @ x.T), axis=1)[:, :10]
     got = ix.search(q, 10)
@@ -150,7 +150,7 @@ def test_every_search_path_matches_exact_search(storage):
     exact numpy search, exact scores, and only allowed keys."""
     d, n = 96, 3000
     x, q = clustered(n, d, seed=3)
-    ix = VectorIndex(d, hnsw_min_size=500, storage=storage, gather_max=50, exact_filter_fraction=0.2)
+    ix = FaissIndex(d, hnsw_min_size=500, storage=storage, gather_max=50, exact_filter_fraction=0.2)
     ix.add(keys(n), x)
     assert ix.mode == "hnsw"
     every = np.arange(n)
@@ -171,7 +171,7 @@ def test_every_search_path_matches_exact_search(storage):
 def test_removed_vectors_never_returned_by_any_path():
     d, n = 32, 1200
     x, _ = clustered(n, d, seed=5)
-    ix = VectorIndex(d, hnsw_min_size=200, gather_max=20, max_dead_fraction=0.9)
+    ix = FaissIndex(d, hnsw_min_size=200, gather_max=20, max_dead_fraction=0.9)
     ix.add(keys(n), x)
     gone = [f"evt_{i}" for i in range(0, n, 3)]
     ix.remove(gone)
@@ -185,32 +185,32 @@ def test_removed_vectors_never_returned_by_any_path():
 
 
 def test_load_refuses_an_other_format_or_storage(tmp_path):
-    ix = VectorIndex(16, hnsw_min_size=50)
+    ix = FaissIndex(16, hnsw_min_size=50)
     ix.add(keys(200), unit(200, 16))
     ix.save(tmp_path / "ix")
     with pytest.raises(IndexCorrupt):
-        VectorIndex.load(tmp_path / "ix", storage="flat")  # the graph holds sq8 codes
-    assert VectorIndex.load(tmp_path / "ix", ef_search=128).ef_search == 128
+        FaissIndex.load(tmp_path / "ix", storage="flat")  # the graph holds sq8 codes
+    assert FaissIndex.load(tmp_path / "ix", ef_search=128).ef_search == 128
     vec = tmp_path / "ix.npy"
     data = bytearray(vec.read_bytes())
     data[-5] ^= 0xFF
     vec.write_bytes(bytes(data))
     with pytest.raises(IndexCorrupt):
-        VectorIndex.load(tmp_path / "ix")
+        FaissIndex.load(tmp_path / "ix")
     vec.unlink()
     with pytest.raises(FileNotFoundError):
-        VectorIndex.load(tmp_path / "ix")
+        FaissIndex.load(tmp_path / "ix")
 
 
 def test_bad_settings_are_refused():
     with pytest.raises(InvalidInput):
-        VectorIndex(8, storage="pq")
+        FaissIndex(8, storage="pq")
     with pytest.raises(InvalidInput):
-        VectorIndex(8, rerank=0)
+        FaissIndex(8, rerank=0)
 
 
 def test_concurrent_inserts_and_queries():
-    ix = VectorIndex(16, hnsw_min_size=300)
+    ix = FaissIndex(16, hnsw_min_size=300)
     x = unit(1000, 16)
     ix.add(keys(100), x[:100])
     errors: list[Exception] = []

@@ -5,7 +5,7 @@ from memory_helpers import make_event, make_image
 
 from ilearn.config import RetrievalConfig
 from ilearn.errors import InvalidInput, NotFound
-from ilearn.memory.retrieval import RetrievalMemory, format_references
+from ilearn.memory.retrieval import DualModalityMemory, format_references
 from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
 from ilearn.types import Event, EventStatus, Scope, answer_key
 
@@ -14,9 +14,9 @@ MUG = make_image((40, 40, 200), mark=20)
 Q = "what is this?"
 
 
-def memory(mem_store, tmp_path, **cfg) -> RetrievalMemory:
+def memory(mem_store, tmp_path, **cfg) -> DualModalityMemory:
     config = RetrievalConfig(**{"image_weight": 0.7, "text_weight": 0.3, "threshold": 0.8, **cfg})
-    return RetrievalMemory(mem_store, StubImageEmbedder(), HashingTextEmbedder(), config, tmp_path)
+    return DualModalityMemory(mem_store, StubImageEmbedder(), HashingTextEmbedder(), config, tmp_path)
 
 
 def answers(matches) -> list[str]:
@@ -123,7 +123,7 @@ def test_forget_user_removes_events_and_vectors(mem_store, tmp_path):
     assert mem.forget_user("alice") == [ev.id]
     assert ev.id not in mem.index and len(mem.index) == 1
     assert mem.search(PILLS, Q, "alice") == []
-    assert RetrievalMemory(mem_store, StubImageEmbedder(), HashingTextEmbedder(), mem.config, tmp_path).index.keys() \
+    assert DualModalityMemory(mem_store, StubImageEmbedder(), HashingTextEmbedder(), mem.config, tmp_path).index.keys() \
         == mem.index.keys()
 
 
@@ -135,7 +135,7 @@ def test_persisted_index_reloads_and_repairs(mem_store, tmp_path):
     late = make_event(mem_store, MUG, "mug", "alice")
     mem_store.add_events([late])
     images = StubImageEmbedder()
-    again = RetrievalMemory(mem_store, images, HashingTextEmbedder(), mem.config, tmp_path, load=False)
+    again = DualModalityMemory(mem_store, images, HashingTextEmbedder(), mem.config, tmp_path, load=False)
     assert again.ensure_fresh() == "updated"
     assert set(again.index.keys()) == {a.id, late.id}
     assert images.calls == 1  # only the new image was embedded: PILLS came from the cache
@@ -145,7 +145,7 @@ def test_persisted_index_reloads_and_repairs(mem_store, tmp_path):
     (tmp_path / "index" / "events.faiss").write_bytes(b"garbage")
     assert again.ensure_fresh() == "rebuilt" and set(again.index.keys()) == {a.id, late.id}
     # other weights: the file is rebuilt rather than mixed
-    other = RetrievalMemory(mem_store, StubImageEmbedder(), HashingTextEmbedder(),
+    other = DualModalityMemory(mem_store, StubImageEmbedder(), HashingTextEmbedder(),
                             RetrievalConfig(image_weight=0.5, text_weight=0.5), tmp_path, load=False)
     assert other.ensure_fresh() == "rebuilt"
     (tmp_path / "index" / "events.json").unlink()

@@ -13,11 +13,16 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.learning.parts import WEIGHTS_FILE
 from ilearn.types import ModelStatus, ModelVersion, new_id
+
+if TYPE_CHECKING:
+    from ilearn.config import ModelConfig
+    from ilearn.memory.store import EventStore
+    from ilearn.models.base import TrainableModel
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +33,7 @@ BASE = "base"
 class ModelRegistry:
     """Model versions of one deployment, stored in an EventStore, weights under `<home>/models/`."""
 
-    def __init__(self, store: Any, home: str | Path) -> None:
+    def __init__(self, store: EventStore, home: str | Path) -> None:
         self.store = store
         self.root = Path(home) / "models"
 
@@ -134,13 +139,13 @@ class ModelRegistry:
         return previous if previous is not None else ModelVersion(id=BASE, recipe=BASE, status=ModelStatus.ACTIVE)
 
     # -- serving ------------------------------------------------------------------------------------------
-    def apply_active(self, vlm: Any) -> bool:
+    def apply_active(self, vlm: TrainableModel) -> bool:
         """Make `vlm` serve the active version (one store read); True when its weights were swapped."""
         return self.apply(vlm, self.active_id())
 
-    def apply(self, vlm: Any, version_id: str) -> bool:
+    def apply(self, vlm: TrainableModel, version_id: str) -> bool:
         """Make `vlm` serve `version_id` ("base" for the base weights); True when its weights were swapped."""
-        if getattr(vlm, "version", BASE) == version_id:
+        if vlm.version == version_id:
             return False
         if version_id == BASE:
             vlm.reset()
@@ -151,16 +156,19 @@ class ModelRegistry:
         logger.info("model now serves %s", version_id)
         return True
 
-    def load(self, model_config: Any, version_id: str) -> Any:
+    def load(self, model_config: ModelConfig, version_id: str) -> TrainableModel:
         """A new wrapper (a second model in memory, e.g. the gate's candidate) serving `version_id`."""
         from ilearn.models import load_model
+        from ilearn.models.base import TrainableModel
 
         vlm = load_model(model_config)
+        if not isinstance(vlm, TrainableModel):
+            raise InvalidInput(f"model backend {model_config.backend!r} cannot serve trained versions")
         self.apply(vlm, version_id)
         return vlm
 
 
-def served_file(vlm: Any, path: Path) -> Path:
+def served_file(vlm: TrainableModel, path: Path) -> Path:
     """What `vlm.set_weights` serves a version from: for a version with both a LoRA adapter and fully trained
     parts, one file of the tensors it changes; else the version's adapter folder or weights file.
 

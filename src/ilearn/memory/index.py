@@ -1,4 +1,5 @@
-"""VectorIndex: top-k inner-product search over string-keyed vectors on FAISS, with id filters.
+"""FaissIndex: top-k inner-product search over string-keyed vectors on FAISS, with id filters (the default
+`ilearn.memory.base.VectorIndex`, registered as index "faiss").
 
 Layout. Every vector lives once as float32 in one contiguous matrix (`_vecs`, row = label); scores returned
 are always exact inner products computed from it. Below `hnsw_min_size` live vectors, search is exact (one
@@ -52,7 +53,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ilearn.errors import ILearnError, InvalidInput
+from ilearn.errors import InvalidInput
+from ilearn.memory.base import IndexCorrupt
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +64,9 @@ SQ_MARGIN = 0.1  # the 8-bit quantiser's range is the trained min/max widened by
 TRAIN_SAMPLE = 100_000
 
 
-class IndexCorrupt(ILearnError):
-    """An index file or its manifest is unreadable or inconsistent; rebuild it from the store."""
-
-
 @dataclass(frozen=True)
 class IndexFilter:
-    """A prepared filter: the labels a search may return (build with `VectorIndex.make_filter`)."""
+    """A prepared filter: the labels a search may return (build with `FaissIndex.make_filter`)."""
 
     labels: np.ndarray  # int64, sorted
     bitmap: np.ndarray  # uint8, little-endian bit order, one bit per label
@@ -104,7 +102,7 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-scores, kind="stable")[:k]
 
 
-class VectorIndex:
+class FaissIndex:
     """Top-k inner-product search over L2-normalised vectors keyed by strings (see the module docstring)."""
 
     def __init__(self, dim: int, *, hnsw_min_size: int = 5_000, hnsw_m: int = 32, ef_construction: int = 80,
@@ -429,7 +427,7 @@ class VectorIndex:
         logger.debug("index saved to %s (%d vectors)", graph_path, len(self._labels))
 
     @classmethod
-    def load(cls, prefix: str | Path, **overrides: Any) -> VectorIndex:
+    def load(cls, prefix: str | Path, **overrides: Any) -> FaissIndex:
         """Read an index saved by `save`. Missing files raise FileNotFoundError, bad ones IndexCorrupt.
 
         `overrides` replace saved search parameters (e.g. ef_search from the current config); a different

@@ -26,7 +26,7 @@ import numpy as np
 
 from ilearn.config import Config, RetrievalConfig
 from ilearn.errors import InvalidInput, NotFound
-from ilearn.memory.index import IndexCorrupt, IndexFilter, VectorIndex
+from ilearn.memory.base import IndexCorrupt, KeyFilter, Match, VectorIndex
 from ilearn.models.embedders import CachedImageEmbedder, image_key
 from ilearn.types import Event, EventStatus, Scope, answer_key
 
@@ -41,16 +41,6 @@ logger = logging.getLogger(__name__)
 INDEX_NAME = "index/events"
 SCOPE_FILTERS = 256
 """Prepared scope filters kept (least recently used dropped)."""
-
-
-@dataclass
-class Match:
-    """A retrieved event with its fused score and the similarity of each modality."""
-
-    event: Event
-    score: float
-    image_sim: float
-    text_sim: float
 
 
 @dataclass(frozen=True)
@@ -92,11 +82,21 @@ def reusable(matches: Sequence[Match], reuse_threshold: float, reuse_margin: flo
     return top
 
 
-class RetrievalMemory:
-    """Events indexed by image and question; scoped search, supersede, quarantine and forget (module docstring)."""
+class DualModalityMemory:
+    """Events indexed by image and question; scoped search, supersede, quarantine and forget (module docstring).
+
+    The `ilearn.memory.base.RetrievalMemory` of every deployment (registered as memory "dual"); `index_type`
+    is the `VectorIndex` class that holds the fused vectors (FAISS unless given).
+    """
 
     def __init__(self, store: EventStore, image_embedder: ImageEmbedder, text_embedder: TextEmbedder,
-                 config: RetrievalConfig | None = None, home: str | Path | None = None, *, load: bool = True):
+                 config: RetrievalConfig | None = None, home: str | Path | None = None, *, load: bool = True,
+                 index_type: type[VectorIndex] | None = None):
+        if index_type is None:
+            from ilearn.memory.index import FaissIndex
+
+            index_type = FaissIndex
+        self.index_type = index_type
         self.store = store
         self.config = config or RetrievalConfig()
         self.image_embedder = image_embedder
@@ -113,7 +113,7 @@ class RetrievalMemory:
         self._by_robot: dict[str, set[str]] = {}
         self._shared: dict[str, set[str]] = {}  # robot -> SHARED-scope event ids
         # prepared index filters per (kind, user, robot), dropped whenever any membership above changes
-        self._filters: OrderedDict[tuple[str, str | None, str], tuple[VectorIndex, IndexFilter]] = OrderedDict()
+        self._filters: OrderedDict[tuple[str, str | None, str], tuple[VectorIndex, KeyFilter]] = OrderedDict()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
         self.index = self._new_index()
@@ -132,7 +132,7 @@ class RetrievalMemory:
                 "max_dead_fraction": c.max_dead_fraction, "storage": c.index_storage, "rerank": c.index_rerank}
 
     def _new_index(self) -> VectorIndex:
-        return VectorIndex(self._di + self._dt, meta=self._index_meta(), **self._index_params())
+        return self.index_type(self._di + self._dt, meta=self._index_meta(), **self._index_params())
 
     def ensure_fresh(self, store: EventStore | None = None) -> str:
         """Load the index file and bring it in line with the store's ACTIVE events.
@@ -148,7 +148,7 @@ class RetrievalMemory:
             index: VectorIndex | None = None
             if self.path is not None:
                 try:
-                    index = VectorIndex.load(self.path, **self._index_params())
+                    index = self.index_type.load(self.path, **self._index_params())
                     if index.meta != self._index_meta() or index.dim != self._di + self._dt:
                         logger.warning("index at %s was built with other settings; rebuilding", self.path)
                         index, action = None, "rebuilt"
@@ -282,7 +282,7 @@ class RetrievalMemory:
                     pool.setdefault(key, score)
         return pool
 
-    def _scope_filter(self, kind: str, user_id: str | None, robot_id: str) -> IndexFilter:
+    def _scope_filter(self, kind: str, user_id: str | None, robot_id: str) -> KeyFilter:
         """The prepared index filter of a scope (caller holds the lock): the user's own + the robot's SHARED
         events ("mine"), or all the robot's events ("robot"). Built once per membership change, not per query
         (a filter over 10k ids costs about 10 ms to build)."""
@@ -488,10 +488,7 @@ class RetrievalMemory:
             return deleted
 
 
-Memory = RetrievalMemory
-
-
-def build_memory(config: Config, store: EventStore) -> RetrievalMemory:
+def build_memory(config: Config, store: EventStore) -> DualModalityMemory:
     """The retrieval memory of a deployment: real embedders for real model backends, stubs for tiny/stub."""
     from ilearn.models import embedders as emb
 
@@ -502,4 +499,4 @@ def build_memory(config: Config, store: EventStore) -> RetrievalMemory:
         image_embedder = emb.make_image_embedder(config.retrieval.image_embedder, device=config.model.device,
                                                  threads=config.model.threads)
         text_embedder = emb.MiniLMTextEmbedder(device=config.model.device, threads=config.model.threads)
-    return RetrievalMemory(store, image_embedder, text_embedder, config.retrieval, config.home_path)
+    return DualModalityMemory(store, image_embedder, text_embedder, config.retrieval, config.home_path)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
     from PIL import Image
+    from transformers import ProcessorMixin
+
+    from ilearn.config import ModelConfig
 
 
 @dataclass
@@ -45,6 +50,32 @@ class VisionLanguageModel(Protocol):
 
     def score(self, messages: Sequence[Message], candidates: Sequence[str]) -> list[float]:
         """Sum of the log-probabilities of each candidate as the assistant's reply."""
+        ...
+
+
+@runtime_checkable
+class TrainableModel(VisionLanguageModel, Protocol):
+    """A vision-language model whose weights iLearn fine-tunes and swaps (`small`, `tiny`, `hf`; not `openai`).
+
+    What the recipes (`ilearn.learning.recipes`, `ilearn.learning.parts`) and the model registry use: the
+    torch model to copy and train, the processor TRL tokenises with, the settings to load fresh base weights
+    from, and the two calls that change which trained version it serves.
+    """
+
+    config: ModelConfig  # how it was loaded; `load_model(config)` gives a fresh copy of the base weights
+    processor: ProcessorMixin  # passed to TRL's trainers as `processing_class`
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The transformers model it serves (a `PreTrainedModel` whose parts `ilearn.learning.parts` locates)."""
+        ...
+
+    def reset(self) -> None:
+        """Serve the base weights again (version "base")."""
+        ...
+
+    def set_weights(self, path: str | Path, version: str | None = None) -> None:
+        """Serve a trained version: a PEFT adapter folder or a .safetensors file of (partial) weights."""
         ...
 
 

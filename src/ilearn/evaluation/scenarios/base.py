@@ -5,11 +5,14 @@ An `Item` is one object the user may ask about: its id, its name, its facts (``{
 teach the assistant) and held-out *test* views (new views, used only to score a round).
 
 A `Task` is one interaction to play: an item, one of its views, the user's hidden intent (which fact the user
-wants), the precise question for that intent and the reference answer. `Scenario.tasks` draws tasks
+wants), the precise question for that intent and the reference answer. `FactScenario.tasks` draws tasks
 deterministically from a seed: the same seed gives the same tasks, views and intents.
 
 The `general` set holds questions outside the scenario (easy-vqa by default, see `easyvqa_general`): the
 protocol measures forgetting on it.
+
+`Scenario` is what every experiment scenario has (the fact scenarios here and the reference game); scenarios are
+registered by name in `ilearn.plugins` (kind "scenario"). `stub_scenario` is a two-item scenario for tests.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -106,8 +109,20 @@ def easyvqa_general(n: int, seed: int = 0) -> list[GeneralQuestion]:
             for q in sample(load_split("test"), n, seed)]
 
 
+@runtime_checkable
+class Scenario(Protocol):
+    """An experiment's world: a name, the seed it was drawn with, and general questions that measure forgetting.
+
+    Fact scenarios (`FactScenario`: pharmacy, objects) add items and tasks, the reference game adds games; the
+    protocol plays each with its runner (`ilearn.evaluation.protocol`)."""
+
+    name: str
+    seed: int
+    general: list[GeneralQuestion]
+
+
 @dataclass
-class Scenario:
+class FactScenario:
     """Items with facts and views, a general set, and seeded task drawing."""
 
     name: str
@@ -186,3 +201,16 @@ class Scenario:
         return Task(id=f"{item.id}/{split}{v}/{intent}", item=item, view=view, view_index=v, split=split,
                     intent=intent, question=precise_question(intent), reference=reference,
                     distractors=distractors, noun=self.noun)
+
+
+def stub_scenario(seed: int = 0, n_teach: int = 1, n_test: int = 1) -> FactScenario:
+    """A model-free fact scenario for tests: two plain squares (red aspirin, blue ibuprofen), each view a shade
+    apart, with name, use and dose facts."""
+    def views(rgb: tuple[int, int, int], start: int, n: int) -> list[Image.Image]:
+        return [Image.new("RGB", (32, 32), tuple(min(255, c + 8 * (start + i)) for c in rgb)) for i in range(n)]
+
+    items = [Item("aspirin", "aspirin", {"name": "aspirin", "use": "pain", "dose": "one tablet"},
+                  views((200, 30, 30), 0, n_teach), views((200, 30, 30), n_teach, n_test)),
+             Item("ibuprofen", "ibuprofen", {"name": "ibuprofen", "use": "fever", "dose": "two tablets"},
+                  views((30, 30, 200), 0, n_teach), views((30, 30, 200), n_teach, n_test))]
+    return FactScenario("stub", items, seed=seed, noun="medicine")

@@ -40,7 +40,7 @@ from pathlib import Path
 from PIL import Image
 
 from ilearn.errors import InvalidImage, InvalidInput
-from ilearn.evaluation.scenarios.base import Item, Scenario, derive_seed, easyvqa_general
+from ilearn.evaluation.scenarios.base import FactScenario, Item, derive_seed, easyvqa_general
 from ilearn.images import load_image
 
 logger = logging.getLogger(__name__)
@@ -76,8 +76,8 @@ def read_facts(path: Path, default_name: str) -> dict[str, str]:
 
 
 @dataclass
-class ObjectsScenario(Scenario):
-    """A `Scenario` read from a folder; `skipped` lists the photos that could not be read."""
+class ObjectsScenario(FactScenario):
+    """A `FactScenario` read from a folder; `skipped` lists the photos that could not be read."""
 
     root: str = ""
     skipped: list[str] = field(default_factory=list)

@@ -23,13 +23,13 @@ import random
 
 from ilearn.data.bottles import BOTTLES, VIEW_STYLES, BottleSpec, ViewStyle, scenario_view
 from ilearn.errors import InvalidInput
-from ilearn.evaluation.scenarios.base import Item, Scenario, easyvqa_general
+from ilearn.evaluation.scenarios.base import FactScenario, Item, easyvqa_general
 
 logger = logging.getLogger(__name__)
 
 
 def pharmacy_scenario(seed: int = 0, n_teach: int = 6, n_test: int = 4, general: int = 0,
-                      bottles: tuple[BottleSpec, ...] = BOTTLES, views: str | ViewStyle = "default") -> Scenario:
+                      bottles: tuple[BottleSpec, ...] = BOTTLES, views: str | ViewStyle = "default") -> FactScenario:
     """The pharmacy scenario: `n_teach` teach and `n_test` held-out views per bottle, `general` easy-vqa questions.
 
     `views` is a `VIEW_STYLES` preset name (easy, default, hard) or a `ViewStyle`.
@@ -46,7 +46,7 @@ def pharmacy_scenario(seed: int = 0, n_teach: int = 6, n_test: int = 4, general:
         test = [scenario_view(spec, seed, "test", i, views) for i in range(n_test)]
         items.append(Item(spec.id, spec.name, spec.facts, teach, test, attributes=spec.attributes))
     logger.debug("rendered %d bottles x %d views", len(items), n_teach + n_test)
-    return Scenario("pharmacy", items, seed=seed, general=easyvqa_general(general, seed), noun="medicine")
+    return FactScenario("pharmacy", items, seed=seed, general=easyvqa_general(general, seed), noun="medicine")
 
 
 def shuffled_bottles(seed: int) -> list[BottleSpec]:
