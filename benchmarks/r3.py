@@ -41,7 +41,6 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from ilearn.config import Config, ModelConfig
-    from ilearn.evaluation.metrics import contains_answer
     from ilearn.evaluation.runner_common import Deployment
     from ilearn.evaluation.runner_fact import DEFAULT, TRAINABLE, r3_settings
     from ilearn.evaluation.scenarios.base import precise_question
@@ -51,6 +50,7 @@ def main() -> None:
     from ilearn.learning.update import training_set
     from ilearn.models import load_model
     from ilearn.models.base import Message
+    from ilearn.text import contains_answer
 
     report = json.loads((args.report / "report.json").read_text())
     taught = sorted({tuple(t) for r in report["rounds"] for t in r.get("taught", [])})

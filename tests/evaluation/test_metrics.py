@@ -8,7 +8,6 @@ from ilearn.errors import InvalidInput
 from ilearn.evaluation.metrics import (
     BertScorer,
     TaskRecord,
-    contains_answer,
     decoder_scores,
     general_accuracy,
     percentile,
@@ -16,15 +15,6 @@ from ilearn.evaluation.metrics import (
     summarise,
 )
 from ilearn.types import Label
-
-
-def test_contains_answer_normalises():
-    assert contains_answer("Take 400mg every 6 hours.", "400 mg every 6 hours")
-    assert contains_answer("It's IBUPROFEN!", "ibuprofen")
-    assert contains_answer("Use 2.5 ml.", "2.5 ml")
-    assert not contains_answer("40 mg every 6 hours", "400 mg every 6 hours")
-    assert not contains_answer("ibuprofenate", "ibuprofen")
-    assert not contains_answer("anything", "")
 
 
 def test_task_metrics():

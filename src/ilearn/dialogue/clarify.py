@@ -57,7 +57,11 @@ _VAGUE_WORDS = _DEICTIC | frozenset(
 )
 
 
-def normalise(text: str) -> str:
+def normalise_request(text: str) -> str:
+    """Lower case, the punctuation ! . , ; : to spaces, single spaces, a question mark kept against its word.
+
+    Unlike the answer judge's `ilearn.text.normalise_text`, it keeps question marks and apostrophes: they are
+    cues of a vague request ("what's this?")."""
     text = text.lower().strip()
     text = re.sub(r"[!.,;:]+", " ", text)
     text = re.sub(r"\s+", " ", text).strip()
@@ -66,7 +70,7 @@ def normalise(text: str) -> str:
 
 def find_facet(text: str, facets: tuple[Facet, ...] = DEFAULT_FACETS) -> Facet | None:
     """The facet a request or a reply names, or None; the earliest cue in the text wins."""
-    low = f" {normalise(text)} "
+    low = f" {normalise_request(text)} "
     best: tuple[int, Facet] | None = None
     for facet in facets:
         for cue in facet.cues:
@@ -101,7 +105,7 @@ class LexicalClarifier:
         facet = find_facet(request, self.facets)
         if facet is not None:
             return Decision(False, reason=f"names the facet {facet.name!r}")
-        words = re.findall(r"[a-z']+", normalise(request))
+        words = re.findall(r"[a-z']+", normalise_request(request))
         if words and any(w in _DEICTIC for w in words) and all(w in _VAGUE_WORDS for w in words):
             return self._ask("points at the object and names nothing to know about it")
         return Decision(False, reason="specific request")

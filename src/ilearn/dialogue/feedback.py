@@ -169,7 +169,8 @@ _NOT_ANSWER = frozenset({
 
 
 def normalise_answer(text: str) -> str:
-    """Strip articles, filler words, quotes and punctuation from an answer span; keep its case."""
+    """Strip articles, filler words, quotes and punctuation from an answer span; keep its case (the span becomes
+    the stored answer). Not the answer judge's normaliser (`ilearn.text.normalise_text`), which compares texts."""
     text = text.strip().strip("\"'`“”‘’").strip()
     text = re.sub(r"[\s.,;:!?)(\"'“”]+$", "", text)
     text = re.sub(r"^[\s,;:\-\"'“”(]+", "", text)

@@ -11,38 +11,22 @@
   not comparable with published BERTScores, only between rounds.
 - `percentile` (latency p50) and `mean` (prompt tokens).
 
-`contains_answer` is the one judge of whether a reply holds a reference answer (normalised containment); the
-simulated users use it too.
+Answers are judged by `ilearn.text.contains_answer` (normalised containment), the judge of the whole package.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ilearn.errors import InvalidInput, require_package
+from ilearn.text import contains_answer
 from ilearn.types import Label
 
 logger = logging.getLogger(__name__)
-
-
-def normalise_text(text: str) -> str:
-    """Lower case, punctuation to spaces (keeping decimal points and hyphens inside words), single spaces."""
-    text = text.lower().replace("\u2019", "'")
-    text = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", text)
-    text = re.sub(r"[^\w.\s-]|(?<!\w)-|-(?!\w)", " ", text)
-    text = re.sub(r"(\d)(mg|g|ml)\b", r"\1 \2", text)  # "400mg" -> "400 mg"
-    return " ".join(text.split())
-
-
-def contains_answer(reply: str, reference: str) -> bool:
-    """Whether the normalised reference occurs in the normalised reply as whole words."""
-    ref = normalise_text(reference)
-    return bool(ref) and f" {ref} " in f" {normalise_text(reply)} "
 
 
 @dataclass

@@ -26,7 +26,6 @@ from typing import Any, Protocol, runtime_checkable
 
 from ilearn.errors import InvalidInput
 from ilearn.evaluation import personas as P
-from ilearn.evaluation.metrics import contains_answer
 from ilearn.evaluation.personas import PERSONAS, Persona, persona, split_personas
 from ilearn.evaluation.scenarios.base import Task
 from ilearn.evaluation.scenarios.reference_game import (
@@ -37,6 +36,7 @@ from ilearn.evaluation.scenarios.reference_game import (
     parse_slot,
     precise_keys,
 )
+from ilearn.text import contains_answer
 from ilearn.types import Label
 
 logger = logging.getLogger(__name__)

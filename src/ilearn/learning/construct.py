@@ -50,6 +50,7 @@ from ilearn.dialogue.choice import PANEL_QUESTION
 from ilearn.dialogue.feedback import FeedbackDecoder, answers_match
 from ilearn.errors import NotFound
 from ilearn.memory.store import EventStore
+from ilearn.text import contains_answer
 from ilearn.types import Event, EventStatus, Feedback, ImageRef, Label, Role, Session, Turn, TurnKind
 
 logger = logging.getLogger(__name__)
@@ -212,16 +213,9 @@ def _superseded(store: EventStore, candidates: list[tuple[str, list[str]]]) -> s
         except NotFound:
             retrieved = []
         for old in retrieved:
-            if old.answer and (answers_match(old.answer, wrong) or _mentions(wrong, old.answer)):
+            if old.answer and (answers_match(old.answer, wrong) or contains_answer(wrong, old.answer)):
                 return old.id
     return None
-
-
-def _mentions(text: str, answer: str) -> bool:
-    """'It is aspirin.' mentions 'aspirin' (as whole words)."""
-    import re
-
-    return re.search(r"\b" + re.escape(answer.strip().lower()) + r"\b", text.lower()) is not None
 
 
 def close_and_distil(store: EventStore, session_id: str, decoder: FeedbackDecoder | None = None) -> list[Event]:

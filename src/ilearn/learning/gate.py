@@ -1,12 +1,12 @@
 """The gate: a candidate model against the active one before promotion (learning up, forgetting and bias not worse).
 
-Four figures per model: (a) accuracy on held-out events (the reply contains the event's correct answer, after
-normalisation), (b) false naming on held-out negatives: the share of questions whose right answer is not a
-given taught answer (another object asked the same question, the same object asked another facet, an image
-with no object at all) that the model answers with that taught answer anyway (`negatives_from_events`), (c)
-accuracy on a general set it was not trained on (any callable vlm -> accuracy; for the default model the
-easy-vqa test set, `ilearn.learning.general.general_easyvqa(limit)`), (d) the bias set's unbiased share
-(`ilearn.learning.bias`).
+Four figures per model: (a) accuracy on held-out events (the reply contains the event's correct answer:
+`ilearn.text.contains_answer`), (b) false naming on held-out negatives: the share of questions whose right
+answer is not a given taught answer (another object asked the same question, the same object asked another
+facet, an image with no object at all) that the model answers with that taught answer anyway
+(`negatives_from_events`), (c) accuracy on a general set it was not trained on (any callable vlm -> accuracy;
+for the default model the easy-vqa test set, `ilearn.learning.general.general_easyvqa(limit)`), (d) the bias
+set's unbiased share (`ilearn.learning.bias`).
 Promote only if (a) improves by more than the learning margin, (b) does not rise by more than the specificity
 margin, and (c), (d) do not fall by more than their margins; the report lists the figures and says why. A
 candidate that gives one taught name to everything scores well on (a) when the held-out events share that
@@ -16,7 +16,6 @@ name, and is refused by (b).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from PIL import Image
 from ilearn.learning.bias import BiasItem, bias_score
 from ilearn.learning.general import GeneralSet
 from ilearn.models.base import Message
+from ilearn.text import contains_answer, normalise_text
 
 logger = logging.getLogger(__name__)
 
@@ -91,17 +91,6 @@ class GateReport:
         return "\n".join(lines + [f"- {r}" for r in self.reasons])
 
 
-def normalise(text: str) -> str:
-    """Lower case, punctuation to spaces, single spaces."""
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
-
-
-def contains_answer(reply: str, answer: str) -> bool:
-    """Whether the normalised reply contains the normalised answer as whole words."""
-    a = normalise(answer)
-    return bool(a) and f" {a} " in f" {normalise(reply)} "
-
-
 def heldout_accuracy(vlm: Any, items: Sequence[HeldOut], examples: list[dict[str, str]] | None = None) -> float:
     """Share of held-out questions whose greedy reply contains the correct answer."""
     if not items:
@@ -157,19 +146,19 @@ def negatives_from_events(heldout: Sequence[Any], events: Sequence[Any],
     answered = sorted((e for e in events if e.answer.strip()), key=lambda e: e.id)
     answers: dict[str, list[str]] = {}
     for e in answered:
-        answers.setdefault(normalise(e.question), []).append(e.answer)
+        answers.setdefault(normalise_text(e.question), []).append(e.answer)
 
     def overlaps(a: str, b: str) -> bool:
         return contains_answer(a, b) or contains_answer(b, a)
 
     negatives: list[Negative] = []
     for h in sorted(heldout, key=lambda e: e.id):
-        question = normalise(h.question)
-        others = [e for e in answered if e.id != h.id and e.image is not None and normalise(e.question) == question
-                  and not overlaps(e.answer, h.answer)]
+        question = normalise_text(h.question)
+        others = [e for e in answered if e.id != h.id and e.image is not None
+                  and normalise_text(e.question) == question and not overlaps(e.answer, h.answer)]
         picked: dict[str, Any] = {}  # one probe per distinct other answer first, then more views
         for e in others:
-            picked.setdefault(normalise(e.answer), e)
+            picked.setdefault(normalise_text(e.answer), e)
         chosen = list(picked.values()) + [e for e in others if e not in picked.values()]
         negatives += [Negative(image_of(e.image), h.question, (h.answer,), "other object")
                       for e in chosen[:per_event]]
@@ -177,9 +166,9 @@ def negatives_from_events(heldout: Sequence[Any], events: Sequence[Any],
             for other_q, other_answers in answers.items():
                 if other_q != question and not any(overlaps(a, b) for a in other_answers
                                                    for b in answers.get(question, [h.answer])):
-                    asked = next(e.question for e in answered if normalise(e.question) == other_q)
+                    asked = next(e.question for e in answered if normalise_text(e.question) == other_q)
                     negatives.append(Negative(image_of(h.image), asked, (h.answer,), "other facet"))
-    for question, h in sorted({normalise(h.question): h for h in heldout}.items()):
+    for question, h in sorted({normalise_text(h.question): h for h in heldout}.items()):
         wrong = tuple(sorted(set(answers.get(question, [h.answer]))))
         like = image_of(h.image) if h.image is not None else None
         negatives.append(Negative(no_object_image(like), h.question, wrong, "no object"))
