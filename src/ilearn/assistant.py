@@ -106,7 +106,7 @@ class Assistant:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_config(cls, config: Config | dict | str | Path | None = None, **overrides: Any) -> Assistant:
-        """Build the whole assistant (model, store, memory, feedback decoder) from settings.
+        """Build the whole assistant from settings; its parts come from `ilearn.runtime.build_runtime`.
 
         `config` may be a Config, a dict of settings, or a path to a JSON settings file.
         """
@@ -118,10 +118,11 @@ class Assistant:
             config = Config.load(config)
         if overrides:
             config = config.override(**overrides)
-        from ilearn.components import build_components
+        from ilearn.runtime import build_runtime
 
-        parts = build_components(config)
-        assistant = cls(config, **parts)
+        parts = build_runtime(config)
+        assistant = cls(config, parts.vlm, parts.store, memory=parts.memory, feedback_decoder=parts.decoder,
+                        clarifier=parts.clarifier, registry=parts.registry)
         assistant.recover()
         return assistant
 

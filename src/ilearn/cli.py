@@ -177,12 +177,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace):
-    from ilearn.memory.sqlite import open_store
+    """The settings and the existing store of the deployment (NotFound when there is none yet)."""
+    from ilearn.runtime import open_store
 
     config = load_config(args)
-    if not (config.home_path / "ilearn.db").exists():
-        raise ILearnError(f"no iLearn deployment in {config.home_path} (talk to it with `ilearn chat` first)")
-    return config, open_store(config.home_path)
+    return config, open_store(config, create=False)
 
 
 def cmd_events_list(args: argparse.Namespace) -> int:
@@ -219,7 +218,7 @@ def cmd_events_export(args: argparse.Namespace) -> int:
 
 
 def cmd_events_forget(args: argparse.Namespace) -> int:
-    from ilearn.components import build_memory
+    from ilearn.runtime import build_memory
 
     config, store = _store(args)
     deleted = build_memory(config, store).forget_user(args.user)
@@ -236,7 +235,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
              if v is not None}
     if learn:
         config = config.override(learn=learn)
-    _store(args)  # a clear error when there is no deployment yet
+    _store(args)[1].close()  # a clear error when there is no deployment yet
     with Assistant.from_config(config) as assistant:
         outcome = assistant.learn(promote=not args.no_promote, general=not args.no_general)
     print(outcome.summary())

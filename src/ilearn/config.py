@@ -6,17 +6,26 @@ Each field is documented by the docstring right under it; the CLI help is built 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ilearn import plugins
 from ilearn.errors import InvalidInput
+
+DB_NAME = "ilearn.db"
+"""File name of the SQLite store inside the deployment folder when `Config.store` is not set."""
+
+STUB_MODELS = frozenset({"tiny", "stub"})
+"""Model backends without real image understanding: "auto" embedders are the model-free stubs for them."""
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     backend: str = "small"
-    """Vision-language model backend: small (embedded default), tiny (random weights), hf, openai, stub."""
+    """Vision-language model backend: small (embedded default), tiny (random weights), hf, openai, stub, or one
+    registered in `ilearn.plugins` (kind "model")."""
     path: str | None = None
     """Local folder of an `hf` model, or base URL of an `openai` server."""
     device: str = "cpu"
@@ -33,6 +42,7 @@ class ModelConfig:
     """Seed for models built with random weights (tiny)."""
 
     def __post_init__(self) -> None:
+        plugins.check("model", self.backend, "model.backend")
         if self.threads < 1:
             raise InvalidInput("model.threads must be >= 1")
         if self.dtype not in {"float32", "bfloat16", "float16"}:
@@ -67,6 +77,7 @@ class ClarifyConfig:
     VLM judges requests that name no facet), or never."""
 
     def __post_init__(self) -> None:
+        plugins.check("clarifier", self.method, "clarify.method")
         if self.max_clarifications < 0:
             raise InvalidInput("clarify.max_clarifications must be >= 0")
 
@@ -75,10 +86,12 @@ class ClarifyConfig:
 class RetrievalConfig:
     enabled: bool = True
     """Use past events as references in answers (Dual-Modality Retrieval)."""
-    image_embedder: str = "instance"
-    """Image vectors of real model backends (tiny and stub use a model-free stub): "instance" (a small CNN
-    trained to tell drawn look-alike objects apart, `ilearn.models.instance`), "foreground" (colour and shape
-    statistics of the object, `ForegroundImageEmbedder`) or "efficientnet" (pooled ImageNet features).
+    image_embedder: str = "auto"
+    """Image vectors for retrieval: "instance" (a small CNN trained to tell drawn look-alike objects apart,
+    `ilearn.models.instance`), "foreground" (colour and shape statistics of the object,
+    `ForegroundImageEmbedder`), "efficientnet" (pooled ImageNet features), "stub" (a model-free colour grid for
+    tests), or one registered in `ilearn.plugins`; "auto": stub for the tiny and stub model backends, instance
+    for the others.
 
     Measured on the pharmacy look-alikes, which the CNN never saw (benchmarks/one_shot.py descriptors, one
     view taught per bottle, 6 new views each, held-out seeds 4-7): nearest neighbour right 97.2% (calibration
@@ -97,6 +110,16 @@ class RetrievalConfig:
     (one question, so the text term is constant) cannot tell weights apart; it sets the thresholds."""
     text_weight: float = 0.2
     """Weight of question-text similarity (all-MiniLM-L6-v2 cosine) in the fused score (see image_weight)."""
+    text_embedder: str = "auto"
+    """Question vectors for retrieval and rephrase detection: "minilm" (all-MiniLM-L6-v2), "hashing" (a
+    model-free bag of words for tests), or one registered in `ilearn.plugins`; "auto": hashing for the tiny and
+    stub model backends, minilm for the others."""
+    index: str = "faiss"
+    """Vector index backend: "faiss" (exact below `hnsw_min_size`, HNSW above) or "exact" (plain numpy, for
+    tests and small deployments)."""
+    memory: str = "dual"
+    """Retrieval memory backend: "dual" (Dual-Modality Retrieval over the vector index) or "stub" (same question,
+    no vectors; for tests)."""
     threshold: float = 0.84
     """Fused score at or above which a past event counts as a match (a reference in the model's context).
 
@@ -199,9 +222,11 @@ class RetrievalConfig:
             raise InvalidInput("retrieval.index_storage must be sq8, fp16 or flat; index_rerank >= 1")
         if not 0.0 <= self.exact_filter_fraction <= 1.0 or not 0.0 < self.max_dead_fraction <= 1.0:
             raise InvalidInput("retrieval.exact_filter_fraction must be in [0, 1], max_dead_fraction in (0, 1]")
-        if self.image_embedder not in {"instance", "foreground", "efficientnet"}:
-            raise InvalidInput("retrieval.image_embedder must be instance, foreground or efficientnet, "
-                               f"not {self.image_embedder!r}")
+        for kind, name in (("image_embedder", self.image_embedder), ("text_embedder", self.text_embedder)):
+            if name != "auto":
+                plugins.check(kind, name, f"retrieval.{kind}")
+        plugins.check("index", self.index, "retrieval.index")
+        plugins.check("memory", self.memory, "retrieval.memory")
         if self.sharing not in {"corroboration", "trusted", "private"}:
             raise InvalidInput(f"retrieval.sharing must be corroboration, trusted or private, not {self.sharing!r}")
         if self.corroboration < 1:
@@ -229,8 +254,7 @@ class FeedbackConfig:
     """With a text embedder: cosine to the previous question from which a question counts as a rephrasing."""
 
     def __post_init__(self) -> None:
-        if self.method not in {"model", "lexical", "hybrid"}:
-            raise InvalidInput(f"feedback.method must be model, lexical or hybrid, not {self.method!r}")
+        plugins.check("decoder", self.method, "feedback.method")
         for name in ("min_confidence", "lexical_confidence", "rephrase_overlap", "rephrase_similarity"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InvalidInput(f"feedback.{name} must be within [0, 1]")
@@ -322,8 +346,7 @@ class LearnConfig:
             raise InvalidInput(f"learn.trainable / learn.lora have unknown parts {sorted(bad)}")
         if not self.trainable:
             raise InvalidInput("learn.trainable must name at least one part")
-        if self.recipe not in {"sft", "dpo", "kto", "reinforce"}:
-            raise InvalidInput(f"learn.recipe must be sft, dpo, kto or reinforce, not {self.recipe!r}")
+        plugins.check("recipe", self.recipe, "learn.recipe")
         if self.replay < 0 or self.distill < 0 or self.distill_image < 0:
             raise InvalidInput("learn.replay, learn.distill and learn.distill_image must be >= 0")
         if self.event_repeats < 1:
@@ -345,6 +368,10 @@ class Config:
     """Folder of the deployment: SQLite store, vector index, images, model versions."""
     robot_id: str = "default"
     """Which robot this assistant is."""
+    store: str = ""
+    """Where the events live, as a URL: "sqlite:///relative/path.db" or "sqlite:////absolute/path.db" (empty:
+    sqlite:///<home>/ilearn.db). The scheme names a store backend in `ilearn.plugins` (kind "store");
+    postgresql:// is not available yet."""
     model: ModelConfig = field(default_factory=ModelConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     clarify: ClarifyConfig = field(default_factory=ClarifyConfig)
@@ -353,9 +380,27 @@ class Config:
     session: SessionConfig = field(default_factory=SessionConfig)
     learn: LearnConfig = field(default_factory=LearnConfig)
 
+    def __post_init__(self) -> None:
+        check_store_url(self.store)
+
     @property
     def home_path(self) -> Path:
         return Path(self.home)
+
+    @property
+    def store_url(self) -> str:
+        """`store`, or the SQLite file in `home` when it is empty."""
+        return self.store or f"sqlite:///{self.home_path / DB_NAME}"
+
+    def embedder(self, kind: str) -> str:
+        """The registered name of the retrieval embedder of `kind` ("image_embedder" or "text_embedder"),
+        with "auto" resolved for the model backend (see `RetrievalConfig.image_embedder`)."""
+        name = getattr(self.retrieval, kind)
+        if name != "auto":
+            return name
+        stub = self.model.backend in STUB_MODELS
+        return {"image_embedder": "stub" if stub else "instance",
+                "text_embedder": "hashing" if stub else "minilm"}[kind]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -375,6 +420,28 @@ class Config:
             current = getattr(self, name)
             changes[name] = replace(current, **value) if is_dataclass(current) and isinstance(value, dict) else value
         return replace(self, **changes)
+
+
+_URL = re.compile(r"^([a-z][a-z0-9+.-]*)://(.*)$")
+
+
+def store_scheme(url: str) -> str:
+    """The scheme of a store URL ("sqlite" for "sqlite:///x.db"); InvalidInput when it is not a URL."""
+    match = _URL.match(url)
+    if match is None:
+        raise InvalidInput(f"store must be a URL such as sqlite:///path/ilearn.db, not {url!r}")
+    return match.group(1)
+
+
+def check_store_url(url: str) -> None:
+    """Refuse a store URL that no backend can open (empty means the SQLite file in the home folder)."""
+    if not url:
+        return
+    scheme = store_scheme(url)
+    if scheme in {"postgresql", "postgres"}:
+        raise InvalidInput("store: PostgreSQL is not available yet; use sqlite:///path/ilearn.db (or leave it "
+                           "empty for the SQLite file in the home folder)")
+    plugins.check("store", scheme, "store")
 
 
 def _build(cls, data: dict[str, Any], where: str):

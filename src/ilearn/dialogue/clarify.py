@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from ilearn.errors import InvalidInput
 from ilearn.models.base import Message, VisionLanguageModel
 
 logger = logging.getLogger(__name__)
@@ -88,11 +89,26 @@ class Decision:
     reason: str = ""
 
 
+@runtime_checkable
 class Clarifier(Protocol):
-    def assess(self, request: str, image_given: bool) -> Decision: ...
-    def resolve(self, request: str, reply: str) -> str | None: ...
-    def precise(self, request: str) -> str: ...
-    def fallback(self, request: str, reply: str) -> str: ...
+    """Chain of Question: decides whether a request needs a clarifying question and turns replies into the
+    precise question. Backends are registered in `ilearn.plugins` (kind "clarifier": lexical, model, never)."""
+
+    def assess(self, request: str, image_given: bool) -> Decision:
+        """Whether `request` is ambiguous for the image, with the clarifying question to ask when it is."""
+        ...
+
+    def resolve(self, request: str, reply: str) -> str | None:
+        """The precise question after the user's reply to a clarification; None when the reply settles nothing."""
+        ...
+
+    def precise(self, request: str) -> str:
+        """The canonical precise question of a clear request (the request itself when it has none)."""
+        ...
+
+    def fallback(self, request: str, reply: str) -> str:
+        """The question to answer when the replies never settled the request."""
+        ...
 
 
 class LexicalClarifier:
@@ -160,17 +176,31 @@ class ModelClarifier(LexicalClarifier):
 
 
 class NeverClarifier(LexicalClarifier):
+    """Never asks (clarification off); still maps requests that name a facet to their precise question."""
+
     def assess(self, request: str, image_given: bool) -> Decision:
         return Decision(False, reason="clarification disabled")
 
 
+def lexical_clarifier(vlm: VisionLanguageModel | None = None) -> Clarifier:
+    """Clarifier "lexical" (the model is not used)."""
+    return LexicalClarifier()
+
+
+def model_clarifier(vlm: VisionLanguageModel | None = None) -> Clarifier:
+    """Clarifier "model": the VLM decides requests that name no facet."""
+    if vlm is None:
+        raise InvalidInput("the model clarifier needs a vision-language model")
+    return ModelClarifier(vlm)
+
+
+def never_clarifier(vlm: VisionLanguageModel | None = None) -> Clarifier:
+    """Clarifier "never" (clarification off; the model is not used)."""
+    return NeverClarifier()
+
+
 def make_clarifier(method: str, vlm: VisionLanguageModel | None = None) -> Clarifier:
-    if method == "lexical":
-        return LexicalClarifier()
-    if method == "never":
-        return NeverClarifier()
-    if method == "model":
-        if vlm is None:
-            raise ValueError("the model clarifier needs a vision-language model")
-        return ModelClarifier(vlm)
-    raise ValueError(f"unknown clarify method {method!r}; choose lexical, model or never")
+    """The clarifier registered as `method` in `ilearn.plugins` (ClarifyConfig.method)."""
+    from ilearn import plugins
+
+    return plugins.create("clarifier", method, vlm)

@@ -480,37 +480,28 @@ class HybridFeedbackDecoder:
 # factory
 # ---------------------------------------------------------------------------------------------
 
-DECODERS: dict[str, Callable[..., FeedbackDecoder]] = {}
-
-
-def _register(name: str):
-    def wrap(fn):
-        DECODERS[name] = fn
-        return fn
-    return wrap
-
-
-@_register("lexical")
-def _make_lexical(config: FeedbackConfig, vlm: VisionLanguageModel | None,
-                  text_embedder: TextEmbedder | None = None) -> FeedbackDecoder:
+# The decoders registered in `ilearn.plugins` (kind "decoder"), by FeedbackConfig.method.
+def lexical_decoder(config: FeedbackConfig, vlm: VisionLanguageModel | None = None,
+                    text_embedder: TextEmbedder | None = None) -> FeedbackDecoder:
+    """Decoder "lexical": rules (the model is not used; `text_embedder` recognises reworded rephrasings)."""
     return LexicalFeedbackDecoder(rephrase_overlap=config.rephrase_overlap,
                                   rephrase_similarity=config.rephrase_similarity, text_embedder=text_embedder)
 
 
-@_register("model")
-def _make_model(config: FeedbackConfig, vlm: VisionLanguageModel | None,
-                text_embedder: TextEmbedder | None = None) -> FeedbackDecoder:
+def model_decoder(config: FeedbackConfig, vlm: VisionLanguageModel | None = None,
+                  text_embedder: TextEmbedder | None = None) -> FeedbackDecoder:
+    """Decoder "model": the VLM judges the reaction (ReSpect)."""
     if vlm is None:
         raise InvalidInput("feedback.method=model needs a vision-language model")
     return ModelFeedbackDecoder(vlm, calibrate=config.calibrate)
 
 
-@_register("hybrid")
-def _make_hybrid(config: FeedbackConfig, vlm: VisionLanguageModel | None,
-                 text_embedder: TextEmbedder | None = None) -> FeedbackDecoder:
+def hybrid_decoder(config: FeedbackConfig, vlm: VisionLanguageModel | None = None,
+                   text_embedder: TextEmbedder | None = None) -> FeedbackDecoder:
+    """Decoder "hybrid": confident lexical rules decide, the VLM judges the rest."""
     if vlm is None:
         raise InvalidInput("feedback.method=hybrid needs a vision-language model")
-    lexical = _make_lexical(config, vlm, text_embedder)
+    lexical = lexical_decoder(config, vlm, text_embedder)
     assert isinstance(lexical, LexicalFeedbackDecoder)
     return HybridFeedbackDecoder(ModelFeedbackDecoder(vlm, calibrate=config.calibrate), lexical,
                                  lexical_confidence=config.lexical_confidence)
@@ -539,7 +530,7 @@ def make_decoder(config: FeedbackConfig, vlm: VisionLanguageModel | None = None,
     `text_embedder` (optional, e.g. the retrieval memory's MiniLM) lets the lexical rules recognise
     reworded rephrasings of the previous question.
     """
-    factory = DECODERS.get(config.method)
-    if factory is None:
-        raise InvalidInput(f"unknown feedback.method {config.method!r}; choose one of {sorted(DECODERS)}")
-    return ThresholdedDecoder(factory(config, vlm, text_embedder), config.min_confidence)
+    from ilearn import plugins
+
+    decoder = plugins.create("decoder", config.method, config, vlm, text_embedder)
+    return ThresholdedDecoder(decoder, config.min_confidence)

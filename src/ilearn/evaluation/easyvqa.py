@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from pathlib import Path
 
 from ilearn.learning.general import evaluate_easyvqa
 
@@ -36,21 +35,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if (args.home is None) != (args.version is None):
         parser.error("--home and --version go together")
-    if args.home is not None:
-        from ilearn.memory.sqlite import DB_NAME
+    from ilearn.config import Config, ModelConfig
+    from ilearn.errors import NotFound
+    from ilearn.runtime import open_store
 
-        if not (Path(args.home) / DB_NAME).is_file():
-            parser.error(f"--home {args.home} is not an assistant home (no {DB_NAME})")
+    store = None
+    if args.home is not None:
+        try:
+            store = open_store(Config(home=args.home), create=False)
+        except NotFound as exc:
+            parser.error(f"--home {args.home} is not an assistant home ({exc})")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from ilearn.config import ModelConfig
     from ilearn.models import load_model
 
     vlm = load_model(ModelConfig(backend=args.backend, threads=args.threads))
-    if args.version is not None:
+    if store is not None:
         from ilearn.learning.registry import ModelRegistry
-        from ilearn.memory.sqlite import open_store
 
-        store = open_store(args.home)
         ModelRegistry(store, args.home).apply(vlm, args.version)
         store.close()
     modes = [False, True] if args.both else [args.blind]

@@ -30,6 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ilearn import plugins
 from ilearn.config import Config
 from ilearn.errors import InvalidInput
 from ilearn.evaluation import runner_fact, runner_game
@@ -40,7 +41,6 @@ from ilearn.learning.update import RECIPE_DATA
 
 logger = logging.getLogger(__name__)
 
-SCENARIOS = ("pharmacy", "objects", "reference-game")
 N_TEST_PERSONAS = 8
 """Personas held out for scoring (never used for teaching)."""
 
@@ -62,8 +62,7 @@ def _sizes(scenario: str, quick: bool) -> Any:
 
 def _check(scenario: str, rounds: int | None, users: int | None, methods: list[str] | None,
            objects_dir: str | Path | None) -> None:
-    if scenario not in SCENARIOS:
-        raise InvalidInput(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    plugins.check("scenario", scenario)
     if rounds is not None and rounds < 1:
         raise InvalidInput("rounds must be >= 1")
     if users is not None and not 1 <= users <= len(PERSONAS) - N_TEST_PERSONAS:

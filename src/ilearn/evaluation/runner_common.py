@@ -23,7 +23,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -32,6 +32,13 @@ from ilearn.config import Config, LearnConfig
 from ilearn.errors import NotFound
 from ilearn.evaluation.metrics import BertScorer, TaskRecord, decoder_scores, rouge1, summarise
 from ilearn.types import ImageRef, Label, TurnKind
+
+if TYPE_CHECKING:
+    from ilearn.dialogue.feedback import FeedbackDecoder
+    from ilearn.learning.registry import ModelRegistry
+    from ilearn.memory.base import RetrievalMemory
+    from ilearn.memory.store import EventStore
+    from ilearn.models.base import VisionLanguageModel
 
 logger = logging.getLogger(__name__)
 
@@ -45,28 +52,23 @@ class Deployment:
 
     home: Path
     config: Config
-    vlm: Any
-    store: Any
-    memory: Any
-    decoder: Any
-    registry: Any
+    vlm: VisionLanguageModel
+    store: EventStore
+    memory: RetrievalMemory
+    decoder: FeedbackDecoder
+    registry: ModelRegistry
     background: dict[str, BackgroundTraining] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, home: str | Path, config: Config, vlm: Any) -> Deployment:
-        """Open (or create) the deployment in `home` with the shared `vlm`."""
-        from ilearn.components import build_memory
-        from ilearn.dialogue.feedback import make_decoder
-        from ilearn.learning.registry import ModelRegistry
-        from ilearn.memory.sqlite import open_store
+    def open(cls, home: str | Path, config: Config, vlm: VisionLanguageModel) -> Deployment:
+        """Open (or create) the deployment in `home` with the shared `vlm` (parts from `build_runtime`; each
+        deployment keeps its store in its own home, whatever `config.store` says)."""
+        from ilearn.runtime import build_runtime
 
         home = Path(home)
-        home.mkdir(parents=True, exist_ok=True)
-        config = config.override(home=str(home))
-        store = open_store(home)
-        memory = build_memory(config, store)
-        decoder = make_decoder(config.feedback, vlm, text_embedder=memory.text_embedder)
-        return cls(home, config, vlm, store, memory, decoder, ModelRegistry(store, home))
+        config = config.override(home=str(home), store="")
+        parts = build_runtime(config, vlm=vlm)
+        return cls(home, config, vlm, parts.store, parts.memory, parts.decoder, parts.registry)
 
     def assistant(self, *, retrieval: bool, clarify: bool = True) -> Assistant:
         """An assistant over this deployment's store and memory with retrieval / clarification on or off."""

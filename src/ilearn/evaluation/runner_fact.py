@@ -31,7 +31,7 @@ from typing import Any
 from ilearn.config import LearnConfig
 from ilearn.evaluation.metrics import TaskRecord, contains_answer
 from ilearn.evaluation.runner_common import Conversation, Deployment, RunContext, round_metrics
-from ilearn.evaluation.scenarios.base import Scenario, Task, derive_seed
+from ilearn.evaluation.scenarios.base import FactScenario, Task, derive_seed
 from ilearn.evaluation.users import SimulatedUser
 from ilearn.types import Label, TurnKind
 
@@ -122,7 +122,7 @@ def r3_settings(learn: LearnConfig, *, recipe: str, trainable: tuple[str, ...], 
                    learning_rate_projector=1e-4, learning_rate_instance=3e-3, learning_rate_vision=5e-5)
 
 
-def run_fact(ctx: RunContext, scenario: Scenario) -> list[dict[str, Any]]:
+def run_fact(ctx: RunContext, scenario: FactScenario) -> list[dict[str, Any]]:
     """Run the iLearnRobot rounds on `scenario` (see the module docstring); returns the rounds."""
     sizes: FactSizes = ctx.sizes
     recipe = ctx.methods[0] if ctx.methods else "sft"

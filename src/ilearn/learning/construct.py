@@ -35,7 +35,7 @@ it is never taken as a correction). Later turns do not judge it.
 ``image``, ``answer``, ``label``, ``rejected.<i>``). Event ids are derived from the session and request
 turn ids, so distilling the same session twice yields the same ids (and the store refuses duplicates).
 
-Retiring a superseded event is left to ``RetrievalMemory.add`` when the new event is indexed: it owns
+Retiring a superseded event is left to ``DualModalityMemory.add`` when the new event is indexed: it owns
 the rule of who may retire whose event and quarantines corrections that contradict corroborated answers.
 """
 

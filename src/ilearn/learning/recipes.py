@@ -17,16 +17,17 @@ import copy
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ilearn.config import LearnConfig
 from ilearn.errors import InvalidInput
 from ilearn.learning.augment import AUGMENT_COLUMN, AugmentingCollator
+from ilearn.learning.base import Recipe
 from ilearn.learning.collate import collate_with
 from ilearn.learning.parts import (
     PreparedModel,
@@ -36,6 +37,9 @@ from ilearn.learning.parts import (
     prepare,
     save_trained,
 )
+
+if TYPE_CHECKING:
+    from ilearn.models.base import TrainableModel
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +68,9 @@ class TrainResult:
 
 
 # -- setup ------------------------------------------------------------------------------------------------
-def base_model(vlm: Any) -> torch.nn.Module:
+def base_model(vlm: TrainableModel) -> torch.nn.Module:
     """A trainable copy of the wrapper's base weights (a fresh load when the wrapper serves a trained version)."""
-    if getattr(vlm, "version", "base") == "base":
+    if vlm.version == "base":
         model = copy.deepcopy(vlm.model)
     else:
         from ilearn.models import load_model
@@ -76,7 +80,7 @@ def base_model(vlm: Any) -> torch.nn.Module:
     return make_trl_compatible(model)
 
 
-def setup(vlm: Any, settings: LearnConfig) -> PreparedModel:
+def setup(vlm: TrainableModel, settings: LearnConfig) -> PreparedModel:
     """The base model, frozen except `settings.trainable` (LoRA for the parts in `settings.lora`)."""
     torch.manual_seed(settings.seed)
     model = base_model(vlm)
@@ -168,12 +172,9 @@ def no_checkpointing(config_cls: type) -> dict[str, bool]:
         {"gradient_checkpointing": False}
 
 
-def model_device(vlm: Any) -> torch.device:
-    """The device the wrapper serves on (its ModelConfig), else where its weights are."""
-    config = getattr(vlm, "config", None)
-    if config is not None and getattr(config, "device", None):
-        return torch.device(config.device)
-    return next(vlm.model.parameters()).device
+def model_device(vlm: TrainableModel) -> torch.device:
+    """The device the wrapper serves on (its ModelConfig)."""
+    return torch.device(vlm.config.device)
 
 
 # -- data -------------------------------------------------------------------------------------------------
@@ -283,14 +284,14 @@ def run(trainer: Any, prepared: PreparedModel, settings: LearnConfig, n_examples
     return result
 
 
-def sft(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
+def sft(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
     """Filtered fine-tuning (ReSpect's most reliable recipe): SFT on positive and corrected answers; with
     `settings.distill`, replayed rows also keep the base model's answer distribution (`ilearn.learning.distill`)."""
     trainer, prepared, n_examples = sft_trainer(vlm, rows, settings, out_dir)
     return run(trainer, prepared, settings, n_examples, Path(out_dir))
 
 
-def sft_trainer(vlm: Any, rows: Sequence[dict], settings: LearnConfig,
+def sft_trainer(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig,
                 out_dir: str | Path) -> tuple[Any, PreparedModel, int]:
     """(TRL trainer, prepared model, number of examples) of `sft`, built but not run."""
     from trl import SFTConfig
@@ -311,7 +312,7 @@ def sft_trainer(vlm: Any, rows: Sequence[dict], settings: LearnConfig,
     return trainer, prepared, len(dataset)
 
 
-def reference_model(prepared: PreparedModel, vlm: Any) -> torch.nn.Module | None:
+def reference_model(prepared: PreparedModel, vlm: TrainableModel) -> torch.nn.Module | None:
     """DPO / KTO reference: None when only LoRA adapters train (TRL then uses the adapter-free model), else a
     frozen copy of the base model (fully trained parts change in place, so disabling adapters is no reference)."""
     if prepared.is_peft and not prepared.full:
@@ -321,7 +322,7 @@ def reference_model(prepared: PreparedModel, vlm: Any) -> torch.nn.Module | None
     return ref.eval()
 
 
-def dpo(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
+def dpo(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
     """DPO on corrected events: the correction is `chosen`, the rejected answer `rejected` (User-VLM's stage 3)."""
     from trl import DPOConfig, DPOTrainer
 
@@ -334,7 +335,7 @@ def dpo(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Pa
     return run(trainer, prepared, settings, len(dataset), out_dir)
 
 
-def kto(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
+def kto(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
     """KTO on every decoded answer: `label` True for well-received answers, False for rejected ones (ReSpect)."""
     from trl import KTOConfig, KTOTrainer
 
@@ -366,7 +367,7 @@ def kto_weights(labels: Sequence[bool]) -> tuple[float, float]:
     return n_undesirable / n_desirable, 1.0
 
 
-def reinforce(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
+def reinforce(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
     """ReSpect's REINFORCE, offline: logged (prompt, completion) pairs weighted by the decoded-feedback reward.
 
     TRL has no offline REINFORCE trainer (its RLOO / GRPO sample online), so this is a reward-weighted NLL,
@@ -431,13 +432,10 @@ def reward_weighted_trainer() -> type:
     return RewardWeightedSFTTrainer
 
 
-Recipe = Callable[[Any, Sequence[dict], LearnConfig, "str | Path"], TrainResult]
-RECIPES: dict[str, Recipe] = {"sft": sft, "dpo": dpo, "kto": kto, "reinforce": reinforce}
+def train(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
+    """Run the recipe `settings.recipe` (a `Recipe` registered in `ilearn.plugins`) on `rows` (TRL's columns for
+    that recipe) and save the result in `out_dir`."""
+    from ilearn import plugins
 
-
-def train(vlm: Any, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
-    """Run the recipe `settings.recipe` on `rows` (TRL's columns for that recipe) and save the result in `out_dir`."""
-    recipe = RECIPES.get(settings.recipe)
-    if recipe is None:
-        raise InvalidInput(f"unknown recipe {settings.recipe!r}; choose one of {sorted(RECIPES)}")
+    recipe: Recipe = plugins.resolve("recipe", settings.recipe)
     return recipe(vlm, rows, settings, out_dir)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ilearn.config import Config, RetrievalConfig
+from ilearn.config import RetrievalConfig
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.memory.base import IndexCorrupt, KeyFilter, Match, VectorIndex
 from ilearn.models.embedders import CachedImageEmbedder, image_key
@@ -486,17 +486,3 @@ class DualModalityMemory:
                 self._filters.clear()
             self.save()
             return deleted
-
-
-def build_memory(config: Config, store: EventStore) -> DualModalityMemory:
-    """The retrieval memory of a deployment: real embedders for real model backends, stubs for tiny/stub."""
-    from ilearn.models import embedders as emb
-
-    if config.model.backend in {"tiny", "stub"}:
-        image_embedder: Any = emb.StubImageEmbedder()
-        text_embedder: Any = emb.HashingTextEmbedder()
-    else:
-        image_embedder = emb.make_image_embedder(config.retrieval.image_embedder, device=config.model.device,
-                                                 threads=config.model.threads)
-        text_embedder = emb.MiniLMTextEmbedder(device=config.model.device, threads=config.model.threads)
-    return DualModalityMemory(store, image_embedder, text_embedder, config.retrieval, config.home_path)

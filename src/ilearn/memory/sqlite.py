@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ilearn.config import DB_NAME
 from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
 from ilearn.types import (
     Event,
@@ -45,7 +46,6 @@ from ilearn.types import (
 
 logger = logging.getLogger(__name__)
 
-DB_NAME = "ilearn.db"
 
 
 class SchemaError(ILearnError):
@@ -629,3 +629,23 @@ def open_store(home: Path, **kwargs: Any) -> SQLiteStore:
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
     return SQLiteStore(home / DB_NAME, **kwargs)
+
+
+def sqlite_path(url: str) -> Path:
+    """The database file of a SQLite URL: sqlite:///relative/x.db or sqlite:////absolute/x.db (as SQLAlchemy)."""
+    path = url.removeprefix("sqlite:///")
+    if path == url or not path or path == ":memory:":
+        raise InvalidInput(f"a SQLite store URL names a file, e.g. sqlite:///ilearn-data/ilearn.db; not {url!r}")
+    return Path(path)
+
+
+def open_url(url: str, *, create: bool = True, **kwargs: Any) -> SQLiteStore:
+    """The store backend "sqlite" of `ilearn.plugins`: the database at a SQLite URL (`sqlite_path`).
+
+    With `create` false a missing file raises NotFound instead of starting an empty deployment."""
+    path = sqlite_path(url)
+    if not path.is_file():
+        if not create:
+            raise NotFound(f"no iLearn store at {path} (talk to the assistant first, e.g. `ilearn chat`)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return SQLiteStore(path, **kwargs)

@@ -2,7 +2,7 @@
 
 - `EfficientNetImageEmbedder`: frozen EfficientNet-Lite0 (ImageNet), global-average-pooled features, 1280-d.
 - `InstanceImageEmbedder` (`ilearn.models.instance`, the default for real backends): a small CNN trained to
-  tell look-alike objects apart across views (`make_image_embedder` picks by name).
+  tell look-alike objects apart across views.
 - `ForegroundImageEmbedder`: the object isolated from its background,
   turned upright and white-balanced, described by a banded Hellinger colour histogram and a mask shape
   profile (optionally EfficientNet-Lite0 GeM features and a colour layout), concatenated with weights (one
@@ -12,7 +12,9 @@
 - `CachedImageEmbedder` / `CachedTextEmbedder`: wrap an embedder and cache vectors in the store's
   embeddings table, keyed by sha256, so that an image (or a question) is embedded once.
 
-Weights ship inside packages (no hub); heavy imports happen on first use.
+Each is registered by name in `ilearn.plugins` (image: instance, foreground, efficientnet, stub; text: minilm,
+hashing) and chosen by `RetrievalConfig.image_embedder` / `text_embedder`. Weights ship inside packages (no hub);
+heavy imports happen on first use.
 """
 
 from __future__ import annotations
@@ -211,16 +213,10 @@ class ForegroundImageEmbedder(EfficientNetImageEmbedder):
 
 
 def make_image_embedder(name: str, *, device: str = "cpu", threads: int = 1) -> ImageEmbedder:
-    """The retrieval image embedder called `name` (see `RetrievalConfig.image_embedder`)."""
-    if name == "instance":
-        from ilearn.models.instance import InstanceImageEmbedder
+    """The image embedder registered as `name` (see `RetrievalConfig.image_embedder` and `ilearn.plugins`)."""
+    from ilearn import plugins
 
-        return InstanceImageEmbedder(device=device, threads=threads)
-    if name == "foreground":
-        return ForegroundImageEmbedder(device=device, threads=threads)
-    if name == "efficientnet":
-        return EfficientNetImageEmbedder(device=device, threads=threads)
-    raise InvalidInput(f"unknown image embedder {name!r}; choose instance, foreground or efficientnet")
+    return plugins.create("image_embedder", name, device=device, threads=threads)
 
 
 def load_minilm(*, device: str = "cpu", threads: int = 1) -> tuple[Any, Any]:
@@ -296,7 +292,8 @@ class StubImageEmbedder:
 
     name = "stub-image"
 
-    def __init__(self, grid: int = 4):
+    def __init__(self, grid: int = 4, *, device: str = "cpu", threads: int = 1):
+        """`device` and `threads` are accepted like every image embedder's and not used."""
         self.grid = grid
         self.dim = grid * grid * 3
         self.calls = 0
@@ -323,7 +320,8 @@ class HashingTextEmbedder:
 
     name = "hashing-text"
 
-    def __init__(self, dim: int = 384):
+    def __init__(self, dim: int = 384, *, device: str = "cpu", threads: int = 1):
+        """`device` and `threads` are accepted like every text embedder's and not used."""
         self.dim = dim
         self.calls = 0
 

@@ -1,0 +1,99 @@
+"""The one factory: every part of a deployment built from a Config, and everything that runs iLearn uses it."""
+
+from __future__ import annotations
+
+import pytest
+
+from ilearn import plugins, runtime
+from ilearn.config import Config
+from ilearn.dialogue.clarify import Clarifier, NeverClarifier
+from ilearn.dialogue.feedback import FeedbackDecoder, HybridFeedbackDecoder
+from ilearn.errors import NotFound
+from ilearn.learning.registry import ModelRegistry
+from ilearn.memory.base import RetrievalMemory
+from ilearn.memory.retrieval import DualModalityMemory
+from ilearn.memory.store import EventStore
+from ilearn.memory.stub import ExactIndex, StubMemory
+from ilearn.models.base import VisionLanguageModel
+from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
+from ilearn.models.stub import StubVLM
+
+
+def stub_config(home, **sections) -> Config:
+    return Config(home=str(home)).override(model={"backend": "stub"}, **sections)
+
+
+def test_build_runtime_builds_every_part_from_the_config(tmp_path):
+    with runtime.build_runtime(stub_config(tmp_path / "home")) as parts:
+        assert isinstance(parts.vlm, VisionLanguageModel) and isinstance(parts.store, EventStore)
+        assert isinstance(parts.memory, RetrievalMemory) and isinstance(parts.memory, DualModalityMemory)
+        assert isinstance(parts.decoder, FeedbackDecoder) and isinstance(parts.clarifier, Clarifier)
+        assert isinstance(parts.registry, ModelRegistry)
+        assert isinstance(parts.memory.image_embedder, StubImageEmbedder)  # "auto" for the stub model
+        assert isinstance(parts.memory.text_embedder, HashingTextEmbedder)
+    assert (tmp_path / "home" / "ilearn.db").is_file()
+
+
+def test_each_part_is_the_backend_its_setting_names(tmp_path):
+    config = stub_config(tmp_path / "home", store=f"sqlite:///{tmp_path}/elsewhere/events.db",
+                         retrieval={"memory": "stub", "index": "exact"}, clarify={"method": "never"},
+                         feedback={"method": "hybrid"})
+    vlm = StubVLM()
+    with runtime.build_runtime(config, vlm=vlm) as parts:
+        assert parts.vlm is vlm
+        assert isinstance(parts.memory, StubMemory) and isinstance(parts.clarifier, NeverClarifier)
+        assert isinstance(parts.decoder.inner, HybridFeedbackDecoder)
+    assert (tmp_path / "elsewhere" / "events.db").is_file() and not (tmp_path / "home" / "ilearn.db").exists()
+    with runtime.build_runtime(stub_config(tmp_path / "h2", retrieval={"index": "exact"})) as parts:
+        assert parts.memory.index_type is ExactIndex and isinstance(parts.memory.index, ExactIndex)
+
+
+def test_a_registered_backend_is_built_like_a_built_in(tmp_path):
+    plugins.register("model", "parrot", "ilearn.models.stub:load_stub")
+    try:
+        with runtime.build_runtime(Config(home=str(tmp_path)).override(model={"backend": "parrot"})) as parts:
+            assert isinstance(parts.vlm, StubVLM)
+    finally:
+        plugins.unregister("model", "parrot")
+
+
+def test_open_store_refuses_to_create_when_asked_not_to(tmp_path):
+    with pytest.raises(NotFound, match="no iLearn store"):
+        runtime.open_store(Config(home=str(tmp_path / "nothing")), create=False)
+    assert not (tmp_path / "nothing").exists()
+
+
+@pytest.fixture
+def built(monkeypatch):
+    """Records every config `build_runtime` is called with."""
+    calls: list[Config] = []
+    real = runtime.build_runtime
+
+    def spy(config, **kwargs):
+        calls.append(config)
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(runtime, "build_runtime", spy)
+    return calls
+
+
+def test_assistant_from_config_builds_its_parts_with_build_runtime(built, tmp_path):
+    from ilearn.assistant import Assistant
+
+    with Assistant.from_config(stub_config(tmp_path)) as assistant:
+        assert isinstance(assistant.memory, DualModalityMemory)
+    assert [c.home for c in built] == [str(tmp_path)]
+
+
+def test_experiment_deployments_build_their_parts_with_build_runtime(built, tmp_path):
+    from ilearn.evaluation.runner_common import Deployment
+
+    vlm = StubVLM()
+    shared = stub_config(tmp_path / "ignored", store=f"sqlite:///{tmp_path}/one.db")
+    dep = Deployment.open(tmp_path / "teach", shared, vlm)
+    try:
+        assert dep.vlm is vlm and isinstance(dep.memory, DualModalityMemory)
+        assert (tmp_path / "teach" / "ilearn.db").is_file()  # each deployment keeps its own store
+    finally:
+        dep.close()
+    assert [c.home for c in built] == [str(tmp_path / "teach")]
