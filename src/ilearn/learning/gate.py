@@ -24,7 +24,7 @@ from PIL import Image
 
 from ilearn.learning.bias import BiasItem, bias_score
 from ilearn.learning.general import GeneralSet
-from ilearn.models.base import Message
+from ilearn.models.base import Message, VisionLanguageModel
 from ilearn.text import contains_answer, normalise_text
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,8 @@ class GateReport:
         return "\n".join(lines + [f"- {r}" for r in self.reasons])
 
 
-def heldout_accuracy(vlm: Any, items: Sequence[HeldOut], examples: list[dict[str, str]] | None = None) -> float:
+def heldout_accuracy(vlm: VisionLanguageModel, items: Sequence[HeldOut],
+                     examples: list[dict[str, str]] | None = None) -> float:
     """Share of held-out questions whose greedy reply contains the correct answer."""
     if not items:
         return 0.0
@@ -110,7 +111,8 @@ def heldout_from_events(events: Sequence[Any], image_of: Callable[[Any], Image.I
     return [HeldOut(image_of(e.image) if e.image is not None else None, e.question, e.answer) for e in events]
 
 
-def false_naming(vlm: Any, negatives: Sequence[Negative], examples: list[dict[str, str]] | None = None) -> float:
+def false_naming(vlm: VisionLanguageModel, negatives: Sequence[Negative],
+                 examples: list[dict[str, str]] | None = None) -> float:
     """Share of negatives whose greedy reply contains one of the answers that are wrong for them."""
     if not negatives:
         return 0.0
@@ -175,8 +177,9 @@ def negatives_from_events(heldout: Sequence[Any], events: Sequence[Any],
     return negatives
 
 
-def evaluate_candidate(active_vlm: Any, candidate_vlm: Any, heldout_events: Sequence[HeldOut],
-                       general_set: GeneralSet | None = None, bias_set: Sequence[BiasItem] | None = None,
+def evaluate_candidate(active_vlm: VisionLanguageModel, candidate_vlm: VisionLanguageModel,
+                       heldout_events: Sequence[HeldOut], general_set: GeneralSet | None = None,
+                       bias_set: Sequence[BiasItem] | None = None,
                        margins: Margins = Margins(), negatives: Sequence[Negative] = ()) -> GateReport:
     """Compare the candidate with the active model; promote only if it learned, without naming what it should not,
     forgetting or stereotyping.

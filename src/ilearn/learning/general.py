@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from PIL import Image
 from tqdm import tqdm
@@ -20,7 +19,7 @@ from ilearn.models.base import Message, VisionLanguageModel
 
 logger = logging.getLogger(__name__)
 
-GeneralSet = Callable[[Any], float]
+GeneralSet = Callable[[VisionLanguageModel], float]
 """vlm -> accuracy on questions outside what the model was taught."""
 
 
@@ -66,7 +65,7 @@ def evaluate_easyvqa(vlm: VisionLanguageModel, limit: int | None = None, blind: 
 def general_easyvqa(limit: int = 200, seed: int = 0) -> GeneralSet:
     """The default general set: easy-vqa test accuracy on a seeded subsample of `limit` questions."""
 
-    def accuracy(vlm: Any) -> float:
+    def accuracy(vlm: VisionLanguageModel) -> float:
         return float(evaluate_easyvqa(vlm, limit=limit, seed=seed)["accuracy"])
 
     return accuracy
