@@ -8,7 +8,12 @@ the stored image against every picture of OBJECTS_DIR) and to the fact its quest
 ``use``, "called"/"name"/"what is this" -> ``name``, any other facts.json key named in the question). Its answer
 is *right* when it equals that fact (case, punctuation and spacing aside), *empty* when no answer was stored (a
 user who gave up), else *wrong*. Counts are given per status (active events are the ones retrieval and training
-use) and the wrong active answers are listed. Results go to benchmarks/results/stored_answers/NAME.json.
+use) and the wrong active answers are listed.
+
+It also reads the teaching dialogues: an assistant answer that repeats the answer of a reference it was given
+(an event retrieved for the turn) is a *repeat*, reused outright or copied from the prompt; a wrong repeat is
+the false reuse a user sees (retrieval handing one object's answer to another). Counted per round prefix of the
+user ids ("R1-teach-ana" -> R1). Results go to benchmarks/results/stored_answers/NAME.json.
 """
 
 from __future__ import annotations
@@ -91,6 +96,35 @@ def audit(db_path: Path, folder: Path) -> dict:
             "active_right": active.get("right", 0), "active": sum(active.values()), "wrong_active": wrong}
 
 
+def repeats(db_path: Path, folder: Path) -> dict[str, dict[str, int]]:
+    """Per round: assistant answers, those given with references, those repeating a reference's answer, and
+    the wrong ones among the repeats."""
+    objects, facts = read_objects(folder)
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    answers = {i: a for i, a in db.execute("SELECT id, answer FROM events")}
+    images = dict(db.execute("SELECT sha256, data FROM images"))
+    out: dict[str, dict[str, int]] = {}
+    for session, user in db.execute("SELECT id, user_id FROM sessions ORDER BY created, rowid").fetchall():
+        counts = out.setdefault(user.split("-")[0], Counter())
+        image = None
+        for role, kind, text, sha, retrieved, question in db.execute(
+                "SELECT role, kind, text, image_sha, retrieved, precise_question FROM turns "
+                "WHERE session_id = ? ORDER BY seq", (session,)):
+            image = sha or image
+            if role != "assistant" or kind != "answer":
+                continue
+            counts["answers"] += 1
+            given = [answers.get(e, "") for e in json.loads(retrieved or "[]")]
+            counts["with_references"] += bool(given)
+            if not any(a.strip() and normalise(a) == normalise(text) for a in given):
+                continue
+            counts["repeats"] += 1
+            obj = objects.get(pixel_key(Image.open(io.BytesIO(images[image])))) if image in images else None
+            key = asked_fact(question or "", list(facts.get(obj, {}))) if obj else None
+            counts["wrong_repeats"] += not (key and normalise(text) == normalise(facts[obj].get(key, "")))
+    return {r: dict(c) for r, c in out.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("report", type=Path, help="an `ilearn experiment objects` report folder")
@@ -99,10 +133,14 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="print the wrong active answers")
     args = parser.parse_args()
     result = audit(args.report / args.db, args.objects)
+    result["repeats"] = repeats(args.report / args.db, args.objects)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{args.report.resolve().name}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(f"{result['events']} events; active: {result['active_right']} right of {result['active']}; "
           + "; ".join(f"{s}: {dict(v)}" for s, v in result["by_status"].items()))
+    for name, c in result["repeats"].items():
+        print(f"{name} dialogues: {c.get('answers', 0)} answers, {c.get('with_references', 0)} with references, "
+              f"{c.get('repeats', 0)} repeat a reference's answer, {c.get('wrong_repeats', 0)} of them wrong")
     if args.list:
         for w in result["wrong_active"]:
             print(f"  {w['object']}: {w['question']!r} -> {w['answer']!r} ({w['label']}; expected {w['expected']!r})")

@@ -60,3 +60,35 @@ def test_audit_counts_right_wrong_and_empty(sa, tmp_path):
     assert (result["active_right"], result["active"]) == (2, 3)
     assert result["wrong_active"] == [{"object": "trash_can", "question": "What is this called?",
                                        "answer": "name of this", "label": "negative", "expected": "trash can"}]
+
+
+def test_repeats_counts_answers_copied_from_references(sa, tmp_path):
+    objects = tmp_path / "objects"
+    for name, colour in (("mug", (200, 0, 0)), ("cup", (0, 0, 200))):
+        (objects / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8), colour).save(objects / name / "a.png")
+    db = sqlite3.connect(tmp_path / "ilearn.db")
+    db.execute("CREATE TABLE images (sha256 TEXT PRIMARY KEY, data BLOB)")
+    db.execute("CREATE TABLE events (id TEXT, answer TEXT)")
+    db.execute("CREATE TABLE sessions (id TEXT, user_id TEXT, created REAL)")
+    db.execute("CREATE TABLE turns (session_id TEXT, seq INTEGER, role TEXT, kind TEXT, text TEXT, image_sha TEXT, "
+               "retrieved TEXT, precise_question TEXT)")
+    db.executemany("INSERT INTO images VALUES (?, ?)", [("r", png((200, 0, 0))), ("b", png((0, 0, 200)))])
+    db.executemany("INSERT INTO events VALUES (?, ?)", [("e1", "mug"), ("e2", "")])
+    db.executemany("INSERT INTO sessions VALUES (?, ?, ?)", [("s1", "R2-teach-ana", 1), ("s2", "R2-teach-bob", 2),
+                                                             ("s3", "R1-teach-ana", 0)])
+    q = "What is this called?"
+    db.executemany("INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
+        ("s3", 0, "user", "question", q, "b", "[]", None),
+        ("s3", 1, "assistant", "answer", "a cup", None, "[]", q),            # no references
+        ("s1", 0, "user", "question", q, "r", "[]", None),
+        ("s1", 1, "assistant", "answer", "Mug", None, '["e1"]', q),          # a right repeat
+        ("s2", 0, "user", "question", q, "b", "[]", None),
+        ("s2", 1, "assistant", "answer", "mug!", None, '["e1", "e2"]', q),   # the mug's name for the cup
+        ("s2", 2, "user", "feedback", "no", None, "[]", None),
+        ("s2", 3, "assistant", "answer", "a bowl", None, '["e1"]', q)])      # references, but not repeated
+    db.commit()
+    assert sa.repeats(tmp_path / "ilearn.db", objects) == {
+        "R1": {"answers": 1, "with_references": 0},
+        "R2": {"answers": 3, "with_references": 3, "repeats": 2, "wrong_repeats": 1}}
+
