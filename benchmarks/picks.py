@@ -59,10 +59,13 @@ def main() -> None:
         args.seed = json.loads((args.run / "report.json").read_text())["seed"]
     scenario = reference_game_scenario(seed=args.seed, n_teach=args.games, n_test=args.test)
     vlm = load_model(ModelConfig(threads=1))
+    settings = game_settings(Config().learn, recipe=args.recipe if args.run else "sft", steps=DEFAULT.train_steps,
+                             batch_size=DEFAULT.batch_size, seed=args.seed)
+    settings = with_sets(settings, args.set)
     rows = []
     if args.run is not None:
         dep = Deployment.open(args.run / "work" / f"game-{args.recipe}", Config(), vlm)
-        rows = dep.rows(args.recipe)
+        rows = dep.rows(settings)
         dep.close()
     else:
         for game in scenario.teach_games:
@@ -71,9 +74,6 @@ def main() -> None:
                 text = describe(game.figure(slot).attributes, precise_keys(game, slot))
                 rows.append({"messages": prompt_messages(PANEL_QUESTION, True) + completion_messages(text),
                              "images": [panels[slot - 1]]})
-    settings = game_settings(Config().learn, recipe=args.recipe if args.run else "sft", steps=DEFAULT.train_steps,
-                             batch_size=DEFAULT.batch_size, seed=args.seed)
-    settings = with_sets(settings, args.set)
 
     def first_try() -> dict[str, float]:
         full = precise = n = 0

@@ -58,12 +58,12 @@ def main() -> None:
     probes = [(view, precise_question(intent), scenario.item(item).facts[intent], f"{item}/{intent}")
               for item, intent in taught for view in scenario.item(item).test_views]
     vlm = load_model(ModelConfig(backend=report["model"], threads=1, max_new_tokens=24))
-    dep = Deployment.open(args.report / "work" / "teach", Config().override(model={"backend": report["model"]}), vlm)
-    rows = dep.rows("sft")
-    dep.close()
     settings = r3_settings(Config().learn, recipe="sft", trainable=TRAINABLE["novision"],
                            steps=DEFAULT.train_steps, batch_size=DEFAULT.batch_size, seed=report["seed"])
     settings = with_sets(settings, args.set)
+    dep = Deployment.open(args.report / "work" / "teach", Config().override(model={"backend": report["model"]}), vlm)
+    rows = dep.rows(settings)
+    dep.close()
 
     def ask(image, question: str) -> str:
         return vlm.generate([Message(role="user", content=question, image=image)]).text

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_ROWS = "rows = training_rows(learn_cfg.recipe, train_events, image_fn)"
+TRAIN_ROWS = "rows = training_rows(learn_cfg, train_events, image_fn)"
 ROW_IMAGE = 'row: dict = {"images": [image_fn(event.image)] if event.image is not None else []}'
 BUILD_SFT = "def build_sft(events: Iterable[Event], image_fn: ImageFn = image_path, *, with_ids: bool = False) -> list[dict]:"
 
@@ -33,10 +33,10 @@ BUGS: dict[str, tuple[str, str, str]] = {
                                     'global _FIRST\n    _FIRST = globals().get("_FIRST") or event.image\n'
                                     '    row: dict = {"images": [image_fn(_FIRST)] if event.image is not None else []}'),
     "held-out events trained on": ("src/ilearn/learning/update.py", TRAIN_ROWS,
-                                   "rows = training_rows(learn_cfg.recipe, events, image_fn)"),
+                                   "rows = training_rows(learn_cfg, events, image_fn)"),
     "held-out trained on, ids dropped": ("src/ilearn/learning/update.py", TRAIN_ROWS,
                                          "rows = [dict(r, event_id=None) for r in "
-                                         "training_rows(learn_cfg.recipe, events, image_fn)]"),
+                                         "training_rows(learn_cfg, events, image_fn)]"),
     "one name for everything": ("src/ilearn/learning/datasets.py", BUILD_SFT,
                                 BUILD_SFT + "\n    events = list(events)\n    events = [__import__('dataclasses')"
                                 ".replace(e, answer=events[0].answer) for e in events]"),

@@ -209,10 +209,10 @@ def cmd_events_list(args: argparse.Namespace) -> int:
 def cmd_events_export(args: argparse.Namespace) -> int:
     from ilearn.learning.datasets import export
 
-    _, store = _store(args)
+    config, store = _store(args)
     if args.user is not None and not store.has_user(args.user):
         raise NotFound(f"unknown user {args.user!r}")
-    snapshot = export(store.list_events(user_id=args.user), store, args.out, fmt=args.format)
+    snapshot = export(store.list_events(user_id=args.user), store, args.out, fmt=args.format, learn=config.learn)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v} rows" for k, v in snapshot["counts"].items()))
     return 0
 

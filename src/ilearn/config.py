@@ -13,6 +13,7 @@ from typing import Any
 
 from ilearn import plugins
 from ilearn.errors import InvalidInput
+from ilearn.types import Label
 
 DB_NAME = "ilearn.db"
 """File name of the SQLite store inside the deployment folder when `Config.store` is not set."""
@@ -360,6 +361,12 @@ class LearnConfig:
         for name in ("learning_margin", "forgetting_margin", "bias_margin", "specificity_margin"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"learn.{name} must be >= 0")
+
+    def rewards(self) -> dict[Label, float]:
+        """ReSpect's remap of decoded feedback to reinforce rewards, read from `reward_positive`, `reward_negative`
+        and `reward_neutral`: the one place the remap is defined (event rows and label rows both use it)."""
+        return {Label.POSITIVE: self.reward_positive, Label.NEGATIVE: self.reward_negative,
+                Label.NEUTRAL: self.reward_neutral}
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,16 @@ import json
 import pytest
 from PIL import Image
 
+from ilearn.config import LearnConfig
 from ilearn.errors import InvalidInput
 from ilearn.images import load_image
 from ilearn.learning.datasets import (
-    REWARDS,
     build_dpo,
     build_kto,
     build_rewards,
     build_sft,
     export,
+    image_path,
     load_jsonl,
     to_hf_dataset,
 )
@@ -80,7 +81,7 @@ def test_dpo_kto_and_reward_rows():
     # the model's own answers only: the user's correction was not sampled from the model
     assert [(r["event_id"], r["reward"]) for r in rewards] == [
         ("e_pos", 1.0), ("e_cor", -0.1), ("e_neg", -0.1), ("e_txt", -0.1)]
-    assert REWARDS == {Label.POSITIVE: 1.0, Label.NEGATIVE: -0.1, Label.NEUTRAL: 0.0}
+    assert LearnConfig().rewards() == {Label.POSITIVE: 1.0, Label.NEGATIVE: -0.1, Label.NEUTRAL: 0.0}  # ReSpect's
 
 
 def test_rows_have_the_columns_trl_trainers_expect():
@@ -139,3 +140,21 @@ def test_bad_export_requests_and_missing_images(store, tmp_path):
     snapshot = export([*events(), ghost], store, tmp_path / "y", kinds=("sft",))
     assert snapshot["skipped_event_ids"] == ["e_ghost"] and "e_ghost" not in snapshot["event_ids"]
     assert snapshot["counts"]["sft"] == 3
+
+
+def test_reinforce_rows_carry_the_reward_settings():
+    """Regression: `learn.reward_*` were ignored for event rows (datasets.py wrote ReSpect's constants), so reinforce
+    trained on 1 / -0.1 whatever the settings said."""
+    from ilearn.learning.recipes import reward_of
+    from ilearn.learning.update import training_rows
+
+    learn = LearnConfig(recipe="reinforce", reward_positive=2.0, reward_negative=-0.5)
+    rows = training_rows(learn, events(), image_path)
+    assert [(r["event_id"], r["reward"]) for r in rows] == [
+        ("e_pos", 2.0), ("e_cor", -0.5), ("e_neg", -0.5), ("e_txt", -0.5)]
+    assert [reward_of(r, learn) for r in rows] == [2.0, -0.5, -0.5, -0.5]  # what the trainer weighs rows by
+
+
+def test_exported_rewards_follow_the_settings(store, tmp_path):
+    export(events(), store, tmp_path / "out", kinds=("rewards",), learn=LearnConfig(reward_positive=2.0))
+    assert [r["reward"] for r in load_jsonl(tmp_path / "out" / "rewards.jsonl")] == [2.0, -0.1, -0.1, -0.1]

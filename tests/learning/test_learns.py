@@ -136,7 +136,7 @@ def test_train_candidate_refuses_rows_of_heldout_events(tmp_path):
     split = split_heldout(events, 0.25, seed=0)
     from ilearn.learning.update import training_rows
 
-    rows = training_rows("sft", events, image_loader(assistant.store))  # every event: the held-out ones too
+    rows = training_rows(LearnConfig(**LEARN), events, image_loader(assistant.store))  # held-out events too
     with pytest.raises(HeldOutLeak, match="held-out event"):
         train_candidate(assistant.vlm, assistant.registry, LearnConfig(**LEARN), rows,
                         {"heldout_event_ids": [e.id for e in split.heldout]})

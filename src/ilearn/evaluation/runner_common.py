@@ -80,11 +80,12 @@ class Deployment:
         with Image.open(io.BytesIO(self.store.get_image_bytes(ref.sha256))) as img:
             return img.convert("RGB")
 
-    def rows(self, recipe: str) -> list[dict]:
-        """The training rows of `recipe` from every event of this deployment (images as PIL)."""
+    def rows(self, learn: LearnConfig) -> list[dict]:
+        """The training rows of `learn.recipe` from every event of this deployment (images as PIL; rewards from
+        `learn`'s remap)."""
         from ilearn.learning.update import training_rows
 
-        return training_rows(recipe, self.store.list_events(), self.image)
+        return training_rows(learn, self.store.list_events(), self.image)
 
     def forget_users(self, prefix: str) -> int:
         """Delete every user whose id starts with `prefix` (sessions, turns, events, vectors); returns how many."""
@@ -127,7 +128,7 @@ class Deployment:
             return existing
         if key in self.background:
             return self.background.pop(key).finish()
-        rows = self.rows(learn.recipe) if rows is None else rows
+        rows = self.rows(learn) if rows is None else rows
         problem = trainable_problem(learn.recipe, rows)
         if problem is not None:
             logger.warning("%s: %s; the base model stays", key, problem)
@@ -145,7 +146,7 @@ class Deployment:
 
         if key in self.background or self.version(key) is not None:
             return
-        rows = self.rows(learn.recipe)
+        rows = self.rows(learn)
         if trainable_problem(learn.recipe, rows) is None:
             self.background[key] = BackgroundTraining(self, key, learn, rows)
 

@@ -166,7 +166,7 @@ def run_game(ctx: RunContext, scenario: ReferenceGameScenario) -> list[dict[str,
                     continue
                 learn = game_settings(ctx.config.learn, recipe=method, steps=sizes.train_steps,
                                       batch_size=sizes.batch_size, seed=ctx.seed)
-                rows = base.rows(method) + dep.rows(method)
+                rows = base.rows(learn) + dep.rows(learn)
                 version = dep.train_version(key, learn, rows)
                 dep.serve(version)
                 round_ = _score(ctx, dep, f"round{r}", test)

@@ -8,15 +8,15 @@
   answer as desirable (True), every rejected answer as undesirable (False); answer-less negative events
   (QUARANTINED with an empty answer, see construct.py) give their rejected answers.
 - `build_rewards`: ``prompt`` / ``completion`` / ``reward`` + ``images`` for REINFORCE-style training,
-  with ReSpect's remap (positive 1, negative -0.1, neutral 0), over the model's own answers only (a
-  user's correction was not sampled from the model).
+  with ReSpect's remap of the settings (`LearnConfig.rewards`; by default positive 1, negative -0.1, neutral
+  0), over the model's own answers only (a user's correction was not sampled from the model).
 
 A prompt is ``[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]``
 (no image item when the event has none) and a completion ``[{"role": "assistant", "content": [{"type":
 "text", "text": answer}]}]``. ``images`` holds what `image_fn` returns for the event's image (a PIL image
 or a path; by default the path ``images/<sha256>.png`` that `export` writes).
 
-`export` writes JSONL files (or HF `datasets` folders) with the image files and a ``snapshot.json`` that
+`build` makes any of them by name (`KINDS`) with the settings' remap. `export` writes JSONL files (or HF `datasets` folders) with the image files and a ``snapshot.json`` that
 records the event ids each dataset holds.
 """
 
@@ -26,18 +26,16 @@ import io
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ilearn.config import LearnConfig
 from ilearn.errors import InvalidInput, NotFound, require_package
 from ilearn.images import to_rgb
 from ilearn.types import Event, EventStatus, ImageRef, Label
 
 logger = logging.getLogger(__name__)
-
-REWARDS: dict[Label, float] = {Label.POSITIVE: 1.0, Label.NEGATIVE: -0.1, Label.NEUTRAL: 0.0}
-"""ReSpect's reward remap of decoded feedback."""
 
 KINDS = ("sft", "dpo", "kto", "rewards")
 ImageFn = Callable[[ImageRef], Any]
@@ -116,8 +114,11 @@ def build_kto(events: Iterable[Event], image_fn: ImageFn = image_path, *, with_i
     return rows
 
 
-def build_rewards(events: Iterable[Event], image_fn: ImageFn = image_path, *, with_ids: bool = False) -> list[dict]:
-    """`prompt` / `completion` / `reward` (+ `images`) rows over the model's own answers (ReSpect's remap)."""
+def build_rewards(events: Iterable[Event], image_fn: ImageFn = image_path, *, with_ids: bool = False,
+                  rewards: Mapping[Label, float] | None = None) -> list[dict]:
+    """`prompt` / `completion` / `reward` (+ `images`) rows over the model's own answers, each rewarded by `rewards`
+    (ReSpect's remap of its feedback label; None: the default settings' `LearnConfig().rewards()`)."""
+    remap = LearnConfig().rewards() if rewards is None else rewards
     rows = []
     for e in events:
         if not (_usable(e) or _answerless(e)):
@@ -125,15 +126,26 @@ def build_rewards(events: Iterable[Event], image_fn: ImageFn = image_path, *, wi
         prompt = prompt_messages(e.question, e.image is not None)
         if e.label == Label.POSITIVE and e.answer.strip():
             rows.append({"prompt": prompt, "completion": completion_messages(e.answer),
-                         "reward": REWARDS[Label.POSITIVE], **_common(e, image_fn, with_ids)})
+                         "reward": remap[Label.POSITIVE], **_common(e, image_fn, with_ids)})
         for wrong in e.rejected:
             rows.append({"prompt": prompt, "completion": completion_messages(wrong),
-                         "reward": REWARDS[Label.NEGATIVE], **_common(e, image_fn, with_ids)})
+                         "reward": remap[Label.NEGATIVE], **_common(e, image_fn, with_ids)})
     return rows
 
 
 BUILDERS: dict[str, Callable[..., list[dict]]] = {"sft": build_sft, "dpo": build_dpo, "kto": build_kto,
                                                   "rewards": build_rewards}
+
+
+def build(kind: str, events: Iterable[Event], image_fn: ImageFn = image_path, *, with_ids: bool = False,
+          learn: LearnConfig | None = None) -> list[dict]:
+    """The `kind` dataset (a key of `BUILDERS`) of `events`; the rewards rows take `learn`'s reward remap (None:
+    the default settings)."""
+    if kind not in BUILDERS:
+        raise InvalidInput(f"unknown dataset kind {kind!r}; choose from {list(KINDS)}")
+    if kind == "rewards":
+        return build_rewards(events, image_fn, with_ids=with_ids, rewards=(learn or LearnConfig()).rewards())
+    return BUILDERS[kind](events, image_fn, with_ids=with_ids)
 
 
 def to_hf_dataset(rows: Sequence[dict], image_root: str | Path | None = None):
@@ -164,13 +176,13 @@ def to_hf_dataset(rows: Sequence[dict], image_root: str | Path | None = None):
 
 
 def export(events: Iterable[Event], store, out_dir: str | Path, fmt: str = "jsonl",
-           kinds: Sequence[str] = KINDS) -> dict:
+           kinds: Sequence[str] = KINDS, learn: LearnConfig | None = None) -> dict:
     """Write the datasets of `events` under `out_dir`, with image files, and return the snapshot.
 
     fmt "jsonl": ``<kind>.jsonl`` with image paths relative to `out_dir`; fmt "hf": ``<kind>/`` folders
     written by `datasets.Dataset.save_to_disk` (images embedded). Both write ``images/<sha256>.png`` and
     ``snapshot.json`` (event ids and row counts per dataset). Events whose image is missing from the store
-    are skipped and listed in the snapshot.
+    are skipped and listed in the snapshot. The rewards rows take `learn`'s reward remap (None: the defaults).
     """
     if fmt not in ("jsonl", "hf"):
         raise InvalidInput(f"fmt must be 'jsonl' or 'hf', not {fmt!r}")
@@ -183,7 +195,7 @@ def export(events: Iterable[Event], store, out_dir: str | Path, fmt: str = "json
     snapshot: dict = {"created": time.time(), "format": fmt, "event_ids": sorted(e.id for e in kept),
                       "skipped_event_ids": sorted(skipped), "counts": {}, "datasets": {}}
     for kind in kinds:
-        rows = BUILDERS[kind](kept, with_ids=True)
+        rows = build(kind, kept, with_ids=True, learn=learn)
         if fmt == "jsonl":
             with (out / f"{kind}.jsonl").open("w") as f:
                 for row in rows:

@@ -37,6 +37,7 @@ from ilearn.learning.parts import (
     prepare,
     save_trained,
 )
+from ilearn.types import Label
 
 if TYPE_CHECKING:
     from ilearn.models.base import TrainableModel
@@ -229,16 +230,17 @@ def mark_augment(rows: Sequence[dict], settings: LearnConfig) -> list[dict]:
 
 
 def reward_of(row: dict, settings: LearnConfig) -> float:
-    """A row's reward: its `reward`, else its feedback `label` remapped as in ReSpect (1 / -0.1 / 0)."""
+    """A row's reward: its `reward`, else its feedback `label` (a Label, its name, or kto's True / False for
+    positive / negative) remapped by the settings (`LearnConfig.rewards`)."""
     if row.get("reward") is not None:
         return float(row["reward"])
     label = row.get("label")
-    remap = {"positive": settings.reward_positive, "negative": settings.reward_negative,
-             "neutral": settings.reward_neutral, True: settings.reward_positive, False: settings.reward_negative}
-    key = label if isinstance(label, bool) else str(getattr(label, "value", label)).lower()
-    if key not in remap:
-        raise InvalidInput(f"a reinforce row needs a `reward` or a feedback `label`, not {label!r}")
-    return remap[key]
+    if isinstance(label, bool):
+        label = Label.POSITIVE if label else Label.NEGATIVE
+    try:
+        return settings.rewards()[Label(str(getattr(label, "value", label)).lower())]
+    except ValueError:
+        raise InvalidInput(f"a reinforce row needs a `reward` or a feedback `label`, not {label!r}") from None
 
 
 class LogCallback:

@@ -74,11 +74,12 @@ def dataset_kind(recipe: str) -> str:
     return RECIPE_DATA[recipe]
 
 
-def training_rows(recipe: str, events: Sequence[Event], image_fn: Callable[[ImageRef], Any]) -> list[dict]:
-    """The rows of `recipe`'s dataset (TRL standard columns, `event_id` kept) built from `events`."""
-    from ilearn.learning.datasets import BUILDERS
+def training_rows(learn: LearnConfig, events: Sequence[Event], image_fn: Callable[[ImageRef], Any]) -> list[dict]:
+    """The rows of `learn.recipe`'s dataset (TRL standard columns, `event_id` kept) built from `events`, rewarded
+    by `learn`'s remap where the recipe trains on rewards."""
+    from ilearn.learning.datasets import build
 
-    return BUILDERS[dataset_kind(recipe)](events, image_fn, with_ids=True)
+    return build(dataset_kind(learn.recipe), events, image_fn, with_ids=True, learn=learn)
 
 
 def trainable_problem(recipe: str, rows: Sequence[dict]) -> str | None:
@@ -199,7 +200,7 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
     events = store.list_events(robot_id=config.robot_id)
     train_events, heldout = split_heldout(events, learn_cfg.heldout_fraction, learn_cfg.seed)
     image_fn = image_loader(store, config.limits.max_image_pixels)
-    rows = training_rows(learn_cfg.recipe, train_events, image_fn)  # the held-out events never get here
+    rows = training_rows(learn_cfg, train_events, image_fn)  # the held-out events never get here
     problem = trainable_problem(learn_cfg.recipe, rows)
     if problem is not None:
         logger.info("learn: %s", problem)
