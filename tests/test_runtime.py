@@ -58,7 +58,7 @@ def test_a_registered_backend_is_built_like_a_built_in(tmp_path):
 
 
 def test_open_store_refuses_to_create_when_asked_not_to(tmp_path):
-    with pytest.raises(NotFound, match="no iLearn store"):
+    with pytest.raises(NotFound, match="no iLearn deployment"):
         runtime.open_store(Config(home=str(tmp_path / "nothing")), create=False)
     assert not (tmp_path / "nothing").exists()
 

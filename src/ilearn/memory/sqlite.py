@@ -646,6 +646,6 @@ def open_url(url: str, *, create: bool = True, **kwargs: Any) -> SQLiteStore:
     path = sqlite_path(url)
     if not path.is_file():
         if not create:
-            raise NotFound(f"no iLearn store at {path} (talk to the assistant first, e.g. `ilearn chat`)")
+            raise NotFound(f"no iLearn deployment at {path} (talk to the assistant first, e.g. `ilearn chat`)")
         path.parent.mkdir(parents=True, exist_ok=True)
     return SQLiteStore(path, **kwargs)
