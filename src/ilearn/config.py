@@ -76,11 +76,26 @@ class ClarifyConfig:
     method: str = "lexical"
     """How ambiguity is decided: lexical (facet cues and vague-request words; best measured, see README), model (the
     VLM judges requests that name no facet), or never."""
+    facets: tuple[dict[str, Any], ...] = ()
+    """What a clarifying question offers to know about an object, this domain's: a list of {"name", "cues" (words
+    that ask for it), "question" (the precise question), "option" (how the clarifying question names it)}, e.g.
+    {"name": "habitat", "cues": ["habitat", "live"], "question": "Where does this live?", "option": "where it
+    lives"}. Empty: a general set (its name, what it is used for, its colour). The experiments' scenarios pass
+    their own (the pharmacy: name, use, dose; objects: the keys of its facts.json files). A vague request ("what
+    is this?") is only asked about when the domain has several facets; with one, it means that one."""
+    learn_facets_users: int = 3
+    """A precise question that no facet covers becomes a facet once this many distinct users of the deployment
+    asked it (its cues: the question's content words), so that later clarifying questions offer it; 0: never."""
 
     def __post_init__(self) -> None:
         plugins.check("clarifier", self.method, "clarify.method")
         if self.max_clarifications < 0:
             raise InvalidInput("clarify.max_clarifications must be >= 0")
+        if self.learn_facets_users < 0:
+            raise InvalidInput("clarify.learn_facets_users must be >= 0")
+        for facet in self.facets:
+            if not isinstance(facet, dict) or not str(facet.get("name", "")).strip():
+                raise InvalidInput(f"clarify.facets: each facet is an object with a name, not {facet!r}")
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@
         runtime.memory.search(image, "What is this called?", user_id="ana")
 
 Every backend is chosen by name through `ilearn.plugins` (the settings say which: `model.backend`, `store`,
-`retrieval.image_embedder` / `text_embedder` / `index` / `memory`, `feedback.method`, `clarify.method`). The
-assistant, the experiments (`ilearn.evaluation.runner_common.Deployment`), the CLI and the benchmarks all build
-their parts here, so a part is wired the same way everywhere.
+`retrieval.image_embedder` / `text_embedder` / `index` / `memory`, `feedback.method`, `clarify.method`; the
+clarifier's facets come from `clarify.facets` and the store's events). The assistant, the experiments
+(`ilearn.evaluation.runner_common.Deployment`), the CLI and the benchmarks all build their parts here, so a part
+is wired the same way everywhere.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ilearn import plugins
 from ilearn.config import Config, store_scheme
-from ilearn.dialogue.clarify import Clarifier
+from ilearn.dialogue.clarify import Clarifier, make_clarifier
 from ilearn.dialogue.feedback import FeedbackDecoder, make_decoder
 from ilearn.memory.base import RetrievalMemory
 from ilearn.memory.store import EventStore
@@ -99,7 +100,7 @@ def build_runtime(config: Config, *, vlm: VisionLanguageModel | None = None) -> 
         raise
     decoder = make_decoder(config.feedback, vlm, text_embedder=memory.text_embedder)
     method = config.clarify.method if config.clarify.enabled else "never"
-    clarifier = plugins.create("clarifier", method, vlm)
+    clarifier = make_clarifier(method, vlm, settings=config.clarify, store=store)
     registry = ModelRegistry(store, config.home_path)
     logger.debug("runtime built: model %s, store %s, memory %s", config.model.backend, config.store_url,
                  config.retrieval.memory)

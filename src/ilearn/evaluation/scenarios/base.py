@@ -21,11 +21,12 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from PIL import Image
 
 from ilearn.data.seeds import derive_seed
+from ilearn.dialogue.clarify import facet_settings, facets_for_keys
 from ilearn.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -131,8 +132,13 @@ class FactScenario:
     general: list[GeneralQuestion] = field(default_factory=list)
     noun: str = "object"
     intents: tuple[str, ...] = ("name", "use", "dose")
+    facets: tuple[dict[str, Any], ...] = ()
+    """The Chain of Question facets of this scenario's deployments, as `clarify.facets` settings; empty: one per
+    intent (`ilearn.dialogue.clarify.facets_for_keys`)."""
 
     def __post_init__(self) -> None:
+        if not self.facets:
+            self.facets = facet_settings(facets_for_keys(self.intents))
         if not self.items:
             raise InvalidInput(f"scenario {self.name!r} has no items")
         ids = [item.id for item in self.items]

@@ -17,7 +17,9 @@ turned into text), any keys::
 
 Without ``name`` the folder name is the name; without a facts file the only fact is the name, i.e. the answer
 to "what is this?". Each key becomes an intent that a simulated user can ask about ("What is the colour of
-this?"; ``name``, ``use`` and ``dose`` have their own questions).
+this?"; ``name``, ``use`` and ``dose`` have their own questions) and a facet that clarifying questions offer
+(`ObjectsScenario.facets`, its cues the key's words: "Do you want to know its name, or the habitat?"); a folder
+whose objects have only a name has one facet, so "what is this?" is answered as "What is this called?".
 
 Splitting: each object's photos, sorted by file name, are shuffled with the seed; ``round(test_fraction * n)``
 of them, at least one when the object has two photos or more, are held out for testing; the rest are used to
@@ -39,6 +41,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ilearn.dialogue.clarify import facet_settings, facets_for_keys
 from ilearn.errors import InvalidImage, InvalidInput
 from ilearn.evaluation.scenarios.base import FactScenario, Item, derive_seed, easyvqa_general
 from ilearn.images import load_image
@@ -131,4 +134,5 @@ class ObjectsScenario(FactScenario):
         logger.info("objects scenario: %d objects, %d photos, %d skipped", len(items),
                     sum(len(i.teach_views) + len(i.test_views) for i in items), len(skipped))
         return cls("objects", items, seed=seed, general=easyvqa_general(general, seed), noun="object",
-                   intents=intents, root=str(root), skipped=skipped)
+                   intents=intents, facets=facet_settings(facets_for_keys(intents)), root=str(root),
+                   skipped=skipped)

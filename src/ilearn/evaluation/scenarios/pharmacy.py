@@ -3,7 +3,7 @@
 Twelve over-the-counter medicines (`ilearn.data.bottles.BOTTLES`), each a bottle that differs from its
 look-alikes by one or two details only (cap colour, label band colour, bottle shape, size) and carries no
 readable text, so that a base model cannot tell them apart by name. Each has three facts: ``name``, ``use`` and
-``dose``. The bottles and their views are drawn by `ilearn.data.bottles` (every view from its own seed, every
+``dose``, the facets its clarifying questions offer (`ilearn.dialogue.clarify.PHARMACY_FACETS`). The bottles and their views are drawn by `ilearn.data.bottles` (every view from its own seed, every
 one different; `VIEW_STYLES` holds three presets of how much views vary), which the instance embedder's training
 also draws from.
 
@@ -22,6 +22,7 @@ import logging
 import random
 
 from ilearn.data.bottles import BOTTLES, VIEW_STYLES, BottleSpec, ViewStyle, scenario_view
+from ilearn.dialogue.clarify import PHARMACY_FACETS, facet_settings
 from ilearn.errors import InvalidInput
 from ilearn.evaluation.scenarios.base import FactScenario, Item, easyvqa_general
 
@@ -46,7 +47,8 @@ def pharmacy_scenario(seed: int = 0, n_teach: int = 6, n_test: int = 4, general:
         test = [scenario_view(spec, seed, "test", i, views) for i in range(n_test)]
         items.append(Item(spec.id, spec.name, spec.facts, teach, test, attributes=spec.attributes))
     logger.debug("rendered %d bottles x %d views", len(items), n_teach + n_test)
-    return FactScenario("pharmacy", items, seed=seed, general=easyvqa_general(general, seed), noun="medicine")
+    return FactScenario("pharmacy", items, seed=seed, general=easyvqa_general(general, seed), noun="medicine",
+                        facets=facet_settings(PHARMACY_FACETS))
 
 
 def shuffled_bottles(seed: int) -> list[BottleSpec]:
