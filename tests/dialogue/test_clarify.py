@@ -12,6 +12,7 @@ from ilearn.dialogue.clarify import (
     PHARMACY_FACETS,
     LexicalClarifier,
     ModelClarifier,
+    facet_for_key,
     facet_settings,
     facets_for_keys,
     facets_from_settings,
@@ -201,6 +202,14 @@ def test_facet_settings_are_checked():
                                                           "the shelf life")
     loaded = Config.from_dict({"clarify": {"facets": BIRD_FACETS}})
     assert [f.name for f in facets_from_settings(loaded.clarify.facets)] == ["name", "habitat", "song"]
+
+
+@pytest.mark.parametrize("key", ["name", "use", "dose", "colour", "habitat", "shelf_life"])
+def test_a_facts_key_resolves_to_the_question_the_scenarios_ask_for_it(key):
+    facet = facet_for_key(key)
+    assert facet.question == precise_question(key)
+    assert LexicalClarifier(facets_for_keys(["name", key, "habitat"])).resolve(
+        "what is this?", f"The {key.replace('_', ' ')}, please.") == precise_question(key)
 
 
 def test_the_pharmacy_scenario_passes_the_pharmacy_facets():

@@ -77,14 +77,13 @@ GENERAL_FACETS: tuple[Facet, ...] = (
                    "label"),
           "What is this called?", "its name"),
     PHARMACY_FACETS[1],
-    Facet("colour", ("colour", "color", "colours", "colors", "coloured", "colored"), "What colour is this?",
+    Facet("colour", ("colour", "color", "colours", "colors", "coloured", "colored"), "What is the colour of this?",
           "its colour"),
 )
 """The facets of a deployment whose settings name none (`clarify.facets` empty): its name, what it is used for,
 its colour: things one may ask of any object (no dose)."""
 
 _KNOWN_FACETS: dict[str, Facet] = {f.name: f for f in (*PHARMACY_FACETS, *GENERAL_FACETS[2:])}
-_KNOWN_FACETS["color"] = GENERAL_FACETS[2]
 
 
 def _key_words(key: str) -> str:
