@@ -181,6 +181,16 @@ def test_a_question_asked_by_enough_users_becomes_a_facet(tmp_path, n_users, off
             assert clarifier.resolve("what is this?", "the habitat") is None
 
 
+def test_a_learned_facet_does_not_outbid_a_configured_one(tmp_path):
+    config = Config(home=str(tmp_path / "home")).override(model={"backend": "stub"})
+    with runtime.build_runtime(config) as parts:
+        _ask(parts.store, ["a", "b", "c"], "Where does this bird live?")
+        clarifier = parts.clarifier
+        assert [f.name for f in clarifier.facets] == ["name", "use", "colour", "bird live"]
+        assert clarifier.precise("What is this bird called?") == "What is this called?"
+        assert clarifier.precise("where does the bird live") == "Where does this bird live?"
+
+
 def test_learn_facets_counts_distinct_users_and_skips_covered_questions():
     events = [Event(image=None, question="Where does it live?", answer="x", user_id=u) for u in "abc"]
     events += [Event(image=None, question="Where does it live?", answer="x", user_id="a") for _ in range(5)]
