@@ -161,6 +161,7 @@ BUILTINS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("image_embedder", "instance", "ilearn.models.instance:InstanceImageEmbedder", {}),
     ("image_embedder", "foreground", "ilearn.models.embedders:ForegroundImageEmbedder", {}),
     ("image_embedder", "efficientnet", "ilearn.models.embedders:EfficientNetImageEmbedder", {}),
+    ("image_embedder", "fused", "ilearn.models.embedders:FusedImageEmbedder", {}),
     ("image_embedder", "stub", "ilearn.models.embedders:StubImageEmbedder", {}),
     ("text_embedder", "minilm", "ilearn.models.embedders:MiniLMTextEmbedder", {}),
     ("text_embedder", "hashing", "ilearn.models.embedders:HashingTextEmbedder", {}),

@@ -7,12 +7,14 @@
   turned upright and white-balanced, described by a banded Hellinger colour histogram and a mask shape
   profile (optionally EfficientNet-Lite0 GeM features and a colour layout), concatenated with weights (one
   cosine); tells look-alikes apart.
+- `FusedImageEmbedder`: the instance CNN vector and the EfficientNet-Lite0 vector side by side, weighted (one
+  cosine = w * instance + (1 - w) * EfficientNet): holds on real pictures and on the drawn look-alikes.
 - `MiniLMTextEmbedder`: all-MiniLM-L6-v2 loaded with transformers, mean pooling, 384-d.
 - `StubImageEmbedder`, `HashingTextEmbedder`: deterministic, model-free embedders for tests.
 - `CachedImageEmbedder` / `CachedTextEmbedder`: wrap an embedder and cache vectors in the store's
   embeddings table, keyed by sha256, so that an image (or a question) is embedded once.
 
-Each is registered by name in `ilearn.plugins` (image: instance, foreground, efficientnet, stub; text: minilm,
+Each is registered by name in `ilearn.plugins` (image: instance, foreground, efficientnet, fused, stub; text: minilm,
 hashing) and chosen by `RetrievalConfig.image_embedder` / `text_embedder`. Weights ship inside packages (no hub);
 heavy imports happen on first use.
 """
@@ -210,6 +212,60 @@ class ForegroundImageEmbedder(EfficientNetImageEmbedder):
         blocks = self.describe(images, cnn=self.weights[0] > 0)
         parts = [np.sqrt(w) * blocks[k] for k, w in zip(self.BLOCKS, self.weights, strict=True)]
         return l2_normalise(np.concatenate(parts, axis=1))
+
+
+FUSED_WEIGHT = 0.5
+"""Default weight of the instance CNN cosine in `FusedImageEmbedder`, chosen on calibration data only (bottle seeds
+8-11 + data/real/icons-dev; benchmarks/fused_embedder.py, 2026-12-04). 1-NN, one example per object (real sets: 20
+draws), instance alone / EfficientNet alone / fused 0.5: bottles held-out (seeds 4-7) 97.2 / 34.0 / 97.2%,
+icons-dev 18.7 / 52.3 / 39.4%, icons-check 21.9 / 39.7 / 34.2%, kinds 20.1 / 58.5 / 38.3%. At the image cosine
+the shipped `reuse_threshold` 0.87 needs (0.8375) false reuse on the real sets is 43.8 / 33.4 / 27.9% with the
+instance CNN alone and 0.2 / 0.6 / 0.1% fused, but the fused bottles fix rate falls from 94.4% to 68.4% (w 0.7:
+89.2% fixed, real-set false reuse 2.0 / 2.8 / 0.6%): with "fused", lower the reuse threshold (calibration on the
+pooled calibration data: image cosine 0.775, 93.4% fixed at 2.4% false held-out) or let a deployment calibrate it
+(`retrieval.calibrate`)."""
+
+
+def fuse_vectors(first: np.ndarray, second: np.ndarray, weight: float) -> np.ndarray:
+    """Rows `[sqrt(w) * a / |a|, sqrt(1 - w) * b / |b|]`, L2-normalised: the cosine of two fused rows is exactly
+    `w * cos(a) + (1 - w) * cos(b)` (each block normalised first, so the fused rows have norm 1 already)."""
+    if not 0.0 <= weight <= 1.0:
+        raise InvalidInput(f"the fused weight must lie in [0, 1], not {weight}")
+    a, b = l2_normalise(np.asarray(first, dtype=np.float32)), l2_normalise(np.asarray(second, dtype=np.float32))
+    return l2_normalise(np.concatenate([np.sqrt(weight) * a, np.sqrt(1.0 - weight) * b], axis=1))
+
+
+class FusedImageEmbedder:
+    """The instance CNN vector (`ilearn.models.instance`, trained on drawn look-alikes) beside the frozen
+    EfficientNet-Lite0 pooled ImageNet vector (general features that hold on real pictures), each L2-normalised
+    and weighted so that the cosine of two images is `weight * cos_instance + (1 - weight) * cos_efficientnet`.
+
+    Registered as image embedder "fused"; `weight` defaults to `FUSED_WEIGHT` (the env var ILEARN_FUSED_WEIGHT
+    overrides it for experiments). The parts may be given (tests pass stub embedders)."""
+
+    def __init__(self, *, device: str = "cpu", threads: int = 1, weight: float | None = None,
+                 first: ImageEmbedder | None = None, second: ImageEmbedder | None = None):
+        import os
+
+        if weight is None:
+            weight = float(os.environ.get("ILEARN_FUSED_WEIGHT", FUSED_WEIGHT))
+        if not 0.0 <= weight <= 1.0:
+            raise InvalidInput(f"the fused weight must lie in [0, 1], not {weight}")
+        if first is None:
+            from ilearn.models.instance import InstanceImageEmbedder
+
+            first = InstanceImageEmbedder(device=device, threads=threads)
+        self.first = first
+        self.second = second if second is not None else EfficientNetImageEmbedder(device=device, threads=threads)
+        self.weight = float(weight)
+        self.dim = self.first.dim + self.second.dim
+        self.name = f"fused:{self.first.name}+{self.second.name}:{self.weight:g}"
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(n, dim) float32, rows L2-normalised."""
+        if len(images) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return fuse_vectors(self.first.embed_images(images), self.second.embed_images(images), self.weight)
 
 
 def make_image_embedder(name: str, *, device: str = "cpu", threads: int = 1) -> ImageEmbedder:
