@@ -18,6 +18,7 @@ from ilearn.dialogue import choice, prompts
 from ilearn.dialogue.clarify import Clarifier, make_clarifier
 from ilearn.errors import InvalidInput, NotFound, SessionClosed
 from ilearn.images import decode_image, load_image, to_rgb
+from ilearn.memory import calibration
 from ilearn.memory.store import EventStore
 from ilearn.models.base import VisionLanguageModel
 from ilearn.types import (
@@ -161,6 +162,7 @@ class Assistant:
                 feedback = self.feedback_decoder.decode([*turns, user_turn])
                 timings["feedback"] = _ms(tf)
                 user_turn.feedback = feedback
+                calibration.record_reuse_outcome(self.memory, last.id, last.text, feedback)
             is_reaction = (last is not None and last.kind == TurnKind.CLARIFICATION) or (
                 feedback is not None and (feedback.correction or not looks_like_question(text))
             )
@@ -258,7 +260,8 @@ class Assistant:
         from ilearn.memory.retrieval import reusable
 
         rc = self.config.retrieval
-        top = reusable(matches, rc.reuse_threshold, rc.reuse_margin, rc.reuse_min_text_sim)
+        top = reusable(matches, calibration.reuse_threshold(self.memory, rc.reuse_threshold), rc.reuse_margin,
+                       rc.reuse_min_text_sim)
         prompt_tokens = 0
         if top is not None:
             # A confident, decisive match decides the answer: reuse the corrected answer (Dual-Modality Retrieval).
@@ -274,6 +277,7 @@ class Assistant:
         timings["answer"] = _ms(ta)
         turn = Turn(Role.ASSISTANT, text, TurnKind.ANSWER, session_id=session.id, model_version=self.vlm.version,
                     retrieved=[m.event.id for m in matches], precise_question=question)
+        calibration.note_answer(self.memory, turn.id, matches, reused=top is not None)
         return _Outcome(turn, {m.event.id: m.score for m in matches}, prompt_tokens)
 
     # ------------------------------------------------------------------ sessions

@@ -27,6 +27,7 @@ import numpy as np
 from ilearn.config import RetrievalConfig
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.memory.base import IndexCorrupt, KeyFilter, Match, VectorIndex
+from ilearn.memory.calibration import ReuseCalibrator
 from ilearn.models.embedders import CachedImageEmbedder, image_key
 from ilearn.types import Event, EventStatus, Scope, answer_key
 
@@ -117,6 +118,7 @@ class DualModalityMemory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
         self.index = self._new_index()
+        self.calibrator = ReuseCalibrator(self.config, home)  # this deployment's reuse threshold (its feedback)
         if load:
             self.ensure_fresh()
 
@@ -189,6 +191,7 @@ class DualModalityMemory:
         """Write the index if it changed since the last save."""
         if self._changes:
             self.save()
+        self.calibrator.close()
 
     def _changed(self, n: int = 1) -> None:
         self._changes += n
@@ -363,6 +366,19 @@ class DualModalityMemory:
         return self._visible(matches, user_id, robot_id)[: k or self.config.top_k]
 
     format_references = staticmethod(format_references)
+
+    # ------------------------------------------------------------------ reuse calibration (memory/calibration.py)
+    def reuse_threshold(self) -> float:
+        """The reuse threshold calibrated from this deployment's feedback (`RetrievalConfig.calibrate`)."""
+        return self.calibrator.threshold()
+
+    def note_answer(self, turn_id: str, matches: Sequence[Match], reused: bool) -> None:
+        """Remember the top match behind answer turn `turn_id` until the user reacts to it."""
+        self.calibrator.note_answer(turn_id, matches, reused)
+
+    def record_reuse_outcome(self, turn_id: str, reply_text: str, feedback: Any) -> bool | None:
+        """The user's reaction to answer turn `turn_id` as a labelled (score, right) pair; its label or None."""
+        return self.calibrator.record_outcome(turn_id, reply_text, feedback)
 
     # ------------------------------------------------------------------ writes
     def add(self, event: Event, image: Image.Image | None = None) -> Event:
