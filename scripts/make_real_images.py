@@ -17,10 +17,12 @@ Sets:
 - kinds: 12 kinds of thing (apple, dog, guitar...), each with several different instances drawn by different
   OpenClipart artists and three emoji styles: a test picture is a new instance of a taught kind.
 
-Every picture is flattened on white (transparent pixels composited) into a `--size` square, the picture's aspect
-kept. Derived themes (Obsidian from Faenza, elementary-xfce from elementary, Faba under Moka) are searched as one
-family, so that no artist counts twice; within an object, a picture that is a near copy of one already kept (the
-same drawing shipped by two themes) is dropped, and so is an almost blank one (a white drawing on white). An
+Every picture is flattened on white (transparent pixels composited), cropped to its drawing and fitted into a
+`--size` square, the picture's aspect kept. Derived themes (mate from gnome, elementary-xfce from elementary,
+Obsidian from Faenza, Faba under Moka, Papirus from Paper) are searched as one family, and Adwaita's "legacy"
+folder (GNOME's drawings at 48 px) is skipped, so that no artist counts twice; within an object, a picture that is
+a near copy of one already kept (the same drawing shipped by two themes) is dropped, and so is an almost blank
+one (a white drawing on white). An
 object with fewer than `--min-pictures` pictures left is left out with a warning. The build is deterministic:
 the same packages give the same bytes.
 """
@@ -60,11 +62,13 @@ class Family:
     themes: tuple[tuple[str, str], ...]
     """(Debian package, theme folder under the icon root) pairs."""
     licence: str
+    skip: tuple[str, ...] = ()
+    """Folder names whose icons are another family's drawings (Adwaita's "legacy" holds GNOME's)."""
 
 
 # Licences as the packages' /usr/share/doc/PACKAGE/copyright files state them for the icon artwork.
 FAMILIES: tuple[Family, ...] = (
-    Family("adwaita", (("adwaita-icon-theme", "Adwaita"),), "CC-BY-SA-3.0 or LGPL-3"),
+    Family("adwaita", (("adwaita-icon-theme", "Adwaita"),), "CC-BY-SA-3.0 or LGPL-3", skip=("legacy",)),
     Family("gnome", (("gnome-icon-theme", "gnome"), ("mate-icon-theme", "mate")), "GPL-2+ / GPL-3+; LGPL-3+ or CC-BY-SA"),
     Family("tango", (("tango-icon-theme", "Tango"),), "public domain"),
     Family("oxygen", (("oxygen-icon-theme", "oxygen"),), "LGPL-3+"),
@@ -213,11 +217,12 @@ def icon_detail(relative: Path) -> int:
     return 0
 
 
-def index_theme(theme_dir: Path) -> dict[str, list[tuple[int, bool, str]]]:
-    """Icon name -> [(detail, is vector, path)] of a theme's full-colour icons (symbolic ones are skipped)."""
+def index_theme(theme_dir: Path, skip: Sequence[str] = ()) -> dict[str, list[tuple[int, bool, str]]]:
+    """Icon name -> [(detail, is vector, path)] of a theme's full-colour icons (symbolic ones are skipped, and
+    so are the folders named in `skip`)."""
     index: dict[str, list[tuple[int, bool, str]]] = {}
     for dirpath, dirnames, filenames in os.walk(theme_dir, followlinks=True):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if d not in skip)
         for name in sorted(filenames):
             stem, suffix = os.path.splitext(name)
             path = Path(dirpath) / name
@@ -350,7 +355,8 @@ def icon_candidates(obj: IconObject, icon_root: Path, families: Sequence[Family]
     for family in families:
         for package, theme in family.themes:
             if theme not in cache:
-                cache[theme] = index_theme(icon_root / theme) if (icon_root / theme).is_dir() else {}
+                folder = icon_root / theme
+                cache[theme] = index_theme(folder, family.skip) if folder.is_dir() else {}
             found = next((cache[theme][n] for n in obj.icons if n in cache[theme]), None)
             if found:
                 path = pick_icon(found)

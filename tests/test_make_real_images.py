@@ -55,12 +55,13 @@ def put(root: Path, relative: str, image: Image.Image) -> None:
 
 @pytest.fixture
 def icon_tree(tmp_path, mri):
-    """Five themes in four families. "printer" is drawn by five themes, one a copy of another and one white on
-    white; "battery" by two themes only."""
+    """Six themes in five families. "printer" is drawn by six themes, one a copy of another and one white on
+    white, and in a folder of Alpha's that holds another family's drawings; "battery" by two families only."""
     root = tmp_path / "icons"
     put(root, "Alpha/256x256/devices/printer.png", drawing("square", (200, 30, 30), 256))
     put(root, "Alpha/16x16/devices/printer.png", drawing("circle", (0, 0, 0), 16))  # less detailed: not picked
     put(root, "Alpha/scalable/devices/printer-symbolic.png", drawing("cross", (0, 0, 0)))  # symbolic: ignored
+    put(root, "Alpha/512x512/legacy/printer.png", drawing("cross", (0, 0, 90), 512))  # another family's: skipped
     put(root, "Beta/devices/48@2x/printer.png", drawing("circle", (30, 30, 200), 96))
     put(root, "Gamma/places/64/printer.png", drawing("triangle", (30, 160, 30)))
     put(root, "Delta/64x64/devices/printer.png", drawing("square", (200, 30, 30)))  # Alpha's drawing again
@@ -69,7 +70,7 @@ def icon_tree(tmp_path, mri):
     put(root, "GammaDerived/64/devices/battery.png", drawing("bar", (120, 120, 0)))  # Gamma did not
     put(root, "Alpha/48x48/devices/battery.png", drawing("circle", (120, 120, 0), 48))
     families = (
-        mri.Family("alpha", (("alpha-icon-theme", "Alpha"),), "public domain"),
+        mri.Family("alpha", (("alpha-icon-theme", "Alpha"),), "public domain", skip=("legacy",)),
         mri.Family("beta", (("beta-icon-theme", "Beta"),), "GPL-3"),
         mri.Family("gamma", (("gamma-icon-theme", "Gamma"), ("gamma-derived-theme", "GammaDerived")), "GPL-3"),
         mri.Family("delta", (("delta-icon-theme", "Delta"),), "GPL-3"),
