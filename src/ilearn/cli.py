@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from ilearn import plugins
 from ilearn.config import Config
 from ilearn.errors import ILearnError, NotFound
 
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     learn = sub.add_parser("learn", help="train a candidate on the events, gate it, promote it if it is better")
     _common(learn)
-    learn.add_argument("--recipe", choices=["sft", "dpo", "kto", "reinforce"], default=None)
+    learn.add_argument("--recipe", choices=plugins.names("recipe"), default=None)
     learn.add_argument("--trainable", default=None, help="comma-separated parts: vision,projector,language")
     learn.add_argument("--max-steps", type=int, default=None, help="training steps (default: from the settings)")
     learn.add_argument("--no-promote", action="store_true", help="only train and gate")

@@ -6,11 +6,12 @@ import pytest
 import torch
 from learning_data import MEDICINES, NAME_QUESTION, NEW_VIEW, medicine, teach_medicines
 
+from ilearn import plugins
 from ilearn.assistant import Assistant
 from ilearn.cli import main
 from ilearn.config import Config, LearnConfig
 from ilearn.errors import InvalidInput
-from ilearn.learning.update import split_heldout
+from ilearn.learning.update import dataset_kind, split_heldout
 from ilearn.types import Event, ModelStatus
 from test_retrieval_loop import bottle
 
@@ -31,6 +32,14 @@ def teach_many(assistant: Assistant, n: int = 12) -> None:
         r = assistant.respond(user, "What is this medicine called?", image=bottle(shift=i % 5 - 2, light=i % 3 * 6))
         assistant.respond(user, "No, that's ibuprofen.", session_id=r.session_id)
         assistant.close_session(r.session_id)
+
+
+def test_each_registered_recipe_names_the_dataset_it_trains_on():
+    """Recipe names live in the plugin registry only; each recipe says which dataset it reads."""
+    assert {r: dataset_kind(r) for r in plugins.names("recipe")} == {
+        "dpo": "dpo", "kto": "kto", "reinforce": "rewards", "sft": "sft"}
+    with pytest.raises(InvalidInput, match="unknown recipe 'magic'"):
+        dataset_kind("magic")
 
 
 def test_heldout_split_is_seeded_and_disjoint():

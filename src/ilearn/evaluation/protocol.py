@@ -37,7 +37,6 @@ from ilearn.evaluation import runner_fact, runner_game
 from ilearn.evaluation.personas import PERSONAS, split_personas
 from ilearn.evaluation.report import RoundCache, write_report
 from ilearn.evaluation.runner_common import RunContext, can_train_beside
-from ilearn.learning.update import RECIPE_DATA
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +67,8 @@ def _check(scenario: str, rounds: int | None, users: int | None, methods: list[s
     if users is not None and not 1 <= users <= len(PERSONAS) - N_TEST_PERSONAS:
         raise InvalidInput(f"users must be between 1 and {len(PERSONAS) - N_TEST_PERSONAS} (teaching personas)")
     for m in methods or []:
-        if m not in RECIPE_DATA:
-            raise InvalidInput(f"unknown method {m!r}; choose among {', '.join(RECIPE_DATA)}")
+        if not plugins.is_known("recipe", m):
+            raise InvalidInput(f"unknown method {m!r}; choose among {', '.join(plugins.names('recipe'))}")
     if scenario == "objects" and objects_dir is None:
         raise InvalidInput("the objects scenario needs a folder: --objects DIR (one subfolder per object)")
 

@@ -18,8 +18,12 @@ class Recipe(Protocol):
     `rows` carry TRL's standard columns for the recipe (`messages`, `prompt/chosen/rejected`,
     `prompt/completion/label`, ...; see `ilearn.learning.update.training_rows`); the saved folder is what
     `TrainableModel.set_weights` serves (a PEFT adapter and/or the trained parts' tensors). Built-ins:
-    sft, dpo, kto, reinforce (`ilearn.learning.recipes`; kind "recipe" in `ilearn.plugins`).
+    sft, dpo, kto, reinforce (`ilearn.learning.recipes`; kind "recipe" in `ilearn.plugins`, where the recipe names
+    are defined).
     """
+
+    dataset: str
+    """The dataset it trains on, a key of `ilearn.learning.datasets.BUILDERS` (sft, dpo, kto or rewards)."""
 
     def __call__(self, vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig,
                  out_dir: str | Path) -> TrainResult: ...

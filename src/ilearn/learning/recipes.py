@@ -17,7 +17,7 @@ import copy
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,17 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "tokens_per_s": self.tokens_per_s}
+
+
+def trains_on(dataset: str) -> Callable[[Callable[..., TrainResult]], Recipe]:
+    """Mark a recipe function with the dataset it trains on (`Recipe.dataset`, a key of
+    `ilearn.learning.datasets.BUILDERS`): the one place that says which data each recipe reads."""
+
+    def mark(fn: Callable[..., TrainResult]) -> Recipe:
+        fn.dataset = dataset  # type: ignore[attr-defined]
+        return fn  # type: ignore[return-value]
+
+    return mark
 
 
 # -- setup ------------------------------------------------------------------------------------------------
@@ -286,6 +297,7 @@ def run(trainer: Any, prepared: PreparedModel, settings: LearnConfig, n_examples
     return result
 
 
+@trains_on("sft")
 def sft(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
     """Filtered fine-tuning (ReSpect's most reliable recipe): SFT on positive and corrected answers; with
     `settings.distill`, replayed rows also keep the base model's answer distribution (`ilearn.learning.distill`)."""
@@ -324,6 +336,7 @@ def reference_model(prepared: PreparedModel, vlm: TrainableModel) -> torch.nn.Mo
     return ref.eval()
 
 
+@trains_on("dpo")
 def dpo(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
     """DPO on corrected events: the correction is `chosen`, the rejected answer `rejected` (User-VLM's stage 3)."""
     from trl import DPOConfig, DPOTrainer
@@ -337,6 +350,7 @@ def dpo(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_di
     return run(trainer, prepared, settings, len(dataset), out_dir)
 
 
+@trains_on("kto")
 def kto(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
     """KTO on every decoded answer: `label` True for well-received answers, False for rejected ones (ReSpect)."""
     from trl import KTOConfig, KTOTrainer
@@ -369,6 +383,7 @@ def kto_weights(labels: Sequence[bool]) -> tuple[float, float]:
     return n_undesirable / n_desirable, 1.0
 
 
+@trains_on("rewards")
 def reinforce(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
     """ReSpect's REINFORCE, offline: logged (prompt, completion) pairs weighted by the decoded-feedback reward.
 

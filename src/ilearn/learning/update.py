@@ -30,10 +30,6 @@ from ilearn.types import Event, EventStatus, ImageRef, ModelVersion
 
 logger = logging.getLogger(__name__)
 
-RECIPE_DATA = {"sft": "sft", "dpo": "dpo", "kto": "kto", "reinforce": "rewards"}
-"""Which dataset (ilearn.learning.datasets.BUILDERS) each recipe trains on."""
-
-
 @dataclass
 class LearnOutcome:
     """What one model update did."""
@@ -68,10 +64,16 @@ def image_loader(store: Any, max_pixels: int = 40_000_000) -> Callable[[ImageRef
 
 
 def dataset_kind(recipe: str) -> str:
-    """The dataset `recipe` trains on (a key of ilearn.learning.datasets.BUILDERS); InvalidInput if unknown."""
-    if recipe not in RECIPE_DATA:
-        raise InvalidInput(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPE_DATA)}")
-    return RECIPE_DATA[recipe]
+    """The dataset `recipe` trains on: the `dataset` of the recipe registered under that name in `ilearn.plugins`
+    (a key of ilearn.learning.datasets.BUILDERS); InvalidInput for an unknown recipe or one that names none."""
+    from ilearn import plugins
+    from ilearn.learning.datasets import BUILDERS
+
+    kind = getattr(plugins.resolve("recipe", recipe), "dataset", None)
+    if kind not in BUILDERS:
+        raise InvalidInput(f"recipe {recipe!r} must name the dataset it trains on (`dataset`: one of "
+                           f"{', '.join(BUILDERS)}), not {kind!r}")
+    return kind
 
 
 def training_rows(learn: LearnConfig, events: Sequence[Event], image_fn: Callable[[ImageRef], Any]) -> list[dict]:
