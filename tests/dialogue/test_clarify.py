@@ -124,7 +124,7 @@ def _objects_folder(root: Path, facts: dict[str, dict]) -> Path:
 
 def test_an_objects_folder_with_facts_name_and_habitat_offers_those(tmp_path):
     root = _objects_folder(tmp_path / "birds", {
-        "robin": {"name": "robin", "habitat": "gardens"}, "heron": {"name": "grey heron", "habitat": "rivers"}})
+        "robin": {"habitat": "gardens", "name": "robin"}, "heron": {"name": "grey heron", "habitat": "rivers"}})
     scenario = ObjectsScenario.from_folder(root)
     assert [f["name"] for f in scenario.facets] == ["name", "habitat"]
     clarifier = make_clarifier("lexical", settings=ClarifyConfig(facets=scenario.facets))

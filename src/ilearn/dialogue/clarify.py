@@ -107,9 +107,10 @@ def facet_for_key(key: str) -> Facet:
 
 
 def facets_for_keys(keys: Iterable[str]) -> tuple[Facet, ...]:
-    """The facets of a domain whose objects have the facts `keys` (e.g. the keys of the facts.json files)."""
+    """The facets of a domain whose objects have the facts `keys` (e.g. the keys of the facts.json files), the
+    name first, then in the order of `keys`."""
     out: dict[str, Facet] = {}
-    for key in keys:
+    for key in sorted(keys, key=lambda k: _key_words(k) != "name"):
         facet = facet_for_key(key)
         out.setdefault(facet.name, facet)
     return tuple(out.values())
