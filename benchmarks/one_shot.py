@@ -235,7 +235,7 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=6, help="held-out views per bottle")
     parser.add_argument("--views", default="default", help="pharmacy view style: easy, default, hard")
     parser.add_argument("--max-false", type=float, default=0.02)
-    parser.add_argument("--embedder", choices=["instance", "foreground", "efficientnet"], default="instance",
+    parser.add_argument("--embedder", choices=["instance", "foreground", "efficientnet", "fused"], default="instance",
                         help="memory: image embedder (RetrievalConfig.image_embedder)")
     parser.add_argument("--reuse-threshold", type=float, default=None,
                         help="memory: fixed instead of calibrated; descriptors: also rates at its image cosine")

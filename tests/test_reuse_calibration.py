@@ -11,6 +11,7 @@ QUESTION = "What is this medicine called?"
 
 
 def make(tmp_path, **retrieval) -> Assistant:
+    retrieval = {"calibrate": True, **retrieval}
     return Assistant.from_config(Config(home=str(tmp_path / "home")).override(
         model={"backend": "tiny"}, feedback={"method": "lexical"}, retrieval=retrieval))
 

@@ -19,7 +19,7 @@ from ilearn.types import Feedback, Label
 
 
 def config(**kw) -> RetrievalConfig:
-    return RetrievalConfig(**{"reuse_threshold": 0.87, "calibration_floor": 0.84, "calibration_min_pairs": 30,
+    return RetrievalConfig(**{"calibrate": True, "reuse_threshold": 0.87, "calibration_floor": 0.84, "calibration_min_pairs": 30,
                               "max_false_reuse": 0.02, **kw})
 
 
@@ -72,8 +72,10 @@ def test_rejections_raise_it_at_once(tmp_path):
 
 
 def test_calibrate_off_keeps_the_default(tmp_path):
+    assert RetrievalConfig().calibrate is False  # opt-in for now (see the setting)
     cal = ReuseCalibrator(config(calibrate=False), tmp_path)
     cal.record(0.9, False)
+    cal.record(0.91, False)
     assert cal.threshold() == 0.87
 
 

@@ -168,7 +168,8 @@ class ReuseCalibrator:
             if self._cached is None:
                 self._cached = calibrated_threshold(
                     self._scores, self._oks, default=c.reuse_threshold, min_pairs=c.calibration_min_pairs,
-                    max_false=c.max_false_reuse, floor=c.calibration_floor,
+                    max_false=c.max_false_reuse,
+                    floor=min(max(c.calibration_floor, c.threshold), c.reuse_threshold),
                     min_rejections=c.calibration_min_rejections)
             return self._cached
 
