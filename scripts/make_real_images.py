@@ -1,11 +1,12 @@
 """Build labelled object folders from real pictures that Debian packages ship (issue 18, item 1).
 
-    sudo bash scripts/setup_real_images.sh             # apt-get install the icon themes, clip art and fonts
-    python scripts/make_real_images.py                  # -> data/real/{icons-dev,icons-check,kinds}/
+    sudo bash scripts/setup_real_images.sh             # apt-get install the packages (--packages lists them)
+    python scripts/make_real_images.py                  # -> data/real/{icons-dev,icons-check,kinds,details}/
     ilearn experiment objects --objects data/real/icons-dev --report reports/real-icons-dev
 
 Nothing is downloaded: every picture comes from files that the packages installed (the icon themes under
-/usr/share/icons, OpenClipart under /usr/share/openclipart/png, two emoji fonts and EmojiOne's SVGs). The output
+/usr/share/icons, OpenClipart under /usr/share/openclipart/png, two emoji fonts and EmojiOne's SVGs, photos in
+GCompris's compiled Qt resource files under /usr/share/gcompris-qt/rcc). The output
 is the `objects` scenario's format (one subfolder per object with its pictures and a facts.json; see
 src/ilearn/evaluation/scenarios/objects.py) plus a manifest.json per set and one for the whole build: for every
 picture its source package, theme or artist, licence and original file. docs/real-images.md describes the sets.
@@ -16,9 +17,12 @@ Sets:
   drawn by an artist the learner has not seen. icons-dev is for development, icons-check for the final check.
 - kinds: 12 kinds of thing (apple, dog, guitar...), each with several different instances drawn by different
   OpenClipart artists and three emoji styles: a test picture is a new instance of a taught kind.
+- details: 11 landmarks and paintings photographed in GCompris's "details" game: the whole photo, round crops
+  of its details, and for three of them another photographer's photo ("explore_monuments"): photographs, and a
+  test picture is a part or another photo of a taught object. (GCompris's "categorization" photos are not used.)
 
-Every picture is flattened on white (transparent pixels composited), cropped to its drawing and fitted into a
-`--size` square, the picture's aspect kept. Derived themes (mate from gnome, elementary-xfce from elementary,
+Every picture is flattened on white (transparent pixels composited), cropped to its drawing (not a photo) and
+fitted into a `--size` square, the picture's aspect kept. Derived themes (mate from gnome, elementary-xfce from elementary,
 Obsidian from Faenza, Faba under Moka, Papirus from Paper) are searched as one family, and Adwaita's "legacy"
 folder (GNOME's drawings at 48 px) is skipped, so that no artist counts twice; within an object, a picture that is
 a near copy of one already kept (the same drawing shipped by two themes) is dropped, and so is an almost blank
@@ -36,7 +40,9 @@ import logging
 import os
 import re
 import shutil
+import struct
 import subprocess
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +57,7 @@ CLIPART_ROOT = Path("/usr/share/openclipart/png")
 NOTO_EMOJI = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 SYMBOLA = Path("/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf")
 EMOJIONE_SVG = Path("/usr/share/rubygems-integration/all/gems/gemojione-3.3.0/assets/svg")
+GCOMPRIS_RCC = Path("/usr/share/gcompris-qt/rcc")
 PICTURE_SUFFIXES = (".png", ".svg", ".svgz")
 
 
@@ -87,7 +94,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("yasis", (("gnome-icon-theme-yasis", "yasis"),), "GPL (see the package's copyright file)"),
 )
 ICON_PACKAGES = tuple(dict.fromkeys(p for f in FAMILIES for p, _ in f.themes))
-OTHER_PACKAGES = ("openclipart-png", "fonts-noto-color-emoji", "fonts-symbola", "ruby-gemojione", "librsvg2-bin")
+OTHER_PACKAGES = ("openclipart-png", "fonts-noto-color-emoji", "fonts-symbola", "ruby-gemojione", "gcompris-qt-data",
+                  "librsvg2-bin")
 
 
 @dataclass(frozen=True)
@@ -204,6 +212,36 @@ EMOJI_STYLES = (  # (style, package, licence)
 )
 
 
+
+
+@dataclass(frozen=True)
+class Landmark:
+    """A building or painting photographed in GCompris's "details" activity (the whole photo and small crops of
+    its details), and other photos of it from the "explore_monuments" activity."""
+
+    details: str
+    """The picture's name there: NAME_background.webp is the photo, NAME_0.webp, NAME_1.webp... its details."""
+    photos: tuple[str, ...] = ()
+    """Paths under explore_monuments/resource/ of other photographers' photos of it."""
+
+
+DETAILS_ROOT = "/gcompris/src/activities/details/resource/image/"
+MONUMENTS_ROOT = "/gcompris/src/activities/explore_monuments/resource/"
+LANDMARKS: dict[str, Landmark] = {
+    "neuschwanstein_castle": Landmark("Neuschwanstein", ("germany/neuschwansteinCastle.webp",)),
+    "taj_mahal": Landmark("TajMahal", ("wonders/tajMahal.webp",)),
+    "pyramids_of_giza": Landmark("GizahPyramids", ("egypt/greatPyramidOfGiza.webp",)),
+    "egeskov_castle": Landmark("EgeskovSlotSpejling"),
+    "nagoya_castle": Landmark("Nagoya"),
+    "tower_bridge": Landmark("TowerBridgeLondon"),
+    "cafe_terrace_at_night": Landmark("Gogh4"),
+    "the_night_cafe": Landmark("Van_Gogh_The_Night_Cafe"),
+    "portrait_of_pere_tanguy": Landmark("PortraitOfPereTanguy"),
+    "harvest_at_la_crau": Landmark("VincentVanGogh0019"),
+    "painter_on_the_road_to_tarascon": Landmark("VincentVanGogh0013"),
+}
+
+
 # ------------------------------------------------------------------------------------------- finding icons
 def icon_detail(relative: Path) -> int:
     """The drawing's detail level from its folder names: "48x48", "48", "48@2x", "32x32@2x" -> pixels;
@@ -253,16 +291,18 @@ def load_picture(path: Path, size: int) -> Image.Image:
 
 
 def flatten(image: Image.Image, size: int, background: tuple[int, int, int] = (255, 255, 255),
-            margin: float = 0.06) -> Image.Image:
-    """`image` composited on `background`, cropped to its drawing and fitted, aspect kept, in the middle of a
-    `size` square with `margin` of the side left around it (clip art often sits small on a large canvas)."""
+            margin: float = 0.06, trim: bool = True) -> Image.Image:
+    """`image` composited on `background`, cropped to its drawing (`trim`) and fitted, aspect kept, in the middle
+    of a `size` square with `margin` of the side left around it (clip art often sits small on a large canvas).
+    A photo is not trimmed and gets no margin: it fills the square's longer side."""
     image = image.convert("RGBA")
-    flat = Image.new("RGBA", image.size, background + (255,))
-    flat.alpha_composite(image)
-    box = ink_box(flat.convert("RGB"), background)
-    if box is not None:
-        image = image.crop(box)
-    inner = max(1, round(size * (1 - 2 * margin)))
+    if trim:
+        flat = Image.new("RGBA", image.size, background + (255,))
+        flat.alpha_composite(image)
+        box = ink_box(flat.convert("RGB"), background)
+        if box is not None:
+            image = image.crop(box)
+    inner = max(1, round(size * (1 - 2 * margin))) if trim else size
     scale = inner / max(image.size)
     resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                            Image.Resampling.LANCZOS)
@@ -326,6 +366,8 @@ class Candidate:
 
     source: dict
     draw: object  # () -> RGBA Image
+    trim: bool = True
+    """Crop to the drawing before fitting (not for photos)."""
 
 
 def keep_pictures(candidates: Iterable[Candidate], size: int) -> list[tuple[Image.Image, dict]]:
@@ -333,7 +375,7 @@ def keep_pictures(candidates: Iterable[Candidate], size: int) -> list[tuple[Imag
     kept: list[tuple[Image.Image, dict, np.ndarray]] = []
     for candidate in candidates:
         try:
-            picture = flatten(candidate.draw(), size)
+            picture = flatten(candidate.draw(), size, trim=candidate.trim)
         except (OSError, ValueError, subprocess.CalledProcessError) as exc:
             logger.warning("skipping %s: %s", candidate.source["file"], exc)
             continue
@@ -384,6 +426,79 @@ def kind_candidates(kind: Kind, clipart_root: Path, size: int, emoji: dict,
     return out
 
 
+def read_qt_resources(path: Path) -> dict[str, bytes]:
+    """The files in a compiled Qt resource file (.rcc, formats 1-3): their path inside it -> bytes. Entries
+    compressed with zlib are inflated; zstd ones, which this reader does not handle, are left out."""
+    data = path.read_bytes()
+    if data[:4] != b"qres":
+        raise ValueError(f"{path} is not a Qt resource file")
+    version, tree, payload, names = struct.unpack(">IIII", data[4:20])
+    node = 22 if version >= 2 else 14
+
+    def name(offset: int) -> str:
+        (length,) = struct.unpack(">H", data[names + offset:names + offset + 2])
+        return data[names + offset + 6:names + offset + 6 + 2 * length].decode("utf-16-be")
+
+    files: dict[str, bytes] = {}
+    stack = [(0, "")]
+    while stack:
+        index, parent = stack.pop()
+        at = tree + index * node
+        name_offset, flags = struct.unpack(">IH", data[at:at + 6])
+        path_here = f"{parent}/{name(name_offset)}" if index else ""
+        if flags & 2:  # a directory: its children are count nodes from first
+            count, first = struct.unpack(">II", data[at + 6:at + 14])
+            stack += [(child, path_here) for child in range(first, first + count)]
+        elif not flags & 4:
+            (offset,) = struct.unpack(">I", data[at + 10:at + 14])
+            (size,) = struct.unpack(">I", data[payload + offset:payload + offset + 4])
+            blob = data[payload + offset + 4:payload + offset + 4 + size]
+            files[path_here] = zlib.decompress(blob[4:]) if flags & 1 else blob
+    return files
+
+
+def readme_credits(text: str) -> dict[str, tuple[str, str]]:
+    """File name -> (licence, credit) from a GCompris README: blocks of "Copyright:", "License:", "Source:" or
+    "Comment:" lines and the file names they cover."""
+    out = {}
+    for block in re.split(r"\n\s*\n", text):
+        fields = dict(re.findall(r"^(Copyright|License|Source|Comment):[ \t]*(.*)$", block, re.M))
+        credit = "; ".join(v.strip() for k, v in fields.items() if k != "License" and v.strip())
+        for file in re.findall(r"[\w.-]+\.webp", block):
+            out[file] = (fields.get("License", "").strip() or "see the package's copyright file", credit)
+    return out
+
+
+def landmark_candidates(landmark: Landmark, rcc_root: Path, cache: dict) -> list[Candidate]:
+    """A landmark's whole photo, its details in order, then its other photos."""
+    for activity in ("details", "explore_monuments"):
+        if activity not in cache:
+            path = rcc_root / f"{activity}.rcc"
+            cache[activity] = read_qt_resources(path) if path.is_file() else {}
+    details, monuments = cache["details"], cache["explore_monuments"]
+    credits = {**readme_credits(details.get(DETAILS_ROOT + "README", b"").decode("utf-8", "replace")),
+               **readme_credits(monuments.get(MONUMENTS_ROOT + "README", b"").decode("utf-8", "replace"))}
+    parts = sorted((k for k in details if k.startswith(f"{DETAILS_ROOT}{landmark.details}_")
+                    and re.fullmatch(r"\d+", k.rsplit("_", 1)[1].split(".")[0])),
+                   key=lambda k: int(k.rsplit("_", 1)[1].split(".")[0]))
+    files = [(details, f"{DETAILS_ROOT}{landmark.details}_background.webp", "details"), *(
+        (details, k, "details") for k in parts), *((monuments, MONUMENTS_ROOT + p, "monuments")
+                                                    for p in landmark.photos)]
+    out = []
+    for resources, key, activity in files:
+        if key not in resources:
+            logger.warning("%s: no %s in gcompris-qt-data", landmark.details, key)
+            continue
+        file = key.rsplit("/", 1)[1]
+        licence, credit = credits.get(file, ("see the package's copyright file", ""))
+        out.append(Candidate({"source": "photo", "package": "gcompris-qt-data", "family": f"gcompris-{activity}",
+                              "theme": file.rsplit(".", 1)[0], "licence": licence, "credit": credit,
+                              "file": f"{rcc_root}/{'details' if activity == 'details' else 'explore_monuments'}"
+                                      f".rcc:{key}"},
+                             lambda b=resources[key]: Image.open(io.BytesIO(b)).convert("RGBA"), trim=False))
+    return out
+
+
 def write_object(folder: Path, pictures: Sequence[tuple[Image.Image, dict]], facts: dict[str, str]) -> list[dict]:
     """Write one object folder (pictures named NN_family.png, facts.json); its manifest rows."""
     folder.mkdir(parents=True)
@@ -419,11 +534,12 @@ def build_set(out: Path, objects: dict[str, list[Candidate]], facts: dict[str, d
 def build(out: Path, sets: Sequence[str], *, size: int = 128, min_pictures: int = 6, icon_root: Path = ICON_ROOT,
           clipart_root: Path = CLIPART_ROOT, families: Sequence[Family] = FAMILIES,
           icon_sets: dict[str, dict[str, IconObject]] | None = None, kinds: dict[str, Kind] | None = None,
-          emoji: dict | None = None, emoji_styles: Sequence[tuple[str, str, str]] = EMOJI_STYLES
-          ) -> dict[str, dict]:
+          emoji: dict | None = None, emoji_styles: Sequence[tuple[str, str, str]] = EMOJI_STYLES,
+          rcc_root: Path = GCOMPRIS_RCC, landmarks: dict[str, Landmark] | None = None) -> dict[str, dict]:
     """Build each named set under `out`; the manifests by set (also written to out/manifest.json)."""
     icon_sets = ICON_SETS if icon_sets is None else icon_sets
     kinds = KINDS if kinds is None else kinds
+    landmarks = LANDMARKS if landmarks is None else landmarks
     manifests: dict[str, dict] = {}
     cache: dict = {}
     for set_name in sets:
@@ -433,20 +549,25 @@ def build(out: Path, sets: Sequence[str], *, size: int = 128, min_pictures: int 
         elif set_name == "kinds":
             objects = {n: kind_candidates(k, clipart_root, size, emoji or {}, emoji_styles) for n, k in kinds.items()}
             facts = {n: {"name": n.replace("_", " "), "use": k.use} for n, k in kinds.items()}
+        elif set_name == "details":
+            objects = {n: landmark_candidates(m, rcc_root, cache) for n, m in landmarks.items()}
+            facts = {n: {"name": n.replace("_", " ")} for n in landmarks}
         else:
-            raise SystemExit(f"unknown set {set_name!r}; choose from {', '.join([*icon_sets, 'kinds'])}")
+            raise SystemExit(f"unknown set {set_name!r}; choose from {', '.join([*icon_sets, 'kinds', 'details'])}")
         manifests[set_name] = build_set(out / set_name, objects, facts, size=size, min_pictures=min_pictures)
         m = manifests[set_name]
         logger.info("%s: %d objects, %d pictures", set_name, len(m["objects"]), m["pictures"])
-    summary = {name: {k: v for k, v in m.items() if k != "rows"} for name, m in manifests.items()}
-    (out / "manifest.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    path = out / "manifest.json"  # the sets built so far: a build of some sets keeps the others' entries
+    summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    summary.update({name: {k: v for k, v in m.items() if k != "rows"} for name, m in manifests.items()})
+    path.write_text(json.dumps(dict(sorted(summary.items())), indent=1) + "\n", encoding="utf-8")
     return manifests
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/real"), help="folder for the sets (git-ignored)")
-    parser.add_argument("--sets", nargs="+", default=[*ICON_SETS, "kinds"], help="which sets to build")
+    parser.add_argument("--sets", nargs="+", default=[*ICON_SETS, "kinds", "details"], help="which sets to build")
     parser.add_argument("--size", type=int, default=128, help="side of the square pictures, in pixels")
     parser.add_argument("--min-pictures", type=int, default=6, help="leave out objects with fewer pictures")
     parser.add_argument("--icon-root", type=Path, default=ICON_ROOT)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Optional: install the Debian packages whose pictures scripts/make_real_images.py turns into labelled object
-# folders (icon themes, OpenClipart, emoji fonts, rsvg-convert), then build the sets (docs/real-images.md).
-# About 420 MB to download, 1.4 GB installed; not part of scripts/setup.sh, which stays fast.
+# folders (icon themes, OpenClipart, emoji fonts, GCompris's photos, rsvg-convert), then build the sets
+# (docs/real-images.md).
+# About 460 MB to download, 1.5 GB installed; not part of scripts/setup.sh, which stays fast.
 #   sudo bash scripts/setup_real_images.sh [OUT]      # OUT defaults to data/real (git-ignored)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import json
 import shutil
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -117,6 +120,9 @@ def test_icon_set_one_picture_per_family_without_copies_or_blanks(mri, tmp_path,
         "name": "printer", "use": "printing documents"}
     summary = json.loads((tmp_path / "real" / "manifest.json").read_text())
     assert summary["views"]["pictures"] == 3
+    (tmp_path / "real" / "manifest.json").write_text(json.dumps({"other": {"pictures": 5}}))
+    build_icons(mri, tmp_path / "real", icon_tree)  # building one set keeps the others' entries
+    assert json.loads((tmp_path / "real" / "manifest.json").read_text()) == {"other": {"pictures": 5}, **summary}
 
 
 def test_pictures_are_fixed_size_flattened_on_white(mri, tmp_path, icon_tree):
@@ -179,3 +185,84 @@ def test_svg_icons_are_rasterised(mri, tmp_path):
                    '<rect x="2" y="2" width="12" height="12" fill="#0000ff"/></svg>')
     image = mri.flatten(mri.load_picture(svg, 64), 32)
     assert image.size == (32, 32) and image.getpixel((16, 16)) == (0, 0, 255)
+
+
+def make_rcc(path: Path, files: dict[str, bytes], compressed: tuple[str, ...] = ()) -> None:
+    """A compiled Qt resource file (format 3) holding `files` (path -> bytes; names in `compressed` zlib'd)."""
+    root: dict = {}
+    for name, blob in files.items():
+        folder = root
+        parts = name.strip("/").split("/")
+        for part in parts[:-1]:
+            folder = folder.setdefault(part, {})
+        folder[parts[-1]] = blob
+    names, data, nodes = bytearray(), bytearray(), [b""]
+
+    def add_name(text: str) -> int:
+        names.extend(struct.pack(">HI", len(text), 0) + text.encode("utf-16-be"))
+        return len(names) - 6 - 2 * len(text)
+
+    queue = [(0, "", root)]
+    while queue:
+        index, name, folder = queue.pop(0)
+        first, children = len(nodes), sorted(folder.items())
+        nodes += [b""] * len(children)
+        nodes[index] = struct.pack(">IHII", add_name(name) if index else 0, 2, len(children), first) + bytes(8)
+        for i, (child, value) in enumerate(children):
+            if isinstance(value, dict):
+                queue.append((first + i, child, value))
+                continue
+            flags = 1 if child in compressed else 0
+            payload = struct.pack(">I", len(value)) + zlib.compress(value) if flags else value
+            nodes[first + i] = struct.pack(">IHHHI", add_name(child), flags, 0, 0, len(data)) + bytes(8)
+            data.extend(struct.pack(">I", len(payload)) + payload)
+    tree = b"".join(nodes)
+    path.write_bytes(b"qres" + struct.pack(">IIIII", 3, 24, 24 + len(tree), 24 + len(tree) + len(data), 0)
+                     + tree + bytes(data) + bytes(names))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_read_qt_resources(mri, tmp_path):
+    files = {"/a/b/one.txt": b"plain", "/a/two.txt": b"squeezed" * 50, "/c.txt": b""}
+    make_rcc(tmp_path / "x.rcc", files, compressed=("two.txt",))
+    assert mri.read_qt_resources(tmp_path / "x.rcc") == files
+    (tmp_path / "bad.rcc").write_bytes(b"not a resource file")
+    with pytest.raises(ValueError, match="not a Qt resource file"):
+        mri.read_qt_resources(tmp_path / "bad.rcc")
+
+
+def test_details_set_from_gcompris_photos(mri, tmp_path):
+    """The whole photo, its details in numeric order, then another photo; licences from the READMEs; a photo
+    is fitted whole (not cropped to its 'drawing')."""
+    half = Image.new("RGB", (40, 20), (255, 255, 255))
+    half.paste((200, 0, 0), (20, 0, 40, 20))  # white left half, red right half
+    details = "/gcompris/src/activities/details/resource/image/"
+    readme = ("Copyright: 2008 Someone\nLicense: CC-BY-SA 4.0\nFiles:\nCastle_background.webp\nCastle_0.webp\n"
+              "Castle_1.webp\nCastle_10.webp\nComment: based on a photo by A. Photographer\n")
+    make_rcc(tmp_path / "details.rcc", {
+        details + "README": readme.encode(), details + "Castle_background.webp": png_bytes(half),
+        details + "Castle_10.webp": png_bytes(drawing("circle", (0, 0, 200))),
+        details + "Castle_1.webp": png_bytes(drawing("square", (0, 150, 0))),
+        details + "Castle_0.webp": png_bytes(drawing("triangle", (90, 90, 0))),
+        details + "Other_0.webp": png_bytes(drawing("cross", (0, 0, 0)))}, compressed=("README",))
+    monuments = "/gcompris/src/activities/explore_monuments/resource/"
+    make_rcc(tmp_path / "explore_monuments.rcc", {
+        monuments + "README": b"Copyright: B. Photographer\nLicense: CC0-1.0\nSource: https://x\nFiles:\nde/castle.webp\n",
+        monuments + "de/castle.webp": png_bytes(drawing("bar", (0, 0, 0)))})
+    manifests = mri.build(tmp_path / "real", ["details"], size=32, min_pictures=3, rcc_root=tmp_path,
+                          landmarks={"castle": mri.Landmark("Castle", ("de/castle.webp",))})
+    rows = manifests["details"]["rows"]
+    assert [r["theme"] for r in rows] == ["Castle_background", "Castle_0", "Castle_1", "Castle_10", "castle"]
+    assert [r["licence"] for r in rows] == ["CC-BY-SA 4.0"] * 4 + ["CC0-1.0"]
+    assert rows[0]["credit"] == "2008 Someone; based on a photo by A. Photographer"
+    assert rows[4]["credit"] == "B. Photographer; https://x"
+    assert rows[0]["file"] == f"{tmp_path}/details.rcc:{details}Castle_background.webp"
+    photo = Image.open(tmp_path / "real" / "details" / "castle" / "00_castle-background.png")
+    assert photo.size == (32, 32)
+    assert photo.getpixel((8, 16)) == (255, 255, 255) and photo.getpixel((24, 16)) == (200, 0, 0)
+    assert json.loads((tmp_path / "real" / "details" / "castle" / "facts.json").read_text()) == {"name": "castle"}
