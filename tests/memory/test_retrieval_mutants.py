@@ -99,7 +99,7 @@ def test_matches_come_best_first_and_k_can_exceed_top_k(mem_store, tmp_path):
 
 
 def test_a_match_exactly_at_the_threshold_counts(mem_store, tmp_path):
-    mem = memory(mem_store, tmp_path, threshold=1.0, reuse_threshold=1.0)
+    mem = memory(mem_store, tmp_path, threshold=1.0, reuse_threshold=1.0, calibration_floor=1.0)
     teach(mem, mem_store, PILLS, "ibuprofen", "alice")
     assert answers(mem.search(PILLS, Q, "alice")) == ["ibuprofen"]  # identical image and question: 1.0
     assert mem.search(PILLS, NEAR_Q, "alice") == []
