@@ -65,3 +65,24 @@ def test_bertscore_minilm():
     assert 0 < far["f1"] < near["f1"] < 1.0
     assert near["recall"] > near["precision"]  # every reference token is in the candidate
     assert scorer.score([""], ["pain"])["f1"] == 0.0
+
+
+def test_wilson_interval_known_values():
+    from ilearn.evaluation.metrics import wilson_interval
+
+    # textbook values (Newcombe 1998; any Wilson calculator): 18 of 20, 0 of 24, 12 of 24, 24 of 24
+    assert wilson_interval(18 / 20, 20) == pytest.approx((0.6990, 0.9721), abs=1e-4)
+    assert wilson_interval(0.0, 24) == pytest.approx((0.0, 0.1380), abs=1e-4)
+    assert wilson_interval(0.5, 24) == pytest.approx((0.3143, 0.6857), abs=1e-4)
+    assert wilson_interval(1.0, 24) == pytest.approx((0.8620, 1.0), abs=1e-4)
+    # 96 per round tells 75% from 90%: neither lies in the other's interval; at 24 a 90% round's interval holds 75%
+    assert wilson_interval(0.75, 96)[1] < 0.90 and wilson_interval(0.90, 96)[0] > 0.75
+    assert wilson_interval(0.90, 24)[0] < 0.75
+    assert wilson_interval(None, 24) is None and wilson_interval(0.5, 0) is None
+
+
+def test_wilson_interval_rejects_a_rate_outside_0_1():
+    from ilearn.evaluation.metrics import wilson_interval
+
+    with pytest.raises(InvalidInput):
+        wilson_interval(1.5, 10)

@@ -10,6 +10,7 @@
   rescaling) rather than the paper's roberta-large, since no model hub is reachable; values are therefore
   not comparable with published BERTScores, only between rounds.
 - `percentile` (latency p50) and `mean` (prompt tokens).
+- `wilson_interval`: the 95% Wilson score interval of a rate measured on n trials (reported beside each rate).
 
 Answers are judged by `ilearn.text.contains_answer` (normalised containment), the judge of the whole package.
 """
@@ -74,6 +75,24 @@ def mean(values: Iterable[float]) -> float | None:
     """Arithmetic mean, None when empty."""
     values = list(values)
     return sum(values) / len(values) if values else None
+
+
+def wilson_interval(rate: float | None, n: int | None, z: float = 1.959964) -> tuple[float, float] | None:
+    """The Wilson score interval (95% by default) of a rate of successes among `n` trials, as (low, high) in 0..1.
+
+    None when there is no rate or no trial. Unlike the normal approximation it stays inside [0, 1] and is not
+    empty at 0% or 100% (e.g. 0 of 24: 0 .. 13.8%; 12 of 24: 31.4 .. 68.6%).
+    """
+    if rate is None or not n or n < 0 or not math.isfinite(rate):
+        return None
+    if not 0 <= rate <= 1:
+        raise InvalidInput(f"a rate lies in [0, 1], not {rate}")
+    z2 = z * z
+    centre = (rate + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(rate * (1 - rate) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    low = 0.0 if rate == 0 else max(0.0, centre - half)
+    high = 1.0 if rate == 1 else min(1.0, centre + half)
+    return low, high
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
