@@ -6,8 +6,12 @@ process (kill -9); ``synchronous="FULL"`` also keeps it through a power cut, at 
 per commit. Images are stored once, as blobs keyed by their sha256, so deleting them is part of the
 same transaction as deleting what refers to them. Deletes overwrite freed pages (``secure_delete``).
 
-Threads: each thread gets its own connection (WAL lets readers run while one writer writes);
-writers queue on SQLite's lock for up to ``timeout`` seconds.
+Threads: each thread gets its own connection (WAL lets readers run while one writer writes).
+Writers of one process queue on a lock of the store before they take SQLite's (held from ``BEGIN
+IMMEDIATE`` to ``COMMIT`` only), so many threads writing at once are served in turn as soon as the
+previous commit is done, instead of polling SQLite's lock with sleeps of up to 100 ms each (SQLite's
+busy handler); writers of other processes still wait on SQLite's lock. Both waits give up after
+``timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -149,6 +153,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._writer = threading.Lock()  # one write transaction of this process at a time (module docstring)
         self._closed = False
         try:
             self._version = self._migrate()
@@ -190,18 +195,25 @@ class SQLiteStore:
         begin, commit, undo = (
             ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK") if depth == 0
             else (f"SAVEPOINT sp{depth}", f"RELEASE sp{depth}", f"ROLLBACK TO sp{depth}; RELEASE sp{depth}"))
-        conn.execute(begin)
-        self._local.depth = depth + 1
+        if depth == 0 and not self._writer.acquire(timeout=self._timeout):
+            raise sqlite3.OperationalError(f"database is locked: another thread of this process has been "
+                                           f"writing to {self.path} for over {self._timeout} s")
         try:
-            yield
-            conn.execute(commit)
-        except BaseException:
-            if conn.in_transaction:
-                for statement in undo.split("; "):
-                    conn.execute(statement)
-            raise
+            conn.execute(begin)
+            self._local.depth = depth + 1
+            try:
+                yield
+                conn.execute(commit)
+            except BaseException:
+                if conn.in_transaction:
+                    for statement in undo.split("; "):
+                        conn.execute(statement)
+                raise
+            finally:
+                self._local.depth = depth
         finally:
-            self._local.depth = depth
+            if depth == 0:
+                self._writer.release()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, params).fetchall()
