@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import warnings
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -80,3 +83,42 @@ def load_image(source: bytes | str | Path, *, max_bytes: int = 20_000_000,
     data = read_image_bytes(source, max_bytes=max_bytes)
     image, ref = decode_image(data, max_pixels=max_pixels)
     return image, ref, data
+
+
+class ImageCache:
+    """Decoded images by sha256, read from a store on a miss; the `size` most recently used kept; thread-safe."""
+
+    def __init__(self, read: Callable[[str], bytes], *, max_pixels: int, size: int = 32) -> None:
+        self._read = read
+        self._max_pixels = max_pixels
+        self._size = size
+        self._images: OrderedDict[str, Image.Image] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, sha256: str, image: Image.Image) -> None:
+        """Remember a decoded image."""
+        with self._lock:
+            self._images[sha256] = image
+            self._images.move_to_end(sha256)
+            while len(self._images) > self._size:
+                self._images.popitem(last=False)
+
+    def get(self, sha256: str) -> Image.Image:
+        """The decoded image (NotFound from the store when it holds no such image)."""
+        with self._lock:
+            image = self._images.get(sha256)
+            if image is not None:
+                self._images.move_to_end(sha256)
+                return image
+        image, _ = decode_image(self._read(sha256), max_pixels=self._max_pixels)  # outside the lock
+        self.put(sha256, image)
+        return image
+
+
+def png_image(image: Image.Image, *, max_pixels: int) -> tuple[Image.Image, ImageRef, bytes]:
+    """A PIL image as stored: (RGB image decoded from its PNG, its content address, the PNG bytes)."""
+    buf = io.BytesIO()
+    to_rgb(image).save(buf, format="PNG")
+    data = buf.getvalue()
+    pil, ref = decode_image(data, max_pixels=max_pixels)
+    return pil, ref, data

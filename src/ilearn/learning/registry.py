@@ -3,8 +3,9 @@
 A version is a folder under `<home>/models/<id>/` (a PEFT adapter, or the trained parts' tensors) plus a
 `ModelVersion` row in the store: parent, recipe and settings, the event ids it was trained on (the dataset
 snapshot), the gate's metrics and its status (candidate, active, retired, rejected). At most one version is
-active; none active means the base model. The running assistant calls `apply_active(vlm)` at each turn: one
-SQLite read, and a weight swap only when the active version changed (no restart).
+active; none active means the base model. The running assistant reads `active_id()` at each turn (one SQLite
+read); a version it does not hold yet is loaded into a model object of its own with `apply`, which the next turns
+take while running turns finish on theirs (`ilearn.models.versions`; no restart).
 """
 
 from __future__ import annotations
