@@ -192,7 +192,7 @@ class RetrievalConfig:
     Off by default for now: the experiment runners score rounds with simulated users whose reactions would feed
     the calibration (scoring must never change the deployment), and `ilearn experiment pharmacy` has not been
     rerun with it on. benchmarks/calibration_sim.py: on real pictures with the instance CNN it cuts false reuse
-    from 33.3% to 3.2% (icons-check) and 23.0% to 4.5% (kinds); the bottles keep 93.7% fixed at 0.4% false."""
+    from 31.7% to 3.3% (icons-check) and 23.0% to 4.5% (kinds); the bottles keep 93.7% fixed at 0.4% false."""
     calibration_min_pairs: int = 30
     """Labelled pairs needed before the reuse threshold may move down from `reuse_threshold` (with no rejection
     the Wilson bound reaches 2% only with about 190 pairs at or above a threshold)."""

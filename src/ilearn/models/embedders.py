@@ -216,14 +216,14 @@ class ForegroundImageEmbedder(EfficientNetImageEmbedder):
 
 FUSED_WEIGHT = 0.5
 """Default weight of the instance CNN cosine in `FusedImageEmbedder`, chosen on calibration data only (bottle seeds
-8-11 + data/real/icons-dev; benchmarks/fused_embedder.py, 2026-12-04). 1-NN, one example per object (real sets: 20
-draws), instance alone / EfficientNet alone / fused 0.5: bottles held-out (seeds 4-7) 97.2 / 34.0 / 97.2%,
-icons-dev 18.7 / 52.3 / 39.4%, icons-check 21.9 / 39.7 / 34.2%, kinds 20.1 / 58.5 / 38.3%. At the image cosine
-the shipped `reuse_threshold` 0.87 needs (0.8375) false reuse on the real sets is 43.8 / 33.4 / 27.9% with the
-instance CNN alone and 0.2 / 0.6 / 0.1% fused, but the fused bottles fix rate falls from 94.4% to 68.4% (w 0.7:
-89.2% fixed, real-set false reuse 2.0 / 2.8 / 0.6%): with "fused", lower the reuse threshold (calibration on the
-pooled calibration data: image cosine 0.775, 93.4% fixed at 2.4% false held-out) or let a deployment calibrate it
-(`retrieval.calibrate`)."""
+8-11 + data/real/icons-dev; benchmarks/fused_embedder.py, 2026-12-04, data/real as built at 06:51). 1-NN, one
+example per object (real sets: 20 draws), instance alone / EfficientNet alone / fused 0.5: bottles held-out (seeds
+4-7) 97.2 / 34.0 / 97.2%, icons-dev 16.5 / 52.6 / 39.2%, icons-check 20.4 / 40.7 / 34.8%, kinds 20.1 / 58.5 /
+38.3%. At the image cosine the shipped `reuse_threshold` 0.87 needs (0.8375), false reuse on the real sets is
+44.7 / 33.6 / 27.9% with the instance CNN alone and 0.3 / 0.7 / 0.1% fused, but the fused bottles fix rate falls
+from 94.4% to 68.4% (w 0.7: 89.2% fixed, real-set false reuse 1.7 / 2.8 / 0.6%). With "fused", lower the reuse
+threshold (on the pooled calibration data: image cosine 0.771, held-out bottles 93.4% fixed at 2.4% false) or let
+a deployment calibrate it (`retrieval.calibrate`); not the default until the pharmacy experiment confirms it."""
 
 
 def fuse_vectors(first: np.ndarray, second: np.ndarray, weight: float) -> np.ndarray:
