@@ -28,6 +28,7 @@ from ilearn.learning.scheduler import LearningScheduler
 from ilearn.memory import calibration
 from ilearn.memory.store import EventStore
 from ilearn.models.base import VisionLanguageModel
+from ilearn.models.batching import MicroBatcher
 from ilearn.models.versions import ModelVersions
 from ilearn.sessions import Sessions, session_image_ref
 from ilearn.turn import (
@@ -80,6 +81,8 @@ class Assistant:
         self.feedback_decoder = feedback_decoder
         self.registry = registry
         self.versions = versions or ModelVersions(vlm, registry)
+        self.batcher = MicroBatcher(config.model.max_batch)
+        """Answers of turns running at the same time on the same model version, generated in one batch."""
         self.clarifier = clarifier or make_clarifier(
             config.clarify.method if config.clarify.enabled else "never", self.versions.served)
         self.sessions = Sessions(store, config.session, config.robot_id)
@@ -152,6 +155,7 @@ class Assistant:
                     session = held.enter_context(self.sessions.opened(request.user_id, session.robot_id))
                     new = True
             model = held.enter_context(self.versions.hold())
+            held.enter_context(self.batcher.turn())  # a batch about to start waits a little for this turn
             user_turn = Turn(Role.USER, request.text, TurnKind.QUESTION, session_id=session.id,
                              image=request.image_ref)
             image = request.image if request.image is not None else self._session_image(session)
@@ -244,8 +248,8 @@ class Assistant:
         else:
             references = self.memory.format_references(state.matches) if state.matches else ""
             messages = prompts.answer_messages(state.question, state.image, references)
-            generation = state.model.vlm.generate(messages, max_new_tokens=self.config.model.max_new_tokens,
-                                                  avoid=state.avoid)
+            generation = self.batcher.generate(state.model.vlm, messages, avoid=state.avoid,
+                                               max_new_tokens=self.config.model.max_new_tokens)
             text = generation.text.strip() or "I don't know."
             if answer_key(text) in {answer_key(a) for a in state.avoid}:
                 text = prompts.NOT_SURE

@@ -37,6 +37,10 @@ class ModelConfig:
     """Torch CPU threads (measured: with other load present, 1 thread beats 2 on a 2-core machine)."""
     max_new_tokens: int = 48
     """Longest reply the model generates."""
+    max_batch: int = 8
+    """Most answers of turns running at the same time that are generated in one batched pass (1: each alone).
+    Only backends with batched generation batch (small, tiny); one user alone is answered as without it. Measured
+    by benchmarks/concurrency.py."""
     cache_dir: str | None = None
     """Where derived weights are cached (de-quantised LM, projector); default ~/.cache/ilearn."""
     seed: int = 0
@@ -50,6 +54,8 @@ class ModelConfig:
             raise InvalidInput(f"model.dtype must be float32, bfloat16 or float16, not {self.dtype!r}")
         if self.max_new_tokens < 1:
             raise InvalidInput("model.max_new_tokens must be >= 1")
+        if self.max_batch < 1:
+            raise InvalidInput("model.max_batch must be >= 1")
 
 
 @dataclass(frozen=True)

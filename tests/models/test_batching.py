@@ -1,0 +1,128 @@
+"""The micro-batcher: concurrent answers on one model in one batch; alone, a call is a plain generate."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from ilearn.models.base import Generation, Message
+from ilearn.models.batching import MicroBatcher
+
+
+class Batching:
+    """A model with generate_batch that records what it was called with."""
+
+    def __init__(self, fail_batches: bool = False) -> None:
+        self.batches: list[int] = []
+        self.singles: list[tuple[str, tuple[str, ...]]] = []
+        self.fail_batches = fail_batches
+        self._lock = threading.Lock()
+
+    def generate(self, messages, *, max_new_tokens=48, avoid=()):
+        with self._lock:
+            self.singles.append((messages[-1].content, tuple(avoid)))
+        return Generation(text=f"alone: {messages[-1].content}")
+
+    def generate_batch(self, conversations, *, max_new_tokens=None):
+        with self._lock:
+            self.batches.append(len(conversations))
+        if self.fail_batches:
+            raise RuntimeError("out of memory")
+        return [Generation(text=f"batched: {c[-1].content}") for c in conversations]
+
+    def score(self, messages, candidates):
+        return [0.0] * len(candidates)
+
+
+def ask(text: str) -> list[Message]:
+    return [Message("user", text)]
+
+
+def together(batcher: MicroBatcher, vlm, n: int) -> list[str]:
+    """n turns that all reach the model: each enters its turn, then all ask at once."""
+    ready = threading.Barrier(n, timeout=10)
+    out: list[str | None] = [None] * n
+
+    def turn(i: int) -> None:
+        with batcher.turn():
+            ready.wait()
+            out[i] = batcher.generate(vlm, ask(f"q{i}"), max_new_tokens=8).text
+
+    threads = [threading.Thread(target=turn, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    return out
+
+
+def test_turns_reaching_the_model_together_are_one_batch():
+    vlm = Batching()
+    out = together(MicroBatcher(max_batch=8, gather_s=10), vlm, 6)
+    assert vlm.batches == [6] and vlm.singles == []
+    assert out == [f"batched: q{i}" for i in range(6)]
+
+
+def test_batches_hold_at_most_max_batch():
+    vlm = Batching()
+    batcher = MicroBatcher(max_batch=4, gather_s=10)
+    out = together(batcher, vlm, 8)
+    assert sorted(vlm.batches) == [4, 4] and batcher.calls == 8 and batcher.runs == 2
+    assert out == [f"batched: q{i}" for i in range(8)]
+
+
+def test_one_call_alone_is_a_plain_generate_without_waiting():
+    vlm = Batching()
+    batcher = MicroBatcher(gather_s=30)
+    start = time.perf_counter()
+    with batcher.turn():
+        assert batcher.generate(vlm, ask("q"), max_new_tokens=8).text == "alone: q"
+    assert time.perf_counter() - start < 5 and vlm.batches == []
+
+
+def test_a_turn_that_needs_no_model_stops_the_wait():
+    vlm = Batching()
+    batcher = MicroBatcher(gather_s=30)
+    entered = threading.Event()
+    leave = threading.Event()
+
+    def clarifying_turn():  # ends without calling the model
+        with batcher.turn():
+            entered.set()
+            leave.wait(10)
+
+    other = threading.Thread(target=clarifying_turn)
+    other.start()
+    assert entered.wait(10)
+    threading.Timer(0.2, leave.set).start()
+    start = time.perf_counter()
+    with batcher.turn():
+        assert batcher.generate(vlm, ask("q"), max_new_tokens=8).text == "alone: q"
+    assert time.perf_counter() - start < 5  # not the 30 s gather
+    other.join(10)
+
+
+def test_calls_with_rejected_replies_and_models_without_batching_go_alone():
+    vlm = Batching()
+    batcher = MicroBatcher()
+    assert batcher.generate(vlm, ask("q"), max_new_tokens=8, avoid=["aspirin"]).text == "alone: q"
+    assert vlm.singles == [("q", ("aspirin",))]
+
+    class Plain:
+        def generate(self, messages, *, max_new_tokens=48, avoid=()):
+            return Generation(text="plain")
+
+    assert batcher.generate(Plain(), ask("q"), max_new_tokens=8).text == "plain"
+
+
+def test_a_failed_batch_is_answered_call_by_call():
+    vlm = Batching(fail_batches=True)
+    out = together(MicroBatcher(gather_s=10), vlm, 3)
+    assert vlm.batches == [3] and out == [f"alone: q{i}" for i in range(3)]
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError):
+        MicroBatcher(max_batch=0)
