@@ -97,3 +97,77 @@ def test_round_cache_round_trip(tmp_path):
         RoundCache(tmp_path, fingerprint={"seed": 2, "rounds": 3})
     with pytest.raises(InvalidInput):
         cache.save({"name": "../evil"})
+
+
+def test_report_json_has_wilson_intervals_and_v1_loads(tmp_path):
+    from ilearn.evaluation.metrics import wilson_interval
+    from ilearn.evaluation.report import load_report
+
+    rounds = [{**PHARMACY_ROUNDS[1], "accuracy_taught": 1.0, "n_taught_interactions": 14, "general_accuracy": 0.9}]
+    result = {**_result(rounds), "settings": {"sizes": {"general": 100}},
+              "baseline": {"name": "frozen 1-NN", "accuracy": 0.5, "n": 24}}
+    write_report(result, tmp_path)
+    report = json.loads((tmp_path / "report.json").read_text())
+    r2 = report["rounds"][0]
+    assert r2["accuracy_ci"] == pytest.approx(list(wilson_interval(0.9, 40)), abs=1e-6)
+    assert r2["accuracy_taught_ci"] == pytest.approx(list(wilson_interval(1.0, 14)), abs=1e-6)
+    assert r2["n_general"] == 100 and r2["general_accuracy_ci"] == pytest.approx(list(wilson_interval(0.9, 100)),
+                                                                                abs=1e-6)
+    assert r2["task_completion_ci"] is None  # no rate, no interval
+    assert report["baseline"]["accuracy_ci"] == pytest.approx(list(wilson_interval(0.5, 24)), abs=1e-6)
+    md = (tmp_path / "report.md").read_text()
+    assert "What a user would pick instead: frozen 1-NN: 50.0% [31.4, 68.6] of 24" in md
+    assert "| 90.0 | [76.9, 96.0] | 100.0 | [78.5, 100.0] | 14 |" in md  # taught facts beside accuracy
+    # a version 1 report (no intervals, no taught keys) still loads, upgraded
+    old = {"schema_version": 1, "scenario": "pharmacy", "model": "tiny", "seed": 0, "created": "2025-01-01",
+           "rounds": [{k: v for k, v in PHARMACY_ROUNDS[0].items()}]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    loaded = load_report(tmp_path / "old.json")
+    assert loaded["schema_version"] == SCHEMA_VERSION == 2
+    assert loaded["rounds"][0]["accuracy_ci"] == pytest.approx(list(wilson_interval(0.1, 40)), abs=1e-6)
+    assert loaded["rounds"][0]["accuracy_taught"] is None and loaded["rounds"][0]["accuracy_taught_ci"] is None
+    (tmp_path / "new.json").write_text(json.dumps({**old, "schema_version": 99}))
+    with pytest.raises(InvalidInput):
+        load_report(tmp_path / "new.json")
+
+
+def test_plot_draws_one_bar_with_error_bar_per_round_and_method(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ilearn.evaluation import report as report_mod
+
+    rounds = [dict(PHARMACY_ROUNDS[0]), *[dict(r) for r in PHARMACY_ROUNDS[1:]],
+              {"name": "R3 (vision trained)", "method": "sft", "retrieval": False, "n_interactions": 40,
+               "accuracy": 0.7}]
+    for r in rounds:
+        r.update(accuracy_taught=0.5 if r["name"] != "R1" else None, n_taught_interactions=20)
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figures to inspect them
+    write_report(_result(rounds), tmp_path)
+    accuracy_fig = figures[0]
+    titles = [ax.get_title() for ax in accuracy_fig.axes]
+    assert titles == ["accuracy on taught facts %", "accuracy (all held-out) %"]
+    ax = accuracy_fig.axes[1]  # overall accuracy: every round has a value
+    bars = [p for p in ax.patches if p.get_gid()]
+    assert sorted(b.get_gid() for b in bars) == sorted([
+        "R1|base", "R2|base + retrieval", "R3|sft", "R3+retrieval|sft + retrieval",
+        "R3 (vision trained)|sft (vision trained)"])
+    assert sorted(round(b.get_height(), 6) for b in bars) == sorted([10.0, 90.0, 85.0, 95.0, 70.0])
+    # the ablation is a bar in R3's group, not a fourth round; R3 and R3+retrieval side by side, not on top
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["R1", "R2", "R3"]
+    r3 = {b.get_gid().split("|")[0]: b for b in bars}
+    assert len({round(b.get_x(), 6) for b in bars}) == 5  # no two bars at the same place
+    assert r3["R3"].get_x() + r3["R3"].get_width() <= r3["R3+retrieval"].get_x() + 1e-9
+    # one error bar (vertical line collection) per bar, spanning the Wilson interval in percent
+    segments = [seg for c in ax.collections for seg in c.get_segments()]
+    assert len(segments) == 5
+    lows = sorted(round(min(s[:, 1]), 3) for s in segments)
+    assert lows[0] == pytest.approx(100 * report_mod.wilson_interval(0.1, 40)[0], abs=1e-3)
+    # the other figure draws other numbers: no panel repeats accuracy
+    assert all("accuracy (all" not in ax.get_title() for ax in figures[1].axes)
+    monkeypatch.undo()
+    for fig in figures:
+        plt.close(fig)

@@ -4,19 +4,25 @@ Files written by `write_report(result, out_dir)`::
 
     out_dir/report.json            the results, schema below
     out_dir/report.md              the tables (one row per round, like the papers' tables)
-    out_dir/learning_curves.png    accuracy and task completion per round, one line per method
-    out_dir/metrics.png            every rate metric per round (grouped bars)
+    out_dir/learning_curves.png    accuracy on taught facts and overall accuracy: one bar per round and method,
+                                   with its 95% interval (error bar); the baseline as a dashed line
+    out_dir/metrics.png            the other rates (completion, clarify, general, ROUGE-1 F1), one panel each,
+                                   bars as above; a metric with the same numbers as one already drawn is left out
     out_dir/rounds/<key>.json      one file per finished round (`RoundCache`; key = name by default)
 
-report.json, ``schema_version`` 1::
+Every rate is a share in 0..1 in report.json and a percentage in report.md, the printed table and the plots.
+
+report.json, ``schema_version`` 2 (`load_report` reads version 1 too, adding what version 2 added)::
 
     {
-      "schema_version": 1,
+      "schema_version": 2,
       "scenario": "pharmacy" | "reference-game" | "objects",
       "model": str,                    # model backend / version the run started from
       "seed": int,
       "created": str,                  # ISO 8601 time the report was written (added when missing)
-      "settings": {...},               # optional: rounds, users, quick, ...
+      "settings": {...},               # optional: rounds, users, quick, sizes, ...
+      "baseline": {...} | absent,      # optional: what a user would pick instead, scored on the same test split:
+                                       # {"name": str, "accuracy": float, "n": int, "accuracy_ci": [lo, hi], ...}
       "rounds": [                      # one object per scored round, in the order they were run
         {
           "name": str,                 # "R1", "R2", "R3", "R3+retrieval"; or "round0".."roundN"
@@ -24,13 +30,19 @@ report.json, ``schema_version`` 1::
           "retrieval": bool,
           "n_interactions": int,       # scored (held-out) interactions
           "accuracy": float | null,    # first answer right, 0..1
+          "accuracy_taught": float | null,      # (v2) the same on interactions about facts taught before
+          "n_taught_interactions": int | null,  # (v2) how many scored interactions that is
           "task_completion": float | null,
           "turns_per_task": float | null,
           "clarification_rate": float | null,
           "rouge1_f1": float | null,
           "general_accuracy": float | null,   # on the general set (forgetting)
+          "n_general": int | null,     # (v2) general-set questions (settings.sizes.general when not given)
           "latency_ms_p50": float | null,
           "prompt_tokens_mean": float | null,
+          "accuracy_ci": [lo, hi] | null,       # (v2) 95% Wilson interval of each share of n trials, 0..1:
+          "accuracy_taught_ci": ..., "task_completion_ci": ..., "clarification_rate_ci": ...,
+          "general_accuracy_ci": ...,
           ...                          # any other metric (rouge1_precision, bertscore_f1, decoder, ...)
         }
       ],
@@ -54,21 +66,38 @@ from pathlib import Path
 from typing import Any
 
 from ilearn.errors import InvalidInput
+from ilearn.evaluation.metrics import wilson_interval
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ROUND_KEYS: tuple[str, ...] = (
-    "name", "method", "retrieval", "n_interactions", "accuracy", "task_completion", "turns_per_task",
-    "clarification_rate", "rouge1_f1", "general_accuracy", "latency_ms_p50", "prompt_tokens_mean",
+    "name", "method", "retrieval", "n_interactions", "accuracy", "accuracy_taught", "n_taught_interactions",
+    "task_completion", "turns_per_task", "clarification_rate", "rouge1_f1", "general_accuracy", "n_general",
+    "latency_ms_p50", "prompt_tokens_mean",
 )
 TOP_KEYS: tuple[str, ...] = ("schema_version", "scenario", "model", "seed", "rounds")
-RATE_KEYS: tuple[str, ...] = ("accuracy", "task_completion", "clarification_rate", "rouge1_f1", "general_accuracy")
+RATE_KEYS: tuple[str, ...] = ("accuracy", "accuracy_taught", "task_completion", "clarification_rate", "rouge1_f1",
+                              "general_accuracy")
+SHARE_N: dict[str, str] = {"accuracy": "n_interactions", "accuracy_taught": "n_taught_interactions",
+                           "task_completion": "n_interactions", "clarification_rate": "n_interactions",
+                           "general_accuracy": "n_general"}
+"""Rates that are a share of n trials (and the key of their n): each gets a 95% Wilson interval `<key>_ci`.
+ROUGE-1 F1 is a mean of per-answer scores, not a share, so it has none."""
 FILES: tuple[str, ...] = ("report.json", "report.md", "learning_curves.png", "metrics.png")
+TABLE_COLUMNS: tuple[str, ...] = (
+    "name", "method", "retrieval", "n_interactions", "accuracy", "accuracy_ci", "accuracy_taught",
+    "accuracy_taught_ci", "n_taught_interactions", "general_accuracy", "general_accuracy_ci", "task_completion",
+    "clarification_rate", "rouge1_f1", "turns_per_task", "latency_ms_p50", "prompt_tokens_mean",
+)
+"""The printed table and report.md's: the protocol's point first (accuracy, and on taught facts, with intervals)."""
 _HEADERS = {"name": "round", "method": "method", "retrieval": "retrieval", "n_interactions": "n",
-            "accuracy": "accuracy", "task_completion": "completion", "turns_per_task": "turns/task",
-            "clarification_rate": "clarify", "rouge1_f1": "ROUGE-1 F1", "general_accuracy": "general",
+            "accuracy": "accuracy %", "accuracy_ci": "95% CI", "accuracy_taught": "taught facts %",
+            "accuracy_taught_ci": "95% CI", "n_taught_interactions": "n taught", "task_completion": "completion %",
+            "turns_per_task": "turns/task", "clarification_rate": "clarify %", "rouge1_f1": "ROUGE-1 F1 %",
+            "general_accuracy": "general %", "general_accuracy_ci": "95% CI", "n_general": "n general",
             "latency_ms_p50": "p50 ms", "prompt_tokens_mean": "prompt tok"}
+_SHARE_SUFFIXES = ("accuracy", "_precision", "_recall", "_f1", "_rate", "_taught")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -106,7 +135,18 @@ def normalise_round(round_: dict[str, Any]) -> dict[str, Any]:
     out["method"] = out["method"] or "base"
     out["retrieval"] = bool(out["retrieval"])
     out.update({k: v for k, v in round_.items() if k not in out})
-    return _clean(out)
+    out = _clean(out)
+    for key, n_key in SHARE_N.items():
+        rate, n = out.get(key), out.get(n_key)
+        ci = wilson_interval(rate, n) if isinstance(rate, (int, float)) and isinstance(n, int) else None
+        out[f"{key}_ci"] = [round(ci[0], 6), round(ci[1], 6)] if ci else None
+    return out
+
+
+def _n_general(result: dict[str, Any]) -> int | None:
+    sizes = (result.get("settings") or {}).get("sizes") or {}
+    n = sizes.get("general") if isinstance(sizes, dict) else None
+    return n if isinstance(n, int) and n > 0 else None
 
 
 def build_report(result: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +156,10 @@ def build_report(result: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(f"the result lacks {', '.join(missing)}")
     if not isinstance(result["rounds"], (list, tuple)):
         raise InvalidInput("'rounds' must be a list of round dicts")
-    rounds = [normalise_round(r) for r in result["rounds"]]
+    n_general = _n_general(result)
+    rounds = [normalise_round({**r, "n_general": r.get("n_general") or (n_general if r.get("general_accuracy")
+                                                                          is not None else None)})
+              if isinstance(r, dict) else normalise_round(r) for r in result["rounds"]]
     keys = [(r["name"], r["method"], r["retrieval"]) for r in rounds]
     if len(set(keys)) != len(keys):
         raise InvalidInput(f"rounds must be unique by (name, method, retrieval): {keys}")
@@ -125,25 +168,51 @@ def build_report(result: dict[str, Any]) -> dict[str, Any]:
               "created": result.get("created") or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
               "rounds": rounds}
     report.update({k: _clean(v) for k, v in result.items() if k not in report and k != "schema_version"})
+    baseline = report.get("baseline")
+    if isinstance(baseline, dict) and isinstance(baseline.get("accuracy"), (int, float)):
+        ci = wilson_interval(baseline["accuracy"], baseline.get("n"))
+        baseline["accuracy_ci"] = [round(ci[0], 6), round(ci[1], 6)] if ci else None
     return report
 
 
-def _fmt(value: Any, key: str) -> str:
+def load_report(path: str | Path) -> dict[str, Any]:
+    """A report.json (a file or its folder) as the current schema: version 1 reports gain what version 2 added
+    (taught-fact keys, `n_general`, the `*_ci` intervals); a newer version than this code knows is refused."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    version = data.get("schema_version")
+    if not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
+        raise InvalidInput(f"{path}: report schema version {version!r} (this code reads 1 to {SCHEMA_VERSION})")
+    return build_report(data)
+
+
+def _is_share(key: str) -> bool:
+    return key in RATE_KEYS or key.endswith(_SHARE_SUFFIXES)
+
+
+def _fmt(value: Any, key: str, *, markdown: bool = False) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if key.endswith("_ci") and isinstance(value, (list, tuple)) and len(value) == 2:
+        low, high = (100 * float(v) for v in value)
+        return f"[{low:.1f}, {high:.1f}]" if markdown else f"{low:.1f}-{high:.1f}"
     if isinstance(value, float):
-        if key in RATE_KEYS:
+        if _is_share(key) and 0 <= value <= 1:
             return f"{100 * value:.1f}"
         return f"{value:.1f}" if key != "turns_per_task" else f"{value:.2f}"
     return str(value)
 
 
 def format_table(rounds: Sequence[dict[str, Any]], *, markdown: bool = False) -> str:
-    """A table of the rounds (rates in percent) for the console, or as Markdown."""
-    rows = [[_fmt(r.get(k), k) for k in ROUND_KEYS] for r in rounds]
-    headers = [_HEADERS[k] for k in ROUND_KEYS]
+    """A table of the rounds for the console, or as Markdown: every rate in percent, the accuracies (overall and
+    on taught facts) and general-set accuracy with their 95% Wilson intervals (computed when a round lacks them)."""
+    rounds = [r if all(f"{k}_ci" in r for k in SHARE_N) else normalise_round(r) for r in rounds]
+    rows = [[_fmt(r.get(k), k, markdown=markdown) for k in TABLE_COLUMNS] for r in rounds]
+    headers = [_HEADERS[k] for k in TABLE_COLUMNS]
     if markdown:
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -155,40 +224,137 @@ def format_table(rounds: Sequence[dict[str, Any]], *, markdown: bool = False) ->
     return "\n".join(lines)
 
 
+def baseline_line(report: dict[str, Any]) -> str | None:
+    """One line on the baseline (what a user would pick instead), or None when the report has none."""
+    base = report.get("baseline")
+    if not isinstance(base, dict) or not isinstance(base.get("accuracy"), (int, float)):
+        return None
+    ci = _fmt(base.get("accuracy_ci"), "accuracy_ci", markdown=True)
+    return (f"What a user would pick instead: {base.get('name', 'baseline')}: {100 * base['accuracy']:.1f}% "
+            f"{ci} of {base.get('n', '?')} test pictures" + (f" ({base['note']})" if base.get("note") else "") + ".")
+
+
+def headline(report: dict[str, Any]) -> list[str]:
+    """The lines that say what the protocol is about, before any table (printed and in report.md)."""
+    lines = ["Accuracy: the first answer right on held-out interactions (new views, new users). Taught facts: the "
+             "same on interactions about facts users taught in earlier rounds, the protocol's point (the others "
+             "ask about facts no one taught yet). Rates in percent, 95% Wilson intervals in brackets."]
+    base = baseline_line(report)
+    if base:
+        lines.append(base)
+    return lines
+
+
 def _markdown(report: dict[str, Any]) -> str:
     rounds = report["rounds"]
     out = [f"# iLearn experiment: {report['scenario']}", "",
            f"model `{report['model']}`, seed {report['seed']}, report schema v{report['schema_version']}, "
-           f"written {report['created']}.", "",
-           "Rates (accuracy, completion, clarify, ROUGE-1 F1, general) are percentages; accuracy is the first "
-           "answer being right on held-out interactions (new views, new users).", "",
-           "## Rounds", "", format_table(rounds, markdown=True), ""]
+           f"written {report['created']}.", ""]
+    for line in headline(report):
+        out += [line, ""]
+    out += ["## Rounds", "", format_table(rounds, markdown=True), ""]
     extra = sorted({k for r in rounds for k, v in r.items()
-                    if k not in ROUND_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)})
+                    if k not in TABLE_COLUMNS and k not in ROUND_KEYS and not k.endswith("_ci")
+                    and isinstance(v, (int, float)) and not isinstance(v, bool)})
     if extra:
-        out += ["## More metrics", "", "| round | " + " | ".join(extra) + " |",
+        out += ["## More metrics", "", "Shares (names ending in accuracy, precision, recall, f1, rate) in percent.",
+                "", "| round | " + " | ".join(extra) + " |",
                 "|" + "|".join(" --- " for _ in range(len(extra) + 1)) + "|"]
         out += ["| " + r["name"] + " | " + " | ".join(_fmt(r.get(k), k) for k in extra) + " |" for r in rounds]
         out.append("")
     methods = list(dict.fromkeys(r["method"] for r in rounds))
     if len(methods) > 1 and len({r["name"] for r in rounds}) < len(rounds):  # ReSpect-style: rounds x methods
         for key in ("task_completion", "accuracy"):
-            cells = {(r["name"], r["method"]): r.get(key) for r in rounds}
+            cells = {(r["name"], r["method"]): r for r in rounds}
             names = list(dict.fromkeys(r["name"] for r in rounds))
-            out += [f"## {_HEADERS[key]} by method", "", "| round | " + " | ".join(methods) + " |",
+            out += [f"## {_HEADERS[key]} by method", "", "(intervals: the rounds table)", "", "| round | " + " | ".join(methods) + " |",
                     "|" + "|".join(" --- " for _ in range(len(methods) + 1)) + "|"]
-            out += ["| " + n + " | " + " | ".join(_fmt(cells.get((n, m)), key) for m in methods) + " |"
-                    for n in names]
+            out += ["| " + n + " | " + " | ".join(_fmt(cells[(n, m)].get(key), key) if (n, m) in cells else "-"
+                                                  for m in methods) + " |" for n in names]
             out.append("")
-    out += ["## Plots", "", "![learning curves](learning_curves.png)", "", "![metrics](metrics.png)", ""]
+    out += ["## Plots", "", "Bars: one per round and method, error bars the 95% Wilson interval.", "",
+            "![accuracy](learning_curves.png)", "", "![other rates](metrics.png)", ""]
     return "\n".join(out)
 
 
-def _round_index(round_: dict[str, Any], position: int) -> int:
-    if isinstance(round_.get("round"), int):
-        return round_["round"]
-    m = re.search(r"(\d+)$", round_["name"])
-    return int(m.group(1)) if m else position
+def _stage_and_variant(round_: dict[str, Any]) -> tuple[str, str]:
+    """The round a bar belongs to ("R3", "round2") and the bar's label within it (method, retrieval, and what
+    the name adds: "R3 (vision trained)" is R3's bar "sft (vision trained)", not a round of its own)."""
+    name = round_["name"]
+    m = re.match(r"[A-Za-z_]*\d+", name)
+    stage = m.group(0) if m else name
+    rest = name[len(stage):] if m else ""
+    rest = re.sub(r"\+\s*retrieval", "", rest).strip(" ()+")
+    label = round_["method"] + (" + retrieval" if round_["retrieval"] else "") + (f" ({rest})" if rest else "")
+    return stage, label
+
+
+def _bars(ax: Any, rounds: Sequence[dict[str, Any]], key: str, colours: dict[str, Any]) -> None:
+    """One bar per round and method (grouped by round), its 95% interval as an error bar, in percent."""
+    stages = list(dict.fromkeys(_stage_and_variant(r)[0] for r in rounds))
+    per_stage: dict[str, list[tuple[str, dict[str, Any]]]] = {s: [] for s in stages}
+    for r in rounds:
+        stage, label = _stage_and_variant(r)
+        per_stage[stage].append((label, r))
+    widest = max(len(v) for v in per_stage.values())
+    width = 0.8 / widest
+    for i, stage in enumerate(stages):
+        group = per_stage[stage]
+        for j, (label, r) in enumerate(group):
+            x = i + (j - (len(group) - 1) / 2) * width
+            value = r.get(key)
+            if value is None:
+                ax.text(x, 1, "n/a", ha="center", va="bottom", fontsize=7)
+                continue
+            y = 100 * value
+            ci = r.get(f"{key}_ci")
+            yerr = [[y - 100 * ci[0]], [100 * ci[1] - y]] if ci else None
+            ax.bar(x, y, width * 0.95, color=colours[label], yerr=yerr, capsize=3,
+                   error_kw={"elinewidth": 1}, label=label, gid=f"{r['name']}|{label}")
+    ax.set_xticks(range(len(stages)), stages)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("%")
+    ax.grid(axis="y", alpha=0.3)
+
+
+_PANEL_TITLES = {"accuracy_taught": "accuracy on taught facts", "accuracy": "accuracy (all held-out)",
+                 "task_completion": "task completion", "clarification_rate": "clarifying questions asked",
+                 "general_accuracy": "general set (forgetting)", "rouge1_f1": "ROUGE-1 F1"}
+
+
+def _panels(rounds: Sequence[dict[str, Any]], keys: Sequence[str], drawn: list[list[Any]]) -> list[str]:
+    """The keys worth a panel: some value present, and not the same numbers as a panel already drawn."""
+    chosen = []
+    for key in keys:
+        values = [r.get(key) for r in rounds]
+        if all(v is None for v in values) or values in drawn:
+            continue
+        drawn.append(values)
+        chosen.append(key)
+    return chosen
+
+
+def _figure(report: dict[str, Any], keys: Sequence[str], colours: dict[str, Any], path: Path, title: str) -> Any:
+    import matplotlib.pyplot as plt
+
+    rounds = report["rounds"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(max(4.6 * len(keys), 7), 5.0), squeeze=False)
+    base = report.get("baseline")
+    for ax, key in zip(axes[0], keys, strict=True):
+        _bars(ax, rounds, key, colours)
+        if key in ("accuracy", "accuracy_taught") and isinstance(base, dict) and base.get("accuracy") is not None:
+            ax.axhline(100 * base["accuracy"], color="black", linestyle="--", linewidth=1,
+                       label=f"{base.get('name', 'baseline')} (a user's pick instead)")
+        ax.set_title(_PANEL_TITLES.get(key, key.replace("_", " ")) + " %")
+    handles: dict[str, Any] = {}
+    for ax in axes[0]:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", fontsize=8, ncol=3, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05 + 0.035 * math.ceil(len(handles) / 3), 1, 1))
+    fig.savefig(path, dpi=100)
+    return fig
 
 
 def _plots(report: dict[str, Any], out: Path) -> None:
@@ -196,48 +362,17 @@ def _plots(report: dict[str, Any], out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     rounds = report["rounds"]
-    groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-    for i, r in enumerate(rounds):
-        label = r["method"] + (" + retrieval" if r["retrieval"] else "")
-        groups.setdefault(label, []).append((_round_index(r, i), r))
-    single_points = all(len(g) == 1 for g in groups.values())
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in zip(axes, ("accuracy", "task_completion"), strict=True):
-        if single_points:  # pharmacy-like: one progression R1 -> R2 -> R3 ...
-            ys = [r.get(key) for r in rounds]
-            ax.plot(range(len(rounds)), [y if y is not None else float("nan") for y in ys], marker="o")
-            ax.set_xticks(range(len(rounds)), [r["name"] for r in rounds])
-        else:
-            for method, pts in groups.items():
-                pts = sorted(pts, key=lambda p: p[0])
-                ax.plot([p[0] for p in pts], [p[1].get(key) if p[1].get(key) is not None else float("nan")
-                                              for p in pts], marker="o", label=method)
-            ax.set_xlabel("round")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.legend()
-        ax.set_title(key.replace("_", " "))
-        ax.set_ylim(0, 1.05)
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"{report['scenario']} ({report['model']}, seed {report['seed']})")
-    fig.tight_layout()
-    fig.savefig(out / "learning_curves.png", dpi=100)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rounds) + 3), 4))
-    width = 0.8 / len(RATE_KEYS)
-    for k, key in enumerate(RATE_KEYS):
-        ys = [r.get(key) if r.get(key) is not None else 0.0 for r in rounds]
-        ax.bar([i + k * width for i in range(len(rounds))], ys, width, label=key.replace("_", " "))
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rounds))], [r["name"] for r in rounds], rotation=30)
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8)
-    ax.set_title("metrics per round")
-    fig.tight_layout()
-    fig.savefig(out / "metrics.png", dpi=100)
-    plt.close(fig)
+    labels = list(dict.fromkeys(_stage_and_variant(r)[1] for r in rounds))
+    cmap = plt.get_cmap("tab10")
+    colours = {label: cmap(i % 10) for i, label in enumerate(labels)}
+    title = f"{report['scenario']} ({report['model']}, seed {report['seed']}); error bars: 95% Wilson interval"
+    drawn: list[list[Any]] = []
+    main = _panels(rounds, ("accuracy_taught", "accuracy"), drawn) or ["accuracy"]
+    plt.close(_figure(report, main, colours, out / "learning_curves.png", title))
+    others = _panels(rounds, ("task_completion", "general_accuracy", "clarification_rate", "rouge1_f1"), drawn)
+    plt.close(_figure(report, others or ["task_completion"], colours, out / "metrics.png", title))
 
 
 def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
