@@ -191,6 +191,8 @@ def test_objects_folder(tmp_path):
     ({"scenario_name": "pharmacy", "methods": ["magic"]}, "unknown method"),
     ({"scenario_name": "pharmacy", "rounds": 0}, "rounds"),
     ({"scenario_name": "pharmacy", "users": 40}, "users"),
+    ({"scenario_name": "pharmacy", "learn": {"max_steps": 5}}, "max_steps"),  # the sizes' to set
+    ({"scenario_name": "pharmacy", "learn": {"learning_rat": 1e-3}}, "learning_rat"),
 ])
 def test_bad_settings_are_refused(tmp_path, kwargs, message):
     with pytest.raises(InvalidInput, match=message):

@@ -26,12 +26,12 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from ilearn import plugins
-from ilearn.config import Config
+from ilearn.config import Config, LearnConfig
 from ilearn.errors import InvalidInput
 from ilearn.evaluation import runner_fact, runner_game
 from ilearn.evaluation.personas import PERSONAS, split_personas
@@ -53,6 +53,10 @@ on the labelled reaction set; see benchmarks/feedback.py). 24 new tokens: every 
 base-model rambling costs less."""
 
 
+_PROTOCOL_OWNED = frozenset({"recipe", "trainable", "max_steps", "batch_size", "seed"})
+"""LearnConfig fields each round sets itself (from `methods`, the round, `sizes` and `seed`)."""
+
+
 def _sizes(scenario: str, quick: bool) -> Any:
     if scenario == "reference-game":
         return runner_game.QUICK if quick else runner_game.DEFAULT
@@ -60,7 +64,7 @@ def _sizes(scenario: str, quick: bool) -> Any:
 
 
 def _check(scenario: str, rounds: int | None, users: int | None, methods: list[str] | None,
-           objects_dir: str | Path | None) -> None:
+           objects_dir: str | Path | None, learn: dict[str, Any] | None) -> None:
     plugins.check("scenario", scenario)
     if rounds is not None and rounds < 1:
         raise InvalidInput("rounds must be >= 1")
@@ -71,6 +75,11 @@ def _check(scenario: str, rounds: int | None, users: int | None, methods: list[s
             raise InvalidInput(f"unknown method {m!r}; choose among {', '.join(plugins.names('recipe'))}")
     if scenario == "objects" and objects_dir is None:
         raise InvalidInput("the objects scenario needs a folder: --objects DIR (one subfolder per object)")
+    given = set(learn or {})
+    unknown = sorted((given - {f.name for f in fields(LearnConfig)}) | (given & _PROTOCOL_OWNED))
+    if unknown:
+        raise InvalidInput(f"learn settings the protocol cannot take: {', '.join(unknown)} (LearnConfig fields "
+                           f"other than {', '.join(sorted(_PROTOCOL_OWNED))})")
 
 
 def _scenario(name: str, seed: int, sizes: Any, objects_dir: str | Path | None, rounds: int | None) -> Any:
@@ -89,7 +98,7 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
                    methods: list[str] | None = None, progress: bool = True, home: str | Path | None = None,
                    threads: int = 1, config: Config | None = None, bertscore: bool = True, sizes: Any = None,
                    on_round: Callable[[dict[str, Any]], None] | None = None,
-                   parallel: bool | None = False) -> dict[str, Any]:
+                   parallel: bool | None = False, learn: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the scenario's protocol with simulated users and write the report folder; returns report.json's dict.
 
     `rounds`: pharmacy/objects: 1 (R1), 2 (R1-R2) or more (all); reference-game: training rounds after round0.
@@ -101,9 +110,13 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
     `parallel`: pharmacy/objects train the vision-encoder ablation in a child process beside R3 (the same
     results; None: when the model runs on the CPU and the machine has cores for two runs of `threads`, as
     `ilearn experiment` does). The child is spawned, so a script calling this with it on needs the usual
-    `if __name__ == "__main__":` guard.
+    `if __name__ == "__main__":` guard. `learn`: LearnConfig fields that replace the protocol's own fine-tuning
+    settings (`runner_fact.r3_settings`, `runner_game.game_settings`, calibrated on `small`), e.g. a learning rate
+    that suits a random-weight model; the round's recipe, trainable parts, steps, batch size and seed stay the
+    protocol's.
     """
-    _check(scenario_name, rounds, users, methods, objects_dir)
+    _check(scenario_name, rounds, users, methods, objects_dir, learn)
+    learn = {k: tuple(v) if isinstance(v, list) else v for k, v in (learn or {}).items()}
     import torch
 
     torch.set_num_threads(threads)
@@ -116,6 +129,8 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
     settings = {"scenario": scenario_name, "model": model, "seed": seed, "quick": quick, "rounds": rounds,
                 "users": users, "methods": methods, "sizes": asdict(sizes),
                 "objects_dir": str(Path(objects_dir).resolve()) if objects_dir is not None else None}
+    if learn:  # only when given: report folders written before this option still resume
+        settings["learn"] = learn
     cache = RoundCache(report_dir, settings)
     base = config if config is not None else Config().override(**EXPERIMENT_DEFAULTS)
     base = base.override(model={"backend": model, "threads": threads, "seed": seed}, home=str(home_path))
@@ -130,6 +145,7 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
     ctx = RunContext(scenario=scenario_name, seed=seed, vlm=vlm, config=base, home=home_path, cache=cache,
                      sizes=sizes, teach_personas=teach_personas, test_personas=test_personas, methods=methods,
                      rounds=rounds, progress=progress, threads=threads, bertscore=bertscore, on_round=on_round,
+                     learn=learn,
                      parallel=can_train_beside(base.model, threads) if parallel is None else parallel)
     if scenario_name == "reference-game":
         result_rounds = runner_game.run_game(ctx, scenario)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -331,6 +331,7 @@ class RunContext:
     parallel: bool = False  # train a second model in a child process beside the first (`can_train_beside`)
     bertscore: bool = True
     on_round: Any = None  # callable(round dict), called after each round that was computed (not loaded)
+    learn: dict[str, Any] = field(default_factory=dict)  # LearnConfig fields that replace the protocol's own
     general_cache: dict | None = None
 
     def bar(self, items: Any, desc: str) -> Any:
@@ -338,6 +339,10 @@ class RunContext:
         from tqdm import tqdm
 
         return tqdm(items, desc=desc, disable=not self.progress, leave=False, dynamic_ncols=True)
+
+    def fine_tuning(self, settings: LearnConfig) -> LearnConfig:
+        """The protocol's fine-tuning `settings` with the caller's `learn` overrides applied."""
+        return replace(settings, **self.learn) if self.learn else settings
 
     def general(self) -> float | None:
         """General-set (easy-vqa) accuracy of the weights the VLM serves now, cached per version."""

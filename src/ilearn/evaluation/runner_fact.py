@@ -14,6 +14,9 @@ Which of the two trainings is R3 and which the ablation was decided by measureme
 vision encoder learnt the taught facts better in six of seven comparisons (three full runs and four runs of
 benchmarks/r3.py; README), and forgot less of the general set (88 vs 84 in the seeded run).
 
+Each scored round records its `outcomes`: (item, intent, first answer right) per held-out interaction, in the
+same order in every round (the same tasks), so that `taught_accuracy` can compare rounds on one set of facts.
+
 Scoring uses held-out interactions only: the scenario's test views, asked by held-out personas, through an
 assistant over the same store and memory whose sessions are never closed and whose users are deleted after
 the round (see `runner_common`). Teach users are marked trusted (``retrieval.sharing="trusted"``), i.e. the
@@ -25,6 +28,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -105,6 +109,18 @@ def taught_keys(user: SimulatedUser) -> set[tuple[str, str]]:
     return {(task.item.id, task.intent)} if good else set()
 
 
+def taught_accuracy(round_: dict[str, Any], facts: Iterable[Sequence[str]]) -> float | None:
+    """First-answer accuracy of a scored round over its held-out interactions about `facts` ((item, intent)
+    pairs), from the round's `outcomes`; None when none is about them.
+
+    A round's `accuracy_taught` is this over the facts taught before it; the same measure over the facts taught
+    later compares rounds on one set, e.g. R1 (nothing taught yet) against R3 on the facts R1-R2 taught.
+    """
+    wanted = {tuple(f) for f in facts}
+    hits = [bool(correct) for item, intent, correct in round_["outcomes"] if (item, intent) in wanted]
+    return sum(hits) / len(hits) if hits else None
+
+
 def r3_settings(learn: LearnConfig, *, recipe: str, trainable: tuple[str, ...], steps: int, batch_size: int,
                 seed: int) -> LearnConfig:
     """The fine-tuning of round 3: few events, so each is shown as new augmented views, repeated 24 times against
@@ -166,8 +182,8 @@ def run_fact(ctx: RunContext, scenario: FactScenario) -> list[dict[str, Any]]:
 
 def _learn(ctx: RunContext, recipe: str, model: str) -> LearnConfig:
     sizes: FactSizes = ctx.sizes
-    return r3_settings(ctx.config.learn, recipe=recipe, trainable=TRAINABLE[model], steps=sizes.train_steps,
-                       batch_size=sizes.batch_size, seed=ctx.seed)
+    return ctx.fine_tuning(r3_settings(ctx.config.learn, recipe=recipe, trainable=TRAINABLE[model],
+                                       steps=sizes.train_steps, batch_size=sizes.batch_size, seed=ctx.seed))
 
 
 def _score(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrieval: bool,
@@ -177,7 +193,7 @@ def _score(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
     assistant = dep.assistant(retrieval=retrieval)
     records: list[TaskRecord] = []
     pairs: list[tuple[Label | None, Label]] = []
-    hits_taught: list[bool] = []
+    outcomes: list[tuple[str, str, bool]] = []
     stages: dict[str, list[float]] = {}
     for i, task in enumerate(ctx.bar(tasks, f"{key} score")):
         persona = ctx.test_personas[i % len(ctx.test_personas)]
@@ -185,13 +201,13 @@ def _score(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
         record, fb, _ = play_fact(assistant, prefix + persona.name, user, task, stages)
         records.append(record)
         pairs += fb
-        if (task.item.id, task.intent) in taught:
-            hits_taught.append(record.first_answer_correct)
+        outcomes.append((task.item.id, task.intent, record.first_answer_correct))
     dep.forget_users(prefix)  # scoring never feeds memory
     out = round_metrics(records, pairs, text_metrics=True, bertscore=ctx.bertscore, threads=ctx.threads)
     out["stage_ms_mean"] = {k: sum(v) / len(v) for k, v in sorted(stages.items())}
-    out["accuracy_taught"] = sum(hits_taught) / len(hits_taught) if hits_taught else None
-    out["n_taught_interactions"] = len(hits_taught)
+    out["outcomes"] = outcomes
+    out["accuracy_taught"] = taught_accuracy(out, taught)
+    out["n_taught_interactions"] = sum((item, intent) in taught for item, intent, _ in outcomes)
     out["general_accuracy"] = ctx.general()
     return out
 

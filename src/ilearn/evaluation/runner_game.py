@@ -164,8 +164,8 @@ def run_game(ctx: RunContext, scenario: ReferenceGameScenario) -> list[dict[str,
                 if done is not None:
                     rounds.append(done)
                     continue
-                learn = game_settings(ctx.config.learn, recipe=method, steps=sizes.train_steps,
-                                      batch_size=sizes.batch_size, seed=ctx.seed)
+                learn = ctx.fine_tuning(game_settings(ctx.config.learn, recipe=method, steps=sizes.train_steps,
+                                                      batch_size=sizes.batch_size, seed=ctx.seed))
                 rows = base.rows(learn) + dep.rows(learn)
                 version = dep.train_version(key, learn, rows)
                 dep.serve(version)
