@@ -40,7 +40,6 @@ def test_objects_without_a_folder_is_refused(tmp_path):
         _run(["experiment", "objects", "--report", str(tmp_path / "r"), "--model", "tiny"])
 
 
-@pytest.mark.slow
 def test_quick_pharmacy_end_to_end(tmp_path, capsys):
     config = tmp_path / "settings.json"
     config.write_text(json.dumps({"feedback": {"method": "lexical"}}))  # tiny's own judgement is random

@@ -1,4 +1,5 @@
-"""The embedded default model `small` (slow: loads EfficientNet-Lite0 + SmolLM2-135M, about 5 s once cached)."""
+"""The embedded default model `small`: EfficientNet-Lite0 + SmolLM2-135M, about 5 s to load once the language model is
+cached (its first load de-quantises the GGUF file, about 30 s; `ilearn.models.small.cache_root`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from ilearn.config import ModelConfig
 from ilearn.models import load_model
 from ilearn.models.base import Message, VisionLanguageModel
 
-pytestmark = pytest.mark.slow
 torch.set_num_threads(1)
 
 
