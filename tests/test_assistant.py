@@ -8,6 +8,7 @@ from helpers import make_png
 from ilearn.assistant import Assistant, looks_like_question
 from ilearn.config import Config
 from ilearn.dialogue import prompts
+from ilearn.dialogue.clarify import PHARMACY_FACETS, facet_settings
 from ilearn.errors import InvalidImage, InvalidInput, NotFound, SessionClosed
 from ilearn.memory.sqlite import open_store
 from ilearn.models.stub import StubVLM
@@ -28,9 +29,13 @@ class KeywordDecoder:
         return Feedback(Label.NEUTRAL, 0.5)
 
 
+# a pharmacy robot: its clarifying questions offer the name, the use and the dose
+PHARMACY = {"clarify": {"facets": facet_settings(PHARMACY_FACETS)}}
+
+
 @pytest.fixture
 def assistant(tmp_path):
-    config = Config(home=str(tmp_path / "home"))
+    config = Config(home=str(tmp_path / "home")).override(**PHARMACY)
     store = open_store(tmp_path / "home")
     vlm = StubVLM(responder=lambda messages: "aspirin")
     return Assistant(config, vlm, store, feedback_decoder=KeywordDecoder())
@@ -59,7 +64,7 @@ def test_ambiguous_question_gets_one_clarification_then_precise_answer(assistant
 
 
 def test_clarification_is_bounded(tmp_path, png):
-    config = Config(home=str(tmp_path)).override(clarify={"max_clarifications": 2})
+    config = Config(home=str(tmp_path)).override(clarify={"max_clarifications": 2, **PHARMACY["clarify"]})
     a = Assistant(config, StubVLM(responder=lambda m: "aspirin"), open_store(tmp_path))
     r1 = a.respond("bo", "what is this?", image=png)
     r2 = a.respond("bo", "hmm the blue one", session_id=r1.session_id)

@@ -84,7 +84,8 @@ class Assistant:
         self.batcher = MicroBatcher(config.model.max_batch)
         """Answers of turns running at the same time on the same model version, generated in one batch."""
         self.clarifier = clarifier or make_clarifier(
-            config.clarify.method if config.clarify.enabled else "never", self.versions.served)
+            config.clarify.method if config.clarify.enabled else "never", self.versions.served,
+            settings=config.clarify, store=store)
         self.sessions = Sessions(store, config.session, config.robot_id)
         self.scheduler = LearningScheduler(store, registry, config, self.versions)
         self.request_stages: tuple[RequestStage, ...] = (

@@ -23,6 +23,8 @@ def run_demo(config: Config, out: TextIO) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if config.home == Config().home:  # the demo never writes into a real deployment by default
             config = config.override(home=str(Path(tmp) / "demo"))
+        if not config.clarify.facets:  # a pharmacy robot asks about the name, the use or the dose
+            config = config.override(clarify={"facets": scenario.facets})
         assistant = Assistant.from_config(config)
         print(f"model: {config.model.backend}; memory in {config.home}", file=out)
 
