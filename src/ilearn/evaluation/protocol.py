@@ -93,6 +93,17 @@ def _scenario(name: str, seed: int, sizes: Any, objects_dir: str | Path | None, 
     return load_scenario(name, seed=seed, n_teach=sizes.teach_games * max(n_rounds, 1), n_test=sizes.test_games)
 
 
+def _baseline(scenario: Any) -> dict[str, Any] | None:
+    """The frozen-feature nearest neighbour on the run's teach/test views (a few seconds), None if it cannot run."""
+    from ilearn.evaluation.baseline import frozen_nn_baseline
+
+    try:
+        return frozen_nn_baseline(scenario)
+    except Exception as exc:  # noqa: BLE001 - the report is still written without its reference line
+        logger.warning("no frozen-feature baseline: %s", exc)
+        return None
+
+
 def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | None = None, users: int | None = None,
                    seed: int = 0, quick: bool = False, report_dir: str | Path, objects_dir: str | Path | None = None,
                    methods: list[str] | None = None, progress: bool = True, home: str | Path | None = None,
@@ -156,6 +167,8 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
               "personas": {"teach": [p.name for p in teach_personas], "test": [p.name for p in test_personas]}}
     if scenario_name == "objects":
         result["skipped_photos"] = list(getattr(scenario, "skipped", []))
+    if scenario_name != "reference-game":
+        result["baseline"] = _baseline(scenario)
     paths = write_report(result, report_dir)
     logger.info("experiment %s done in %.1f s; report in %s", scenario_name, result["elapsed_s"], report_dir)
     return json.loads(paths["report.json"].read_text(encoding="utf-8"))
