@@ -171,3 +171,15 @@ def test_plot_draws_one_bar_with_error_bar_per_round_and_method(tmp_path, monkey
     monkeypatch.undo()
     for fig in figures:
         plt.close(fig)
+
+
+def test_round_cache_saves_rounds_as_the_report_will_show_them(tmp_path):
+    from ilearn.evaluation.report import build_report
+
+    settings = {"sizes": {"general": 50}}
+    cache = RoundCache(tmp_path, fingerprint=settings)
+    cache.save({"name": "R1", "n_interactions": 24, "accuracy": 0.5, "general_accuracy": 0.9})
+    saved = cache.load("R1")
+    assert saved["n_general"] == 50 and saved["general_accuracy_ci"] is not None
+    report = build_report({**_result([saved]), "settings": settings})
+    assert report["rounds"][0] == saved  # a resumed run reports the saved round unchanged

@@ -400,6 +400,7 @@ class RoundCache:
     def __init__(self, out_dir: str | Path, fingerprint: dict[str, Any] | None = None):
         self.dir = Path(out_dir) / "rounds"
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._n_general = _n_general({"settings": fingerprint}) if isinstance(fingerprint, dict) else None
         meta = self.dir / "_run.json"
         if fingerprint is not None:
             wanted = _clean(fingerprint)
@@ -421,6 +422,8 @@ class RoundCache:
 
         Give a key when names repeat across methods (reference game: ``key=f"{method}-{name}"``).
         """
+        if round_.get("n_general") is None and round_.get("general_accuracy") is not None and self._n_general:
+            round_ = {**round_, "n_general": self._n_general}  # as the report will have it (settings.sizes)
         round_ = normalise_round(round_)
         path = self._path(key or round_["name"])
         _atomic_write(path, json.dumps(round_, indent=2) + "\n")
