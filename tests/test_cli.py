@@ -87,3 +87,25 @@ def test_console_script_runs_chat_from_stdin(tmp_path, photos):
     )
     assert proc.returncode == 0, proc.stderr
     assert "assistant>" in proc.stdout and "[dialogue closed; 0 event(s) learned]" in proc.stdout
+    assert "INFO" not in proc.stderr and "faiss" not in proc.stderr  # no library logs unless asked (-v)
+
+
+def test_the_package_exports_the_assistant_and_its_settings():
+    import ilearn
+    from ilearn import Assistant, Config
+
+    assert Assistant.__module__ == "ilearn.assistant" and Config.__module__ == "ilearn.config"
+    assert set(ilearn.__all__) >= {"Assistant", "Config", "build_runtime"}
+    with pytest.raises(AttributeError):
+        ilearn.Nothing  # noqa: B018
+
+
+def test_no_command_is_advertised_that_does_not_exist(capsys):
+    from ilearn.cli import build_parser
+
+    parser = build_parser()
+    commands = set(next(a for a in parser._actions if a.dest == "command").choices)
+    assert "serve" not in commands or callable(parser.parse_args(["serve"]).func)
+    helptext = parser.format_help()
+    assert all(name in commands for name in ("chat", "demo", "experiment", "learn", "events", "models"))
+    assert "serve" not in helptext or "serve" in commands

@@ -1,4 +1,4 @@
-"""The `ilearn` command: chat, demo, experiment, learn, events, models, serve."""
+"""The `ilearn` command: chat, demo, experiment, learn, events, models."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default=None, help="cpu, cuda, ...")
     parser.add_argument("--no-retrieval", action="store_true", help="answer without past events")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="-v: iLearn's progress logs; -vv: debug logs of every library")
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -286,11 +287,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(load_config(args), sys.stdout)
 
 
+def configure_logging(verbosity: int) -> None:
+    """Warnings only by default (no library INFO lines); -v adds iLearn's INFO logs, -vv every library's DEBUG."""
+    logging.basicConfig(level=logging.DEBUG if verbosity >= 2 else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if verbosity == 1:
+        logging.getLogger("ilearn").setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(getattr(args, "verbose", 0))
     try:
         return int(args.func(args) or 0)
     except ILearnError as exc:

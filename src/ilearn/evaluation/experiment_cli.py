@@ -48,7 +48,8 @@ def add_experiment_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
                              "second process (the default when the CPU has cores for both)")
     parser.add_argument("--config", default=None, help="JSON settings file for the assistant (see ilearn.config)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="-v: iLearn's progress logs; -vv: debug logs of every library")
     parser.set_defaults(func=cmd_experiment)
     return parser
 
@@ -59,9 +60,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from ilearn.evaluation.protocol import run_experiment
     from ilearn.evaluation.report import format_table, headline
 
-    if not args.verbose:  # progress bars instead of per-step logs
-        for name in ("ilearn.learning", "ilearn.memory", "ilearn.learning.recipes", "httpx"):
-            logging.getLogger(name).setLevel(logging.WARNING)
     config = Config.load(args.config) if args.config else None
     report = run_experiment(args.scenario, model=args.model, rounds=args.rounds, users=args.users, seed=args.seed,
                             quick=args.quick, report_dir=args.report, objects_dir=args.objects, methods=args.methods,

@@ -255,12 +255,32 @@ def reward_of(row: dict, settings: LearnConfig) -> float:
 
 
 class LogCallback:
-    """Sends the trainer's periodic logs (loss, learning rate...) to this module's logger."""
+    """Sends the trainer's periodic logs (loss, learning rate...) to this module's logger, and shows the steps as a
+    progress bar when the output is a terminal."""
 
     def __getattr__(self, name: str):  # every other TrainerCallback event: do nothing
         if name.startswith("on_"):
             return lambda *args, **kwargs: None
         raise AttributeError(name)
+
+    def __init__(self, label: str = "training"):
+        self.label = label
+        self.bar: Any = None
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        from tqdm.auto import tqdm
+
+        # a progress bar in a terminal (tqdm's disable=None), nothing in logs, pipes and tests
+        self.bar = tqdm(total=state.max_steps, desc=self.label, unit="step", leave=False, disable=None)
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_train_end(self, args, state, control, **kwargs) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
         logger.info("step %d: %s", state.global_step, logs)
@@ -274,7 +294,7 @@ def run(trainer: Any, prepared: PreparedModel, settings: LearnConfig, n_examples
 
     recipe = settings.recipe
     trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(LogCallback())
+    trainer.add_callback(LogCallback(f"training {recipe}"))
     if settings.augment:
         trainer.data_collator = AugmentingCollator(trainer.data_collator, seed=settings.seed)
     custom = optimizer(prepared, settings)
