@@ -174,11 +174,13 @@ class Split(NamedTuple):
 
 def split_heldout(events: Sequence[Event], fraction: float, seed: int) -> Split:
     """(train, held-out): held-out are `fraction` of the events with a correct answer (rounded, and at least one
-    when there are two or more), those whose seeded id hash is lowest, so the same events stay held out as more
-    arrive. (Drawing each event with probability `fraction` left small snapshots without any held-out event:
-    8 events at 0.25 had none one time in ten, and learning could not be measured.)"""
-    def bucket(event: Event) -> bytes:
-        return hashlib.sha256(f"{seed}:{event.id}".encode()).digest()
+    when there are two or more), those whose seeded hash of their content (user, image, question, answer) is
+    lowest, so the same events stay held out as more arrive and the same chats give the same split in every run
+    (event ids are random). (Drawing each event with probability `fraction` left small snapshots without any
+    held-out event: 8 events at 0.25 had none one time in ten, and learning could not be measured.)"""
+    def bucket(event: Event) -> bytes:  # what the event says, not its random id: the same chats, the same split
+        image = event.image.sha256 if event.image is not None else ""
+        return hashlib.sha256(f"{seed}:{event.user_id}:{image}:{event.question}:{event.answer}".encode()).digest()
 
     eligible = sorted((e for e in events if e.answer.strip() and e.status == EventStatus.ACTIVE), key=bucket)
     n = round(fraction * len(eligible))
