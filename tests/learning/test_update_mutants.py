@@ -1,0 +1,174 @@
+"""Model-update behaviour that mutation testing found untested (docs/mutation-testing.md).
+
+The helpers of `ilearn.learning.update` on small inputs, and one `learn` run on one training step of the tiny
+model whose gate turns the candidate down: what the outcome, the registered version and the rejection record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+from learning_data import MEDICINES, NAME_QUESTION, USE_QUESTION, medicine
+
+from ilearn.assistant import Assistant
+from ilearn.config import Config, LearnConfig
+from ilearn.errors import InvalidInput
+from ilearn.images import decode_image
+from ilearn.learning.update import (
+    HeldOutLeak,
+    LearnOutcome,
+    dataset_kind,
+    guard_heldout,
+    image_loader,
+    learn,
+    register_candidate,
+    split_heldout,
+    trainable_problem,
+    training_set,
+)
+from ilearn.models.stub import StubVLM
+from ilearn.types import Event, EventStatus, ModelStatus, ModelVersion
+
+
+class CountingStore:
+    """Image bytes by sha256, counting reads."""
+
+    def __init__(self, images: dict[str, bytes]) -> None:
+        self.images, self.reads = images, 0
+
+    def get_image_bytes(self, sha256: str) -> bytes:
+        self.reads += 1
+        return self.images[sha256]
+
+
+def test_image_loader_decodes_each_image_once_within_the_pixel_limit():
+    image, ref = decode_image(medicine("red"), max_pixels=10**6)
+    store = CountingStore({ref.sha256: medicine("red")})
+    load = image_loader(store)
+    first = load(ref)
+    assert load(ref) is first and store.reads == 1
+    assert first.size == image.size and first.tobytes() == image.tobytes()
+    with pytest.raises(InvalidInput):
+        image_loader(store, max_pixels=96 * 96 - 1)(ref)
+
+
+def test_an_unknown_recipe_names_the_known_ones():
+    with pytest.raises(InvalidInput, match=r"^unknown recipe 'magic'; choose one of .*dpo.*kto.*reinforce.*sft"):
+        dataset_kind("magic")
+
+
+def test_trainable_problem_names_what_is_missing():
+    assert trainable_problem("dpo", []) == "no dpo training examples yet"
+    assert trainable_problem("kto", [{"label": True}, {"label": True}]) == \
+        "kto needs both desirable and undesirable examples"
+    assert trainable_problem("kto", [{"label": True}, {"label": False}]) is None
+    assert trainable_problem("sft", [{"label": True}]) is None  # only kto needs both labels
+
+
+def test_training_set_repeats_each_event_row_and_adds_no_replay_when_off():
+    rows = [{"event_id": "a"}, {"event_id": "b"}]
+    assert training_set(rows, LearnConfig(event_repeats=3, replay=0)) == rows * 3
+
+
+def test_guard_heldout_names_the_leaked_events():
+    rows = [{"event_id": "e3"}, {"event_id": "e1"}, {"event_id": "e3"}, {"messages": []}, {"event_id": "e2"}]
+    guard_heldout(rows, [])
+    guard_heldout(rows, ["e9"])
+    with pytest.raises(HeldOutLeak, match=r"^2 held-out event\(s\) reached the training rows: e1, e3$"):
+        guard_heldout(rows, ["e3", "e1", "e9"])
+
+
+def test_guard_heldout_lists_at_most_five_ids():
+    rows = [{"event_id": f"e{i}"} for i in range(7)]
+    with pytest.raises(HeldOutLeak, match=r"^7 held-out event\(s\) reached the training rows: e0, e1, e2, e3, e4$"):
+        guard_heldout(rows, [f"e{i}" for i in range(7)])
+
+
+def test_register_candidate_records_the_events_settings_and_metrics(tmp_path):
+    class Result:
+        def to_dict(self):
+            return {"train_loss": 0.5}
+
+    class Registry:
+        def register(self, **kwargs):
+            self.kwargs = kwargs
+            return kwargs
+
+    registry, learn_cfg = Registry(), LearnConfig(recipe="kto")
+    rows = [{"event_id": "e2"}, {"event_id": "e1"}, {"event_id": "e2"}, {"messages": []}]
+    register_candidate(registry, learn_cfg, rows, "mdl_1", tmp_path, Result(), {"heldout_event_ids": ["e9"]})
+    assert registry.kwargs == {"path": tmp_path, "recipe": "kto", "settings": asdict(LearnConfig(recipe="kto")),
+                               "event_ids": ["e1", "e2"], "version_id": "mdl_1",
+                               "metrics": {"train": {"train_loss": 0.5}, "heldout_event_ids": ["e9"]}}
+    register_candidate(registry, learn_cfg, rows, "mdl_2", tmp_path, Result())
+    assert registry.kwargs["metrics"] == {"train": {"train_loss": 0.5}}
+
+
+def test_split_holds_out_only_active_answered_events_and_rounds_the_fraction():
+    answered = [Event(None, "q", f"a{i}", "u", id=f"evt_{i}") for i in range(10)]
+    blank = Event(None, "q", "  ", "u", id="evt_blank")
+    retired = Event(None, "q", "old", "u", id="evt_old", status=EventStatus.SUPERSEDED)
+    for seed in range(5):
+        train, held = split_heldout([*answered, blank, retired], 0.25, seed)
+        assert len(held) == 2  # round(0.25 * 10): the blank and the retired events are not eligible
+        assert {e.id for e in held} < {e.id for e in answered}
+        assert {e.id for e in train} == {e.id for e in [*answered, blank, retired]} - {e.id for e in held}
+    assert len(split_heldout(answered, 0.35, 0)[1]) == 4  # 3.5 rounds to 4
+    assert len(split_heldout(answered[:3], 0.1, 0)[1]) == 1  # at least one of three
+    assert len(split_heldout(answered[:1], 0.6, 0)[1]) == 1  # one event: as many as the fraction rounds to
+
+
+def test_learn_outcome_summary():
+    assert LearnOutcome(None, reasons=["no sft training examples yet", "later"]).summary() == \
+        "nothing to learn: no sft training examples yet; later"
+    version = ModelVersion("mdl_1", recipe="sft")
+    kept = LearnOutcome(version, reasons=["learning: flat", "bias: fine"], n_train_events=6)
+    assert kept.summary() == ("mdl_1 (sft, 6 events): kept as a candidate (not promoted)\n"
+                              "  - learning: flat\n  - bias: fine")
+    assert LearnOutcome(version, promoted=True, n_train_events=6).summary() == "mdl_1 (sft, 6 events): promoted"
+
+
+# ---------------------------------------------------------------- one learn run on the tiny model
+def add_events(assistant: Assistant, robot_id: str = "default") -> list[Event]:
+    """Each medicine's name and use, on its photo, as active events of three users (no chats: quicker)."""
+    events = []
+    for i, (colour, (_, name, use)) in enumerate(MEDICINES.items()):
+        data = medicine(colour)
+        ref = assistant.store.put_image(data, decode_image(data, max_pixels=10**6)[1])
+        events += [Event(ref, NAME_QUESTION, name, f"user{i}", robot_id=robot_id),
+                   Event(ref, USE_QUESTION, f"for {use}", f"user{i}", robot_id=robot_id)]
+    assistant.store.add_events(events)
+    return events
+
+
+def reference(messages) -> str:
+    """The active side of the gate: answers each taught bottle's name and use right, and nothing else."""
+    image, question = messages[-1].image, messages[-1].content
+    for cap, name, use in MEDICINES.values():
+        if image is not None and image.getpixel((48, 20)) == cap:
+            return name if question == NAME_QUESTION else f"for {use}"
+    return "I do not know."
+
+
+def test_learn_records_a_refused_candidate_and_why(tmp_path):
+    config = Config(home=str(tmp_path / "home")).override(
+        model={"backend": "tiny"}, retrieval={"enabled": False},
+        learn={"max_steps": 1, "learning_rate": 1e-9, "batch_size": 2, "heldout_fraction": 0.25, "replay": 0})
+    assistant = Assistant.from_config(config)
+    events = add_events(assistant)
+    add_events(assistant, robot_id="elsewhere")  # another robot's events are not this robot's snapshot
+    outcome = learn(assistant.vlm, assistant.store, assistant.registry, config, promote=False,
+                    gate_vlm=StubVLM(reference), general=False)
+    version = assistant.registry.get(outcome.version.id)
+    assert not outcome.promoted and version.status == ModelStatus.REJECTED  # refused, even when not promoting
+    assert assistant.registry.active_id() == "base"
+    assert outcome.gate["learning"] == {"active": 1.0, "candidate": 0.0}  # the reference is the active side
+    assert outcome.gate["general"] is None and outcome.gate["specificity"] is not None
+    assert version.metrics["rejected_because"] == "; ".join(outcome.reasons) and outcome.reasons
+    assert outcome.gate == version.metrics["gate"] and outcome.train == version.metrics["train"]
+    held = version.metrics["heldout_event_ids"]
+    assert (outcome.n_train_events, outcome.n_heldout_events) == (len(events) - len(held), len(held))
+    assert held == sorted(held) and len(held) == 2  # round(0.25 * 6)
+    assert set(version.event_ids) == {e.id for e in events} - set(held)
+    assert version.settings["seed"] == config.learn.seed and outcome.seconds > 0
