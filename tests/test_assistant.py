@@ -169,3 +169,33 @@ def test_the_model_is_asked_for_its_next_best_reply(tmp_path, png):
     r = a.respond("ana", "What is this medicine called?", image=png)
     a.respond("ana", "No.", session_id=r.session_id)
     assert a.respond("ana", "What is this medicine called?", session_id=r.session_id).text == "ibuprofen"
+
+
+@pytest.mark.parametrize(("setting", "version", "shown"), [
+    ("untuned", "base", True), ("untuned", "mdl_tuned", False), ("always", "mdl_tuned", True),
+    ("never", "base", False)])
+def test_references_below_the_reuse_threshold_reach_the_prompt_only_as_configured(tmp_path, png, setting, version,
+                                                                                shown):
+    """A fine-tuned version answers without sub-threshold references: they pulled it to wrong answers."""
+    from ilearn.memory.base import Match
+    from ilearn.memory.stub import StubMemory
+    from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
+
+    config = Config(home=str(tmp_path)).override(retrieval={"prompt_references": setting}, **PHARMACY)
+
+    class BelowReuse(StubMemory):  # every match scores under the reuse threshold: the model must answer
+        def search(self, *args, **kwargs):
+            return [Match(m.event, 0.5, 0.5, 0.5) for m in super().search(*args, **kwargs)]
+
+    vlm = StubVLM(responder=lambda messages: "aspirin")
+    vlm.version = version
+    store = open_store(tmp_path)
+    memory = BelowReuse(store, StubImageEmbedder(), HashingTextEmbedder(), config.retrieval)
+    assistant = Assistant(config, vlm, store, memory=memory, feedback_decoder=KeywordDecoder())
+    first = assistant.respond("ana", "What is this medicine called?", image=png)
+    assistant.respond("ana", "No, it's ibuprofen.", session_id=first.session_id)
+    assistant.close_session(first.session_id)
+    again = assistant.respond("ana", "What is this medicine called?", image=png)
+    assert again.references and again.text == "aspirin"  # below the reuse threshold: the model answers
+    prompt = "\n".join(m.content for m in vlm.calls[-1])
+    assert ("ibuprofen" in prompt) is shown

@@ -232,7 +232,8 @@ class Assistant:
         state.clock("retrieve", start)
 
     def _answer(self, state: TurnState) -> None:
-        """4. Reuse a decisive reference's corrected answer, else ask the model with the references in context.
+        """4. Reuse a decisive reference's corrected answer, else ask the model, with the references in context
+        while the base model serves (`retrieval.prompt_references`).
 
         An answer the user rejected earlier in this dialogue is never given again: the model is asked for another
         reply, and if it has none the assistant says it is not sure."""
@@ -247,7 +248,9 @@ class Assistant:
         if top is not None:
             text = prompts.reused_answer(top.event.answer)
         else:
-            references = self.memory.format_references(state.matches) if state.matches else ""
+            shown = rc.prompt_references == "always" or (rc.prompt_references == "untuned"
+                                                         and state.model.version == "base")
+            references = self.memory.format_references(state.matches) if state.matches and shown else ""
             messages = prompts.answer_messages(state.question, state.image, references)
             generation = self.batcher.generate(state.model.vlm, messages, avoid=state.avoid,
                                                max_new_tokens=self.config.model.max_new_tokens)

@@ -177,6 +177,11 @@ class RetrievalConfig:
     on held-out seeds (vs 33.3% / 2.4% without): the margin calibrated on seeds 0-3 does not carry over. Nor
     with the instance CNN (16 views, image alone; --reuse-margin 0.02, calibrated on seeds 8-15): threshold
     0.611, 93.4% fixed but 4.5% false reuse held-out."""
+    prompt_references: str = "untuned"
+    """Where references below the reuse threshold go into the model's prompt: "untuned" (only while the base model
+    serves: a fine-tuned version was trained without references in its prompt, and one that already knows the
+    taught facts was pulled to a wrong reference's answer: R3+retrieval below R3 on real pictures), "always" or
+    "never". Answers reused outright are not affected."""
     reuse_min_text_sim: float = 0.6
     """Question similarity (all-MiniLM-L6-v2 cosine) below which the top match's answer is never reused
     outright, however alike the images (it still goes into the model's context as a reference).
@@ -259,6 +264,9 @@ class RetrievalConfig:
             raise InvalidInput("retrieval.reuse_threshold must be >= retrieval.threshold")
         if self.reuse_margin < 0:
             raise InvalidInput("retrieval.reuse_margin must be >= 0")
+        if self.prompt_references not in {"untuned", "always", "never"}:
+            raise InvalidInput("retrieval.prompt_references must be untuned, always or never, "
+                               f"not {self.prompt_references!r}")
         if not 0.0 <= self.calibration_floor <= 1.0:
             raise InvalidInput("retrieval.calibration_floor must lie in [0, 1]")
         if self.calibration_min_pairs < 1 or self.calibration_min_rejections < 1 or not 0.0 < self.max_false_reuse < 1:
