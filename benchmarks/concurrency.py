@@ -1,0 +1,218 @@
+"""Many users talking at once to one runtime (threads): turns per second and latency per turn against one user.
+
+    python benchmarks/concurrency.py                       # tiny model, 1 2 4 8 16 32 users
+    python benchmarks/concurrency.py --model small         # the embedded default model (first load ~30 s)
+
+Each simulated user talks in sessions of its own, one dialogue after the other with no pause, on pharmacy
+photos; every user starts at once (a barrier). `--script questions` (default): a question with a photo, then a
+second question about it; every turn is answered by the model. `--script dialogue`: benchmarks/turn_latency.py's
+dialogue (an ambiguous question, the reply to the clarifying question, a correction, a second question), where
+half the turns need no model. Every level runs at least `--turns` turns (each user the same number of whole
+dialogues) on the same runtime, one level after the other, and nothing is taught meanwhile (sessions are left
+open), so the levels do the same work per turn.
+
+Per level: turns per second (all turns / wall time of the level), p50 and p99 latency of a turn (`respond`
+call), each as a ratio against the one-user level of the same run; errors (exceptions from `respond`) and lost
+turns (answered, but the reply's turn is not in the store afterwards). The goal (issue 17, `small`, 2 cores):
+8 users >= 1.6x the turns per second of one user, 0 errors, 0 lost turns, p99 with 8 users < 3x the one-user
+p50. The machine's load average is recorded before and after each level: other jobs on the same cores change
+every figure.
+
+With users that never pause, latency and throughput are tied (Little's law): 8 users waiting on each other's
+turns wait 8 / (turns per second) on average, so a p99 under 3x one user's p50 needs 8 users to give about
+3x the turns per second of one user (more than two cores give without batching).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ilearn.assistant import Assistant
+from ilearn.config import Config
+
+OUT = Path(__file__).parent / "results" / "concurrency"
+SCRIPTS = {
+    "questions": [("What is this medicine called?", True), ("What is the dose of this?", False)],
+    "dialogue": [("What is this?", True), ("its name", False), ("No, that's ibuprofen.", False),
+                 ("What is this medicine used for?", True)],
+}
+"""One dialogue per script: (text, with the photo). In "questions" every turn is answered by the model (the
+goal's latency ratios compare like with like); "dialogue" is benchmarks/turn_latency.py's, where half the turns
+need no model (a clarifying question, an acknowledgement), so its latencies are bimodal."""
+
+
+def photos(n: int) -> list[bytes]:
+    """`n` PNG photos of pharmacy bottles (new views, as in benchmarks/turn_latency.py)."""
+    import io
+
+    from ilearn.evaluation.scenarios.pharmacy import pharmacy_scenario
+
+    scenario = pharmacy_scenario(seed=0, n_teach=1, n_test=2)
+    views = [view for item in scenario.items for view in item.test_views]
+    out = []
+    for i in range(n):
+        buf = io.BytesIO()
+        views[i % len(views)].save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def dialogue(assistant: Assistant, script: str, user: str, photo: bytes, latencies: list[float],
+             replies: list) -> None:
+    """One scripted dialogue; appends each turn's latency (s) and reply."""
+    session = None
+    for text, with_photo in SCRIPTS[script]:
+        start = time.perf_counter()
+        reply = assistant.respond(user, text, image=photo if with_photo else None, session_id=session)
+        latencies.append(time.perf_counter() - start)
+        replies.append(reply)
+        session = reply.session_id
+
+
+def run_level(assistant: Assistant, script: str, n_users: int, min_turns: int, level: int,
+              views: list[bytes]) -> dict:
+    """`n_users` threads, each the same number of dialogues (at least `min_turns` turns in all), all started at
+    once."""
+    dialogues = max(1, math.ceil(min_turns / n_users / len(SCRIPTS[script])))
+    start_line = threading.Barrier(n_users + 1)
+    latencies: list[list[float]] = [[] for _ in range(n_users)]
+    replies: list[list] = [[] for _ in range(n_users)]
+    errors: list[str] = []
+
+    def user(i: int) -> None:
+        start_line.wait()
+        for d in range(dialogues):
+            try:
+                dialogue(assistant, script, f"l{level}-u{i}", views[(i + d) % len(views)], latencies[i],
+                         replies[i])
+            except Exception as exc:  # counted, reported
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(n_users)]
+    runs, calls = assistant.batcher.runs, assistant.batcher.calls
+    for t in threads:
+        t.start()
+    load_before = os.getloadavg()
+    start_line.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    flat = np.array([x for per_user in latencies for x in per_user]) * 1000.0
+    all_replies = [r for per_user in replies for r in per_user]
+    stored = {t.id for sid in {r.session_id for r in all_replies} for t in assistant.get_session(sid).turns}
+    lost = sum(1 for r in all_replies if r.turn_id not in stored)
+    runs, calls = assistant.batcher.runs - runs, assistant.batcher.calls - calls
+    return {"users": n_users, "dialogues_per_user": dialogues, "turns": len(all_replies), "wall_s": wall,
+            "turns_per_s": len(all_replies) / wall if wall > 0 else 0.0,
+            "p50_ms": float(np.percentile(flat, 50)) if flat.size else None,
+            "p99_ms": float(np.percentile(flat, 99)) if flat.size else None,
+            "mean_ms": float(flat.mean()) if flat.size else None,
+            "mean_batch": calls / runs if runs else None, "errors": len(errors), "error_examples": errors[:3],
+            "lost_turns": lost,
+            "load_before": list(load_before), "load_after": list(os.getloadavg())}
+
+
+def with_ratios(levels: list[dict]) -> list[dict]:
+    """Each level with turns/s, p50 and p99 as ratios against the one-user level (p99 also against its p50)."""
+    one = next(x for x in levels if x["users"] == 1)
+    for x in levels:
+        x["tps_ratio"] = x["turns_per_s"] / one["turns_per_s"]
+        x["p50_ratio"] = x["p50_ms"] / one["p50_ms"]
+        x["p99_ratio"] = x["p99_ms"] / one["p99_ms"]
+        x["p99_over_single_p50"] = x["p99_ms"] / one["p50_ms"]
+    return levels
+
+
+def goal(levels: list[dict]) -> dict:
+    """The issue's goal, checked on the 8-user level."""
+    eight = next((x for x in levels if x["users"] == 8), None)
+    if eight is None:
+        return {"checked": False}
+    return {"checked": True, "tps_ratio_8_ge_1.6": eight["tps_ratio"] >= 1.6,
+            "p99_8_lt_3x_single_p50": eight["p99_over_single_p50"] < 3.0,
+            "no_errors": all(x["errors"] == 0 for x in levels),
+            "no_lost_turns": all(x["lost_turns"] == 0 for x in levels)}
+
+
+def machine() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "commit": commit}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny", help="model backend (tiny, small, ...)")
+    parser.add_argument("--script", choices=sorted(SCRIPTS), default="questions", help="what each user says")
+    parser.add_argument("--users", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--turns", type=int, default=64, help="at least this many turns per level")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (global to the process)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="longest reply (default: the config's)")
+    parser.add_argument("--max-batch", type=int, default=None, help="model.max_batch (1: no batching)")
+    parser.add_argument("--batch-workers", type=int, default=None,
+                        help="batches generated at the same time (default: MicroBatcher's)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON result (default results/concurrency/MODEL-SCRIPT.json)")
+    args = parser.parse_args()
+    if 1 not in args.users:
+        parser.error("--users must include 1 (the ratios are against one user)")
+    torch.set_num_threads(args.threads)
+    model = {"backend": args.model, "threads": args.threads}
+    for key in ("max_new_tokens", "max_batch"):
+        if getattr(args, key) is not None:
+            model[key] = getattr(args, key)
+    views = photos(16)
+    with tempfile.TemporaryDirectory() as home:
+        config = Config(home=str(Path(home) / "ilearn")).override(model=model)
+        started = time.perf_counter()
+        assistant = Assistant.from_config(config)
+        if args.batch_workers is not None:
+            assistant.batcher.workers = args.batch_workers
+        load_s = time.perf_counter() - started
+        warm: list[float] = []
+        dialogue(assistant, args.script, "warmup", views[0], warm, [])  # lazily built parts load here
+        levels = []
+        for level, n in enumerate(sorted(args.users)):
+            result = run_level(assistant, args.script, n, args.turns, level, views)
+            levels.append(result)
+            print(f"{n:>3} users: {result['turns']:>4} turns in {result['wall_s']:6.1f} s = "
+                  f"{result['turns_per_s']:6.2f} turns/s, p50 {result['p50_ms']:7.1f} ms, "
+                  f"p99 {result['p99_ms']:7.1f} ms, "
+                  f"batch {result['mean_batch'] or 0:.1f}, errors {result['errors']}, lost {result['lost_turns']}, "
+                  f"load {result['load_before'][0]:.1f}",
+                  flush=True)
+        assistant.close()
+    levels = with_ratios(levels)
+    report = {"model": args.model, "script": args.script, "turns_min": args.turns,
+              "max_batch": assistant.config.model.max_batch, "batch_workers": assistant.batcher.workers,
+              "load_s": load_s, "machine": machine(), "levels": levels, "goal": goal(levels)}
+    print(f"{'users':>5} {'turns/s':>8} {'x1':>6} {'p50 x1':>7} {'p99 x1':>7} {'p99/p50(1)':>10}")
+    for x in levels:
+        print(f"{x['users']:>5} {x['turns_per_s']:8.2f} {x['tps_ratio']:6.2f} {x['p50_ratio']:7.2f} "
+              f"{x['p99_ratio']:7.2f} {x['p99_over_single_p50']:10.2f}")
+    print("goal:", report["goal"])
+    out = args.out or OUT / f"{args.model}-{args.script}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
