@@ -28,6 +28,7 @@ from ilearn.config import RetrievalConfig
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.memory.base import IndexCorrupt, KeyFilter, Match, VectorIndex
 from ilearn.memory.calibration import ReuseCalibrator
+from ilearn.memory.store import upsert_event
 from ilearn.models.embedders import CachedImageEmbedder, image_key
 from ilearn.types import Event, EventStatus, Scope, answer_key
 
@@ -396,7 +397,7 @@ class DualModalityMemory:
                 if reason:
                     event = replace(event, status=EventStatus.QUARANTINED)
                     logger.warning("event %s quarantined: %s", event.id, reason)
-            self._upsert(event)
+            upsert_event(self.store, event)
             if event.status != EventStatus.ACTIVE:
                 self._drop([event.id])
             else:
@@ -405,14 +406,6 @@ class DualModalityMemory:
                 self._retire_superseded(event)
                 self._changed()
             return event
-
-    def _upsert(self, event: Event) -> None:
-        try:
-            self.store.get_event(event.id)
-        except NotFound:
-            self.store.add_events([event])
-        else:
-            self.store.update_event(event)
 
     def _conflict(self, event: Event, vec: np.ndarray) -> str | None:
         """Why `event` contradicts an answer corroborated by >= N other users for the same object, or None."""

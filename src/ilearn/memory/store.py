@@ -86,3 +86,15 @@ class EventStore(Protocol):
     @property
     def schema_version(self) -> int: ...
     def close(self) -> None: ...
+
+
+def upsert_event(store: EventStore, event: Event) -> None:
+    """Write `event` to `store`: added when new, updated when its id is already there."""
+    from ilearn.errors import NotFound
+
+    try:
+        store.get_event(event.id)
+    except NotFound:
+        store.add_events([event])
+    else:
+        store.update_event(event)

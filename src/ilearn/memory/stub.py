@@ -16,6 +16,7 @@ from ilearn.config import RetrievalConfig
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.memory.base import IndexCorrupt, Match, VectorIndex
 from ilearn.memory.retrieval import format_references
+from ilearn.memory.store import upsert_event
 from ilearn.types import Event, EventStatus, Scope
 
 if TYPE_CHECKING:
@@ -151,12 +152,7 @@ class StubMemory:
 
     def add(self, event: Event, image: Image.Image | None = None) -> Event:
         """Write the event to the store (new or updated); a superseded event of the same user is retired."""
-        try:
-            self.store.get_event(event.id)
-        except NotFound:
-            self.store.add_events([event])
-        else:
-            self.store.update_event(event)
+        upsert_event(self.store, event)
         if event.supersedes:
             try:
                 old = self.store.get_event(event.supersedes)
