@@ -142,7 +142,9 @@ def run_fact(ctx: RunContext, scenario: FactScenario) -> list[dict[str, Any]]:
     """Run the iLearnRobot rounds on `scenario` (see the module docstring); returns the rounds."""
     sizes: FactSizes = ctx.sizes
     recipe = ctx.methods[0] if ctx.methods else "sft"
-    config = ctx.config.override(retrieval={"sharing": "trusted"})
+    # the scenario's facets (pharmacy: name, use, dose; objects: its facts.json keys) unless the settings name some
+    config = ctx.config.override(retrieval={"sharing": "trusted"},
+                                 clarify={"facets": ctx.config.clarify.facets or scenario.facets})
     dep = Deployment.open(ctx.home / "teach", config, ctx.vlm)
     plan = PLAN[: {1: 1, 2: 2}.get(ctx.rounds or 0, len(PLAN))]
     teach_sets = {"R1": scenario.tasks("teach", sizes.teach_tasks, seed=ctx.seed),
