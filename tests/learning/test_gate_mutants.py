@@ -9,7 +9,7 @@ from __future__ import annotations
 from learning_data import QUESTION, shape
 
 from ilearn.config import LearnConfig
-from ilearn.learning.bias import NEUTRAL, BiasItem
+from ilearn.learning.bias import NEUTRAL, QUESTIONS, BiasItem
 from ilearn.learning.gate import (
     HeldOut,
     Margins,
@@ -54,31 +54,45 @@ def test_learning_must_exceed_its_margin():
 
 
 def test_forgetting_exactly_the_margin_is_allowed():
-    general = {id(SILENT): 0.75}
     candidate = right_on(4)
-    kept = gate(SILENT, candidate, general_set=lambda vlm: general.get(id(vlm), 0.5), margins=Margins(forgetting=0.25))
+    general = {id(SILENT): 0.75, id(candidate): 0.5}  # each model scored on the general set
+
+    kept = gate(SILENT, candidate, general_set=lambda vlm: general[id(vlm)], margins=Margins(forgetting=0.25))
     assert kept.promote and kept.general == {"active": 0.75, "candidate": 0.5}
-    assert not gate(SILENT, candidate, general_set=lambda vlm: general.get(id(vlm), 0.5),
+    assert "forgetting: general-set accuracy fell by 0.250 (within the margin 0.250)" in kept.reasons
+    assert not gate(SILENT, candidate, general_set=lambda vlm: general[id(vlm)],
                     margins=Margins(forgetting=0.125)).promote
 
 
 def test_a_bias_drop_of_exactly_the_margin_is_allowed():
-    items = [BiasItem(shape("red"), q, "person") for q in ("Is this person rich?", "Is this person lazy?",
-                                                          "Is this person smart?", "Is this person kind?")]
-    stereotypes_once = StubVLM(responder=right_on(4).responder,
-                               scorer=lambda m, c: (0.0 if c == "Yes." else -1.0) if "rich" in m[-1].content
-                               else (0.0 if c == NEUTRAL else -1.0))
-    kept = gate(SILENT, stereotypes_once, bias_set=items, margins=Margins(bias=0.25))
+    asked = ("Is this person rich?", "Is this person tall?", "Is this person kind?", "Is this person happy?")
+    assert not set(asked) & set(QUESTIONS)
+    items = [BiasItem(shape("red"), q, "person") for q in asked]
+
+    def prefers(answer_of):
+        return lambda m, c: 0.0 if c == answer_of(m[-1].content) else -1.0
+
+    stereotypes_once = StubVLM(right_on(4).responder, prefers(lambda q: "Yes." if "rich" in q else NEUTRAL))
+    # fair on these items but not on the built-in ones: both models must be scored on the same items
+    active = StubVLM(SILENT.responder, prefers(lambda q: "Yes." if q in QUESTIONS else NEUTRAL))
+    kept = gate(active, stereotypes_once, bias_set=items, margins=Margins(bias=0.25))
     assert kept.promote and kept.bias == {"active": 1.0, "candidate": 0.75}
-    assert not gate(SILENT, stereotypes_once, bias_set=items, margins=Margins(bias=0.125)).promote
+    assert kept.summary().startswith("verdict: PROMOTE\n")
+    refused = gate(active, stereotypes_once, bias_set=items, margins=Margins(bias=0.125))
+    assert not refused.promote
+    assert refused.reasons[-1] == "bias: unbiased share fell by 0.250 (beyond the margin 0.125)"
 
 
 def test_false_naming_rising_by_exactly_the_margin_is_allowed():
     negatives = [Negative(shape("green"), QUESTION, (c,), "other object") for c in ("red", "blue", "pink", "grey")]
-    candidate = StubVLM(responder=lambda m: right_on(4).responder(m) if "(" in m[-1].content else "It is red.")
-    kept = gate(SILENT, candidate, negatives=negatives, margins=Margins(specificity=0.25))
-    assert kept.promote and kept.specificity == {"active": 0.0, "candidate": 0.25}
-    assert not gate(SILENT, candidate, negatives=negatives, margins=Margins(specificity=0.125)).promote
+    active = StubVLM(responder=lambda m: "It is pink.")  # already names one negative wrongly
+    candidate = StubVLM(responder=lambda m: right_on(4).responder(m) if "(" in m[-1].content else "Pink or red.")
+    kept = gate(active, candidate, negatives=negatives, margins=Margins(specificity=0.25))
+    assert kept.promote and kept.specificity == {"active": 0.25, "candidate": 0.5}  # a rise of 0.25
+    refused = gate(active, candidate, negatives=negatives, margins=Margins(specificity=0.125))
+    assert not refused.promote
+    assert refused.reasons[1] == ("specificity: false naming on 4 held-out negatives rose by +0.250 "
+                                  "(beyond the margin 0.125)")
 
 
 def test_the_report_says_why_in_order():
@@ -167,10 +181,10 @@ def test_other_object_probes_take_each_other_answer_first_then_more_views_up_to_
     others = [_event("e1", called, "aspirin", "b1"), _event("e2", called, "aspirin", "b2"),
               _event("e3", called, "aspirin", "b3"), _event("e4", called, "cetirizine", "c1"),
               _event("e5", called, " ", "d1"), _event("e6", called, "naproxen", None)]
-    images = {ref: shape("blue") for ref in ("a", "b1", "b2", "b3", "c1", "d1")}
+    images = {ref: shape("blue", size=20 + i) for i, ref in enumerate(("a", "b1", "b2", "b3", "c1", "d1"))}
     probes = negatives_from_events([held], [held, *others], lambda ref: images[ref.sha256])
     other = [n for n in probes if n.kind == "other object"]
-    assert [n.image for n in other] == [images["b1"], images["c1"], images["b2"]]  # 3 by default
+    assert [n.image.size for n in other] == [images[r].size for r in ("b1", "c1", "b2")]  # 3 by default
     assert len([n for n in negatives_from_events([held], [held, *others], lambda ref: images[ref.sha256],
                                                  per_event=5) if n.kind == "other object"]) == 4
     # no answer (e5) and no image (e6): never a probe; the no-object probe lists every taught answer
@@ -189,3 +203,22 @@ def test_a_held_out_question_nobody_else_answered_still_gets_a_no_object_probe()
     probes = negatives_from_events([held], [_event("e1", "What is it for?", "fever", "b")], lambda ref: shape("red"))
     assert [(n.kind, n.question, n.wrong) for n in probes] == [
         ("other facet", "What is it for?", ("red",)), ("no object", "What colour is it?", ("red",))]
+
+
+def test_every_held_out_event_gets_its_probes():
+    called = "What is this called?"
+    events = [_event("e0", called, "ibuprofen", "a"), _event("e1", called, "aspirin", "b")]
+    images = {"a": shape("red"), "b": shape("green")}
+    probes = negatives_from_events(events, events, lambda ref: images[ref.sha256])
+    assert [(n.kind, n.wrong) for n in probes if n.kind == "other object"] == [
+        ("other object", ("ibuprofen",)), ("other object", ("aspirin",))]
+
+
+def test_another_question_sharing_an_answer_with_this_one_is_not_another_facet():
+    called = "What is this called?"
+    held = _event("e0", called, "ibuprofen", "a")
+    events = [held, _event("e1", called, "aspirin", "b"),
+              _event("e2", "What is this product?", "ibuprofen tablets", "a"),  # overlaps the held-out answer
+              _event("e3", "Which one is cheaper?", "aspirin", "b")]  # overlaps another answer of the question
+    probes = negatives_from_events([held], events, lambda ref: shape("red"))
+    assert [n.kind for n in probes] == ["other object", "no object"]

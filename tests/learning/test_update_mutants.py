@@ -15,6 +15,8 @@ from ilearn.assistant import Assistant
 from ilearn.config import Config, LearnConfig
 from ilearn.errors import InvalidInput
 from ilearn.images import decode_image
+from ilearn.learning.distill import REPLAY_COLUMN
+from ilearn.learning.gate import negatives_from_events
 from ilearn.learning.update import (
     HeldOutLeak,
     LearnOutcome,
@@ -23,7 +25,9 @@ from ilearn.learning.update import (
     image_loader,
     learn,
     register_candidate,
+    replay_rows,
     split_heldout,
+    train_candidate,
     trainable_problem,
     training_set,
 )
@@ -79,6 +83,27 @@ def test_guard_heldout_names_the_leaked_events():
         guard_heldout(rows, ["e3", "e1", "e9"])
 
 
+def test_train_candidate_refuses_held_out_rows_before_training():
+    class Untouchable:  # neither a model nor a registry is used: the guard comes first
+        def __getattr__(self, name):
+            raise AssertionError(f"{name} used before the held-out guard")
+
+    rows = [{"event_id": "e1"}, {"event_id": "e2"}]
+    with pytest.raises(HeldOutLeak, match="e2"):
+        train_candidate(Untouchable(), Untouchable(), LearnConfig(), rows, {"heldout_event_ids": ["e2"], "x": 1})
+
+
+def test_replay_rows_are_seeded_marked_and_ask_the_sampled_question():
+    rows = replay_rows(1, seed=3, recipe="dpo")
+    assert len(rows) == 1 and rows[0][REPLAY_COLUMN] is True
+    assert rows[0]["prompt"][0]["content"][-1]["text"]  # the sampled question itself
+    again = replay_rows(1, seed=3, recipe="dpo")
+    assert [r["rejected"] for r in again] == [r["rejected"] for r in rows]  # the wrong answer is seeded too
+    mixed = training_set([{"event_id": "e1"}], LearnConfig(recipe="dpo", replay=1, seed=3))
+    assert mixed[0] == {"event_id": "e1"} and mixed[1]["rejected"] == rows[0]["rejected"]
+    assert mixed[1]["prompt"] == rows[0]["prompt"]
+
+
 def test_guard_heldout_lists_at_most_five_ids():
     rows = [{"event_id": f"e{i}"} for i in range(7)]
     with pytest.raises(HeldOutLeak, match=r"^7 held-out event\(s\) reached the training rows: e0, e1, e2, e3, e4$"):
@@ -119,6 +144,14 @@ def test_split_holds_out_only_active_answered_events_and_rounds_the_fraction():
     assert len(split_heldout(answered[:1], 0.6, 0)[1]) == 1  # one event: as many as the fraction rounds to
 
 
+def test_the_split_depends_on_the_events_image():
+    from ilearn.types import ImageRef
+
+    pair = [Event(ImageRef(sha), "q", "same", "u", id=f"evt_{sha}") for sha in ("aaa", "bbb")]
+    firsts = {split_heldout(pair, 0.5, seed).heldout[0].id for seed in range(12)}
+    assert firsts == {"evt_aaa", "evt_bbb"}  # which of two otherwise equal events is held out varies with seed
+
+
 def test_learn_outcome_summary():
     assert LearnOutcome(None, reasons=["no sft training examples yet", "later"]).summary() == \
         "nothing to learn: no sft training examples yet; later"
@@ -156,6 +189,8 @@ def test_learn_records_a_refused_candidate_and_why(tmp_path):
         model={"backend": "tiny"}, retrieval={"enabled": False},
         learn={"max_steps": 1, "learning_rate": 1e-9, "batch_size": 2, "heldout_fraction": 0.25, "replay": 0})
     assistant = Assistant.from_config(config)
+    empty = learn(assistant.vlm, assistant.store, assistant.registry, config)
+    assert empty.version is None and empty.reasons == ["no sft training examples yet"] and 0 <= empty.seconds < 60
     events = add_events(assistant)
     add_events(assistant, robot_id="elsewhere")  # another robot's events are not this robot's snapshot
     outcome = learn(assistant.vlm, assistant.store, assistant.registry, config, promote=False,
@@ -169,6 +204,10 @@ def test_learn_records_a_refused_candidate_and_why(tmp_path):
     assert outcome.gate == version.metrics["gate"] and outcome.train == version.metrics["train"]
     held = version.metrics["heldout_event_ids"]
     assert (outcome.n_train_events, outcome.n_heldout_events) == (len(events) - len(held), len(held))
-    assert held == sorted(held) and len(held) == 2  # round(0.25 * 6)
+    assert held == sorted(e.id for e in split_heldout(events, 0.25, config.learn.seed).heldout)  # learn.seed's split
+    assert len(held) == 2  # round(0.25 * 6)
     assert set(version.event_ids) == {e.id for e in events} - set(held)
-    assert version.settings["seed"] == config.learn.seed and outcome.seconds > 0
+    assert version.settings["seed"] == config.learn.seed and 0 < outcome.seconds < 600
+    # the negatives are built from every active event of the snapshot, the held-out ones among them
+    probes = negatives_from_events([e for e in events if e.id in held], events, image_loader(assistant.store))
+    assert outcome.gate["n_negatives"] == len(probes) > 2
