@@ -29,10 +29,11 @@ from ilearn.learning.update import (
     split_heldout,
     train_candidate,
     trainable_problem,
+    training_rows,
     training_set,
 )
 from ilearn.models.stub import StubVLM
-from ilearn.types import Event, EventStatus, ModelStatus, ModelVersion
+from ilearn.types import Event, EventStatus, Label, ModelStatus, ModelVersion
 
 
 class CountingStore:
@@ -91,6 +92,24 @@ def test_train_candidate_refuses_held_out_rows_before_training():
     rows = [{"event_id": "e1"}, {"event_id": "e2"}]
     with pytest.raises(HeldOutLeak, match="e2"):
         train_candidate(Untouchable(), Untouchable(), LearnConfig(), rows, {"heldout_event_ids": ["e2"], "x": 1})
+
+
+def test_train_candidate_without_held_out_ids_goes_on_to_train():
+    class Registry:
+        def new_path(self):
+            raise LookupError("reached the registry")
+
+    with pytest.raises(LookupError, match="reached the registry"):
+        train_candidate(None, Registry(), LearnConfig(), [{"event_id": "e1"}])
+    with pytest.raises(LookupError, match="reached the registry"):
+        train_candidate(None, Registry(), LearnConfig(), [{"event_id": "e1"}], {"other": 1})
+
+
+def test_reinforce_rows_take_the_settings_reward_remap():
+    event = Event(None, "what is this?", "ibuprofen", "u", label=Label.POSITIVE, rejected=["aspirin"])
+    learn_cfg = LearnConfig(recipe="reinforce", reward_positive=0.5, reward_negative=-0.25)
+    rows = training_rows(learn_cfg, [event], lambda ref: None)
+    assert [(r["reward"], r["event_id"]) for r in rows] == [(0.5, event.id), (-0.25, event.id)]
 
 
 def test_replay_rows_are_seeded_marked_and_ask_the_sampled_question():
@@ -190,7 +209,7 @@ def test_learn_records_a_refused_candidate_and_why(tmp_path):
         learn={"max_steps": 1, "learning_rate": 1e-9, "batch_size": 2, "heldout_fraction": 0.25, "replay": 0})
     assistant = Assistant.from_config(config)
     empty = learn(assistant.vlm, assistant.store, assistant.registry, config)
-    assert empty.version is None and empty.reasons == ["no sft training examples yet"] and 0 <= empty.seconds < 60
+    assert empty.version is None and empty.reasons == ["no sft training examples yet"] and 0 < empty.seconds < 60
     events = add_events(assistant)
     add_events(assistant, robot_id="elsewhere")  # another robot's events are not this robot's snapshot
     outcome = learn(assistant.vlm, assistant.store, assistant.registry, config, promote=False,

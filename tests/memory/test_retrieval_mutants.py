@@ -321,3 +321,23 @@ def test_a_memory_without_a_home_folder_keeps_its_index_in_memory(mem_store, tmp
     mem.close()
     assert answers(mem.search(PILLS, Q, "alice")) == ["ibuprofen"]
     assert not (tmp_path / "index").exists()
+
+
+# ---------------------------------------------------------------- reuse calibration
+def test_reactions_to_answers_become_calibration_pairs_kept_in_the_home_folder(mem_store, tmp_path):
+    from ilearn.types import Feedback, Label
+
+    mem = memory(mem_store, tmp_path, calibrate=True)
+    teach(mem, mem_store, PILLS, "ibuprofen", "alice")
+    hits = mem.search(PILLS, Q, "alice")
+    mem.note_answer("turn-1", hits, reused=True)  # given outright, and the user goes on: right
+    mem.note_answer("turn-2", hits, reused=False)  # the model answered itself and was told it was right
+    mem.note_answer("turn-3", [], reused=False)  # no match: nothing to judge
+    assert mem.record_reuse_outcome("turn-1", "ibuprofen", Feedback(Label.NEUTRAL)) is True
+    assert mem.record_reuse_outcome("turn-2", "It is ibuprofen.", Feedback(Label.POSITIVE)) is True
+    assert mem.record_reuse_outcome("turn-3", "mug", Feedback(Label.POSITIVE)) is None
+    assert mem.record_reuse_outcome("turn-1", "ibuprofen", Feedback(Label.NEGATIVE)) is None  # judged once
+    score = hits[0].score
+    assert mem.calibrator.pairs() == [(pytest.approx(score), True)] * 2
+    mem.calibrator.close()
+    assert memory(mem_store, tmp_path, calibrate=True).calibrator.pairs() == [(pytest.approx(score), True)] * 2
