@@ -10,34 +10,31 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ilearn import plugins
+from ilearn.cli_settings import add_set_option, add_setting, apply, overrides
 from ilearn.config import Config
 from ilearn.errors import ILearnError, NotFound
 
 logger = logging.getLogger("ilearn")
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--home", default=None, help="deployment folder (store, index, models); default ./ilearn-data")
+    """The options every deployment command takes; each one's help and checks come from its typed setting."""
+    add_setting(parser, "home", "--home")
     parser.add_argument("--config", default=None, help="JSON settings file (see ilearn.config)")
-    parser.add_argument("--model", default=None, help="model backend: small (default), tiny, hf, openai")
-    parser.add_argument("--model-path", default=None, help="folder of an hf model, or URL of an openai server")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ...")
-    parser.add_argument("--no-retrieval", action="store_true", help="answer without past events")
+    add_setting(parser, "store", "--store")
+    add_setting(parser, "model.backend", "--model")
+    add_setting(parser, "model.path", "--model-path")
+    add_setting(parser, "model.threads", "--threads")
+    add_setting(parser, "model.device", "--device")
+    add_setting(parser, "retrieval.enabled", "--no-retrieval")
+    add_set_option(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="-v: iLearn's progress logs; -vv: debug logs of every library")
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    config = Config.load(args.config) if args.config else Config()
-    model = {k: v for k, v in {"backend": args.model, "path": args.model_path, "threads": args.threads,
-                               "device": args.device}.items() if v is not None}
-    changes: dict = {"model": model} if model else {}
-    if args.home:
-        changes["home"] = args.home
-    if getattr(args, "no_retrieval", False):
-        changes["retrieval"] = {"enabled": False}
-    return config.override(**changes) if changes else config
+    """The settings file (or the defaults) with the command line's settings applied and checked."""
+    config = Config.load(args.config) if getattr(args, "config", None) else Config()
+    return apply(config, overrides(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     learn = sub.add_parser("learn", help="train a candidate on the events, gate it, promote it if it is better")
     _common(learn)
-    learn.add_argument("--recipe", choices=plugins.names("recipe"), default=None)
-    learn.add_argument("--trainable", default=None, help="comma-separated parts: vision,projector,language")
-    learn.add_argument("--max-steps", type=int, default=None, help="training steps (default: from the settings)")
+    add_setting(learn, "learn.recipe", "--recipe")
+    add_setting(learn, "learn.trainable", "--trainable")
+    add_setting(learn, "learn.max_steps", "--max-steps")
     learn.add_argument("--no-promote", action="store_true", help="only train and gate")
     learn.add_argument("--no-general", action="store_true", help="skip the general (forgetting) set in the gate")
     learn.set_defaults(func=cmd_learn)
@@ -232,11 +229,6 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from ilearn.assistant import Assistant
 
     config = load_config(args)
-    learn = {k: v for k, v in {"recipe": args.recipe, "max_steps": args.max_steps,
-                               "trainable": tuple(args.trainable.split(",")) if args.trainable else None}.items()
-             if v is not None}
-    if learn:
-        config = config.override(learn=learn)
     _store(args)[1].close()  # a clear error when there is no deployment yet
     with Assistant.from_config(config) as assistant:
         outcome = assistant.learn(promote=not args.no_promote, general=not args.no_general)

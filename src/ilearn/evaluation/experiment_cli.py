@@ -9,6 +9,8 @@ import argparse
 import logging
 import sys
 
+from ilearn.cli_settings import add_set_option, add_setting, apply, overrides
+
 logger = logging.getLogger(__name__)
 
 EPILOG = """examples:
@@ -37,16 +39,17 @@ def add_experiment_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
                         help="pharmacy/objects: 1 = R1, 2 = R1-R2, 3+ = all; reference-game: training rounds")
     parser.add_argument("--users", type=int, default=None, help="teaching personas (default: all 22)")
     parser.add_argument("--seed", type=int, default=0, help="seed of scenario, users and training")
-    parser.add_argument("--model", default="small", help="model backend: small (default), tiny, hf")
+    add_setting(parser, "model.backend", "--model")
     parser.add_argument("--objects", default=None, help="objects scenario: folder with one subfolder per object")
     parser.add_argument("--methods", type=_methods, default=None,
                         help="comma-separated recipes: reference-game default sft,reinforce,kto; pharmacy sft")
     parser.add_argument("--home", default=None, help="where the deployments live (default REPORT/work)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_setting(parser, "model.threads", "--threads")
     parser.add_argument("--sequential", action="store_true",
                         help="pharmacy/objects: train the vision-encoder ablation after R3, not beside it in a "
                              "second process (the default when the CPU has cores for both)")
     parser.add_argument("--config", default=None, help="JSON settings file for the assistant (see ilearn.config)")
+    add_set_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="-v: iLearn's progress logs; -vv: debug logs of every library")
@@ -57,13 +60,17 @@ def add_experiment_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run the experiment the arguments describe and print its table."""
     from ilearn.config import Config
-    from ilearn.evaluation.protocol import run_experiment
+    from ilearn.evaluation.protocol import EXPERIMENT_DEFAULTS, run_experiment
     from ilearn.evaluation.report import format_table, headline
 
+    given = overrides(args)
+    model, threads = given.pop("model.backend", "small"), given.pop("model.threads", 1)
     config = Config.load(args.config) if args.config else None
-    report = run_experiment(args.scenario, model=args.model, rounds=args.rounds, users=args.users, seed=args.seed,
+    if given:  # --set: on the settings file, or on the experiment's own defaults
+        config = apply(config or Config().override(**EXPERIMENT_DEFAULTS), given)
+    report = run_experiment(args.scenario, model=model, rounds=args.rounds, users=args.users, seed=args.seed,
                             quick=args.quick, report_dir=args.report, objects_dir=args.objects, methods=args.methods,
-                            progress=not args.no_progress, home=args.home, threads=args.threads, config=config,
+                            progress=not args.no_progress, home=args.home, threads=threads, config=config,
                             parallel=False if args.sequential else None)
     out = sys.stdout
     print(f"{report['scenario']} ({report['model']}, seed {report['seed']}): "  # noqa: T201 - CLI output
