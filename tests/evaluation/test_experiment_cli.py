@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from ilearn.cli_settings import overrides
 from ilearn.errors import InvalidInput
 from ilearn.evaluation.experiment_cli import add_experiment_parser
 from ilearn.evaluation.report import ROUND_KEYS, TOP_KEYS
@@ -26,8 +27,9 @@ def _run(argv: list[str]) -> int:
 def test_options_parse():
     args = _parser().parse_args(["experiment", "reference-game", "--report", "out", "--methods", "sft, kto",
                                  "--rounds", "2", "--users", "5", "--seed", "3", "--model", "tiny", "--threads", "1"])
-    assert (args.scenario, args.report, args.methods, args.rounds, args.users, args.seed, args.model) == (
-        "reference-game", "out", ["sft", "kto"], 2, 5, 3, "tiny")
+    assert (args.scenario, args.report, args.methods, args.rounds, args.users, args.seed) == (
+        "reference-game", "out", ["sft", "kto"], 2, 5, 3)
+    assert overrides(args) == {"model.backend": "tiny", "model.threads": 1}
     assert args.quick is False and args.home is None and args.objects is None
     with pytest.raises(SystemExit):
         _parser().parse_args(["experiment", "chess", "--report", "out"])
