@@ -97,3 +97,35 @@ def test_experiment_deployments_build_their_parts_with_build_runtime(built, tmp_
     finally:
         dep.close()
     assert [c.home for c in built] == [str(tmp_path / "teach")]
+
+
+class _Recording:
+    """A model that says which version it is whenever a part asks it to score."""
+
+    def __init__(self, inner, version: str, calls: list[str]):
+        self.inner, self.version, self.calls, self.name = inner, version, calls, "rec"
+
+    def score(self, messages, candidates):
+        self.calls.append(self.version)
+        return self.inner.score(messages, candidates)
+
+    def generate(self, messages, **options):
+        self.calls.append(self.version)
+        return self.inner.generate(messages, **options)
+
+
+def test_model_decoder_and_clarifier_judge_with_the_version_that_serves(tmp_path, monkeypatch):
+    """After a promotion, a model clarifier and a model feedback decoder use the promoted weights, not the base."""
+    from ilearn.dialogue.feedback import Exchange
+    from ilearn.models.versions import ModelHandle
+
+    config = stub_config(tmp_path / "home", clarify={"method": "model"}, feedback={"method": "model"})
+    with runtime.build_runtime(config) as parts:
+        calls: list[str] = []
+        served = ModelHandle("v7", _Recording(parts.vlm, "v7", calls))
+        monkeypatch.setattr(parts.versions, "current", lambda wait=False: served)
+        parts.clarifier.assess("what about it?", True)
+        parts.decoder.inner.judge(Exchange(question="what is this?", answer="aspirin", reaction="no, it's ibuprofen"))
+        assert calls and set(calls) == {"v7"}
+        with parts.versions.hold() as handle:  # inside a turn: the turn's own version
+            assert handle is served and parts.clarifier.vlm.version == "v7"

@@ -111,7 +111,7 @@ class Assistant:
 
         parts = build_runtime(config)
         assistant = cls(config, parts.vlm, parts.store, memory=parts.memory, feedback_decoder=parts.decoder,
-                        clarifier=parts.clarifier, registry=parts.registry)
+                        clarifier=parts.clarifier, registry=parts.registry, versions=parts.versions)
         assistant.recover()
         return assistant
 

@@ -25,6 +25,7 @@ from ilearn.dialogue.feedback import FeedbackDecoder, make_decoder
 from ilearn.memory.base import RetrievalMemory
 from ilearn.memory.store import EventStore
 from ilearn.models.base import ImageEmbedder, TextEmbedder, VisionLanguageModel
+from ilearn.models.versions import ModelVersions
 
 if TYPE_CHECKING:
     from ilearn.learning.registry import ModelRegistry
@@ -43,6 +44,8 @@ class Runtime:
     decoder: FeedbackDecoder
     clarifier: Clarifier
     registry: ModelRegistry
+    versions: ModelVersions
+    """Which version serves; the decoder and the clarifier use the running turn's version through it."""
 
     def close(self) -> None:
         """Save what the memory holds and close the store."""
@@ -98,13 +101,15 @@ def build_runtime(config: Config, *, vlm: VisionLanguageModel | None = None) -> 
     except BaseException:
         store.close()
         raise
-    decoder = make_decoder(config.feedback, vlm, text_embedder=memory.text_embedder)
-    method = config.clarify.method if config.clarify.enabled else "never"
-    clarifier = make_clarifier(method, vlm, settings=config.clarify, store=store)
     registry = ModelRegistry(store, config.home_path)
+    versions = ModelVersions(vlm, registry)
+    # A model decoder or clarifier judges with the version that serves the turn, not the base weights.
+    decoder = make_decoder(config.feedback, versions.served, text_embedder=memory.text_embedder)
+    method = config.clarify.method if config.clarify.enabled else "never"
+    clarifier = make_clarifier(method, versions.served, settings=config.clarify, store=store)
     logger.debug("runtime built: model %s, store %s, memory %s", config.model.backend, config.store_url,
                  config.retrieval.memory)
-    return Runtime(config, vlm, store, memory, decoder, clarifier, registry)
+    return Runtime(config, vlm, store, memory, decoder, clarifier, registry, versions)
 
 
 def _limit_index_threads(threads: int) -> None:
