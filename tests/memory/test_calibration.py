@@ -111,3 +111,31 @@ def test_outcome_reads_the_reaction():
     assert outcome(False, "ibuprofen", "aspirin", pos) is False
     assert outcome(False, "ibuprofen", "aspirin", neg) is None  # a bare "no" to another answer tells nothing
     assert outcome(False, "ibuprofen", "ibuprofen", neg) is False
+
+
+def test_frozen_uses_the_threshold_but_learns_nothing(tmp_path):
+    """An experiment's scored rounds: the threshold applies, the reactions do not move it."""
+    from ilearn.memory import calibration
+    from ilearn.memory.base import Match
+    from ilearn.types import Event, ImageRef
+
+    cal = ReuseCalibrator(config(), tmp_path)
+    match = Match(event=Event(image=ImageRef("x"), question="What is this called?", answer="Aspirin", user_id="u"),
+                  score=0.95, image_sim=0.95, text_sim=1.0)
+    no = Feedback(label=Label.NEGATIVE, confidence=1.0)
+
+    class Memory:
+        calibrator = cal
+
+    with calibration.frozen(Memory()):
+        for i in range(3):
+            cal.note_answer(f"t{i}", [match], reused=True)
+            assert cal.record_outcome(f"t{i}", "Aspirin", no) is None  # nothing noted, nothing recorded
+            cal.record(0.95, False)
+        assert cal.threshold() == 0.87 and len(cal) == 0
+    for i in range(3):  # outside the block the same reactions are learnt from: rejections raise it
+        cal.note_answer(f"t{i}", [match], reused=True)
+        assert cal.record_outcome(f"t{i}", "Aspirin", no) is False
+    assert len(cal) == 3 and cal.threshold() > 0.95
+    with calibration.frozen(object()):  # a memory without a calibrator: nothing to freeze
+        pass

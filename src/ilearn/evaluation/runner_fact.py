@@ -37,6 +37,7 @@ from ilearn.evaluation.metrics import TaskRecord, contains_answer
 from ilearn.evaluation.runner_common import Conversation, Deployment, RunContext, round_metrics
 from ilearn.evaluation.scenarios.base import FactScenario, Task, derive_seed
 from ilearn.evaluation.users import SimulatedUser
+from ilearn.memory import calibration
 from ilearn.types import Label, TurnKind
 
 logger = logging.getLogger(__name__)
@@ -197,13 +198,14 @@ def _score(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
     pairs: list[tuple[Label | None, Label]] = []
     outcomes: list[tuple[str, str, bool]] = []
     stages: dict[str, list[float]] = {}
-    for i, task in enumerate(ctx.bar(tasks, f"{key} score")):
-        persona = ctx.test_personas[i % len(ctx.test_personas)]
-        user = SimulatedUser(persona, task, random.Random(derive_seed("score", ctx.seed, key, i)))
-        record, fb, _ = play_fact(assistant, prefix + persona.name, user, task, stages)
-        records.append(record)
-        pairs += fb
-        outcomes.append((task.item.id, task.intent, record.first_answer_correct))
+    with calibration.frozen(dep.memory):  # the scoring users' reactions do not move the reuse threshold
+        for i, task in enumerate(ctx.bar(tasks, f"{key} score")):
+            persona = ctx.test_personas[i % len(ctx.test_personas)]
+            user = SimulatedUser(persona, task, random.Random(derive_seed("score", ctx.seed, key, i)))
+            record, fb, _ = play_fact(assistant, prefix + persona.name, user, task, stages)
+            records.append(record)
+            pairs += fb
+            outcomes.append((task.item.id, task.intent, record.first_answer_correct))
     dep.forget_users(prefix)  # scoring never feeds memory
     out = round_metrics(records, pairs, text_metrics=True, bertscore=ctx.bertscore, threads=ctx.threads)
     out["stage_ms_mean"] = {k: sum(v) / len(v) for k, v in sorted(stages.items())}

@@ -34,7 +34,8 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,6 +142,7 @@ class ReuseCalibrator:
         self._scores: list[float] = []
         self._oks: list[bool] = []
         self._cached: float | None = None
+        self._frozen = 0  # > 0: reactions are not learnt from (`frozen`)
         self._conn: sqlite3.Connection | None = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,10 +175,24 @@ class ReuseCalibrator:
                     min_rejections=c.calibration_min_rejections)
             return self._cached
 
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Within the block the threshold is used but nothing is learnt: answers are not noted and no pair is
+        recorded (e.g. an experiment's scored rounds, whose simulated users must not change the deployment)."""
+        with self._lock:
+            self._frozen += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._frozen -= 1
+
     def record(self, score: float, ok: bool, now: float | None = None) -> None:
-        """Add one labelled pair (persisted at once when there is a home)."""
+        """Add one labelled pair (persisted at once when there is a home); ignored while `frozen`."""
         score, ok = float(score), bool(ok)
         with self._lock:
+            if self._frozen:
+                return
             self._scores.append(score)
             self._oks.append(ok)
             self._cached = None
@@ -192,6 +208,8 @@ class ReuseCalibrator:
         if not matches:
             return
         with self._lock:
+            if self._frozen:
+                return
             self._pending[turn_id] = (float(matches[0].score), matches[0].event.answer, bool(reused))
             while len(self._pending) > PENDING:
                 self._pending.popitem(last=False)
@@ -222,6 +240,12 @@ def reuse_threshold(memory: Any, default: float) -> float:
     """The memory's calibrated reuse threshold, or `default` for a memory without a calibrator."""
     calibrator = getattr(memory, "calibrator", None)
     return calibrator.threshold() if calibrator is not None else default
+
+
+def frozen(memory: Any):
+    """`ReuseCalibrator.frozen` on the memory's calibrator (a no-op context without one)."""
+    calibrator = getattr(memory, "calibrator", None)
+    return calibrator.frozen() if calibrator is not None else nullcontext()
 
 
 def note_answer(memory: Any, turn_id: str, matches: Sequence[Match], reused: bool) -> None:
