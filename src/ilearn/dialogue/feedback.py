@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -128,7 +129,9 @@ def decode_exchange(judge: Callable[[Exchange], Feedback], turns: Sequence[Turn]
 # text helpers
 # ---------------------------------------------------------------------------------------------
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# A word: letters, digits and combining marks of any script (Cyrillic, CJK, Arabic, Hebrew, Devanagari...),
+# optionally with an English clitic ("it's").
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 _STOP = frozenset(
     "a an the is are was were be it its it's this that these those what which who whom how why where when "
     "of on in at to for with by from and or do does did can could would should will please me my i you your "
@@ -136,8 +139,15 @@ _STOP = frozenset(
 )
 
 
+def _clean(text: str) -> str:
+    """NFC-composed text (a decomposed "é" becomes one letter) with typographic apostrophes made plain."""
+    return unicodedata.normalize("NFC", text).replace("\u2019", "'").replace("\u2018", "'")
+
+
 def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("\u2019", "'"))
+    # combining marks (Hebrew points, Arabic harakat, Indic vowel signs) are not \w: drop them before splitting
+    text = "".join(ch for ch in _clean(text).lower() if not unicodedata.category(ch).startswith("M"))
+    return _WORD.findall(text)
 
 
 def _content(text: str) -> set[str]:
@@ -152,14 +162,17 @@ def overlap(a: str, b: str) -> float:
     return len(wa & wb) / min(len(wa), len(wb))
 
 
-_ARTICLE = re.compile(r"^(?:a|an|the|some|just|simply|called|named|more\s+of|kind\s+of|sort\s+of|more\s+like)\s+",
-                      re.I)
+_ARTICLE = re.compile(r"^(?:a|an|the|some|just|simply|called|named|more\s+of|kind\s+of|sort\s+of|more\s+like|"
+                      r"(?:in|at|from|on)(?:\s+the)?)\s+", re.I)
 _TRAIL = re.compile(
-    r"\s+(?:actually|though|obviously|clearly|of course|you know|mate|silly|dummy|instead|really|lol|"
-    r"please|for sure|i think|i guess|i believe|here|there)$", re.I)
+    r"\s+(?:actually|though|obviously|clearly|of course|you know|mate|silly|dummy|instead|really|lol|xd|"
+    r"ha(?:ha)+h?|a?ha+|he(?:he)+|please|for sure|i think|i guess|i believe|here|there|and you|what about you|"
+    r"how about you|hbu|you\?)$", re.I)
 _NOT_ANSWER_START = frozenset(
     "not no i i'm im you you're we what what's why how where who which can could please try look again wrong "
-    "incorrect it it's that that's this is was are do does did just still also even so very too quite".split()
+    "incorrect it it's that that's this is was are do does did just still also even so very too quite "
+    "they they're he he's she she's me my our your going but nope nah never yes yeah yep ok okay oh haha lol "
+    "wow really seriously because then if when there here nothing someone everyone everything".split()
 )
 _NOT_ANSWER = frozenset({
     "wrong", "incorrect", "right", "correct", "it", "that", "this", "true", "false", "mistaken", "bad",
@@ -171,15 +184,15 @@ _NOT_ANSWER = frozenset({
 def normalise_answer(text: str) -> str:
     """Strip articles, filler words, quotes and punctuation from an answer span; keep its case (the span becomes
     the stored answer). Not the answer judge's normaliser (`ilearn.text.normalise_text`), which compares texts."""
-    text = text.strip().strip("\"'`“”‘’").strip()
-    text = re.sub(r"[\s.,;:!?)(\"'“”]+$", "", text)
-    text = re.sub(r"^[\s,;:\-\"'“”(]+", "", text)
+    text = _clean(text).strip().strip("\"'`“”‘’«»「」『』").strip()
+    text = re.sub(r"[\s.,;:!?)(\"'“”«»」』，。！？；、،؟]+$", "", text)
+    text = re.sub(r"^[\s,;:\-\"'“”«»「『(，、]+", "", text)
     for _ in range(3):
         stripped = _TRAIL.sub("", _ARTICLE.sub("", text)).strip(" ,")
         if stripped == text:
             break
         text = stripped
-    return text.strip("\"'`“”‘’ ")
+    return text.strip("\"'`“”‘’«»「」『』 ")
 
 
 def answers_match(a: str, b: str) -> bool:
@@ -191,32 +204,51 @@ _INTRO = (r"(?:it'?s|its|it\s+is|that'?s|thats|that\s+is|this\s+is|they'?re|they
           r"it\s+was|should\s+be|(?:the\s+)?(?:right|correct|real)\s+answer\s+is|the\s+answer\s+is|"
           r"i\s+think\s+it'?s|it'?s\s+called|that\s+one\s+is|you\s+mean|you\s+meant|answer\s*:|"
           r"(?:the\s+)?label\s+says|it\s+says|isn'?t\s+(?:that|it|this)|aren'?t\s+(?:they|those))")
+# After a rejection, a person names what is right about themselves or someone: "no, I'm a physics major",
+# "nope, she's in Helaman", "no I will be a sophomore" (the span must start with an article or a place word).
+_PERSON_INTRO = (r"(?:i'?m|im|i\s+am|i\s+will\s+be|i'?ll\s+be|she'?s|he'?s|she\s+is|he\s+is|we'?re|we\s+are|"
+                 r"they'?re|it'?s|its|it\s+was)\s+(?:actually\s+|just\s+)?(?=(?:a|an|the|in|at|from|on)\s)")
 _ADV = r"(?:(?:actually|really|obviously|clearly|definitely|in\s+fact|just|simply)\s+)?"
-_SPAN = r"(?P<ans>[^,.!?;]+)"
+# A span ends at punctuation of any script (Latin, CJK full-width, Arabic), a dash, or a tail that is not part
+# of a name ("but ...", "and you?", laughter).
+_STOPS = r",.!?;:，。！？；：、،؛؟\n"
+_SPAN = (r"(?P<ans>[^" + _STOPS + r"]+?)(?=\s*(?:$|[" + _STOPS + r"]|--|\s-\s|\s+(?:but|and\s+you|what\s+about|"
+         r"how\s+about|ha(?:ha)+\w*|lol|because|so)\b))")
+_REJECT = r"(?:no+|nope|nah|wrong|incorrect|not\s+quite|not\s+really|negative|close|almost|uh+|um+)"
 _CORRECTION_PATTERNS: tuple[re.Pattern[str], ...] = (
     # "not A but B", "not A, but rather B"
-    re.compile(r"\bnot\s+[^,.!?;]+?,?\s+but\s+(?:rather\s+|actually\s+)?(?:" + _INTRO + r"\s+)?" + _SPAN, re.I),
+    re.compile(r"\bnot\s+[^" + _STOPS + r"]+?,?\s+but\s+(?:rather\s+|actually\s+)?(?:" + _INTRO + r"\s+)?" + _SPAN,
+               re.I),
     # "it's B, not A"
-    re.compile(r"\b" + _INTRO + r"\s+" + _ADV + r"(?P<ans>(?!not\b)[^,.!?;]+?)\s*,?\s+(?:and\s+)?not\s+(?:an?\s+|the\s+)?"
-               r"[^,.!?;]+", re.I),
+    re.compile(r"\b" + _INTRO + r"\s+" + _ADV + r"(?P<ans>(?!not\b)[^" + _STOPS + r"]+?)\s*,?\s+(?:and\s+)?not\s+"
+               r"(?:an?\s+|the\s+)?[^" + _STOPS + r"]+", re.I),
     # "... it's actually B", "that's the B", "the right answer is B"
     re.compile(r"\b" + _INTRO + r"\s+" + _ADV + _SPAN, re.I),
+    # "no, I'm a B" / "nope, she's in B"
+    re.compile(r"^\W*(?:" + _REJECT + r"\b[\s,.:;!\-\u2014]*)+(?:actually[\s,]+)?" + _PERSON_INTRO + _SPAN, re.I),
     # "actually B", "rather B", "instead, B"
     re.compile(r"\b(?:actually|rather|instead)\s*[,:]?\s+" + _SPAN, re.I),
-    # "no, B" / "wrong: B" / "nope - B" / "no no, B"
-    re.compile(r"^\W*(?:(?:no+|nope|nah|wrong|incorrect|not\s+quite|not\s+really|negative|uh+|um+)\b[\s,.:;!\-\u2014]+)+"
-               + _SPAN, re.I),
+    # "no, B" / "wrong: B" / "nope - B" / "no no, B" / "close. B"
+    re.compile(r"^\W*(?:" + _REJECT + r"\b[\s,.:;!\-\u2014，。！]+)+(?:(?:just|only)\s+)?" + _SPAN, re.I),
     # "not A, B" at the start
-    re.compile(r"^\W*not\s+(?:an?\s+|the\s+)?[^,.!?;]+?\s*[,;:\u2014-]\s*(?:but\s+)?(?:" + _INTRO + r"\s+)?" + _SPAN, re.I),
+    re.compile(r"^\W*not\s+(?:an?\s+|the\s+)?[^" + _STOPS + r"]+?\s*[,;:\u2014-]\s*(?:but\s+)?(?:" + _INTRO
+               + r"\s+)?" + _SPAN, re.I),
     # "B, not A" at the start
-    re.compile(r"^\W*(?P<ans>[^,.!?;]+?)\s*,\s*not\s+(?:an?\s+|the\s+)?[^,.!?;]+[.!]?$", re.I),
+    re.compile(r"^\W*(?P<ans>[^" + _STOPS + r"]+?)\s*,\s*not\s+(?:an?\s+|the\s+)?[^" + _STOPS + r"]+[.!]?$", re.I),
 )
 
 
 _EVALUATIVE = frozenset(
     "sorry ridiculous hopeless useless terrible awful nonsense rubbish garbage stupid answer answers wrong "
     "incorrect mistake mistaken asked meant again silly dumb pathetic bad worse worst joke thanks thank all "
-    "enough everything bye".split())
+    "enough everything bye good fine ok okay cool alright funny real unfortunately unfortunate neither nope nah "
+    "haha hahaha lol worries problem prob kidding way idea clue doubt complaints wonder sure true healthy sad "
+    "nice great awesome interesting lame warmer guess".split())
+# Words of a clause, not of a name: a span with one of them is a sentence ("they would not", "fine he deserved it").
+_CLAUSE = frozenset(
+    "is are was were am be been being have has had do does did don't doesn't didn't will would can could should "
+    "won't wouldn't can't isn't aren't wasn't going gonna think know mean meant said say deserved get got "
+    "not".split())
 
 
 # A span made only of these words names what the user wants to know ("wrong. name?"), not an answer.
@@ -225,7 +257,7 @@ _FACET_ONLY = frozenset("name names called dose dosage use uses used purpose for
 
 def _valid_answer(span: str) -> bool:
     words = _words(span)
-    if not words or len(words) > 6 or any(w in _EVALUATIVE for w in words):
+    if not words or len(words) > 6 or any(w in _EVALUATIVE or w in _CLAUSE for w in words):
         return False
     if all(w in _FACET_ONLY for w in words):
         return False
@@ -237,10 +269,11 @@ def _valid_answer(span: str) -> bool:
 def extract_correction(reaction: str, wrong_answer: str = "") -> str | None:
     """The corrected answer a user gives in a reaction, normalised, or None when none is given.
 
-    "no, that's the ibuprofen" -> "ibuprofen"; "it's actually X" / "wrong, X" / "not A but B" -> X / B.
-    A span equal to the wrong answer is not a correction.
+    "no, that's the ibuprofen" -> "ibuprofen"; "it's actually X" / "wrong, X" / "not A but B" -> X / B; in any
+    script ("No, that's Парацетамол" -> "Парацетамол"). A span equal to the wrong answer is not a correction,
+    and neither is an idiom or a clause ("No way." / "no, it's fine" / "nope, they would not" -> None).
     """
-    text = reaction.replace("\u2019", "'").strip()
+    text = _clean(reaction).strip()
     for pattern in _CORRECTION_PATTERNS:
         for match in pattern.finditer(text):
             span = normalise_answer(match.group("ans"))
