@@ -1,0 +1,142 @@
+"""OpenAI-compatible endpoint: `POST /v1/chat/completions` (plain and `stream: true`) and `GET /v1/models`.
+
+- the last message is the user's turn: its text parts, and at most one `image_url` part, a data URL
+  (`data:image/png;base64,...`); a remote http(s) URL gets a 400 unless the operator allows fetching;
+- `user` is the user id within the key's robot (none: one user per key, `key-<key id>`);
+- the session: the header `X-Session-Id` if sent, else the one the earlier messages continue (see
+  `ilearn.serve.conversations`), else a new one; the reply's header `X-Session-Id` and its extension say which;
+- iLearn's extension field `ilearn` (session, turn, kind, clarifying options, references with scores, model
+  version) rides along in the reply and in the last stream chunk; standard clients ignore it;
+- streaming sends the finished reply in word chunks as server-sent events (the answer is generated in one
+  batched forward pass, not token by token), then `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+from fastapi.responses import StreamingResponse
+
+from ilearn.errors import InvalidInput, NotFound, SessionClosed
+from ilearn.serve import schemas
+from ilearn.serve.auth import Caller, ServiceDep
+from ilearn.serve.conversations import digest
+from ilearn.serve.errors import ApiError, responses
+from ilearn.serve.keys import ApiKey
+from ilearn.serve.payload import decode_base64, fetch_image
+from ilearn.serve.scope import user_id
+from ilearn.serve.service import Service
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+DEFAULT_QUESTION = "What is this?"
+"""The text of a turn that sends only an image (as in `ilearn chat`)."""
+
+
+class _Message:
+    """One chat message as the turn needs it: text, the image's URL (not yet decoded) and its digest key."""
+
+    def __init__(self, message: schemas.ChatMessage) -> None:
+        self.role = message.role
+        content = message.content
+        parts = [schemas.TextPart(type="text", text=content)] if isinstance(content, str) else list(content or [])
+        self.text = "\n".join(p.text for p in parts if isinstance(p, schemas.TextPart)).strip()
+        urls = [p.image_url.url for p in parts if isinstance(p, schemas.ImagePart)]
+        if len(urls) > 1:
+            raise InvalidInput("send at most one image per message")
+        if urls and self.role != "user":
+            raise InvalidInput("only user messages may carry an image")
+        self.image_url = urls[0] if urls else None
+        image_key = hashlib.sha256(self.image_url.encode()).hexdigest() if self.image_url else ""
+        self.key = (self.role, self.text, image_key)
+
+
+def _image(url: str, key: ApiKey, svc: Service) -> bytes:
+    if url.lower().startswith("data:"):
+        return decode_base64(url, key.limits.max_image_bytes)
+    if url.lower().startswith(("http://", "https://")):
+        if not svc.settings.allow_remote_images:
+            raise InvalidInput("this server does not fetch remote image URLs; send the image as a data URL "
+                               "(data:image/png;base64,...)")
+        return fetch_image(url, key.limits.max_image_bytes, svc.settings.remote_image_timeout_s)
+    raise InvalidInput("an image_url must be a data URL (data:image/png;base64,...)")
+
+
+@router.get("/models", response_model=schemas.ModelList, responses=responses())
+def list_models(key: Caller, svc: ServiceDep) -> schemas.ModelList:
+    """The one model this server serves (whichever version is active answers)."""
+    card = schemas.ModelCard(id=svc.settings.model_name, object="model", created=int(svc.started),
+                             owned_by="ilearn")
+    return schemas.ModelList(object="list", data=[card])
+
+
+@router.post("/chat/completions", response_model=schemas.ChatResponse, responses=responses(400, 404, 409),
+             response_description="the reply; with `stream: true`, server-sent events of chat.completion.chunk")
+def chat_completions(body: schemas.ChatRequest, key: Caller, svc: ServiceDep, response: Response,
+                     x_session_id: Annotated[str | None, Header(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = None):
+    """One user turn, OpenAI style (module docstring: images, user, sessions, the `ilearn` extension)."""
+    if body.model != svc.settings.model_name:
+        raise ApiError(404, f"unknown model {body.model!r}; this server serves {svc.settings.model_name!r}")
+    messages = [_Message(m) for m in body.messages]
+    last = messages[-1]
+    if last.role != "user":
+        raise InvalidInput("the last message must be the user's")
+    user = body.user or f"key-{key.id}"
+    stored = user_id(key.robot, user)
+    session_id, derived = x_session_id, False
+    if session_id is None:
+        session_id = svc.conversations.find(digest(stored, [m.key for m in messages[:-1]]))
+        derived = session_id is not None
+    text = last.text or DEFAULT_QUESTION
+    try:
+        url = last.image_url if session_id is not None else _latest_image(messages)
+        reply = svc.turn(key, user, text, _image(url, key, svc) if url else None, session_id, "openai")
+    except (NotFound, SessionClosed):
+        if not derived:
+            raise
+        url = _latest_image(messages)  # the remembered session is gone (closed, forgotten): start a new one
+        reply = svc.turn(key, user, text, _image(url, key, svc) if url else None, None, "openai")
+    svc.conversations.remember(digest(stored, [*(m.key for m in messages), ("assistant", reply.text, "")]),
+                               reply.session_id, stored)
+    extension = schemas.ChatExtension(session_id=reply.session_id, turn_id=reply.turn_id, kind=reply.kind,
+                                      options=reply.options, references=reply.references,
+                                      model_version=reply.model_version, precise_question=reply.precise_question)
+    completion_id, created = f"chatcmpl-{reply.turn_id}", int(time.time())
+    headers = {"X-Session-Id": reply.session_id}
+    if body.stream:
+        return StreamingResponse(_chunks(completion_id, created, body.model, reply.text, extension),
+                                 media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
+    response.headers.update(headers)
+    return schemas.ChatResponse(
+        id=completion_id, object="chat.completion", created=created, model=body.model, ilearn=extension,
+        choices=[schemas.ChatChoice(index=0, finish_reason="stop",
+                                    message=schemas.ChatChoiceMessage(role="assistant", content=reply.text))])
+
+
+def _latest_image(messages: list[_Message]) -> str | None:
+    return next((m.image_url for m in reversed(messages) if m.image_url), None)
+
+
+def _chunks(completion_id: str, created: int, model: str, text: str,
+            extension: schemas.ChatExtension) -> Iterator[str]:
+    """The reply as chat.completion.chunk events: the role, the words, the finish with the extension, [DONE]."""
+
+    def event(delta: dict, finish: str | None = None, **extra) -> str:
+        chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    yield event({"role": "assistant", "content": ""})
+    for piece in re.findall(r"\s*\S+", text):
+        yield event({"content": piece})
+    yield event({}, "stop", ilearn=extension.model_dump())
+    yield "data: [DONE]\n\n"
+
+
+__all__ = ["router"]
