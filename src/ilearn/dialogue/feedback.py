@@ -22,7 +22,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ilearn.errors import InvalidInput
@@ -200,7 +200,8 @@ def answers_match(a: str, b: str) -> bool:
     return normalise_answer(a).lower() == normalise_answer(b).lower()
 
 
-_INTRO = (r"(?:it'?s|its|it\s+is|that'?s|thats|that\s+is|this\s+is|they'?re|they\s+are|those\s+are|"
+_INTRO = (r"(?:it'?s|its|it\s+is|there\s+(?:are|is|were|was)|there'?s|that'?s|thats|that\s+is|this\s+is|they'?re|"
+          r"they\s+are|those\s+are|"
           r"it\s+was|should\s+be|(?:the\s+)?(?:right|correct|real)\s+answer\s+is|the\s+answer\s+is|"
           r"i\s+think\s+it'?s|it'?s\s+called|that\s+one\s+is|you\s+mean|you\s+meant|answer\s*:|"
           r"(?:the\s+)?label\s+says|it\s+says|isn'?t\s+(?:that|it|this)|aren'?t\s+(?:they|those))")
@@ -307,7 +308,9 @@ _NEG_STRONG = _rx(
     r"\bnot\s+(?:really|quite)\b", r"^\W*not\s+(?!bad\b|too\s+bad\b)(?:an?\s+|the\s+)?\w+", r"\bclose,?\s+but\b", r"\bno\W*$",
     r"\byeah,?\s+right\b", r"\bas\s+if\b", r"\bexcept\s+(?:it|that)'?s\b", r"\bdo\s+you\s+even\b",
     r"\b(?:count|check|look|try)\b.*\bagain\b", r"\bi\s+mean\b", r"\bjust\s+(?:tell|give|answer)\b",
-    r"\byou\s+already\b",
+    r"\byou\s+already\b", r"\bdefinitely\s+not\b", r"\bway\s+off\b", r"\bnever\s+get\b", r"\.\.\.\s*not\W*$",
+    r"\bmore\s+like\b", r"\bi\s+was\s+(?:more\s+like\s+|more\s+)?thinking\b", r"\bi\s+was\s+talking\s+about\b",
+    r"\bdifferent\s+one\b",
 )
 _POS = _rx(
     r"\bthanks?\b", r"\bthank\s+you\b", r"\bthx\b", r"\bty\b", r"\bcheers\b", r"\bcorrect\b", r"\bright\b",
@@ -317,12 +320,17 @@ _POS = _rx(
     r"\bmakes\s+sense\b", r"\bhelpful\b", r"\bbrilliant\b", r"\bcool\b", r"\bappreciate", r"\byou\s+got\s+it\b",
     r"\bbingo\b", r"\bnailed\s+it\b", r"\bthat\s+helps\b", r"\bi\s+knew\s+it\b", r"\bconfirmed\b", r"\bbang\s+on\b",
     r"\bthat\s+matches\b", r"\bagreed\b", r"\bgood\b", r"\bspot-on\b", r"\byes\b",
+    r"\bsame\s+(?:here|thing)\b", r"^\W*(?:oh\s+|yeah\s+)?same\b", r"\bme\s+(?:too|neither|either)\b", r"\bi\s+agree\b",
+    r"\bi\s+thought\s+(?:the\s+same|so)\b", r"\bfair\s+enough\b", r"\bgood\s+point\b", r"\bgotcha\b",
+    r"\bi'?ve\s+heard\b", r"\bof\s+course\b", r"\bduh\b", r"\bsweet\b", r"\bneat\b", r"^\W*oh\s+(?:yeah|yes|right)\b",
+    r"\bthat\s+counts\b", r"\bsounds\s+(?:good|fun|great|cool|awesome|interesting)\b", r"\bwhat\s+i\s+thought\b",
 )
 _POS_NEGATED = _rx(
     r"\bnot\s+(?:\w+\s+)?(?:right|correct|helpful|good|great|true|it)\b", r"\bisn'?t\s+(?:right|correct|true)\b",
     r"\bthanks\s+for\s+nothing\b", r"\bno\s+thanks?\b", r"\bno,?\s+thank\s+you\b", r"\bnot\s+exactly\b",
     r"\bhardly\b", r"\byeah,?\s+right\b", r"\bgreat,?\s+(?:another|wrong|just)\b", r"\bi\s+don'?t\s+think\b",
-    r"\bnot\s+sure\b", r"\bnot\s+good\b", r"\bright\?\s*$", r"\bright\s+(?:one|side|hand|there)\b", r"\ball\s+right\b",
+    r"\bnot\s+sure\b", r"\bnot\s+good\b", r"\bright\?\s*$", r"\balmost\b", r"\bnearly\b",
+    r"\bright\s+(?:one|side|hand|there)\b", r"\ball\s+right\b",
 )
 _CLOSING = _rx(r"\bno\s+thanks?\b", r"\bno,?\s+thank\s+you\b", r"\bthat'?s\s+all\b", r"\bnothing\s+else\b",
                r"\bbye\b", r"\bthat\s+will\s+be\s+all\b", r"\bthat'?s\s+enough\b", r"\bnever\s*mind\b")
@@ -331,13 +339,55 @@ _HEDGE = _rx(r"\bmaybe\b", r"\bperhaps\b", r"\bnot\s+sure\b", r"\bi\s+guess\b", 
              r"\bif\s+you\s+say\s+so\b", r"\bwhatever\b")
 _QUESTION_START = re.compile(r"^\W*(?:what|which|who|where|when|why|how|is|are|can|could|does|do|did|and|"
                              r"what's|whats|tell|show|name|count|describe)\b", re.I)
-_FOLLOW_UP = re.compile(r"^\W*(?:yes|yep|yeah|ok|okay|right|correct|great|thanks?|thank\s+you|cool|good)\b"
+_FOLLOW_UP = re.compile(r"^\W*(?:(?:oh+|ah+|ooh+|wow|ha(?:ha)*h?)\W+)?(?:yes|yep|yeah|ok|okay|right|correct|great|thanks?|thank\s+you|cool|good)\b"
                         r"[\s,.!-]+(?:(?:and|but|so|now)\b)?", re.I)
 
 
 _STATEMENT = re.compile(r"(?:^|[.?!,;]\s*)(?:(?:uh+|um+|hmm+|hm+|erm|well|but|i\s+think|i\s+believe|clearly)[\s,]+)*"
                         r"(?:it'?s|its|it\s+is|that'?s|that\s+is|this\s+is|this\s+one\s+is|they'?re|actually|"
                         r"(?:the\s+)?label\s+says|it\s+says)\b", re.I)
+
+
+_NO = r"(?:no+|nope|nah|naw)"
+_LEAD = r"^\W*(?:(?:oh+|ah+|aw+|ha(?:ha)*h?|lol|wow|well)\W+)*"
+# Openings that do not judge the answer, in the order they are tried. A reaction that starts with one is judged by
+# what follows it; when nothing that follows carries a marker, the opening's own label holds. Real people say "no"
+# without rejecting anything: surprise ("No way!"), reassurance ("no it's fine", "no worries"), agreement
+# ("no doubt"), not knowing ("no idea"); and they sympathise ("oh no", "that's awful") without judging.
+_OPENINGS: tuple[tuple[re.Pattern[str], Label, float, str], ...] = (
+    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*no\s+(?:doubt|complaints)\b(?:\s+about\s+it)?\W*", re.I),
+     Label.POSITIVE, 0.8, "agreement"),
+    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*(?:no\s+(?:way|kidding|wonder)|really)\b\W*", re.I),
+     Label.NEUTRAL, 0.6, "surprise"),
+    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*(?:no\s+(?:worries|problem|prob|biggie|offen[cs]e(?:\s+taken)?)|"
+                r"not\s+a\s+(?:prob(?:lem)?|big\s+deal))\b\W*", re.I), Label.NEUTRAL, 0.6, "reassurance"),
+    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)+(?:no\s+)?(?:(?:it'?s|its|it\s+is|that'?s|thats|you'?re|youre|you\s+are|"
+                r"ur|you|we'?re|i'?m|im)\s+)?(?:all\s+|totally\s+|really\s+|so\s+|perfectly\s+|completely\s+)?"
+                r"(?:good|ok|okay|fine|alright|all\s+right|cool)\b\W*", re.I), Label.NEUTRAL, 0.6, "reassurance"),
+    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)+(?:i\s+(?:totally\s+)?(?:get\s+(?:it|that)|understand)|"
+                r"don'?t\s+worry(?:\s+about\s+it)?)\b\W*", re.I), Label.NEUTRAL, 0.6, "reassurance"),
+    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*no\s+(?:idea|clue)\b\W*", re.I), Label.NEUTRAL, 0.6, "does not know"),
+    (re.compile(_LEAD + r"(?:oh\s+no\b|(?:that'?s|thats|that\s+is|how|so|what\s+a|sounds)\s+(?:(?:so|really|too|pretty|"
+                r"kinda|super)\s+)?(?:awful|terrible|horrible|sad|unfortunate|a\s+shame|too\s+bad|rough|tough|scary|"
+                r"a\s+bummer|not\s+(?:good|healthy|fun|great|nice|too\s+bad|a\s+bad\s+thing|bad))|(?:not|no)\s+good|"
+                r"poor\s+(?:thing|you|guy|girl)|sorry\s+to\s+hear(?:\s+that)?|that\s+sucks)(?!\s+(?:answer|guess))\b\W*",
+                re.I), Label.NEUTRAL, 0.6, "sympathy"),
+)
+# Agreement worded with a negation ("you're not wrong", "nothing wrong with that", "can't argue with that").
+_POS_DOUBLE = _rx(
+    r"\b(?:you'?re|you\s+are|that'?s|thats|it'?s)\s+not\s+wrong\b", r"^\W*not\s+wrong\b", r"\bnothing\s+wrong\s+with\b",
+    r"\bcan'?t\s+argue\b", r"\bnot\s+a\s+doubt\b", r"\bcouldn'?t\s+agree\s+more\b", r"\bcan'?t\s+complain\b",
+    r"^\W*(?:" + _NO + r"\W+)+(?:no\W+)*you'?re\s+(?:absolutely\s+|totally\s+|quite\s+|so\s+)?right\b",
+)
+# A reply that starts with "no" agrees with an answer that was itself negative ("That's not good." -> "No, not
+# good at all."; "high school doesn't count, right?" -> "nope, I wouldn't count that").
+_NEGATIVE_POLARITY = re.compile(r"\b(?:not|never|nothing|neither|nor|none|nobody|cannot|bad|terrible|awful|horrible|"
+                                r"dangerous|sad|worse|worst|boring)\b|n'?t\b", re.I)
+_WRONGNESS = re.compile(r"\b(?:wrong|incorrect|mistaken?|not\s+(?:right|correct|true|it|that|what))\b", re.I)
+_PARTIAL = re.compile(r"^\W*(?:almost|close|nearly|not\s+quite|getting\s+warmer|warmer)\b", re.I)
+_BUT_COUNTER = re.compile(r"\bbut\s+(?=(?:it'?s|its|it\s+is|that'?s|thats|this\s+is|they'?re|actually)\b)", re.I)
+_ECHO = re.compile(r"^\W*(?:no+|not|really|wait)\b[^?]{0,25}\?+\W*$", re.I)
+_FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+|\s{2,}")
 
 
 class LexicalFeedbackDecoder:
@@ -371,8 +421,31 @@ class LexicalFeedbackDecoder:
 
     def judge(self, ex: Exchange) -> Feedback:
         """Label one exchange."""
-        text = ex.reaction.replace("\u2019", "'").strip()
+        text = _clean(ex.reaction).strip()
+        for pattern, label, confidence, why in _OPENINGS:
+            match = pattern.match(text)
+            if match:
+                rest = text[match.end():].strip()
+                fb = self.judge(replace(ex, reaction=rest)) if rest else None
+                if fb is None or fb.label == Label.NEUTRAL:
+                    return _feedback(label, confidence, None, why)
+                return fb
+        return self._judge_text(ex, text)
+
+    def _judge_text(self, ex: Exchange, text: str) -> Feedback:
         low = text.lower()
+        if _ECHO.match(low) and len(_words(low)) <= 4 and not _WRONGNESS.search(low):
+            return _feedback(Label.NEUTRAL, 0.6, None, "surprise")  # "No?", "Not even yogurt?", "Really?"
+        if _POS_DOUBLE.search(low):
+            counter = _BUT_COUNTER.search(text)
+            span = extract_correction(text[counter.end():], ex.answer) if counter else None
+            if span:
+                return _feedback(Label.NEGATIVE, 0.8, span, "counter-statement after agreement")
+            return _feedback(Label.POSITIVE, 0.85, None, "agreement worded with a negation")
+        if (re.match(r"^\W*" + _NO + r"\b", low) and _NEGATIVE_POLARITY.search(ex.answer)
+                and _NEGATIVE_POLARITY.search(re.sub(r"^\W*(?:" + _NO + r"\W*)+", "", low))
+                and not _WRONGNESS.search(low) and extract_correction(text, ex.answer) is None):
+            return _feedback(Label.POSITIVE, 0.8, None, "agrees with a negative statement")
         closing = bool(_CLOSING.search(low))
         neg = bool(_NEG_STRONG.search(low))
         if neg and closing and re.match(r"^\W*no,?\s+thank", low) and not re.search(r"wrong|incorrect|not\s+right", low):
@@ -382,6 +455,13 @@ class LexicalFeedbackDecoder:
         hedge = bool(_HEDGE.search(low))
         if neg:
             return _feedback(Label.NEGATIVE, 0.9, extract_correction(text, ex.answer), "negative marker")
+        if _PARTIAL.match(low):
+            return _feedback(Label.NEGATIVE, 0.8, extract_correction(text, ex.answer), "partial acceptance")
+        if pos:
+            counter = _BUT_COUNTER.search(text)
+            span = extract_correction(text[counter.end():], ex.answer) if counter else None
+            if span and not (_content(span) <= _content(ex.answer)):
+                return _feedback(Label.NEGATIVE, 0.8, span, "counter-statement after a positive word")
         # a statement naming something ("it's X", "the label says X"): a correction, or a confirmation
         span = extract_correction(text, "") if _STATEMENT.search(low) and not closing else None
         if span is not None:
@@ -389,7 +469,9 @@ class LexicalFeedbackDecoder:
                 return _feedback(Label.POSITIVE, 0.8, None, "restates the answer")
             if not pos:
                 return _feedback(Label.NEGATIVE, 0.8, span, "counter-statement")
-        if pos and not hedge and (_FOLLOW_UP.match(low) or not is_question):
+        first = _FIRST_SENTENCE.split(text.strip(), maxsplit=1)[0].lower()
+        leads = pos and not first.rstrip().endswith("?") and bool(_POS.search(first))
+        if pos and not hedge and (_FOLLOW_UP.match(low) or not is_question or leads):
             return _feedback(Label.POSITIVE, 0.9 if not is_question else 0.8, None, "positive marker")
         if is_question and not pos:
             rephrased, sim = self._is_rephrasing(ex, text)
