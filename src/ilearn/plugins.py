@@ -152,6 +152,7 @@ def _entry_points(kind: str) -> dict[str, Plugin]:
 
 # -- the built-in backends ----------------------------------------------------------------------------------
 _TRAIN = {"requires": ("trl", "peft", "datasets"), "extra": "train"}
+_FLEET = {"requires": ("psycopg", "psycopg_pool"), "extra": "fleet"}
 BUILTINS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("model", "small", "ilearn.models.small:load_small", {}),
     ("model", "tiny", "ilearn.models.tiny:load_tiny", {}),
@@ -166,6 +167,8 @@ BUILTINS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("text_embedder", "minilm", "ilearn.models.embedders:MiniLMTextEmbedder", {}),
     ("text_embedder", "hashing", "ilearn.models.embedders:HashingTextEmbedder", {}),
     ("store", "sqlite", "ilearn.memory.sqlite:open_url", {}),
+    ("store", "postgresql", "ilearn.memory.postgres:open_url", _FLEET),
+    ("store", "postgres", "ilearn.memory.postgres:open_url", _FLEET),
     ("index", "faiss", "ilearn.memory.index:FaissIndex", {}),
     ("index", "exact", "ilearn.memory.stub:ExactIndex", {}),
     ("memory", "dual", "ilearn.memory.retrieval:DualModalityMemory", {}),

@@ -1,0 +1,738 @@
+"""The fleet EventStore: PostgreSQL through psycopg 3 and a connection pool, with a change feed.
+
+    store = PostgresStore("postgresql://ilearn@db-host/ilearn?schema=home1")
+
+Several processes (service workers, robots, a learner) share one store. Everything lives in one schema (the
+URL's `schema` parameter, "ilearn" by default), created and migrated on open under an advisory lock, so two
+processes starting at once migrate once. Every write is committed before the call returns; `transaction()`
+groups writes (a nested block is a savepoint).
+
+Change feed: a trigger on `events` appends (event id, insert/update/delete) to `event_changes` and sends a
+NOTIFY on commit, so each process's vector index follows the store (`ilearn.memory.feed.FleetMemory`). The
+trigger takes a transaction-level advisory lock of the schema before it writes the log, held to commit, so
+event writers commit one at a time and the log's ids grow in commit order: a reader that has seen change N
+has seen every change before it. `exclusive()` takes the same lock up front, for a decision (quarantine,
+corroboration) that must read every committed event and write its outcome in the same transaction. The log
+holds ids only (no user ids, no text) and is pruned (`prune_changes`).
+
+Forgetting deletes the rows in one transaction and then VACUUMs the tables it touched, so the freed row
+versions are cleared from the tables' pages; PostgreSQL's write-ahead log keeps them until its segments are
+recycled (docs/fleet.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
+from ilearn.memory.sqlite import _enum, _feedback_from_json, _feedback_to_json
+from ilearn.types import (
+    Event,
+    EventStatus,
+    Feedback,
+    ImageRef,
+    Label,
+    ModelStatus,
+    ModelVersion,
+    Role,
+    Scope,
+    Session,
+    Turn,
+    TurnKind,
+    now,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SCHEMA = "ilearn"
+CHANNEL = "ilearn_event_changes"
+"""The NOTIFY channel; the payload is the schema whose events changed."""
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_LOCK = "pg_advisory_xact_lock(hashtext('ilearn.events.' || current_schema()))"
+
+
+class SchemaError(ILearnError):
+    """The schema was written by a newer iLearn, or the server cannot be used."""
+
+
+# Ordered migrations: MIGRATIONS[i] upgrades a schema from version i to version i + 1. Never edit a released one.
+# Ids sort byte-wise (COLLATE "C"), as in SQLite, whatever the database's locale.
+MIGRATIONS: list[str] = ["""
+    CREATE TABLE users (id TEXT COLLATE "C" PRIMARY KEY, created DOUBLE PRECISION NOT NULL,
+        trusted BOOLEAN NOT NULL DEFAULT FALSE);
+    CREATE TABLE images (sha256 TEXT COLLATE "C" PRIMARY KEY, data BYTEA NOT NULL, width INTEGER NOT NULL,
+        height INTEGER NOT NULL, format TEXT NOT NULL, created DOUBLE PRECISION NOT NULL);
+    CREATE TABLE sessions (id TEXT COLLATE "C" PRIMARY KEY, user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+        robot_id TEXT NOT NULL, closed BOOLEAN NOT NULL, created DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL, distilled BOOLEAN NOT NULL);
+    CREATE INDEX sessions_user ON sessions(user_id);
+    CREATE INDEX sessions_open ON sessions(closed, updated);
+    CREATE TABLE turns (id TEXT COLLATE "C" PRIMARY KEY,
+        session_id TEXT COLLATE "C" NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, seq INTEGER NOT NULL,
+        role TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL, image_sha TEXT COLLATE "C" REFERENCES images(sha256),
+        time DOUBLE PRECISION NOT NULL, model_version TEXT, retrieved TEXT NOT NULL, precise_question TEXT,
+        feedback TEXT, UNIQUE (session_id, seq));
+    CREATE INDEX turns_image ON turns(image_sha);
+    CREATE TABLE events (id TEXT COLLATE "C" PRIMARY KEY, image_sha TEXT COLLATE "C" REFERENCES images(sha256),
+        question TEXT NOT NULL, answer TEXT NOT NULL, user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+        robot_id TEXT NOT NULL, rejected TEXT NOT NULL, label TEXT NOT NULL, scope TEXT NOT NULL,
+        status TEXT NOT NULL, session_id TEXT, model_version TEXT, supersedes TEXT, provenance TEXT NOT NULL,
+        created DOUBLE PRECISION NOT NULL, confidence DOUBLE PRECISION NOT NULL);
+    CREATE INDEX events_user ON events(user_id);
+    CREATE INDEX events_robot ON events(robot_id);
+    CREATE INDEX events_status ON events(status);
+    CREATE INDEX events_session ON events(session_id);
+    CREATE INDEX events_image ON events(image_sha);
+    CREATE INDEX events_created ON events(created, id);
+    CREATE TABLE embeddings (kind TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL, dim INTEGER NOT NULL,
+        vector BYTEA NOT NULL, PRIMARY KEY (kind, key));
+    CREATE INDEX embeddings_key ON embeddings(key);
+    CREATE TABLE model_versions (id TEXT COLLATE "C" PRIMARY KEY, parent TEXT, recipe TEXT NOT NULL,
+        settings TEXT NOT NULL, event_ids TEXT NOT NULL, metrics TEXT NOT NULL, status TEXT NOT NULL, path TEXT,
+        created DOUBLE PRECISION NOT NULL);
+    CREATE TABLE event_changes (id BIGSERIAL PRIMARY KEY, event_id TEXT COLLATE "C" NOT NULL,
+        op CHAR(1) NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now());
+    CREATE TABLE feed_state (pruned_upto BIGINT NOT NULL);
+    INSERT INTO feed_state VALUES (0);
+    CREATE FUNCTION log_event_change() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtext('ilearn.events.' || TG_TABLE_SCHEMA));
+        INSERT INTO event_changes (event_id, op)
+            VALUES (CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END, left(TG_OP, 1));
+        PERFORM pg_notify('ilearn_event_changes', TG_TABLE_SCHEMA);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER events_changed AFTER INSERT OR UPDATE OR DELETE ON events
+        FOR EACH ROW EXECUTE FUNCTION log_event_change()
+"""]
+
+_EVENT_COLS = ("id, image_sha, question, answer, user_id, robot_id, rejected, label, scope, status, "
+               "session_id, model_version, supersedes, provenance, created, confidence")
+_TURN_COLS = ("id, session_id, seq, role, kind, text, image_sha, time, model_version, retrieved, "
+              "precise_question, feedback")
+_MODEL_COLS = "id, parent, recipe, settings, event_ids, metrics, status, path, created"
+
+
+def _marks(n: int) -> str:
+    return ", ".join(["%s"] * n)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed: an event inserted ("I"), updated ("U") or deleted ("D")."""
+
+    id: int
+    event_id: str
+    op: str
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """(libpq connection URL, schema) of a store URL: postgresql://user@host:port/db?schema=name&...
+
+    The `schema` parameter is iLearn's (default "ilearn": lower-case letters, digits, underscores); the other
+    parameters are libpq's (sslmode, connect_timeout, ...)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise InvalidInput(f"a PostgreSQL store URL starts with postgresql://, not {url!r}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), DEFAULT_SCHEMA)
+    if not _SCHEMA_NAME.match(schema):
+        raise InvalidInput(f"schema {schema!r}: use lower-case letters, digits and underscores (at most 63)")
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(("postgresql", parts.netloc, parts.path, rest, parts.fragment)), schema
+
+
+def _clear(error: Exception) -> InvalidInput:
+    """A clear error for text PostgreSQL cannot hold (NUL characters, lone surrogates)."""
+    return InvalidInput(f"the text cannot be stored: {error}".split("\n")[0])
+
+
+class PostgresStore:
+    """EventStore on PostgreSQL (see the module docstring): the same contract as `SQLiteStore`, plus a change feed.
+
+    `url` is a postgresql:// URL (`parse_url`); `max_connections` bounds the pool (a turn needs one at a time per
+    thread); `timeout` is how long, in seconds, a call waits for a free connection or a lock before failing.
+    """
+
+    def __init__(self, url: str, *, min_connections: int = 1, max_connections: int = 8,
+                 timeout: float = 30.0) -> None:
+        self.conninfo, self.schema = parse_url(url)
+        self._timeout = timeout
+        self._local = threading.local()
+        options = f"-c search_path={self.schema} -c lock_timeout={int(timeout * 1000)}"
+        self._kwargs = {"autocommit": True, "row_factory": dict_row, "options": options}
+        self._pool = ConnectionPool(self.conninfo, min_size=min_connections, max_size=max_connections,
+                                    kwargs=self._kwargs, timeout=timeout, open=False,
+                                    name=f"ilearn-{self.schema}")
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise SchemaError(f"cannot reach PostgreSQL at {_safe(self.conninfo)}: {exc}") from exc
+        except Exception as exc:  # the pool's own PoolTimeout names no server
+            self._pool.close()
+            raise SchemaError(f"cannot reach PostgreSQL at {_safe(self.conninfo)}: {exc}") from exc
+        try:
+            self._version = self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+        logger.info("opened PostgreSQL store %s, schema %s (version %d)", _safe(self.conninfo), self.schema,
+                    self._version)
+
+    # ------------------------------------------------------------------ connections, transactions
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """The thread's transaction connection, or one from the pool for a single statement."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        if self._pool.closed:
+            raise ILearnError(f"the store {self.schema} is closed")
+        with self._pool.connection(timeout=self._timeout) as conn:
+            yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes atomically. A nested block is a savepoint: an exception undoes it (and, if it escapes,
+        the outer block too); nothing is visible to others until the outermost block commits."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            with conn.transaction():
+                yield
+            return
+        with self._connection() as conn:
+            self._local.conn = conn
+            try:
+                with conn.transaction():
+                    yield
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """A transaction that first takes the schema's event-write lock: no other process's event write
+        commits until it ends, and every one committed before it is visible (module docstring)."""
+        with self.transaction():
+            self._execute(f"SELECT {_LOCK}")
+            yield
+
+    def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> psycopg.Cursor:
+        with self._connection() as conn:
+            try:
+                return conn.execute(sql, params)
+            except (psycopg.DataError, UnicodeEncodeError) as exc:
+                raise _clear(exc) from None
+
+    def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._connection() as conn:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except (psycopg.DataError, UnicodeEncodeError) as exc:
+                raise _clear(exc) from None
+
+    def _migrate(self) -> int:
+        with self.transaction():
+            self._execute("SELECT pg_advisory_xact_lock(hashtext('ilearn.migrate.' || %s))", (self.schema,))
+            self._execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            self._execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            rows = self._query("SELECT version FROM schema_version")
+            version = rows[0]["version"] if rows else 0
+            if version > len(MIGRATIONS):
+                raise SchemaError(f"schema {self.schema} has version {version}, but this iLearn knows versions up "
+                                  f"to {len(MIGRATIONS)}: upgrade iLearn to open it")
+            for target in range(version + 1, len(MIGRATIONS) + 1):
+                logger.info("migrating schema %s to version %d", self.schema, target)
+                with self.transaction():
+                    self._execute(MIGRATIONS[target - 1])
+                    self._execute("DELETE FROM schema_version")
+                    self._execute("INSERT INTO schema_version (version) VALUES (%s)", (target,))
+        return len(MIGRATIONS)
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open store."""
+        return self._version
+
+    def close(self) -> None:
+        """Close the pool; later calls raise."""
+        self._pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ users
+    def ensure_user(self, user_id: str, *, trusted: bool | None = None) -> None:
+        """Create the user if new; set `trusted` when given (new users are untrusted by default)."""
+        if not isinstance(user_id, str) or not user_id:
+            raise InvalidInput(f"a user id must be a non-empty string, not {user_id!r}")
+        with self.transaction():
+            self._execute("INSERT INTO users (id, created, trusted) VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                          (user_id, now(), bool(trusted)))
+            if trusted is not None:
+                self._execute("UPDATE users SET trusted = %s WHERE id = %s", (bool(trusted), user_id))
+
+    def has_user(self, user_id: str) -> bool:
+        """Whether the user is known."""
+        return bool(self._query("SELECT 1 FROM users WHERE id = %s", (user_id,)))
+
+    def is_trusted(self, user_id: str) -> bool:
+        """Whether the user's corrections are trusted (unknown user: NotFound)."""
+        rows = self._query("SELECT trusted FROM users WHERE id = %s", (user_id,))
+        if not rows:
+            raise NotFound(f"unknown user {user_id!r}")
+        return bool(rows[0]["trusted"])
+
+    def user_since(self, user_id: str) -> float:
+        """When the user was first seen (unknown user: NotFound)."""
+        rows = self._query("SELECT created FROM users WHERE id = %s", (user_id,))
+        if not rows:
+            raise NotFound(f"unknown user {user_id!r}")
+        return float(rows[0]["created"])
+
+    def list_users(self) -> list[str]:
+        """Every user id, oldest first."""
+        return [r["id"] for r in self._query("SELECT id FROM users ORDER BY created, id")]
+
+    def delete_user(self, user_id: str) -> list[str]:
+        """Hard-delete a user with their sessions, turns, events, and the images (and embeddings keyed by those
+        images or events) that nobody else refers to; then VACUUM what it touched. Returns the deleted event ids."""
+        with self.transaction():
+            if not self._query("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (user_id,)):
+                raise NotFound(f"unknown user {user_id!r}")
+            event_ids = [r["id"] for r in self._query(
+                "SELECT id FROM events WHERE user_id = %s ORDER BY created, id", (user_id,))]
+            shas = {r["sha"] for r in self._query(
+                "SELECT image_sha AS sha FROM events WHERE user_id = %(u)s AND image_sha IS NOT NULL UNION "
+                "SELECT t.image_sha FROM turns t JOIN sessions s ON t.session_id = s.id "
+                "WHERE s.user_id = %(u)s AND t.image_sha IS NOT NULL", {"u": user_id})}
+            self._execute("DELETE FROM events WHERE user_id = %s", (user_id,))
+            self._execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))  # turns cascade
+            self._execute("DELETE FROM users WHERE id = %s", (user_id,))
+            gone = [sha for sha in sorted(shas) if not self._query(
+                "SELECT 1 FROM turns WHERE image_sha = %(s)s UNION ALL SELECT 1 FROM events WHERE image_sha = %(s)s "
+                "LIMIT 1", {"s": sha})]
+            keys = gone + event_ids
+            self._execute("DELETE FROM images WHERE sha256 = ANY(%s)", (keys,))
+            self._execute("DELETE FROM embeddings WHERE key = ANY(%s)", (keys,))
+        if getattr(self._local, "conn", None) is None:  # VACUUM cannot run inside a transaction
+            self._execute("VACUUM events, sessions, turns, users, images, embeddings")
+        logger.info("deleted user %s: %d events, %d images", user_id, len(event_ids), len(gone))
+        return event_ids
+
+    # ------------------------------------------------------------------ images
+    def put_image(self, data: bytes, ref: ImageRef) -> ImageRef:
+        """Store image bytes once under their sha256 (checked against `ref`); returns the stored ref."""
+        if not data:
+            raise InvalidInput("the image is empty (0 bytes)")
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != ref.sha256:
+            raise InvalidInput(f"image bytes hash to {digest[:12]}..., not to the ref's {ref.sha256[:12]}...")
+        self._execute("INSERT INTO images (sha256, data, width, height, format, created) "
+                      "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING",
+                      (digest, bytes(data), ref.width, ref.height, ref.format, now()))
+        return self.get_image_ref(digest)
+
+    def get_image_ref(self, sha256: str) -> ImageRef:
+        """The stored metadata of an image."""
+        rows = self._query("SELECT sha256, width, height, format FROM images WHERE sha256 = %s", (sha256,))
+        if not rows:
+            raise NotFound(f"unknown image {sha256!r}")
+        r = rows[0]
+        return ImageRef(r["sha256"], r["width"], r["height"], r["format"])
+
+    def get_image_bytes(self, sha256: str) -> bytes:
+        """The original bytes of a stored image."""
+        rows = self._query("SELECT data FROM images WHERE sha256 = %s", (sha256,))
+        if not rows:
+            raise NotFound(f"unknown image {sha256!r}")
+        return bytes(rows[0]["data"])
+
+    def _image_sha(self, ref: ImageRef | None) -> str | None:
+        if ref is None:
+            return None
+        if not self._query("SELECT 1 FROM images WHERE sha256 = %s", (ref.sha256,)):
+            raise NotFound(f"unknown image {ref.sha256!r}: store it with put_image first")
+        return ref.sha256
+
+    def _image_refs(self, shas: set[str | None]) -> dict[str | None, ImageRef | None]:
+        refs: dict[str | None, ImageRef | None] = {None: None}
+        wanted = sorted(s for s in shas if s is not None)
+        if wanted:
+            for r in self._query("SELECT sha256, width, height, format FROM images WHERE sha256 = ANY(%s)",
+                                 (wanted,)):
+                refs[r["sha256"]] = ImageRef(r["sha256"], r["width"], r["height"], r["format"])
+        return refs
+
+    # ------------------------------------------------------------------ sessions and turns
+    def create_session(self, session: Session) -> Session:
+        """Store a new session (and any turns it already holds); its user is created if new."""
+        with self.transaction():
+            self.ensure_user(session.user_id)
+            cur = self._execute(
+                "INSERT INTO sessions (id, user_id, robot_id, closed, created, updated, distilled) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                (session.id, session.user_id, session.robot_id, bool(session.closed), session.created,
+                 session.updated, bool(session.distilled)))
+            if cur.rowcount == 0:
+                raise InvalidInput(f"session {session.id!r} already exists")
+            for turn in session.turns:
+                turn.session_id = turn.session_id or session.id
+                if turn.session_id != session.id:
+                    raise InvalidInput(f"turn {turn.id!r} belongs to {turn.session_id!r}, not {session.id!r}")
+                self._insert_turn(turn)
+        return session
+
+    @staticmethod
+    def _session_from_row(r: dict[str, Any]) -> Session:
+        return Session(user_id=r["user_id"], robot_id=r["robot_id"], id=r["id"], turns=[], closed=r["closed"],
+                       created=r["created"], updated=r["updated"], distilled=r["distilled"])
+
+    def _turns_of(self, session_ids: list[str]) -> dict[str, list[Turn]]:
+        out: dict[str, list[Turn]] = {sid: [] for sid in session_ids}
+        rows = self._query(f"SELECT {_TURN_COLS} FROM turns WHERE session_id = ANY(%s) ORDER BY session_id, seq",
+                           (session_ids,))
+        refs = self._image_refs({r["image_sha"] for r in rows})
+        for r in rows:
+            out[r["session_id"]].append(Turn(
+                role=Role(r["role"]), text=r["text"], kind=TurnKind(r["kind"]), session_id=r["session_id"],
+                image=refs[r["image_sha"]], id=r["id"], time=r["time"], model_version=r["model_version"],
+                retrieved=json.loads(r["retrieved"]), precise_question=r["precise_question"],
+                feedback=_feedback_from_json(r["feedback"]), seq=r["seq"]))
+        return out
+
+    def get_session(self, session_id: str, *, with_turns: bool = True) -> Session:
+        """A session, with its turns in order unless `with_turns` is False."""
+        rows = self._query("SELECT * FROM sessions WHERE id = %s", (session_id,))
+        if not rows:
+            raise NotFound(f"unknown session {session_id!r}")
+        session = self._session_from_row(rows[0])
+        if with_turns:
+            session.turns = self._turns_of([session_id])[session_id]
+        return session
+
+    def list_sessions(self, *, user_id: str | None = None, open_only: bool = False,
+                      idle_before: float | None = None, undistilled: bool = False,
+                      with_turns: bool = True) -> list[Session]:
+        """Sessions oldest first, filtered by user, open, last activity before a time, not distilled."""
+        where, params = ["TRUE"], []
+        if user_id is not None:
+            where.append("user_id = %s")
+            params.append(user_id)
+        if open_only:
+            where.append("NOT closed")
+        if idle_before is not None:
+            where.append("updated < %s")
+            params.append(idle_before)
+        if undistilled:
+            where.append("NOT distilled")
+        rows = self._query(f"SELECT * FROM sessions WHERE {' AND '.join(where)} ORDER BY created, id", params)
+        sessions = [self._session_from_row(r) for r in rows]
+        if with_turns and sessions:
+            turns = self._turns_of([s.id for s in sessions])
+            for s in sessions:
+                s.turns = turns[s.id]
+        return sessions
+
+    def _insert_turn(self, turn: Turn) -> None:
+        role, kind = _enum(Role, turn.role, "turn role"), _enum(TurnKind, turn.kind, "turn kind")
+        seq = self._query("SELECT COALESCE(MAX(seq) + 1, 0) AS seq FROM turns WHERE session_id = %s",
+                          (turn.session_id,))[0]["seq"]
+        cur = self._execute(
+            f"INSERT INTO turns ({_TURN_COLS}) VALUES ({_marks(12)}) ON CONFLICT (id) DO NOTHING",
+            (turn.id, turn.session_id, seq, role, kind, turn.text, self._image_sha(turn.image), turn.time,
+             turn.model_version, json.dumps(list(turn.retrieved)), turn.precise_question,
+             _feedback_to_json(turn.feedback)))
+        if cur.rowcount == 0:
+            raise InvalidInput(f"turn {turn.id!r} already exists")
+        self._execute("UPDATE sessions SET updated = GREATEST(updated, %s) WHERE id = %s",
+                      (turn.time, turn.session_id))
+        turn.seq = seq
+
+    def add_turn(self, turn: Turn) -> Turn:
+        """Append a turn to its open session: sets `turn.seq` (0-based) and returns the same turn. The session's
+        row is locked meanwhile, so turns added at once from several processes get distinct, ordered seqs."""
+        with self.transaction():
+            rows = self._query("SELECT closed FROM sessions WHERE id = %s FOR UPDATE", (turn.session_id,))
+            if not rows:
+                raise NotFound(f"unknown session {turn.session_id!r}")
+            if rows[0]["closed"]:
+                raise SessionClosed(f"session {turn.session_id!r} is closed; start a new session")
+            self._insert_turn(turn)
+        return turn
+
+    def update_turn_feedback(self, turn_id: str, feedback: Feedback | None) -> None:
+        """Set (or clear) the decoded feedback of a turn."""
+        cur = self._execute("UPDATE turns SET feedback = %s WHERE id = %s", (_feedback_to_json(feedback), turn_id))
+        if cur.rowcount == 0:
+            raise NotFound(f"unknown turn {turn_id!r}")
+
+    def _set_session_flag(self, session_id: str, column: str) -> None:
+        cur = self._execute(f"UPDATE sessions SET {column} = TRUE WHERE id = %s", (session_id,))
+        if cur.rowcount == 0:
+            raise NotFound(f"unknown session {session_id!r}")
+
+    def close_session(self, session_id: str) -> Session:
+        """Close a session (closing twice is harmless); returns it with its turns."""
+        self._set_session_flag(session_id, "closed")
+        return self.get_session(session_id)
+
+    def mark_distilled(self, session_id: str) -> None:
+        """Record that the session's events have been constructed."""
+        self._set_session_flag(session_id, "distilled")
+
+    # ------------------------------------------------------------------ events
+    def _event_row(self, e: Event) -> tuple:
+        if not isinstance(e.user_id, str) or not e.user_id:
+            raise InvalidInput(f"event {e.id!r} has no user id")
+        return (e.id, self._image_sha(e.image), e.question, e.answer, e.user_id, e.robot_id,
+                json.dumps(list(e.rejected)), _enum(Label, e.label, "label"), _enum(Scope, e.scope, "scope"),
+                _enum(EventStatus, e.status, "status"), e.session_id, e.model_version, e.supersedes,
+                json.dumps(dict(e.provenance)), e.created, e.confidence)
+
+    def _events_from_rows(self, rows: list[dict[str, Any]]) -> list[Event]:
+        refs = self._image_refs({r["image_sha"] for r in rows})
+        return [Event(image=refs[r["image_sha"]], question=r["question"], answer=r["answer"],
+                      user_id=r["user_id"], robot_id=r["robot_id"], rejected=json.loads(r["rejected"]),
+                      label=Label(r["label"]), scope=Scope(r["scope"]), status=EventStatus(r["status"]),
+                      id=r["id"], session_id=r["session_id"], model_version=r["model_version"],
+                      supersedes=r["supersedes"], provenance=json.loads(r["provenance"]),
+                      created=r["created"], confidence=r["confidence"]) for r in rows]
+
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Store new events atomically (all or none); their users are created if new."""
+        with self.transaction():
+            for e in events:
+                self.ensure_user(e.user_id)
+                cur = self._execute(f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_marks(16)}) "
+                                    f"ON CONFLICT (id) DO NOTHING", self._event_row(e))
+                if cur.rowcount == 0:
+                    raise InvalidInput(f"event {e.id!r} already exists")
+
+    def get_event(self, event_id: str) -> Event:
+        """One event by id."""
+        return self.get_events([event_id])[0]
+
+    def find_events(self, event_ids: Sequence[str]) -> dict[str, Event]:
+        """The events among `event_ids` that exist, by id (unknown ids are left out)."""
+        ids = list(dict.fromkeys(event_ids))
+        rows = self._query(f"SELECT {_EVENT_COLS} FROM events WHERE id = ANY(%s)", (ids,)) if ids else []
+        return {e.id: e for e in self._events_from_rows(rows)}
+
+    def get_events(self, event_ids: Sequence[str]) -> list[Event]:
+        """Events in the order of `event_ids`; any unknown id raises NotFound naming it."""
+        found = self.find_events(event_ids)
+        missing = [i for i in dict.fromkeys(event_ids) if i not in found]
+        if missing:
+            raise NotFound(f"unknown event {missing[0]!r}" if len(missing) == 1 else f"unknown events {missing}")
+        return [found[i] for i in event_ids]
+
+    @staticmethod
+    def _event_filter(user_id: str | None = None, robot_id: str | None = None,
+                      status: EventStatus | Sequence[EventStatus] | None = None, scope: Scope | None = None,
+                      session_id: str | None = None) -> tuple[str, list[Any]]:
+        where, params = ["TRUE"], []
+        for column, value in (("user_id", user_id), ("robot_id", robot_id), ("session_id", session_id)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        if scope is not None:
+            where.append("scope = %s")
+            params.append(_enum(Scope, scope, "scope"))
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            where.append("status = ANY(%s)")
+            params.append([_enum(EventStatus, s, "status") for s in statuses])
+        return " AND ".join(where), params
+
+    def list_events(self, *, user_id: str | None = None, robot_id: str | None = None,
+                    status: EventStatus | Sequence[EventStatus] | None = None, scope: Scope | None = None,
+                    session_id: str | None = None, limit: int | None = None) -> list[Event]:
+        """Events oldest first, filtered by user, robot, status (one or several), scope and session."""
+        where, params = self._event_filter(user_id, robot_id, status, scope, session_id)
+        sql = f"SELECT {_EVENT_COLS} FROM events WHERE {where} ORDER BY created, id"
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(int(limit))
+        return self._events_from_rows(self._query(sql, params))
+
+    def iter_events(self, *, batch_size: int = 1000, **filters: Any) -> Iterator[Event]:
+        """Like `list_events`, but in pages, so a large store is never held in memory at once."""
+        where, params = self._event_filter(**filters)
+        after: tuple[float, str] = (float("-inf"), "")
+        while True:
+            rows = self._query(f"SELECT {_EVENT_COLS} FROM events WHERE {where} AND (created, id) > (%s, %s) "
+                               f"ORDER BY created, id LIMIT %s", [*params, *after, batch_size])
+            yield from self._events_from_rows(rows)
+            if len(rows) < batch_size:
+                return
+            after = (rows[-1]["created"], rows[-1]["id"])
+
+    def count_events(self, **filters: Any) -> int:
+        """How many events match the filters of `list_events`."""
+        where, params = self._event_filter(**filters)
+        return self._query(f"SELECT COUNT(*) AS n FROM events WHERE {where}", params)[0]["n"]
+
+    def update_event(self, event: Event) -> None:
+        """Overwrite a stored event with `event` (same id)."""
+        cur = self._execute(f"UPDATE events SET ({_EVENT_COLS}) = ({_marks(16)}) WHERE id = %s",
+                            (*self._event_row(event), event.id))
+        if cur.rowcount == 0:
+            raise NotFound(f"unknown event {event.id!r}")
+
+    # ------------------------------------------------------------------ embedding cache
+    def get_embedding(self, kind: str, key: str) -> np.ndarray | None:
+        """A cached float32 vector, or None."""
+        rows = self._query("SELECT dim, vector FROM embeddings WHERE kind = %s AND key = %s", (kind, key))
+        if not rows:
+            return None
+        return np.frombuffer(rows[0]["vector"], dtype=np.float32, count=rows[0]["dim"]).copy()
+
+    def put_embedding(self, kind: str, key: str, vector: np.ndarray) -> None:
+        """Cache a 1-D vector (stored as float32), replacing any previous one."""
+        v = np.asarray(vector, dtype=np.float32)
+        if v.ndim != 1 or v.size == 0:
+            raise InvalidInput(f"an embedding must be a non-empty 1-D vector, not shape {v.shape}")
+        self._execute("INSERT INTO embeddings (kind, key, dim, vector) VALUES (%s, %s, %s, %s) "
+                      "ON CONFLICT (kind, key) DO UPDATE SET dim = EXCLUDED.dim, vector = EXCLUDED.vector",
+                      (kind, key, v.size, v.tobytes()))
+
+    # ------------------------------------------------------------------ model versions
+    @staticmethod
+    def _model_row(v: ModelVersion) -> tuple:
+        return (v.id, v.parent, v.recipe, json.dumps(v.settings), json.dumps(list(v.event_ids)),
+                json.dumps(v.metrics), _enum(ModelStatus, v.status, "model status"), v.path, v.created)
+
+    def add_model_version(self, version: ModelVersion) -> None:
+        """Register a new model version."""
+        cur = self._execute(f"INSERT INTO model_versions ({_MODEL_COLS}) VALUES ({_marks(9)}) "
+                            f"ON CONFLICT (id) DO NOTHING", self._model_row(version))
+        if cur.rowcount == 0:
+            raise InvalidInput(f"model version {version.id!r} already exists")
+
+    @staticmethod
+    def _model_from_row(r: dict[str, Any]) -> ModelVersion:
+        return ModelVersion(id=r["id"], parent=r["parent"], recipe=r["recipe"], settings=json.loads(r["settings"]),
+                            event_ids=json.loads(r["event_ids"]), metrics=json.loads(r["metrics"]),
+                            status=ModelStatus(r["status"]), path=r["path"], created=r["created"])
+
+    def get_model_version(self, version_id: str) -> ModelVersion:
+        """One model version by id."""
+        rows = self._query(f"SELECT {_MODEL_COLS} FROM model_versions WHERE id = %s", (version_id,))
+        if not rows:
+            raise NotFound(f"unknown model version {version_id!r}")
+        return self._model_from_row(rows[0])
+
+    def list_model_versions(self) -> list[ModelVersion]:
+        """Every model version, oldest first."""
+        rows = self._query(f"SELECT {_MODEL_COLS} FROM model_versions ORDER BY created, id")
+        return [self._model_from_row(r) for r in rows]
+
+    def update_model_version(self, version: ModelVersion) -> None:
+        """Overwrite a stored model version with `version` (same id)."""
+        cur = self._execute(f"UPDATE model_versions SET ({_MODEL_COLS}) = ({_marks(9)}) WHERE id = %s",
+                            (*self._model_row(version), version.id))
+        if cur.rowcount == 0:
+            raise NotFound(f"unknown model version {version.id!r}")
+
+    # ------------------------------------------------------------------ change feed
+    def last_change(self) -> int:
+        """The id of the newest change (0 when none): a reader starting now reads the changes after it."""
+        return self._query("SELECT COALESCE(MAX(id), 0) AS n FROM event_changes")[0]["n"]
+
+    def changes_since(self, after: int, limit: int = 10_000) -> list[Change] | None:
+        """The changes after change `after`, oldest first (at most `limit`); None when some of them were
+        pruned already (the reader must then reload every active event)."""
+        rows = self._query("SELECT (SELECT pruned_upto FROM feed_state) AS pruned, id, event_id, op "
+                           "FROM event_changes WHERE id > %s ORDER BY id LIMIT %s", (after, limit))
+        pruned = rows[0]["pruned"] if rows else self._query("SELECT pruned_upto FROM feed_state")[0]["pruned_upto"]
+        if after < pruned:
+            return None
+        return [Change(r["id"], r["event_id"], r["op"]) for r in rows]
+
+    def prune_changes(self, older_than_s: float = 3600.0) -> int:
+        """Drop changes older than `older_than_s` seconds (readers further behind reload); returns how many."""
+        with self.exclusive():
+            rows = self._query("DELETE FROM event_changes WHERE at < now() - make_interval(secs => %s) "
+                               "RETURNING id", (older_than_s,))
+            if rows:
+                self._execute("UPDATE feed_state SET pruned_upto = GREATEST(pruned_upto, %s)",
+                              (max(r["id"] for r in rows),))
+        return len(rows)
+
+    def listen(self) -> ChangeListener:
+        """A listener on its own connection that wakes when another process commits an event change."""
+        return ChangeListener(self.conninfo, self.schema, self._kwargs)
+
+
+class ChangeListener:
+    """LISTEN on a dedicated connection; `wait` returns when this schema's events changed or after a timeout."""
+
+    def __init__(self, conninfo: str, schema: str, kwargs: dict[str, Any]) -> None:
+        self._conninfo, self._schema, self._kwargs = conninfo, schema, kwargs
+        self._conn: psycopg.Connection | None = None
+
+    def _connect(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._conninfo, **self._kwargs)
+            self._conn.execute(f"LISTEN {CHANNEL}")
+        return self._conn
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds; True when a change of this schema was announced. A lost connection
+        is reopened on the next call (the caller reads the change log anyway, so nothing is missed)."""
+        conn = self._connect()
+        try:
+            for note in conn.notifies(timeout=timeout, stop_after=1):
+                if note.payload == self._schema:
+                    return True
+        except psycopg.OperationalError:
+            conn.close()
+            raise
+        return False
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+def _safe(conninfo: str) -> str:
+    """The connection URL without its password, for messages."""
+    parts = urlsplit(conninfo)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def open_url(url: str, *, create: bool = True, **kwargs: Any) -> PostgresStore:
+    """The store backend "postgresql" of `ilearn.plugins`: the schema a postgresql:// URL names (`parse_url`).
+
+    With `create` false a schema that has no iLearn tables yet raises NotFound instead of starting an empty
+    deployment."""
+    if not create:
+        conninfo, schema = parse_url(url)
+        try:
+            with psycopg.connect(conninfo, connect_timeout=10) as conn:
+                found = conn.execute("SELECT to_regclass(%s)", (f"{schema}.schema_version",)).fetchone()[0]
+        except psycopg.Error as exc:
+            raise SchemaError(f"cannot reach PostgreSQL at {_safe(conninfo)}: {exc}") from exc
+        if found is None:
+            raise NotFound(f"no iLearn deployment in schema {schema} at {_safe(conninfo)}")
+    return PostgresStore(url, **kwargs)
