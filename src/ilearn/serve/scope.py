@@ -1,18 +1,15 @@
-"""Who sees what: user ids namespaced by the key's robot, sessions opened for that robot.
+"""Who sees what: user ids namespaced by the key's robot.
 
 A request's user `ana` sent with a key of robot `r1` is the user `r1:ana` everywhere in the store; robot names
-cannot contain ':', so no key reaches another robot's users. `RobotSessions` opens a user's sessions for the robot
-of its namespace, so events, retrieval (shared events are shared within a robot) and exports follow it too.
+cannot contain ':', so no key reaches another robot's users, their sessions or their events. The deployment
+itself stays one robot (`Config.robot_id`) with one model: what its users teach privately stays theirs, shared
+(corroborated) events serve every user of the deployment, and learning trains on the deployment's events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from ilearn.errors import NotFound
 from ilearn.serve.keys import ApiKey
-from ilearn.sessions import Sessions
 from ilearn.types import Session
 
 SEP = ":"
@@ -41,14 +38,4 @@ def check_session(key: ApiKey, session: Session) -> Session:
     return session
 
 
-class RobotSessions(Sessions):
-    """Sessions whose robot is the one in the user id's namespace (`<robot>:<user>`)."""
-
-    @contextmanager
-    def opened(self, user_id: str, robot_id: str | None = None) -> Iterator[Session]:
-        robot = robot_id or split_user(user_id)[0] or self.robot_id
-        with super().opened(user_id, robot) as session:
-            yield session
-
-
-__all__ = ["RobotSessions", "can_see", "check_session", "split_user", "user_id"]
+__all__ = ["can_see", "check_session", "split_user", "user_id"]

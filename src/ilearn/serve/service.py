@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 
 from ilearn.assistant import Assistant
 from ilearn.dialogue import prompts
@@ -20,7 +21,7 @@ from ilearn.serve.errors import ApiError
 from ilearn.serve.jobs import Job, LearningJobs
 from ilearn.serve.keys import ApiKey, KeyStore, RateLimiter
 from ilearn.serve.metrics import Metrics
-from ilearn.serve.scope import RobotSessions, can_see, check_session, split_user, user_id
+from ilearn.serve.scope import can_see, check_session, split_user, user_id
 from ilearn.serve.settings import ServeSettings
 from ilearn.turn import Reply, open_request
 from ilearn.types import Event, EventStatus, Feedback, FeedbackSource, Label, Role, Session, Turn, TurnKind
@@ -45,9 +46,8 @@ class Service:
 
     @classmethod
     def build(cls, assistant: Assistant, settings: ServeSettings, *, owns_assistant: bool) -> Service:
-        """The service over `assistant`; its sessions are opened for the robot of each user's namespace."""
+        """The service over `assistant`, its keys in `settings.keys_path` (default: keys.db in the home)."""
         keys_path = settings.keys_path or str(assistant.config.home_path / "keys.db")
-        assistant.sessions = RobotSessions(assistant.store, assistant.config.session, assistant.config.robot_id)
         metrics = Metrics()
         jobs = LearningJobs(assistant.learn, on_done=lambda job: _job_done(metrics, job))
         return cls(assistant, KeyStore(keys_path), settings, metrics, jobs, RateLimiter(),
@@ -138,9 +138,12 @@ class Service:
             state = EventStatus(status) if status else None
         except ValueError:
             raise InvalidInput(f"status must be one of {[s.value for s in EventStatus]}") from None
-        stored_user = user_id(robot, user) if user is not None else None
-        events = self.assistant.store.list_events(user_id=stored_user, robot_id=robot, status=state, limit=limit)
-        return [e for e in events if can_see(key, e.user_id)]
+        store = self.assistant.store
+        if user is not None:
+            events = store.iter_events(user_id=user_id(robot, user), status=state)
+        else:
+            events = (e for e in store.iter_events(status=state) if robot is None or split_user(e.user_id)[0] == robot)
+        return list(islice((e for e in events if can_see(key, e.user_id)), limit))
 
     def forget(self, robot: str, user: str) -> list[str]:
         """Every trace of the user deleted (NotFound for an unknown user), its conversation digests too."""
@@ -197,13 +200,15 @@ def turn_out(turn: Turn) -> schemas.TurnOut:
 
 
 def session_out(session: Session) -> schemas.SessionOut:
-    return schemas.SessionOut(id=session.id, user=split_user(session.user_id)[1], robot=session.robot_id,
+    robot, user = split_user(session.user_id)
+    return schemas.SessionOut(id=session.id, user=user, robot=robot,
                               closed=session.closed, created=session.created, updated=session.updated,
                               turns=[turn_out(t) for t in session.turns])
 
 
 def event_out(event: Event) -> schemas.EventOut:
-    return schemas.EventOut(id=event.id, user=split_user(event.user_id)[1], robot=event.robot_id,
+    robot, user = split_user(event.user_id)
+    return schemas.EventOut(id=event.id, user=user, robot=robot,
                             question=event.question, answer=event.answer, rejected=list(event.rejected),
                             label=event.label.value, scope=event.scope.value, status=event.status.value,
                             session_id=event.session_id, model_version=event.model_version,
