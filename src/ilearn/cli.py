@@ -1,4 +1,4 @@
-"""The `ilearn` command: chat, demo, experiment, learn, events, models."""
+"""The `ilearn` command: chat, demo, experiment, learn, events, models, serve, keys."""
 
 from __future__ import annotations
 
@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ilearn.evaluation.experiment_cli import add_experiment_parser
 
     add_experiment_parser(sub)
+
+    from ilearn.serve.cli import add_parsers as add_serve_parsers
+
+    add_serve_parsers(sub, _common)
 
     demo = sub.add_parser("demo", help="a scripted conversation on the embedded default model")
     _common(demo)
