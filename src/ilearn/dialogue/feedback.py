@@ -383,7 +383,9 @@ _POS_DOUBLE = _rx(
 # good at all."; "high school doesn't count, right?" -> "nope, I wouldn't count that").
 _NEGATIVE_POLARITY = re.compile(r"\b(?:not|never|nothing|neither|nor|none|nobody|cannot|bad|terrible|awful|horrible|"
                                 r"dangerous|sad|worse|worst|boring)\b|n'?t\b", re.I)
-_WRONGNESS = re.compile(r"\b(?:wrong|incorrect|mistaken?|not\s+(?:right|correct|true|it|that|what))\b", re.I)
+_WRONGNESS = re.compile(r"\b(?:wrong|incorrect|mistaken?|not\s+(?:right|correct|true|it|that|what)|i\s+(?:meant?|said|asked|"
+                        r"was\s+(?:asking|talking|thinking)))\b", re.I)
+_APOLOGY = re.compile(r"\b(?:sorry|my\s+bad|apologi[sz]e|excuse\s+me|forgive\s+me|my\s+mistake)\b", re.I)
 _PARTIAL = re.compile(r"^\W*(?:almost|close|nearly|not\s+quite|getting\s+warmer|warmer)\b", re.I)
 _BUT_COUNTER = re.compile(r"\bbut\s+(?=(?:it'?s|its|it\s+is|that'?s|thats|this\s+is|they'?re|actually)\b)", re.I)
 _ECHO = re.compile(r"^\W*(?:no+|not|really|wait)\b[^?]{0,25}\?+\W*$", re.I)
@@ -442,8 +444,10 @@ class LexicalFeedbackDecoder:
             if span:
                 return _feedback(Label.NEGATIVE, 0.8, span, "counter-statement after agreement")
             return _feedback(Label.POSITIVE, 0.85, None, "agreement worded with a negation")
+        if re.match(r"^\W*" + _NO + r"\b", low) and _APOLOGY.search(ex.answer) and not _WRONGNESS.search(low):
+            return _feedback(Label.NEUTRAL, 0.6, None, "reassurance")  # "sorry, my bad" -> "nah, not at all"
         if (re.match(r"^\W*" + _NO + r"\b", low) and _NEGATIVE_POLARITY.search(ex.answer)
-                and _NEGATIVE_POLARITY.search(re.sub(r"^\W*(?:" + _NO + r"\W*)+", "", low))
+                and _NEGATIVE_POLARITY.search(re.sub(r"^\W*(?:" + _NO + r"\b\W*)+", "", low))
                 and not _WRONGNESS.search(low) and extract_correction(text, ex.answer) is None):
             return _feedback(Label.POSITIVE, 0.8, None, "agrees with a negative statement")
         closing = bool(_CLOSING.search(low))
