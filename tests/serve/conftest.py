@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 import pytest
@@ -10,26 +9,11 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from serve_helpers import b64, data_url, tiny_config  # noqa: E402
 
 from helpers import make_png  # noqa: E402
-from ilearn.config import Config  # noqa: E402
-from ilearn.dialogue.clarify import PHARMACY_FACETS, facet_settings  # noqa: E402
 from ilearn.runtime import build_runtime  # noqa: E402
 from ilearn.serve import create_app  # noqa: E402
-
-
-def tiny_config(home) -> Config:
-    return Config(home=str(home)).override(
-        model={"backend": "tiny", "max_new_tokens": 4}, feedback={"method": "lexical"},
-        clarify={"facets": facet_settings(PHARMACY_FACETS)}, learn={"max_steps": 2})
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def data_url(data: bytes) -> str:
-    return "data:image/png;base64," + b64(data)
 
 
 @dataclass
