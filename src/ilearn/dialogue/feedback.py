@@ -244,7 +244,8 @@ _EVALUATIVE = frozenset(
     "incorrect mistake mistaken asked meant again silly dumb pathetic bad worse worst joke thanks thank all "
     "enough everything bye good fine ok okay cool alright funny real unfortunately unfortunate neither nope nah "
     "haha hahaha lol worries problem prob kidding way idea clue doubt complaints wonder sure true healthy sad "
-    "nice great awesome interesting lame warmer guess".split())
+    "nice great awesome interesting lame warmer guess crazy insane amazing lot wild weird hilarious cute adorable "
+    "beautiful gorgeous impressive incredible unbelievable fun sweet neat hard tough rough scary boring".split())
 # Words of a clause, not of a name: a span with one of them is a sentence ("they would not", "fine he deserved it").
 _CLAUSE = frozenset(
     "is are was were am be been being have has had do does did don't doesn't didn't will would can could should "
@@ -357,7 +358,8 @@ _LEAD = r"^\W*(?:(?:oh+|ah+|aw+|ha(?:ha)*h?|lol|wow|well)\W+)*"
 _OPENINGS: tuple[tuple[re.Pattern[str], Label, float, str], ...] = (
     (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*no\s+(?:doubt|complaints)\b(?:\s+about\s+it)?\W*", re.I),
      Label.POSITIVE, 0.8, "agreement"),
-    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*(?:no\s+(?:way|kidding|wonder)|really)\b\W*", re.I),
+    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*(?:no\s+(?:way|kidding|wonder)|really|wow|whoa|woah|omg|"
+                r"oh\s+my\s+(?:gosh|god|goodness|word))\b\W*", re.I),
      Label.NEUTRAL, 0.6, "surprise"),
     (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*(?:no\s+(?:worries|problem|prob|biggie|offen[cs]e(?:\s+taken)?)|"
                 r"not\s+a\s+(?:prob(?:lem)?|big\s+deal))\b\W*", re.I), Label.NEUTRAL, 0.6, "reassurance"),
