@@ -8,13 +8,15 @@ ChatML stop tokens, the vision encoder run once per scored prompt, partial `.saf
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from transformers import DynamicCache, GenerationConfig
 
 from ilearn.config import ModelConfig
 from ilearn.models.base import Generation, Message
@@ -24,6 +26,12 @@ from ilearn.models.hf import DTYPES, HFVisionLanguageModel, to_chat
 logger = logging.getLogger(__name__)
 
 __all__ = ["DTYPES", "ComposedVLMChat", "to_chat"]
+
+GREEDY_SETTINGS = ("repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size", "bad_words_ids",
+                   "suppress_tokens", "begin_suppress_tokens", "forced_bos_token_id", "forced_eos_token_id",
+                   "min_length", "min_new_tokens", "sequence_bias", "exponential_decay_length_penalty")
+"""GenerationConfig settings that change greedy replies: with any of them set, `generate_batch` answers each
+conversation with `generate` (transformers applies them)."""
 
 
 class ComposedVLMChat(HFVisionLanguageModel):
@@ -59,25 +67,94 @@ class ComposedVLMChat(HFVisionLanguageModel):
 
     # -- only here ----------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate_batch(self, conversations: Sequence[Sequence[Message]], *,
-                       max_new_tokens: int | None = None) -> list[Generation]:
-        """Greedy replies to several conversations at once (left-padded batch)."""
+    def generate_batch(self, conversations: Sequence[Sequence[Message]], *, max_new_tokens: int | None = None,
+                       on_reply: Callable[[int, Generation], None] | None = None) -> list[Generation]:
+        """Greedy replies to several conversations at once, the same as `generate` gives each alone.
+
+        The prompts' common start (the system prompt, up to the first image) runs once and its keys and values
+        serve every row; the rest of each prompt follows it, left-padded. A row leaves the batch when its reply
+        ends, so later decoding steps cost only the rows still running, and `on_reply(index, generation)` is
+        called for it then (the caller may hand that reply out before the batch ends). A generation's `seconds`
+        is the time from the batch's start to the end of its reply.
+        """
         start = time.perf_counter()
         texts, images = [], []
         for messages in conversations:
             text, imgs = self.prompt_text(messages)
             texts.append(text)
             images.extend(imgs)
-        batch = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True,
-                               padding_side="left")
-        inputs = self._to_device(dict(batch))
-        new = self._generate_new_ids(inputs, max_new_tokens)
-        seconds = (time.perf_counter() - start) / len(texts)
-        results = []
-        for row, mask in zip(new, inputs["attention_mask"], strict=True):
-            text, n = self._decode(row.tolist())
-            results.append(Generation(text=text, prompt_tokens=int(mask.sum()), completion_tokens=n, seconds=seconds))
+        if not texts:
+            return []
+        encoded = self.processor(text=texts, images=images or None)
+        prompts = [[int(t) for t in row] for row in encoded["input_ids"]]
+        pixel_values = self._to_device({"pixel_values": encoded["pixel_values"]})["pixel_values"] if images else None
+        results: list[Generation] = [Generation(text="")] * len(prompts)
+
+        def finish(row: int, ids: list[int]) -> None:
+            text, n = self._decode(ids)
+            results[row] = Generation(text=text, prompt_tokens=len(prompts[row]), completion_tokens=n,
+                                      seconds=time.perf_counter() - start)
+            if on_reply is not None:
+                on_reply(row, results[row])
+
+        limit = max_new_tokens or self.config.max_new_tokens
+        if _changes_greedy(self._model.language.generation_config):  # transformers' logits processors: one by one
+            for row, messages in enumerate(conversations):
+                results[row] = self.generate(messages, max_new_tokens=limit)
+                if on_reply is not None:
+                    on_reply(row, results[row])
+        else:
+            self._greedy_rows(prompts, pixel_values, limit, finish)
         return results
+
+    def _greedy_rows(self, prompts: list[list[int]], pixel_values: torch.Tensor | None, limit: int,
+                     finish: Callable[[int, list[int]], None]) -> None:
+        """Greedy decoding of token-id prompts (their images' pixels in order), with the shared start run once and
+        finished rows dropped; `finish(row, new_ids)` for each row as soon as its reply ends."""
+        lm = self._model.language
+        embed = self._model.get_input_embeddings()
+        shared = _shared_start(prompts, self._model.config.image_token_id)
+        cache = DynamicCache(config=lm.config)
+        kv = {_cache_argument(lm): cache}
+        if shared:
+            start_ids = torch.tensor([prompts[0][:shared]], device=self.device)
+            lm.get_decoder()(inputs_embeds=embed(start_ids), use_cache=True, **kv)
+            cache.batch_repeat_interleave(len(prompts))
+        rests = [p[shared:] for p in prompts]
+        width = max(len(r) for r in rests)
+        ids = torch.full((len(rests), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rests), shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for i, rest in enumerate(rests):
+            ids[i, width - len(rest):] = torch.tensor(rest)
+            mask[i, shared + width - len(rest):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        out = lm(inputs_embeds=self._model.embed(ids, pixel_values), attention_mask=mask, position_ids=positions,
+                 use_cache=True, logits_to_keep=1, **kv)
+        rows = list(range(len(prompts)))  # the prompt index of each row still running
+        new: list[list[int]] = [[] for _ in prompts]
+        position = positions[:, -1:]
+        while True:
+            tokens = out.logits[:, -1].float().argmax(-1)
+            keep = []
+            for j, (row, token) in enumerate(zip(rows, tokens.tolist(), strict=True)):
+                new[row].append(token)
+                if token in self._cut_ids or len(new[row]) >= limit:
+                    finish(row, new[row])
+                else:
+                    keep.append(j)
+            if not keep:
+                return
+            if len(keep) < len(rows):
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                tokens, mask, position = tokens[index], mask[index], position[index]
+                rows = [rows[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+            position = position + 1
+            out = lm(inputs_embeds=embed(tokens[:, None]), attention_mask=mask, position_ids=position, use_cache=True,
+                     **kv)
 
     def save(self, path: str | Path, parts: tuple[str, ...] | None = None) -> Path:
         """Save the full model + processor (save_pretrained), or only some parts as weights.safetensors."""
@@ -93,3 +170,27 @@ class ComposedVLMChat(HFVisionLanguageModel):
             save_file(state, str(path / "weights.safetensors"))
             (path / "parts.json").write_text(json.dumps({"parts": list(parts), "backend": self.name}))
         return path
+
+
+def _shared_start(prompts: list[list[int]], image_token_id: int | None) -> int:
+    """How many leading tokens every prompt shares, stopping before the first image placeholder and leaving each
+    prompt at least its last token (its logits start the reply)."""
+    if len(prompts) < 2:
+        return 0
+    n = 0
+    for column in zip(*prompts, strict=False):
+        if column[0] == image_token_id or any(t != column[0] for t in column):
+            break
+        n += 1
+    return min(n, min(len(p) for p in prompts) - 1)
+
+
+def _changes_greedy(config: GenerationConfig) -> bool:
+    """Whether a generation config sets anything that changes greedy choices (penalties, banned or forced tokens)."""
+    default = GenerationConfig()
+    return any(getattr(config, name, None) != getattr(default, name, None) for name in GREEDY_SETTINGS)
+
+
+def _cache_argument(language: torch.nn.Module) -> str:
+    """The name under which the language model's forward takes its key/value cache (renamed within transformers 5)."""
+    return "cache" if "cache" in inspect.signature(language.forward).parameters else "past_key_values"
