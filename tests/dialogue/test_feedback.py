@@ -190,7 +190,7 @@ def _figures(rows: list[dict], decoder) -> dict:
         out[label.value] = (hits / predicted if predicted else 0.0, hits / gold if gold else 0.0)
     with_correction = [(r, p) for r, p in zip(rows, preds, strict=True) if r["correction"]]
     out["corrections"] = sum((p.correction or "").lower() == r["correction"].lower()
-                             for r, p in with_correction) / len(with_correction)
+                             for r, p in with_correction) / max(len(with_correction), 1)
     return out
 
 
@@ -237,3 +237,122 @@ def test_naming_the_facet_again_is_no_correction(reaction):
     from ilearn.dialogue.feedback import extract_correction
 
     assert extract_correction(reaction) is None
+
+
+@pytest.mark.parametrize("name", ["Парацетамол", "布洛芬", "إيبوبروفين", "איבופרופן", "イブプロフェン", "이부프로펜",
+                                  "Paracétamol", "Ibuprofène", "Ácido acetilsalicílico"])
+@pytest.mark.parametrize("frame", ["No, that's {x}", "no, it's {x}.", "wrong, {x}!", "not aspirin but {x}",
+                                   "it's {x}, not aspirin"])
+def test_corrections_in_any_script(name, frame):
+    """Issue 20 item 5: a correction names the answer in any script (Cyrillic, Chinese, Arabic, Hebrew, Japanese,
+    Korean, Latin with diacritics); the decoder carries it as an explicit negative."""
+    reaction = frame.format(x=name)
+    assert extract_correction(reaction, "It is aspirin.") == name
+    fb = LexicalFeedbackDecoder().decode(exchange(reaction))
+    assert fb.label == Label.NEGATIVE and fb.correction == name and fb.source == FeedbackSource.EXPLICIT
+
+
+def test_decomposed_diacritics_and_full_width_punctuation():
+    assert extract_correction("no, it's Parace\u0301tamol") == "Paracétamol"  # NFC: one letter, not two
+    assert extract_correction("No, that's 布洛芬。谢谢") == "布洛芬"
+    assert extract_correction("No, that's إيبوبروفين، شكرا") == "إيبوبروفين"
+
+
+@pytest.mark.parametrize("reaction", [
+    "No way.", "No way!", "no worries", "No problem.", "No it's good", "nah its okay", "No, it's fine",
+    "no kidding", "no idea", "Nope.", "No, not at all", "Wow! that's crazy!", "That's a lot!", "No way... really?",
+    "nope nope nope", "no you are fine", "nah forget it", "No they would not.",
+])
+def test_no_correction_is_invented(reaction):
+    """A reply that names nothing gives no correction (a regression: 'No way.' -> 'way')."""
+    assert extract_correction(reaction, "It is aspirin.") is None
+    assert LexicalFeedbackDecoder().decode(exchange(reaction)).correction is None
+
+
+@pytest.mark.parametrize("reaction, correction", [
+    ("no I'm a physics major actually, but I'm going to change", "physics major"),
+    ("No Im in South Carolina", "South Carolina"),
+    ("Close. Computer science.", "Computer science"),
+    ("no, it was 3 weeks ago hahaha", "3 weeks ago"),
+    ("nah google play music", "google play music"),
+    ("incorrect, there are two", "two"),
+    ("thanks, but it's actually purple", "purple"),
+])
+def test_real_corrections(reaction, correction):
+    fb = LexicalFeedbackDecoder().judge(Exchange("what is it?", "It is blue.", reaction))
+    assert fb.label == Label.NEGATIVE and fb.correction == correction
+
+
+@pytest.mark.parametrize("answer, reaction, label", [
+    # a "no" that does not reject
+    ("I'm from Texas", "No way! I've met three people from Texas", Label.NEUTRAL),  # surprise
+    ("Sorry, I got disconnected", "No worries", Label.NEUTRAL),  # reassurance
+    ("Sorry, my bad", "Nah, not at all.", Label.NEUTRAL),
+    ("It is a lynx.", "no kidding", Label.NEUTRAL),
+    ("It is cumin.", "no doubt about it, cumin", Label.POSITIVE),
+    # agreement worded with a negation
+    ("That's not okay.", "no its not", Label.POSITIVE),
+    ("That's not good.", "No, not good at all.", Label.POSITIVE),
+    ("It is a chisel.", "You are not wrong", Label.POSITIVE),
+    ("It is aspirin.", "no i think you got it right", Label.POSITIVE),
+    # sympathy and surprise judge nothing
+    ("I broke my wrist.", "That's awful!", Label.NEUTRAL),
+    ("He drove off the road.", "oh no", Label.NEUTRAL),
+    ("It is aspirin.", "No?", Label.NEUTRAL),
+    # partial acceptance is not acceptance; a misunderstanding is a rejection
+    ("She served in Floripa.", "Almost got it", Label.NEGATIVE),
+    ("Ben is in my class.", "I was talking about a different ben", Label.NEGATIVE),
+    # acknowledgement, then a new question
+    ("Southern Utah.", "Oh got it. What temple is it?", Label.POSITIVE),
+    ("I study math.", "That's cool", Label.POSITIVE),
+    ("I have 12 siblings.", "Wow! That's a lot!", Label.NEUTRAL),
+])
+def test_real_language(answer, reaction, label):
+    assert LexicalFeedbackDecoder().judge(Exchange("", answer, reaction)).label == label
+
+
+REAL = DATA.with_name("reactions_real.jsonl")
+
+
+def test_real_reaction_set_is_well_formed():
+    """reactions_real.jsonl: real replies (chitchat-dataset, MIT) with source, licence and origin on every row,
+    labels by the project's definitions, corrections that occur in the reply, and splits that share no
+    conversation."""
+    rows = _rows(REAL)
+    assert len(rows) >= 300 and len({r["id"] for r in rows}) == len(rows)
+    for r in rows:
+        assert r["source"] == "chitchat-dataset" and r["licence"] == "MIT" and "conversation" in r["origin"]
+        assert r["label"] in {lab.value for lab in Label} and r["split"] in {"train", "dev", "blind"}
+        assert r["correction"] is None or (r["label"] == "negative" and r["correction"].lower() in r["reaction"].lower())
+    conversations = {s: {r["origin"].split("conversation ")[1].split(",")[0] for r in rows if r["split"] == s}
+                     for s in ("train", "dev", "blind")}
+    assert not conversations["train"] & conversations["dev"] and not conversations["blind"] & conversations["dev"]
+
+
+def _real_figures(rows: list[dict]) -> dict:
+    figures = _figures(rows, LexicalFeedbackDecoder())
+    preds = [LexicalFeedbackDecoder().judge(Exchange(r["question"], r["answer"], r["reaction"])) for r in rows]
+    figures["invented"] = float(sum(bool(p.correction) for r, p in zip(rows, preds, strict=True)
+                                    if r["correction_clear"] and not r["correction"]))
+    return figures
+
+
+def test_lexical_decoder_on_real_replies_dev():
+    """The dev split of the real set (123 replies; baseline before this work: positive P 1.000 R 0.444, negative
+    P 0.571 R 0.952, corrections 3 of 13, 20 invented). Floors a few rows under what the rules reach; the goals
+    (P+ 0.95, P- 0.90) are not met here (see docs/reactions.md)."""
+    rows = [r for r in _rows(REAL) if r["split"] == "dev"]
+    # measured: positive P 0.889 R 0.686, neutral P 0.769 R 0.870, negative P 0.864 R 0.905, corrections 9/13,
+    # invented 2
+    figures = _real_figures(rows)
+    _check(figures, {"positive": (0.85, 0.6), "negative": (0.8, 0.85), "corrections": 0.6})
+    assert figures["invented"] <= 2
+
+
+def test_lexical_decoder_on_real_replies_blind():
+    """The blind split (78 replies labelled before the decoder ran on them; mostly acknowledgements)."""
+    rows = [r for r in _rows(REAL) if r["split"] == "blind"]
+    # measured: positive P 0.951 R 0.830, neutral P 0.757 R 0.933, invented 0
+    figures = _real_figures(rows)
+    _check(figures, {"positive": (0.92, 0.75), "neutral": (0.7, 0.85)})
+    assert figures["invented"] == 0

@@ -250,7 +250,7 @@ _EVALUATIVE = frozenset(
 _CLAUSE = frozenset(
     "is are was were am be been being have has had do does did don't doesn't didn't will would can could should "
     "won't wouldn't can't isn't aren't wasn't going gonna think know mean meant said say deserved get got "
-    "not".split())
+    "not forget mind".split())
 
 
 # A span made only of these words names what the user wants to know ("wrong. name?"), not an answer.
@@ -379,7 +379,8 @@ _OPENINGS: tuple[tuple[re.Pattern[str], Label, float, str], ...] = (
 _POS_DOUBLE = _rx(
     r"\b(?:you'?re|you\s+are|that'?s|thats|it'?s)\s+not\s+wrong\b", r"^\W*not\s+wrong\b", r"\bnothing\s+wrong\s+with\b",
     r"\bcan'?t\s+argue\b", r"\bnot\s+a\s+doubt\b", r"\bcouldn'?t\s+agree\s+more\b", r"\bcan'?t\s+complain\b",
-    r"^\W*(?:" + _NO + r"\W+)+(?:no\W+)*you'?re\s+(?:absolutely\s+|totally\s+|quite\s+|so\s+)?right\b",
+    r"^\W*(?:" + _NO + r"\W+)+(?:no\W+)*(?:i\s+think\s+)?(?:maybe\s+)?you(?:'?re|\s+are|\s+were|\s+got\s+it)\s+"
+    r"(?:absolutely\s+|totally\s+|quite\s+|so\s+)?right\b",
 )
 # A reply that starts with "no" agrees with an answer that was itself negative ("That's not good." -> "No, not
 # good at all."; "high school doesn't count, right?" -> "nope, I wouldn't count that").
