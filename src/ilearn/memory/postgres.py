@@ -156,9 +156,18 @@ def parse_url(url: str) -> tuple[str, str]:
     return urlunsplit(("postgresql", parts.netloc, parts.path, rest, parts.fragment)), schema
 
 
-def _clear(error: Exception) -> InvalidInput:
-    """A clear error for text PostgreSQL cannot hold (NUL characters, lone surrogates)."""
-    return InvalidInput(f"the text cannot be stored: {error}".split("\n")[0])
+_TEXT_ERRORS = {None, "22021", "22P05"}  # raised by psycopg itself (NUL), character not in repertoire, untranslatable
+
+
+@contextmanager
+def _text_errors() -> Iterator[None]:
+    """A clear InvalidInput for text PostgreSQL cannot hold (NUL characters, lone surrogates)."""
+    try:
+        yield
+    except (psycopg.DataError, UnicodeEncodeError) as exc:
+        if isinstance(exc, psycopg.DataError) and exc.sqlstate not in _TEXT_ERRORS:
+            raise
+        raise InvalidInput(f"the text cannot be stored: {exc}".split("\n")[0]) from None
 
 
 class PostgresStore:
@@ -233,18 +242,12 @@ class PostgresStore:
             yield
 
     def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> psycopg.Cursor:
-        with self._connection() as conn:
-            try:
-                return conn.execute(sql, params)
-            except (psycopg.DataError, UnicodeEncodeError) as exc:
-                raise _clear(exc) from None
+        with self._connection() as conn, _text_errors():
+            return conn.execute(sql, params)
 
     def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        with self._connection() as conn:
-            try:
-                return conn.execute(sql, params).fetchall()
-            except (psycopg.DataError, UnicodeEncodeError) as exc:
-                raise _clear(exc) from None
+        with self._connection() as conn, _text_errors():
+            return conn.execute(sql, params).fetchall()
 
     def _migrate(self) -> int:
         with self.transaction():
@@ -333,10 +336,15 @@ class PostgresStore:
             keys = gone + event_ids
             self._execute("DELETE FROM images WHERE sha256 = ANY(%s)", (keys,))
             self._execute("DELETE FROM embeddings WHERE key = ANY(%s)", (keys,))
-        if getattr(self._local, "conn", None) is None:  # VACUUM cannot run inside a transaction
-            self._execute("VACUUM events, sessions, turns, users, images, embeddings")
+        self.vacuum()
         logger.info("deleted user %s: %d events, %d images", user_id, len(event_ids), len(gone))
         return event_ids
+
+    def vacuum(self) -> None:
+        """VACUUM the tables a forget deletes from, so the deleted row versions leave their pages. Inside a
+        transaction it does nothing (PostgreSQL refuses); the caller runs it after the commit."""
+        if getattr(self._local, "conn", None) is None:
+            self._execute("VACUUM events, sessions, turns, users, images, embeddings, event_changes")
 
     # ------------------------------------------------------------------ images
     def put_image(self, data: bytes, ref: ImageRef) -> ImageRef:

@@ -1,0 +1,134 @@
+"""The PostgreSQL store beyond the shared contract: URLs, migrations, text it cannot hold, the change log."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+from postgres_helpers import count_rows, drop_schema, fresh_schema, server_url
+
+from ilearn.errors import InvalidInput, NotFound
+from ilearn.memory import postgres as pg
+from ilearn.memory.postgres import PostgresStore, SchemaError, open_url, parse_url
+from ilearn.types import Event, EventStatus, Role, Session, Turn, TurnKind
+
+
+@pytest.fixture
+def url():
+    yield from fresh_schema()
+
+
+@pytest.fixture
+def store(url):
+    s = PostgresStore(url)
+    yield s
+    s.close()
+
+
+def test_urls_name_the_server_and_the_schema() -> None:
+    assert parse_url("postgresql://bot:pw@db:5433/fleet?schema=home_1&sslmode=require") == (
+        "postgresql://bot:pw@db:5433/fleet?sslmode=require", "home_1")
+    assert parse_url("postgres://db/fleet") == ("postgresql://db/fleet", "ilearn")
+    with pytest.raises(InvalidInput, match="lower-case letters"):
+        parse_url("postgresql://db/fleet?schema=Robert');DROP")
+    with pytest.raises(InvalidInput, match="starts with postgresql://"):
+        parse_url("sqlite:///x.db")
+
+
+def test_an_unreachable_server_is_a_clear_error_naming_it_without_the_password() -> None:
+    with pytest.raises(SchemaError, match=r"cannot reach PostgreSQL at postgresql://127.0.0.1:9/x") as info:
+        PostgresStore("postgresql://bot:secret@127.0.0.1:9/x?connect_timeout=2", timeout=3)
+    assert "secret" not in str(info.value)
+
+
+def test_text_postgresql_cannot_hold_is_refused_and_nothing_is_written(store) -> None:
+    session = store.create_session(Session(user_id="u"))
+    for bad in ("nul\x00byte", "lone \ud800 surrogate"):
+        with pytest.raises(InvalidInput, match="cannot be stored"):
+            store.add_turn(Turn(Role.USER, bad, TurnKind.QUESTION, session_id=session.id))
+        with pytest.raises(InvalidInput, match="cannot be stored"):
+            store.add_events([Event(image=None, question="ok", answer="fine", user_id="u", id="evt_ok"),
+                              Event(image=None, question=bad, answer="a", user_id="u")])
+    assert store.get_session(session.id).turns == [] and store.count_events() == 0
+    store.add_turn(Turn(Role.USER, "still works", TurnKind.QUESTION, session_id=session.id))
+    assert [t.seq for t in store.get_session(session.id).turns] == [0]
+
+
+def test_two_processes_opening_at_once_migrate_once(url) -> None:
+    stores, errors = [], []
+
+    def open_() -> None:
+        try:
+            stores.append(PostgresStore(url, max_connections=2))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(stores) == 4
+    assert stores[0]._query("SELECT version FROM schema_version") == [{"version": len(pg.MIGRATIONS)}]
+    for s in stores:
+        s.close()
+
+
+def test_a_migration_upgrades_and_a_failed_one_changes_nothing(url, monkeypatch) -> None:
+    with PostgresStore(url) as store:
+        store.ensure_user("old_user", trusted=True)
+    monkeypatch.setattr(pg, "MIGRATIONS", [*pg.MIGRATIONS, "CREATE TABLE half_done (x INT); SELECT 1/0"])
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        PostgresStore(url)
+    monkeypatch.setattr(pg, "MIGRATIONS", [*pg.MIGRATIONS[:-1],
+                                           "ALTER TABLE users ADD COLUMN display_name TEXT NOT NULL DEFAULT ''"])
+    with PostgresStore(url) as store:
+        assert store.schema_version == 2 and store.is_trusted("old_user")
+        assert store._query("SELECT display_name FROM users") == [{"display_name": ""}]
+        assert store._query("SELECT to_regclass('half_done') AS t") == [{"t": None}]
+    monkeypatch.setattr(pg, "MIGRATIONS", pg.MIGRATIONS[:1])
+    with pytest.raises(SchemaError, match="version 2.*upgrade iLearn"):
+        PostgresStore(url)
+
+
+def test_open_url_without_create_refuses_an_empty_schema(url) -> None:
+    with pytest.raises(NotFound, match="no iLearn deployment in schema"):
+        open_url(url, create=False)
+    open_url(url).close()
+    open_url(url, create=False).close()
+
+
+def test_every_event_write_is_in_the_change_log_in_commit_order(store) -> None:
+    start = store.last_change()
+    e1 = Event(image=None, question="q", answer="a", user_id="u", id="evt_1")
+    e2 = Event(image=None, question="q", answer="b", user_id="v", id="evt_2")
+    store.add_events([e1, e2])
+    e1.status = EventStatus.SUPERSEDED
+    store.update_event(e1)
+    with pytest.raises(RuntimeError), store.transaction():  # rolled back: no change
+        store.add_events([Event(image=None, question="q", answer="c", user_id="u", id="evt_3")])
+        raise RuntimeError
+    store.delete_user("v")
+    changes = store.changes_since(start)
+    assert [(c.event_id, c.op) for c in changes] == [("evt_1", "I"), ("evt_2", "I"), ("evt_1", "U"), ("evt_2", "D")]
+    assert [c.id for c in changes] == sorted(c.id for c in changes) and store.last_change() == changes[-1].id
+    assert store.changes_since(changes[-1].id) == []
+
+
+def test_writers_in_other_schemas_never_meet(url) -> None:
+    other = f"{server_url()}?schema=t_other_{id(url) % 100000}"
+    try:
+        with PostgresStore(url) as a, PostgresStore(other) as b:
+            listener = a.listen()
+            try:
+                listener.wait(0.01)  # LISTEN is in place before b writes
+                b.add_events([Event(image=None, question="q", answer="a", user_id="u")])
+                assert listener.wait(0.5) is False  # b's NOTIFY names its own schema
+                assert a.count_events() == 0 and a.last_change() == 0 and count_rows(b, "events") == 1
+                a.add_events([Event(image=None, question="q", answer="a", user_id="u")])
+                assert listener.wait(5) is True
+            finally:
+                listener.close()
+    finally:
+        drop_schema(other.rsplit("=", 1)[1])
