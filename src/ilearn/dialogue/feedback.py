@@ -388,7 +388,10 @@ _NEGATIVE_POLARITY = re.compile(r"\b(?:not|never|nothing|neither|nor|none|nobody
                                 r"dangerous|sad|worse|worst|boring)\b|n'?t\b", re.I)
 _WRONGNESS = re.compile(r"\b(?:wrong|incorrect|mistaken?|not\s+(?:right|correct|true|it|that|what)|i\s+(?:meant?|said|asked|"
                         r"was\s+(?:asking|talking|thinking)))\b", re.I)
-_APOLOGY = re.compile(r"\b(?:sorry|my\s+bad|apologi[sz]e|excuse\s+me|forgive\s+me|my\s+mistake)\b", re.I)
+# An answer that apologises or voices a worry about the listener: a "no" to it reassures, it does not judge.
+_APOLOGY = re.compile(r"\b(?:sorry|my\s+bad|apologi[sz]e|excuse\s+me|forgive\s+me|my\s+mistake|hope\s+you|"
+                      r"(?:do\s+)?you\s+mind|i'?m\s+(?:boring|bothering|babbling)|don'?t\s+(?:hate|mind)|"
+                      r"if\s+you\s+(?:don'?t|do\s+not))\b", re.I)
 _PARTIAL = re.compile(r"^\W*(?:almost|close|nearly|not\s+quite|getting\s+warmer|warmer)\b", re.I)
 _BUT_COUNTER = re.compile(r"\bbut\s+(?=(?:it'?s|its|it\s+is|that'?s|thats|this\s+is|they'?re|actually)\b)", re.I)
 _ECHO = re.compile(r"^\W*(?:no+|not|really|wait)\b[^?]{0,25}\?+\W*$", re.I)

@@ -1,0 +1,133 @@
+"""Measure the lexical feedback decoder on real replies (src/ilearn/data/reactions_real.jsonl), beside a baseline.
+
+The real set holds replies people wrote to each other (chitchat-dataset 0.9.0, MIT), hand-labelled positive /
+neutral / negative with the correction when the reply names what is right (docs/reactions.md). Its splits:
+"train" (the rules were revised on its errors), "dev" (the old decoder's errors on it were seen once, before the
+revision; not used since), "blind" (labelled before any decoder ran on it). The project's own sets are measured
+too: "tuned" (templated and hand-written rows of reactions.jsonl) and "heldout" (reactions_heldout.jsonl and the
+held-out rows of reactions.jsonl). The simulated users' real wording (src/ilearn/data/user_wording.jsonl) is
+decoded in a pharmacy exchange ("sim-wording").
+
+For each set and decoder: per-label precision and recall, corrections extracted right (of the rows whose reply
+names what is right), corrections invented (extracted where the reply names nothing), and the decode time per
+turn. The baseline is the decoder of another git revision (default: the one before issue 19's work), loaded from
+git in the same run; ratios are current / baseline. Goals (issue 19): P+ >= 0.95 and P- >= 0.90 with recall >= 0.6
+each on the real set; corrections right >= 90%, none invented; the project's sets no worse than 0.95 / 0.90.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/decoder_real.py
+    PYTHONPATH=src .venv/bin/python benchmarks/decoder_real.py --baseline-rev HEAD~3 --show-errors dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "src" / "ilearn" / "data"
+BASELINE_REV = "a4b1cbf"  # main before issue 19 (feedback.py as the issue measured it)
+LABELS = ("positive", "neutral", "negative")
+
+
+def load(name: str) -> list[dict]:
+    return [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def sets() -> dict[str, list[dict]]:
+    real = load("reactions_real.jsonl")
+    project = load("reactions.jsonl")
+    out = {split: [r for r in real if r["split"] == split] for split in ("train", "dev", "blind")}
+    out["real-all"] = real
+    out["tuned"] = [r for r in project if r["source"] in ("template", "handwritten")]
+    out["heldout"] = [r for r in project if r["source"] == "heldout"] + load("reactions_heldout.jsonl")
+    sim = []
+    for row in load("user_wording.jsonl"):
+        if row["category"] in ("pick_next", "pick_wrong"):
+            continue
+        label = "positive" if row["category"] == "positive" else "neutral" if row["category"] == "neutral" \
+            else "negative"
+        correction = "Ibuprofen" if row["category"] == "negative_correction" else None
+        sim.append({"question": "what is this medicine called?", "answer": "It is Paracetamol.",
+                    "reaction": row["text"].format(x="Ibuprofen", q="What is the name of this medicine?"),
+                    "label": label, "correction": correction})
+    out["sim-wording"] = sim
+    return out
+
+
+def load_revision(rev: str):
+    """ilearn.dialogue.feedback as it was at git revision `rev`, as a separate module."""
+    source = subprocess.run(["git", "show", f"{rev}:src/ilearn/dialogue/feedback.py"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "feedback_baseline.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("feedback_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["feedback_baseline"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def measure(module, rows: list[dict]) -> dict:
+    decoder = module.LexicalFeedbackDecoder()
+    preds, times = [], []
+    for r in rows:
+        start = time.perf_counter()
+        preds.append(decoder.judge(module.Exchange(r["question"], r["answer"], r["reaction"])))
+        times.append(time.perf_counter() - start)
+    out: dict = {"n": len(rows), "ms": 1000 * statistics.median(times)}
+    for label in LABELS:
+        hits = sum(p.label.value == label and r["label"] == label for r, p in zip(rows, preds, strict=True))
+        predicted = sum(p.label.value == label for p in preds)
+        gold = sum(r["label"] == label for r in rows)
+        out[label] = (hits / predicted if predicted else float("nan"), hits / gold if gold else float("nan"))
+    named = [(r, p) for r, p in zip(rows, preds, strict=True) if r.get("correction")]
+    out["corrections"] = (sum((p.correction or "").lower() == r["correction"].lower() for r, p in named), len(named))
+    out["invented"] = sum(bool(p.correction) for r, p in zip(rows, preds, strict=True)
+                          if not r.get("correction") and r.get("correction_clear", True))
+    out["preds"] = preds
+    return out
+
+
+def row(name: str, m: dict) -> str:
+    cells = [f"{m[label][0]:.3f} / {m[label][1]:.3f}" for label in LABELS]
+    right, total = m["corrections"]
+    return (f"| {name} | {m['n']} | " + " | ".join(cells) + f" | {right}/{total} | {m['invented']} | {m['ms']:.2f} |")
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b and b == b and a == a else "n/a"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the baseline decoder")
+    parser.add_argument("--show-errors", default="", help="comma-separated sets whose errors to print")
+    args = parser.parse_args()
+    from ilearn.dialogue import feedback as current
+
+    baseline = load_revision(args.baseline_rev)
+    print("| set | n | positive P / R | neutral P / R | negative P / R | corrections right | invented | ms/turn |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    shown = set(filter(None, args.show_errors.split(",")))
+    for name, rows in sets().items():
+        now, before = measure(current, rows), measure(baseline, rows)
+        print(row(f"{name} (now)", now))
+        print(row(f"{name} (baseline {args.baseline_rev})", before))
+        print(f"|   ratio now/baseline: P+ {_ratio(now['positive'][0], before['positive'][0])}, "
+              f"P- {_ratio(now['negative'][0], before['negative'][0])}, time {_ratio(now['ms'], before['ms'])} "
+              "| | | | | | | |")
+        if name in shown:
+            for r, p in zip(rows, now["preds"], strict=True):
+                if p.label.value != r["label"] or (p.correction or None) != (r.get("correction") or None):
+                    print(f"    {r['label']:>8} -> {p.label.value:<8} {p.correction!r:>14}  {r['reaction'][:70]!r}")
+
+
+if __name__ == "__main__":
+    main()
