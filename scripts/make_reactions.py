@@ -24,6 +24,13 @@ tuned on the errors of the templated and tricky parts, so both flatter them; the
 
 Each row: id, category, source (template | handwritten), question, answer, reaction, label, correction (or null).
 Run: PYTHONPATH=src .venv/bin/python scripts/make_reactions.py [--out PATH] [--per-category N] [--seed S]
+
+The real set, src/ilearn/data/reactions_real.jsonl, is not generated: its 345 rows are replies people wrote to
+each other (chitchat-dataset 0.9.0, MIT, a PyPI package), labelled by hand (docs/reactions.md). Two options of
+this script serve it, with the package installed (`pip install chitchat-dataset==0.9.0`, not a dependency):
+  --real-candidates N   print N (question, answer, reply) triples from conversations the set does not use yet,
+                        drawn as the set's rows were (the other's question, the answer, a short reply), to label;
+  --check-real          verify that every row's answer and reply occur in the conversation its origin names.
 """
 
 from __future__ import annotations
@@ -259,12 +266,79 @@ def make_rows(per_category: int, seed: int) -> list[dict]:
     return rows
 
 
+REAL = OUT.with_name("reactions_real.jsonl")
+
+
+def _chitchat() -> dict:
+    """chitchat-dataset's conversations (conversation id -> {"messages": [[{"text", "sender", ...}, ...], ...]})."""
+    try:
+        import chitchat_dataset
+    except ImportError as exc:
+        raise SystemExit("needs the chitchat-dataset package: pip install chitchat-dataset==0.9.0") from exc
+    return json.loads((Path(chitchat_dataset.__file__).parent / "dataset.json").read_text(encoding="utf-8"))
+
+
+def _conversation(origin: str) -> str:
+    return origin.split("conversation ")[1].split(",")[0]
+
+
+def real_candidates(n: int, seed: int) -> list[dict]:
+    """Up to `n` unlabelled (question, answer, reply) triples, one per conversation the real set does not use."""
+    data = _chitchat()
+    used = {_conversation(json.loads(line)["origin"]) for line in REAL.read_text().splitlines() if line.strip()}
+    keys = sorted(k for k in data if k not in used)
+    rng = random.Random(seed)
+    rng.shuffle(keys)
+    out = []
+    for cid in keys:
+        blocks = data[cid]["messages"]
+        triples = []
+        for i in range(1, len(blocks) - 1):
+            question = blocks[i - 1][-1]["text"].strip()
+            answer = " ".join(m["text"].strip() for m in blocks[i])
+            reply = blocks[i + 1][0]["text"].strip()
+            if question.endswith("?") and not answer.endswith("?") and len(reply.split()) <= 14:
+                triples.append({"origin": f"chitchat-dataset 0.9.0 dataset.json, conversation {cid}, message block "
+                                          f"{i}", "question": question, "answer": answer, "reaction": reply})
+        if triples:
+            out.append(rng.choice(triples))
+        if len(out) >= n:
+            break
+    return out
+
+
+def check_real() -> int:
+    """The number of real rows whose answer or reply does not occur in the conversation their origin names."""
+    data = _chitchat()
+    bad = 0
+    for line in REAL.read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        texts = " ".join(m["text"] for block in data.get(_conversation(row["origin"]), {}).get("messages", [])
+                         for m in block)
+        if row["reaction"] not in texts or any(part not in texts for part in row["answer"].split("  ")):
+            bad += 1
+            print(f"{row['id']}: not found in its conversation")
+    return bad
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--per-category", type=int, default=ROWS_PER_CATEGORY)
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--real-candidates", type=int, default=0, help="print N unlabelled real triples")
+    parser.add_argument("--check-real", action="store_true", help="verify the real set against the package")
     args = parser.parse_args()
+    if args.real_candidates:
+        for triple in real_candidates(args.real_candidates, args.seed):
+            print(json.dumps(triple, ensure_ascii=False))
+        return
+    if args.check_real:
+        bad = check_real()
+        print(f"{bad} rows not found")
+        raise SystemExit(1 if bad else 0)
     rows = make_rows(args.per_category, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as f:
