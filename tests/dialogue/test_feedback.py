@@ -356,3 +356,23 @@ def test_lexical_decoder_on_real_replies_blind():
     figures = _real_figures(rows)
     _check(figures, {"positive": (0.92, 0.75), "neutral": (0.7, 0.85)})
     assert figures["invented"] == 0
+
+
+def test_noisy_decoder_injects_the_confusion_rates():
+    """Issue 19 item 4: label noise at set rates, seeded, corrections dropped with a changed label."""
+    from ilearn.dialogue.feedback import ISSUE19_CONFUSION, NoisyDecoder
+
+    turns = exchange("no, that's the ibuprofen")
+    noisy = NoisyDecoder(LexicalFeedbackDecoder(), seed=3)
+    labels = [noisy.decode(turns) for _ in range(4000)]
+    share = {lab: sum(f.label == lab for f in labels) / len(labels) for lab in Label}
+    for lab, p in ISSUE19_CONFUSION[Label.NEGATIVE].items():
+        assert abs(share[lab] - p) < 0.03
+    assert all(f.correction == "ibuprofen" for f in labels if f.label == Label.NEGATIVE)
+    assert all(f.correction is None and "injected noise" in f.rationale for f in labels if f.label != Label.NEGATIVE)
+    again = NoisyDecoder(LexicalFeedbackDecoder(), seed=3)
+    assert [again.decode(turns).label for _ in range(50)] == [f.label for f in labels[:50]]
+    assert NoisyDecoder(LexicalFeedbackDecoder(), {}).decode(turns).label == Label.NEGATIVE  # no noise
+    assert NoisyDecoder(LexicalFeedbackDecoder()).decode(turns[:1]) is None
+    with pytest.raises(InvalidInput):
+        NoisyDecoder(LexicalFeedbackDecoder(), {Label.POSITIVE: {Label.NEUTRAL: 0.8, Label.NEGATIVE: 0.4}})

@@ -648,6 +648,51 @@ class ThresholdedDecoder:
         return fb
 
 
+#: Label noise measured on real replies (issue 19: the pre-issue rules on 228 real replies): the share of each true
+#: label decoded as each other label, from the issue's recall figures (positive 0.467, neutral 0.687, negative
+#: 0.824) with the misses split by the issue's precision figures. Use it with `NoisyDecoder` to see how a recipe
+#: degrades when the decoder errs as it did on real people.
+ISSUE19_CONFUSION: dict[Label, dict[Label, float]] = {
+    Label.POSITIVE: {Label.NEUTRAL: 0.45, Label.NEGATIVE: 0.083},
+    Label.NEUTRAL: {Label.POSITIVE: 0.03, Label.NEGATIVE: 0.283},
+    Label.NEGATIVE: {Label.POSITIVE: 0.03, Label.NEUTRAL: 0.146},
+}
+
+
+class NoisyDecoder:
+    """Wraps a decoder and replaces its label, with the probabilities of `confusion[label]`, by another label (a
+    seeded `random.Random`): label noise injected on purpose, to measure how a learning recipe degrades when the
+    decoder errs (issue 19, item 4). A label changed to negative carries no correction; one changed away from
+    negative drops its correction. Where the wrapped decoder is nearly right (simulated users), the injected rates
+    are the decoder's error rates."""
+
+    def __init__(self, inner: FeedbackDecoder, confusion: dict[Label, dict[Label, float]] | None = None,
+                 *, seed: int = 0):
+        import random
+
+        self.inner = inner
+        self.confusion = confusion if confusion is not None else ISSUE19_CONFUSION
+        for label, row in self.confusion.items():
+            if any(p < 0 for p in row.values()) or sum(row.values()) > 1 or label in row:
+                raise InvalidInput(f"confusion for {label.value}: probabilities of other labels, summing to <= 1")
+        self.rng = random.Random(seed)
+        self.flipped = 0
+
+    def decode(self, turns: Sequence[Turn]) -> Feedback | None:
+        """See `FeedbackDecoder.decode`."""
+        fb = self.inner.decode(turns)
+        if fb is None:
+            return None
+        draw, acc = self.rng.random(), 0.0
+        for label, p in self.confusion.get(fb.label, {}).items():
+            acc += p
+            if draw < acc:
+                self.flipped += 1
+                return Feedback(label, fb.confidence, None, FeedbackSource.IMPLICIT,
+                                f"injected noise ({fb.label.value} -> {label.value}): {fb.rationale}")
+        return fb
+
+
 def make_decoder(config: FeedbackConfig, vlm: VisionLanguageModel | None = None,
                  text_embedder: TextEmbedder | None = None) -> FeedbackDecoder:
     """The decoder that `config.method` names, with the `min_confidence` floor applied.
