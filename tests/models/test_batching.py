@@ -60,17 +60,68 @@ def together(batcher: MicroBatcher, vlm, n: int) -> list[str]:
 
 def test_turns_reaching_the_model_together_are_one_batch():
     vlm = Batching()
-    out = together(MicroBatcher(max_batch=8, gather_s=10), vlm, 6)
+    out = together(MicroBatcher(max_batch=8, workers=1, gather_s=10), vlm, 6)
     assert vlm.batches == [6] and vlm.singles == []
     assert out == [f"batched: q{i}" for i in range(6)]
 
 
 def test_batches_hold_at_most_max_batch():
     vlm = Batching()
-    batcher = MicroBatcher(max_batch=4, gather_s=10)
+    batcher = MicroBatcher(max_batch=4, workers=1, gather_s=10)
     out = together(batcher, vlm, 8)
     assert sorted(vlm.batches) == [4, 4] and batcher.calls == 8 and batcher.runs == 2
     assert out == [f"batched: q{i}" for i in range(8)]
+
+
+def test_free_workers_share_the_waiting_turns_and_run_at_the_same_time():
+    class Concurrent(Batching):
+        both = threading.Barrier(2, timeout=10)  # a batch returns only once the other one is running too
+
+        def generate_batch(self, conversations, *, max_new_tokens=None):
+            self.both.wait()
+            return super().generate_batch(conversations, max_new_tokens=max_new_tokens)
+
+    vlm = Concurrent()
+    out = together(MicroBatcher(max_batch=8, workers=2, gather_s=10), vlm, 7)
+    assert sorted(vlm.batches) == [3, 4] and vlm.singles == []
+    assert out == [f"batched: q{i}" for i in range(7)]
+
+
+def test_a_reply_that_ends_early_returns_before_its_batch_ends():
+    class Streaming(Batching):
+        """Hands out the reply of "q0" at once, the others only when `finish` is set."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.finish = threading.Event()
+            self.still_running: list[bool] = []
+
+        def generate_batch(self, conversations, *, max_new_tokens=None, on_reply=None):
+            out = [Generation(text=f"streamed: {c[-1].content}") for c in conversations]
+            first = next(i for i, c in enumerate(conversations) if c[-1].content == "q0")
+            on_reply(first, out[first])
+            self.finish.wait(10)
+            self.still_running.append(self.finish.is_set())
+            return out
+
+    vlm = Streaming()
+    batcher = MicroBatcher(max_batch=8, workers=1, gather_s=10)
+    ready = threading.Barrier(3, timeout=10)
+    out: dict[int, str] = {}
+
+    def turn(i: int) -> None:
+        with batcher.turn():
+            ready.wait()
+            out[i] = batcher.generate(vlm, ask(f"q{i}"), max_new_tokens=8).text
+            if i == 0:
+                vlm.finish.set()  # only q0's caller lets the batch end: it must have its reply first
+
+    threads = [threading.Thread(target=turn, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert out == {i: f"streamed: q{i}" for i in range(3)} and vlm.still_running == [True]
 
 
 def test_one_call_alone_is_a_plain_generate_without_waiting():
@@ -119,7 +170,7 @@ def test_calls_with_rejected_replies_and_models_without_batching_go_alone():
 
 def test_a_failed_batch_is_answered_call_by_call():
     vlm = Batching(fail_batches=True)
-    out = together(MicroBatcher(gather_s=10), vlm, 3)
+    out = together(MicroBatcher(workers=1, gather_s=10), vlm, 3)
     assert vlm.batches == [3] and out == [f"alone: q{i}" for i in range(3)]
 
 

@@ -5,10 +5,16 @@ by reading the weights; `small`: 187 vs 90 ms of CPU a step on this machine), so
 different sessions gives more turns per second than threads alone (benchmarks/concurrency.py).
 
 A call runs when fewer than `workers` batches are running, taking along the calls queued for the same model
-object and token budget (up to `max_batch`). Before it starts, it waits up to `gather_s` for turns still on
-their way to the model (`turn()` marks them; a turn that ends without calling `generate` stops counting), so
-that users answered together stay together instead of splitting into two alternating half batches. One user
-alone never waits, and gets the same reply as without batching (a batch of one is a plain `generate`).
+object and token budget: an even share of them for each free worker, up to `max_batch` (8 queued turns and two
+free workers make two batches of 4 generated at the same time, not one of 8 beside an idle worker). Before it
+starts, it waits up to `gather_s` for turns still on their way to the model (`turn()` marks them; a turn that
+ends without calling `generate` stops counting), so that users answered together stay together instead of
+splitting into batches that alternate. One user alone never waits, and gets the same reply as without batching
+(a batch of one is a plain `generate`, on the caller's thread).
+
+A batch of several runs on a thread of its own. When the model's `generate_batch` takes `on_reply`
+(`ComposedVLMChat`'s does), each reply goes to its caller as soon as it ends, so a short answer does not wait
+for the batch's longest one.
 
 A model batches when it has `generate_batch` (`BatchGenerator`); calls with `avoid` (replies the user rejected)
 need the model's own fallback and go alone, as do models without it. If a batch fails, each of its calls is
@@ -17,6 +23,7 @@ retried alone, so one bad request cannot fail the others.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -36,7 +43,10 @@ class BatchGenerator(Protocol):
 
     def generate_batch(self, conversations: Sequence[Sequence[Message]], *,
                        max_new_tokens: int | None = None) -> list[Generation]:
-        """One greedy reply per conversation, in order."""
+        """One greedy reply per conversation, in order.
+
+        A model whose `generate_batch` also takes `on_reply` (a callable of the conversation's index and its
+        generation) calls it as each reply ends; the batcher then returns that reply before the batch ends."""
         ...
 
 
@@ -105,8 +115,12 @@ class MicroBatcher:
                 batch = self._lead(call)
         if alone:
             return vlm.generate(messages, max_new_tokens=max_new_tokens, avoid=avoid)
-        if batch is not None:
+        if batch is not None and len(batch) == 1:
             self._run(batch)
+        elif batch is not None:  # on a thread of its own: this caller leaves as soon as its own reply ends
+            threading.Thread(target=self._run, args=(batch,), name="ilearn-batch", daemon=True).start()
+            with self._cond:
+                self._cond.wait_for(lambda: call.done)
         if call.alone:
             return vlm.generate(messages, max_new_tokens=max_new_tokens)
         return call.result
@@ -132,11 +146,17 @@ class MicroBatcher:
                 if c is not call and c.vlm is call.vlm and c.max_new_tokens == call.max_new_tokens]
 
     def _take(self, call: _Call) -> list[_Call]:
-        """`call` and the oldest queued calls for the same model and token budget, up to `max_batch` (caller holds
-        the condition)."""
-        batch = [call, *self._peers(call)[: self.max_batch - 1]]
+        """`call` and the oldest queued calls for the same model and token budget: an even share of them and of the
+        turns still on their way for each free worker (the others lead batches of their own at the same time), up
+        to `max_batch` (caller holds the condition; `_running` counts this batch already)."""
+        peers = self._peers(call)
+        free = self.workers - self._running + 1
+        share = min(self.max_batch, -(-(len(peers) + 1 + self._expected) // free))
+        batch = [call, *peers[: share - 1]]
         taken = {id(c) for c in batch}
         self._queue = [c for c in self._queue if id(c) not in taken]
+        if self._queue:
+            self._cond.notify_all()  # a waiting call may lead the next share
         return batch
 
     def _run(self, batch: list[_Call]) -> None:
@@ -145,13 +165,16 @@ class MicroBatcher:
             if len(batch) == 1:
                 results = [vlm.generate(batch[0].messages, max_new_tokens=batch[0].max_new_tokens)]
             else:
-                results = vlm.generate_batch([c.messages for c in batch], max_new_tokens=batch[0].max_new_tokens)
+                early = {"on_reply": lambda i, result: self._hand_out(batch[i], result)} if _streams(vlm) else {}
+                results = vlm.generate_batch([c.messages for c in batch], max_new_tokens=batch[0].max_new_tokens,
+                                             **early)
             for c, result in zip(batch, results, strict=True):
-                c.result = result
+                if c.result is None:
+                    c.result = result
         except Exception:
-            logger.exception("a batch of %d answers failed; each is generated alone", len(batch))
+            logger.exception("a batch of %d answers failed; each not yet answered is generated alone", len(batch))
             for c in batch:
-                c.alone = True
+                c.alone = c.result is None
         finally:
             with self._cond:
                 for c in batch:
@@ -160,6 +183,21 @@ class MicroBatcher:
                 self.runs += 1
                 self.calls += len(batch)
                 self._cond.notify_all()
+
+    def _hand_out(self, call: _Call, result: Generation) -> None:
+        """A reply that ended before its batch: its caller goes on now."""
+        with self._cond:
+            call.result = result
+            call.done = True
+            self._cond.notify_all()
+
+
+def _streams(vlm: BatchGenerator) -> bool:
+    """Whether the model's `generate_batch` hands each reply out as it ends (takes `on_reply`)."""
+    try:
+        return "on_reply" in inspect.signature(vlm.generate_batch).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 __all__ = ["BatchGenerator", "MicroBatcher"]
