@@ -331,6 +331,7 @@ _POS_NEGATED = _rx(
     r"\bthanks\s+for\s+nothing\b", r"\bno\s+thanks?\b", r"\bno,?\s+thank\s+you\b", r"\bnot\s+exactly\b",
     r"\bhardly\b", r"\byeah,?\s+right\b", r"\bgreat,?\s+(?:another|wrong|just)\b", r"\bi\s+don'?t\s+think\b",
     r"\bnot\s+sure\b", r"\bnot\s+good\b", r"\bright\?\s*$", r"\balmost\b", r"\bnearly\b",
+    r"\bbut\s+i\s+(?:was|wanted|meant|mean|kinda|kind\s+of|really|asked|need(?:ed)?|just)\b",
     r"\bright\s+(?:one|side|hand|there)\b", r"\ball\s+right\b",
 )
 _CLOSING = _rx(r"\bno\s+thanks?\b", r"\bno,?\s+thank\s+you\b", r"\bthat'?s\s+all\b", r"\bnothing\s+else\b",
