@@ -100,12 +100,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The error replies a route documents in the OpenAPI schema (every route: 401, 413, 422, 429)."""
+    """The error replies a route documents in the OpenAPI schema (every route: 400, 401, 413, 422, 429)."""
     described = {400: "Bad input", 401: "No key, or a wrong or revoked key", 403: "The key's role may not do this",
                  404: "Not found in the caller's scope", 409: "Conflicts with the session's state",
                  413: "Body or image over the key's limit", 422: "The request does not match the schema",
                  429: "Over the key's request rate"}
-    wanted = sorted({401, 413, 422, 429, *statuses})
+    wanted = sorted({400, 401, 413, 422, 429, *statuses})
     return {s: {"model": ErrorResponse, "description": described[s]} for s in wanted}
 
 

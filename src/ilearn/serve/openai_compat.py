@@ -76,8 +76,12 @@ def list_models(key: Caller, svc: ServiceDep) -> schemas.ModelList:
     return schemas.ModelList(object="list", data=[card])
 
 
-@router.post("/chat/completions", response_model=schemas.ChatResponse, responses=responses(400, 404, 409),
-             response_description="the reply; with `stream: true`, server-sent events of chat.completion.chunk")
+_STREAM = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                 "description": "the reply; with `stream: true`, server-sent events of chat.completion.chunk"}}
+
+
+@router.post("/chat/completions", response_model=schemas.ChatResponse,
+             responses={**responses(400, 404, 409), **_STREAM})
 def chat_completions(body: schemas.ChatRequest, key: Caller, svc: ServiceDep, response: Response,
                      x_session_id: Annotated[str | None, Header(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = None):
     """One user turn, OpenAI style (module docstring: images, user, sessions, the `ilearn` extension)."""
