@@ -31,6 +31,9 @@ this script serve it, with the package installed (`pip install chitchat-dataset=
   --real-candidates N   print N (question, answer, reply) triples from conversations the set does not use yet,
                         drawn as the set's rows were (the other's question, the answer, a short reply), to label;
   --check-real          verify that every row's answer and reply occur in the conversation its origin names.
+--train-check trains the learned check of the feedback rules (ilearn.dialogue.reaction_check) on reactions.jsonl
+(templated rows weighted 0.3) and the real set's train split, and writes src/ilearn/data/reaction_check.npz
+(needs scikit-learn; the dev and blind splits and reactions_heldout.jsonl stay out of training).
 """
 
 from __future__ import annotations
@@ -323,6 +326,22 @@ def check_real() -> int:
     return bad
 
 
+CHECK = OUT.with_name("reaction_check.npz")
+
+
+def train_check(out: Path = CHECK) -> None:
+    """Train and save the feedback rules' learned check (see ilearn.dialogue.reaction_check)."""
+    from ilearn.dialogue.reaction_check import ReactionClassifier
+
+    rows = [json.loads(line) for line in OUT.read_text().splitlines() if line.strip()]
+    rows += [r for r in (json.loads(line) for line in REAL.read_text().splitlines() if line.strip())
+             if r["split"] == "train"]
+    weights = [0.3 if r["source"] == "template" else 1.0 for r in rows]
+    model = ReactionClassifier.train([r["reaction"] for r in rows], [r["label"] for r in rows], weights)
+    model.save(out)
+    print(f"trained on {len(rows)} reactions, wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
@@ -330,7 +349,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--real-candidates", type=int, default=0, help="print N unlabelled real triples")
     parser.add_argument("--check-real", action="store_true", help="verify the real set against the package")
+    parser.add_argument("--train-check", action="store_true", help="train the feedback rules' learned check")
     args = parser.parse_args()
+    if args.train_check:
+        train_check()
+        return
     if args.real_candidates:
         for triple in real_candidates(args.real_candidates, args.seed):
             print(json.dumps(triple, ensure_ascii=False))

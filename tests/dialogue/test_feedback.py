@@ -308,7 +308,37 @@ def test_real_corrections(reaction, correction):
     ("I have 12 siblings.", "Wow! That's a lot!", Label.NEUTRAL),
 ])
 def test_real_language(answer, reaction, label):
-    assert LexicalFeedbackDecoder().judge(Exchange("", answer, reaction)).label == label
+    """The rules; the learned check may only turn their label into an abstention, never into the opposite."""
+    assert LexicalFeedbackDecoder(check=None).judge(Exchange("", answer, reaction)).label == label
+    assert LexicalFeedbackDecoder().judge(Exchange("", answer, reaction)).label in (label, Label.NEUTRAL)
+
+
+def test_learned_check_vetoes_into_neutral(tmp_path):
+    """The check (hashed words, logistic regression) turns a rule's label it finds unlikely into neutral; corrections
+    and agreement worded with a negation are left to the rules; its weights load from the shipped file or a path."""
+    from ilearn.dialogue.reaction_check import LABEL_ORDER, ReactionClassifier, features
+
+    texts = ["thanks", "great thanks", "cool", "no", "wrong", "nope wrong", "no way", "hmm", "ok"]
+    labels = ["positive", "positive", "neutral", "negative", "negative", "negative", "neutral", "neutral", "neutral"]
+    model = ReactionClassifier.train(texts, labels, c=10.0)
+    assert max(model.probs("cool"), key=model.probs("cool").get) == "neutral"
+    rules = LexicalFeedbackDecoder(check=None).judge(Exchange("", "I study math.", "cool"))
+    vetoed = LexicalFeedbackDecoder(check=model, veto=0.5).judge(Exchange("", "I study math.", "cool"))
+    assert rules.label == Label.POSITIVE and vetoed.label == Label.NEUTRAL and "learned check" in vetoed.rationale
+    corrected = LexicalFeedbackDecoder(check=model, veto=0.99).judge(Exchange("", "It is aspirin.", "no, it's ibuprofen"))
+    assert corrected.label == Label.NEGATIVE and corrected.correction == "ibuprofen"
+    agree = LexicalFeedbackDecoder(check=model, veto=0.99).judge(Exchange("", "It is a chisel.", "you're not wrong"))
+    assert agree.label == Label.POSITIVE
+    model.save(tmp_path / "check.npz")
+    assert ReactionClassifier.load(tmp_path / "check.npz").probs("cool") == pytest.approx(model.probs("cool"))
+    shipped = ReactionClassifier.load()
+    assert set(shipped.probs("thanks!")) == set(LABEL_ORDER) and shipped.probs("thanks!")["positive"] > 0.5
+    assert features("No way!").shape == (2048,) and features("").sum() > 0
+    (tmp_path / "bad.npz").write_bytes(b"not numpy")
+    with pytest.raises(InvalidInput):
+        ReactionClassifier.load(tmp_path / "bad.npz")
+    with pytest.raises(InvalidInput):
+        LexicalFeedbackDecoder(veto=1.5)
 
 
 REAL = DATA.with_name("reactions_real.jsonl")

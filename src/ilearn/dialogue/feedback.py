@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ilearn.dialogue.reaction_check import ReactionClassifier, default_classifier
 from ilearn.errors import InvalidInput
 from ilearn.models.base import Message, TextEmbedder, VisionLanguageModel
 from ilearn.types import Feedback, FeedbackSource, Label, Role, Turn, TurnKind
@@ -402,15 +403,24 @@ _FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+|\s{2,}")
 class LexicalFeedbackDecoder:
     """Rules over the reaction text; no model. Confidences: 0.9 explicit, 0.75 implicit, 0.5-0.6 weak.
 
+    A learned check (`ilearn.dialogue.reaction_check`, hashed words, numpy) may veto a positive or negative label
+    without a correction: when it gives that label a probability below `veto`, the decoder abstains (neutral).
+    `check=None` keeps the rules alone.
+
     Rephrasings are questions close to the previous one: by shared content words, or, when a
     `text_embedder` is given, by the cosine of the two questions' embeddings (catches rewordings).
     """
 
     def __init__(self, *, rephrase_overlap: float = 0.6, rephrase_similarity: float = 0.55,
-                 text_embedder: TextEmbedder | None = None):
+                 text_embedder: TextEmbedder | None = None, check: ReactionClassifier | None | str = "default",
+                 veto: float = 0.2):
+        if not 0.0 <= veto < 1.0:
+            raise InvalidInput("veto must lie in [0, 1)")
         self.rephrase_overlap = rephrase_overlap
         self.rephrase_similarity = rephrase_similarity
         self.text_embedder = text_embedder
+        self.check = default_classifier() if check == "default" else check
+        self.veto = veto
 
     def decode(self, turns: Sequence[Turn]) -> Feedback | None:
         """See `FeedbackDecoder.decode`."""
@@ -429,13 +439,24 @@ class LexicalFeedbackDecoder:
         return False, sim
 
     def judge(self, ex: Exchange) -> Feedback:
-        """Label one exchange."""
+        """Label one exchange: the rules, then the learned check, which may turn their label into an abstention."""
+        fb = self.rules(ex)
+        # agreement worded with a negation ("you're not wrong") is beyond a bag of words: the rule's phrases decide
+        if self.check is None or fb.correction or fb.rationale == "agreement worded with a negation":
+            return fb
+        p = self.check.probs(ex.reaction)[fb.label.value]
+        if p < self.veto:
+            return _feedback(Label.NEUTRAL, 0.5, None, f"{fb.rationale}, but the learned check gives it {p:.2f}")
+        return fb
+
+    def rules(self, ex: Exchange) -> Feedback:
+        """Label one exchange by the rules alone."""
         text = _clean(ex.reaction).strip()
         for pattern, label, confidence, why in _OPENINGS:
             match = pattern.match(text)
             if match:
                 rest = text[match.end():].strip()
-                fb = self.judge(replace(ex, reaction=rest)) if rest else None
+                fb = self.rules(replace(ex, reaction=rest)) if rest else None
                 if fb is None or fb.label == Label.NEUTRAL:
                     return _feedback(label, confidence, None, why)
                 return fb
