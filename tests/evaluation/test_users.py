@@ -174,3 +174,55 @@ def test_reference_game_user_plays_to_completion():
     while not quitter.done:
         quitter.reply(f"{wrong}", "answer")
     assert not quitter.outcome()["completed"] and quitter.turns == quitter.max_turns + 1
+
+
+def test_real_wording_pools_cite_their_source():
+    """Every real-wording row names the real reply it paraphrases (chitchat-dataset, MIT) and each category the
+    simulator draws from is filled; the built-in personas use it, a hand-made persona keeps the templates."""
+    import json
+    from importlib import resources
+
+    from ilearn.evaluation.personas import REAL_CATEGORIES, REAL_WORDING, with_real_wording
+
+    rows = [json.loads(line) for line in
+            resources.files("ilearn.data").joinpath("user_wording.jsonl").read_text().splitlines() if line.strip()]
+    assert all(r["licence"] == "MIT" and "conversation" in r["origin"] and r["paraphrases"] for r in rows)
+    assert all(len(REAL_WORDING[c]) >= 3 for c in REAL_CATEGORIES)
+    assert all(0.0 < p.real_wording <= 1.0 for p in PERSONAS) and Persona("x").real_wording == 0.0
+    assert {p.real_wording for p in with_real_wording(PERSONAS, 0.0)} == {0.0}
+    with pytest.raises(InvalidInput):
+        Persona("x", real_wording=1.5)
+
+
+def test_real_wording_users_and_their_truth(scenario):
+    """With real wording, reactions come from the real pools; the truth keeps the label and the correction, and the
+    decoder reads a real-worded correction's answer."""
+    from ilearn.dialogue.feedback import LexicalFeedbackDecoder
+    from ilearn.evaluation.personas import REAL_WORDING
+    from ilearn.types import ImageRef, Role, Turn, TurnKind
+
+    seen: dict[str, set[str]] = {"explicit": set(), "implicit": set(), "none": set()}
+    decoder, agree, total = LexicalFeedbackDecoder(), 0, 0
+    for seed in range(40):
+        for style in seen:
+            persona = Persona("r", feedback=style, ambiguity=0.0, patience=2, real_wording=1.0)
+            user = SimulatedUser(persona, _task(scenario, "name"), random.Random(seed))
+            question = user.first_utterance()
+            text = user.reply("It is Paracetamol.", "answer")
+            truth = user.utterances[-1]
+            if text is None:
+                continue
+            seen[style].add(text)
+            if style == "explicit":
+                assert truth.label == Label.NEGATIVE and truth.correction == "Ibuprofen"
+                assert extract_correction(text, "Paracetamol") == "Ibuprofen", text
+            turns = [Turn(Role.USER, question, TurnKind.QUESTION, image=ImageRef("a" * 64)),
+                     Turn(Role.ASSISTANT, "It is Paracetamol.", TurnKind.ANSWER, precise_question=question),
+                     Turn(Role.USER, text, TurnKind.REACTION)]
+            agree += decoder.decode(turns).label == truth.label
+            total += 1
+    templates = {t.format(x="Ibuprofen") for t in REAL_WORDING["negative_correction"]}
+    assert seen["explicit"] <= templates and len(seen["explicit"]) >= 5
+    assert all(any(t.split("{q}")[0] in text for t in REAL_WORDING["negative_implicit"]) for text in seen["implicit"])
+    assert seen["none"] <= set(REAL_WORDING["neutral"])
+    assert total >= 80 and agree >= 0.8 * total  # not all: real wording is harder than the templates

@@ -10,13 +10,21 @@ A persona fixes how a simulated user talks and reacts:
   what I meant", thanks) or ``none`` (a non-committal "I see." or silence);
 - ``unreliable``: the probability of misleading feedback: an explicit user names a wrong answer as the
   correction, an implicit user thanks the assistant for a wrong answer;
-- ``polite``: says thanks when satisfied.
+- ``polite``: says thanks when satisfied;
+- ``real_wording``: the probability that a reaction is worded as real people word it rather than by the style's
+  template: drawn from `REAL_WORDING`, replies paraphrased from real human dialogue (chitchat-dataset, MIT; each
+  row of src/ilearn/data/user_wording.jsonl names the reply it paraphrases), such as "No way!" (neutral
+  surprise), "no i think you got it right" (agreement that starts with "no"), "Close. {x}." (a correction).
+  The built-in personas use it with probability 0.2-0.7, so experiments exercise the decoder the way real
+  users would; a persona made by hand keeps the templates unless it sets it.
 """
 
 from __future__ import annotations
 
+import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from importlib import resources
 
 from ilearn.errors import InvalidInput
 
@@ -35,21 +43,26 @@ class Persona:
     feedback: str = "explicit"
     unreliable: float = 0.0
     polite: bool = True
+    real_wording: float = 0.0
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
             raise InvalidInput(f"persona style must be one of {STYLES}, not {self.style!r}")
         if self.feedback not in FEEDBACK_STYLES:
             raise InvalidInput(f"persona feedback must be one of {FEEDBACK_STYLES}, not {self.feedback!r}")
-        if not 0.0 <= self.ambiguity <= 1.0 or not 0.0 <= self.unreliable <= 1.0:
-            raise InvalidInput("persona ambiguity and unreliable must lie in [0, 1]")
+        if not all(0.0 <= v <= 1.0 for v in (self.ambiguity, self.unreliable, self.real_wording)):
+            raise InvalidInput("persona ambiguity, unreliable and real_wording must lie in [0, 1]")
         if self.patience < 1:
             raise InvalidInput("persona patience must be >= 1")
 
 
+#: How often each style's built-in personas word a reaction as real people do (`Persona.real_wording`).
+_REAL_BY_STYLE = {"plain": 0.5, "casual": 0.7, "formal": 0.2, "terse": 0.4, "chatty": 0.7}
+
+
 def _p(name: str, style: str, ambiguity: float, patience: int, feedback: str, unreliable: float,
        polite: bool) -> Persona:
-    return Persona(name, style, ambiguity, patience, feedback, unreliable, polite)
+    return Persona(name, style, ambiguity, patience, feedback, unreliable, polite, _REAL_BY_STYLE[style])
 
 
 #: 30 personas; four of them are unreliable (hugo, noah, umar: wrong corrections; dana: thanks wrong answers).
@@ -189,3 +202,34 @@ GIVE_UP: dict[str, tuple[str, ...]] = {
     "formal": ("That is not helpful; never mind.",), "terse": ("useless",),
     "chatty": ("Oh, forget it, this is hopeless!",),
 }
+
+
+# ---- real wording ------------------------------------------------------------------------------------
+
+#: The categories of `REAL_WORDING` and what they replace: positive (THANKS / CONFIRM), negative_correction
+#: (CORRECTION, {x}), negative_implicit (IMPLICIT_NEGATIVE, {q}), neutral (NEUTRAL), give_up (GIVE_UP), and the
+#: reference game's pick_next / pick_wrong ({d}).
+REAL_CATEGORIES = ("positive", "negative_correction", "negative_implicit", "neutral", "give_up", "pick_next",
+                   "pick_wrong")
+
+
+def load_real_wording() -> dict[str, tuple[str, ...]]:
+    """The shipped real-wording pools by category (src/ilearn/data/user_wording.jsonl)."""
+    text = resources.files("ilearn.data").joinpath("user_wording.jsonl").read_text(encoding="utf-8")
+    pools: dict[str, list[str]] = {c: [] for c in REAL_CATEGORIES}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row.get("category") not in pools or not row.get("text") or not row.get("origin"):
+            raise InvalidInput(f"user_wording.jsonl line {n}: needs a known category, a text and an origin")
+        pools[row["category"]].append(row["text"])
+    return {c: tuple(v) for c, v in pools.items()}
+
+
+REAL_WORDING: dict[str, tuple[str, ...]] = load_real_wording()
+
+
+def with_real_wording(personas: tuple[Persona, ...] | list[Persona], share: float) -> list[Persona]:
+    """The personas with `real_wording` set to `share` (0: templates only, as before; 1: real wording only)."""
+    return [replace(p, real_wording=share) for p in personas]

@@ -123,7 +123,11 @@ class _Base:
     def _on_answer(self, assistant_text: str) -> str | None:
         raise NotImplementedError
 
-    def _pick(self, table: dict[str, tuple[str, ...]], **fmt: str) -> str:
+    def _pick(self, table: dict[str, tuple[str, ...]], real: str | None = None, **fmt: str) -> str:
+        """A wording from the style's templates, or, with probability persona.real_wording, from the real-wording
+        pool `real` (see `personas.REAL_WORDING`)."""
+        if real and self.persona.real_wording > 0 and self.rng.random() < self.persona.real_wording:
+            return self.rng.choice(P.REAL_WORDING[real]).format(**fmt)
         return self.rng.choice(table[self.persona.style]).format(**fmt)
 
     def _say(self, text: str | None, kind: str, *, final: bool = False, **truth: Any) -> str | None:
@@ -188,28 +192,28 @@ class SimulatedUser(_Base):
         if style == "none":
             if self.rng.random() < 0.5:
                 return self._say(None, "reaction", final=True, answer_correct=correct)
-            return self._say(self._pick(P.NEUTRAL), "reaction", final=True, label=Label.NEUTRAL,
+            return self._say(self._pick(P.NEUTRAL, "neutral"), "reaction", final=True, label=Label.NEUTRAL,
                              answer_correct=correct)
         if style == "explicit" and (not correct or misleading):
             wrong = [d for d in self.task.distractors if not contains_answer(assistant_text, d)]
             given = self.rng.choice(wrong) if misleading and wrong else self.task.reference
             reliable = given == self.task.reference
-            return self._say(self._pick(P.CORRECTION, x=given), "reaction", final=True, label=Label.NEGATIVE,
-                             correction=given, answer_correct=correct, reliable=reliable)
+            return self._say(self._pick(P.CORRECTION, "negative_correction", x=given), "reaction", final=True,
+                             label=Label.NEGATIVE, correction=given, answer_correct=correct, reliable=reliable)
         if correct or (style == "implicit" and misleading):
             table = P.THANKS if self.persona.polite else P.CONFIRM
-            return self._say(self._pick(table), "reaction", final=True, label=Label.POSITIVE,
+            return self._say(self._pick(table, "positive"), "reaction", final=True, label=Label.POSITIVE,
                              answer_correct=correct, reliable=correct)
         # implicit and wrong: rephrase the question and keep going, while patience lasts
         if self.turns >= self.persona.patience:
             return self._give_up(answer_correct=False)
         previous = next((u.text for u in reversed(self.utterances) if u.kind == "question"), None)
         question = self._precise(avoid=previous)
-        text = self._pick(P.IMPLICIT_NEGATIVE, q=question)
+        text = self._pick(P.IMPLICIT_NEGATIVE, "negative_implicit", q=question)
         return self._say(text, "reaction", label=Label.NEGATIVE, answer_correct=False)
 
     def _give_up(self, **truth: Any) -> str | None:
-        return self._say(self._pick(P.GIVE_UP), "reaction", final=True, label=Label.NEGATIVE, **truth)
+        return self._say(self._pick(P.GIVE_UP, "give_up"), "reaction", final=True, label=Label.NEGATIVE, **truth)
 
     def outcome(self) -> dict[str, Any]:
         """task_id, persona, intent, ambiguous, first_answer_correct, completed, turns, clarifications,
@@ -298,7 +302,7 @@ class ReferenceGameUser(_Base):
             if self.turns >= self.max_turns:
                 return self._say(_PICK_GIVE_UP, "reaction", final=True, label=Label.NEGATIVE, answer_correct=False)
             template = (_PICK_NUMBER if slot is None else _PICK_AGAIN if slot in self.picked
-                        else self.rng.choice(_PICK_WRONG[self.persona.style]))
+                        else self._pick(_PICK_WRONG, "pick_wrong", d="{d}"))
             self._refine(slot if slot not in self.picked else None)
             return self._say(template.format(d=self._describe()), "reaction", label=Label.NEGATIVE,
                              answer_correct=False)
@@ -309,7 +313,7 @@ class ReferenceGameUser(_Base):
         if self.turns >= self.max_turns:
             return self._say(_PICK_GIVE_UP, "reaction", final=True, label=Label.NEGATIVE, answer_correct=True)
         self.keys = self._start_keys()
-        return self._say(self._pick(_PICK_NEXT, d=self._describe()), "reaction", label=Label.POSITIVE,
+        return self._say(self._pick(_PICK_NEXT, "pick_next", d=self._describe()), "reaction", label=Label.POSITIVE,
                          answer_correct=True)
 
     def outcome(self) -> dict[str, Any]:
