@@ -8,10 +8,13 @@ locks and what happens when a session is closed or its user forgotten meanwhile)
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +49,7 @@ from ilearn.turn import (
 from ilearn.types import Event, EventStatus, Role, Session, Turn, TurnKind, answer_key
 
 if TYPE_CHECKING:
-    from ilearn.learning.registry import ModelRegistry
+    from ilearn.learning.registry import ForgottenVersions, ModelRegistry
     from ilearn.learning.update import LearnOutcome
     from ilearn.memory.base import RetrievalMemory
 
@@ -361,14 +364,16 @@ class Assistant:
             self.memory.ensure_fresh()
 
     def forget_user(self, user_id: str) -> list[str]:
-        """Delete every trace of a user: sessions, turns, events, vectors. Unknown user -> NotFound.
+        """Delete every trace of a user (`forget`); returns the deleted event ids. Unknown user -> NotFound."""
+        return self.forget(user_id).event_ids
+
+    def forget(self, user_id: str) -> ForgetReport:
+        """Delete every trace of a user and report it (`forget_user_data`). Unknown user -> NotFound.
 
         Waits for the user's turns in progress (their rows are deleted too); turns of the user that arrive
         meanwhile wait, then find their session gone (NotFound)."""
         with self.sessions.user(user_id, exclusive=True):
-            if self.memory is not None:
-                return self.memory.forget_user(user_id)
-            return self.store.delete_user(user_id)
+            return forget_user_data(self.store, self.memory, self.registry, self.config.home_path, user_id)
 
     def close(self) -> None:
         """Save the vector index and close the store (call on shutdown; a crash is repaired on the next start)."""
@@ -384,4 +389,78 @@ class Assistant:
         self.close()
 
 
-__all__ = ["Assistant", "Reference", "Reply", "looks_like_question"]
+@dataclass
+class ForgetReport:
+    """What forgetting a user deleted (`forget_user_data`)."""
+
+    user_id: str
+    event_ids: list[str] = field(default_factory=list)
+    sessions: int = 0
+    turns: int = 0
+    images: int = 0
+    vectors: int = 0
+    exports: list[str] = field(default_factory=list)
+    versions: ForgottenVersions | None = None
+
+    def summary(self) -> str:
+        lines = [f"forgot user {self.user_id!r}: {len(self.event_ids)} event(s), {self.sessions} session(s) "
+                 f"({self.turns} turns), {self.images} image(s), {self.vectors} indexed vector(s) deleted, "
+                 f"the index compacted"]
+        if self.exports:
+            lines.append(f"  exports under the home that held them, deleted: {', '.join(self.exports)}")
+        v = self.versions
+        if v is not None and v.trained:
+            lines.append(f"  model versions trained on them, retired and their weights deleted: {', '.join(v.trained)}")
+        if v is not None and v.replaced:
+            lines.append(f"  the serving model {v.active_before} was one of them: {v.active_after} serves now "
+                         f"(run `ilearn learn` to train one on the remaining shared events)")
+        if v is not None and set(v.scrubbed) - set(v.trained):
+            lines.append(f"  their ids and gate examples removed from: {', '.join(sorted(set(v.scrubbed) - set(v.trained)))}")
+        return "\n".join(lines)
+
+
+def forget_user_data(store: EventStore, memory: RetrievalMemory | None, registry: ModelRegistry | None,
+                     home: Path | None, user_id: str) -> ForgetReport:
+    """Delete every trace of `user_id` and report it: model versions trained on their events (retired, weights
+    deleted, the serving one replaced by a clean one: `ModelRegistry.forget_events`), their sessions, turns,
+    events, images and vectors (the index compacted, the WAL emptied), their ids in other rows, and the exports
+    under `home` that held their events. Unknown user -> NotFound."""
+    if not store.has_user(user_id):
+        raise NotFound(f"unknown user {user_id!r}")
+    sessions = store.list_sessions(user_id=user_id)
+    own = store.list_events(user_id=user_id)
+    shas = {e.image.sha256 for e in own if e.image is not None} | {
+        t.image.sha256 for s in sessions for t in s.turns if t.image is not None}
+    report = ForgetReport(user_id, sessions=len(sessions), turns=sum(len(s.turns) for s in sessions),
+                          vectors=sum(e.status == EventStatus.ACTIVE for e in own))
+    if registry is not None:
+        report.versions = registry.forget_events([e.id for e in own])
+    report.event_ids = memory.forget_user(user_id) if memory is not None else store.delete_user(user_id)
+    for sha in shas:
+        try:
+            store.get_image_bytes(sha)
+        except NotFound:
+            report.images += 1
+    if home is not None:
+        report.exports = _delete_exports(Path(home), set(report.event_ids))
+    logger.info("%s", report.summary())
+    return report
+
+
+def _delete_exports(home: Path, event_ids: set[str]) -> list[str]:
+    """Delete the dataset exports under `home` (folders with a `snapshot.json`) that hold any of `event_ids`."""
+    deleted = []
+    for snapshot in sorted(home.rglob("snapshot.json")):
+        try:
+            record = json.loads(snapshot.read_text())
+            held = set(record.get("event_ids", [])) | set(record.get("skipped_event_ids", []))
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+        folder = snapshot.parent
+        if held & event_ids and folder != home:
+            shutil.rmtree(folder)
+            deleted.append(str(folder.relative_to(home)))
+    return deleted
+
+
+__all__ = ["Assistant", "ForgetReport", "Reference", "Reply", "forget_user_data", "looks_like_question"]

@@ -33,7 +33,7 @@ from ilearn.learning.update import (
     training_set,
 )
 from ilearn.models.stub import StubVLM
-from ilearn.types import Event, EventStatus, Label, ModelStatus, ModelVersion
+from ilearn.types import Event, EventStatus, Label, ModelStatus, ModelVersion, Scope
 
 
 class CountingStore:
@@ -183,13 +183,14 @@ def test_learn_outcome_summary():
 
 # ---------------------------------------------------------------- one learn run on the tiny model
 def add_events(assistant: Assistant, robot_id: str = "default") -> list[Event]:
-    """Each medicine's name and use, on its photo, as active events of three users (no chats: quicker)."""
+    """Each medicine's name and use, on its photo, as active shared events of three users (no chats: quicker; the
+    shared model learns from shared events only)."""
     events = []
     for i, (colour, (_, name, use)) in enumerate(MEDICINES.items()):
         data = medicine(colour)
         ref = assistant.store.put_image(data, decode_image(data, max_pixels=10**6)[1])
-        events += [Event(ref, NAME_QUESTION, name, f"user{i}", robot_id=robot_id),
-                   Event(ref, USE_QUESTION, f"for {use}", f"user{i}", robot_id=robot_id)]
+        events += [Event(ref, NAME_QUESTION, name, f"user{i}", robot_id=robot_id, scope=Scope.SHARED),
+                   Event(ref, USE_QUESTION, f"for {use}", f"user{i}", robot_id=robot_id, scope=Scope.SHARED)]
     assistant.store.add_events(events)
     return events
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import numpy as np
 from PIL import Image
@@ -21,12 +23,20 @@ class FakeStore:
         self.embeddings: dict[tuple[str, str], np.ndarray] = {}
         self.images: dict[str, bytes] = {}
         self.trusted: set[str] = set()
-        self.users: set[str] = set()
+        self.users: dict[str, float] = {}  # user id -> first seen
+
+    def transaction(self):
+        return nullcontext()
 
     def ensure_user(self, user_id: str, *, trusted: bool | None = None) -> None:
-        self.users.add(user_id)
+        self.users.setdefault(user_id, time.time())
         if trusted:
             self.trusted.add(user_id)
+
+    def user_since(self, user_id: str) -> float:
+        if user_id not in self.users:
+            raise NotFound(user_id)
+        return self.users[user_id]
 
     def is_trusted(self, user_id: str) -> bool:
         if user_id not in self.users:
@@ -42,7 +52,7 @@ class FakeStore:
 
     def add_events(self, events: Sequence[Event]) -> None:
         for e in events:
-            self.users.add(e.user_id)
+            self.ensure_user(e.user_id)
             self.events[e.id] = e
 
     def get_event(self, event_id: str) -> Event:
@@ -57,8 +67,10 @@ class FakeStore:
     def iter_events(self, *, status=None, **_):
         return iter(self.list_events(status=status))
 
-    def list_events(self, *, status=None, **_) -> list[Event]:
-        return [e for e in self.events.values() if status is None or e.status == status]
+    def list_events(self, *, status=None, robot_id=None, user_id=None, scope=None, **_) -> list[Event]:
+        return [e for e in self.events.values() if (status is None or e.status == status)
+                and (robot_id is None or e.robot_id == robot_id) and (user_id is None or e.user_id == user_id)
+                and (scope is None or e.scope == scope)]
 
     def update_event(self, event: Event) -> None:
         if event.id not in self.events:
@@ -72,7 +84,7 @@ class FakeStore:
         for i in ids:
             del self.events[i]
             self.embeddings = {k: v for k, v in self.embeddings.items() if k[1] != i}
-        self.users.discard(user_id)
+        del self.users[user_id]
         return ids
 
     def get_embedding(self, kind: str, key: str) -> np.ndarray | None:

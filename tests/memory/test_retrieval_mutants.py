@@ -181,24 +181,34 @@ def test_a_user_may_change_her_own_answer_that_one_other_user_shares(mem_store, 
     assert teach(mem, mem_store, PILLS, "naproxen", "alice").status == EventStatus.ACTIVE
 
 
-def test_an_answer_corroborated_itself_is_not_quarantined_by_another(mem_store, tmp_path):
+def test_a_reviewer_who_keeps_a_disputing_answer_makes_it_the_shared_one(mem_store, tmp_path):
     mem = memory(mem_store, tmp_path)
     teach(mem, mem_store, PILLS, "ibuprofen", "alice")
     teach(mem, mem_store, PILLS, "ibuprofen", "bob")
-    for user in ("carol", "dan"):  # two users insist; each is quarantined, then accepted by a moderator
-        held = teach(mem, mem_store, PILLS, "naproxen", user)
-        assert held.status == EventStatus.QUARANTINED
-        mem.resolve(held.id, keep=True)
-    assert teach(mem, mem_store, PILLS, "naproxen", "eve").status == EventStatus.ACTIVE  # 2 against 2
+    held = teach(mem, mem_store, PILLS, "naproxen", "carol")
+    assert held.status == EventStatus.QUARANTINED
+    kept = mem.resolve(held.id, keep=True)
+    assert (kept.status, kept.scope) == (EventStatus.ACTIVE, Scope.SHARED)
+    assert answers(mem.search(PILLS, Q, "zoe", k=10)) == ["naproxen"]  # ibuprofen is no longer shared
+    assert teach(mem, mem_store, PILLS, "naproxen", "dan").status == EventStatus.ACTIVE  # agrees with it
 
 
-def test_trust_skips_the_conflict_check_only_under_trusted_sharing(mem_store, tmp_path):
+def test_a_trusted_teacher_contradicting_a_corroborated_answer_goes_to_review(mem_store, tmp_path):
     mem_store.ensure_user("teacher", trusted=True)
-    for sharing, expected in (("corroboration", EventStatus.QUARANTINED), ("trusted", EventStatus.ACTIVE)):
+    for sharing in ("corroboration", "trusted"):
         mem = memory(mem_store, tmp_path / sharing, sharing=sharing)
         teach(mem, mem_store, PILLS, "ibuprofen", "alice", robot_id=sharing)
         teach(mem, mem_store, PILLS, "ibuprofen", "bob", robot_id=sharing)
-        assert teach(mem, mem_store, PILLS, "naproxen", "teacher", robot_id=sharing).status == expected
+        assert teach(mem, mem_store, PILLS, "naproxen", "teacher", robot_id=sharing).status == EventStatus.QUARANTINED
+        assert answers(mem.search(PILLS, Q, "zoe", robot_id=sharing)) == ["ibuprofen", "ibuprofen"]
+
+
+def test_trust_shares_a_teachers_answer_at_once_only_under_trusted_sharing(mem_store, tmp_path):
+    mem_store.ensure_user("teacher", trusted=True)
+    for sharing, seen in (("corroboration", []), ("trusted", ["naproxen"])):
+        mem = memory(mem_store, tmp_path / sharing, sharing=sharing)
+        teach(mem, mem_store, PILLS, "naproxen", "teacher", robot_id=sharing)
+        assert answers(mem.search(PILLS, Q, "zoe", robot_id=sharing)) == seen
 
 
 def test_an_unknown_user_is_not_trusted(mem_store, tmp_path):

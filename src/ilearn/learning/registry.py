@@ -6,13 +6,20 @@ snapshot), the gate's metrics and its status (candidate, active, retired, reject
 active; none active means the base model. The running assistant reads `active_id()` at each turn (one SQLite
 read); a version it does not hold yet is loaded into a model object of its own with `apply`, which the next turns
 take while running turns finish on theirs (`ilearn.models.versions`; no restart).
+
+Forgetting a user (`forget_events`): every version trained on one of the user's events is marked (metrics
+"forgotten"), retired and its weights deleted; if it was active, the latest clean version promoted before it
+(or the base model) serves instead. Versions that only held such events out for the gate keep their weights;
+every version that named them loses the ids and its gate examples (they quote questions and answers).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +36,32 @@ logger = logging.getLogger(__name__)
 
 BASE = "base"
 """The id a wrapper reports while it serves the base weights (no version active)."""
+
+
+@dataclass
+class ForgottenVersions:
+    """What `ModelRegistry.forget_events` did to the model versions."""
+
+    trained: list[str] = field(default_factory=list)
+    """Versions trained on the forgotten events: marked, retired, their weights deleted."""
+    scrubbed: list[str] = field(default_factory=list)
+    """Versions that named the events (trained on them or held them out): their ids and gate examples removed."""
+    active_before: str = "base"
+    active_after: str = "base"
+
+    @property
+    def replaced(self) -> bool:
+        """Whether the serving version was trained on the forgotten events (and another now serves)."""
+        return self.active_before != self.active_after
+
+
+def _without_examples(value: Any) -> Any:
+    """`value` (JSON-like metrics) without any "examples" entry, at any depth."""
+    if isinstance(value, dict):
+        return {k: _without_examples(v) for k, v in value.items() if k != "examples"}
+    if isinstance(value, list):
+        return [_without_examples(v) for v in value]
+    return value
 
 
 class ModelRegistry:
@@ -138,6 +171,56 @@ class ModelRegistry:
                 self.store.update_model_version(previous)
         logger.info("rolled back from %s to %s", current.id, previous.id if previous else BASE)
         return previous if previous is not None else ModelVersion(id=BASE, recipe=BASE, status=ModelStatus.ACTIVE)
+
+    # -- forgetting ---------------------------------------------------------------------------------------
+    def forget_events(self, event_ids: Iterable[str]) -> ForgottenVersions:
+        """Take forgotten events out of every version (module docstring); the serving version is replaced by the
+        latest clean one promoted before it (or the base model) when it was trained on them."""
+        gone = set(event_ids)
+        report = ForgottenVersions(active_before=self.active_id())
+        if not gone:
+            report.active_after = report.active_before
+            return report
+        versions = self.list()
+        trained = {v.id for v in versions if gone & set(v.event_ids)}
+        with self.store.transaction():
+            for v in versions:
+                held = set(v.metrics.get("heldout_event_ids", []))
+                if v.id not in trained and not gone & held:
+                    continue
+                report.scrubbed.append(v.id)
+                metrics = _without_examples(v.metrics)
+                metrics["heldout_event_ids"] = sorted(held - gone)
+                if v.id in trained:
+                    report.trained.append(v.id)
+                    metrics["forgotten"] = {"events": len(gone & set(v.event_ids)), "time": time.time(),
+                                            "weights": "deleted"}
+                    v.status = ModelStatus.RETIRED if v.status == ModelStatus.ACTIVE else v.status
+                    if v.status == ModelStatus.CANDIDATE:
+                        v.status = ModelStatus.REJECTED
+                v.event_ids = [i for i in v.event_ids if i not in gone]
+                v.metrics = metrics
+                self.store.update_model_version(v)
+            if report.active_before in trained:
+                clean = self._clean_ancestor(versions, trained)
+                if clean is not None:
+                    clean.status = ModelStatus.ACTIVE
+                    self.store.update_model_version(clean)
+        for v in versions:
+            if v.id in trained and v.path:
+                shutil.rmtree(v.path, ignore_errors=True)
+        report.active_after = self.active_id()
+        if report.trained:
+            logger.warning("versions trained on forgotten events retired, weights deleted: %s; serving %s now",
+                           ", ".join(report.trained), report.active_after)
+        return report
+
+    @staticmethod
+    def _clean_ancestor(versions: list[ModelVersion], tainted: set[str]) -> ModelVersion | None:
+        """The version promoted last among those not trained on forgotten events whose weights exist, or None."""
+        promoted = [v for v in versions if v.id not in tainted and v.metrics.get("promotions")
+                    and v.path and Path(v.path).exists()]
+        return max(promoted, key=lambda v: max(v.metrics["promotions"]), default=None)
 
     # -- serving ------------------------------------------------------------------------------------------
     def apply_active(self, vlm: TrainableModel) -> bool:

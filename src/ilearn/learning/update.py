@@ -9,6 +9,11 @@ from the base weights on the whole snapshot, so versions never stack. Each run t
 (`learn.seed` + the number of versions trained before), so a candidate the gate turned down is not trained again
 identically: on the same events, training seeds alone moved the general set between 79 and 89 of 100
 (`benchmarks/r3.py --set seed=N`).
+
+Scope: the shared model learns only from SHARED events (`shared_events`): answers the trust rules shared
+(corroborated by the voices of distinct users, taught by a trusted user, kept by a reviewer) or that their
+creator shared. A private event (what one user taught only for herself) is never a training row, a held-out
+question, a gate negative or a gate example: it helps its user through retrieval alone (docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from PIL import Image
 from ilearn.config import Config, LearnConfig
 from ilearn.errors import InvalidInput
 from ilearn.images import decode_image
-from ilearn.types import Event, EventStatus, ImageRef, ModelVersion
+from ilearn.types import Event, EventStatus, ImageRef, ModelVersion, Scope
 
 logger = logging.getLogger(__name__)
 
@@ -189,9 +194,14 @@ def split_heldout(events: Sequence[Event], fraction: float, seed: int) -> Split:
     return Split([e for e in events if e.id not in held], heldout)
 
 
+def shared_events(store: Any, robot_id: str) -> list[Event]:
+    """The events the shared model may learn from: the robot's SHARED events (module docstring)."""
+    return store.list_events(robot_id=robot_id, scope=Scope.SHARED)
+
+
 def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool = True,
           gate_vlm: Any | None = None, general: bool = True) -> LearnOutcome:
-    """One model update on every event of the store. `promote=False` only trains and gates.
+    """One model update on the robot's shared events (`shared_events`). `promote=False` only trains and gates.
 
     `gate_vlm` is the active model the candidate is compared with (default: `vlm`, which must then serve the
     active version); the candidate is loaded as a second model.
@@ -201,7 +211,7 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
 
     start = time.perf_counter()
     learn_cfg = config.learn
-    events = store.list_events(robot_id=config.robot_id)
+    events = shared_events(store, config.robot_id)  # never a private event: not trained, held out or probed
     train_events, heldout = split_heldout(events, learn_cfg.heldout_fraction, learn_cfg.seed)
     image_fn = image_loader(store, config.limits.max_image_pixels)
     rows = training_rows(learn_cfg, train_events, image_fn)  # the held-out events never get here

@@ -5,16 +5,20 @@ so that its inner product with the query built the same way is exactly the fused
 `wi * image_sim + wt * text_sim` (one search instead of two plus a merge; see benchmarks/retrieval.py).
 Candidates are re-ranked exactly from the stored vectors, which also gives each modality's similarity.
 
-Scope: a user sees their own active events, SHARED-scope events, and other users' events once their
-answer is corroborated by `corroboration` distinct users among the events matching the query (or, under
-sharing="trusted", taught by a trusted user). A new event that contradicts an answer corroborated by
-that many *other* users is QUARANTINED until `resolve`. Only ACTIVE events are indexed or returned.
+Scope: a user sees their own active events and the robot's SHARED events. The trust rules of
+`ilearn.memory.trust` decide which events are shared (corroborated by the voices of distinct users, taught by a
+trusted user, or kept by a reviewer) and which go to the review queue (QUARANTINED until `resolve`); the
+memory applies them to every event it admits (`add`), on the live path and when `ensure_fresh` finds events
+a crash left unadmitted, and settles them again around a forgotten user's events. Only ACTIVE events are
+indexed or returned. One process at a time holds a home folder (`HomeLock`).
 The store is the source of truth; the index file beside it is a cache that `ensure_fresh` repairs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -28,9 +32,11 @@ from ilearn.config import RetrievalConfig
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.memory.base import IndexCorrupt, KeyFilter, Match, VectorIndex
 from ilearn.memory.calibration import ReuseCalibrator
+from ilearn.memory.lock import HomeLock
 from ilearn.memory.store import upsert_event
+from ilearn.memory.trust import ADMITTED_KEY, SCOPE_KEY, Answer, TrustPolicy, Voices, group, outvotes, winner
 from ilearn.models.embedders import CachedImageEmbedder, image_key
-from ilearn.types import Event, EventStatus, Scope, answer_key
+from ilearn.types import Event, EventStatus, Scope, answer_key, now
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -41,6 +47,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INDEX_NAME = "index/events"
+EMBEDDERS_NAME = "index/embedders.json"
+"""Beside the index: the registered names of the embedders (and the weights) its vectors were built with, so that
+maintenance commands build the same ones (`recorded_settings`) instead of rebuilding the index with others."""
+SAME_QUESTION = 0.8
+"""Question similarity from which two events answer the same question: only their answers compete, corroborate
+one another or dispute one another (the trust rules). The assistant stores the precise question of the intent it
+recognised, so one intent usually scores 1.0; another facet of the same object (its use rather than its name)
+scores 0.63 with the test embedder and at most 0.57 (p99) with all-MiniLM-L6-v2 (`reuse_min_text_sim`)."""
 SCOPE_FILTERS = 256
 """Prepared scope filters kept (least recently used dropped)."""
 
@@ -93,7 +107,7 @@ class DualModalityMemory:
 
     def __init__(self, store: EventStore, image_embedder: ImageEmbedder, text_embedder: TextEmbedder,
                  config: RetrievalConfig | None = None, home: str | Path | None = None, *, load: bool = True,
-                 index_type: type[VectorIndex] | None = None):
+                 index_type: type[VectorIndex] | None = None, trust: TrustPolicy | None = None):
         if index_type is None:
             from ilearn.memory.index import FaissIndex
 
@@ -101,11 +115,15 @@ class DualModalityMemory:
         self.index_type = index_type
         self.store = store
         self.config = config or RetrievalConfig()
+        self.trust = trust or TrustPolicy(self.config.sharing, self.config.corroboration)
+        """The trust rules' settings (`ilearn.memory.trust`); by default the config's sharing and corroboration."""
         self.image_embedder = image_embedder
         self.text_embedder = text_embedder
         self._images = CachedImageEmbedder(image_embedder, store)
         self._text_kind = f"text:{getattr(text_embedder, 'name', type(text_embedder).__name__)}"
         self.path = Path(home) / INDEX_NAME if home is not None else None
+        self.home = Path(home) if home is not None else None
+        self._home_lock = HomeLock(home).acquire() if home is not None else None
         self._wi = float(np.sqrt(self.config.image_weight))
         self._wt = float(np.sqrt(self.config.text_weight))
         self._di, self._dt = image_embedder.dim, text_embedder.dim
@@ -119,9 +137,13 @@ class DualModalityMemory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
         self.index = self._new_index()
-        self.calibrator = ReuseCalibrator(self.config, home)  # this deployment's reuse threshold (its feedback)
-        if load:
-            self.ensure_fresh()
+        try:
+            self.calibrator = ReuseCalibrator(self.config, home)  # this deployment's reuse threshold (its feedback)
+            if load:
+                self.ensure_fresh()
+        except BaseException:
+            self._release()
+            raise
 
     # ------------------------------------------------------------------ index plumbing
     def _index_meta(self) -> dict[str, Any]:
@@ -141,12 +163,17 @@ class DualModalityMemory:
         """Load the index file and bring it in line with the store's ACTIVE events.
 
         A missing, corrupt or incompatible file (other embedders or weights) is rebuilt; a stale one (ids
-        differ) gets the missing events added and the extra ones removed. Returns what was done:
-        "loaded", "updated", "rebuilt" or "built".
+        differ) gets the missing events added and the extra ones removed. Events the memory never admitted
+        (a crash between distilling a session and admitting its events) go through the same rules as `add`,
+        oldest first. Returns what was done: "loaded", "updated", "rebuilt" or "built".
         """
         store = store or self.store
         with self._lock:
             active = {e.id: e for e in store.iter_events(status=EventStatus.ACTIVE)}
+            unadmitted = sorted((e for e in active.values() if ADMITTED_KEY not in e.provenance and e.answer.strip()),
+                                key=lambda e: (e.created, e.id))
+            for e in unadmitted:
+                del active[e.id]
             action = "loaded"
             index: VectorIndex | None = None
             if self.path is not None:
@@ -165,7 +192,7 @@ class DualModalityMemory:
             self.index = index or self._new_index()
             extra = [k for k in self.index.keys() if k not in active]
             missing = [e for k, e in active.items() if k not in self.index]
-            if extra or missing:
+            if extra or missing or unadmitted:
                 action = "updated" if action == "loaded" else action
                 self.index.remove(extra)
                 for start in range(0, len(missing), 256):
@@ -175,24 +202,52 @@ class DualModalityMemory:
             self._filters.clear()
             for e in active.values():
                 self._remember(e)
+            for e in unadmitted:
+                logger.warning("event %s was never admitted (a crash?): applying the rules now", e.id)
+                self.add(e)
             if action != "loaded":
-                logger.info("index %s: %d events (%d added, %d removed)", action, len(self.index),
-                            len(missing), len(extra))
+                logger.info("index %s: %d events (%d added, %d removed, %d admitted)", action, len(self.index),
+                            len(missing), len(extra), len(unadmitted))
                 self.save()
             return action
 
     def save(self) -> None:
-        """Write the index file beside the store (no-op without a home folder)."""
+        """Write the index file beside the store, with the names of its embedders (no-op without a home)."""
         with self._lock:
             if self.path is not None:
                 self.index.save(self.path)
+                self._write_embedders()
             self._changes = 0
 
+    def _write_embedders(self) -> None:
+        from ilearn import plugins
+
+        def registered(kind: str, embedder: Any) -> str | None:
+            target = f"{type(embedder).__module__}:{type(embedder).__qualname__}"
+            return next((n for n in plugins.names(kind) if plugins.plugin(kind, n).target == target), None)
+
+        record = {"image_embedder": registered("image_embedder", self.image_embedder),
+                  "text_embedder": registered("text_embedder", self.text_embedder),
+                  "image_weight": self.config.image_weight, "text_weight": self.config.text_weight,
+                  "meta": self._index_meta()}
+        path = self.home / EMBEDDERS_NAME
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, path)
+
     def close(self) -> None:
-        """Write the index if it changed since the last save."""
-        if self._changes:
-            self.save()
-        self.calibrator.close()
+        """Write the index if it changed since the last save; give the home folder back."""
+        try:
+            if self._changes:
+                self.save()
+            self.calibrator.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._home_lock is not None:
+            self._home_lock.release()
+            self._home_lock = None
 
     def _changed(self, n: int = 1) -> None:
         self._changes += n
@@ -328,28 +383,9 @@ class DualModalityMemory:
         return sorted(out, key=lambda m: -m.score)
 
     def _visible(self, matches: list[Match], user_id: str | None, robot_id: str) -> list[Match]:
-        c = self.config
-        groups: dict[str, set[str]] = {}
-        for m in matches:
-            groups.setdefault(answer_key(m.event.answer), set()).add(m.event.user_id)
-        trusted: dict[str, bool] = {}
-        out = []
-        for m in matches:
-            e = m.event
-            if e.user_id == user_id:
-                out.append(m)
-            elif e.robot_id != robot_id:
-                continue
-            elif e.scope == Scope.SHARED:
-                out.append(m)
-            elif c.sharing != "private" and len(groups[answer_key(e.answer)]) >= c.corroboration:
-                out.append(m)
-            elif c.sharing == "trusted":
-                if e.user_id not in trusted:
-                    trusted[e.user_id] = self._is_trusted(e.user_id)
-                if trusted[e.user_id]:
-                    out.append(m)
-        return out
+        """The user's own events and the robot's SHARED events (the trust rules decide what is shared)."""
+        return [m for m in matches if m.event.user_id == user_id
+                or (m.event.robot_id == robot_id and m.event.scope == Scope.SHARED)]
 
     def _is_trusted(self, user_id: str) -> bool:
         try:
@@ -383,58 +419,122 @@ class DualModalityMemory:
 
     # ------------------------------------------------------------------ writes
     def add(self, event: Event, image: Image.Image | None = None) -> Event:
-        """Store (if new) and index an event; quarantine it if it contradicts a corroborated answer.
+        """Admit an event: store it (if new), put it to review (QUARANTINED) if it disputes a shared answer, index
+        it, retire what it supersedes and settle which answers around it are shared (`ilearn.memory.trust`).
 
-        An ACTIVE event that `supersedes` an event of the same user (or, under sharing="trusted", any
-        event, if its author is trusted) retires that event. Returns the event as stored.
+        An ACTIVE event that `supersedes` an event of the same user (or, under sharing="trusted", any event, if
+        its author is trusted) retires that event. The store's writes are one transaction. Returns the event as
+        stored.
         """
         if not isinstance(event, Event) or not event.question.strip() or not event.answer.strip():
             raise InvalidInput("an event needs a question and an answer")
         vec = self._event_vectors([event], [image])  # the slow part, outside the lock: searches go on
-        with self._lock:
+        with self._lock, self.store.transaction():
+            voices = Voices(self.store, self.trust)
+            majority: list[Event] = []
             if event.status == EventStatus.ACTIVE:
-                reason = self._conflict(event, vec[0])
+                reason, majority = self._dispute(event, vec[0], voices)
                 if reason:
                     event = replace(event, status=EventStatus.QUARANTINED)
-                    logger.warning("event %s quarantined: %s", event.id, reason)
+                    logger.warning("event %s goes to review: %s", event.id, reason)
+            event = replace(event, provenance={**event.provenance, ADMITTED_KEY: f"{now():.3f}"})
             upsert_event(self.store, event)
             if event.status != EventStatus.ACTIVE:
                 self._drop([event.id])
-            else:
-                self.index.add([event.id], vec)
-                self._remember(event)
-                self._retire_superseded(event)
-                self._changed()
+                return event
+            self._activate(event, vec)
+            for held in majority:
+                logger.warning("event %s leaves review: its answer %r now has the most voices", held.id, held.answer)
+                self._activate(replace(held, status=EventStatus.ACTIVE))
+            self._retire_superseded(event)
+            event = self._settle(vec[0], event.robot_id, voices).get(event.id, event)
             return event
 
-    def _conflict(self, event: Event, vec: np.ndarray) -> str | None:
-        """Why `event` contradicts an answer corroborated by >= N other users for the same object, or None."""
-        c = self.config
-        if c.sharing == "trusted" and self._is_trusted(event.user_id):
-            return None
-        pool = self._pool(vec, None, event.robot_id)
-        # Other users' events count even when `event` names one of them in `supersedes`: a user cannot
-        # retire what others taught, so the answer it tries to replace still stands corroborated.
-        others = [m for m in self._matches(vec, pool) if m.event.user_id != event.user_id and m.event.id != event.id]
-        groups: dict[str, set[str]] = {}
-        for m in others:
-            groups.setdefault(answer_key(m.event.answer), set()).add(m.event.user_id)
+    def _activate(self, event: Event, vec: np.ndarray | None = None) -> None:
+        """Write `event` as ACTIVE and index it."""
+        upsert_event(self.store, event)
+        self.index.add([event.id], vec if vec is not None else self._event_vectors([event]))
+        self._remember(event)
+        self._changed()
+
+    def _neighbours(self, vec: np.ndarray, robot_id: str) -> list[Event]:
+        """The robot's ACTIVE events that match `vec` (above the threshold) and ask the same question (question
+        similarity >= `SAME_QUESTION`: an answer to another question competes with no answer to this one)."""
+        return [m.event for m in self._matches(vec, self._pool(vec, None, robot_id))
+                if m.event.robot_id == robot_id and m.text_sim >= SAME_QUESTION - 1e-6]
+
+    def _dispute(self, event: Event, vec: np.ndarray, voices: Voices) -> tuple[str | None, list[Event]]:
+        """Why `event` goes to review, or None; with None, the quarantined events its answer's majority frees.
+
+        Other users' events count even when `event` names one of them in `supersedes`: a user cannot retire what
+        others taught, so the answer it tries to replace still stands."""
+        others = [e for e in self._neighbours(vec, event.robot_id) if e.user_id != event.user_id and e.id != event.id]
+        answers = group(others)
+        shared = winner(answers, voices)
         mine = answer_key(event.answer)
-        for answer, users in groups.items():
-            if answer != mine and len(users) >= c.corroboration and len(groups.get(mine, ())) < c.corroboration:
-                return (f"answer {event.answer!r} from {event.user_id} contradicts {answer!r}, "
-                        f"corroborated by {len(users)} other users")
-        return None
+        target = self._supersede_target(event)
+        if target is not None and target.user_id != event.user_id and voices.trusted(event.user_id) \
+                and (voices.trusted(target.user_id) or answer_key(target.answer) == shared):
+            return (f"trusted {event.user_id} would retire {target.user_id}'s "
+                    f"{'trusted' if voices.trusted(target.user_id) else 'shared'} answer {target.answer!r}"), []
+        if shared is None or shared == mine:
+            return None, []
+        if voices.trusted(event.user_id):
+            return f"trusted {event.user_id}'s answer {event.answer!r} contradicts the shared {shared!r}", []
+        held = [e for e in self._quarantined_near(vec, event.robot_id) if answer_key(e.answer) == mine
+                and e.user_id != event.user_id]
+        challenger = Answer(mine, [event, *held, *answers[mine].events] if mine in answers else [event, *held])
+        if outvotes(challenger, answers, voices):
+            return None, held
+        backers = voices.count(answers[shared])
+        return (f"answer {event.answer!r} from {event.user_id} contradicts {shared!r}, shared with the voices of "
+                f"{backers} other user(s)"), []
+
+    def _quarantined_near(self, vec: np.ndarray, robot_id: str) -> list[Event]:
+        """Events waiting for review (with an answer) that match `vec`: they count as voices of their answers."""
+        held = [e for e in self.store.list_events(status=EventStatus.QUARANTINED, robot_id=robot_id)
+                if e.answer.strip() and e.question.strip()]
+        if not held:
+            return []
+        scores = self._event_vectors(held) @ vec
+        return [e for e, s in zip(held, scores, strict=True) if s >= self.config.threshold - 1e-6]
+
+    def _supersede_target(self, event: Event) -> Event | None:
+        if not event.supersedes:
+            return None
+        try:
+            return self.store.get_event(event.supersedes)
+        except NotFound:
+            return None
+
+    def _settle(self, vec: np.ndarray, robot_id: str, voices: Voices) -> dict[str, Event]:
+        """Share the winning answer among the events matching `vec` and unshare the others the rules had shared
+        (an event its creator shared, or a reviewer kept, stays shared). Returns the events it changed, by id."""
+        events = self._neighbours(vec, robot_id)
+        best = winner(group(events), voices)
+        changed: dict[str, Event] = {}
+        for e in events:
+            reason = e.provenance.get(SCOPE_KEY)
+            if answer_key(e.answer) == best and e.scope != Scope.SHARED:
+                why = "trusted" if voices.trusted(e.user_id) else "corroborated"
+                e = replace(e, scope=Scope.SHARED, provenance={**e.provenance, SCOPE_KEY: why})
+            elif answer_key(e.answer) != best and e.scope == Scope.SHARED and reason in ("corroborated", "trusted"):
+                e = replace(e, scope=Scope.PRIVATE, provenance={k: v for k, v in e.provenance.items() if k != SCOPE_KEY})
+            else:
+                continue
+            self.store.update_event(e)
+            self._remember(e)
+            changed[e.id] = e
+            logger.info("event %s (%s: %r) is now %s", e.id, e.user_id, e.answer, e.scope.value)
+        return changed
 
     def _retire_superseded(self, event: Event) -> None:
-        if not event.supersedes:
+        old = self._supersede_target(event)
+        if old is None:
+            if event.supersedes:
+                logger.warning("event %s supersedes unknown event %s", event.id, event.supersedes)
             return
-        try:
-            old = self.store.get_event(event.supersedes)
-        except NotFound:
-            logger.warning("event %s supersedes unknown event %s", event.id, event.supersedes)
-            return
-        allowed = old.user_id == event.user_id or (self.config.sharing == "trusted" and self._is_trusted(event.user_id))
+        allowed = old.user_id == event.user_id or (self.trust.sharing == "trusted" and self._is_trusted(event.user_id))
         if not allowed:
             logger.warning("event %s by %s cannot retire %s taught by %s", event.id, event.user_id, old.id, old.user_id)
             return
@@ -462,9 +562,25 @@ class DualModalityMemory:
         with self._lock:
             return self._drop(event_ids)
 
-    def resolve(self, event_id: str, keep: bool) -> Event:
-        """Settle a quarantined event: keep it (ACTIVE, indexed, retiring what it supersedes) or retire it."""
+    # ------------------------------------------------------------------ review
+    def review_queue(self, robot_id: str | None = None) -> list[tuple[Event, list[Event]]]:
+        """Events waiting for review (QUARANTINED, with an answer), oldest first, each with the shared events
+        whose answer it disputes (what `resolve(keep=True)` would unshare)."""
         with self._lock:
+            out = []
+            for e in self.store.list_events(status=EventStatus.QUARANTINED, robot_id=robot_id):
+                if not e.answer.strip():
+                    continue  # a rejected answer with no correction: kept for preference training, no dispute
+                vec = self._event_vectors([e])[0]
+                disputed = [o for o in self._neighbours(vec, e.robot_id)
+                            if o.scope == Scope.SHARED and answer_key(o.answer) != answer_key(e.answer)]
+                out.append((e, disputed))
+            return out
+
+    def resolve(self, event_id: str, keep: bool) -> Event:
+        """Settle a quarantined event. keep: the reviewer sides with it: it becomes ACTIVE and SHARED (reason
+        "reviewed"), retires what it supersedes, and the answers it disputed are unshared; else it is DELETED."""
+        with self._lock, self.store.transaction():
             event = self.store.get_event(event_id)
             if event.status != EventStatus.QUARANTINED:
                 raise InvalidInput(f"event {event_id!r} is {event.status}, not quarantined")
@@ -473,25 +589,53 @@ class DualModalityMemory:
                 self.store.update_event(event)
                 logger.info("quarantined event %s rejected", event_id)
                 return event
-            event = replace(event, status=EventStatus.ACTIVE)
-            self.store.update_event(event)
-            self.index.add([event.id], self._event_vectors([event]))
-            self._remember(event)
+            vec = self._event_vectors([event])
+            for other in self._neighbours(vec[0], event.robot_id):
+                if other.scope == Scope.SHARED and answer_key(other.answer) != answer_key(event.answer):
+                    other = replace(other, scope=Scope.PRIVATE,
+                                    provenance={k: v for k, v in other.provenance.items() if k != SCOPE_KEY})
+                    self.store.update_event(other)
+                    self._remember(other)
+            event = replace(event, status=EventStatus.ACTIVE, scope=Scope.SHARED,
+                            provenance={**event.provenance, SCOPE_KEY: "reviewed", ADMITTED_KEY: f"{now():.3f}"})
+            self._activate(event, vec)
             self._retire_superseded(event)
-            self._changed()
             logger.info("quarantined event %s accepted", event_id)
             return event
 
+    # ------------------------------------------------------------------ forget
     def forget_user(self, user_id: str) -> list[str]:
-        """Delete a user's events, sessions and images from the store and their vectors from the index.
+        """Delete a user's events, sessions and images from the store and their vectors from the index, then
+        settle again which answers are shared where the user's events were (their voices are gone).
 
         The index is compacted before it is saved: a tombstone (this removal's, or one left when an event
         of the user was superseded) keeps the vector's graph code until then, and no file may keep it."""
         with self._lock:
+            mine = [k for k in self._by_user.get(user_id, set()) if k in self.index]
+            places = [(self._meta[k].robot_id, v) for k, v in zip(mine, self.index.get_vectors(mine), strict=True)]
             deleted = self.store.delete_user(user_id)
             self._drop(set(deleted) | self._by_user.get(user_id, set()))
+            voices = Voices(self.store, self.trust)
+            with self.store.transaction():
+                for robot_id, vec in places:
+                    self._settle(vec, robot_id, voices)
+            del places
             if self.index.dead:
                 self.index.compact()
                 self._filters.clear()
             self.save()
             return deleted
+
+
+def recorded_settings(home: str | Path) -> dict[str, Any]:
+    """The retrieval settings an existing index in `home` was built with (`EMBEDDERS_NAME`): the registered names
+    of its embedders and its weights, for `RetrievalConfig` ({} when nothing was recorded or it is unreadable)."""
+    path = Path(home) / EMBEDDERS_NAME
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict):
+        return {}
+    return {k: record[k] for k in ("image_embedder", "text_embedder", "image_weight", "text_weight")
+            if record.get(k) is not None}

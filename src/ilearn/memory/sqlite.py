@@ -155,6 +155,7 @@ class SQLiteStore:
         self._conns_lock = threading.Lock()
         self._writer = threading.Lock()  # one write transaction of this process at a time (module docstring)
         self._closed = False
+        self._checkpoint_due = False  # a forget's checkpoint was blocked by a reader: retried after writes
         try:
             self._version = self._migrate()
         except BaseException:
@@ -214,6 +215,8 @@ class SQLiteStore:
         finally:
             if depth == 0:
                 self._writer.release()
+        if depth == 0 and self._checkpoint_due:
+            self._retry_checkpoint()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, params).fetchall()
@@ -243,6 +246,11 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Close every connection (of every thread); later calls raise."""
+        if self._checkpoint_due and not self._closed:
+            try:
+                self.checkpoint()
+            except sqlite3.Error as exc:
+                logger.warning("WAL checkpoint on close failed: %s", exc)
         with self._conns_lock:
             self._closed = True
             for conn in self._conns:
@@ -278,6 +286,13 @@ class SQLiteStore:
             raise NotFound(f"unknown user {user_id!r}")
         return bool(rows[0][0])
 
+    def user_since(self, user_id: str) -> float:
+        """When the user was first seen (unknown user: NotFound)."""
+        rows = self._query("SELECT created FROM users WHERE id = ?", (user_id,))
+        if not rows:
+            raise NotFound(f"unknown user {user_id!r}")
+        return float(rows[0][0])
+
     def list_users(self) -> list[str]:
         """Every user id, oldest first."""
         return [r[0] for r in self._query("SELECT id FROM users ORDER BY created, id")]
@@ -297,6 +312,7 @@ class SQLiteStore:
                 "WHERE s.user_id = ? AND t.image_sha IS NOT NULL", (user_id, user_id))}
             conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))  # turns cascade
+            self._unlink_ids(conn, event_ids)
             conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
             gone = [sha for sha in sorted(shas) if not conn.execute(
                 "SELECT 1 FROM turns WHERE image_sha = ?1 UNION ALL SELECT 1 FROM events WHERE image_sha = ?1 "
@@ -304,11 +320,46 @@ class SQLiteStore:
             for key in gone + event_ids:
                 conn.execute("DELETE FROM images WHERE sha256 = ?", (key,))
                 conn.execute("DELETE FROM embeddings WHERE key = ?", (key,))
-        # Old page versions can linger in the write-ahead log; fold it into the file and empty it.
-        if self._local.depth == 0 and conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
-            logger.warning("WAL checkpoint after deleting %s was blocked by a reader; it runs later", user_id)
+        # Old page versions linger in the write-ahead log; fold it into the file and empty it (waiting up to
+        # `timeout` for readers of older snapshots; if one still holds on, after each later write and on close).
+        self._checkpoint_due = True
+        if self._local.depth == 0 and not self.checkpoint():
+            logger.warning("WAL checkpoint after deleting %s was blocked by a reader; retried after each write", user_id)
         logger.info("deleted user %s: %d events, %d images", user_id, len(event_ids), len(gone))
         return event_ids
+
+    @staticmethod
+    def _unlink_ids(conn: sqlite3.Connection, event_ids: list[str]) -> None:
+        """Remove deleted event ids from the rows that name them: other events' `supersedes` and the events
+        other users' turns retrieved."""
+        for i in range(0, len(event_ids), 500):
+            chunk = event_ids[i:i + 500]
+            conn.execute(f"UPDATE events SET supersedes = NULL WHERE supersedes IN ({','.join('?' * len(chunk))})",
+                         chunk)
+        gone = set(event_ids)
+        for event_id in event_ids:
+            for row in conn.execute("SELECT id, retrieved FROM turns WHERE instr(retrieved, ?) > 0",
+                                    (event_id,)).fetchall():
+                kept = [i for i in json.loads(row[1]) if i not in gone]
+                conn.execute("UPDATE turns SET retrieved = ? WHERE id = ?", (json.dumps(kept), row[0]))
+
+    def checkpoint(self) -> bool:
+        """Copy the write-ahead log into the database file and empty it; False when a reader blocked it (it is
+        then retried after each later write and on close)."""
+        conn = self._conn()
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        self._checkpoint_due = bool(busy)
+        return not busy
+
+    def _retry_checkpoint(self) -> None:
+        conn = self._conn()
+        conn.execute("PRAGMA busy_timeout=0")  # a writer never waits for a reader here
+        try:
+            self.checkpoint()
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
 
     # ------------------------------------------------------------------ images
     def put_image(self, data: bytes, ref: ImageRef) -> ImageRef:

@@ -1,0 +1,169 @@
+"""Who may teach whom: the rules that decide which answers are shared (docs/privacy.md).
+
+An event is private to its teacher until the retrieval memory *shares* it (scope SHARED, with the reason in
+its provenance under `SCOPE_KEY`). Shared events are what other users retrieve and the only events the shared
+model trains on (`ilearn.learning.update.learn`). Among the events that match one another (the same object and
+question, above the retrieval threshold), answers compete:
+
+- each answer is backed by the distinct users who taught it, counted as *voices*: an account younger than
+  `TrustPolicy.min_age_s` is no voice, and against the answer that is already shared only accounts first seen
+  before that answer was taught are voices (user ids made up to attack a shared answer count for nothing);
+- the answer with the most voices is shared when it has at least `corroboration` of them and more than any
+  other answer (a tie keeps the shared answer: who came first decides nothing else);
+- under sharing="trusted", an answer taught by a trusted user is shared at once; two trusted users who
+  disagree share neither answer until a reviewer decides (the one already shared stays).
+
+What contradicts a shared answer is quarantined for review (`ilearn events review`), unless its answer now has
+more voices than the shared one (an honest majority is never locked out). The memory applies these rules to
+every event it admits, on the live path and on recovery alike; `ADMITTED_KEY` in an event's provenance says it
+was admitted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ilearn.errors import InvalidInput, NotFound
+from ilearn.memory.store import EventStore
+from ilearn.types import Event, Scope, answer_key
+
+SCOPE_KEY = "scope"
+"""Provenance key: why the memory shared an event ("corroborated", "trusted" or "reviewed"). An event shared by
+its creator (scope SHARED without this key) is never unshared by the rules."""
+ADMITTED_KEY = "admitted"
+"""Provenance key: the memory's rules were applied to the event (its value: the time they were)."""
+SHARING = ("corroboration", "trusted", "private")
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    """The settings of the trust rules (module docstring)."""
+
+    sharing: str = "corroboration"
+    """corroboration (N distinct users), trusted (also: trusted users share at once), private (never shared)."""
+    corroboration: int = 2
+    """Voices an answer needs before it is shared."""
+    min_age_s: float = 0.0
+    """Seconds since an account was first seen before it counts as a voice. 0 (default): every account counts,
+    so a deployment whose user ids anyone can make up should raise it (e.g. 86400): fresh ids then teach only
+    themselves until they are that old."""
+
+    def __post_init__(self) -> None:
+        if self.sharing not in SHARING:
+            raise InvalidInput(f"sharing must be one of {SHARING}, not {self.sharing!r}")
+        if self.corroboration < 1:
+            raise InvalidInput("corroboration must be >= 1")
+        if self.min_age_s < 0:
+            raise InvalidInput("min_age_s must be >= 0")
+
+
+@dataclass
+class Answer:
+    """One answer among matching events: its events and the users who taught it."""
+
+    key: str
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def users(self) -> set[str]:
+        return {e.user_id for e in self.events}
+
+    @property
+    def first(self) -> float:
+        """When it was first taught."""
+        return min(e.created for e in self.events)
+
+    @property
+    def shared(self) -> bool:
+        return any(e.scope == Scope.SHARED for e in self.events)
+
+
+def group(events: Iterable[Event]) -> dict[str, Answer]:
+    """Events by answer (`answer_key`), in order of first appearance."""
+    answers: dict[str, Answer] = {}
+    for e in events:
+        answers.setdefault(answer_key(e.answer), Answer(answer_key(e.answer))).events.append(e)
+    return answers
+
+
+class Voices:
+    """Counts voices for one decision; reads each user's first-seen time and trust once."""
+
+    def __init__(self, store: EventStore, policy: TrustPolicy, now: float | None = None) -> None:
+        self.store, self.policy = store, policy
+        self.now = time.time() if now is None else now
+        self._since: dict[str, float] = {}
+        self._trusted: dict[str, bool] = {}
+
+    def since(self, user_id: str) -> float:
+        """When the account was first seen (infinity for an unknown one: no voice)."""
+        if user_id not in self._since:
+            try:
+                self._since[user_id] = self.store.user_since(user_id)
+            except NotFound:
+                self._since[user_id] = float("inf")
+        return self._since[user_id]
+
+    def trusted(self, user_id: str) -> bool:
+        """Whether the user teaches with authority (sharing="trusted" only)."""
+        if self.policy.sharing != "trusted":
+            return False
+        if user_id not in self._trusted:
+            try:
+                self._trusted[user_id] = bool(self.store.is_trusted(user_id))
+            except NotFound:
+                self._trusted[user_id] = False
+        return self._trusted[user_id]
+
+    def count(self, answer: Answer, against: Answer | None = None) -> int:
+        """Distinct users backing `answer` who are voices (against the shared `against`: only older accounts)."""
+        age = self.policy.min_age_s
+        users = [u for u in answer.users if age <= 0 or self.now - self.since(u) >= age]
+        if against is not None and against.key != answer.key:
+            users = [u for u in users if self.since(u) < against.first]
+        return len(users)
+
+    def taught_by_trusted(self, answer: Answer) -> bool:
+        return any(self.trusted(u) for u in answer.users)
+
+
+def standing(answers: dict[str, Answer]) -> Answer | None:
+    """The answer already shared among them (most shared events; ties: the earliest), or None."""
+    shared = [a for a in answers.values() if a.shared]
+    if not shared:
+        return None
+    return max(shared, key=lambda a: (sum(e.scope == Scope.SHARED for e in a.events), -a.first))
+
+
+def winner(answers: dict[str, Answer], voices: Voices) -> str | None:
+    """The key of the answer to share among competing `answers` (module docstring), or None."""
+    if voices.policy.sharing == "private" or not answers:
+        return None
+    st = standing(answers)
+    taught = [a.key for a in answers.values() if voices.taught_by_trusted(a)]
+    if len(taught) == 1:
+        return taught[0]
+    if taught:  # trusted teachers disagree: the shared one stays until a reviewer decides
+        return st.key if st is not None and st.key in taught else None
+    counts = {k: voices.count(a, st) for k, a in answers.items()}
+    best = max(answers, key=lambda k: (counts[k], st is not None and k == st.key))
+    rival = max((c for k, c in counts.items() if k != best), default=0)
+    if counts[best] >= voices.policy.corroboration and (counts[best] > rival or (st is not None and best == st.key)):
+        return best
+    return None
+
+
+def outvotes(challenger: Answer, answers: dict[str, Answer], voices: Voices) -> bool:
+    """Whether `challenger` (its quarantined events included) has more voices than the answer shared among
+    `answers` and at least `corroboration`: an honest majority that takes over without review."""
+    st = standing(answers) or next((a for k, a in answers.items() if k == winner(answers, voices)), None)
+    if st is None or voices.taught_by_trusted(st) or voices.taught_by_trusted(challenger):
+        return False
+    mine = voices.count(challenger, st)
+    return mine >= voices.policy.corroboration and mine > voices.count(st)
+
+
+__all__ = ["ADMITTED_KEY", "SCOPE_KEY", "Answer", "TrustPolicy", "Voices", "group", "outvotes", "standing",
+           "winner"]
