@@ -13,6 +13,7 @@ from typing import TextIO
 from ilearn.cli_settings import add_set_option, add_setting, apply, overrides
 from ilearn.config import Config
 from ilearn.errors import ILearnError, NotFound
+from ilearn.types import EventStatus
 
 logger = logging.getLogger("ilearn")
 
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev_list = events_sub.add_parser("list", help="list events")
     _common(ev_list)
     ev_list.add_argument("--user", default=None)
-    ev_list.add_argument("--status", default=None, help="active, superseded, quarantined")
+    ev_list.add_argument("--status", default=None, choices=[s.value for s in EventStatus],
+                         help="only events with this status")
     ev_list.add_argument("--json", action="store_true", help="one JSON object per line")
     ev_list.set_defaults(func=cmd_events_list)
     ev_export = events_sub.add_parser("export", help="write TRL-ready datasets (sft, dpo, kto, rewards)")
@@ -64,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(ev_forget)
     ev_forget.add_argument("--user", required=True)
     ev_forget.set_defaults(func=cmd_events_forget)
+    ev_review = events_sub.add_parser("review", help="disputed answers waiting for review: list, keep or reject")
+    _common(ev_review)
+    decide = ev_review.add_mutually_exclusive_group()
+    decide.add_argument("--keep", metavar="EVENT", default=None,
+                        help="side with this answer: it is shared and the answer it disputes is not")
+    decide.add_argument("--reject", metavar="EVENT", default=None, help="delete this answer")
+    ev_review.set_defaults(func=cmd_events_review)
 
     learn = sub.add_parser("learn", help="train a candidate on the events, gate it, promote it if it is better")
     _common(learn)
@@ -190,8 +199,6 @@ def _store(args: argparse.Namespace):
 def cmd_events_list(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from ilearn.types import EventStatus
-
     _, store = _store(args)
     if args.user is not None and not store.has_user(args.user):
         raise NotFound(f"unknown user {args.user!r}")
@@ -220,12 +227,57 @@ def cmd_events_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_events_forget(args: argparse.Namespace) -> int:
+def _maintenance_memory(config: Config, store):
+    """The deployment's retrieval memory as its index was built: the embedders and weights recorded beside the
+    index replace the settings' (so a maintenance command never rebuilds the index with other embedders)."""
+    from ilearn.memory.retrieval import recorded_settings
     from ilearn.runtime import build_memory
 
+    recorded = recorded_settings(config.home_path)
+    if recorded:
+        config = config.override(retrieval=recorded)
+    return build_memory(config, store)
+
+
+def cmd_events_forget(args: argparse.Namespace) -> int:
+    from ilearn.assistant import forget_user_data
+    from ilearn.learning.registry import ModelRegistry
+
     config, store = _store(args)
-    deleted = build_memory(config, store).forget_user(args.user)
-    print(f"forgot user {args.user!r}: {len(deleted)} event(s) and their vectors deleted")
+    try:
+        if not store.has_user(args.user):
+            raise NotFound(f"unknown user {args.user!r}")
+        memory = _maintenance_memory(config, store)
+        try:
+            report = forget_user_data(store, memory, ModelRegistry(store, config.home_path), config.home_path,
+                                      args.user)
+        finally:
+            memory.close()
+    finally:
+        store.close()
+    print(report.summary())
+    return 0
+
+
+def cmd_events_review(args: argparse.Namespace) -> int:
+    config, store = _store(args)
+    try:
+        memory = _maintenance_memory(config, store)
+        try:
+            if args.keep or args.reject:
+                event = memory.resolve(args.keep or args.reject, keep=bool(args.keep))
+                verb = "kept: shared with every user" if args.keep else "rejected: deleted"
+                print(f"{event.id} ({event.user_id}: {event.answer!r}) {verb}")
+                return 0
+            queue = memory.review_queue()
+            for event, disputed in queue:
+                against = ", ".join(sorted({f"{d.answer!r} ({d.user_id})" for d in disputed})) or "nothing shared now"
+                print(f"{event.id}  {event.user_id:<12} {event.question!r} -> {event.answer!r}  disputes {against}")
+            print(f"{len(queue)} event(s) waiting for review (resolve with --keep EVENT or --reject EVENT)")
+        finally:
+            memory.close()
+    finally:
+        store.close()
     return 0
 
 
