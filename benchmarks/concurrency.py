@@ -81,6 +81,36 @@ def dialogue(assistant: Assistant, script: str, user: str, photo: bytes, latenci
         session = reply.session_id
 
 
+def batch_check(assistant: Assistant, script: str, views: list[bytes], n: int = 8) -> dict | None:
+    """The script's model prompts on `n` photos, answered one by one (`generate`) and as one batch
+    (`generate_batch`): how many batched replies equal the replies alone (greedy: all of them should), and the
+    seconds of each way. None when the model does not batch."""
+    import io
+
+    from PIL import Image
+
+    from ilearn.dialogue.prompts import answer_messages
+
+    vlm = assistant.vlm
+    if not hasattr(vlm, "generate_batch"):
+        return None
+    questions = [text for text, _ in SCRIPTS[script]]
+    conversations = [answer_messages(questions[i % len(questions)], Image.open(io.BytesIO(views[i % len(views)])))
+                     for i in range(n)]
+    limit = assistant.config.model.max_new_tokens
+    start = time.perf_counter()
+    alone = [vlm.generate(c, max_new_tokens=limit) for c in conversations]
+    alone_s = time.perf_counter() - start
+    start = time.perf_counter()
+    batch = vlm.generate_batch(conversations, max_new_tokens=limit)
+    batch_s = time.perf_counter() - start
+    equal = sum(a.text == b.text for a, b in zip(alone, batch, strict=True))
+    return {"conversations": n, "equal": equal, "alone_s": alone_s, "batch_s": batch_s,
+            "alone_over_batch": alone_s / batch_s if batch_s > 0 else None,
+            "reply_tokens": [a.completion_tokens for a in alone],
+            "differences": [(a.text, b.text) for a, b in zip(alone, batch, strict=True) if a.text != b.text][:3]}
+
+
 def run_level(assistant: Assistant, script: str, n_users: int, min_turns: int, level: int,
               views: list[bytes]) -> dict:
     """`n_users` threads, each the same number of dialogues (at least `min_turns` turns in all), all started at
@@ -188,6 +218,11 @@ def main() -> None:
         load_s = time.perf_counter() - started
         warm: list[float] = []
         dialogue(assistant, args.script, "warmup", views[0], warm, [])  # lazily built parts load here
+        check = batch_check(assistant, args.script, views)
+        if check is not None:
+            print(f"generate_batch: {check['equal']} of {check['conversations']} replies equal generate's alone; "
+                  f"{check['alone_s']:.2f} s one by one, {check['batch_s']:.2f} s as one batch "
+                  f"(x{check['alone_over_batch']:.2f}); reply tokens {check['reply_tokens']}", flush=True)
         levels = []
         for level, n in enumerate(sorted(args.users)):
             result = run_level(assistant, args.script, n, args.turns, level, views)
@@ -202,7 +237,7 @@ def main() -> None:
     levels = with_ratios(levels)
     report = {"model": args.model, "script": args.script, "turns_min": args.turns,
               "max_batch": assistant.config.model.max_batch, "batch_workers": assistant.batcher.workers,
-              "load_s": load_s, "machine": machine(), "levels": levels, "goal": goal(levels)}
+              "load_s": load_s, "machine": machine(), "batch_check": check, "levels": levels, "goal": goal(levels)}
     print(f"{'users':>5} {'turns/s':>8} {'x1':>6} {'p50 x1':>7} {'p99 x1':>7} {'p99/p50(1)':>10}")
     for x in levels:
         print(f"{x['users']:>5} {x['turns_per_s']:8.2f} {x['tps_ratio']:6.2f} {x['p50_ratio']:7.2f} "

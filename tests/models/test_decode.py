@@ -26,24 +26,31 @@ LESSONS = [
 """Conversations and the replies the tiny model is taught: different lengths, so rows finish at different steps."""
 
 
-@pytest.fixture(scope="module")
-def taught():
-    """The tiny model after a few steps on LESSONS (random weights repeat one token to the limit)."""
-    vlm = load_model(ModelConfig(backend="tiny", max_new_tokens=24))
+def teach(device: str = "cpu"):
+    """The tiny model taught LESSONS until it repeats them (random weights repeat one token to the limit)."""
+    vlm = load_model(ModelConfig(backend="tiny", max_new_tokens=24, device=device))
     model = vlm.model
-    model.train()
     torch.manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(40):
-        for messages, reply in LESSONS:
-            prompt, images = vlm.prompt_text(messages)
-            batch = vlm._encode(prompt + reply + "<|im_end|>", images)
-            loss = model(**batch, labels=batch["input_ids"]).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
+    for _ in range(30):
+        model.train()
+        for _ in range(10):
+            for messages, reply in LESSONS:
+                prompt, images = vlm.prompt_text(messages)
+                batch = vlm._encode(prompt + reply + "<|im_end|>", images)
+                loss = model(**batch, labels=batch["input_ids"]).loss
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        model.eval()
+        if all(vlm.generate(messages).text == reply for messages, reply in LESSONS):
+            break
     return vlm
+
+
+@pytest.fixture(scope="module")
+def taught():
+    return teach()
 
 
 CONVERSATIONS = [
@@ -56,11 +63,23 @@ CONVERSATIONS = [
 
 
 def test_batched_replies_equal_replies_alone(taught):
-    alone = [taught.generate(c) for c in CONVERSATIONS]
+    check_batches_equal_replies_alone(taught)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batched_replies_equal_replies_alone_on_cuda():
+    vlm = teach("cuda")
+    assert next(vlm.model.parameters()).device.type == "cuda"
+    check_batches_equal_replies_alone(vlm)
+
+
+def check_batches_equal_replies_alone(vlm) -> None:
+    alone = [vlm.generate(c) for c in CONVERSATIONS]
     assert [g.text for g in alone[:4]] == [reply for _, reply in LESSONS]  # the lessons were learnt
     assert len({g.completion_tokens for g in alone}) >= 3  # rows end at different steps
     for conversations in (CONVERSATIONS, CONVERSATIONS[:4], CONVERSATIONS[4:], CONVERSATIONS[::-1]):
-        batch = taught.generate_batch(conversations)
+        batch = vlm.generate_batch(conversations)
         expected = [alone[CONVERSATIONS.index(c)] for c in conversations]
         assert [g.text for g in batch] == [g.text for g in expected]
         assert [g.completion_tokens for g in batch] == [g.completion_tokens for g in expected]
