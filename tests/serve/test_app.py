@@ -1,0 +1,151 @@
+"""The app itself: nothing built at import, the server-wide body limit, graceful shutdown, the CLI commands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from serve_helpers import live_server
+
+from ilearn.cli import main
+from ilearn.config import Config
+from ilearn.models.stub import StubVLM
+from ilearn.runtime import build_runtime, open_store
+from ilearn.serve import create_app
+from ilearn.serve.settings import ServeSettings
+
+
+def stub_config(home) -> Config:
+    return Config(home=str(home)).override(model={"backend": "stub"})
+
+
+def test_importing_the_package_builds_nothing_and_needs_no_fastapi():
+    code = "import sys, ilearn.serve, ilearn.serve.cli; print('fastapi' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_bodies_over_the_server_limit_are_refused_before_they_are_read(tmp_path):
+    app = create_app(build_runtime(stub_config(tmp_path)), ServeSettings(max_body_bytes=2_000))
+    _, token = app.state.service.keys.create("r1")
+    auth = {"Authorization": f"Bearer {token}"}
+    with live_server(app) as (_, url):
+        r = httpx.post(f"{url}/v1/turns", headers=auth, json={"user": "ana", "text": "x" * 5_000})
+        assert r.status_code == 413 and "server's limit" in r.json()["error"]["message"]
+
+        def chunks():  # no Content-Length: sent chunked, counted as it arrives
+            yield b'{"user": "ana", "text": "'
+            for _ in range(10):
+                yield b"x" * 500
+            yield b'"}'
+
+        r = httpx.post(f"{url}/v1/turns", headers={**auth, "Content-Type": "application/json"}, content=chunks())
+        assert r.status_code == 413
+        r = httpx.post(f"{url}/v1/turns", headers=auth, json={"user": "ana", "text": "hello?"})
+        assert r.status_code == 200, r.text
+
+
+def test_shutdown_lets_an_open_turn_finish_and_keeps_it(tmp_path):
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(messages):
+        entered.set()
+        release.wait(60)
+        return "aspirin"
+
+    config = stub_config(tmp_path)
+    app = create_app(build_runtime(config, vlm=StubVLM(slow)))
+    _, token = app.state.service.keys.create("r1")
+    result = {}
+    with live_server(app) as (server, url):
+        def send():
+            result["response"] = httpx.post(f"{url}/v1/turns", headers={"Authorization": f"Bearer {token}"},
+                                            json={"user": "ana", "text": "What is this called?"}, timeout=60)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        assert entered.wait(60)
+        server.should_exit = True  # what SIGTERM does: stop accepting, let open requests finish
+        release.set()
+        sender.join(60)
+    response = result["response"]
+    assert response.status_code == 200 and response.json()["text"] == "aspirin"
+    store = open_store(config, create=False)  # the app closed its store on shutdown; what it wrote is there
+    try:
+        session = store.get_session(response.json()["session_id"])
+        assert [t.text for t in session.turns] == ["What is this called?", "aspirin"]
+    finally:
+        store.close()
+
+
+def test_keys_commands_create_list_and_revoke(tmp_path, capsys):
+    home = ["--home", str(tmp_path)]
+    assert main(["keys", "create", *home, "--robot", "r1", "--name", "kitchen", "--rate", "30"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("ilk_")
+    assert main(["keys", "list", *home]) == 0
+    listed = capsys.readouterr().out
+    key_id = token.split("_")[1]
+    assert key_id in listed and '"rate_per_minute": 30' in listed and token.split("_", 2)[2] not in listed
+    assert main(["keys", "revoke", *home, key_id]) == 0
+    capsys.readouterr()
+    assert main(["keys", "list", *home]) == 0 and capsys.readouterr().out == ""
+    assert main(["keys", "revoke", *home, key_id]) == 2
+    assert main(["keys", "create", *home, "--robot", "a:b"]) == 2
+
+
+def test_serve_refuses_several_workers_on_sqlite(tmp_path, capsys):
+    assert main(["serve", "--home", str(tmp_path), "--model", "stub", "--workers", "2"]) == 2
+    assert "one process" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ilearn_serve_end_to_end(tmp_path):
+    """`ilearn serve` on the tiny model: the first start makes an admin key, a turn is answered, SIGTERM stops it."""
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "ilearn.cli", "serve", "--home", str(tmp_path), "--model",
+                                "tiny", "--port", str(port), "--set", "model.max_new_tokens=4"],
+                               stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        while not any(line.startswith("ilk_") for line in lines):
+            line = process.stderr.readline()
+            if not line:
+                pytest.fail("ilearn serve exited: " + "".join(lines))
+            lines.append(line.strip())
+        token = next(line for line in lines if line.startswith("ilk_"))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail("ilearn serve did not become ready")
+            time.sleep(0.2)
+        r = httpx.post(f"{url}/v1/turns", headers={"Authorization": f"Bearer {token}"}, timeout=60,
+                       json={"user": "ana", "text": "What is this called?"})
+        assert r.status_code == 200 and r.json()["model_version"] == "base"
+        process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal so that the exit status tells why it stopped
+        assert process.wait(60) == -signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (tmp_path / "keys.db").is_file() and (tmp_path / "ilearn.db").is_file()
