@@ -173,12 +173,13 @@ _NOT_ANSWER_START = frozenset(
     "not no i i'm im you you're we what what's why how where who which can could please try look again wrong "
     "incorrect it it's that that's this is was are do does did just still also even so very too quite "
     "they they're he he's she she's me my our your going but nope nah never yes yeah yep ok okay oh haha lol "
-    "wow really seriously because then if when there here nothing someone everyone everything".split()
+    "wow really seriously because then if when there here nothing someone everyone everything its thats whats "
+    "theres ive dont didnt cant wont isnt".split()
 )
 _NOT_ANSWER = frozenset({
     "wrong", "incorrect", "right", "correct", "it", "that", "this", "true", "false", "mistaken", "bad",
     "nonsense", "terrible", "useless", "ok", "okay", "fine", "sure", "nothing", "all", "correct answer",
-    "wrong answer", "a mistake", "not it", "the one", "good", "great", "perfect", "helpful", "enough",
+    "wrong answer", "a mistake", "not it", "the one", "good", "great", "perfect", "helpful", "enough", "real",
 })
 
 
@@ -228,6 +229,9 @@ _CORRECTION_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\b" + _INTRO + r"\s+" + _ADV + _SPAN, re.I),
     # "no, I'm a B" / "nope, she's in B"
     re.compile(r"^\W*(?:" + _REJECT + r"\b[\s,.:;!\-\u2014]*)+(?:actually[\s,]+)?" + _PERSON_INTRO + _SPAN, re.I),
+    # "I was more like thinking B", "more like B"
+    re.compile(r"\b(?:i\s+was\s+(?:more\s+)?(?:like\s+)?thinking(?:\s+(?:of|about|more\s+like|like))?|more\s+like)\s+"
+               + _SPAN, re.I),
     # "actually B", "rather B", "instead, B"
     re.compile(r"\b(?:actually|rather|instead)\s*[,:]?\s+" + _SPAN, re.I),
     # "no, B" / "wrong: B" / "nope - B" / "no no, B" / "close. B"
@@ -243,7 +247,7 @@ _CORRECTION_PATTERNS: tuple[re.Pattern[str], ...] = (
 _EVALUATIVE = frozenset(
     "sorry ridiculous hopeless useless terrible awful nonsense rubbish garbage stupid answer answers wrong "
     "incorrect mistake mistaken asked meant again silly dumb pathetic bad worse worst joke thanks thank all "
-    "enough everything bye good fine ok okay cool alright funny real unfortunately unfortunate neither nope nah "
+    "enough everything bye good fine ok okay cool alright funny unfortunately unfortunate neither nope nah "
     "haha hahaha lol worries problem prob kidding way idea clue doubt complaints wonder sure true healthy sad "
     "nice great awesome interesting lame warmer guess crazy insane amazing lot wild weird hilarious cute adorable "
     "beautiful gorgeous impressive incredible unbelievable fun sweet neat hard tough rough scary boring".split())
