@@ -1,0 +1,181 @@
+"""Issue 20, item 3: trust that cannot be bought with fake ids (docs/privacy.md, the threat model).
+
+Model-free embedders and the SQLite store: every event below is about the same bottle and question, so they all
+compete. "Honest" users have accounts older than the attack (they were first seen before the answer they back
+was taught); the attackers' ids are made up at attack time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from PIL import Image
+
+from ilearn.cli import main
+from ilearn.config import RetrievalConfig
+from ilearn.memory.retrieval import DualModalityMemory
+from ilearn.memory.sqlite import SQLiteStore
+from ilearn.memory.trust import TrustPolicy
+from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
+from ilearn.types import Event, EventStatus, ImageRef, Scope
+
+Q = "What is this medicine called?"
+
+
+def bottle(shift: int = 0) -> Image.Image:
+    image = Image.new("RGB", (48, 48), (235, 235, 225))
+    for x in range(14 + shift, 34 + shift):
+        for y in range(8, 44):
+            image.putpixel((x, y), (200, 30, 30) if y < 16 else (240, 240, 240))
+    return image
+
+
+class World:
+    """One robot's memory on a SQLite store: users teach the bottle, bystanders ask it."""
+
+    def __init__(self, home, sharing: str = "corroboration", **policy):
+        self.store = SQLiteStore(home / "ilearn.db")
+        config = RetrievalConfig(sharing=sharing, image_weight=0.7, text_weight=0.3, threshold=0.8)
+        self.memory = DualModalityMemory(self.store, StubImageEmbedder(), HashingTextEmbedder(), config, home,
+                                         trust=TrustPolicy(sharing=sharing, **policy))
+        self.shift = 0
+
+    def users(self, *names: str, trusted: bool = False, age_s: float = 0.0) -> None:
+        for name in names:
+            self.store.ensure_user(name, trusted=trusted)
+            if age_s:
+                self.store._conn().execute("UPDATE users SET created = ? WHERE id = ?", (time.time() - age_s, name))
+
+    def teach(self, user: str, answer: str, supersedes: str | None = None) -> Event:
+        """`user` teaches `answer` on a new photo of the bottle."""
+        import io
+
+        from ilearn.images import sha256_bytes
+
+        self.shift = (self.shift + 1) % 5
+        image = bottle(self.shift)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        data = buf.getvalue()
+        ref = self.store.put_image(data, ImageRef(sha256_bytes(data), 48, 48, "PNG"))
+        return self.memory.add(Event(ref, Q, answer, user, supersedes=supersedes), image)
+
+    def seen(self, user: str = "bystander") -> set[str]:
+        """The answers a user who taught nothing gets from memory."""
+        return {m.event.answer for m in self.memory.search(bottle(2), Q, user, k=20)}
+
+    def close(self) -> None:
+        self.memory.close()
+        self.store.close()
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = World(tmp_path)
+    w.users("ana", "bob", "cy", "dan", "eve")  # regulars, first seen before anything below was taught
+    yield w
+    w.close()
+
+
+def test_two_honest_users_share_an_answer(world):
+    world.teach("ana", "ibuprofen")
+    assert world.seen() == set()  # one voice: private
+    world.teach("bob", "ibuprofen")
+    assert world.seen() == {"ibuprofen"}
+
+
+@pytest.mark.parametrize("attackers", [1, 2, 5])
+def test_made_up_ids_change_no_bystanders_answer(world, attackers):
+    world.teach("ana", "ibuprofen")
+    world.teach("bob", "ibuprofen")
+    held = [world.teach(f"fake{i}", "poison") for i in range(attackers)]  # ids made up now
+    assert all(e.status == EventStatus.QUARANTINED for e in held)
+    assert world.seen() == {"ibuprofen"}
+    assert {e.id for e, _ in world.memory.review_queue()} == {e.id for e in held}
+
+
+def test_an_honest_majority_is_never_locked_out(world):
+    """Two made-up ids teach a lie first: it is shared (their voices are all there is). The regulars' corrections
+    go to review while they are outnumbered, and take over once they have more voices."""
+    world.teach("fake1", "poison")
+    world.teach("fake2", "poison")
+    assert world.seen() == {"poison"}
+    first = world.teach("ana", "ibuprofen")
+    second = world.teach("bob", "ibuprofen")
+    assert first.status == second.status == EventStatus.QUARANTINED  # 1 and 2 voices against 2
+    third = world.teach("cy", "ibuprofen")  # 3 against 2
+    assert third.status == EventStatus.ACTIVE
+    assert world.seen() == {"ibuprofen"}
+    assert all(world.store.get_event(e.id).status == EventStatus.ACTIVE for e in (first, second))
+    assert world.memory.review_queue() == []
+
+
+def test_ids_younger_than_the_policy_are_no_voices(tmp_path):
+    w = World(tmp_path, min_age_s=86_400)
+    w.users("ana", "bob", age_s=2 * 86_400)
+    w.teach("fake1", "poison")
+    w.teach("fake2", "poison")
+    assert w.seen() == set()  # fresh ids: no corroboration, whoever comes first
+    w.teach("ana", "ibuprofen")
+    w.teach("bob", "ibuprofen")
+    assert w.seen() == {"ibuprofen"}
+    w.close()
+
+
+def test_a_trusted_teacher_cannot_retire_another_teachers_answer(tmp_path):
+    w = World(tmp_path, sharing="trusted")
+    w.users("teacher1", "teacher2", trusted=True)
+    right = w.teach("teacher1", "ibuprofen")
+    assert w.seen() == {"ibuprofen"}  # a teacher shares at once
+    other = w.teach("teacher2", "aspirin", supersedes=right.id)
+    assert other.status == EventStatus.QUARANTINED
+    assert w.store.get_event(right.id).status == EventStatus.ACTIVE and w.seen() == {"ibuprofen"}
+    assert w.memory.resolve(other.id, keep=True).scope == Scope.SHARED  # a reviewer decides
+    assert w.seen() == {"aspirin"} and w.store.get_event(right.id).status == EventStatus.SUPERSEDED
+    w.close()
+
+
+def test_a_trusted_teacher_cannot_override_a_corroborated_answer(tmp_path):
+    w = World(tmp_path, sharing="trusted")
+    w.users("ana", "bob")
+    w.users("teacher", trusted=True)
+    w.teach("ana", "ibuprofen")
+    w.teach("bob", "ibuprofen")
+    assert w.teach("teacher", "aspirin").status == EventStatus.QUARANTINED
+    assert w.seen() == {"ibuprofen"}
+    w.close()
+
+
+def test_a_trusted_teacher_corrects_an_uncorroborated_answer_at_once(tmp_path):
+    w = World(tmp_path, sharing="trusted")
+    w.users("ana")
+    w.users("teacher", trusted=True)
+    wrong = w.teach("ana", "aspirin")
+    fixed = w.teach("teacher", "ibuprofen", supersedes=wrong.id)
+    assert fixed.status == EventStatus.ACTIVE and w.seen() == {"ibuprofen"}
+    assert w.store.get_event(wrong.id).status == EventStatus.SUPERSEDED
+    w.close()
+
+
+def test_events_review_lists_and_resolves(tmp_path, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    w = World(home)
+    w.users("ana", "bob")
+    w.teach("ana", "ibuprofen")
+    w.teach("bob", "ibuprofen")
+    liar = w.teach("mallory", "poison")
+    w.close()
+    argv = ["--home", str(home), "--set", "retrieval.image_weight=0.7", "--set", "retrieval.text_weight=0.3",
+            "--set", "retrieval.threshold=0.8", "--model", "tiny"]
+    assert main(["events", "review", *argv]) == 0
+    out = capsys.readouterr().out
+    assert liar.id in out and "'poison'" in out and "disputes 'ibuprofen' (ana), 'ibuprofen' (bob)" in out
+    assert "1 event(s) waiting for review" in out
+    assert main(["events", "review", *argv, "--reject", liar.id]) == 0
+    assert "rejected" in capsys.readouterr().out
+    assert main(["events", "review", *argv]) == 0
+    assert "0 event(s) waiting" in capsys.readouterr().out
+    assert main(["events", "review", *argv, "--keep", liar.id]) == 2  # no longer waiting
+    assert "not quarantined" in capsys.readouterr().err
