@@ -406,3 +406,14 @@ def test_noisy_decoder_injects_the_confusion_rates():
     assert NoisyDecoder(LexicalFeedbackDecoder()).decode(turns[:1]) is None
     with pytest.raises(InvalidInput):
         NoisyDecoder(LexicalFeedbackDecoder(), {Label.POSITIVE: {Label.NEUTRAL: 0.8, Label.NEGATIVE: 0.4}})
+
+
+@pytest.mark.parametrize("reaction, name", [
+    ("Нет, это Парацетамол", "Парацетамол"), ("Nein, das ist Ibuprofen", "Ibuprofen"),
+    ("Non, c'est le paracétamol", "paracétamol"), ("No, es ibuprofeno", "ibuprofeno"), ("不对，是布洛芬", "布洛芬"),
+    ("いいえ、イブプロフェンです", "イブプロフェン"), ("아니요, 이부프로펜입니다", "이부프로펜"),
+    ("لا، هذا إيبوبروفين", "إيبوبروفين"), ("לא, זה איבופרופן", "איבופרופן"),
+])
+def test_corrections_worded_in_the_users_language(reaction, name):
+    fb = LexicalFeedbackDecoder().judge(Exchange("", "It is aspirin.", reaction))
+    assert fb.label == Label.NEGATIVE and fb.correction == name

@@ -164,7 +164,8 @@ def overlap(a: str, b: str) -> float:
 
 
 _ARTICLE = re.compile(r"^(?:a|an|the|some|just|simply|called|named|more\s+of|kind\s+of|sort\s+of|more\s+like|"
-                      r"(?:in|at|from|on)(?:\s+the)?)\s+", re.I)
+                      r"(?:in|at|from|on)(?:\s+the)?|le|la|les|un|une|der|die|das|ein|eine|el|los|las|il|lo|gli|"
+                      r"uno|una)\s+", re.I)
 _TRAIL = re.compile(
     r"\s+(?:actually|though|obviously|clearly|of course|you know|mate|silly|dummy|instead|really|lol|xd|"
     r"ha(?:ha)+h?|a?ha+|he(?:he)+|please|for sure|i think|i guess|i believe|here|there|and you|what about you|"
@@ -189,6 +190,7 @@ def normalise_answer(text: str) -> str:
     text = _clean(text).strip().strip("\"'`“”‘’«»「」『』").strip()
     text = re.sub(r"[\s.,;:!?)(\"'“”«»」』，。！？；、،؟]+$", "", text)
     text = re.sub(r"^[\s,;:\-\"'“”«»「『(，、]+", "", text)
+    text = _COPULA.sub("", text)
     for _ in range(3):
         stripped = _TRAIL.sub("", _ARTICLE.sub("", text)).strip(" ,")
         if stripped == text:
@@ -218,7 +220,18 @@ _STOPS = r",.!?;:，。！？；：、،؛؟\n"
 _SPAN = (r"(?P<ans>[^" + _STOPS + r"]+?)(?=\s*(?:$|[" + _STOPS + r"]|--|\s-\s|\s+(?:but|and\s+you|what\s+about|"
          r"how\s+about|ha(?:ha)+\w*|lol|because|so)\b))")
 _REJECT = r"(?:no+|nope|nah|wrong|incorrect|not\s+quite|not\s+really|negative|close|almost|uh+|um+)"
+# "No" and "that is" in other languages, for corrections worded wholly in the user's language ("Нет, это
+# Парацетамол", "Nein, das ist Ibuprofen", "Non, c'est le paracétamol", "No, es ibuprofeno", "不对，是布洛芬",
+# "いいえ、イブプロフェンです", "아니요, 이부프로펜입니다", "لا، هذا إيبوبروفين", "לא, זה איבופרופן").
+_FOREIGN_NO = r"(?:нет|ні|nein|non|não|nao|لا|לא|いいえ|いや|아니요|아니오|아니|不是|不对|不對)"
+_FOREIGN_INTRO = r"(?:это|то|das\s+ist|es\s+ist|c'est|es|è|é|是|هذا|هذه|إنه|إنها|זה|זאת)"
+_SEP = r"\s*[,，、。.!！،]\s*"
+_COPULA = re.compile(r"(?<=\S)(?:です|でした|だよ|だ|입니다|이에요|예요|이야)$")
 _CORRECTION_PATTERNS: tuple[re.Pattern[str], ...] = (
+    # "Нет, это B" / "No, es B" / "不对，是B" (the intro is needed after a plain "no")
+    re.compile(r"^\W*(?:" + _FOREIGN_NO + r"|no)" + _SEP + _FOREIGN_INTRO + r"\s*" + _SPAN, re.I),
+    # "いいえ、Bです" / "Нет, B"
+    re.compile(r"^\W*" + _FOREIGN_NO + _SEP + _SPAN, re.I),
     # "not A but B", "not A, but rather B"
     re.compile(r"\bnot\s+[^" + _STOPS + r"]+?,?\s+but\s+(?:rather\s+|actually\s+)?(?:" + _INTRO + r"\s+)?" + _SPAN,
                re.I),
@@ -303,6 +316,7 @@ _NEG_STRONG = _rx(
     r"\b(?:isn'?t|is\s+not|wasn'?t|ain'?t)\s+(?:right|correct|it|true|a|an|the|what)\b",
     r"\bthat'?s\s+not\b", r"\bit'?s\s+not\b", r"\bmistake[n]?\b", r"\byou'?re\s+wrong\b",
     r"^\W*(?:no+|nope|nah|negative)\b(?!\s*(?:thanks|thank|problem|worries|need|doubt))",
+    r"^\W*" + _FOREIGN_NO + r"(?=[\s,，、。.!！،])",
     r"\bfor\s+nothing\b", r"\bnot\s+(?:what\s+i|helpful|useful)\b", r"\bmakes?\s+no\s+sense\b",
     r"\bnonsense\b", r"\bnot\s+even\s+close\b", r"\bwhat\?+!*$", r"\bare\s+you\s+(?:even|blind|kidding|serious|sure)\b",
     r"\b(?:useless|stupid|rubbish|garbage|terrible|awful|hopeless|pathetic|ridiculous)\b", r"\bugh+\b",
