@@ -391,7 +391,8 @@ _OPENINGS: tuple[tuple[re.Pattern[str], Label, float, str], ...] = (
     (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*no\s+(?:idea|clue)\b\W*", re.I), Label.NEUTRAL, 0.6, "does not know"),
     (re.compile(_LEAD + r"(?:oh\s+no\b|(?:that'?s|thats|that\s+is|how|so|what\s+a|sounds)\s+(?:(?:so|really|too|pretty|"
                 r"kinda|super)\s+)?(?:awful|terrible|horrible|sad|unfortunate|a\s+shame|too\s+bad|rough|tough|scary|"
-                r"a\s+bummer|not\s+(?:good|healthy|fun|great|nice|too\s+bad|a\s+bad\s+thing|bad))|(?:not|no)\s+good|"
+                r"a\s+bummer|not\s+(?:good|healthy|fun|great|nice|too\s+bad|a\s+bad\s+thing|bad|easy|fair|funny|"
+                r"(?:as|so|that|very|too)\s+(?!right\b|correct\b|true\b|it\b)\w+))|(?:not|no)\s+good|"
                 r"poor\s+(?:thing|you|guy|girl)|sorry\s+to\s+hear(?:\s+that)?|that\s+sucks)(?!\s+(?:answer|guess))\b\W*",
                 re.I), Label.NEUTRAL, 0.6, "sympathy"),
 )
