@@ -3,7 +3,7 @@
 The real set holds replies people wrote to each other (chitchat-dataset 0.9.0, MIT), hand-labelled positive /
 neutral / negative with the correction when the reply names what is right (docs/reactions.md). Its splits:
 "train" (the rules were revised on its errors), "dev" (the old decoder's errors on it were seen once, before the
-revision; not used since), "blind" (labelled before any decoder ran on it). The project's own sets are measured
+revision; not used since), "blind" (labelled before any decoder ran on it; see docs/reactions.md). The project's own sets are measured
 too: "tuned" (templated and hand-written rows of reactions.jsonl) and "heldout" (reactions_heldout.jsonl and the
 held-out rows of reactions.jsonl). The simulated users' real wording (src/ilearn/data/user_wording.jsonl) is
 decoded in a pharmacy exchange ("sim-wording").
