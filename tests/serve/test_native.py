@@ -187,3 +187,25 @@ def test_health_readiness_and_metrics(served, red):
     assert 'ilearn_model_version_info{version="base"} 1.0' in text
     assert 'ilearn_http_requests_total{method="POST",route="/v1/turns",status="200"}' in text
     assert "ilearn_turn_seconds_bucket" in text
+
+
+def test_datasets_and_their_images_are_exported_in_the_callers_scope(served, red):
+    reply = served.turn("r1", "mia", "What is this medicine called?", red).json()
+    served.client.post(f"/v1/sessions/{reply['session_id']}/feedback", headers=served.auth("r1"),
+                       json={"rating": "down", "correction": "naproxen"})
+    event = _event_of(served, "r1", reply["session_id"])
+    r = served.client.get("/v1/datasets/sft?user=mia", headers=served.auth("r1"))
+    assert r.status_code == 200, r.text
+    rows = r.json()["rows"]
+    assert [row["event_id"] for row in rows] == [event["id"]]
+    assert rows[0]["messages"][-1]["content"][0]["text"] == "naproxen"
+    assert rows[0]["images"] == [f"images/{event['image_sha256']}.png"]
+    dpo = served.client.get("/v1/datasets/dpo?user=mia", headers=served.auth("r1")).json()["rows"]
+    assert [(row["chosen"][0]["content"][0]["text"], row["rejected"][0]["content"][0]["text"]) for row in dpo] == [
+        ("naproxen", reply["text"])]
+    image = served.client.get(f"/v1/images/{event['image_sha256']}", headers=served.auth("r1"))
+    assert image.status_code == 200 and image.content == red and image.headers["content-type"] == "image/png"
+    assert served.client.get(f"/v1/images/{event['image_sha256']}", headers=served.auth("r2")).status_code == 404
+    r2_rows = served.client.get("/v1/datasets/sft", headers=served.auth("r2")).json()["rows"]
+    assert event["id"] not in [row["event_id"] for row in r2_rows]
+    assert served.client.get("/v1/datasets/sql", headers=served.auth("r1")).status_code == 422

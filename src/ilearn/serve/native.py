@@ -4,9 +4,9 @@ learning jobs and model versions. Robot keys talk; admin keys also learn, promot
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 
 from ilearn.serve import schemas
 from ilearn.serve.auth import Admin, Caller, ServiceDep
@@ -78,6 +78,27 @@ def list_events(key: Caller, svc: ServiceDep,
     """History events in the caller's scope (a robot key: its robot's; an admin key: any robot's)."""
     events = svc.events(key, robot=robot, user=user, status=status, limit=limit)
     return schemas.EventsOut(events=[event_out(e) for e in events])
+
+
+@router.get("/datasets/{kind}", response_model=schemas.DatasetOut, responses=responses(404))
+def export_dataset(kind: Annotated[Literal["sft", "dpo", "kto", "rewards"], Path()], key: Caller, svc: ServiceDep,
+                   robot: Annotated[str | None, Query(max_length=64, pattern=_ID)] = None,
+                   user: Annotated[str | None, Query(max_length=128, pattern=_USER)] = None) -> schemas.DatasetOut:
+    """A training dataset of the events in the caller's scope, in TRL's columns (sft: messages; dpo: prompt,
+    chosen, rejected; kto: prompt, completion, label; rewards), each row with its event id."""
+    return schemas.DatasetOut(kind=kind, rows=svc.dataset(key, kind, robot=robot, user=user))
+
+
+_IMAGE_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif", b"RIFF": "image/webp"}
+
+
+@router.get("/images/{sha256}", response_class=Response, responses={
+    **responses(404), 200: {"content": {"image/*": {}}, "description": "the image's stored bytes"}})
+def read_image(sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")], key: Caller, svc: ServiceDep) -> Response:
+    """An image that an event in the caller's scope shows (the files a dataset's `images` name)."""
+    data = svc.image(key, sha256)
+    media = next((t for magic, t in _IMAGE_TYPES.items() if data.startswith(magic)), "application/octet-stream")
+    return Response(data, media_type=media)
 
 
 @router.delete("/robots/{robot}/users/{user}", response_model=schemas.ForgetOut, responses=responses(403, 404))

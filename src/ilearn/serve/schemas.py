@@ -240,3 +240,11 @@ class FeedbackAck(BaseModel):
     session_id: str
     turn_id: str
     text: str
+
+
+class DatasetOut(BaseModel):
+    """A training dataset in TRL's standard columns; `images` name `images/<sha256>.png`, fetched from
+    `GET /v1/images/{sha256}`."""
+
+    kind: str
+    rows: list[dict[str, Any]]

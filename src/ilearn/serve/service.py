@@ -145,6 +145,23 @@ class Service:
             events = (e for e in store.iter_events(status=state) if robot is None or split_user(e.user_id)[0] == robot)
         return list(islice((e for e in events if can_see(key, e.user_id)), limit))
 
+    def dataset(self, key: ApiKey, kind: str, *, robot: str | None, user: str | None) -> list[dict]:
+        """The `kind` dataset (sft, dpo, kto, rewards) of the events in the caller's scope, with event ids."""
+        from ilearn.learning.datasets import build
+
+        events = self.events(key, robot=robot, user=user, status=None, limit=10**9)
+        return build(kind, events, with_ids=True, learn=self.assistant.config.learn)
+
+    def image(self, key: ApiKey, sha256: str) -> bytes:
+        """An image that an event in the caller's scope shows (NotFound otherwise, as for an unknown one)."""
+        store = self.assistant.store
+        robot = None if key.admin else key.robot
+        seen = any(e.image is not None and e.image.sha256 == sha256
+                   for e in store.iter_events() if robot is None or split_user(e.user_id)[0] == robot)
+        if not seen:
+            raise NotFound(f"unknown image {sha256}")
+        return store.get_image_bytes(sha256)
+
     def forget(self, robot: str, user: str) -> list[str]:
         """Every trace of the user deleted (NotFound for an unknown user), its conversation digests too."""
         stored = user_id(robot, user)
