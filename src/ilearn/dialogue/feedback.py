@@ -165,7 +165,7 @@ def overlap(a: str, b: str) -> float:
 
 _ARTICLE = re.compile(r"^(?:a|an|the|some|just|simply|called|named|more\s+of|kind\s+of|sort\s+of|more\s+like|"
                       r"(?:in|at|from|on)(?:\s+the)?|le|la|les|un|une|der|die|das|ein|eine|el|los|las|il|lo|gli|"
-                      r"uno|una)\s+", re.I)
+                      r"uno|una|my|your|our|his|her|their)\s+", re.I)
 _TRAIL = re.compile(
     r"\s+(?:actually|though|obviously|clearly|of course|you know|mate|silly|dummy|instead|really|lol|xd|"
     r"ha(?:ha)+h?|a?ha+|he(?:he)+|please|for sure|i think|i guess|i believe|here|there|and you|what about you|"
@@ -173,9 +173,10 @@ _TRAIL = re.compile(
 _NOT_ANSWER_START = frozenset(
     "not no i i'm im you you're we what what's why how where who which can could please try look again wrong "
     "incorrect it it's that that's this is was are do does did just still also even so very too quite "
-    "they they're he he's she she's me my our your going but nope nah never yes yeah yep ok okay oh haha lol "
+    "they they're he he's she she's me going but nope nah never yes yeah yep ok okay oh haha lol "
     "wow really seriously because then if when there here nothing someone everyone everything its thats whats "
-    "theres ive dont didnt cant wont isnt".split()
+    "theres ive dont didnt cant wont isnt clearly obviously definitely actually simply certainly surely "
+    "totally".split()
 )
 _NOT_ANSWER = frozenset({
     "wrong", "incorrect", "right", "correct", "it", "that", "this", "true", "false", "mistaken", "bad",
@@ -263,7 +264,8 @@ _EVALUATIVE = frozenset(
     "enough everything bye good fine ok okay cool alright funny unfortunately unfortunate neither nope nah "
     "haha hahaha lol worries problem prob kidding way idea clue doubt complaints wonder sure true healthy sad "
     "nice great awesome interesting lame warmer guess crazy insane amazing lot wild weird hilarious cute adorable "
-    "beautiful gorgeous impressive incredible unbelievable fun sweet neat hard tough rough scary boring".split())
+    "beautiful gorgeous impressive incredible unbelievable fun sweet neat hard tough rough scary boring pointless "
+    "absurd annoying frustrating question bad".split())
 # Words of a clause, not of a name: a span with one of them is a sentence ("they would not", "fine he deserved it").
 _CLAUSE = frozenset(
     "is are was were am be been being have has had do does did don't doesn't didn't will would can could should "
@@ -364,7 +366,8 @@ _FOLLOW_UP = re.compile(r"^\W*(?:(?:oh+|ah+|ooh+|wow|ha(?:ha)*h?)\W+)?(?:yes|yep
                         r"[\s,.!-]+(?:(?:and|but|so|now)\b)?", re.I)
 
 
-_STATEMENT = re.compile(r"(?:^|[.?!,;]\s*)(?:(?:uh+|um+|hmm+|hm+|erm|well|but|i\s+think|i\s+believe|clearly)[\s,]+)*"
+_STATEMENT = re.compile(r"(?:^|[.?!,;]\s*)(?:(?:uh+|um+|hmm+|hm+|erm|well|but|i\s+think|i\s+believe|clearly|"
+                        r"(?:i'?m\s+)?(?:pretty\s+|quite\s+|fairly\s+|very\s+)?sure)[\s,]+)*"
                         r"(?:it'?s|its|it\s+is|that'?s|that\s+is|this\s+is|this\s+one\s+is|they'?re|actually|"
                         r"(?:the\s+)?label\s+says|it\s+says)\b", re.I)
 
@@ -461,7 +464,8 @@ class LexicalFeedbackDecoder:
         """Label one exchange: the rules, then the learned check, which may turn their label into an abstention."""
         fb = self.rules(ex)
         # agreement worded with a negation ("you're not wrong") is beyond a bag of words: the rule's phrases decide
-        if self.check is None or fb.correction or fb.rationale == "agreement worded with a negation":
+        if (self.check is None or fb.label == Label.NEUTRAL or fb.correction
+                or fb.rationale == "agreement worded with a negation"):
             return fb
         p = self.check.probs(ex.reaction)[fb.label.value]
         if p < self.veto:
