@@ -11,8 +11,8 @@ A persona fixes how a simulated user talks and reacts:
 - ``unreliable``: the probability of misleading feedback: an explicit user names a wrong answer as the
   correction, an implicit user thanks the assistant for a wrong answer;
 - ``polite``: says thanks when satisfied;
-- ``real_wording``: the probability that a reaction is worded as real people word it rather than by the style's
-  template: drawn from `REAL_WORDING`, replies paraphrased from real human dialogue (chitchat-dataset, MIT; each
+- ``real_wording``: the probability that a reaction (or a vague first request) is worded as real people word it
+  rather than by the style's template: drawn from `REAL_WORDING`, replies paraphrased from real human dialogue (chitchat-dataset, MIT; each
   row of src/ilearn/data/user_wording.jsonl names the reply it paraphrases), such as "No way!" (neutral
   surprise), "no i think you got it right" (agreement that starts with "no"), "Close. {x}." (a correction).
   The built-in personas use it with probability 0.2-0.7, so experiments exercise the decoder the way real
@@ -207,10 +207,10 @@ GIVE_UP: dict[str, tuple[str, ...]] = {
 # ---- real wording ------------------------------------------------------------------------------------
 
 #: The categories of `REAL_WORDING` and what they replace: positive (THANKS / CONFIRM), negative_correction
-#: (CORRECTION, {x}), negative_implicit (IMPLICIT_NEGATIVE, {q}), neutral (NEUTRAL), give_up (GIVE_UP), and the
-#: reference game's pick_next / pick_wrong ({d}).
+#: (CORRECTION, {x}), negative_implicit (IMPLICIT_NEGATIVE, {q}), neutral (NEUTRAL), give_up (GIVE_UP), the
+#: reference game's pick_next / pick_wrong ({d}), and vague (VAGUE: a first request that names no facet).
 REAL_CATEGORIES = ("positive", "negative_correction", "negative_implicit", "neutral", "give_up", "pick_next",
-                   "pick_wrong")
+                   "pick_wrong", "vague")
 
 
 def load_real_wording() -> dict[str, tuple[str, ...]]:

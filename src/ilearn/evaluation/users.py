@@ -163,7 +163,7 @@ class SimulatedUser(_Base):
     def _opening(self) -> str:
         """A vague request with probability persona.ambiguity, else the precise one for the hidden intent."""
         self.ambiguous = self.rng.random() < self.persona.ambiguity
-        return self._pick(P.VAGUE) if self.ambiguous else self._precise()
+        return self._pick(P.VAGUE, "vague") if self.ambiguous else self._precise()
 
     def _correct(self, text: str) -> bool:
         if not contains_answer(text, self.task.reference):
