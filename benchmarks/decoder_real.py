@@ -49,7 +49,7 @@ def sets() -> dict[str, list[dict]]:
     out["heldout"] = [r for r in project if r["source"] == "heldout"] + load("reactions_heldout.jsonl")
     sim = []
     for row in load("user_wording.jsonl"):
-        if row["category"] in ("pick_next", "pick_wrong"):
+        if row["category"] in ("pick_next", "pick_wrong", "vague"):
             continue
         label = "positive" if row["category"] == "positive" else "neutral" if row["category"] == "neutral" \
             else "negative"
