@@ -1,0 +1,352 @@
+"""`ilearn serve` under load: 1, 10 and 50 concurrent HTTP clients on loopback, a learning job promoting a version
+in the middle, and the server killed (kill -9) mid-load and restarted.
+
+    python benchmarks/serve_load.py                        # tiny model: levels 1 10 50, learn, kill
+    python benchmarks/serve_load.py --model small          # the embedded default model (first load ~30 s)
+    python benchmarks/serve_load.py --levels 1 10 --turns 40 --phases levels
+
+The server is a real `ilearn serve` process (a fresh home in a temporary folder, pharmacy facets, keys made
+beforehand). Each client holds its own HTTP connection and runs dialogues one after the other with no pause:
+an ambiguous question with a photo ("What is this?", a clarifying question), the reply to it (an answer), a
+spoken correction ("No, that's X."), then a new photo with a precise question (a new session) and an explicit
+thumbs up on its answer; its sessions are closed at the end. A turn is one `POST /v1/turns`.
+
+Per level: turns per second (turns / wall time), p50 and p99 latency of a turn, errors (a non-200 reply or a
+transport error), lost turns (a turn answered with 200 whose reply is not in its session afterwards), and the
+ratio of turns per second against the one-client level of the same run. Phases:
+
+- `levels`: each level in turn, bounded by `--turns` turns (at least one dialogue per client) and `--seconds`;
+- `learn`: the 10-client level again, running until an admin's learning job (started after 2 s, promote on) has
+  ended and a new version serves (promoted by hand if the gate refused it), plus 5 s: errors, lost turns, the
+  job's outcome and the model versions the replies name (both the base and the new one);
+- `kill`: the 10-client level, the server killed with SIGKILL half-way, restarted on the same home: every turn
+  that got an answer before the kill must be in the store after the restart (lost turns = 0).
+
+Goals (issue 21): 50 clients, 0 errors, 0 lost turns; with `small`, 10 clients >= 2.5x the turns per second of
+one client. Results go to benchmarks/results/serve_load/<model>.json; the load average is recorded per level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+OUT = Path(__file__).parent / "results" / "serve_load"
+CORRECTIONS = ["ibuprofen", "aspirin", "paracetamol", "loratadine"]
+
+
+def photos(n: int) -> list[str]:
+    """`n` base64 PNG photos of pharmacy bottles (new views of the scenario's items)."""
+    from ilearn.evaluation.scenarios.pharmacy import pharmacy_scenario
+
+    scenario = pharmacy_scenario(seed=0, n_teach=1, n_test=2)
+    views = [view for item in scenario.items for view in item.test_views]
+    out = []
+    for i in range(n):
+        buf = io.BytesIO()
+        views[i % len(views)].save(buf, format="PNG")
+        out.append(base64.b64encode(buf.getvalue()).decode())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the server
+class Server:
+    """An `ilearn serve` process on a free loopback port."""
+
+    def __init__(self, home: Path, config: Path, model: str) -> None:
+        self.home, self.config, self.model = home, config, model
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.log = open(home / "server.log", "a")  # noqa: SIM115 (kept open for the server's life)
+
+    def start(self, timeout_s: float = 600.0) -> float:
+        """Start and wait until /readyz answers; the seconds it took."""
+        start = time.perf_counter()
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ilearn.cli", "serve", "--home", str(self.home), "--config", str(self.config),
+             "--model", self.model, "--port", str(self.port)], stdout=self.log, stderr=self.log, env=env)
+        while time.perf_counter() - start < timeout_s:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ilearn serve exited ({self.process.returncode}); see {self.home}/server.log")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                    return time.perf_counter() - start
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("ilearn serve did not become ready")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(120)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------- the clients
+@dataclass
+class Tally:
+    """What the clients of one level saw."""
+
+    latencies: list[float] = field(default_factory=list)
+    answered: list[tuple[str, str]] = field(default_factory=list)  # (session id, reply turn id) of 200 replies
+    errors: list[str] = field(default_factory=list)
+    versions: set[str] = field(default_factory=set)
+    kinds: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def client(url: str, token: str, name: str, pictures: list[str], min_turns: int, deadline: float,
+           tally: Tally) -> None:
+    """One client: dialogues until it has sent `min_turns` turns (whole dialogues) or the deadline passes."""
+    headers = {"Authorization": f"Bearer {token}"}
+    turns, dialogue = 0, 0
+    with httpx.Client(base_url=url, headers=headers, timeout=300) as http:
+        while turns < min_turns and time.monotonic() < deadline and not tally.stop.is_set():
+            first, second = pictures[dialogue % len(pictures)], pictures[(dialogue + 1) % len(pictures)]
+            correction = CORRECTIONS[dialogue % len(CORRECTIONS)]
+            script = [("What is this?", first, False), ("its name", None, True), (f"No, that's {correction}.", None, True),
+                      ("What is this medicine used for?", second, True)]
+            session, sessions = None, []
+            for text, picture, same in script:
+                body = {"user": name, "text": text, "image_base64": picture}
+                if same and session is not None:
+                    body["session_id"] = session
+                reply = _turn(http, body, tally)
+                turns += 1
+                if reply is None:
+                    return  # the server is gone (killed) or refused: this client stops
+                session = reply["session_id"]
+                if session not in sessions:
+                    sessions.append(session)
+            if _post(http, f"/v1/sessions/{session}/feedback", {"rating": "up"}, tally) is None:
+                return
+            for sid in sessions:
+                if _post(http, f"/v1/sessions/{sid}/close", None, tally) is None:
+                    return
+            dialogue += 1
+
+
+def _turn(http: httpx.Client, body: dict, tally: Tally) -> dict | None:
+    start = time.perf_counter()
+    reply = _post(http, "/v1/turns", body, tally)
+    if reply is not None:
+        with tally.lock:
+            tally.latencies.append(time.perf_counter() - start)
+            tally.answered.append((reply["session_id"], reply["turn_id"]))
+            tally.versions.add(reply["model_version"])
+            tally.kinds[reply["kind"]] = tally.kinds.get(reply["kind"], 0) + 1
+    return reply
+
+
+def _post(http: httpx.Client, path: str, body: dict | None, tally: Tally) -> dict | None:
+    try:
+        r = http.post(path, json=body)
+    except httpx.TransportError as exc:
+        with tally.lock:
+            tally.errors.append(f"{path}: {type(exc).__name__}")
+        return None
+    if r.status_code != 200:
+        with tally.lock:
+            tally.errors.append(f"{path}: {r.status_code} {r.text[:200]}")
+        return None
+    return r.json()
+
+
+def run_level(url: str, token: str, n_clients: int, min_turns: int, seconds: float, level: str,
+              pictures: list[str], during=None) -> tuple[dict, Tally]:
+    """`n_clients` clients at once; `during(tally)` runs in its own thread meanwhile (a learning job, a kill)."""
+    tally = Tally()
+    per_client = max(4, -(-min_turns // n_clients))
+    deadline = time.monotonic() + seconds
+    threads = [threading.Thread(target=client, args=(url, token, f"{level}-u{i}", pictures, per_client, deadline,
+                                                     tally)) for i in range(n_clients)]
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    side = threading.Thread(target=during, args=(tally,)) if during is not None else None
+    if side is not None:
+        side.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    if side is not None:
+        side.join()
+    lat = np.array(tally.latencies) if tally.latencies else np.array([np.nan])
+    row = {"level": level, "clients": n_clients, "turns": len(tally.latencies), "seconds": round(wall, 2),
+           "turns_per_s": round(len(tally.latencies) / wall, 3), "p50_s": round(float(np.percentile(lat, 50)), 4),
+           "p99_s": round(float(np.percentile(lat, 99)), 4), "errors": len(tally.errors),
+           "error_examples": sorted(set(tally.errors))[:3], "versions": sorted(tally.versions), "kinds": tally.kinds,
+           "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()]}
+    return row, tally
+
+
+def lost_turns(url: str, token: str, answered: list[tuple[str, str]]) -> int:
+    """Turns answered with 200 whose reply is not in its session now."""
+    by_session: dict[str, set[str]] = {}
+    for session, turn in answered:
+        by_session.setdefault(session, set()).add(turn)
+    lost = 0
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
+        for session, turns in by_session.items():
+            r = http.get(f"/v1/sessions/{session}")
+            stored = {t["id"] for t in r.json()["turns"]} if r.status_code == 200 else set()
+            lost += len(turns - stored)
+    return lost
+
+
+# ---------------------------------------------------------------------------------------------- phases
+def learning_job(url: str, admin: str, after_s: float, result: dict):
+    """A side task: start a learning job (promote on) after `after_s` and follow it to its end; if the gate refused
+    the candidate, promote it by hand, so that a new version always takes over mid-load; then let the clients run
+    a few more seconds and stop them."""
+
+    def run(tally: Tally) -> None:
+        try:
+            time.sleep(after_s)
+            headers = {"Authorization": f"Bearer {admin}"}
+            job = httpx.post(f"{url}/v1/learn", json={"general": False}, headers=headers, timeout=60).json()
+            while job.get("status") in ("queued", "running"):
+                time.sleep(1.0)
+                job = httpx.get(f"{url}/v1/learn/{job['id']}", headers=headers, timeout=60).json()
+            result.update(job)
+            outcome = job.get("outcome") or {}
+            if outcome.get("version") and not outcome.get("promoted"):
+                r = httpx.post(f"{url}/v1/model-versions/{outcome['version']}/promote", headers=headers, timeout=300)
+                result["promoted_by_hand"] = r.status_code == 200
+            with tally.lock:
+                result["turns_before_swap"] = len(tally.answered)
+            time.sleep(5.0)
+        finally:
+            tally.stop.set()
+
+    return run
+
+
+def killer(server: Server, after_s: float, result: dict):
+    def run(tally: Tally) -> None:
+        time.sleep(after_s)
+        with tally.lock:
+            result["answered_before_kill"] = len(tally.answered)
+        server.kill()
+        result["killed_at_s"] = after_s
+
+    return run
+
+
+def write_config(home: Path, max_new_tokens: int, learn_steps: int) -> Path:
+    from ilearn.dialogue.clarify import PHARMACY_FACETS, facet_settings
+
+    config = {"model": {"max_new_tokens": max_new_tokens}, "clarify": {"facets": list(facet_settings(PHARMACY_FACETS))},
+              "learn": {"max_steps": learn_steps}}
+    path = home / "settings.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="tiny", help="tiny or small")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 10, 50], help="concurrent clients per level")
+    parser.add_argument("--turns", type=int, default=80, help="turns per level at least (whole dialogues)")
+    parser.add_argument("--seconds", type=float, default=300.0, help="a level stops starting dialogues after this")
+    parser.add_argument("--phases", nargs="+", default=["levels", "learn", "kill"], choices=["levels", "learn", "kill"])
+    parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--learn-steps", type=int, default=5, help="training steps of the mid-load learning job")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    from ilearn.serve.keys import KeyLimits, KeyStore
+
+    pictures = photos(8)
+    report: dict = {"model": args.model, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                    "args": {k: str(v) for k, v in vars(args).items()}, "levels": []}
+    with tempfile.TemporaryDirectory(prefix="ilearn-serve-load-") as tmp:
+        home = Path(tmp)
+        keys = KeyStore(home / "keys.db")
+        unlimited = KeyLimits(rate_per_minute=10_000_000)
+        robot = keys.create("bench", limits=unlimited)[1]
+        admin = keys.create("bench", "admin", limits=unlimited)[1]
+        keys.close()
+        server = Server(home, write_config(home, args.max_new_tokens, args.learn_steps), args.model)
+        report["start_s"] = round(server.start(), 1)
+        try:
+            if "levels" in args.phases:
+                for n in args.levels:
+                    row, tally = run_level(server.url, robot, n, args.turns, args.seconds, f"c{n}", pictures)
+                    row["lost_turns"] = lost_turns(server.url, robot, tally.answered)
+                    report["levels"].append(row)
+                    print(json.dumps(row), flush=True)
+                base = report["levels"][0]["turns_per_s"] if report["levels"] else None
+                for row in report["levels"]:
+                    row["turns_per_s_ratio"] = round(row["turns_per_s"] / base, 2) if base else None
+            if "learn" in args.phases:
+                job: dict = {}
+                row, tally = run_level(server.url, robot, 10, 10**9, args.seconds, "learn", pictures,
+                                       during=learning_job(server.url, admin, 2.0, job))
+                row["lost_turns"] = lost_turns(server.url, robot, tally.answered)
+                row["job"] = {k: job.get(k) for k in ("status", "outcome", "error", "promoted_by_hand",
+                                                      "turns_before_swap")}
+                report["learn"] = row
+                print(json.dumps(row), flush=True)
+            if "kill" in args.phases:
+                result: dict = {}
+                row, tally = run_level(server.url, robot, 10, 10 * args.turns, args.seconds, "kill", pictures,
+                                       during=killer(server, 8.0, result))
+                result["restart_s"] = round(server.start(), 1)
+                result["answered"] = len(tally.answered)
+                result["lost_turns"] = lost_turns(server.url, robot, tally.answered)
+                result["client_errors_at_kill"] = row["errors"]
+                report["kill"] = result
+                print(json.dumps(result), flush=True)
+        finally:
+            server.stop()
+    levels = {row["clients"]: row for row in report["levels"]}
+    report["goals"] = {
+        "50_clients_0_errors_0_lost": (levels[50]["errors"] == 0 and levels[50]["lost_turns"] == 0)
+        if 50 in levels else None,
+        "10_clients_turns_per_s_ratio": levels[10]["turns_per_s_ratio"] if 10 in levels and 1 in levels else None,
+        "kill_0_lost": report["kill"]["lost_turns"] == 0 if "kill" in report else None,
+    }
+    print(json.dumps(report["goals"]))
+    out = args.out or OUT / f"{args.model}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
