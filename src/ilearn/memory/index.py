@@ -58,7 +58,7 @@ from ilearn.memory.base import IndexCorrupt
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the manifest hashes its keys in label order (a permuted key list is refused)
 STORAGES = ("sq8", "fp16", "flat")
 SQ_MARGIN = 0.1  # the 8-bit quantiser's range is the trained min/max widened by 10% each side (later vectors)
 TRAIN_SAMPLE = 100_000
@@ -84,6 +84,11 @@ def ids_hash(keys: Iterable[str]) -> str:
         h.update(key.encode())
         h.update(b"\0")
     return h.hexdigest()
+
+
+def keys_sha256(keys: Sequence[str | None]) -> str:
+    """sha256 over the keys in label order (tombstones included): which vector row belongs to which key."""
+    return hashlib.sha256(json.dumps(list(keys)).encode()).hexdigest()
 
 
 def _file_sha256(path: Path) -> str:
@@ -418,6 +423,7 @@ class FaissIndex:
             manifest = {
                 "format": FORMAT_VERSION, "dim": self.dim, "mode": self.mode, "ntotal": len(self._keys),
                 "count": len(self._labels), "ids_hash": ids_hash(self._labels), "keys": self._keys,
+                "keys_sha256": keys_sha256(self._keys),
                 "file_sha256": _file_sha256(graph_path), "vectors_sha256": _file_sha256(vec_path),
                 "meta": self.meta, "params": self.params(),
             }
@@ -438,9 +444,16 @@ class FaissIndex:
             raise FileNotFoundError(f"no index at {graph_path}")
         try:
             manifest = json.loads(manifest_path.read_text())
+            if not isinstance(manifest, dict):
+                raise IndexCorrupt(f"index manifest {manifest_path} is not a JSON object")
             if manifest.get("format") != FORMAT_VERSION:
                 raise IndexCorrupt(f"index format {manifest.get('format')} is not {FORMAT_VERSION}")
             keys, dim, saved = manifest["keys"], int(manifest["dim"]), manifest["params"]
+            if not isinstance(keys, list) or not isinstance(saved, dict) \
+                    or not all(k is None or isinstance(k, str) for k in keys):
+                raise IndexCorrupt(f"index manifest {manifest_path} has malformed keys or parameters")
+            if keys_sha256(keys) != manifest.get("keys_sha256"):
+                raise IndexCorrupt(f"the keys of {manifest_path} are not those the vectors were saved with")
             if _file_sha256(graph_path) != manifest["file_sha256"] or _file_sha256(vec_path) != manifest["vectors_sha256"]:
                 raise IndexCorrupt(f"checksum mismatch for {graph_path} or {vec_path}")
             raw = faiss.read_index(str(graph_path))

@@ -8,6 +8,7 @@ fail at once with `HomeLocked`, naming the process that holds it. Memories of on
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -21,7 +22,16 @@ LOCK_NAME = "ilearn.lock"
 
 
 class HomeLocked(ILearnError):
-    """Another process has the deployment's home folder open."""
+    """Another process has the deployment's home folder open (or the folder cannot be locked at all)."""
+
+
+def os_reason(exc: OSError) -> str:
+    """What an OSError means for a deployment, in a few words: disk full and read-only named as such."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full; free some space"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"it is read-only or not writable ({exc.strerror}: {exc.filename})"
+    return f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
 
 
 _held: dict[Path, list[int]] = {}  # resolved lock path -> [file descriptor, users in this process]
@@ -42,8 +52,11 @@ class HomeLock:
             if held is not None:
                 held[1] += 1
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError as exc:
+                    raise HomeLocked(f"cannot open the home folder {self.path.parent}: {os_reason(exc)}") from exc
                 try:
                     _lock(fd)
                 except BlockingIOError:
@@ -52,8 +65,12 @@ class HomeLock:
                     os.close(fd)
                     raise HomeLocked(f"{self.path.parent} is in use by another iLearn process (pid {owner}); stop it "
                                      f"first or talk to it (one process per home)") from None
-                os.ftruncate(fd, 0)
-                os.write(fd, str(os.getpid()).encode())
+                try:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, str(os.getpid()).encode())
+                except OSError as exc:
+                    os.close(fd)
+                    raise HomeLocked(f"cannot write {self.path}: {os_reason(exc)}") from exc
                 _held[self.path] = [fd, 1]
             self._open = True
         return self

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ilearn.config import RetrievalConfig
-from ilearn.errors import InvalidInput, NotFound
+from ilearn.errors import ILearnError, InvalidInput, NotFound
 from ilearn.memory.base import IndexCorrupt, KeyFilter, Match, VectorIndex
 from ilearn.memory.calibration import ReuseCalibrator
-from ilearn.memory.lock import HomeLock
+from ilearn.memory.lock import HomeLock, os_reason
 from ilearn.memory.store import upsert_event
 from ilearn.memory.trust import ADMITTED_KEY, SCOPE_KEY, Answer, TrustPolicy, Voices, group, outvotes, winner
 from ilearn.models.embedders import CachedImageEmbedder, image_key
@@ -212,11 +212,16 @@ class DualModalityMemory:
             return action
 
     def save(self) -> None:
-        """Write the index file beside the store, with the names of its embedders (no-op without a home)."""
+        """Write the index file beside the store, with the names of its embedders (no-op without a home).
+
+        An OSError (disk full, read-only home) becomes an ILearnError naming it."""
         with self._lock:
             if self.path is not None:
-                self.index.save(self.path)
-                self._write_embedders()
+                try:
+                    self.index.save(self.path)
+                    self._write_embedders()
+                except OSError as exc:
+                    raise ILearnError(f"cannot write the vector index in {self.path.parent}: {os_reason(exc)}") from exc
             self._changes = 0
 
     def _write_embedders(self) -> None:
@@ -252,7 +257,10 @@ class DualModalityMemory:
     def _changed(self, n: int = 1) -> None:
         self._changes += n
         if self._changes >= self.config.save_every:
-            self.save()
+            try:
+                self.save()
+            except ILearnError as exc:  # the index is a cache of the store: a turn goes on; saved again later
+                logger.warning("%s; retried at the next change (the store keeps everything)", exc)
 
     def _remember(self, e: Event) -> None:
         meta = _Meta(e.user_id, e.robot_id, Scope(e.scope))

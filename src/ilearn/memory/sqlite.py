@@ -56,6 +56,24 @@ class SchemaError(ILearnError):
     """The database file was written by a newer iLearn, or is not an iLearn database."""
 
 
+class StoreUnavailable(ILearnError):
+    """The database cannot be written: the disk is full, the home is read-only, or it is locked too long."""
+
+
+def _unavailable(path: Path, exc: sqlite3.Error) -> StoreUnavailable:
+    """A one-line error naming what is wrong with the database at `path` (nothing was written)."""
+    text = str(exc).lower()
+    if "full" in text:
+        why = "the disk is full; free some space (nothing of this write was kept)"
+    elif "readonly" in text or "read-only" in text or "unable to open" in text:
+        why = "the home folder or the database file is read-only (or missing); check its permissions"
+    elif "locked" in text or "busy" in text:
+        why = "another process or thread kept it locked too long; try again"
+    else:
+        why = f"it failed: {exc}"
+    return StoreUnavailable(f"cannot write to the iLearn database {path}: {why}")
+
+
 def _script(conn: sqlite3.Connection, script: str) -> None:
     """Run `;`-separated DDL inside the current transaction (executescript would commit it)."""
     for statement in script.split(";"):
@@ -110,6 +128,14 @@ _EVENT_COLS = ("id, image_sha, question, answer, user_id, robot_id, rejected, la
 _TURN_COLS = ("id, session_id, seq, role, kind, text, image_sha, time, model_version, retrieved, "
               "precise_question, feedback")
 _MODEL_COLS = "id, parent, recipe, settings, event_ids, metrics, status, path, created"
+
+
+def _check_text(text: str, what: str) -> None:
+    """InvalidInput for text SQLite cannot store as UTF-8 (a lone surrogate, e.g. half of an emoji)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} is not valid Unicode text (a lone surrogate at character {exc.start})") from None
 
 
 def _enum(cls: type, value: Any, what: str) -> str:
@@ -169,10 +195,16 @@ class SQLiteStore:
             raise ILearnError(f"the store {self.path} is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
-                                   check_same_thread=False)
+            try:
+                conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
+                                       check_same_thread=False)
+            except sqlite3.OperationalError as exc:
+                raise _unavailable(self.path, exc) from exc
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                raise _unavailable(self.path, exc) from exc
             except sqlite3.DatabaseError as exc:
                 conn.close()
                 raise SchemaError(f"{self.path} is not a usable SQLite database: {exc}") from exc
@@ -200,15 +232,20 @@ class SQLiteStore:
             raise sqlite3.OperationalError(f"database is locked: another thread of this process has been "
                                            f"writing to {self.path} for over {self._timeout} s")
         try:
-            conn.execute(begin)
+            try:
+                conn.execute(begin)
+            except sqlite3.OperationalError as exc:
+                raise _unavailable(self.path, exc) from exc
             self._local.depth = depth + 1
             try:
                 yield
                 conn.execute(commit)
-            except BaseException:
+            except BaseException as exc:
                 if conn.in_transaction:
                     for statement in undo.split("; "):
                         conn.execute(statement)
+                if isinstance(exc, sqlite3.OperationalError) and depth == 0:
+                    raise _unavailable(self.path, exc) from exc
                 raise
             finally:
                 self._local.depth = depth
@@ -225,8 +262,15 @@ class SQLiteStore:
         conn = self._conn()
         with self.transaction():  # IMMEDIATE: two processes opening at once migrate only once
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            version = row[0] if row else 0
+            rows = conn.execute("SELECT version FROM schema_version").fetchall()
+            tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                  "AND name != 'schema_version'").fetchone()[0]
+            if len(rows) > 1 or (rows and (not isinstance(rows[0][0], int) or isinstance(rows[0][0], bool))):
+                raise SchemaError(f"{self.path}: its schema version row is damaged ({[r[0] for r in rows]!r}); "
+                                  f"restore the file from a backup")
+            if not rows and tables:
+                raise SchemaError(f"{self.path} has tables but no schema version row; restore it from a backup")
+            version = rows[0][0] if rows else 0
             if version > len(MIGRATIONS):
                 raise SchemaError(
                     f"{self.path} has schema version {version}, but this iLearn knows versions up to "
@@ -268,6 +312,7 @@ class SQLiteStore:
         """Create the user if new; set `trusted` when given (new users are untrusted by default)."""
         if not isinstance(user_id, str) or not user_id:
             raise InvalidInput(f"a user id must be a non-empty string, not {user_id!r}")
+        _check_text(user_id, "the user id")
         with self.transaction():
             self._conn().execute("INSERT OR IGNORE INTO users (id, created, trusted) VALUES (?, ?, ?)",
                                  (user_id, now(),
@@ -479,6 +524,7 @@ class SQLiteStore:
         return sessions
 
     def _insert_turn(self, turn: Turn) -> None:
+        _check_text(turn.text, "the turn's text")
         conn = self._conn()
         role, kind = _enum(Role, turn.role, "turn role"), _enum(TurnKind, turn.kind, "turn kind")
         seq = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM turns WHERE session_id = ?",
@@ -531,6 +577,9 @@ class SQLiteStore:
     def _event_row(self, e: Event) -> tuple:
         if not isinstance(e.user_id, str) or not e.user_id:
             raise InvalidInput(f"event {e.id!r} has no user id")
+        for what, text in (("question", e.question), ("answer", e.answer), ("user id", e.user_id),
+                           *(("rejected answer", r) for r in e.rejected)):
+            _check_text(text, f"the event's {what}")
         return (e.id, self._image_sha(e.image), e.question, e.answer, e.user_id, e.robot_id,
                 json.dumps(list(e.rejected)), _enum(Label, e.label, "label"), _enum(Scope, e.scope, "scope"),
                 _enum(EventStatus, e.status, "status"), e.session_id, e.model_version, e.supersedes,
