@@ -12,7 +12,8 @@ from typing import TextIO
 
 from ilearn.cli_settings import add_set_option, add_setting, apply, overrides
 from ilearn.config import Config
-from ilearn.errors import ILearnError, NotFound
+from ilearn.errors import ILearnError, InvalidInput, NotFound
+from ilearn.memory.lock import os_reason
 from ilearn.types import EventStatus
 
 logger = logging.getLogger("ilearn")
@@ -34,7 +35,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def load_config(args: argparse.Namespace) -> Config:
     """The settings file (or the defaults) with the command line's settings applied and checked."""
-    config = Config.load(args.config) if getattr(args, "config", None) else Config()
+    path = getattr(args, "config", None)
+    try:
+        config = Config.load(path) if path else Config()
+    except ILearnError:
+        raise
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        reason = os_reason(exc) if isinstance(exc, OSError) else f"not a JSON object of settings ({exc})"
+        raise InvalidInput(f"cannot read the settings file {path}: {reason}") from None
     return apply(config, overrides(args))
 
 
@@ -134,6 +142,15 @@ def _split_image(line: str) -> tuple[str | None, str]:
     return (str(path), rest_text.strip()) if is_file else (None, line)
 
 
+def _undecodable(line: str) -> bool:
+    """Whether a line read with errors="surrogateescape" held bytes that are not UTF-8 (or lone surrogates)."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def run_chat(assistant, user: str, stdin: TextIO, stdout: TextIO) -> int:
     """The chat loop over any text streams (the terminal, or a script in tests)."""
     session_id: str | None = None
@@ -146,6 +163,9 @@ def run_chat(assistant, user: str, stdin: TextIO, stdout: TextIO) -> int:
         if not line:
             break
         line = line.strip()
+        if _undecodable(line):
+            print("[error] that line is not valid UTF-8 text; it was skipped", file=stdout)
+            continue
         if not line:
             continue
         if line in ("/quit", "/exit"):
@@ -184,8 +204,11 @@ def run_chat(assistant, user: str, stdin: TextIO, stdout: TextIO) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from ilearn.assistant import Assistant
 
+    stdin = sys.stdin
+    if hasattr(stdin, "reconfigure"):
+        stdin.reconfigure(errors="surrogateescape")  # a line of bad bytes is skipped with an error, not fatal
     with Assistant.from_config(load_config(args)) as assistant:
-        return run_chat(assistant, args.user, sys.stdin, sys.stdout)
+        return run_chat(assistant, args.user, stdin, sys.stdout)
 
 
 def _store(args: argparse.Namespace):
@@ -222,7 +245,11 @@ def cmd_events_export(args: argparse.Namespace) -> int:
     config, store = _store(args)
     if args.user is not None and not store.has_user(args.user):
         raise NotFound(f"unknown user {args.user!r}")
-    snapshot = export(store.list_events(user_id=args.user), store, args.out, fmt=args.format, learn=config.learn)
+    try:
+        snapshot = export(store.list_events(user_id=args.user), store, args.out, fmt=args.format,
+                          learn=config.learn)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write the export to {args.out}: {os_reason(exc)}") from None
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v} rows" for k, v in snapshot["counts"].items()))
     return 0
 
@@ -351,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ILearnError as exc:
         print(f"ilearn: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the disk filled up, or the home is read-only, under a library's write
+        print(f"ilearn: error: {os_reason(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
