@@ -129,6 +129,7 @@ def distilling_trainer() -> type:
     from trl import SFTTrainer
 
     from ilearn.learning.collate import collate_with
+    from ilearn.learning.distributed import sum_over_processes
 
     class DistillingSFTTrainer(SFTTrainer):
         """SFTTrainer whose collator also yields each row's `replay` flag and whose loss is the answers' NLL plus
@@ -167,6 +168,7 @@ def distilling_trainer() -> type:
             outputs = model(**inputs, use_cache=False, logits_to_keep=positions)
             log_p = at_positions(outputs.logits, positions, labels.shape[1]).float().log_softmax(-1)
             loss, mask = answer_nll(log_p, labels[:, positions + 1], num_items_in_batch)
+            loss = sum_over_processes(loss, self, num_items_in_batch)  # several processes: ilearn.learning.distributed
             replay = replay.to(mask.device)
             tokens = self.taps[0].take() if self.taps else None
             if self.teacher is not None and (self.distill > 0 or tokens is not None) and bool(replay.any()):

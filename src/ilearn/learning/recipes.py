@@ -171,6 +171,9 @@ def trainer_args(config_cls: type, settings: LearnConfig, out_dir: Path, device:
         logging_steps=max(1, settings.max_steps // 10) if settings.max_steps else 10,
         dataloader_num_workers=0,
         disable_tqdm=True,  # progress goes to the logger (LogCallback), never to stdout
+        # several processes (ilearn.learning.distributed): a process whose share of a batch has no image leaves
+        # the vision encoder unused; DDP must not wait for its gradients (the default here, said explicitly)
+        ddp_find_unused_parameters=True,
         **no_checkpointing(config_cls),
         **({"remove_unused_columns": False} if settings.augment else {}) | extra,  # the collator reads `augment`
     )
@@ -303,8 +306,9 @@ def run(trainer: Any, prepared: PreparedModel, settings: LearnConfig, n_examples
     start = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - start
-    save_trained(prepared, out_dir)
-    shutil.rmtree(out_dir / "trainer", ignore_errors=True)
+    if trainer.is_world_process_zero():  # one process saves (several train under ilearn.learning.distributed)
+        save_trained(prepared, out_dir)
+        shutil.rmtree(out_dir / "trainer", ignore_errors=True)
     n_train, n_total = prepared.count()
     result = TrainResult(
         recipe=recipe, path=str(out_dir), examples=n_examples, steps=int(output.global_step),
@@ -450,6 +454,8 @@ def reward_weighted_trainer() -> type:
     is an optional dependency)."""
     from trl import SFTTrainer
 
+    from ilearn.learning.distributed import sum_over_processes
+
     class RewardWeightedSFTTrainer(SFTTrainer):
         """SFTTrainer whose collator also yields each row's `reward` and whose loss weights each row by it."""
 
@@ -462,6 +468,7 @@ def reward_weighted_trainer() -> type:
             outputs = model(**inputs, fused_lm_head=True)  # per-token log p of the labels, zero where ignored
             n_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
             loss = reward_weighted_loss(outputs.log_probs, outputs.label_mask, rewards, n_tokens)
+            loss = sum_over_processes(loss, self, num_items_in_batch)
             if model.training and "attention_mask" in inputs:
                 self._total_train_tokens += int(inputs["attention_mask"].sum())
             return (loss, outputs) if return_outputs else loss
