@@ -124,6 +124,78 @@ def test_a_reply_that_ends_early_returns_before_its_batch_ends():
     assert out == {i: f"streamed: q{i}" for i in range(3)} and vlm.still_running == [True]
 
 
+class Joining(Batching):
+    """Hands out each reply at once; then, until `stop` is set, asks for calls that join (and answers them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.stop = threading.Event()
+        self.joined: list[str] = []
+
+    def generate_batch(self, conversations, *, max_new_tokens=None, on_reply=None, more=None):
+        with self._lock:
+            self.batches.append(len(conversations))
+        out = [Generation(text=f"batched: {c[-1].content}") for c in conversations]
+        for i, g in enumerate(out):
+            on_reply(i, g)
+        self.started.set()
+        while not self.stop.is_set():
+            for c in more(8 - len(conversations)):
+                self.joined.append(c[-1].content)
+                out.append(Generation(text=f"joined: {c[-1].content}"))
+                on_reply(len(out) - 1, out[-1])
+            time.sleep(0.01)
+        return out
+
+
+def run_with_a_latecomer(workers: int) -> tuple[Joining, dict[int, str]]:
+    """Two calls batched; a third made while their batch runs on one of `workers`; the batch ends once the third
+    has its reply."""
+    vlm = Joining()
+    batcher = MicroBatcher(max_batch=8, workers=1, gather_s=10)  # one batch of two, then the workers
+    out: dict[int, str] = {}
+    ready = threading.Barrier(2, timeout=10)
+
+    def ask_as(i: int) -> None:
+        with batcher.turn():
+            if i < 2:
+                ready.wait()  # both on their way before either reaches the model: one batch
+            out[i] = batcher.generate(vlm, ask(f"q{i}"), max_new_tokens=8).text
+
+    first = [threading.Thread(target=ask_as, args=(i,)) for i in range(2)]
+    for t in first:
+        t.start()
+    assert vlm.started.wait(10)
+    batcher.workers = workers
+    leave = threading.Event()
+
+    def on_its_way() -> None:  # another turn that may reach the model: the third call waits for it a moment
+        with batcher.turn():
+            leave.wait(10)
+
+    other = threading.Thread(target=on_its_way)
+    other.start()
+    threading.Timer(0.5, leave.set).start()
+    ask_as(2)
+    other.join(10)
+    vlm.stop.set()
+    for t in first:
+        t.join(10)
+    return vlm, out
+
+
+def test_a_call_joins_a_running_batch_when_no_worker_is_free():
+    vlm, out = run_with_a_latecomer(workers=1)
+    assert vlm.batches == [2] and vlm.joined == ["q2"] and vlm.singles == []
+    assert out == {0: "batched: q0", 1: "batched: q1", 2: "joined: q2"}
+
+
+def test_a_call_goes_to_a_free_worker_rather_than_join():
+    vlm, out = run_with_a_latecomer(workers=2)
+    assert vlm.batches == [2] and vlm.joined == [] and out[2] == "alone: q2"
+
+
 def test_one_call_alone_is_a_plain_generate_without_waiting():
     vlm = Batching()
     batcher = MicroBatcher(gather_s=30)

@@ -128,3 +128,21 @@ def test_settings_that_change_greedy_choices_are_left_to_transformers(taught):
     finally:
         config.repetition_penalty = before
     assert [g.text for g in alone] != [g.text for g in taught.generate_batch(CONVERSATIONS)]  # it mattered
+
+
+def test_conversations_joining_a_running_batch_get_the_replies_they_get_alone(taught):
+    alone = {i: g.text for i, g in enumerate(taught.generate(c) for c in CONVERSATIONS)}
+    order = [0, 1, 6, 2, 3, 4, 5]  # 2 (the longest prompt) joins rows with shorter caches, 4 and 5 join later
+    waiting = [[CONVERSATIONS[2], CONVERSATIONS[3]], [CONVERSATIONS[4], CONVERSATIONS[5]]]
+    asked: list[int] = []
+    handed: dict[int, str] = {}
+
+    def more(free: int):
+        asked.append(free)
+        return waiting.pop(0) if len(asked) in (1, 3) else []
+
+    batch = taught.generate_batch([CONVERSATIONS[i] for i in order[:3]], more=more,
+                                  on_reply=lambda i, g: handed.setdefault(i, g.text))
+    assert [g.text for g in batch] == [alone[i] for i in order]
+    assert handed == {i: alone[j] for i, j in enumerate(order)}
+    assert asked[0] == taught.config.max_batch - 3 and waiting == []

@@ -14,7 +14,8 @@ splitting into batches that alternate. One user alone never waits, and gets the 
 
 A batch of several runs on a thread of its own. When the model's `generate_batch` takes `on_reply`
 (`ComposedVLMChat`'s does), each reply goes to its caller as soon as it ends, so a short answer does not wait
-for the batch's longest one.
+for the batch's longest one. When it also takes `more`, calls that arrive while every worker is busy join a
+running batch between its decoding steps (continuous batching) instead of waiting for a batch to end.
 
 A model batches when it has `generate_batch` (`BatchGenerator`); calls with `avoid` (replies the user rejected)
 need the model's own fallback and go alone, as do models without it. If a batch fails, each of its calls is
@@ -46,7 +47,9 @@ class BatchGenerator(Protocol):
         """One greedy reply per conversation, in order.
 
         A model whose `generate_batch` also takes `on_reply` (a callable of the conversation's index and its
-        generation) calls it as each reply ends; the batcher then returns that reply before the batch ends."""
+        generation) calls it as each reply ends; the batcher then returns that reply before the batch ends. One
+        that also takes `more` (a callable of the number of free rows, returning conversations) asks it between
+        decoding steps for conversations that join the batch; their indices follow the ones given."""
         ...
 
 
@@ -165,9 +168,13 @@ class MicroBatcher:
             if len(batch) == 1:
                 results = [vlm.generate(batch[0].messages, max_new_tokens=batch[0].max_new_tokens)]
             else:
-                early = {"on_reply": lambda i, result: self._hand_out(batch[i], result)} if _streams(vlm) else {}
+                extra: dict = {}
+                if _takes(vlm, "on_reply"):
+                    extra["on_reply"] = lambda i, result: self._hand_out(batch[i], result)
+                    if _takes(vlm, "more"):
+                        extra["more"] = lambda free: self._join(batch, free)
                 results = vlm.generate_batch([c.messages for c in batch], max_new_tokens=batch[0].max_new_tokens,
-                                             **early)
+                                             **extra)
             for c, result in zip(batch, results, strict=True):
                 if c.result is None:
                     c.result = result
@@ -184,6 +191,20 @@ class MicroBatcher:
                 self.calls += len(batch)
                 self._cond.notify_all()
 
+    def _join(self, batch: list[_Call], free: int) -> list[list[Message]]:
+        """Queued calls for the running `batch`'s model and token budget that join it between decoding steps (at
+        most `free`), added to `batch`; none while a worker is free (they lead a batch of their own there)."""
+        with self._cond:
+            if self._running < self.workers:
+                return []
+            joining = [c for c in self._queue if c.vlm is batch[0].vlm
+                       and c.max_new_tokens == batch[0].max_new_tokens][:free]
+            if joining:
+                taken = {id(c) for c in joining}
+                self._queue = [c for c in self._queue if id(c) not in taken]
+                batch.extend(joining)
+            return [c.messages for c in joining]
+
     def _hand_out(self, call: _Call, result: Generation) -> None:
         """A reply that ended before its batch: its caller goes on now."""
         with self._cond:
@@ -192,10 +213,11 @@ class MicroBatcher:
             self._cond.notify_all()
 
 
-def _streams(vlm: BatchGenerator) -> bool:
-    """Whether the model's `generate_batch` hands each reply out as it ends (takes `on_reply`)."""
+def _takes(vlm: BatchGenerator, argument: str) -> bool:
+    """Whether the model's `generate_batch` takes `argument` (`on_reply`: it hands each reply out as it ends;
+    `more`: calls may join it between decoding steps)."""
     try:
-        return "on_reply" in inspect.signature(vlm.generate_batch).parameters
+        return argument in inspect.signature(vlm.generate_batch).parameters
     except (TypeError, ValueError):
         return False
 

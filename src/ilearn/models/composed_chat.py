@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -68,57 +69,93 @@ class ComposedVLMChat(HFVisionLanguageModel):
     # -- only here ----------------------------------------------------------------------------------------
     @torch.inference_mode()
     def generate_batch(self, conversations: Sequence[Sequence[Message]], *, max_new_tokens: int | None = None,
-                       on_reply: Callable[[int, Generation], None] | None = None) -> list[Generation]:
+                       on_reply: Callable[[int, Generation], None] | None = None,
+                       more: Callable[[int], Sequence[Sequence[Message]]] | None = None) -> list[Generation]:
         """Greedy replies to several conversations at once, the same as `generate` gives each alone.
 
         The prompts' common start (the system prompt, up to the first image) runs once and its keys and values
         serve every row; the rest of each prompt follows it, left-padded. A row leaves the batch when its reply
         ends, so later decoding steps cost only the rows still running, and `on_reply(index, generation)` is
-        called for it then (the caller may hand that reply out before the batch ends). A generation's `seconds`
-        is the time from the batch's start to the end of its reply.
+        called for it then (the caller may hand that reply out before the batch ends). Between decoding steps,
+        `more(free_rows)` may give conversations that join the running batch (continuous batching): they take the
+        next indices, after those already given. Returns every reply in index order; a generation's `seconds` is
+        the time from the batch's start to the end of its reply.
         """
         start = time.perf_counter()
-        texts, images = [], []
-        for messages in conversations:
-            text, imgs = self.prompt_text(messages)
-            texts.append(text)
-            images.extend(imgs)
-        if not texts:
-            return []
-        encoded = self.processor(text=texts, images=images or None)
-        prompts = [[int(t) for t in row] for row in encoded["input_ids"]]
-        pixel_values = self._to_device({"pixel_values": encoded["pixel_values"]})["pixel_values"] if images else None
-        results: list[Generation] = [Generation(text="")] * len(prompts)
+        limit = max_new_tokens or self.config.max_new_tokens
+        results: list[Generation] = []
+        sizes: list[int] = []
 
         def finish(row: int, ids: list[int]) -> None:
             text, n = self._decode(ids)
-            results[row] = Generation(text=text, prompt_tokens=len(prompts[row]), completion_tokens=n,
+            results[row] = Generation(text=text, prompt_tokens=sizes[row], completion_tokens=n,
                                       seconds=time.perf_counter() - start)
             if on_reply is not None:
                 on_reply(row, results[row])
 
-        limit = max_new_tokens or self.config.max_new_tokens
+        def encode(batch: Sequence[Sequence[Message]]) -> tuple[list[list[int]], torch.Tensor | None, list[int]]:
+            """(prompt ids, their images' pixels, their indices) of conversations joining the batch."""
+            texts, images = [], []
+            for messages in batch:
+                text, imgs = self.prompt_text(messages)
+                texts.append(text)
+                images.extend(imgs)
+            encoded = self.processor(text=texts, images=images or None)
+            prompts = [[int(t) for t in row] for row in encoded["input_ids"]]
+            pixels = self._to_device({"pixel_values": encoded["pixel_values"]})["pixel_values"] if images else None
+            rows = list(range(len(results), len(results) + len(prompts)))
+            results.extend(Generation(text="") for _ in prompts)
+            sizes.extend(len(p) for p in prompts)
+            return prompts, pixels, rows
+
+        if not conversations:
+            return []
         if _changes_greedy(self._model.language.generation_config):  # transformers' logits processors: one by one
-            for row, messages in enumerate(conversations):
-                results[row] = self.generate(messages, max_new_tokens=limit)
+            for messages in conversations:
+                results.append(self.generate(messages, max_new_tokens=limit))
                 if on_reply is not None:
-                    on_reply(row, results[row])
-        else:
-            self._greedy_rows(prompts, pixel_values, limit, finish)
+                    on_reply(len(results) - 1, results[-1])
+            return results
+        self._greedy_rows(encode(conversations), limit, finish,
+                          (lambda free: encode(batch) if (batch := more(free)) else None) if more else None)
         return results
 
-    def _greedy_rows(self, prompts: list[list[int]], pixel_values: torch.Tensor | None, limit: int,
-                     finish: Callable[[int, list[int]], None]) -> None:
-        """Greedy decoding of token-id prompts (their images' pixels in order), with the shared start run once and
-        finished rows dropped; `finish(row, new_ids)` for each row as soon as its reply ends."""
+    def _greedy_rows(self, first: tuple[list[list[int]], torch.Tensor | None, list[int]], limit: int,
+                     finish: Callable[[int, list[int]], None],
+                     more: Callable[[int], tuple[list[list[int]], torch.Tensor | None, list[int]] | None] | None
+                     ) -> None:
+        """Greedy decoding of token-id prompts (with their images' pixels and row indices), finished rows dropped:
+        `finish(row, new_ids)` for each row as soon as its reply ends; between steps, `more(free)` may give
+        prompts that join."""
         lm = self._model.language
         embed = self._model.get_input_embeddings()
+        new: dict[int, list[int]] = {}
+        running = self._record(self._prefill(*first), new, limit, finish)
+        while True:
+            free = self.config.max_batch - (running.size if running else 0)
+            joining = more(free) if more is not None and free > 0 else None
+            if joining is not None:
+                fresh = self._record(self._prefill(*joining), new, limit, finish)
+                running = _Rows.merge(running, fresh)
+            if running is None:
+                return
+            running.mask = torch.cat([running.mask, running.mask.new_ones((running.size, 1))], dim=1)
+            running.position = running.position + 1
+            out = lm(inputs_embeds=embed(running.tokens[:, None]), attention_mask=running.mask,
+                     position_ids=running.position, use_cache=True, **{_cache_argument(lm): running.cache})
+            running.tokens = out.logits[:, -1].float().argmax(-1)
+            running = self._record(running, new, limit, finish)
+
+    def _prefill(self, prompts: list[list[int]], pixel_values: torch.Tensor | None, rows: list[int]) -> _Rows:
+        """Rows for `prompts`: the shared start run once and copied to each row, the rest left-padded after it;
+        their first reply tokens chosen."""
+        lm = self._model.language
         shared = _shared_start(prompts, self._model.config.image_token_id)
         cache = DynamicCache(config=lm.config)
         kv = {_cache_argument(lm): cache}
         if shared:
             start_ids = torch.tensor([prompts[0][:shared]], device=self.device)
-            lm.get_decoder()(inputs_embeds=embed(start_ids), use_cache=True, **kv)
+            lm.get_decoder()(inputs_embeds=self._model.get_input_embeddings()(start_ids), use_cache=True, **kv)
             cache.batch_repeat_interleave(len(prompts))
         rests = [p[shared:] for p in prompts]
         width = max(len(r) for r in rests)
@@ -132,29 +169,26 @@ class ComposedVLMChat(HFVisionLanguageModel):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         out = lm(inputs_embeds=self._model.embed(ids, pixel_values), attention_mask=mask, position_ids=positions,
                  use_cache=True, logits_to_keep=1, **kv)
-        rows = list(range(len(prompts)))  # the prompt index of each row still running
-        new: list[list[int]] = [[] for _ in prompts]
-        position = positions[:, -1:]
-        while True:
-            tokens = out.logits[:, -1].float().argmax(-1)
-            keep = []
-            for j, (row, token) in enumerate(zip(rows, tokens.tolist(), strict=True)):
-                new[row].append(token)
-                if token in self._cut_ids or len(new[row]) >= limit:
-                    finish(row, new[row])
-                else:
-                    keep.append(j)
-            if not keep:
-                return
-            if len(keep) < len(rows):
-                index = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
-                tokens, mask, position = tokens[index], mask[index], position[index]
-                rows = [rows[j] for j in keep]
-            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
-            position = position + 1
-            out = lm(inputs_embeds=embed(tokens[:, None]), attention_mask=mask, position_ids=position, use_cache=True,
-                     **kv)
+        return _Rows(cache, mask, positions[:, -1:], out.logits[:, -1].float().argmax(-1), list(rows))
+
+    def _record(self, rows: _Rows | None, new: dict[int, list[int]], limit: int,
+                finish: Callable[[int, list[int]], None]) -> _Rows | None:
+        """Append each row's token to its reply; rows whose reply ended are finished and dropped (None: none left)."""
+        if rows is None:
+            return None
+        keep = []
+        for j, (row, token) in enumerate(zip(rows.rows, rows.tokens.tolist(), strict=True)):
+            ids = new.setdefault(row, [])
+            ids.append(token)
+            if token in self._cut_ids or len(ids) >= limit:
+                finish(row, ids)
+            else:
+                keep.append(j)
+        if not keep:
+            return None
+        if len(keep) < rows.size:
+            rows.select(torch.tensor(keep, device=rows.mask.device))
+        return rows
 
     def save(self, path: str | Path, parts: tuple[str, ...] | None = None) -> Path:
         """Save the full model + processor (save_pretrained), or only some parts as weights.safetensors."""
@@ -170,6 +204,48 @@ class ComposedVLMChat(HFVisionLanguageModel):
             save_file(state, str(path / "weights.safetensors"))
             (path / "parts.json").write_text(json.dumps({"parts": list(parts), "backend": self.name}))
         return path
+
+
+@dataclass
+class _Rows:
+    """Rows being decoded: their key/value cache, attention mask, last positions, last tokens, reply indices."""
+
+    cache: DynamicCache
+    mask: torch.Tensor
+    position: torch.Tensor
+    tokens: torch.Tensor
+    rows: list[int]
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep only the rows at `index`."""
+        self.cache.batch_select_indices(index)
+        self.mask, self.position, self.tokens = self.mask[index], self.position[index], self.tokens[index]
+        self.rows = [self.rows[j] for j in index.tolist()]
+
+    @staticmethod
+    def merge(a: _Rows | None, b: _Rows | None) -> _Rows | None:
+        """One set of rows from two: the shorter one's cache and mask left-padded (masked) to the longer one's."""
+        if a is None or b is None:
+            return a or b
+        width = max(a.mask.shape[1], b.mask.shape[1])
+        for part in (a, b):
+            pad = width - part.mask.shape[1]
+            if pad:
+                part.mask = torch.cat([part.mask.new_zeros((part.size, pad)), part.mask], dim=1)
+                for layer in part.cache.layers:
+                    layer.keys = torch.cat([layer.keys.new_zeros((*layer.keys.shape[:2], pad, layer.keys.shape[3])),
+                                            layer.keys], dim=2)
+                    layer.values = torch.cat([layer.values.new_zeros(
+                        (*layer.values.shape[:2], pad, layer.values.shape[3])), layer.values], dim=2)
+        for la, lb in zip(a.cache.layers, b.cache.layers, strict=True):
+            la.keys, la.values = torch.cat([la.keys, lb.keys]), torch.cat([la.values, lb.values])
+        a.mask, a.position = torch.cat([a.mask, b.mask]), torch.cat([a.position, b.position])
+        a.tokens, a.rows = torch.cat([a.tokens, b.tokens]), a.rows + b.rows
+        return a
 
 
 def _shared_start(prompts: list[list[int]], image_token_id: int | None) -> int:
