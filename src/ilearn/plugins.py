@@ -173,6 +173,7 @@ BUILTINS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("index", "exact", "ilearn.memory.stub:ExactIndex", {}),
     ("memory", "dual", "ilearn.memory.retrieval:DualModalityMemory", {}),
     ("memory", "stub", "ilearn.memory.stub:StubMemory", {}),
+    ("memory", "fleet", "ilearn.memory.feed:FleetMemory", {}),
     ("decoder", "lexical", "ilearn.dialogue.feedback:lexical_decoder", {}),
     ("decoder", "model", "ilearn.dialogue.feedback:model_decoder", {}),
     ("decoder", "hybrid", "ilearn.dialogue.feedback:hybrid_decoder", {}),

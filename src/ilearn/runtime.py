@@ -79,10 +79,18 @@ def build_embedders(config: Config) -> tuple[ImageEmbedder, TextEmbedder]:
 
 
 def build_memory(config: Config, store: EventStore) -> RetrievalMemory:
-    """The retrieval memory over `store`, its index saved in the home folder."""
+    """The retrieval memory over `store`, its index saved in the home folder.
+
+    On a store that several processes share (one with a change feed: PostgreSQL), memory "dual" is its "fleet"
+    form, whose index follows the store's changes (`ilearn.memory.feed`, docs/fleet.md)."""
+    from ilearn.memory.feed import ChangeFeed
+
     image_embedder, text_embedder = build_embedders(config)
     index_type = plugins.resolve("index", config.retrieval.index)
-    return plugins.create("memory", config.retrieval.memory, store, image_embedder, text_embedder, config.retrieval,
+    name = config.retrieval.memory
+    if name == "dual" and isinstance(store, ChangeFeed):
+        name = "fleet"
+    return plugins.create("memory", name, store, image_embedder, text_embedder, config.retrieval,
                           config.home_path, index_type=index_type)
 
 
