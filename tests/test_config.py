@@ -38,9 +38,8 @@ def test_the_store_is_chosen_by_a_url(tmp_path):
     assert Config(store="sqlite:///elsewhere/x.db").store_url == "sqlite:///elsewhere/x.db"
     assert str(sqlite_path("sqlite:///elsewhere/x.db")) == "elsewhere/x.db"
     assert str(sqlite_path("sqlite:////abs/x.db")) == "/abs/x.db"
-    with pytest.raises(InvalidInput, match="not available yet"):
-        Config(store="postgresql://robot@db/ilearn")
-    with pytest.raises(InvalidInput, match="unknown store 'mysql'.*choose one of sqlite"):
+    assert Config(store="postgresql://robot@db/ilearn?schema=home1").store_url == "postgresql://robot@db/ilearn?schema=home1"
+    with pytest.raises(InvalidInput, match="unknown store 'mysql'.*choose one of postgres, postgresql, sqlite"):
         Config.from_dict({"store": "mysql://db/ilearn"})
     with pytest.raises(InvalidInput, match="must be a URL"):
         Config(store="ilearn.db")

@@ -436,8 +436,8 @@ class Config:
     """Which robot this assistant is."""
     store: str = ""
     """Where the events live, as a URL: "sqlite:///relative/path.db" or "sqlite:////absolute/path.db" (empty:
-    sqlite:///<home>/ilearn.db). The scheme names a store backend in `ilearn.plugins` (kind "store");
-    postgresql:// is not available yet."""
+    sqlite:///<home>/ilearn.db), or "postgresql://user@host/db?schema=name" for a store that several processes
+    share (docs/fleet.md). The scheme names a store backend in `ilearn.plugins` (kind "store")."""
     model: ModelConfig = field(default_factory=ModelConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     clarify: ClarifyConfig = field(default_factory=ClarifyConfig)
@@ -504,9 +504,6 @@ def check_store_url(url: str) -> None:
     if not url:
         return
     scheme = store_scheme(url)
-    if scheme in {"postgresql", "postgres"}:
-        raise InvalidInput("store: PostgreSQL is not available yet; use sqlite:///path/ilearn.db (or leave it "
-                           "empty for the SQLite file in the home folder)")
     plugins.check("store", scheme, "store")
 
 
