@@ -337,6 +337,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         naming = gate.get("specificity") or {}
         if naming:
             figures += f"  false naming {naming['active']:.2f} -> {naming['candidate']:.2f}"
+        if v.metrics.get("forgotten"):
+            figures += "  trained on a forgotten user's events: weights deleted"
         print(f"{v.id}  {v.status.value:<9} {v.recipe:<9} parent={v.parent or 'base':<16} "
               f"events={len(v.event_ids):<5} {figures}")
     if not versions:
