@@ -126,6 +126,9 @@ def test_the_command_reports_and_keeps_the_index_embedders(deployment, capsys):
     assert main(["events", "forget", "--home", str(home), "--user", ANA]) == 0
     out = capsys.readouterr().out
     assert f"forgot user {ANA!r}: 2 event(s), 2 session(s)" in out and "serves now" in out
+    assert main(["models", "list", "--home", str(home)]) == 0
+    listing = [line for line in capsys.readouterr().out.splitlines() if "forgotten user's events" in line]
+    assert len(listing) == 1 and "retired" in listing[0]
     assert json.loads((home / "index" / "events.json").read_text())["meta"] == meta
     with build(home) as again:
         assert sorted(again.memory.index.keys()) == sorted(k for k in keys if k not in {
