@@ -303,6 +303,12 @@ def test_real_corrections(reaction, correction):
     # partial acceptance is not acceptance; a misunderstanding is a rejection
     ("She served in Floripa.", "Almost got it", Label.NEGATIVE),
     ("Ben is in my class.", "I was talking about a different ben", Label.NEGATIVE),
+    # the simulated users' wordings that the first real-worded experiment misread
+    ("I am not sure.", "Oh dear, that doesn't sound right at all. What is this used for?", Label.NEGATIVE),
+    ("It is Ibuprofen.", "no really. how much?", Label.NEGATIVE),
+    ("It is Ibuprofen.", "nah forget it", Label.NEGATIVE),
+    ("I am not sure.", "No, thats not how that works. dose?", Label.NEGATIVE),
+    ("It is Ibuprofen.", "I'm not sure that is right. What is the dose?", Label.NEGATIVE),
     # acknowledgement, then a new question
     ("Southern Utah.", "Oh got it. What temple is it?", Label.POSITIVE),
     ("I study math.", "That's cool", Label.POSITIVE),

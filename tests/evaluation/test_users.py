@@ -225,4 +225,4 @@ def test_real_wording_users_and_their_truth(scenario):
     assert seen["explicit"] <= templates and len(seen["explicit"]) >= 5
     assert all(any(t.split("{q}")[0] in text for t in REAL_WORDING["negative_implicit"]) for text in seen["implicit"])
     assert seen["none"] <= set(REAL_WORDING["neutral"])
-    assert total >= 80 and agree >= 0.8 * total  # not all: real wording is harder than the templates
+    assert total >= 80 and agree >= 0.9 * total

@@ -332,7 +332,8 @@ _NEG_STRONG = _rx(
     r"\b(?:count|check|look|try)\b.*\bagain\b", r"\bi\s+mean\b", r"\bjust\s+(?:tell|give|answer)\b",
     r"\byou\s+already\b", r"\bdefinitely\s+not\b", r"\bway\s+off\b", r"\bnever\s+get\b", r"\.\.\.\s*not\W*$",
     r"\bmore\s+like\b", r"\bi\s+was\s+(?:more\s+like\s+|more\s+)?thinking\b", r"\bi\s+was\s+talking\s+about\b",
-    r"\bdifferent\s+one\b",
+    r"\bdifferent\s+one\b", r"\b(?:doesn'?t|does\s+not|don'?t|didn'?t)\s+(?:sound|seem|look)\s+(?:right|correct)\b",
+    r"\bnot\s+sure\s+(?:that|it|this)(?:'s|\s+is|\s+was)\s+(?:right|correct)\b", r"\bforget\s+it\b",
 )
 _POS = _rx(
     r"\bthanks?\b", r"\bthank\s+you\b", r"\bthx\b", r"\bty\b", r"\bcheers\b", r"\bcorrect\b", r"\bright\b",
@@ -353,6 +354,7 @@ _POS_NEGATED = _rx(
     r"\bhardly\b", r"\byeah,?\s+right\b", r"\bgreat,?\s+(?:another|wrong|just)\b", r"\bi\s+don'?t\s+think\b",
     r"\bnot\s+sure\b", r"\bnot\s+good\b", r"\bright\?\s*$", r"\balmost\b", r"\bnearly\b",
     r"\bbut\s+i\s+(?:was|wanted|meant|mean|kinda|kind\s+of|really|asked|need(?:ed)?|just)\b",
+    r"n'?t\s+(?:\w+\s+)?(?:right|correct|good|helpful|true)\b",
     r"\bright\s+(?:one|side|hand|there)\b", r"\ball\s+right\b",
 )
 _CLOSING = _rx(r"\bno\s+thanks?\b", r"\bno,?\s+thank\s+you\b", r"\bthat'?s\s+all\b", r"\bnothing\s+else\b",
@@ -381,7 +383,7 @@ _LEAD = r"^\W*(?:(?:oh+|ah+|aw+|ha(?:ha)*h?|lol|wow|well)\W+)*"
 _OPENINGS: tuple[tuple[re.Pattern[str], Label, float, str], ...] = (
     (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*no\s+(?:doubt|complaints)\b(?:\s+about\s+it)?\W*", re.I),
      Label.POSITIVE, 0.8, "agreement"),
-    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*(?:no\s+(?:way|kidding|wonder)|really|wow|whoa|woah|omg|"
+    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*(?:no\s+(?:way|kidding|wonder)|really\?|wow|whoa|woah|omg|"
                 r"oh\s+my\s+(?:gosh|god|goodness|word))\b\W*", re.I),
      Label.NEUTRAL, 0.6, "surprise"),
     (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*(?:no\s+(?:worries|problem|prob|biggie|offen[cs]e(?:\s+taken)?)|"
@@ -416,9 +418,16 @@ _WRONGNESS = re.compile(r"\b(?:wrong|incorrect|mistaken?|not\s+(?:right|correct|
 _APOLOGY = re.compile(r"\b(?:sorry|my\s+bad|apologi[sz]e|excuse\s+me|forgive\s+me|my\s+mistake|hope\s+you|"
                       r"(?:do\s+)?you\s+mind|i'?m\s+(?:boring|bothering|babbling)|don'?t\s+(?:hate|mind)|"
                       r"if\s+you\s+(?:don'?t|do\s+not))\b", re.I)
+# An answer that only hedges ("I am not sure.") states nothing a "no" could agree with.
+_HEDGED_ANSWER = re.compile(r"\b(?:not\s+sure|don'?t\s+know|do\s+not\s+know|no\s+idea|can'?t\s+tell|cannot\s+tell)\b",
+                            re.I)
+# Words no bag-of-words check should overrule: the learned check leaves labels that rest on them alone.
+_UNAMBIGUOUS = _rx(r"\bwrong\b", r"\bincorrect\b", r"\bnot\s+(?:right|correct|it)\b", r"\bforget\s+it\b",
+                   r"\buseless\b", r"\bthank(?:s|\s+you)\b", r"\bcorrect\b", r"\bexactly\b",
+                   r"\bthat'?s\s+(?:right|it|the\s+one)\b", r"\b(?:doesn'?t|don'?t)\s+(?:sound|seem|look)\s+right\b")
 _PARTIAL = re.compile(r"^\W*(?:almost|close|nearly|not\s+quite|getting\s+warmer|warmer)\b", re.I)
 _BUT_COUNTER = re.compile(r"\bbut\s+(?=(?:it'?s|its|it\s+is|that'?s|thats|this\s+is|they'?re|actually)\b)", re.I)
-_ECHO = re.compile(r"^\W*(?:no+|not|really|wait)\b[^?]{0,25}\?+\W*$", re.I)
+_ECHO = re.compile(r"^\W*(?:no+|not|really|wait)\b[^?.!]{0,25}\?+\W*$", re.I)
 _FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+|\s{2,}")
 
 
@@ -465,7 +474,7 @@ class LexicalFeedbackDecoder:
         fb = self.rules(ex)
         # agreement worded with a negation ("you're not wrong") is beyond a bag of words: the rule's phrases decide
         if (self.check is None or fb.label == Label.NEUTRAL or fb.correction
-                or fb.rationale == "agreement worded with a negation"):
+                or fb.rationale == "agreement worded with a negation" or _UNAMBIGUOUS.search(ex.reaction)):
             return fb
         p = self.check.probs(ex.reaction)[fb.label.value]
         if p < self.veto:
@@ -497,7 +506,7 @@ class LexicalFeedbackDecoder:
             return _feedback(Label.POSITIVE, 0.85, None, "agreement worded with a negation")
         if re.match(r"^\W*" + _NO + r"\b", low) and _APOLOGY.search(ex.answer) and not _WRONGNESS.search(low):
             return _feedback(Label.NEUTRAL, 0.6, None, "reassurance")  # "sorry, my bad" -> "nah, not at all"
-        if (re.match(r"^\W*" + _NO + r"\b", low) and _NEGATIVE_POLARITY.search(ex.answer)
+        if (re.match(r"^\W*" + _NO + r"\b", low) and _NEGATIVE_POLARITY.search(_HEDGED_ANSWER.sub("", ex.answer))
                 and _NEGATIVE_POLARITY.search(re.sub(r"^\W*(?:" + _NO + r"\b\W*)+", "", low))
                 and not _WRONGNESS.search(low) and extract_correction(text, ex.answer) is None):
             return _feedback(Label.POSITIVE, 0.8, None, "agrees with a negative statement")
