@@ -360,7 +360,13 @@ class LearnConfig:
     event_repeats: int = 1
     """How many times each event example appears per epoch (balances a few events against `replay`)."""
     batch_size: int = 8
-    """Examples per step."""
+    """Examples per step (per training process)."""
+    processes: int = 1
+    """Training processes, data-parallel through Hugging Face Accelerate (`ilearn.learning.distributed`; one per GPU
+    on GPUs): `batch_size` is per process, so N processes of batch b take the steps one process of batch N * b takes."""
+    accelerate_config: str = ""
+    """An Accelerate config file for the training processes (made by `accelerate config`), e.g. DeepSpeed ZeRO
+    (docs/fleet.md); empty: plain DDP (gloo on CPU, NCCL on GPUs)."""
     beta: float = 0.1
     """DPO / KTO: strength of the pull towards the reference model."""
     reward_positive: float = 1.0
@@ -411,6 +417,8 @@ class LearnConfig:
             raise InvalidInput("learn.replay, learn.distill and learn.distill_image must be >= 0")
         if self.event_repeats < 1:
             raise InvalidInput("learn.event_repeats must be >= 1")
+        if self.processes < 1:
+            raise InvalidInput("learn.processes must be >= 1")
         if min(self.learning_rate_vision, self.learning_rate_projector, self.learning_rate_instance) < 0:
             raise InvalidInput("learn.learning_rate_vision / _projector / _instance must be >= 0 (0: learning_rate)")
         if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0 or self.lora_r < 1 or self.max_steps < 0:

@@ -18,7 +18,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -478,8 +478,14 @@ def reward_weighted_trainer() -> type:
 
 def train(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
     """Run the recipe `settings.recipe` (a `Recipe` registered in `ilearn.plugins`) on `rows` (TRL's columns for
-    that recipe) and save the result in `out_dir`."""
+    that recipe) and save the result in `out_dir`; on `settings.processes` processes when more than one
+    (`ilearn.learning.distributed`)."""
     from ilearn import plugins
 
+    if settings.processes > 1:
+        from ilearn.learning.distributed import train_distributed
+
+        return train_distributed(vlm, rows, replace(settings, processes=1), out_dir, processes=settings.processes,
+                                 accelerate_config=settings.accelerate_config or None)
     recipe: Recipe = plugins.resolve("recipe", settings.recipe)
     return recipe(vlm, rows, settings, out_dir)
