@@ -12,7 +12,7 @@ from typing import TextIO
 
 from ilearn.cli_settings import add_set_option, add_setting, apply, overrides
 from ilearn.config import Config
-from ilearn.errors import ILearnError, InvalidInput, NotFound
+from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
 from ilearn.memory.lock import os_reason
 from ilearn.types import EventStatus
 
@@ -187,6 +187,10 @@ def run_chat(assistant, user: str, stdin: TextIO, stdout: TextIO) -> int:
             print(f"{user}> {line}", file=stdout)
         try:
             reply = assistant.respond(user, text or "What is this?", image=image, session_id=session_id)
+        except (NotFound, SessionClosed) as exc:  # e.g. the user was forgotten meanwhile: a new dialogue starts
+            print(f"[error] {exc}; the next line starts a new dialogue", file=stdout)
+            session_id = None
+            continue
         except ILearnError as exc:
             print(f"[error] {exc}", file=stdout)
             continue
