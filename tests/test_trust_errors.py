@@ -70,3 +70,25 @@ def test_the_chat_skips_undecodable_lines_and_lone_surrogates(home):
     text = out.getvalue()
     assert text.count("[error] that line is not valid UTF-8 text; it was skipped") == 2
     assert "ana> hello\nassistant> " in text  # the chat goes on
+
+
+def test_the_chat_starts_a_new_dialogue_when_its_user_is_forgotten_meanwhile(home):
+    class Forgetting(io.StringIO):
+        """The chat's input; after the first question, another thread forgets the user."""
+
+        def __init__(self, assistant: Assistant) -> None:
+            super().__init__("what is this?\nand now?\nhello again\n")
+            self.assistant, self.lines = assistant, 0
+
+        def readline(self, *args) -> str:
+            self.lines += 1
+            if self.lines == 2:
+                self.assistant.forget("ana")
+            return super().readline(*args)
+
+    out = io.StringIO()
+    with Assistant.from_config(Config(home=str(home)).override(model={"backend": "tiny"})) as assistant:
+        assert run_chat(assistant, "ana", Forgetting(assistant), out) == 0
+    text = out.getvalue()
+    assert "the next line starts a new dialogue" in text
+    assert text.count("assistant> ") == 2  # the first question and "hello again"
