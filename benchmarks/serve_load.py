@@ -9,7 +9,10 @@ The server is a real `ilearn serve` process (a fresh home in a temporary folder,
 beforehand). Each client holds its own HTTP connection and runs dialogues one after the other with no pause:
 an ambiguous question with a photo ("What is this?", a clarifying question), the reply to it (an answer), a
 spoken correction ("No, that's X."), then a new photo with a precise question (a new session) and an explicit
-thumbs up on its answer; its sessions are closed at the end. A turn is one `POST /v1/turns`.
+thumbs up on its answer; its sessions are closed at the end. A turn is one `POST /v1/turns`. Every dialogue is a
+new user and answers stay private (`retrieval.sharing` private), so no turn is answered from what an earlier
+level taught: every level does the same work per turn (corrections shared across users would let later levels
+reuse stored answers instead of asking the model).
 
 Per level: turns per second (turns / wall time), p50 and p99 latency of a turn, errors (a non-200 reply or a
 transport error), lost turns (a turn answered with 200 whose reply is not in its session afterwards), and the
@@ -141,7 +144,7 @@ def client(url: str, token: str, name: str, pictures: list[str], min_turns: int,
                       ("What is this medicine used for?", second, True)]
             session, sessions = None, []
             for text, picture, same in script:
-                body = {"user": name, "text": text, "image_base64": picture}
+                body = {"user": f"{name}-d{dialogue}", "text": text, "image_base64": picture}
                 if same and session is not None:
                     body["session_id"] = session
                 reply = _turn(http, body, tally)
@@ -271,7 +274,7 @@ def write_config(home: Path, max_new_tokens: int, learn_steps: int) -> Path:
     from ilearn.dialogue.clarify import PHARMACY_FACETS, facet_settings
 
     config = {"model": {"max_new_tokens": max_new_tokens}, "clarify": {"facets": list(facet_settings(PHARMACY_FACETS))},
-              "learn": {"max_steps": learn_steps}}
+              "learn": {"max_steps": learn_steps}, "retrieval": {"sharing": "private"}}
     path = home / "settings.json"
     path.write_text(json.dumps(config))
     return path
