@@ -285,13 +285,19 @@ class PostgresStore:
     # ------------------------------------------------------------------ users
     def ensure_user(self, user_id: str, *, trusted: bool | None = None) -> None:
         """Create the user if new; set `trusted` when given (new users are untrusted by default)."""
+        if trusted is None:
+            self._add_user(user_id)
+            return
+        with self.transaction():
+            self._add_user(user_id)
+            self._execute("UPDATE users SET trusted = %s WHERE id = %s", (bool(trusted), user_id))
+
+    def _add_user(self, user_id: str) -> None:
+        """Create the user if new: one statement, so no savepoint of its own inside a caller's transaction."""
         if not isinstance(user_id, str) or not user_id:
             raise InvalidInput(f"a user id must be a non-empty string, not {user_id!r}")
-        with self.transaction():
-            self._execute("INSERT INTO users (id, created, trusted) VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING",
-                          (user_id, now(), bool(trusted)))
-            if trusted is not None:
-                self._execute("UPDATE users SET trusted = %s WHERE id = %s", (bool(trusted), user_id))
+        self._execute("INSERT INTO users (id, created, trusted) VALUES (%s, %s, FALSE) ON CONFLICT (id) DO NOTHING",
+                      (user_id, now()))
 
     def has_user(self, user_id: str) -> bool:
         """Whether the user is known."""
@@ -394,7 +400,7 @@ class PostgresStore:
     def create_session(self, session: Session) -> Session:
         """Store a new session (and any turns it already holds); its user is created if new."""
         with self.transaction():
-            self.ensure_user(session.user_id)
+            self._add_user(session.user_id)
             cur = self._execute(
                 "INSERT INTO sessions (id, user_id, robot_id, closed, created, updated, distilled) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
@@ -529,7 +535,7 @@ class PostgresStore:
         """Store new events atomically (all or none); their users are created if new."""
         with self.transaction():
             for e in events:
-                self.ensure_user(e.user_id)
+                self._add_user(e.user_id)
                 cur = self._execute(f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_marks(16)}) "
                                     f"ON CONFLICT (id) DO NOTHING", self._event_row(e))
                 if cur.rowcount == 0:
