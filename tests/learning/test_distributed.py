@@ -76,6 +76,19 @@ def test_the_launch_command(tmp_path) -> None:
     assert command[1:3] == ["-m", "accelerate.commands.launch"] and command[-3:] == [
         "-m", "ilearn.learning.distributed", str(tmp_path / "job")]
     assert "--num_processes" in command and command[command.index("--num_processes") + 1] == "4"
-    assert command[command.index("--main_process_port") + 1] == "29999"
+    assert command[command.index("--main_process_port") + 1] == "29999" and "--multi_gpu" in command
+    assert "--multi_gpu" not in launch_command(tmp_path / "job", 1, cpu=False)  # one process: no rendezvous
     zero = launch_command(tmp_path / "job", 8, cpu=False, accelerate_config=tmp_path / "zero3.yaml")
     assert zero[zero.index("--config_file") + 1] == str(tmp_path / "zero3.yaml") and "--multi_gpu" not in zero
+
+
+@pytest.mark.gpu
+def test_every_gpu_trains_one_process_of_the_run(tmp_path) -> None:
+    from ilearn.config import ModelConfig
+    from ilearn.models import load_model
+
+    vlm = load_model(ModelConfig(backend="tiny", device="cuda"))
+    n = torch.cuda.device_count()
+    result = train_distributed(vlm, rows(), LearnConfig(batch_size=1, **SETTINGS), tmp_path / "gpu", processes=n,
+                               timeout_s=600)
+    assert result.steps == 4 and (tmp_path / "gpu" / "weights.safetensors").is_file()  # max_steps: global steps

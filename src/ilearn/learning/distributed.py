@@ -78,7 +78,7 @@ def launch_command(job: Path, processes: int, *, cpu: bool, accelerate_config: s
     if accelerate_config is not None:
         command += ["--config_file", str(accelerate_config)]
     else:  # torchrun's launcher (accelerate's --cpu starts one process, or MPI); the trainer's use_cpu picks gloo
-        command += ["--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu"]
+        command += ["--mixed_precision", "no", "--dynamo_backend", "no", *(["--multi_gpu"] if processes > 1 else [])]
     return [*command, "-m", "ilearn.learning.distributed", str(job)]
 
 
