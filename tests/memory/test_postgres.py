@@ -132,3 +132,17 @@ def test_writers_in_other_schemas_never_meet(url) -> None:
                 listener.close()
     finally:
         drop_schema(other.rsplit("=", 1)[1])
+
+
+def test_a_lost_connection_is_a_clear_error_and_the_next_call_works(store) -> None:
+    from ilearn.memory.sqlite import StoreUnavailable
+
+    store.ensure_user("ana")
+    with psycopg.connect(server_url(), autocommit=True) as admin:  # the server drops the store's connections
+        dropped = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                                (f"ilearn {store.schema}",)).fetchall()
+    assert dropped
+    with pytest.raises(StoreUnavailable, match="PostgreSQL cannot serve the store now"):
+        for _ in range(8):  # every pooled connection was dropped; the first use of one fails clearly
+            store.ensure_user("bob")
+    assert store.has_user("ana")  # the broken connections left the pool; new ones serve

@@ -36,10 +36,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
-from ilearn.memory.sqlite import _enum, _feedback_from_json, _feedback_to_json
+from ilearn.memory.sqlite import StoreUnavailable, _enum, _feedback_from_json, _feedback_to_json
 from ilearn.types import (
     Event,
     EventStatus,
@@ -160,14 +160,18 @@ _TEXT_ERRORS = {None, "22021", "22P05"}  # raised by psycopg itself (NUL), chara
 
 
 @contextmanager
-def _text_errors() -> Iterator[None]:
-    """A clear InvalidInput for text PostgreSQL cannot hold (NUL characters, lone surrogates)."""
+def _clear_errors() -> Iterator[None]:
+    """Clear errors: InvalidInput for text PostgreSQL cannot hold (NUL characters, lone surrogates),
+    StoreUnavailable when the server cannot serve (connection lost, a lock waited on too long). Nothing is written
+    either way (the transaction rolls back; a broken connection leaves the pool)."""
     try:
         yield
     except (psycopg.DataError, UnicodeEncodeError) as exc:
         if isinstance(exc, psycopg.DataError) and exc.sqlstate not in _TEXT_ERRORS:
             raise
         raise InvalidInput(f"the text cannot be stored: {exc}".split("\n")[0]) from None
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise StoreUnavailable(f"PostgreSQL cannot serve the store now: {str(exc).strip().splitlines()[0]}") from exc
 
 
 class PostgresStore:
@@ -183,7 +187,8 @@ class PostgresStore:
         self._timeout = timeout
         self._local = threading.local()
         options = f"-c search_path={self.schema} -c lock_timeout={int(timeout * 1000)}"
-        self._kwargs = {"autocommit": True, "row_factory": dict_row, "options": options}
+        self._kwargs = {"autocommit": True, "row_factory": dict_row, "options": options,
+                        "application_name": f"ilearn {self.schema}"}  # what operators see in pg_stat_activity
         self._pool = ConnectionPool(self.conninfo, min_size=min_connections, max_size=max_connections,
                                     kwargs=self._kwargs, timeout=timeout, open=False,
                                     name=f"ilearn-{self.schema}")
@@ -213,7 +218,7 @@ class PostgresStore:
             return
         if self._pool.closed:
             raise ILearnError(f"the store {self.schema} is closed")
-        with self._pool.connection(timeout=self._timeout) as conn:
+        with _clear_errors(), self._pool.connection(timeout=self._timeout) as conn:
             yield conn
 
     @contextmanager
@@ -242,11 +247,11 @@ class PostgresStore:
             yield
 
     def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> psycopg.Cursor:
-        with self._connection() as conn, _text_errors():
+        with self._connection() as conn, _clear_errors():
             return conn.execute(sql, params)
 
     def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        with self._connection() as conn, _text_errors():
+        with self._connection() as conn, _clear_errors():
             return conn.execute(sql, params).fetchall()
 
     def _migrate(self) -> int:
