@@ -100,3 +100,14 @@ def test_the_setting_can_tell(tmp_path, monkeypatch):
     outcome = assistant.learn(general=False, promote=False)
     assistant.registry.promote(outcome.version.id)
     assert says_secret(assistant, "bob") >= 6
+
+
+def test_learn_says_why_private_events_train_nothing(tmp_path):
+    with build(tmp_path / "home") as assistant:
+        teach_secret(assistant)
+        private = assistant.store.count_events(user_id="ana", status=EventStatus.ACTIVE)
+        outcome = assistant.learn(general=False)
+    assert outcome.version is None and private >= 1
+    assert outcome.reasons == ["no sft training examples yet", f"{private} private event(s) are not learned from: "
+                               "the shared model learns only what is shared (corroborated, taught by a trusted "
+                               "user or kept by a reviewer)"]

@@ -218,7 +218,12 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
     problem = trainable_problem(learn_cfg.recipe, rows)
     if problem is not None:
         logger.info("learn: %s", problem)
-        return LearnOutcome(None, reasons=[problem], seconds=time.perf_counter() - start)
+        reasons = [problem]
+        private = store.count_events(robot_id=config.robot_id, scope=Scope.PRIVATE, status=EventStatus.ACTIVE)
+        if private:
+            reasons.append(f"{private} private event(s) are not learned from: the shared model learns only what "
+                           f"is shared (corroborated, taught by a trusted user or kept by a reviewer)")
+        return LearnOutcome(None, reasons=reasons, seconds=time.perf_counter() - start)
     logger.info("learn: %s on %d rows (%d events), %d held out", learn_cfg.recipe, len(rows), len(train_events),
                 len(heldout))
     train_cfg = replace(learn_cfg, seed=learn_cfg.seed + len(registry.list()))  # held-out split: learn.seed
