@@ -57,8 +57,13 @@ def photo(key: int) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------- one worker process
-def worker(conn, home: str, store: str, model: str) -> None:
+_ANSWERED = None  # in a worker: the queue every answered turn's id goes to at once (it outlives a killed worker)
+
+
+def worker(conn, home: str, store: str, model: str, answered) -> None:
     """A worker process: builds its assistant, then serves the controller's commands until "stop"."""
+    global _ANSWERED
+    _ANSWERED = answered
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from ilearn.assistant import Assistant
     from ilearn.config import Config
@@ -81,8 +86,10 @@ def _dialogue(assistant, user: str, key: int, name: str) -> tuple[list[float], l
     image = photo(key)
     start = time.perf_counter()
     first = assistant.respond(user, QUESTION, image=image)
+    _ANSWERED.put(first.turn_id)
     middle = time.perf_counter()
     fix = assistant.respond(user, f"No, that's {name}.", session_id=first.session_id)
+    _ANSWERED.put(fix.turn_id)
     end = time.perf_counter()
     assistant.close_session(first.session_id)
     return [middle - start, end - middle], [first.turn_id, fix.turn_id]
@@ -128,12 +135,12 @@ def _ask(assistant, user: str, key: int) -> tuple[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------- the controller
-def start_workers(n: int, store: str, model: str, root: Path) -> list:
+def start_workers(n: int, store: str, model: str, root: Path, answered) -> list:
     ctx = mp.get_context("spawn")
     workers = []
     for i in range(n):
         parent, child = ctx.Pipe()
-        process = ctx.Process(target=worker, args=(child, str(root / f"w{i}"), store, model), daemon=True)
+        process = ctx.Process(target=worker, args=(child, str(root / f"w{i}"), store, model, answered), daemon=True)
         process.start()
         workers.append((process, parent))
     for _, conn in workers:
@@ -164,34 +171,59 @@ def integrity(store_url: str, turn_ids: list[str]) -> dict:
         store.close()
 
 
-def level(n_workers: int, store: str, args, root: Path) -> dict:
-    workers = start_workers(n_workers, store, args.model, root)
+def drain(answered) -> list[str]:
+    """Every turn id the workers reported as answered."""
+    import queue
+
+    ids = []
+    while True:
+        try:
+            ids.append(answered.get(timeout=1.0))
+        except queue.Empty:
+            return ids
+
+
+def level(n_workers: int, store: str, args, root: Path, *, kill: bool = False) -> dict:
+    """One level; with `kill`, worker 0 is killed (SIGKILL) `--kill-after` seconds into the load and started
+    again afterwards (its start distils what the kill left), before the store is checked."""
+    answered = mp.get_context("spawn").Queue()
+    workers = start_workers(n_workers, store, args.model, root, answered)
     try:
         shares = [list(range(args.clients))[i::n_workers] for i in range(n_workers)]
         start = time.perf_counter()
         for (_, conn), share in zip(workers, shares, strict=True):
             conn.send(("load", (share, args.dialogues)))
-        results = [conn.recv() for _, conn in workers]
+        if kill:
+            time.sleep(args.kill_after)
+            workers[0][0].kill()
+            workers[0][0].join()
+        results = [conn.recv() for i, (_, conn) in enumerate(workers) if not (kill and i == 0)]
         wall = time.perf_counter() - start
         latencies = np.array([x for r in results for x in r["latencies"]])
-        turn_ids = [t for r in results for t in r["turn_ids"]]
         probes = []
-        for p in range(args.probes if n_workers > 1 else 0):
-            teacher, asker = workers[p % n_workers][1], workers[(p + 1) % n_workers][1]
+        alive = workers[1:] if kill else workers
+        for p in range(args.probes if len(alive) > 1 else 0):
+            teacher, asker = alive[p % len(alive)][1], alive[(p + 1) % len(alive)][1]
             name, key, user = f"probe{p}name", 2_000_000 + p, f"prober{p}"
             teacher.send(("teach", (user, key, name)))
             taught_at = teacher.recv()
             asker.send(("ask", (user, key)))
             text, answered_at = asker.recv()
             probes.append({"reused": text.strip().lower() == name, "delay_s": answered_at - taught_at})
-        for _, conn in workers:
+        for _, conn in alive:
             conn.send(("stop", ()))
+        if kill:  # the killed worker comes back on its home: its start distils the sessions the kill left
+            (process, conn), = start_workers(1, store, args.model, root, answered)
+            conn.send(("stop", ()))
+            process.join(timeout=60)
     finally:
         for process, _ in workers:
             process.join(timeout=60)
             if process.is_alive():
                 process.kill()
-    out = {"workers": n_workers, "store": store.split("://")[0], "turns": len(latencies), "seconds": wall,
+    turn_ids = drain(answered)
+    out = {"workers": n_workers, "killed": int(kill), "store": store.split("://")[0], "answered": len(turn_ids),
+           "turns": len(latencies), "seconds": wall,
            "turns_per_s": len(latencies) / wall, "p50_ms": float(np.percentile(latencies, 50) * 1000),
            "p99_ms": float(np.percentile(latencies, 99) * 1000), "errors": sum(len(r["errors"]) for r in results),
            "error_examples": [e for r in results for e in r["errors"]][:3], **integrity(store, turn_ids)}
@@ -210,6 +242,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="simulated users at once, spread over the workers")
     parser.add_argument("--dialogues", type=int, default=5, help="dialogues per client (2 turns each)")
     parser.add_argument("--probes", type=int, default=10, help="cross-worker reuse probes per level")
+    parser.add_argument("--kill-after", type=float, default=2.0,
+                        help="seconds into the load of the last level repeated with one worker killed (0: none)")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     import psycopg
@@ -225,10 +259,14 @@ def main() -> None:
             for n in args.workers:
                 store = f"{args.postgres}{sep}schema={schema}_{n}"
                 levels.append(level(n, store, args, root / f"pg{n}"))
+            if args.kill_after > 0:
+                n = args.workers[-1]
+                store = f"{args.postgres}{sep}schema={schema}_kill"
+                levels.append(level(n, store, args, root / "kill", kill=True))
         finally:
             with psycopg.connect(args.postgres, autocommit=True) as conn:
-                for n in args.workers:
-                    conn.execute(f"DROP SCHEMA IF EXISTS {schema}_{n} CASCADE")
+                for name in [*args.workers, "kill"]:
+                    conn.execute(f"DROP SCHEMA IF EXISTS {schema}_{name} CASCADE")
     base = levels[0]
     for lv in levels:
         lv["turns_per_s_ratio"] = lv["turns_per_s"] / base["turns_per_s"]
@@ -238,12 +276,14 @@ def main() -> None:
               "levels": levels}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{args.model}.json").write_text(json.dumps(report, indent=1))
-    print(f"{'level':<16}{'turns/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}{'err':>5}{'lost':>5}{'dup':>5}"
+    print(f"{'level':<22}{'turns/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}{'err':>5}{'lost':>5}{'dup':>5}"
           f"{'half':>5}  cross-worker reuse")
     for lv in levels:
         reuse = (f"{lv['reused_within_1s']}/{lv['probes']} within 1 s (p50 {lv['probe_delay_p50_ms']:.0f} ms, "
                  f"max {lv['probe_delay_max_ms']:.0f} ms)" if "probes" in lv else "-")
-        print(f"{lv['workers']} x {lv['store']:<10}{lv['turns_per_s']:>9.1f}{lv['turns_per_s_ratio']:>7.2f}"
+        label = f"{lv['workers']} x {'pg' if lv['store'].startswith('postgres') else lv['store']}" + \
+            (", 1 killed" if lv["killed"] else "")
+        print(f"{label:<22}{lv['turns_per_s']:>9.1f}{lv['turns_per_s_ratio']:>7.2f}"
               f"{lv['p50_ms']:>9.0f}{lv['p99_ms']:>9.0f}{lv['errors']:>5}{lv['lost_turns']:>5}"
               f"{lv['duplicate_events']:>5}{lv['half_events']:>5}  {reuse}")
     print(f"load average {load_before:.1f} -> {report['load_after']:.1f} on {os.cpu_count()} cores; "
