@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
+from PIL import Image
+
 from ilearn.serve.keys import KeyLimits
 
 
@@ -189,8 +192,16 @@ def test_health_readiness_and_metrics(served, red):
     assert "ilearn_turn_seconds_bucket" in text
 
 
-def test_datasets_and_their_images_are_exported_in_the_callers_scope(served, red):
-    reply = served.turn("r1", "mia", "What is this medicine called?", red).json()
+def _noise_png() -> bytes:
+    pixels = np.random.default_rng(7).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_datasets_and_their_images_are_exported_in_the_callers_scope(served):
+    picture = _noise_png()  # an object nobody else taught: no shared answer contradicts the correction
+    reply = served.turn("r1", "mia", "What is this medicine called?", picture).json()
     served.client.post(f"/v1/sessions/{reply['session_id']}/feedback", headers=served.auth("r1"),
                        json={"rating": "down", "correction": "naproxen"})
     event = _event_of(served, "r1", reply["session_id"])
@@ -204,7 +215,7 @@ def test_datasets_and_their_images_are_exported_in_the_callers_scope(served, red
     assert [(row["chosen"][0]["content"][0]["text"], row["rejected"][0]["content"][0]["text"]) for row in dpo] == [
         ("naproxen", reply["text"])]
     image = served.client.get(f"/v1/images/{event['image_sha256']}", headers=served.auth("r1"))
-    assert image.status_code == 200 and image.content == red and image.headers["content-type"] == "image/png"
+    assert image.status_code == 200 and image.content == picture and image.headers["content-type"] == "image/png"
     assert served.client.get(f"/v1/images/{event['image_sha256']}", headers=served.auth("r2")).status_code == 404
     r2_rows = served.client.get("/v1/datasets/sft", headers=served.auth("r2")).json()["rows"]
     assert event["id"] not in [row["event_id"] for row in r2_rows]
