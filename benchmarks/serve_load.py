@@ -19,7 +19,8 @@ transport error), lost turns (a turn answered with 200 whose reply is not in its
 ratio of turns per second against the one-client level of the same run. Phases:
 
 - `levels`: each level in turn, bounded by `--turns` turns (at least one dialogue per client) and `--seconds`;
-- `learn`: the 10-client level again, running until an admin's learning job (started after 2 s, promote on) has
+- `learn`: the server restarted with corrections shared once two users agree (what the shared model learns
+  from), the 10-client level again, running until an admin's learning job (started after 15 s, promote on) has
   ended and a new version serves (promoted by hand if the gate refused it), plus 5 s: errors, lost turns, the
   job's outcome and the model versions the replies name (both the base and the new one);
 - `kill`: the 10-client level, the server killed with SIGKILL half-way, restarted on the same home: every turn
@@ -270,12 +271,12 @@ def killer(server: Server, after_s: float, result: dict):
     return run
 
 
-def write_config(home: Path, max_new_tokens: int, learn_steps: int) -> Path:
+def write_config(home: Path, max_new_tokens: int, learn_steps: int, sharing: str = "private") -> Path:
     from ilearn.dialogue.clarify import PHARMACY_FACETS, facet_settings
 
     config = {"model": {"max_new_tokens": max_new_tokens}, "clarify": {"facets": list(facet_settings(PHARMACY_FACETS))},
-              "learn": {"max_steps": learn_steps}, "retrieval": {"sharing": "private"}}
-    path = home / "settings.json"
+              "learn": {"max_steps": learn_steps}, "retrieval": {"sharing": sharing}}
+    path = home / f"settings-{sharing}.json"
     path.write_text(json.dumps(config))
     return path
 
@@ -316,10 +317,14 @@ def main() -> None:
                 base = report["levels"][0]["turns_per_s"] if report["levels"] else None
                 for row in report["levels"]:
                     row["turns_per_s_ratio"] = round(row["turns_per_s"] / base, 2) if base else None
-            if "learn" in args.phases:
+            if "learn" in args.phases:  # the shared model learns from shared (corroborated) answers only
+                server.stop()
+                server.config = write_config(home, args.max_new_tokens, args.learn_steps, "corroboration")
+                server.start()
                 job: dict = {}
-                row, tally = run_level(server.url, robot, 10, 10**9, args.seconds, "learn", pictures,
-                                       during=learning_job(server.url, admin, 2.0, job))
+                # the clients run until the new version has served for a while (the job stops them), within 4x --seconds
+                row, tally = run_level(server.url, robot, 10, 10**9, 4 * args.seconds, "learn", pictures,
+                                       during=learning_job(server.url, admin, 15.0, job))
                 row["lost_turns"] = lost_turns(server.url, robot, tally.answered)
                 row["job"] = {k: job.get(k) for k in ("status", "outcome", "error", "promoted_by_hand",
                                                       "turns_before_swap")}
