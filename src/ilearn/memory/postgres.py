@@ -365,10 +365,13 @@ class PostgresStore:
         digest = hashlib.sha256(data).hexdigest()
         if digest != ref.sha256:
             raise InvalidInput(f"image bytes hash to {digest[:12]}..., not to the ref's {ref.sha256[:12]}...")
-        self._execute("INSERT INTO images (sha256, data, width, height, format, created) "
-                      "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING",
-                      (digest, bytes(data), ref.width, ref.height, ref.format, now()))
-        return self.get_image_ref(digest)
+        r = self._query("WITH added AS (INSERT INTO images (sha256, data, width, height, format, created) "
+                        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING "
+                        "RETURNING sha256, width, height, format) "
+                        "SELECT * FROM added UNION ALL SELECT sha256, width, height, format FROM images "
+                        "WHERE sha256 = %s LIMIT 1",  # the stored ref, new or not, in one round trip
+                        (digest, bytes(data), ref.width, ref.height, ref.format, now(), digest))[0]
+        return ImageRef(r["sha256"], r["width"], r["height"], r["format"])
 
     def get_image_ref(self, sha256: str) -> ImageRef:
         """The stored metadata of an image."""
@@ -680,12 +683,12 @@ class PostgresStore:
     def changes_since(self, after: int, limit: int = 10_000) -> list[Change] | None:
         """The changes after change `after`, oldest first (at most `limit`); None when some of them were
         pruned already (the reader must then reload every active event)."""
-        rows = self._query("SELECT (SELECT pruned_upto FROM feed_state) AS pruned, id, event_id, op "
-                           "FROM event_changes WHERE id > %s ORDER BY id LIMIT %s", (after, limit))
-        pruned = rows[0]["pruned"] if rows else self._query("SELECT pruned_upto FROM feed_state")[0]["pruned_upto"]
-        if after < pruned:
+        rows = self._query("SELECT f.pruned_upto AS pruned, c.id, c.event_id, c.op FROM feed_state f LEFT JOIN LATERAL "
+                           "(SELECT id, event_id, op FROM event_changes WHERE id > %s ORDER BY id LIMIT %s) c ON TRUE "
+                           "ORDER BY c.id", (after, limit))  # one round trip, a row even when nothing changed
+        if after < rows[0]["pruned"]:
             return None
-        return [Change(r["id"], r["event_id"], r["op"]) for r in rows]
+        return [Change(r["id"], r["event_id"], r["op"]) for r in rows if r["id"] is not None]
 
     def prune_changes(self, older_than_s: float = 3600.0) -> int:
         """Drop changes older than `older_than_s` seconds (readers further behind reload); returns how many."""
