@@ -146,3 +146,45 @@ def test_a_lost_connection_is_a_clear_error_and_the_next_call_works(store) -> No
         for _ in range(8):  # every pooled connection was dropped; the first use of one fails clearly
             store.ensure_user("bob")
     assert store.has_user("ana")  # the broken connections left the pool; new ones serve
+
+
+WRITER = """
+import sys
+import numpy as np
+from ilearn.memory.postgres import PostgresStore
+from ilearn.types import Event, Role, Session, Turn, TurnKind
+store = PostgresStore(sys.argv[1])
+store.create_session(Session(user_id="u", id="ses_crash"))
+while True:
+    with store.transaction():
+        turn = store.add_turn(Turn(Role.USER, "x" * 500, TurnKind.QUESTION, session_id="ses_crash"))
+        store.add_events([Event(image=None, question="q", answer="a", user_id="u", id=f"evt_{turn.seq}_{i}")
+                          for i in range(3)])
+        store.put_embedding("text", f"evt_{turn.seq}", np.ones(64))
+    print(turn.seq, flush=True)
+"""
+
+
+def test_a_writer_killed_mid_write_loses_no_commit_and_leaves_nothing_half_written(url) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ilearn
+
+    env = {**os.environ, "PYTHONPATH": str(Path(ilearn.__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, text=True, env=env)
+    committed = [int(writer.stdout.readline()) for _ in range(30)]  # printed only after each commit returned
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    with PostgresStore(url) as store:
+        turns = store.get_session("ses_crash").turns
+        seqs = [t.seq for t in turns]
+        assert seqs == list(range(len(seqs))) and set(committed) <= set(seqs)  # every commit kept, no gap
+        events = store.list_events()
+        assert sorted(e.id for e in events) == sorted(f"evt_{s}_{i}" for s in seqs for i in range(3))  # all or none
+        assert all(store.get_embedding("text", f"evt_{s}") is not None for s in seqs)
+        assert [(c.event_id, c.op) for c in store.changes_since(0)] == [(f"evt_{s}_{i}", "I") for s in seqs
+                                                                         for i in range(3)]
