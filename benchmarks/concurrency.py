@@ -16,7 +16,8 @@ call), each as a ratio against the one-user level of the same run; errors (excep
 turns (answered, but the reply's turn is not in the store afterwards). The goal (issue 17, `small`, 2 cores):
 8 users >= 1.6x the turns per second of one user, 0 errors, 0 lost turns, p99 with 8 users < 3x the one-user
 p50. The machine's load average is recorded before and after each level: other jobs on the same cores change
-every figure.
+every figure; the CPU seconds this process spent per turn (all its threads) change with it too (shared
+caches), but less.
 
 With users that never pause, latency and throughput are tied (Little's law): 8 users waiting on each other's
 turns wait 8 / (turns per second) on average, so a p99 under 3x one user's p50 needs 8 users to give about
@@ -136,10 +137,10 @@ def run_level(assistant: Assistant, script: str, n_users: int, min_turns: int, l
         t.start()
     load_before = os.getloadavg()
     start_line.wait()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     flat = np.array([x for per_user in latencies for x in per_user]) * 1000.0
     all_replies = [r for per_user in replies for r in per_user]
     stored = {t.id for sid in {r.session_id for r in all_replies} for t in assistant.get_session(sid).turns}
@@ -147,6 +148,7 @@ def run_level(assistant: Assistant, script: str, n_users: int, min_turns: int, l
     runs, calls = assistant.batcher.runs - runs, assistant.batcher.calls - calls
     return {"users": n_users, "dialogues_per_user": dialogues, "turns": len(all_replies), "wall_s": wall,
             "turns_per_s": len(all_replies) / wall if wall > 0 else 0.0,
+            "cpu_s_per_turn": cpu / len(all_replies) if all_replies else None,
             "p50_ms": float(np.percentile(flat, 50)) if flat.size else None,
             "p99_ms": float(np.percentile(flat, 99)) if flat.size else None,
             "mean_ms": float(flat.mean()) if flat.size else None,
@@ -198,6 +200,8 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=None, help="model.max_batch (1: no batching)")
     parser.add_argument("--batch-workers", type=int, default=None,
                         help="batches generated at the same time (default: MicroBatcher's)")
+    parser.add_argument("--join", action="store_true",
+                        help="continuous batching: turns join a running batch between decoding steps")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON result (default results/concurrency/MODEL-SCRIPT.json)")
     args = parser.parse_args()
@@ -215,6 +219,8 @@ def main() -> None:
         assistant = Assistant.from_config(config)
         if args.batch_workers is not None:
             assistant.batcher.workers = args.batch_workers
+        if args.join:
+            assistant.batcher.join = True
         load_s = time.perf_counter() - started
         warm: list[float] = []
         dialogue(assistant, args.script, "warmup", views[0], warm, [])  # lazily built parts load here
@@ -229,7 +235,7 @@ def main() -> None:
             levels.append(result)
             print(f"{n:>3} users: {result['turns']:>4} turns in {result['wall_s']:6.1f} s = "
                   f"{result['turns_per_s']:6.2f} turns/s, p50 {result['p50_ms']:7.1f} ms, "
-                  f"p99 {result['p99_ms']:7.1f} ms, "
+                  f"p99 {result['p99_ms']:7.1f} ms, CPU {result['cpu_s_per_turn']:.3f} s/turn, "
                   f"batch {result['mean_batch'] or 0:.1f}, errors {result['errors']}, lost {result['lost_turns']}, "
                   f"load {result['load_before'][0]:.1f}",
                   flush=True)
@@ -237,6 +243,7 @@ def main() -> None:
     levels = with_ratios(levels)
     report = {"model": args.model, "script": args.script, "turns_min": args.turns,
               "max_batch": assistant.config.model.max_batch, "batch_workers": assistant.batcher.workers,
+              "join": args.join,
               "load_s": load_s, "machine": machine(), "batch_check": check, "levels": levels, "goal": goal(levels)}
     print(f"{'users':>5} {'turns/s':>8} {'x1':>6} {'p50 x1':>7} {'p99 x1':>7} {'p99/p50(1)':>10}")
     for x in levels:

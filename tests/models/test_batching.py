@@ -141,7 +141,7 @@ class Joining(Batching):
             on_reply(i, g)
         self.started.set()
         while not self.stop.is_set():
-            for c in more(8 - len(conversations)):
+            for c in more(8 - len(conversations)) if more else []:
                 self.joined.append(c[-1].content)
                 out.append(Generation(text=f"joined: {c[-1].content}"))
                 on_reply(len(out) - 1, out[-1])
@@ -149,11 +149,11 @@ class Joining(Batching):
         return out
 
 
-def run_with_a_latecomer(workers: int) -> tuple[Joining, dict[int, str]]:
+def run_with_a_latecomer(workers: int, join: bool = True) -> tuple[Joining, dict[int, str]]:
     """Two calls batched; a third made while their batch runs on one of `workers`; the batch ends once the third
     has its reply."""
     vlm = Joining()
-    batcher = MicroBatcher(max_batch=8, workers=1, gather_s=10)  # one batch of two, then the workers
+    batcher = MicroBatcher(max_batch=8, workers=1, gather_s=10, join=join)  # one batch of two, then the workers
     out: dict[int, str] = {}
     ready = threading.Barrier(2, timeout=10)
 
@@ -177,6 +177,8 @@ def run_with_a_latecomer(workers: int) -> tuple[Joining, dict[int, str]]:
     other = threading.Thread(target=on_its_way)
     other.start()
     threading.Timer(0.5, leave.set).start()
+    if not join:
+        threading.Timer(1.0, vlm.stop.set).start()  # the batch ends by itself: the third call waits for it
     ask_as(2)
     other.join(10)
     vlm.stop.set()
@@ -189,6 +191,11 @@ def test_a_call_joins_a_running_batch_when_no_worker_is_free():
     vlm, out = run_with_a_latecomer(workers=1)
     assert vlm.batches == [2] and vlm.joined == ["q2"] and vlm.singles == []
     assert out == {0: "batched: q0", 1: "batched: q1", 2: "joined: q2"}
+
+
+def test_without_join_a_call_waits_for_a_worker():
+    vlm, out = run_with_a_latecomer(workers=1, join=False)
+    assert vlm.batches == [2] and vlm.joined == [] and out[2] == "alone: q2"
 
 
 def test_a_call_goes_to_a_free_worker_rather_than_join():

@@ -14,8 +14,11 @@ splitting into batches that alternate. One user alone never waits, and gets the 
 
 A batch of several runs on a thread of its own. When the model's `generate_batch` takes `on_reply`
 (`ComposedVLMChat`'s does), each reply goes to its caller as soon as it ends, so a short answer does not wait
-for the batch's longest one. When it also takes `more`, calls that arrive while every worker is busy join a
-running batch between its decoding steps (continuous batching) instead of waiting for a batch to end.
+for the batch's longest one. With `join` (off by default), when it also takes `more`, calls that arrive while
+every worker is busy join a running batch between its decoding steps (continuous batching) instead of waiting
+for a batch to end. On a CPU that made the slowest turns slower (`small`, 8 users: p99 58-75 s against 27 s
+without, on a loaded machine): each joining prompt's prefill costs about as much as a decoding step of the
+whole batch, and a long reply waits through every one of them.
 
 A model batches when it has `generate_batch` (`BatchGenerator`); calls with `avoid` (replies the user rejected)
 need the model's own fallback and go alone, as do models without it. If a batch fails, each of its calls is
@@ -69,12 +72,14 @@ class MicroBatcher:
     `workers`: batches generated at the same time (two: both cores of a 2-core machine busy when more than
     `max_batch` turns wait, or turns of two model versions during a promotion)."""
 
-    def __init__(self, max_batch: int = 8, workers: int = 2, gather_s: float = 0.2) -> None:
+    def __init__(self, max_batch: int = 8, workers: int = 2, gather_s: float = 0.2, join: bool = False) -> None:
         if max_batch < 1 or workers < 1 or gather_s < 0:
             raise ValueError("max_batch and workers must be >= 1, gather_s >= 0")
         self.max_batch = max_batch
         self.workers = workers
         self.gather_s = gather_s
+        self.join = join
+        """Continuous batching: calls join a running batch between its decoding steps (module docstring)."""
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Call] = []
         self._running = 0
@@ -171,7 +176,7 @@ class MicroBatcher:
                 extra: dict = {}
                 if _takes(vlm, "on_reply"):
                     extra["on_reply"] = lambda i, result: self._hand_out(batch[i], result)
-                    if _takes(vlm, "more"):
+                    if self.join and _takes(vlm, "more"):
                         extra["more"] = lambda free: self._join(batch, free)
                 results = vlm.generate_batch([c.messages for c in batch], max_new_tokens=batch[0].max_new_tokens,
                                              **extra)
