@@ -149,3 +149,22 @@ def test_ilearn_serve_end_to_end(tmp_path):
             process.kill()
             process.wait()
     assert (tmp_path / "keys.db").is_file() and (tmp_path / "ilearn.db").is_file()
+
+
+def test_an_app_over_an_assistant_leaves_it_open_and_is_ready_only_while_it_runs(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from ilearn.assistant import Assistant
+    from ilearn.memory.sqlite import open_store as open_sqlite
+
+    assistant = Assistant(stub_config(tmp_path), StubVLM(lambda messages: "aspirin"), open_sqlite(tmp_path))
+    app = create_app(assistant)
+    _, token = app.state.service.keys.create("r1")
+    assert TestClient(app).get("/readyz").status_code == 503  # the lifespan has not started
+    with TestClient(app) as client:
+        assert client.get("/readyz").json()["status"] == "ready"
+        r = client.post("/v1/turns", headers={"Authorization": f"Bearer {token}"},
+                        json={"user": "ana", "text": "What is this called?"})
+        assert r.status_code == 200 and r.json()["text"] == "aspirin"
+    assert assistant.get_session(r.json()["session_id"]).user_id == "r1:ana"  # the caller's assistant is still open
+    assistant.close()
