@@ -102,6 +102,7 @@ def train_distributed(vlm: TrainableModel, rows: Sequence[dict], settings: Learn
     env = dict(os.environ)
     if cpu:
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # one machine: gloo's hostname-based choice can fail
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU run on a machine with GPUs: torch.distributed would use them
     env.setdefault("OMP_NUM_THREADS", str(vlm.config.threads))
     command = launch_command(job, processes, cpu=cpu, accelerate_config=accelerate_config)
     logger.info("training %s on %d processes: %s", settings.recipe, processes, " ".join(command))
