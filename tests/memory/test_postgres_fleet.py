@@ -34,6 +34,10 @@ def test_a_correction_taught_through_one_worker_is_reused_by_another(url, tmp_pa
         other = two.respond("bob", "What is this medicine called?", image=bottle(shift=3, light=10))
         assert other.text.lower() != "ibuprofen"  # private to ana on every worker
         assert not (tmp_path / "w1" / "ilearn.db").exists()  # the events live in PostgreSQL only
+        assert one.forget_user("ana")  # forgotten through worker one ...
+        after = two.respond("ana", "What is this medicine called?", image=bottle(shift=3, light=10))
+        assert after.text.lower() != "ibuprofen" and not after.references  # ... gone from worker two
+        assert two.memory.index.dead == 0 and not two.store.list_events(user_id="ana")
     finally:
         one.close()
         two.close()
