@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from serve_helpers import require
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed")
+require("fastapi", "serve")
 
 from fastapi.testclient import TestClient  # noqa: E402
 from serve_helpers import b64, data_url, tiny_config  # noqa: E402

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import base64
+import importlib
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from ilearn.config import Config
 from ilearn.dialogue.clarify import PHARMACY_FACETS, facet_settings
+
+
+def require(module: str, extra: str):
+    """The module, or a skip naming the extra to install; under CI (the variable CI set) a missing one fails."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=f"the {extra} extra is not installed: pip install 'ilearn[{extra}]'")
 
 
 def tiny_config(home) -> Config:

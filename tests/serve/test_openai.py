@@ -8,8 +8,9 @@ import io
 import httpx
 import pytest
 from PIL import Image
+from serve_helpers import require
 
-openai = pytest.importorskip("openai", reason="the openai extra is not installed")
+openai = require("openai", "openai")
 
 from serve_helpers import data_url, live_server  # noqa: E402
 

@@ -7,8 +7,9 @@ invalid ones, with a robot key, an admin key and no key."""
 from __future__ import annotations
 
 import pytest
+from serve_helpers import require
 
-schemathesis = pytest.importorskip("schemathesis", reason="the dev extra is not installed")
+schemathesis = require("schemathesis", "dev")
 
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
