@@ -168,3 +168,44 @@ def test_an_app_over_an_assistant_leaves_it_open_and_is_ready_only_while_it_runs
         assert r.status_code == 200 and r.json()["text"] == "aspirin"
     assert assistant.get_session(r.json()["session_id"]).user_id == "r1:ana"  # the caller's assistant is still open
     assistant.close()
+
+
+def test_remote_image_urls_are_fetched_only_when_the_operator_allows(tmp_path, png):
+    import http.server
+
+    class Image(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the stdlib's name)
+            if self.path != "/bottle.png":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *args):
+            pass
+
+    images = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Image)
+    threading.Thread(target=images.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{images.server_address[1]}"
+    app = create_app(build_runtime(stub_config(tmp_path)), ServeSettings(allow_remote_images=True))
+    _, token = app.state.service.keys.create("r1")
+
+    def ask(url):
+        return client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {token}"}, json={
+            "model": "ilearn", "user": "ana", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "What is this called?"}, {"type": "image_url", "image_url": {"url": url}}]}]})
+
+    from fastapi.testclient import TestClient
+
+    try:
+        with TestClient(app) as client:
+            r = ask(f"{base}/bottle.png")
+            assert r.status_code == 200, r.text
+            session = app.state.service.assistant.get_session(r.json()["ilearn"]["session_id"])
+            assert app.state.service.assistant.store.get_image_bytes(session.turns[0].image.sha256) == png
+            r = ask(f"{base}/missing.png")
+            assert r.status_code == 400 and "could not fetch" in r.json()["error"]["message"]
+    finally:
+        images.shutdown()
