@@ -200,6 +200,8 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=None, help="model.max_batch (1: no batching)")
     parser.add_argument("--batch-workers", type=int, default=None,
                         help="batches generated at the same time (default: MicroBatcher's)")
+    parser.add_argument("--split", action="store_true", help="free batch workers share the waiting turns")
+    parser.add_argument("--early", action="store_true", help="each reply returns as soon as it ends")
     parser.add_argument("--join", action="store_true",
                         help="continuous batching: turns join a running batch between decoding steps")
     parser.add_argument("--out", type=Path, default=None,
@@ -219,8 +221,9 @@ def main() -> None:
         assistant = Assistant.from_config(config)
         if args.batch_workers is not None:
             assistant.batcher.workers = args.batch_workers
-        if args.join:
-            assistant.batcher.join = True
+        for flag in ("split", "early", "join"):
+            if getattr(args, flag):
+                setattr(assistant.batcher, flag, True)
         load_s = time.perf_counter() - started
         warm: list[float] = []
         dialogue(assistant, args.script, "warmup", views[0], warm, [])  # lazily built parts load here
@@ -243,7 +246,7 @@ def main() -> None:
     levels = with_ratios(levels)
     report = {"model": args.model, "script": args.script, "turns_min": args.turns,
               "max_batch": assistant.config.model.max_batch, "batch_workers": assistant.batcher.workers,
-              "join": args.join,
+              "split": args.split, "early": args.early, "join": args.join,
               "load_s": load_s, "machine": machine(), "batch_check": check, "levels": levels, "goal": goal(levels)}
     print(f"{'users':>5} {'turns/s':>8} {'x1':>6} {'p50 x1':>7} {'p99 x1':>7} {'p99/p50(1)':>10}")
     for x in levels:

@@ -82,7 +82,7 @@ def test_free_workers_share_the_waiting_turns_and_run_at_the_same_time():
             return super().generate_batch(conversations, max_new_tokens=max_new_tokens)
 
     vlm = Concurrent()
-    out = together(MicroBatcher(max_batch=8, workers=2, gather_s=10), vlm, 7)
+    out = together(MicroBatcher(max_batch=8, workers=2, gather_s=10, split=True), vlm, 7)
     assert sorted(vlm.batches) == [3, 4] and vlm.singles == []
     assert out == [f"batched: q{i}" for i in range(7)]
 
@@ -105,7 +105,7 @@ def test_a_reply_that_ends_early_returns_before_its_batch_ends():
             return out
 
     vlm = Streaming()
-    batcher = MicroBatcher(max_batch=8, workers=1, gather_s=10)
+    batcher = MicroBatcher(max_batch=8, workers=1, gather_s=10, early=True)
     ready = threading.Barrier(3, timeout=10)
     out: dict[int, str] = {}
 
@@ -153,7 +153,7 @@ def run_with_a_latecomer(workers: int, join: bool = True) -> tuple[Joining, dict
     """Two calls batched; a third made while their batch runs on one of `workers`; the batch ends once the third
     has its reply."""
     vlm = Joining()
-    batcher = MicroBatcher(max_batch=8, workers=1, gather_s=10, join=join)  # one batch of two, then the workers
+    batcher = MicroBatcher(max_batch=8, workers=1, gather_s=10, early=True, join=join)  # one batch of two
     out: dict[int, str] = {}
     ready = threading.Barrier(2, timeout=10)
 
@@ -201,6 +201,17 @@ def test_without_join_a_call_waits_for_a_worker():
 def test_a_call_goes_to_a_free_worker_rather_than_join():
     vlm, out = run_with_a_latecomer(workers=2)
     assert vlm.batches == [2] and vlm.joined == [] and out[2] == "alone: q2"
+
+
+def test_by_default_a_batch_is_answered_together_and_not_split():
+    class Streaming(Batching):
+        def generate_batch(self, conversations, *, max_new_tokens=None, on_reply=None, more=None):
+            assert on_reply is None and more is None
+            return super().generate_batch(conversations, max_new_tokens=max_new_tokens)
+
+    vlm = Streaming()
+    out = together(MicroBatcher(max_batch=8, workers=2, gather_s=10), vlm, 7)
+    assert vlm.batches == [7] and out == [f"batched: q{i}" for i in range(7)]
 
 
 def test_one_call_alone_is_a_plain_generate_without_waiting():

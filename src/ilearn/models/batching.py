@@ -5,20 +5,21 @@ by reading the weights; `small`: 187 vs 90 ms of CPU a step on this machine), so
 different sessions gives more turns per second than threads alone (benchmarks/concurrency.py).
 
 A call runs when fewer than `workers` batches are running, taking along the calls queued for the same model
-object and token budget: an even share of them for each free worker, up to `max_batch` (8 queued turns and two
-free workers make two batches of 4 generated at the same time, not one of 8 beside an idle worker). Before it
-starts, it waits up to `gather_s` for turns still on their way to the model (`turn()` marks them; a turn that
-ends without calling `generate` stops counting), so that users answered together stay together instead of
-splitting into batches that alternate. One user alone never waits, and gets the same reply as without batching
-(a batch of one is a plain `generate`, on the caller's thread).
+object and token budget, up to `max_batch`. Before it starts, it waits up to `gather_s` for turns still on
+their way to the model (`turn()` marks them; a turn that ends without calling `generate` stops counting), so
+that users answered together stay together instead of splitting into batches that alternate. One user alone
+never waits, and gets the same reply as without batching (a batch of one is a plain `generate`, on the
+caller's thread). A batch of several runs on a thread of its own.
 
-A batch of several runs on a thread of its own. When the model's `generate_batch` takes `on_reply`
-(`ComposedVLMChat`'s does), each reply goes to its caller as soon as it ends, so a short answer does not wait
-for the batch's longest one. With `join` (off by default), when it also takes `more`, calls that arrive while
-every worker is busy join a running batch between its decoding steps (continuous batching) instead of waiting
-for a batch to end. On a CPU that made the slowest turns slower (`small`, 8 users: p99 58-75 s against 27 s
-without, on a loaded machine): each joining prompt's prefill costs about as much as a decoding step of the
-whole batch, and a long reply waits through every one of them.
+Three ways to schedule differently, each off by default because on this 2-core machine each made the slowest
+turns slower (benchmarks/concurrency.py, `small`, 8 users, docs/batching.md): `split`, free workers share the
+waiting turns (two batches of 4 at once rather than one of 8); `early`, each reply goes to its caller as soon
+as it ends (the model's `generate_batch` takes `on_reply`, as `ComposedVLMChat`'s does); `join`, continuous
+batching: calls that arrive while every worker is busy join a running batch between its decoding steps (the
+model's `generate_batch` takes `more`). Users that are answered apart come back apart, so batches shrink (mean
+3 to 6 instead of 8) and cost more per turn, and a turn that arrives just after a batch started waits for all
+of it; a joining prompt's prefill costs about as much as a decoding step of the whole batch, and a long reply
+waits through every one of them (p99 58-75 s against 27 s without, loaded machine).
 
 A model batches when it has `generate_batch` (`BatchGenerator`); calls with `avoid` (replies the user rejected)
 need the model's own fallback and go alone, as do models without it. If a batch fails, each of its calls is
@@ -72,14 +73,19 @@ class MicroBatcher:
     `workers`: batches generated at the same time (two: both cores of a 2-core machine busy when more than
     `max_batch` turns wait, or turns of two model versions during a promotion)."""
 
-    def __init__(self, max_batch: int = 8, workers: int = 2, gather_s: float = 0.2, join: bool = False) -> None:
+    def __init__(self, max_batch: int = 8, workers: int = 2, gather_s: float = 0.2, *, split: bool = False,
+                 early: bool = False, join: bool = False) -> None:
         if max_batch < 1 or workers < 1 or gather_s < 0:
             raise ValueError("max_batch and workers must be >= 1, gather_s >= 0")
         self.max_batch = max_batch
         self.workers = workers
         self.gather_s = gather_s
+        self.split = split
+        """Free workers share the waiting turns (two batches of 4 at once rather than one of 8)."""
+        self.early = early
+        """Each reply goes to its caller as soon as it ends, before its batch ends."""
         self.join = join
-        """Continuous batching: calls join a running batch between its decoding steps (module docstring)."""
+        """Continuous batching: calls join a running batch between its decoding steps."""
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Call] = []
         self._running = 0
@@ -154,11 +160,11 @@ class MicroBatcher:
                 if c is not call and c.vlm is call.vlm and c.max_new_tokens == call.max_new_tokens]
 
     def _take(self, call: _Call) -> list[_Call]:
-        """`call` and the oldest queued calls for the same model and token budget: an even share of them and of the
-        turns still on their way for each free worker (the others lead batches of their own at the same time), up
-        to `max_batch` (caller holds the condition; `_running` counts this batch already)."""
+        """`call` and the oldest queued calls for the same model and token budget, up to `max_batch`; with `split`,
+        an even share of them and of the turns still on their way for each free worker (the others lead batches
+        of their own at the same time). The caller holds the condition; `_running` counts this batch already."""
         peers = self._peers(call)
-        free = self.workers - self._running + 1
+        free = self.workers - self._running + 1 if self.split else 1
         share = min(self.max_batch, -(-(len(peers) + 1 + self._expected) // free))
         batch = [call, *peers[: share - 1]]
         taken = {id(c) for c in batch}
@@ -174,7 +180,7 @@ class MicroBatcher:
                 results = [vlm.generate(batch[0].messages, max_new_tokens=batch[0].max_new_tokens)]
             else:
                 extra: dict = {}
-                if _takes(vlm, "on_reply"):
+                if (self.early or self.join) and _takes(vlm, "on_reply"):
                     extra["on_reply"] = lambda i, result: self._hand_out(batch[i], result)
                     if self.join and _takes(vlm, "more"):
                         extra["more"] = lambda free: self._join(batch, free)
