@@ -194,3 +194,35 @@ def test_training_set_mixes_replay_into_every_recipe(recipe):
     rows = training_set(event_rows, LearnConfig(recipe=recipe, replay=3, event_repeats=2))
     assert rows[:2] == event_rows * 2 and len(rows) == 5
     assert all("event_id" not in r and r["augment"] is False for r in rows[2:])
+
+
+def test_learn_trains_every_candidate_setting_and_keeps_the_best(tmp_path):
+    """Issue 18, item 3: which settings train is decided by the deployment's own held-out events. The main
+    settings cannot learn (a vanishing rate), the alternative can: the alternative is promoted, the main one
+    marked rejected, and the outcome says why."""
+    from ilearn.learning.select import candidate_settings
+
+    assistant = build(tmp_path / "home", learning_rate=1e-9, max_steps=2,
+                      candidates=({"learning_rate": 3e-3, "max_steps": 150}, {"max_steps": 2}))
+    assert len(candidate_settings(assistant.config)) == 2  # {"max_steps": 2} is the main settings: trained once
+    teach_medicines(assistant)
+    outcome = assistant.learn(general=False)
+    first, second = assistant.registry.list()
+    assert outcome.promoted and outcome.version.id == second.id == assistant.registry.active_id()
+    assert second.status == ModelStatus.ACTIVE and second.settings["learning_rate"] == 3e-3
+    assert first.status == ModelStatus.REJECTED and first.settings["learning_rate"] == 1e-9
+    lines = [r for r in outcome.reasons if r.startswith("candidate ")]
+    assert len(lines) == 2 and "main settings" in lines[0]
+    assert "learning_rate=0.003" in lines[1] and "max_steps=150" in lines[1]
+    assert lines[1].endswith(": kept") and not lines[0].endswith(": kept")
+
+
+@pytest.mark.parametrize("candidates, message", [
+    (({"trainable": ["wings"]},), "unknown parts"),
+    (({"nosuch": 1},), "unknown or nested"),
+    (({"candidates": ()},), "unknown or nested"),
+    (("vision",), "each is an object"),
+])
+def test_bad_candidates_are_refused(candidates, message):
+    with pytest.raises(InvalidInput, match=message):
+        LearnConfig(candidates=candidates)

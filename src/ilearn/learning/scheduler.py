@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 class LearningScheduler:
-    """Runs `ilearn.learning.update.learn` now (`run`) or in the background (`note`), one update at a time."""
+    """Runs `ilearn.learning.select.learn_best` now (`run`) or in the background (`note`), one update at a time."""
 
     def __init__(self, store: EventStore, registry: ModelRegistry | None, config: Config,
                  versions: ModelVersions) -> None:
@@ -46,13 +46,13 @@ class LearningScheduler:
 
     def run(self, *, promote: bool = True, general: bool = True) -> LearnOutcome:
         """One model update now (waits for a background update in progress). Returns its LearnOutcome."""
-        from ilearn.learning.update import learn
+        from ilearn.learning.select import learn_best
 
         if self.registry is None:
             raise InvalidInput("this assistant has no model registry: build it with Assistant.from_config")
         with self._one_at_a_time:
             gate_vlm = self.versions.current(wait=True).vlm  # the model serving now
-            outcome = learn(self.versions.base, self.store, self.registry, self.config, promote=promote,
+            outcome = learn_best(self.versions.base, self.store, self.registry, self.config, promote=promote,
                             gate_vlm=gate_vlm, general=general)
             self.versions.refresh()  # the promoted version in memory before the next turn asks for it
             with self._counting:
