@@ -148,5 +148,6 @@ _ARTICLES = frozenset({"a", "an", "the"})
 def answer_key(answer: str) -> str:
     """Lower-case words without punctuation or articles: when two answers are the same answer. Stricter than the
     answer judge's `ilearn.text.normalise_text` about what a word is (letters and digits only) and looser about
-    articles, which it drops anywhere."""
-    return " ".join(w for w in re.findall(r"[a-z0-9]+", answer.lower()) if w not in _ARTICLES)
+    articles, which it drops anywhere. Letters and digits of any script: "アスピリン" and "イブプロフェン" are two
+    answers, not two empty keys."""
+    return " ".join(w for w in re.findall(r"[^\W_]+", answer.casefold()) if w not in _ARTICLES)

@@ -169,6 +169,14 @@ def test_format_references_numbers_without_ids(mem_store, tmp_path):
     assert answer_key("The Ibuprofen!") == answer_key("ibuprofen")
 
 
+def test_answer_key_keeps_every_script():
+    """Answers in other scripts are compared by their own letters: two different ones never share a key (an
+    empty key would make any two of them corroborate or supersede each other)."""
+    assert answer_key("アスピリン") != answer_key("イブプロフェン")
+    assert answer_key("Ибупрофен!") == answer_key("ибупрофен") != answer_key("аспирин")
+    assert answer_key("Straße") == answer_key("STRASSE") and answer_key("the_pill") == "pill"
+
+
 def test_reusable_needs_threshold_and_margin_over_another_answer(mem_store):
     from ilearn.memory.retrieval import Match, reusable
 
