@@ -338,14 +338,15 @@ def test_migration_upgrades_an_old_database(tmp_path: Path, monkeypatch: pytest.
     def v2(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE users ADD COLUMN display_name TEXT NOT NULL DEFAULT ''")
 
+    latest = len(sqlite_mod.MIGRATIONS) + 1
     monkeypatch.setattr(sqlite_mod, "MIGRATIONS", [*sqlite_mod.MIGRATIONS, v2])
     with SQLiteStore(path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == latest
         assert store.has_user("old_user") and store.is_trusted("old_user")
         cols = [r[1] for r in store._conn().execute("PRAGMA table_info(users)")]
         assert "display_name" in cols
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(latest,)]
 
 
 def test_failed_migration_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -364,3 +364,55 @@ def test_concurrent_threads_lose_nothing(store) -> None:
     for s in store.list_sessions():
         if s.id != shared.id:
             assert [t.text for t in s.turns] == [str(i) for i in range(n_each)]
+
+
+def test_user_records_round_trip_replace_and_delete(store) -> None:
+    from ilearn.memory.store import UserRecord
+
+    img = image(store, b"bobby")
+    first = store.put_user_record(UserRecord("ana", "concept", "c1", {"name": "Bobby", "kind": "mug"}, img))
+    assert store.has_user("ana")  # a record creates its user, so forgetting the user finds it
+    store.put_user_record(UserRecord("ana", "profile", "profile", {"answer_length": "short"}))
+    store.put_user_record(UserRecord("bob", "concept", "c1", {"name": "Max"}))
+    again = store.put_user_record(UserRecord("ana", "concept", "c1", {"name": "Rex", "kind": "mug"}, img,
+                                             created=first.created + 10))
+    (concept,) = store.list_user_records("ana", "concept")
+    assert concept.data == {"name": "Rex", "kind": "mug"} and concept.image == img
+    assert concept.created == first.created and concept.updated == again.updated  # replaced, first seen kept
+    assert [r.data["name"] for r in store.list_user_records("bob", "concept")] == ["Max"]
+    assert store.list_user_records("nobody", "concept") == []
+    store.put_embedding("image:x", img.sha256, np.ones(3))
+    assert store.delete_user_record("ana", "concept", "c1") is True
+    assert store.delete_user_record("ana", "concept", "c1") is False
+    assert store.list_user_records("ana", "concept") == []
+    with pytest.raises(NotFound):  # nothing else showed the image: gone with the record, its vector too
+        store.get_image_bytes(img.sha256)
+    assert store.get_embedding("image:x", img.sha256) is None
+    assert store.list_user_records("ana", "profile")[0].data == {"answer_length": "short"}
+
+
+def test_a_record_keeps_an_image_others_still_show(store) -> None:
+    from ilearn.memory.store import UserRecord
+
+    img = image(store, b"shared")
+    session_with_turns(store, "bob", img)
+    store.put_user_record(UserRecord("ana", "concept_view", "v1", {}, img))
+    assert store.delete_user_record("ana", "concept_view", "v1")
+    assert store.get_image_bytes(img.sha256) == b"shared"  # bob's turn still shows it
+
+
+def test_delete_user_removes_their_records_and_record_images(store) -> None:
+    from ilearn.memory.store import UserRecord
+
+    mine, shown = image(store, b"ana's mug"), image(store, b"bob's too")
+    session_with_turns(store, "bob", shown)
+    store.put_user_record(UserRecord("ana", "concept_view", "v1", {"v": 1}, mine))
+    store.put_user_record(UserRecord("ana", "concept_view", "v2", {"v": 2}, shown))
+    store.put_user_record(UserRecord("ana", "profile", "profile", {"name": "Ana"}))
+    store.put_user_record(UserRecord("bob", "profile", "profile", {"name": "Bob"}))
+    store.delete_user("ana")
+    assert not store.has_user("ana") and store.list_user_records("ana", "profile") == []
+    assert count_rows(store, "user_records") == 1
+    with pytest.raises(NotFound):
+        store.get_image_bytes(mine.sha256)
+    assert store.get_image_bytes(shown.sha256) == b"bob's too"

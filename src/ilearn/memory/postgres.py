@@ -40,6 +40,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
 from ilearn.memory.sqlite import StoreUnavailable, _enum, _feedback_from_json, _feedback_to_json
+from ilearn.memory.store import UserRecord
 from ilearn.types import (
     Event,
     EventStatus,
@@ -118,7 +119,15 @@ MIGRATIONS: list[str] = ["""
     END $$;
     CREATE TRIGGER events_changed AFTER INSERT OR UPDATE OR DELETE ON events
         FOR EACH ROW EXECUTE FUNCTION log_event_change()
+""", """
+    CREATE TABLE user_records (user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id), kind TEXT COLLATE "C" NOT NULL,
+        key TEXT COLLATE "C" NOT NULL, data TEXT NOT NULL, image_sha TEXT COLLATE "C" REFERENCES images(sha256),
+        created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL, PRIMARY KEY (user_id, kind, key));
+    CREATE INDEX user_records_image ON user_records(image_sha)
 """]
+
+_UNUSED_IMAGE = ("SELECT 1 FROM turns WHERE image_sha = %(s)s UNION ALL SELECT 1 FROM events WHERE image_sha = %(s)s "
+                 "UNION ALL SELECT 1 FROM user_records WHERE image_sha = %(s)s LIMIT 1")
 
 _EVENT_COLS = ("id, image_sha, question, answer, user_id, robot_id, rejected, label, scope, status, "
                "session_id, model_version, supersedes, provenance, created, confidence")
@@ -337,13 +346,13 @@ class PostgresStore:
             shas = {r["sha"] for r in self._query(
                 "SELECT image_sha AS sha FROM events WHERE user_id = %(u)s AND image_sha IS NOT NULL UNION "
                 "SELECT t.image_sha FROM turns t JOIN sessions s ON t.session_id = s.id "
-                "WHERE s.user_id = %(u)s AND t.image_sha IS NOT NULL", {"u": user_id})}
+                "WHERE s.user_id = %(u)s AND t.image_sha IS NOT NULL UNION "
+                "SELECT image_sha FROM user_records WHERE user_id = %(u)s AND image_sha IS NOT NULL", {"u": user_id})}
             self._execute("DELETE FROM events WHERE user_id = %s", (user_id,))
             self._execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))  # turns cascade
+            self._execute("DELETE FROM user_records WHERE user_id = %s", (user_id,))
             self._execute("DELETE FROM users WHERE id = %s", (user_id,))
-            gone = [sha for sha in sorted(shas) if not self._query(
-                "SELECT 1 FROM turns WHERE image_sha = %(s)s UNION ALL SELECT 1 FROM events WHERE image_sha = %(s)s "
-                "LIMIT 1", {"s": sha})]
+            gone = [sha for sha in sorted(shas) if not self._query(_UNUSED_IMAGE, {"s": sha})]
             keys = gone + event_ids
             self._execute("DELETE FROM images WHERE sha256 = ANY(%s)", (keys,))
             self._execute("DELETE FROM embeddings WHERE key = ANY(%s)", (keys,))
@@ -355,7 +364,41 @@ class PostgresStore:
         """VACUUM the tables a forget deletes from, so the deleted row versions leave their pages. Inside a
         transaction it does nothing (PostgreSQL refuses); the caller runs it after the commit."""
         if getattr(self._local, "conn", None) is None:
-            self._execute("VACUUM events, sessions, turns, users, images, embeddings, event_changes")
+            self._execute("VACUUM events, sessions, turns, users, user_records, images, embeddings, event_changes")
+
+    # ------------------------------------------------------------------ user records
+    def put_user_record(self, record: UserRecord) -> UserRecord:
+        """Insert or replace the record (user, kind, key), keeping its first `created`; its user is created if new."""
+        with self.transaction():
+            self._add_user(record.user_id)
+            self._execute(
+                "INSERT INTO user_records (user_id, kind, key, data, image_sha, created, updated) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (user_id, kind, key) DO UPDATE SET "
+                "data = EXCLUDED.data, image_sha = EXCLUDED.image_sha, updated = EXCLUDED.updated",
+                (record.user_id, record.kind, record.key, json.dumps(record.data), self._image_sha(record.image),
+                 record.created, record.updated))
+        return record
+
+    def list_user_records(self, user_id: str, kind: str) -> list[UserRecord]:
+        """The user's records of `kind`, oldest first."""
+        rows = self._query("SELECT * FROM user_records WHERE user_id = %s AND kind = %s ORDER BY created, key",
+                           (user_id, kind))
+        refs = self._image_refs({r["image_sha"] for r in rows})
+        return [UserRecord(r["user_id"], r["kind"], r["key"], json.loads(r["data"]), refs[r["image_sha"]],
+                           r["created"], r["updated"]) for r in rows]
+
+    def delete_user_record(self, user_id: str, kind: str, key: str) -> bool:
+        """Delete one record, and its image (with the image's cached embeddings) if nothing else shows it."""
+        with self.transaction():
+            rows = self._query("DELETE FROM user_records WHERE user_id = %s AND kind = %s AND key = %s "
+                               "RETURNING image_sha", (user_id, kind, key))
+            if not rows:
+                return False
+            sha = rows[0]["image_sha"]
+            if sha is not None and not self._query(_UNUSED_IMAGE, {"s": sha}):
+                self._execute("DELETE FROM images WHERE sha256 = %s", (sha,))
+                self._execute("DELETE FROM embeddings WHERE key = %s", (sha,))
+        return True
 
     # ------------------------------------------------------------------ images
     def put_image(self, data: bytes, ref: ImageRef) -> ImageRef:

@@ -31,6 +31,7 @@ import numpy as np
 
 from ilearn.config import DB_NAME
 from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
+from ilearn.memory.store import UserRecord
 from ilearn.types import (
     Event,
     EventStatus,
@@ -119,9 +120,22 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
     """)
 
 
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    """Records of a user about themselves (profiles, personal concepts: `ilearn.users`)."""
+    _script(conn, """
+        CREATE TABLE user_records (user_id TEXT NOT NULL REFERENCES users(id), kind TEXT NOT NULL,
+            key TEXT NOT NULL, data TEXT NOT NULL, image_sha TEXT REFERENCES images(sha256),
+            created REAL NOT NULL, updated REAL NOT NULL, PRIMARY KEY (user_id, kind, key));
+        CREATE INDEX user_records_image ON user_records(image_sha);
+    """)
+
+
 # Ordered migrations: MIGRATIONS[i] upgrades a database from version i to version i + 1.
 # A schema change is one new function appended here; never edit a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2]
+
+_UNUSED_IMAGE = ("SELECT 1 FROM turns WHERE image_sha = ?1 UNION ALL SELECT 1 FROM events WHERE image_sha = ?1 "
+                 "UNION ALL SELECT 1 FROM user_records WHERE image_sha = ?1 LIMIT 1")
 
 _EVENT_COLS = ("id, image_sha, question, answer, user_id, robot_id, rejected, label, scope, status, "
                "session_id, model_version, supersedes, provenance, created, confidence")
@@ -352,16 +366,16 @@ class SQLiteStore:
             event_ids = [r[0] for r in conn.execute(
                 "SELECT id FROM events WHERE user_id = ? ORDER BY created, id", (user_id,))]
             shas = {r[0] for r in conn.execute(
-                "SELECT image_sha FROM events WHERE user_id = ? AND image_sha IS NOT NULL UNION "
+                "SELECT image_sha FROM events WHERE user_id = ?1 AND image_sha IS NOT NULL UNION "
                 "SELECT t.image_sha FROM turns t JOIN sessions s ON t.session_id = s.id "
-                "WHERE s.user_id = ? AND t.image_sha IS NOT NULL", (user_id, user_id))}
+                "WHERE s.user_id = ?1 AND t.image_sha IS NOT NULL UNION "
+                "SELECT image_sha FROM user_records WHERE user_id = ?1 AND image_sha IS NOT NULL", (user_id,))}
             conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))  # turns cascade
+            conn.execute("DELETE FROM user_records WHERE user_id = ?", (user_id,))
             self._unlink_ids(conn, event_ids)
             conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
-            gone = [sha for sha in sorted(shas) if not conn.execute(
-                "SELECT 1 FROM turns WHERE image_sha = ?1 UNION ALL SELECT 1 FROM events WHERE image_sha = ?1 "
-                "LIMIT 1", (sha,)).fetchone()]
+            gone = [sha for sha in sorted(shas) if not conn.execute(_UNUSED_IMAGE, (sha,)).fetchone()]
             for key in gone + event_ids:
                 conn.execute("DELETE FROM images WHERE sha256 = ?", (key,))
                 conn.execute("DELETE FROM embeddings WHERE key = ?", (key,))
@@ -405,6 +419,48 @@ class SQLiteStore:
             pass
         finally:
             conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+
+    # ------------------------------------------------------------------ user records
+    def put_user_record(self, record: UserRecord) -> UserRecord:
+        """Insert or replace the record (user, kind, key), keeping its first `created`; its user is created if new."""
+        data = json.dumps(record.data)
+        for what, text in (("kind", record.kind), ("key", record.key), ("data", data)):
+            _check_text(text, f"the record's {what}")
+        with self.transaction():
+            self.ensure_user(record.user_id)
+            self._conn().execute(
+                "INSERT INTO user_records (user_id, kind, key, data, image_sha, created, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, kind, key) DO UPDATE SET data = excluded.data, "
+                "image_sha = excluded.image_sha, updated = excluded.updated",
+                (record.user_id, record.kind, record.key, data, self._image_sha(record.image), record.created,
+                 record.updated))
+        return record
+
+    def list_user_records(self, user_id: str, kind: str) -> list[UserRecord]:
+        """The user's records of `kind`, oldest first."""
+        rows = self._query("SELECT * FROM user_records WHERE user_id = ? AND kind = ? ORDER BY created, key",
+                           (user_id, kind))
+        refs = self._image_refs({r["image_sha"] for r in rows})
+        return [UserRecord(r["user_id"], r["kind"], r["key"], json.loads(r["data"]), refs[r["image_sha"]],
+                           r["created"], r["updated"]) for r in rows]
+
+    def delete_user_record(self, user_id: str, kind: str, key: str) -> bool:
+        """Delete one record, and its image (with the image's cached embeddings) if nothing else shows it."""
+        conn = self._conn()
+        with self.transaction():
+            row = conn.execute("SELECT image_sha FROM user_records WHERE user_id = ? AND kind = ? AND key = ?",
+                               (user_id, kind, key)).fetchone()
+            if row is None:
+                return False
+            conn.execute("DELETE FROM user_records WHERE user_id = ? AND kind = ? AND key = ?", (user_id, kind, key))
+            sha = row[0]
+            if sha is not None and not conn.execute(_UNUSED_IMAGE, (sha,)).fetchone():
+                conn.execute("DELETE FROM images WHERE sha256 = ?", (sha,))
+                conn.execute("DELETE FROM embeddings WHERE key = ?", (sha,))
+        self._checkpoint_due = True  # the old pages leave the write-ahead log too (as for a forgotten user)
+        if self._local.depth == 0:
+            self.checkpoint()
+        return True
 
     # ------------------------------------------------------------------ images
     def put_image(self, data: bytes, ref: ImageRef) -> ImageRef:

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ilearn.types import Event, EventStatus, Feedback, ImageRef, ModelVersion, Scope, Session, Turn
+from ilearn.types import Event, EventStatus, Feedback, ImageRef, ModelVersion, Scope, Session, Turn, now
+
+
+@dataclass
+class UserRecord:
+    """Something a user told about themselves, private to them: a profile, a personal concept, a view of one
+    (`ilearn.users`). Keyed by (user, kind, key); deleted with the user (`EventStore.delete_user`)."""
+
+    user_id: str
+    kind: str
+    key: str
+    data: dict[str, Any] = field(default_factory=dict)
+    """JSON-serialisable content."""
+    image: ImageRef | None = None
+    """An image the record shows (stored with `put_image` first); deleted with the record if nothing else shows it."""
+    created: float = field(default_factory=now)
+    updated: float = field(default_factory=now)
 
 
 @runtime_checkable
@@ -32,6 +49,17 @@ class EventStore(Protocol):
     def list_users(self) -> list[str]: ...
     def delete_user(self, user_id: str) -> list[str]:
         """Forget a user: their sessions, turns, events and images no one else uses. Returns deleted event ids."""
+        ...
+
+    # records of a user about themselves (profiles, personal concepts), private to them
+    def put_user_record(self, record: UserRecord) -> UserRecord:
+        """Insert or replace the record (user, kind, key); its user is created if new; returns it as stored."""
+        ...
+    def list_user_records(self, user_id: str, kind: str) -> list[UserRecord]:
+        """The user's records of `kind`, oldest first (none for an unknown user)."""
+        ...
+    def delete_user_record(self, user_id: str, kind: str, key: str) -> bool:
+        """Delete one record, and its image if no turn, event or record shows it any more; False if absent."""
         ...
 
     # images (content-addressed)
