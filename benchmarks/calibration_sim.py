@@ -3,7 +3,7 @@
     python benchmarks/fused_embedder.py        # first: computes and caches the vectors
     python benchmarks/calibration_sim.py       # then: fixed reuse_threshold vs calibrated, per set and embedder
 
-Per set (held-out bottle seeds 4-7, data/real icons-check and kinds) and image embedder (instance CNN alone, fused
+Per set (held-out bottle seeds 4-7, the data/real sets in the cache) and image embedder (instance CNN alone, fused
 0.5): one picture per object is taught, the others are asked about one by one in random order ("What is this
 called?": the text term of the fused score is 1). The top match's fused score s = image_weight * cosine +
 text_weight. Reused when s >= the threshold in force; the simulated user accepts a right answer and rejects a
@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/ilearn_fused_cache"))
     parser.add_argument("--test-seeds", type=int, nargs="+", default=[4, 5, 6, 7])
     parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--weights", type=float, nargs="+", default=[1.0, 0.7, 0.5],
+                        help="instance CNN weights of the fused image cosine to simulate (1.0: the CNN alone)")
     args = parser.parse_args()
     from ilearn.models.embedders import fuse_vectors
 
@@ -69,12 +71,13 @@ def main() -> None:
     sets["bottles (held-out seeds)"] = ([np.concatenate([d["teach"][k], d["test"][k]]) for d in b for k in (0, 1)],
                                        [np.concatenate([np.arange(12) + 100 * i, d["labels"] + 100 * i])
                                         for i, d in enumerate(b)])
-    for name in ("icons-check", "kinds"):
+    for name in ("icons-dev", "icons-check", "kinds", "details"):
         if name in data["real"]:
             sets[name] = ([data["real"][name]["vecs"][0], data["real"][name]["vecs"][1]], [data["real"][name]["labels"]])
     results = {}
     for set_name, (vecs, labels) in sets.items():
-        for emb, w in (("instance", 1.0), ("fused 0.5", 0.5)):
+        for w in args.weights:
+            emb = "instance" if w == 1.0 else f"fused {w:g}"
             if set_name.startswith("bottles"):  # each seed its own scenario: simulate each, pool the rates
                 parts = [(fuse_vectors(vecs[2 * i], vecs[2 * i + 1], w), labels[i]) for i in range(len(labels))]
             else:
