@@ -129,3 +129,28 @@ def test_model_decoder_and_clarifier_judge_with_the_version_that_serves(tmp_path
         assert calls and set(calls) == {"v7"}
         with parts.versions.hold() as handle:  # inside a turn: the turn's own version
             assert handle is served and parts.clarifier.vlm.version == "v7"
+
+
+def test_the_fused_image_embedder_takes_its_weight_from_the_settings(monkeypatch):
+    """`retrieval.fused_weight` reaches the fused embedder (and its name, which the saved index records, so a
+    changed weight rebuilds the index); other embedders get no such argument; a weight outside [0, 1] is refused."""
+    from ilearn.errors import InvalidInput
+
+    made = []
+    create = plugins.create
+
+    def recording(kind, name, *args, **kwargs):
+        if kind == "image_embedder":
+            made.append((name, kwargs))
+            return StubImageEmbedder()
+        return create(kind, name, *args, **kwargs)
+
+    monkeypatch.setattr(runtime.plugins, "create", recording)
+    cfg = Config.from_dict({"model": {"backend": "stub"}, "retrieval": {"image_embedder": "fused", "fused_weight": 0.6}})
+    runtime.build_embedders(cfg)
+    runtime.build_embedders(cfg.override(retrieval={"image_embedder": "stub"}))
+    threads = cfg.model.threads
+    assert made == [("fused", {"device": "cpu", "threads": threads, "weight": 0.6}),
+                    ("stub", {"device": "cpu", "threads": threads})]
+    with pytest.raises(InvalidInput, match="fused_weight"):
+        Config.from_dict({"retrieval": {"fused_weight": 1.5}})

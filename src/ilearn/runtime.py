@@ -73,7 +73,9 @@ def open_store(config: Config, *, create: bool = True) -> EventStore:
 def build_embedders(config: Config) -> tuple[ImageEmbedder, TextEmbedder]:
     """The retrieval image and text embedders the settings name ("auto" resolved by `Config.embedder`)."""
     device, threads = config.model.device, config.model.threads
-    image = plugins.create("image_embedder", config.embedder("image_embedder"), device=device, threads=threads)
+    name = config.embedder("image_embedder")
+    extra = {"weight": config.retrieval.fused_weight} if name == "fused" else {}
+    image = plugins.create("image_embedder", name, device=device, threads=threads, **extra)
     text = plugins.create("text_embedder", config.embedder("text_embedder"), device=device, threads=threads)
     return image, text
 

@@ -241,7 +241,8 @@ class FusedImageEmbedder:
     and weighted so that the cosine of two images is `weight * cos_instance + (1 - weight) * cos_efficientnet`.
 
     Registered as image embedder "fused"; `weight` defaults to `FUSED_WEIGHT` (the env var ILEARN_FUSED_WEIGHT
-    overrides it for experiments). The parts may be given (tests pass stub embedders)."""
+    overrides that default); a deployment sets it with `retrieval.fused_weight`. The parts may be given (tests
+    pass stub embedders)."""
 
     def __init__(self, *, device: str = "cpu", threads: int = 1, weight: float | None = None,
                  first: ImageEmbedder | None = None, second: ImageEmbedder | None = None):
