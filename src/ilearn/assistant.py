@@ -30,7 +30,7 @@ from ilearn.images import ImageCache
 from ilearn.learning.scheduler import LearningScheduler
 from ilearn.memory import calibration
 from ilearn.memory.store import EventStore
-from ilearn.models.base import VisionLanguageModel
+from ilearn.models.base import ImageEmbedder, VisionLanguageModel
 from ilearn.models.batching import MicroBatcher
 from ilearn.models.versions import ModelVersions
 from ilearn.sessions import Sessions, session_image_ref
@@ -47,6 +47,7 @@ from ilearn.turn import (
     rejected_answers,
 )
 from ilearn.types import Event, EventStatus, Role, Session, Turn, TurnKind, answer_key
+from ilearn.users.personal import PersonalMemory
 
 if TYPE_CHECKING:
     from ilearn.learning.registry import ForgottenVersions, ModelRegistry
@@ -75,6 +76,7 @@ class Assistant:
         registry: ModelRegistry | None = None,
         versions: ModelVersions | None = None,
         request_stages: Sequence[RequestStage] | None = None,
+        personal: PersonalMemory | None = None,
     ):
         self.config = config
         self.vlm = vlm
@@ -91,8 +93,10 @@ class Assistant:
             settings=config.clarify, store=store)
         self.sessions = Sessions(store, config.session, config.robot_id)
         self.scheduler = LearningScheduler(store, registry, config, self.versions)
-        self.request_stages: tuple[RequestStage, ...] = (
-            (PointAtPanel(config.limits.max_image_pixels),) if request_stages is None else tuple(request_stages))
+        self.personal = personal or PersonalMemory(store, _concept_embedder(memory))
+        """Profiles and personal concepts (`ilearn.users`)."""
+        self.request_stages: tuple[RequestStage, ...] = (self.personal.recognise, *(
+            (PointAtPanel(config.limits.max_image_pixels),) if request_stages is None else tuple(request_stages)))
         self._images = ImageCache(store.get_image_bytes, max_pixels=config.limits.max_image_pixels)
 
     # ------------------------------------------------------------------ construction
@@ -135,9 +139,11 @@ class Assistant:
         start = time.perf_counter()
         request = check_request(self.config.limits, user_id, text, image)
         with self._turn(request, session_id) as state:
-            self._feedback(state)
+            if not self.personal.statement(state):  # what the user says about themselves and their things
+                self._feedback(state)
             self._log_request(state)
-            self._clarify_or_point(state)
+            if state.reply is None:
+                self._clarify_or_point(state)
             self._retrieve(state)
             self._answer(state)
             self._store(state)
@@ -417,6 +423,15 @@ class ForgetReport:
         if v is not None and set(v.scrubbed) - set(v.trained):
             lines.append(f"  their ids and gate examples removed from: {', '.join(sorted(set(v.scrubbed) - set(v.trained)))}")
         return "\n".join(lines)
+
+
+def _concept_embedder(memory: RetrievalMemory | None) -> ImageEmbedder:
+    """The image embedder personal concepts are recognised with: the retrieval memory's, else the model-free stub."""
+    if memory is not None:
+        return memory.image_embedder
+    from ilearn.models.embedders import StubImageEmbedder
+
+    return StubImageEmbedder()
 
 
 def forget_user_data(store: EventStore, memory: RetrievalMemory | None, registry: ModelRegistry | None,
