@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ilearn.assistant import Assistant
 from ilearn.runtime import Runtime
-from ilearn.serve import native, openai_compat
+from ilearn.serve import native, openai_compat, profiles
 from ilearn.serve.errors import ErrorResponse, error_response, install_error_handlers
 from ilearn.serve.service import Service
 from ilearn.serve.settings import ServeSettings
@@ -65,6 +65,7 @@ def create_app(target: Runtime | Assistant, settings: ServeSettings | None = Non
     install_error_handlers(app)
     app.include_router(native.router)
     app.include_router(openai_compat.router)
+    app.include_router(profiles.router)
     _health_routes(app, service)
     app.add_middleware(Observe, service=service)
     return app
