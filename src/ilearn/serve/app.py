@@ -4,8 +4,9 @@
     app = create_app(build_runtime(config))          # the app owns the assistant and closes it on shutdown
     uvicorn.run(app)
 
-Routes: the native API (`ilearn.serve.native`), the OpenAI-compatible endpoint (`ilearn.serve.openai_compat`),
-`/healthz` (the process is up), `/readyz` (it answers turns), `/metrics` (Prometheus text), `/docs` (OpenAPI).
+Routes: the native API (`ilearn.serve.native`, `.stream`, `.operator`), the OpenAI-compatible endpoint
+(`ilearn.serve.openai_compat`), the web page at `/` (`ilearn.serve.web`), `/healthz` (the process is up),
+`/readyz` (it answers turns), `/metrics` (Prometheus text), `/docs` (OpenAPI).
 Turns run in worker threads (`ServeSettings.threads` at once); on shutdown uvicorn lets open requests finish,
 then queued learning jobs are dropped, a running one gets `shutdown_timeout_s`, and the store is closed.
 """
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ilearn.assistant import Assistant
 from ilearn.runtime import Runtime
-from ilearn.serve import native, openai_compat, profiles
+from ilearn.serve import native, openai_compat, operator, profiles, stream, web
 from ilearn.serve.errors import ErrorResponse, error_response, install_error_handlers
 from ilearn.serve.service import Service
 from ilearn.serve.settings import ServeSettings
@@ -64,8 +65,11 @@ def create_app(target: Runtime | Assistant, settings: ServeSettings | None = Non
     app.state.service = service
     install_error_handlers(app)
     app.include_router(native.router)
+    app.include_router(stream.router)
+    app.include_router(operator.router)
     app.include_router(openai_compat.router)
     app.include_router(profiles.router)
+    app.include_router(web.router)
     _health_routes(app, service)
     app.add_middleware(Observe, service=service)
     return app

@@ -43,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[[argparse.Argu
     for name, flag in [("host", "--host"), ("port", "--port"), ("threads", "--threads-http"),
                        ("keys_path", "--keys"), ("model_name", "--served-model-name"),
                        ("allow_remote_images", "--allow-remote-images"), ("max_body_bytes", "--max-body-bytes"),
-                       ("shutdown_timeout_s", "--shutdown-timeout")]:
+                       ("shutdown_timeout_s", "--shutdown-timeout"), ("reports_dir", "--reports")]:
         _serve_option(serve, name, flag)
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes (only 1 on the SQLite store: each process has its own index)")

@@ -63,6 +63,17 @@ def _status(exc: ILearnError) -> int:
     return 500
 
 
+def error_status(exc: ApiError | ILearnError) -> tuple[int, str, str]:
+    """(status, message, type) of an error as a reply shows it (a 5xx without detail)."""
+    if isinstance(exc, ApiError):
+        status, message = exc.status, exc.message
+    else:
+        status, message = _status(exc), str(exc)
+    if status >= 500 and not isinstance(exc, MissingDependency):
+        message = "internal error"
+    return status, message, _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
@@ -109,4 +120,4 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorResponse, "description": described[s]} for s in wanted}
 
 
-__all__ = ["ApiError", "ErrorResponse", "error_response", "install_error_handlers", "responses"]
+__all__ = ["ApiError", "ErrorResponse", "error_response", "error_status", "install_error_handlers", "responses"]

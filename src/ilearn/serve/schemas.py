@@ -27,6 +27,7 @@ class ReferenceOut(BaseModel):
     question: str
     answer: str
     score: float
+    image_sha256: str | None = Field(None, description="the event's image (`GET /v1/images/{sha256}`)")
 
 
 class FeedbackOut(BaseModel):

@@ -71,12 +71,26 @@ class Service:
         return self.reply_out(reply)
 
     def reply_out(self, reply: Reply) -> schemas.ReplyOut:
+        images = self._reference_images([r.event_id for r in reply.references])
         return schemas.ReplyOut(
             session_id=reply.session_id, turn_id=reply.turn_id, text=reply.text, kind=reply.kind.value,
             options=self.options(reply), model_version=reply.model_version, precise_question=reply.precise_question,
             references=[schemas.ReferenceOut(event_id=r.event_id, question=r.question, answer=r.answer,
-                                             score=round(float(r.score), 4)) for r in reply.references],
+                                             score=round(float(r.score), 4), image_sha256=images.get(r.event_id))
+                        for r in reply.references],
             new_session=reply.new_session, feedback=_feedback_out(reply.feedback))
+
+    def _reference_images(self, event_ids: list[str]) -> dict[str, str]:
+        """Event id -> the sha256 of its image, for the references of a reply (an event deleted meanwhile: none)."""
+        out = {}
+        for event_id in event_ids:
+            try:
+                event = self.assistant.store.get_event(event_id)
+            except NotFound:
+                continue
+            if event.image is not None:
+                out[event_id] = event.image.sha256
+        return out
 
     def options(self, reply: Reply) -> list[str]:
         """The choices a clarifying question offers: the clarifier's options for the request it is about."""

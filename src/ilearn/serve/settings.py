@@ -29,6 +29,8 @@ class ServeSettings:
     """OpenAI conversations remembered for session continuation by history (least recently used dropped)."""
     shutdown_timeout_s: float = 60.0
     """On shutdown, seconds to wait for open turns and a running learning job."""
+    reports_dir: str = ""
+    """A folder of experiment report folders (`ilearn experiment --out`) the operator page shows (empty: none)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

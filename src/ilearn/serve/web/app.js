@@ -1,0 +1,65 @@
+// The page: sign in with a key, then the chat, and for admin keys the operator view.
+import { Api, ApiError } from "./api.js";
+import { setupChat } from "./chat.js";
+import { setupOperator } from "./operator.js";
+
+const $ = (id) => document.getElementById(id);
+const app = { api: null, user: "", conversationUser: "", admin: false, chat: null, operator: null };
+
+async function signIn(key, user) {
+  const api = new Api(key);
+  const versions = await api.get("/v1/model-versions"); // any valid key may read them
+  let admin = true;
+  try {
+    await api.get("/v1/learn");
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 403) throw err;
+    admin = false;
+  }
+  Object.assign(app, { api, user, admin });
+  sessionStorage.setItem("ilearn", JSON.stringify({ key, user }));
+  $("signin").hidden = true;
+  $("views").hidden = false;
+  $("tab-operator").hidden = !admin;
+  $("signed-in").hidden = false;
+  $("signed-in").textContent = `Signed in as ${user}${admin ? ", with an admin key" : ""}`;
+  $("sign-out").hidden = false;
+  $("model-version").textContent = `model ${versions.serving}`;
+  show("chat");
+  app.chat.newConversation(user);
+}
+
+function signOut() {
+  sessionStorage.removeItem("ilearn");
+  location.reload();
+}
+
+function show(view) {
+  for (const name of ["chat", "operator"]) {
+    $(name).hidden = name !== view;
+    $(`tab-${name}`).setAttribute("aria-pressed", String(name === view));
+  }
+  if (view === "operator") app.operator.refresh();
+  else app.chat.closeCamera?.();
+}
+
+$("signin-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("signin-error").textContent = "";
+  try {
+    await signIn($("signin-key").value.trim(), $("signin-user").value.trim());
+  } catch (err) {
+    $("signin-error").textContent = err.status === 401 ? "That key is wrong or revoked." : `Cannot sign in: ${err.message}`;
+    $("signin-key").focus();
+  }
+});
+$("sign-out").addEventListener("click", signOut);
+$("tab-chat").addEventListener("click", () => show("chat"));
+$("tab-operator").addEventListener("click", () => show("operator"));
+
+app.chat = setupChat(app);
+app.operator = setupOperator(app);
+
+const saved = JSON.parse(sessionStorage.getItem("ilearn") || "null");
+if (saved) signIn(saved.key, saved.user).catch(() => sessionStorage.removeItem("ilearn"));
+else $("signin-key").focus();
