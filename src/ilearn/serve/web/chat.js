@@ -51,6 +51,7 @@ export function setupChat(app) {
   // ------------------------------------------------------------------ the camera (the file picker when it fails)
   function cameraFallback(reason) {
     $("capture-fallback").hidden = false;
+    $("photo-capture").hidden = false;
     status(`The camera cannot be opened here (${reason}): take or choose a photo with the picker instead.`);
     $("photo-capture").focus();
   }
