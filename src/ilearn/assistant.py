@@ -251,6 +251,7 @@ class Assistant:
         from ilearn.memory.retrieval import reusable
 
         start = time.perf_counter()
+        profile = self.personal.profiles.get(state.session.user_id)
         rc = self.config.retrieval
         top = reusable(state.matches, calibration.reuse_threshold(self.memory, rc.reuse_threshold), rc.reuse_margin,
                        rc.reuse_min_text_sim)
@@ -260,13 +261,15 @@ class Assistant:
             shown = rc.prompt_references == "always" or (rc.prompt_references == "untuned"
                                                          and state.model.version == "base")
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
-            messages = prompts.answer_messages(state.question, state.image, references)
+            messages = self.personal.prompted(prompts.answer_messages(state.question, state.image, references), profile)
             generation = self.batcher.generate(state.model.vlm, messages, avoid=state.avoid,
                                                max_new_tokens=self.config.model.max_new_tokens)
             text = generation.text.strip() or "I don't know."
             if answer_key(text) in {answer_key(a) for a in state.avoid}:
                 text = prompts.NOT_SURE
             state.prompt_tokens = generation.prompt_tokens
+        if text != prompts.NOT_SURE:
+            state.shown_text = self.personal.fit(text, profile)  # worded for the user; the log keeps the model's
         state.clock("answer", start)
         state.reply = state.say(text, TurnKind.ANSWER, retrieved=[m.event.id for m in state.matches],
                                 precise_question=state.question)
@@ -284,7 +287,7 @@ class Assistant:
     def _reply(self, state: TurnState) -> Reply:
         reply = state.reply
         return Reply(
-            session_id=state.session.id, text=reply.text, kind=reply.kind, turn_id=reply.id,
+            session_id=state.session.id, text=state.shown_text or reply.text, kind=reply.kind, turn_id=reply.id,
             model_version=state.model.version, precise_question=reply.precise_question,
             references=self._references(state), feedback=state.feedback, new_session=state.new_session,
             timings_ms=state.timings, prompt_tokens=state.prompt_tokens,

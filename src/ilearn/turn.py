@@ -94,6 +94,9 @@ class TurnState:
     reply_image: tuple[ImageRef, bytes] | None = None
     """An image the reply carries (a picked panel), stored with it."""
     prompt_tokens: int = 0
+    shown_text: str | None = None
+    """The reply's words as the user sees them, when they differ from the stored turn's (fitted to the user's
+    profile: `ilearn.users.fit`; the log and what is learnt keep the model's own words)."""
     timings: dict[str, float] = field(default_factory=dict)
 
     @property

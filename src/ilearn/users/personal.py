@@ -18,13 +18,15 @@ from __future__ import annotations
 import logging
 import re
 
+from ilearn.errors import InvalidInput
 from ilearn.memory.store import EventStore
-from ilearn.models.base import ImageEmbedder
+from ilearn.models.base import ImageEmbedder, Message
 from ilearn.sessions import session_image_ref
 from ilearn.turn import TurnState, looks_like_question
 from ilearn.types import Feedback, FeedbackSource, Label, Role, TurnKind
 from ilearn.users.concepts import Concept, ConceptBook
 from ilearn.users.extract import PersonalRequest, clean, read_profile, read_request
+from ilearn.users.fit import PROMPT_STYLES, fit_answer, instruction_prompt, profile_tag
 from ilearn.users.profiles import Profile, ProfileBook
 
 logger = logging.getLogger(__name__)
@@ -49,10 +51,30 @@ class PersonalMemory:
     """Profiles and personal concepts, and the two turn stages that use them (see the module docstring)."""
 
     def __init__(self, store: EventStore, embedder: ImageEmbedder, *, threshold: float = 0.9,
-                 margin: float = 0.02) -> None:
+                 margin: float = 0.02, prompt: str = "none") -> None:
+        """`threshold`, `margin`: when a photo shows one of the user's things (`ConceptBook`); `prompt`: how the
+        profile reaches the model, one of `fit.PROMPT_STYLES` ("none": only the wording rules adapt answers)."""
+        if prompt not in PROMPT_STYLES:
+            raise InvalidInput(f"prompt must be one of {list(PROMPT_STYLES)}, not {prompt!r}")
         self.store = store
         self.profiles = ProfileBook(store)
         self.concepts = ConceptBook(store, embedder, threshold=threshold, margin=margin)
+        self.prompt = prompt
+
+    # ------------------------------------------------------------------ answers that fit the user
+    def prompted(self, messages: list[Message], profile: Profile) -> list[Message]:
+        """The chat the model answers, with the profile as `prompt` says (unchanged for "none" or an empty one)."""
+        if self.prompt == "tag" and (tag := profile_tag(profile)):
+            last = messages[-1]
+            return [*messages[:-1], Message(last.role, f"{tag} {last.content}", image=last.image)]
+        if self.prompt == "instructions" and not profile.empty:
+            return [Message("system", instruction_prompt(profile)), *messages]
+        return messages
+
+    @staticmethod
+    def fit(text: str, profile: Profile) -> str:
+        """An answer worded for its user (`fit.fit_answer`): same facts, fitted wording."""
+        return fit_answer(text, profile)
 
     # ------------------------------------------------------------------ the stages
     def statement(self, state: TurnState) -> bool:
