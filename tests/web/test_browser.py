@@ -11,6 +11,7 @@ how docs/img/web-chat.png is made). Without chromium or Playwright the tests ski
 from __future__ import annotations
 
 import base64
+import io
 import os
 import shutil
 from pathlib import Path
@@ -21,10 +22,14 @@ from serve.serve_helpers import live_server, require, tiny_config
 
 require("fastapi", "serve")
 
+from PIL import Image  # noqa: E402
+
 from helpers import make_png  # noqa: E402
+from ilearn.images import sha256_bytes  # noqa: E402
 from ilearn.runtime import build_runtime  # noqa: E402
 from ilearn.serve import create_app  # noqa: E402
 from ilearn.serve.settings import ServeSettings  # noqa: E402
+from ilearn.types import Event, EventStatus, ImageRef  # noqa: E402
 
 CHROMIUM = os.environ.get("ILEARN_CHROMIUM", "/usr/bin/chromium")  # Debian's; another path for a check
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -247,4 +252,73 @@ def test_without_a_camera_the_file_picker_takes_over(browser, site):
     page.locator("#capture-fallback").wait_for(state="visible")
     assert "no camera here" in page.locator("#conversation-status").inner_text()
     assert page.evaluate("document.activeElement.id") == "photo-capture"  # the keyboard lands on the picker
+    context.close()
+
+
+def test_an_operator_settles_a_disputed_correction(browser, site, shots):
+    """Two regulars taught one answer (shared); a made-up id contradicts it: the page shows it in review and
+    the operator rejects it."""
+    assistant = site["app"].state.service.assistant
+    photo = make_png((90, 160, 40), size=(60, 60), shape="square")
+    picture = Image.open(io.BytesIO(photo)).convert("RGB")
+    ref = assistant.store.put_image(photo, ImageRef(sha256_bytes(photo), 60, 60, "PNG"))
+
+    def teach(user: str, answer: str) -> Event:
+        return assistant.memory.add(Event(ref, "What is this called?", answer, f"kiosk:{user}",
+                                          robot_id=assistant.config.robot_id), picture)
+
+    for user in ("dee", "eli"):
+        assistant.store.ensure_user(f"kiosk:{user}")
+        teach(user, "paracetamol")
+    disputed = teach("mallory", "poison")
+    assert disputed.status == EventStatus.QUARANTINED
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    _sign_in(page, site["url"], site["keys"]["admin"], "operator")
+    page.get_by_role("button", name="Operator").click()
+    card = page.locator("#review .card", has_text="poison")
+    card.wait_for()
+    assert "paracetamol" in card.inner_text() and "mallory" in card.inner_text()
+    row = page.locator(f"#events tbody tr[data-event='{disputed.id}']")
+    assert "in review" in row.inner_text()
+    shots(page, "4-review")
+    card.get_by_role("button", name="Reject").click()
+    page.locator("#review", has_text="Nothing waits for review").wait_for()
+    assert assistant.store.get_event(disputed.id).status == EventStatus.DELETED
+    context.close()
+
+
+def test_an_operator_trains_a_version_then_promotes_and_rolls_it_back(browser, site, shots):
+    assistant = site["app"].state.service.assistant
+    for colour, answer in (((200, 30, 30), "aspirin"), ((30, 160, 200), "ibuprofen")):
+        photo = make_png(colour, size=(64, 64), shape="circle")
+        picture = Image.open(io.BytesIO(photo)).convert("RGB")
+        ref = assistant.store.put_image(photo, ImageRef(sha256_bytes(photo), 64, 64, "PNG"))
+        for user in ("fay", "gil", "hua"):
+            assistant.store.ensure_user(f"kiosk:{user}")
+            assistant.memory.add(Event(ref, "What is this called?", answer, f"kiosk:{user}",
+                                       robot_id=assistant.config.robot_id), picture)
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    _sign_in(page, site["url"], site["keys"]["admin"], "operator")
+    page.get_by_role("button", name="Operator").click()
+    page.get_by_label("promote when the gate passes").uncheck()
+    page.get_by_label("check forgetting on the general set").uncheck()
+    page.get_by_role("button", name="Start learning").click()
+    job = page.locator("#jobs tbody tr").first
+    job.locator(".badge.done").wait_for(timeout=240_000)  # the page polls while the job runs
+    assert "refused" in job.inner_text() and "learning:" in job.inner_text()  # not promoted: it was not asked to
+    version = page.locator("#versions tbody tr[data-version]").first
+    version.wait_for()
+    version_id = version.get_attribute("data-version")
+    assert "learning:" in version.inner_text()  # the gate's figures, active -> candidate
+    version.get_by_role("button", name="Promote").click()
+    page.locator("#serving", has_text=f"Serving: {version_id}").wait_for()
+    shots(page, "5-models")
+    assert assistant.versions.current().version == version_id
+    page.get_by_role("button", name="Roll back").click()
+    page.locator("#serving", has_text="Serving: base").wait_for()
+    assert assistant.versions.current().version == "base"
     context.close()

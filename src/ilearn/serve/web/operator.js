@@ -185,7 +185,7 @@ export function setupOperator(app) {
   $("learn").addEventListener("submit", (e) => {
     e.preventDefault();
     guard(async () => {
-      await app.api.post("/v1/learn", { promote: $("learn-promote").checked });
+      await app.api.post("/v1/learn", { promote: $("learn-promote").checked, general: $("learn-general").checked });
       await loadJobs();
     }, "serving");
   });
