@@ -116,6 +116,18 @@ def _sign_in(page, url: str, key: str, user: str) -> None:
     page.locator("#chat").wait_for(state="visible")
 
 
+UNNAMED = """() => [...document.querySelectorAll('button, input, select, textarea, a, [role=group], ol, ul.refs')]
+    .filter((el) => el.getClientRects().length && el.type !== 'hidden')
+    .filter((el) => !((el.labels && el.labels.length) || el.getAttribute('aria-label')
+                      || el.getAttribute('aria-labelledby') || el.textContent.trim()))
+    .map((el) => el.outerHTML.slice(0, 120))"""
+
+
+def _unnamed(page) -> list[str]:
+    """Visible controls a screen reader would have no name for."""
+    return page.evaluate(UNNAMED)
+
+
 def _last_reply(page, kind: str):
     reply = page.locator(f".msg.assistant[data-kind='{kind}']").last
     reply.wait_for(state="visible")
@@ -190,6 +202,7 @@ def test_teach_an_object_see_it_answered_with_its_reference_then_forget_the_user
     answer.get_by_role("button", name="Thumbs up: right answer").click()
     answer.locator(".feedback", has_text="You said: right.").wait_for()
     shots(page, "web-chat")
+    assert _unnamed(page) == []
 
     # the operator signs in with an admin key: the event, who taught it, and forgetting its teacher
     page.get_by_role("button", name="Sign out").click()
@@ -209,6 +222,7 @@ def test_teach_an_object_see_it_answered_with_its_reference_then_forget_the_user
     page.wait_for_function("() => { const img = document.querySelector('#report img.plot');"
                            " return img && img.complete && img.naturalWidth === 120; }")
     shots(page, "3-operator")
+    assert _unnamed(page) == []
     row.get_by_role("button", name="Forget the user ana of kiosk").click()
     page.get_by_role("button", name="Yes, forget").click()
     page.locator("#forget-status", has_text="Forgot ana of kiosk").wait_for()
