@@ -8,15 +8,19 @@ from helpers import make_png
 from ilearn.assistant import Assistant
 from ilearn.config import Config
 from ilearn.memory.sqlite import open_store
+from ilearn.models.embedders import StubImageEmbedder
 from ilearn.models.stub import StubVLM
+from ilearn.users.personal import PersonalMemory
 
 
 @pytest.fixture
 def assistant(tmp_path):
     """An assistant whose model always answers "a cup"; no retrieval memory (concepts use the stub embedder)."""
     config = Config(home=str(tmp_path / "home"))
-    with Assistant(config, StubVLM(responder=lambda messages: "a cup"), open_store(tmp_path / "home"),
-                   feedback_decoder=None) as built:
+    store = open_store(tmp_path / "home")
+    personal = PersonalMemory(store, StubImageEmbedder(), threshold=0.95)  # the stub's scale (ConceptBook)
+    with Assistant(config, StubVLM(responder=lambda messages: "a cup"), store, feedback_decoder=None,
+                   personal=personal) as built:
         yield built
 
 

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 
+from ilearn.errors import InvalidInput
+from ilearn.models.base import Message
 from ilearn.users.profiles import Profile
 
 logger = logging.getLogger(__name__)
@@ -107,6 +110,21 @@ def profile_tag(profile: Profile) -> str:
     return f"[user: {'; '.join(parts)}]" if parts else ""
 
 
+def prompt_messages(messages: Sequence[Message], profile: Profile, style: str) -> list[Message]:
+    """The chat the model answers with the profile in it as `style` (one of PROMPT_STYLES) says: "tag" puts
+    `profile_tag` before the question, "instructions" puts `instruction_prompt` first as a system message, "none"
+    (or an empty profile) leaves the chat as it is."""
+    if style not in PROMPT_STYLES:
+        raise InvalidInput(f"the prompt style must be one of {list(PROMPT_STYLES)}, not {style!r}")
+    messages = list(messages)
+    if style == "tag" and (tag := profile_tag(profile)):
+        last = messages[-1]
+        return [*messages[:-1], Message(last.role, f"{tag} {last.content}", image=last.image)]
+    if style == "instructions" and not profile.empty:
+        return [Message("system", instruction_prompt(profile)), *messages]
+    return messages
+
+
 def instruction_prompt(profile: Profile) -> str:
     """The long instruction prompt of a prompting baseline: the profile spelt out as rules for the model."""
     rules = ["You are a helpful robot assistant talking with one particular user. Answer the question about the "
@@ -143,5 +161,5 @@ def instruction_prompt(profile: Profile) -> str:
     return " ".join(rules)
 
 
-__all__ = ["GLOSSARY", "PROMPT_STYLES", "fit_answer", "instruction_prompt", "profile_tag", "wants_short",
-           "wants_simple"]
+__all__ = ["GLOSSARY", "PROMPT_STYLES", "fit_answer", "instruction_prompt", "profile_tag", "prompt_messages",
+           "wants_short", "wants_simple"]

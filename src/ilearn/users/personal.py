@@ -26,7 +26,7 @@ from ilearn.turn import TurnState, looks_like_question
 from ilearn.types import Feedback, FeedbackSource, Label, Role, TurnKind
 from ilearn.users.concepts import Concept, ConceptBook
 from ilearn.users.extract import PersonalRequest, clean, read_profile, read_request
-from ilearn.users.fit import PROMPT_STYLES, fit_answer, instruction_prompt, profile_tag
+from ilearn.users.fit import PROMPT_STYLES, fit_answer, prompt_messages
 from ilearn.users.profiles import Profile, ProfileBook
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ ABOUT_USER = Feedback(Label.NEUTRAL, 1.0, None, FeedbackSource.IMPLICIT, "about 
 class PersonalMemory:
     """Profiles and personal concepts, and the two turn stages that use them (see the module docstring)."""
 
-    def __init__(self, store: EventStore, embedder: ImageEmbedder, *, threshold: float = 0.9,
+    def __init__(self, store: EventStore, embedder: ImageEmbedder, *, threshold: float = 0.8,
                  margin: float = 0.02, prompt: str = "none") -> None:
         """`threshold`, `margin`: when a photo shows one of the user's things (`ConceptBook`); `prompt`: how the
         profile reaches the model, one of `fit.PROMPT_STYLES` ("none": only the wording rules adapt answers)."""
@@ -63,13 +63,8 @@ class PersonalMemory:
 
     # ------------------------------------------------------------------ answers that fit the user
     def prompted(self, messages: list[Message], profile: Profile) -> list[Message]:
-        """The chat the model answers, with the profile as `prompt` says (unchanged for "none" or an empty one)."""
-        if self.prompt == "tag" and (tag := profile_tag(profile)):
-            last = messages[-1]
-            return [*messages[:-1], Message(last.role, f"{tag} {last.content}", image=last.image)]
-        if self.prompt == "instructions" and not profile.empty:
-            return [Message("system", instruction_prompt(profile)), *messages]
-        return messages
+        """The chat the model answers, with the profile as `prompt` says (`fit.prompt_messages`)."""
+        return prompt_messages(messages, profile, self.prompt)
 
     @staticmethod
     def fit(text: str, profile: Profile) -> str:
