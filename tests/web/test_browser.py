@@ -270,8 +270,8 @@ def test_without_a_camera_the_file_picker_takes_over(browser, site):
 
 
 def test_an_operator_settles_a_disputed_correction(browser, site, shots):
-    """Two regulars taught one answer (shared); a made-up id contradicts it: the page shows it in review and
-    the operator rejects it."""
+    """Two regulars taught one answer (shared); a made-up id contradicts it: the page (at a phone's width)
+    shows it in review and the operator rejects it."""
     assistant = site["app"].state.service.assistant
     photo = make_png((90, 160, 40), size=(60, 60), shape="square")
     picture = Image.open(io.BytesIO(photo)).convert("RGB")
@@ -286,7 +286,7 @@ def test_an_operator_settles_a_disputed_correction(browser, site, shots):
         teach(user, "paracetamol")
     disputed = teach("mallory", "poison")
     assert disputed.status == EventStatus.QUARANTINED
-    context = browser.new_context()
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     _sign_in(page, site["url"], site["keys"]["admin"], "operator")
@@ -296,6 +296,7 @@ def test_an_operator_settles_a_disputed_correction(browser, site, shots):
     assert "paracetamol" in card.inner_text() and "mallory" in card.inner_text()
     row = page.locator(f"#events tbody tr[data-event='{disputed.id}']")
     assert "in review" in row.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # wide tables scroll in their own box
     shots(page, "4-review")
     card.get_by_role("button", name="Reject").click()
     page.locator("#review", has_text="Nothing waits for review").wait_for()
