@@ -172,3 +172,11 @@ def test_report_folders_are_listed_and_read_and_nothing_outside_them(served, tmp
     finally:
         service.settings = settings
     assert served.client.get("/v1/reports", headers=served.auth("admin")).json() == {"reports": []}
+
+
+def test_a_key_reads_its_own_robot_and_role(served):
+    robot = served.client.get("/v1/key", headers=served.auth("r1")).json()
+    admin = served.client.get("/v1/key", headers=served.auth("admin")).json()
+    assert (robot["robot"], robot["role"]) == ("r1", "robot") and (admin["robot"], admin["role"]) == ("site", "admin")
+    assert served.keys["r1"].startswith(f"ilk_{robot['id']}_") and "secret" not in robot
+    assert served.client.get("/v1/key").status_code == 401

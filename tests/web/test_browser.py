@@ -108,6 +108,14 @@ def shots(tmp_path):
     return shot
 
 
+def _watch(page) -> list[str]:
+    """The page's JavaScript errors and console errors (a CSP refusal, a failed request), as they happen."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(f"{msg.text} {msg.location}") if msg.type == "error" else None)
+    return errors
+
+
 def _sign_in(page, url: str, key: str, user: str) -> None:
     page.goto(url)
     page.get_by_label("API key").fill(key)
@@ -153,8 +161,7 @@ def test_teach_an_object_see_it_answered_with_its_reference_then_forget_the_user
     context = browser.new_context(viewport={"width": 1000, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    errors = _watch(page)
 
     # a user signs in with the robot's key and asks about a photo: a clarifying question with its options
     _sign_in(page, url, keys["robot"], "ana")
@@ -239,6 +246,7 @@ def test_phone_width_camera_and_keyboard(browser, site, shots):
     context.set_default_timeout(TIMEOUT_MS)
     context.grant_permissions(["camera"], origin=site["url"])
     page = context.new_page()
+    errors = _watch(page)
     _sign_in(page, site["url"], site["keys"]["robot"], "bo")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.get_by_role("button", name="Use the camera").click()
@@ -251,6 +259,7 @@ def test_phone_width_camera_and_keyboard(browser, site, shots):
     _last_reply(page, "clarification")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shots(page, "2-phone")
+    assert errors == []
     context.close()
 
 
@@ -260,12 +269,14 @@ def test_without_a_camera_the_file_picker_takes_over(browser, site):
     context.add_init_script("navigator.mediaDevices.getUserMedia = () => "
                             "Promise.reject(new DOMException('no camera here', 'NotFoundError'));")
     page = context.new_page()
+    errors = _watch(page)
     _sign_in(page, site["url"], site["keys"]["robot"], "cy")
     assert not page.locator("#capture-fallback").is_visible()
     page.get_by_role("button", name="Use the camera").click()
     page.locator("#capture-fallback").wait_for(state="visible")
     assert "no camera here" in page.locator("#conversation-status").inner_text()
     assert page.evaluate("document.activeElement.id") == "photo-capture"  # the keyboard lands on the picker
+    assert errors == []
     context.close()
 
 
@@ -289,6 +300,7 @@ def test_an_operator_settles_a_disputed_correction(browser, site, shots):
     context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
+    errors = _watch(page)
     _sign_in(page, site["url"], site["keys"]["admin"], "operator")
     page.get_by_role("button", name="Operator").click()
     card = page.locator("#review .card", has_text="poison")
@@ -301,6 +313,7 @@ def test_an_operator_settles_a_disputed_correction(browser, site, shots):
     card.get_by_role("button", name="Reject").click()
     page.locator("#review", has_text="Nothing waits for review").wait_for()
     assert assistant.store.get_event(disputed.id).status == EventStatus.DELETED
+    assert errors == []
     context.close()
 
 
@@ -317,6 +330,7 @@ def test_an_operator_trains_a_version_then_promotes_and_rolls_it_back(browser, s
     context = browser.new_context()
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
+    errors = _watch(page)
     _sign_in(page, site["url"], site["keys"]["admin"], "operator")
     page.get_by_role("button", name="Operator").click()
     page.get_by_label("promote when the gate passes").uncheck()
@@ -336,4 +350,5 @@ def test_an_operator_trains_a_version_then_promotes_and_rolls_it_back(browser, s
     page.get_by_role("button", name="Roll back").click()
     page.locator("#serving", has_text="Serving: base").wait_for()
     assert assistant.versions.current().version == "base"
+    assert errors == []
     context.close()

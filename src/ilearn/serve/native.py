@@ -46,6 +46,12 @@ def send_turn_upload(key: Caller, svc: ServiceDep,
     return svc.turn(key, user, text, data or None, session_id, "native")
 
 
+@router.get("/key", response_model=schemas.KeyOut, responses=responses())
+def read_key(key: Caller) -> schemas.KeyOut:
+    """The caller's key: its id, robot and role (a page uses it to know what to show)."""
+    return schemas.KeyOut(id=key.id, robot=key.robot, role=key.role)
+
+
 @router.get("/sessions/{session_id}", response_model=schemas.SessionOut, responses=responses(404))
 def read_session(session_id: SessionPath, key: Caller, svc: ServiceDep) -> schemas.SessionOut:
     """A session with its turns (404 for another robot's)."""

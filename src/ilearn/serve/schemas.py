@@ -111,6 +111,14 @@ class EventsOut(BaseModel):
     events: list[EventOut]
 
 
+class KeyOut(BaseModel):
+    """The caller's own key (never its secret)."""
+
+    id: str
+    robot: str
+    role: Literal["robot", "admin"]
+
+
 class ForgetOut(BaseModel):
     robot: str
     user: str

@@ -1,5 +1,5 @@
 // The page: sign in with a key, then the chat, and for admin keys the operator view.
-import { Api, ApiError } from "./api.js";
+import { Api } from "./api.js";
 import { setupChat } from "./chat.js";
 import { setupOperator } from "./operator.js";
 
@@ -8,21 +8,15 @@ const app = { api: null, user: "", conversationUser: "", admin: false, chat: nul
 
 async function signIn(key, user) {
   const api = new Api(key);
-  const versions = await api.get("/v1/model-versions"); // any valid key may read them
-  let admin = true;
-  try {
-    await api.get("/v1/learn");
-  } catch (err) {
-    if (!(err instanceof ApiError) || err.status !== 403) throw err;
-    admin = false;
-  }
+  const [me, versions] = await Promise.all([api.get("/v1/key"), api.get("/v1/model-versions")]);
+  const admin = me.role === "admin";
   Object.assign(app, { api, user, admin });
   sessionStorage.setItem("ilearn", JSON.stringify({ key, user }));
   $("signin").hidden = true;
   $("views").hidden = false;
   $("tab-operator").hidden = !admin;
   $("signed-in").hidden = false;
-  $("signed-in").textContent = `Signed in as ${user}${admin ? ", with an admin key" : ""}`;
+  $("signed-in").textContent = `Signed in as ${user} (${me.robot}${admin ? ", admin key" : ""})`;
   $("sign-out").hidden = false;
   $("model-version").textContent = `model ${versions.serving}`;
   show("chat");
