@@ -9,6 +9,7 @@ import pytest
 from ilearn.assistant import Assistant
 from ilearn.config import Config
 from ilearn.memory.sqlite import open_store
+from ilearn.models.embedders import StubImageEmbedder
 from ilearn.models.stub import StubVLM
 from ilearn.text import contains_answer
 from ilearn.types import Role, TurnKind
@@ -74,8 +75,7 @@ def test_counterfactual_users_get_the_same_answer(tmp_path, png, prompt: str) ->
     """What the model sees and what the user reads are identical when two users differ only in a protected
     attribute: 5 pairs x 3 prompt styles (the stub model echoes its whole input, so any difference would show)."""
     store = open_store(tmp_path)
-    personal = PersonalMemory(store, __import__("ilearn.models.embedders", fromlist=["x"]).StubImageEmbedder(),
-                              prompt=prompt)
+    personal = PersonalMemory(store, StubImageEmbedder(), prompt=prompt)
     echo = StubVLM()  # replies with the text of every message it was given
     with Assistant(Config(home=str(tmp_path)), echo, store, personal=personal) as assistant:
         for i, (first, second) in enumerate(COUNTERFACTUALS):

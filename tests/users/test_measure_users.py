@@ -12,6 +12,7 @@ def test_prompt_report(tmp_path, capsys) -> None:
     report = json.loads((tmp_path / "prompt.json").read_text())
     styles = report["styles"]
     assert set(styles) == {"none", "tag", "instructions"} and styles["none"]["answers_as_without_profile"] == 1.0
+    assert styles["none"]["same_answer_for_every_age_group"] == 1.0  # the model never sees the profile
     assert styles["none"]["prompt_tokens_mean"] < styles["tag"]["prompt_tokens_mean"] \
         < styles["instructions"]["prompt_tokens_mean"]
     assert json.loads(capsys.readouterr().out) == report

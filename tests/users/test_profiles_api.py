@@ -3,6 +3,8 @@ and deletes what the assistant keeps about them; forgetting the user deletes it 
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'ilearn[serve]'")
@@ -61,8 +63,6 @@ def test_bad_profiles_are_refused(api) -> None:
 
 def test_concepts_listed_renamed_and_deleted(api) -> None:
     client, auth = api
-    import base64
-
     photo = base64.b64encode(make_png((200, 30, 30))).decode()
     taught = client.post("/v1/turns", json={"user": "dan", "text": "This is my mug, it's called Bobby",
                                             "image_base64": photo}, headers=auth["r1"])
@@ -83,7 +83,7 @@ def test_concepts_listed_renamed_and_deleted(api) -> None:
 
 def test_forgetting_the_user_deletes_profile_and_concepts(api) -> None:
     client, auth = api
-    photo = __import__("base64").b64encode(make_png((30, 30, 200), shape="square")).decode()
+    photo = base64.b64encode(make_png((30, 30, 200), shape="square")).decode()
     client.post("/v1/turns", json={"user": "eve", "text": "These are my pills", "image_base64": photo},
                 headers=auth["r1"])
     client.put("/v1/users/eve/profile", json={"age_group": "senior"}, headers=auth["r1"])

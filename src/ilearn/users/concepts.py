@@ -128,6 +128,7 @@ class ConceptBook:
         one, else to a new concept. `image_ref` must be stored already (`put_image`)."""
         _check(kind, name)
         kind = kind.strip().lower()
+        vector = self.embedder.embed_images([image])[0]  # before the transaction: no lock held while embedding
         with self.store.transaction():
             concept = self.find(user_id, name=name) if name else next(
                 (c for c in reversed(self.list(user_id)) if c.kind == kind and c.name is None), None)
@@ -135,7 +136,6 @@ class ConceptBook:
                 concept = Concept(new_id("cpt"), user_id, kind, name.strip() if name else None, 0, now())
             self._put(concept if concept.kind == kind else Concept(concept.id, user_id, kind, concept.name, 0,
                                                                     concept.created))
-            vector = self.embedder.embed_images([image])[0]
             self.store.put_user_record(UserRecord(user_id, VIEW, f"{concept.id}/{image_ref.sha256}",
                                                   self._view_data(concept.id, vector), image_ref))
         logger.debug("a personal concept was taught")  # never its name: logs are not forgotten with the user

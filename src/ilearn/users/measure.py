@@ -8,8 +8,10 @@ For each prompt style (`fit.PROMPT_STYLES`), each profile of `PROFILES` and each
 answers once (greedy); the report gives the mean prompt tokens per answer (image tokens included, as the model
 counts them), the language model's prefill FLOPs per answer (2 x its non-embedding parameters x prompt tokens,
 the usual estimate), the mean seconds per answer, and how often the answer is the one the same model gives with
-no profile at all (an untuned model that changes its facts for a tag or a prompt shows up there). The wording
-rules (`fit.fit_answer`) cost no prompt token: style "none" is the deployed default.
+no profile at all (an untuned model that changes its facts for a tag or a prompt shows up there), and, as a
+counterfactual check, how often profiles that differ only in the age group (child, teen, adult, senior: irrelevant
+to "what colour is this?") get the same answer. The wording rules (`fit.fit_answer`) cost no prompt token:
+style "none" is the deployed default.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ilearn.config import ModelConfig
 from ilearn.dialogue import prompts
 from ilearn.types import answer_key
 from ilearn.users.fit import PROMPT_STYLES, prompt_messages
-from ilearn.users.profiles import Profile
+from ilearn.users.profiles import AGE_GROUPS, Profile
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +91,18 @@ def measure(model: str = "small", *, max_new_tokens: int = 24, limit: int | None
                 seconds.append(time.perf_counter() - start)
                 tokens.append(generation.prompt_tokens)
                 same += answer_key(generation.text) == answer_key(plain[i])
+        consistent = 0
+        for image, question in pairs:  # counterfactual: profiles that differ only in an age group irrelevant here
+            answers = {answer_key(vlm.generate(prompt_messages(prompts.answer_messages(question, image),
+                                                               Profile(age_group=group), style),
+                                               max_new_tokens=max_new_tokens).text) for group in AGE_GROUPS}
+            consistent += len(answers) == 1
         mean_tokens = statistics.fmean(tokens)
         styles[style] = {"prompt_tokens_mean": round(mean_tokens, 1), "prompt_tokens_max": max(tokens),
                          "prefill_gflops_mean": round(2 * params * mean_tokens / 1e9, 3),
                          "seconds_mean": round(statistics.fmean(seconds), 3),
-                         "answers_as_without_profile": round(same / len(tokens), 3), "answers": len(tokens)}
+                         "answers_as_without_profile": round(same / len(tokens), 3), "answers": len(tokens),
+                         "same_answer_for_every_age_group": round(consistent / len(pairs), 3)}
     base = styles["instructions"]["prompt_tokens_mean"]
     for row in styles.values():
         row["tokens_vs_instructions"] = round(base / row["prompt_tokens_mean"], 2) if row["prompt_tokens_mean"] else None
