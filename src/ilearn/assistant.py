@@ -47,7 +47,9 @@ from ilearn.turn import (
     rejected_answers,
 )
 from ilearn.types import Event, EventStatus, Role, Session, Turn, TurnKind, answer_key
+from ilearn.users.concepts import CONCEPT
 from ilearn.users.personal import PersonalMemory
+from ilearn.users.profiles import KIND as PROFILE
 
 if TYPE_CHECKING:
     from ilearn.learning.registry import ForgottenVersions, ModelRegistry
@@ -410,11 +412,18 @@ class ForgetReport:
     vectors: int = 0
     exports: list[str] = field(default_factory=list)
     versions: ForgottenVersions | None = None
+    profile: bool = False
+    """They had a profile (`ilearn.users`), now deleted."""
+    concepts: int = 0
+    """Their personal things (`ilearn.users`), deleted with their photos."""
 
     def summary(self) -> str:
         lines = [f"forgot user {self.user_id!r}: {len(self.event_ids)} event(s), {self.sessions} session(s) "
                  f"({self.turns} turns), {self.images} image(s), {self.vectors} indexed vector(s) deleted, "
                  f"the index compacted"]
+        if self.profile or self.concepts:
+            lines.append(f"  their profile ({'deleted' if self.profile else 'none'}) and {self.concepts} personal "
+                         f"thing(s), deleted with their photos")
         if self.exports:
             lines.append(f"  exports under the home that held them, deleted: {', '.join(self.exports)}")
         v = self.versions
@@ -450,7 +459,9 @@ def forget_user_data(store: EventStore, memory: RetrievalMemory | None, registry
     shas = {e.image.sha256 for e in own if e.image is not None} | {
         t.image.sha256 for s in sessions for t in s.turns if t.image is not None}
     report = ForgetReport(user_id, sessions=len(sessions), turns=sum(len(s.turns) for s in sessions),
-                          vectors=sum(e.status == EventStatus.ACTIVE for e in own))
+                          vectors=sum(e.status == EventStatus.ACTIVE for e in own),
+                          profile=bool(store.list_user_records(user_id, PROFILE)),
+                          concepts=len(store.list_user_records(user_id, CONCEPT)))
     if registry is not None:
         report.versions = registry.forget_events([e.id for e in own])
     report.event_ids = memory.forget_user(user_id) if memory is not None else store.delete_user(user_id)

@@ -95,7 +95,9 @@ def test_forgetting_the_user_deletes_their_things_and_photos(assistant, photos) 
     taught = teach(assistant, "ana", photos["mug"], "This is my mug, it's called Bobby")
     teach(assistant, "bob", photos["lookalike"], "This is Max, my mug")
     sha = assistant.get_session(taught.session_id).turns[0].image.sha256
-    assistant.forget("ana")
+    assistant.respond("ana", "I'm a nurse")
+    report = assistant.forget("ana")
+    assert "their profile (deleted) and 1 personal thing(s), deleted with their photos" in report.summary()
     assert assistant.store.list_user_records("ana", "concept") == []
     assert assistant.store.list_user_records("ana", "concept_view") == []
     try:
