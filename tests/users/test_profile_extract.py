@@ -19,6 +19,7 @@ from ilearn.users.extract import PersonalRequest, read_profile, read_request
      {"age_group": "senior", "expertise": "newcomer"}, True),
     ("My name is ana", {"name": "Ana"}, True),
     ("call me Maria Luisa please", {"name": "Maria Luisa"}, True),
+    ("friends call me Morgie I actually have nicknames", {"name": "Morgie"}, False),
     ("Please answer in Spanish", {"language": "Spanish"}, True),
     ("my English is not very good", {"accessibility": ["plain language"]}, True),
     ("I can't see very well and I'm colour blind",
@@ -72,3 +73,20 @@ def test_other_words_set_nothing(text: str) -> None:
 ])
 def test_personal_requests_are_read(text: str, has_image: bool, expected: PersonalRequest | None) -> None:
     assert read_request(text, has_image=has_image) == expected
+
+
+def test_no_shipped_reaction_is_taken_for_a_statement_about_the_user() -> None:
+    """The reactions the feedback module is measured on (ilearn/data/*.jsonl) stay feedback: none is a personal
+    request or a statement about the user alone, which would be answered before the feedback stage."""
+    import json
+    from importlib.resources import files
+
+    texts = []
+    for name in ("reactions.jsonl", "reactions_heldout.jsonl", "reactions_real.jsonl", "user_wording.jsonl"):
+        for line in files("ilearn.data").joinpath(name).read_text().splitlines():
+            row = json.loads(line)
+            texts += [row[k] for k in ("reaction", "text", "paraphrases") if isinstance(row.get(k), str)]
+    assert len(texts) > 500
+    swallowed = [t for t in texts if read_profile(t).only_profile
+                 or ((r := read_request(t, has_image=True)) is not None and not r.contextual)]
+    assert swallowed == []

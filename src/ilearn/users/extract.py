@@ -35,7 +35,7 @@ LANGUAGES = frozenset(
     "hungarian hebrew persian farsi vietnamese thai indonesian malay tagalog swahili catalan".split())
 _NOT_NAMES = frozenset(
     "a an the it me him her them this that my your not when if back later again maybe please now just so and "
-    "called named".split())
+    "called named i".split())
 _NAME = r"(?P<name>[^\W\d_][\w'-]{0,30}(?: (?-i:[A-Z])[\w'-]{0,30})?)"
 _KIND = r"(?P<kind>[a-z][a-z-]*(?: [a-z][a-z-]*){0,2}?)"
 _NOT_KINDS = frozenset("question point problem turn answer idea guess time first second last fault name age job "
