@@ -24,3 +24,13 @@ def test_concepts_report(tmp_path) -> None:
     report = concepts("stub", test_views=1, thresholds=(0.9,))
     assert report["users"] == 12 and report["thresholds"]["0.9"]["leaks"] == 0
     assert report["old_name_after_rename"] == 0 and report["named_after_delete"] == 0
+
+
+def test_counterfactual_report() -> None:
+    """Through the whole turn on the tiny model: users who differ only in a protected attribute get the same
+    profile and the same replies, here with the profile spelt out to the model."""
+    from ilearn.users.measure import COMMON, COUNTERFACTUALS, counterfactual
+
+    report = counterfactual("tiny", prompt="instructions", limit=1, max_new_tokens=2)
+    assert report["pairs"] == len(COUNTERFACTUALS) * len(COMMON) == report["same_profile"]
+    assert report["consistency"] == 1.0 and report["questions"] == report["pairs"]
