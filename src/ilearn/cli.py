@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ilearn.cli_settings import add_set_option, add_setting, apply, overrides
+from ilearn.cli_settings import add_set_option, add_setting, load_config
 from ilearn.config import Config
 from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
 from ilearn.memory.lock import os_reason
@@ -31,19 +31,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add_set_option(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="-v: iLearn's progress logs; -vv: debug logs of every library")
-
-
-def load_config(args: argparse.Namespace) -> Config:
-    """The settings file (or the defaults) with the command line's settings applied and checked."""
-    path = getattr(args, "config", None)
-    try:
-        config = Config.load(path) if path else Config()
-    except ILearnError:
-        raise
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
-        reason = os_reason(exc) if isinstance(exc, OSError) else f"not a JSON object of settings ({exc})"
-        raise InvalidInput(f"cannot read the settings file {path}: {reason}") from None
-    return apply(config, overrides(args))
 
 
 def build_parser() -> argparse.ArgumentParser:

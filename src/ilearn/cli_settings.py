@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any
 
 from ilearn.config import Config
-from ilearn.errors import InvalidInput
+from ilearn.errors import ILearnError, InvalidInput
 
 DEST_PREFIX = "setting:"
 """argparse dest of a setting option: the prefix, then the setting's dotted path."""
@@ -163,4 +163,19 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["add_set_option", "add_setting", "apply", "field_docs", "overrides"]
+def load_config(args: argparse.Namespace) -> Config:
+    """The settings file (or the defaults) with the command line's settings applied and checked."""
+    path = getattr(args, "config", None)
+    try:
+        config = Config.load(path) if path else Config()
+    except ILearnError:
+        raise
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        from ilearn.memory.lock import os_reason
+
+        reason = os_reason(exc) if isinstance(exc, OSError) else f"not a JSON object of settings ({exc})"
+        raise InvalidInput(f"cannot read the settings file {path}: {reason}") from None
+    return apply(config, overrides(args))
+
+
+__all__ = ["load_config", "add_set_option", "add_setting", "apply", "field_docs", "overrides"]

@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ilearn.config import LearnConfig
-    from ilearn.learning.recipes import TrainResult
     from ilearn.models.base import TrainableModel
+
+
+@dataclass
+class TrainResult:
+    """What a recipe run produced and how fast it went."""
+
+    recipe: str
+    path: str
+    examples: int
+    steps: int
+    tokens: int
+    seconds: float
+    train_loss: float
+    trainable_params: int
+    total_params: int
+    parts: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "tokens_per_s": self.tokens_per_s}
 
 
 class Recipe(Protocol):

@@ -129,7 +129,7 @@ def distilling_trainer() -> type:
     from trl import SFTTrainer
 
     from ilearn.learning.collate import collate_with
-    from ilearn.learning.distributed import sum_over_processes
+    from ilearn.learning.loss import sum_over_processes
 
     class DistillingSFTTrainer(SFTTrainer):
         """SFTTrainer whose collator also yields each row's `replay` flag and whose loss is the answers' NLL plus

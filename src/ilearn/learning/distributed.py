@@ -38,9 +38,9 @@ import torch
 
 from ilearn.config import LearnConfig
 from ilearn.errors import ILearnError, InvalidInput
+from ilearn.learning.base import TrainResult
 
 if TYPE_CHECKING:
-    from ilearn.learning.recipes import TrainResult
     from ilearn.models.base import TrainableModel
 
 logger = logging.getLogger(__name__)
@@ -51,16 +51,6 @@ RESULT_NAME = "result.json"
 
 class TrainingFailed(ILearnError):
     """A process of a multi-process training run failed (its output is in the message)."""
-
-
-def sum_over_processes(loss: torch.Tensor, trainer, num_items_in_batch) -> torch.Tensor:
-    """A loss divided by the whole step's token count (`num_items_in_batch`, summed over the processes by the
-    trainer), made ready for DDP's gradient mean: times the number of processes, as `transformers.Trainer.
-    compute_loss` does, so that N processes take the steps one process takes. Every `compute_loss` override
-    calls it (one process: unchanged)."""
-    if num_items_in_batch is not None and trainer.args.average_tokens_across_devices:
-        return loss * trainer.accelerator.num_processes
-    return loss
 
 
 def free_port() -> int:
@@ -87,8 +77,6 @@ def train_distributed(vlm: TrainableModel, rows: Sequence[dict], settings: Learn
                       timeout_s: float | None = None) -> TrainResult:
     """Train `settings.recipe` on `rows` with `processes` data-parallel processes (module docstring); the trained
     parts land in `out_dir` as with `ilearn.learning.recipes.train`. TrainingFailed names what went wrong."""
-    from ilearn.learning.recipes import TrainResult
-
     if not isinstance(processes, int) or processes < 1:
         raise InvalidInput(f"processes must be a whole number >= 1, not {processes!r}")
     if not rows:
@@ -125,12 +113,13 @@ def run_job(job: Path) -> None:
     rank 0 writes the result."""
     from accelerate import PartialState
 
-    from ilearn.learning.recipes import train
+    from ilearn import plugins
     from ilearn.models import load_model
 
     spec = torch.load(job / "job.pt", weights_only=False)  # written by train_distributed, in a private folder
     vlm = load_model(spec["model"])
-    result = train(vlm, spec["rows"], spec["settings"], spec["out_dir"])
+    recipe = plugins.resolve("recipe", spec["settings"].recipe)  # one process each: the recipe itself
+    result = recipe(vlm, spec["rows"], spec["settings"], spec["out_dir"])
     state = PartialState()  # only now: the trainer's Accelerator sets it up first (gloo on CPU, `use_cpu`)
     if state.num_processes != int(os.environ.get("WORLD_SIZE", 1)):
         raise TrainingFailed(f"{state.num_processes} process(es) trained, not the {os.environ['WORLD_SIZE']} launched")

@@ -18,7 +18,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ import torch
 from ilearn.config import LearnConfig
 from ilearn.errors import InvalidInput
 from ilearn.learning.augment import AUGMENT_COLUMN, AugmentingCollator
-from ilearn.learning.base import Recipe
+from ilearn.learning.base import Recipe, TrainResult
 from ilearn.learning.collate import collate_with
 from ilearn.learning.parts import (
     PreparedModel,
@@ -43,29 +43,6 @@ if TYPE_CHECKING:
     from ilearn.models.base import TrainableModel
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainResult:
-    """What a recipe run produced and how fast it went."""
-
-    recipe: str
-    path: str
-    examples: int
-    steps: int
-    tokens: int
-    seconds: float
-    train_loss: float
-    trainable_params: int
-    total_params: int
-    parts: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "tokens_per_s": self.tokens_per_s}
 
 
 def trains_on(dataset: str) -> Callable[[Callable[..., TrainResult]], Recipe]:
@@ -454,7 +431,7 @@ def reward_weighted_trainer() -> type:
     is an optional dependency)."""
     from trl import SFTTrainer
 
-    from ilearn.learning.distributed import sum_over_processes
+    from ilearn.learning.loss import sum_over_processes
 
     class RewardWeightedSFTTrainer(SFTTrainer):
         """SFTTrainer whose collator also yields each row's `reward` and whose loss weights each row by it."""

@@ -21,9 +21,14 @@ import anyio
 from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import ilearn.serve.native as native
+import ilearn.serve.openai_compat as openai_compat
+import ilearn.serve.operator as operator
+import ilearn.serve.profiles as profiles
+import ilearn.serve.stream as stream
+import ilearn.serve.web as web
 from ilearn.assistant import Assistant
 from ilearn.runtime import Runtime
-from ilearn.serve import native, openai_compat, operator, profiles, stream, web
 from ilearn.serve.errors import ErrorResponse, error_response, install_error_handlers
 from ilearn.serve.service import Service
 from ilearn.serve.settings import ServeSettings

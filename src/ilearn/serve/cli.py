@@ -75,7 +75,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[[argparse.Argu
 
 
 def _keys(args: argparse.Namespace):
-    from ilearn.cli import load_config
+    from ilearn.cli_settings import load_config
     from ilearn.serve.keys import KeyStore
 
     return KeyStore(serve_settings(args).keys_path or load_config(args).home_path / "keys.db")
@@ -116,7 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     require_package("uvicorn", extra="serve")
     import uvicorn
 
-    from ilearn.cli import load_config
+    from ilearn.cli_settings import load_config
     from ilearn.runtime import build_runtime
     from ilearn.serve.app import create_app
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 
-from ilearn.serve import schemas
+import ilearn.serve.schemas as schemas
 from ilearn.serve.auth import Admin, Caller, ServiceDep
 from ilearn.serve.errors import ApiError, responses
 from ilearn.serve.keys import check_robot

@@ -23,8 +23,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import StreamingResponse
 
+import ilearn.serve.schemas as schemas
 from ilearn.errors import InvalidInput, NotFound, SessionClosed
-from ilearn.serve import schemas
 from ilearn.serve.auth import Caller, ServiceDep
 from ilearn.serve.conversations import digest
 from ilearn.serve.errors import ApiError, responses

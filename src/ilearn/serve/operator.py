@@ -20,9 +20,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
+import ilearn.serve.schemas as schemas
 from ilearn.errors import NotFound
 from ilearn.images import decode_image
-from ilearn.serve import schemas
 from ilearn.serve.auth import Admin, ServiceDep
 from ilearn.serve.errors import ApiError, responses
 from ilearn.serve.scope import user_id

@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass, field
 from itertools import islice
 
+import ilearn.serve.schemas as schemas
 from ilearn.assistant import Assistant
 from ilearn.dialogue import prompts
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.memory import calibration
-from ilearn.serve import schemas
 from ilearn.serve.conversations import Conversations
 from ilearn.serve.errors import ApiError
 from ilearn.serve.jobs import Job, LearningJobs
