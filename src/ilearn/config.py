@@ -423,7 +423,7 @@ class LearnConfig:
     these settings (half the time)."""
 
     def __post_init__(self) -> None:
-        # from JSON or the command line: lists become tuples, so that settings compare and hash alike
+        # from JSON or the command line: lists become tuples, so that candidate settings compare alike
         object.__setattr__(self, "candidates", tuple(
             {k: tuple(v) if isinstance(v, list) else v for k, v in c.items()} if isinstance(c, dict) else c
             for c in self.candidates))

@@ -36,6 +36,10 @@ def candidate_settings(config: Config) -> list[Config]:
     return [config.override(learn=learn_cfg) for learn_cfg in learns]
 
 
+def _accepted(outcome: LearnOutcome) -> bool:
+    return bool(outcome.gate and outcome.gate.get("promote"))
+
+
 def _rank(outcome: LearnOutcome) -> tuple[float, float]:
     gate = outcome.gate or {}
     learning = (gate.get("learning") or {}).get("candidate", 0.0)
@@ -58,18 +62,17 @@ def learn_best(vlm: Any, store: Any, registry: Any, config: Config, *, promote: 
         if outcome.version is None:  # nothing to train on: the same for every candidate
             return outcome
         outcomes.append((candidate, outcome))
-    accepted = [(c, o) for c, o in outcomes if o.gate and o.gate.get("promote")]
-    best = max(accepted, key=lambda pair: _rank(pair[1]), default=None)
+    accepted = [o for _, o in outcomes if _accepted(o)]
+    best = max(accepted, key=_rank, default=None)
     lines = []
     for candidate, outcome in outcomes:
         learning, general_score = _rank(outcome)
-        verdict = ("kept" if best is not None and outcome is best[1]
-                   else "refused by the gate" if (candidate, outcome) not in accepted else "not the best")
+        verdict = ("kept" if outcome is best else "not the best" if _accepted(outcome) else "refused by the gate")
         lines.append(f"candidate {outcome.version.id} ({describe(candidate, config)}): held-out "
                      f"{learning:.2f}, general {general_score:.2f}: {verdict}")
         if verdict == "not the best":
-            registry.reject(outcome.version.id, f"{best[1].version.id} answered more held-out events right")
-    chosen = best[1] if best is not None else max((o for _, o in outcomes), key=_rank)
+            registry.reject(outcome.version.id, f"{best.version.id} answered more held-out events right")
+    chosen = best if best is not None else max((o for _, o in outcomes), key=_rank)
     version = chosen.version
     if best is not None and promote:
         version = registry.promote(version.id)
