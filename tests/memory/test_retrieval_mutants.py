@@ -14,6 +14,7 @@ from memory_helpers import make_event, make_image
 from ilearn.config import RetrievalConfig
 from ilearn.errors import InvalidInput
 from ilearn.memory.retrieval import DualModalityMemory, Match, format_references, reusable
+from ilearn.memory.trust import ADMITTED_KEY, SCOPE_KEY
 from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
 from ilearn.types import Event, EventStatus, Scope
 
@@ -62,6 +63,15 @@ def test_each_robot_searches_its_own_events(mem_store, tmp_path):
     assert answers(mem.search(PILLS, Q, "carol", robot_id="pharmacy")) == ["ibuprofen", "ibuprofen"]
     assert mem.search(PILLS, Q, "carol", robot_id="kitchen") == []  # bob alone: not corroborated
     assert answers(mem.search(PILLS, Q, "alice", robot_id="kitchen")) == ["ibuprofen"]  # own events everywhere
+
+
+def test_another_robots_events_never_crowd_out_the_neighbours_that_corroborate(mem_store, tmp_path):
+    mem = memory(mem_store, tmp_path, candidates=2, top_k=2)
+    for _ in range(3):  # the best scores for bob's question, all on another robot
+        teach(mem, mem_store, PILLS, "candy", "kurt", robot_id="kitchen")
+    teach(mem, mem_store, PILLS, "ibuprofen", "alice", question=NEAR_Q, robot_id="pharmacy")
+    teach(mem, mem_store, PILLS, "ibuprofen", "bob", robot_id="pharmacy")  # corroborates alice: both shared
+    assert answers(mem.search(PILLS, Q, "carol", robot_id="pharmacy")) == ["ibuprofen", "ibuprofen"]
 
 
 def test_removing_one_event_keeps_the_users_other_events_findable(mem_store, tmp_path):
@@ -124,6 +134,38 @@ def test_a_query_image_is_embedded_once_for_repeated_searches(mem_store, tmp_pat
     for _ in range(3):
         assert answers(mem.search(PILLS, Q, "alice")) == ["ibuprofen"]
     assert images.calls == before + 1
+
+
+def test_the_query_image_cache_keeps_the_64_latest_images(mem_store, tmp_path):
+    images = StubImageEmbedder()
+    mem = memory(mem_store, tmp_path, image_embedder=images)
+    shown = [make_image((i, 255 - i, 7 * i % 256)) for i in range(65)]
+    for image in shown:
+        mem.search(image, Q, "alice")
+    assert images.calls == 65
+    for image, embedded in ((shown[64], 0), (shown[1], 0), (shown[0], 1)):  # 1..64 kept; 0 dropped, the oldest
+        before = images.calls
+        mem.search(image, Q, "alice")
+        assert images.calls - before == embedded
+
+
+def test_images_given_with_events_or_cached_are_never_read_back_from_the_store(mem_store, tmp_path, monkeypatch):
+    reads = []
+    read = mem_store.get_image_bytes
+    monkeypatch.setattr(mem_store, "get_image_bytes", lambda sha256: reads.append(sha256) or read(sha256))
+    mem = memory(mem_store, tmp_path)
+    wrong = teach(mem, mem_store, PILLS, "aspirin", "alice")
+    mem.supersede(wrong.id, make_event(mem_store, MUG, "mug", "alice"), MUG)
+    fresh = memory(mem_store, tmp_path / "elsewhere")  # built from the store's cached vectors
+    assert answers(fresh.search(MUG, Q, "alice")) == ["mug"]
+    assert reads == []
+
+
+def test_closing_twice_is_harmless(mem_store, tmp_path):
+    mem = memory(mem_store, tmp_path)
+    mem.close()
+    mem.close()
+    memory(mem_store, tmp_path).close()  # the home folder was given back
 
 
 def test_search_refuses_a_question_that_is_not_text(mem_store, tmp_path):
@@ -189,6 +231,10 @@ def test_a_reviewer_who_keeps_a_disputing_answer_makes_it_the_shared_one(mem_sto
     assert held.status == EventStatus.QUARANTINED
     kept = mem.resolve(held.id, keep=True)
     assert (kept.status, kept.scope) == (EventStatus.ACTIVE, Scope.SHARED)
+    assert kept.provenance[SCOPE_KEY] == "reviewed" and ADMITTED_KEY in kept.provenance
+    for other in mem_store.list_events(status=EventStatus.ACTIVE):
+        if other.answer == "ibuprofen":  # unshared, with no reason left to share it again
+            assert other.scope == Scope.PRIVATE and SCOPE_KEY not in other.provenance
     assert answers(mem.search(PILLS, Q, "zoe", k=10)) == ["naproxen"]  # ibuprofen is no longer shared
     assert teach(mem, mem_store, PILLS, "naproxen", "dan").status == EventStatus.ACTIVE  # agrees with it
 

