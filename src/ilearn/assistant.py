@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +95,7 @@ class Assistant:
             settings=config.clarify, store=store)
         self.sessions = Sessions(store, config.session, config.robot_id)
         self.scheduler = LearningScheduler(store, registry, config, self.versions)
-        self.personal = personal or PersonalMemory(store, _concept_embedder(memory))
+        self.personal = personal or PersonalMemory(store, _concept_embedder(memory), **asdict(config.personal))
         """Profiles and personal concepts (`ilearn.users`)."""
         self.request_stages: tuple[RequestStage, ...] = (self.personal.recognise, *(
             (PointAtPanel(config.limits.max_image_pixels),) if request_stages is None else tuple(request_stages)))

@@ -338,6 +338,31 @@ class SessionConfig:
     """A user turn with a new image after an answered question closes the open exchange."""
 
 
+PROMPT_STYLES = ("none", "tag", "instructions")
+"""How a profile reaches the model (`ilearn.users.fit.PROMPT_STYLES`, the one definition; tests check they agree)."""
+
+
+@dataclass(frozen=True)
+class PersonalConfig:
+    threshold: float = 0.8
+    """Least cosine similarity between a photo and the closest view of one of the user's own things to name it
+    (`ilearn.users.concepts.ConceptBook`; 0.8 suits the "instance" embedder, the model-free "stub" needs 0.95)."""
+    margin: float = 0.02
+    """How far the user's closest thing must lead their next one for a photo to be named (two look-alikes)."""
+    prompt: str = "none"
+    """How the profile reaches the model: none (only wording rules fit the answer), tag (a few-token tag before the
+    question, for a model tuned to read it: `ilearn.users.tuning`) or instructions (the long prompt of a prompting
+    baseline, or a large `openai` backend)."""
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.threshold <= 1.0:
+            raise InvalidInput(f"personal.threshold must be within [-1, 1], not {self.threshold}")
+        if self.margin < 0:
+            raise InvalidInput(f"personal.margin must be >= 0, not {self.margin}")
+        if self.prompt not in PROMPT_STYLES:
+            raise InvalidInput(f"personal.prompt must be one of {list(PROMPT_STYLES)}, not {self.prompt!r}")
+
+
 @dataclass(frozen=True)
 class LearnConfig:
     recipe: str = "sft"
@@ -481,6 +506,7 @@ class Config:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     learn: LearnConfig = field(default_factory=LearnConfig)
+    personal: PersonalConfig = field(default_factory=PersonalConfig)
 
     def __post_init__(self) -> None:
         check_store_url(self.store)
