@@ -12,7 +12,7 @@ import pytest
 from memory_helpers import make_event, make_image
 
 from ilearn.config import RetrievalConfig
-from ilearn.errors import InvalidInput
+from ilearn.errors import InvalidInput, NotFound
 from ilearn.memory.retrieval import DualModalityMemory, Match, format_references, reusable
 from ilearn.memory.trust import ADMITTED_KEY, SCOPE_KEY
 from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
@@ -397,3 +397,134 @@ def test_reactions_to_answers_become_calibration_pairs_kept_in_the_home_folder(m
     assert mem.calibrator.pairs() == [(pytest.approx(score), True)] * 2
     mem.calibrator.close()
     assert memory(mem_store, tmp_path, calibrate=True).calibrator.pairs() == [(pytest.approx(score), True)] * 2
+
+
+# ---------------------------------------------------------------- voices held in review, and who may retire what
+def test_only_this_robots_held_answers_for_this_object_count_as_voices(mem_store, tmp_path):
+    for user in ("carol", "dan", "erin", "fay", "gus", "hal", "ivy"):  # accounts older than the shared answer
+        mem_store.ensure_user(user)
+    mem = memory(mem_store, tmp_path)
+    for robot in ("a", "b"):
+        teach(mem, mem_store, PILLS, "ibuprofen", "alice", robot_id=robot)
+        teach(mem, mem_store, PILLS, "ibuprofen", "bob", robot_id=robot)
+    teach(mem, mem_store, MUG, "mug", "alice", robot_id="a")
+    teach(mem, mem_store, MUG, "mug", "bob", robot_id="a")
+    held = [teach(mem, mem_store, PILLS, "naproxen", "carol", robot_id="b"),  # another robot
+            teach(mem, mem_store, MUG, "naproxen", "dan", robot_id="a"),  # another object
+            teach(mem, mem_store, PILLS, "aspirin", "erin", robot_id="a")]  # another answer
+    rejected = teach(mem, mem_store, PILLS, "naproxen", "fay", robot_id="a")
+    mem.resolve(rejected.id, keep=False)  # a reviewer turned it down: no voice any more
+    assert all(e.status == EventStatus.QUARANTINED for e in held)
+    # each would make naproxen 2 or more voices against ibuprofen's 2 on robot a if it counted
+    assert teach(mem, mem_store, PILLS, "naproxen", "gus", robot_id="a").status == EventStatus.QUARANTINED
+    assert teach(mem, mem_store, PILLS, "naproxen", "hal", robot_id="a").status == EventStatus.QUARANTINED
+    assert teach(mem, mem_store, PILLS, "naproxen", "ivy", robot_id="a").status == EventStatus.ACTIVE  # 3 vs 2
+
+
+def test_another_question_about_the_same_object_is_no_dispute(mem_store, tmp_path):
+    mem = memory(mem_store, tmp_path)
+    teach(mem, mem_store, PILLS, "ibuprofen", "alice")
+    teach(mem, mem_store, PILLS, "ibuprofen", "bob")
+    use = teach(mem, mem_store, PILLS, "for pain", "carol", question="what do I take it for?")
+    assert use.status == EventStatus.ACTIVE and use.scope == Scope.PRIVATE
+
+
+def test_a_trusted_teacher_cannot_retire_a_trusted_answer_on_another_photo(mem_store, tmp_path):
+    mem_store.ensure_user("teacher1", trusted=True)
+    mem_store.ensure_user("teacher2", trusted=True)
+    mem = memory(mem_store, tmp_path, sharing="trusted")
+    right = teach(mem, mem_store, PILLS, "ibuprofen", "teacher1")
+    other = teach(mem, mem_store, MUG, "aspirin", "teacher2", supersedes=right.id)  # not a neighbour: no shared
+    assert other.status == EventStatus.QUARANTINED
+    assert mem_store.get_event(right.id).status == EventStatus.ACTIVE
+
+
+def test_a_trusted_teacher_corrects_her_own_answer_at_once(mem_store, tmp_path):
+    mem_store.ensure_user("teacher", trusted=True)
+    mem = memory(mem_store, tmp_path, sharing="trusted")
+    wrong = teach(mem, mem_store, PILLS, "aspirin", "teacher")
+    fixed = teach(mem, mem_store, PILLS, "ibuprofen", "teacher", supersedes=wrong.id)
+    assert fixed.status == EventStatus.ACTIVE and fixed.scope == Scope.SHARED
+    assert fixed.provenance[SCOPE_KEY] == "trusted"
+    assert mem_store.get_event(wrong.id).status == EventStatus.SUPERSEDED
+
+
+def test_why_an_event_goes_to_review_is_logged(mem_store, tmp_path, caplog):
+    mem_store.ensure_user("teacher1", trusted=True)
+    mem_store.ensure_user("teacher2", trusted=True)
+    mem = memory(mem_store, tmp_path, sharing="trusted")
+    first = teach(mem, mem_store, MUG, "mug", "teacher1")
+    plain = teach(mem, mem_store, PILLS, "ibuprofen", "alice")
+    teach(mem, mem_store, PILLS, "ibuprofen", "bob")
+    with caplog.at_level("WARNING", logger="ilearn.memory.retrieval"):
+        teach(mem, mem_store, MUG, "cup", "teacher2", supersedes=first.id)
+        teach(mem, mem_store, PILLS, "aspirin", "teacher2", supersedes=plain.id)
+        teach(mem, mem_store, PILLS, "aspirin", "teacher2")
+        teach(mem, mem_store, PILLS, "candy", "carol")
+    said = caplog.text
+    assert "trusted teacher2 would retire teacher1's trusted answer 'mug'" in said
+    assert "trusted teacher2 would retire alice's shared answer 'ibuprofen'" in said
+    assert "trusted teacher2's answer 'aspirin' contradicts the shared 'ibuprofen'" in said
+    assert "answer 'candy' from carol contradicts 'ibuprofen', shared with the voices of 2 other user(s)" in said
+
+
+def test_why_an_answer_is_shared_is_recorded(mem_store, tmp_path):
+    mem_store.ensure_user("teacher", trusted=True)
+    mem = memory(mem_store, tmp_path, sharing="trusted")
+    teach(mem, mem_store, PILLS, "ibuprofen", "alice")
+    teach(mem, mem_store, PILLS, "ibuprofen", "bob")
+    taught = teach(mem, mem_store, MUG, "mug", "teacher")
+    reasons = {e.user_id: e.provenance.get(SCOPE_KEY) for e in mem_store.list_events(status=EventStatus.ACTIVE)}
+    assert reasons == {"alice": "corroborated", "bob": "corroborated", "teacher": "trusted"}
+    assert taught.scope == Scope.SHARED
+
+
+# ---------------------------------------------------------------- the review queue
+def test_the_review_queue_lists_this_robots_disputes_with_the_shared_answers_only(mem_store, tmp_path):
+    mem = memory(mem_store, tmp_path)
+    mem_store.add_events([make_event(mem_store, PILLS, "", "yan", status=EventStatus.QUARANTINED, robot_id="a",
+                                     rejected=["aspirin"])])  # a turned-down answer with no correction: no dispute
+    teach(mem, mem_store, PILLS, "candy", "zed", robot_id="a")  # first and alone: private, never shared
+    for robot in ("a", "b"):
+        teach(mem, mem_store, PILLS, "ibuprofen", "alice", robot_id=robot)
+        teach(mem, mem_store, PILLS, "ibuprofen", "bob", robot_id=robot)
+    held = {robot: teach(mem, mem_store, PILLS, "naproxen", user, robot_id=robot)
+            for robot, user in (("a", "carol"), ("b", "dan"))}
+    for robot in ("a", "b"):
+        (entry, disputed), = mem.review_queue(robot)
+        assert entry.id == held[robot].id
+        assert sorted(o.user_id for o in disputed) == ["alice", "bob"]  # not zed's private candy
+        assert {o.robot_id for o in disputed} == {robot}
+
+
+# ---------------------------------------------------------------- forget
+def test_forgetting_a_voice_unshares_what_it_corroborated_and_leaves_no_id_behind(mem_store, tmp_path):
+    mem = memory(mem_store, tmp_path)
+    kept = teach(mem, mem_store, PILLS, "ibuprofen", "alice")
+    gone = teach(mem, mem_store, PILLS, "ibuprofen", "bob")
+    assert answers(mem.search(PILLS, Q, "carol", k=10)) == ["ibuprofen", "ibuprofen"]
+    assert mem.forget_user("bob") == [gone.id]
+    assert mem.search(PILLS, Q, "carol", k=10) == []  # alice alone: private again
+    assert mem_store.get_event(kept.id).scope == Scope.PRIVATE
+    tables = (mem._meta, *mem._by_user.values(), *mem._by_robot.values(), *mem._shared.values())
+    assert not any(gone.id in t for t in tables) and "bob" not in mem._by_user
+    assert not any(kept.id in ids for ids in mem._shared.values())  # unshared in the scope tables too
+    assert answers(mem.search(PILLS, Q, "alice")) == ["ibuprofen"]
+
+
+def test_forgetting_an_unknown_user_changes_nothing(mem_store, tmp_path):
+    mem = memory(mem_store, tmp_path)
+    teach(mem, mem_store, PILLS, "ibuprofen", "alice")
+    with pytest.raises(NotFound):
+        mem.forget_user("nobody")
+    assert answers(mem.search(PILLS, Q, "alice")) == ["ibuprofen"]
+
+
+def test_the_recorded_settings_name_the_embedders_and_weights(mem_store, tmp_path):
+    from ilearn.memory.retrieval import recorded_settings
+
+    mem = memory(mem_store, tmp_path, image_weight=0.6, text_weight=0.4, save_every=1)
+    teach(mem, mem_store, PILLS, "ibuprofen", "alice")
+    mem.close()
+    assert recorded_settings(tmp_path) == {"image_embedder": "stub", "text_embedder": "hashing",
+                                           "image_weight": 0.6, "text_weight": 0.4}
