@@ -37,6 +37,7 @@ from ilearn.sessions import Sessions, session_image_ref
 from ilearn.turn import (
     Reference,
     Reply,
+    ReplyStream,
     Request,
     RequestStage,
     TurnState,
@@ -46,8 +47,9 @@ from ilearn.turn import (
     open_request,
     rejected_answers,
 )
-from ilearn.types import Event, EventStatus, Role, Session, Turn, TurnKind, answer_key
+from ilearn.types import Event, EventStatus, Role, Session, Turn, TurnKind, answer_key, new_id
 from ilearn.users.concepts import CONCEPT
+from ilearn.users.fit import rewords
 from ilearn.users.personal import PersonalMemory
 from ilearn.users.profiles import KIND as PROFILE
 
@@ -131,9 +133,13 @@ class Assistant:
         text: str,
         image: bytes | str | Path | Image.Image | None = None,
         session_id: str | None = None,
+        stream: ReplyStream | None = None,
     ) -> Reply:
         """Answer one user turn. Creates a session when `session_id` is None (or when `image` shows another
         object than the session's, under `session.close_on_new_image`).
+
+        `stream`: where the answer's words go while the model writes them, when the model can stream and the
+        words shown are the model's own (`_answer`); the reply, stored first, is the same as without it.
 
         Raises InvalidInput / InvalidImage for bad input, NotFound for an unknown (or forgotten) session,
         SessionClosed for a closed one; nothing is written in those cases. Thread-safe.
@@ -141,6 +147,7 @@ class Assistant:
         start = time.perf_counter()
         request = check_request(self.config.limits, user_id, text, image)
         with self._turn(request, session_id) as state:
+            state.stream = stream
             if not self.personal.statement(state):  # what the user says about themselves and their things
                 self._feedback(state)
             self._log_request(state)
@@ -247,12 +254,17 @@ class Assistant:
         while the base model serves (`retrieval.prompt_references`).
 
         An answer the user rejected earlier in this dialogue is never given again: the model is asked for another
-        reply, and if it has none the assistant says it is not sure."""
+        reply, and if it has none the assistant says it is not sure.
+
+        A streamed turn (`state.stream`) gets the model's words as they come, unless the words shown may differ
+        from them (an answer that must avoid rejected ones, or a profile whose answers are reworded): those, a
+        reused answer and every reply that is not an answer arrive whole with the reply."""
         if state.question is None:
             return
         from ilearn.memory.retrieval import reusable
 
         start = time.perf_counter()
+        reply_id = new_id("trn")
         profile = self.personal.profiles.get(state.session.user_id)
         rc = self.config.retrieval
         top = reusable(state.matches, calibration.reuse_threshold(self.memory, rc.reuse_threshold), rc.reuse_margin,
@@ -264,8 +276,12 @@ class Assistant:
                                                          and state.model.version == "base")
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
             messages = self.personal.prompted(prompts.answer_messages(state.question, state.image, references), profile)
+            stream = state.stream if not state.avoid and not rewords(profile) else None
+            if stream is not None:
+                stream.begin(state.session.id, reply_id)
             generation = self.batcher.generate(state.model.vlm, messages, avoid=state.avoid,
-                                               max_new_tokens=self.config.model.max_new_tokens)
+                                               max_new_tokens=self.config.model.max_new_tokens,
+                                               on_text=stream.text if stream is not None else None)
             text = generation.text.strip() or "I don't know."
             if answer_key(text) in {answer_key(a) for a in state.avoid}:
                 text = prompts.NOT_SURE
@@ -274,7 +290,7 @@ class Assistant:
             state.shown_text = self.personal.fit(text, profile)  # worded for the user; the log keeps the model's
         state.clock("answer", start)
         state.reply = state.say(text, TurnKind.ANSWER, retrieved=[m.event.id for m in state.matches],
-                                precise_question=state.question)
+                                precise_question=state.question, id=reply_id)
         calibration.note_answer(self.memory, state.reply.id, state.matches, reused=top is not None)
 
     def _store(self, state: TurnState) -> None:

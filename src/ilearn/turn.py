@@ -94,6 +94,8 @@ class TurnState:
     reply_image: tuple[ImageRef, bytes] | None = None
     """An image the reply carries (a picked panel), stored with it."""
     prompt_tokens: int = 0
+    stream: ReplyStream | None = None
+    """Where the answer's words go while the model writes them (a streamed turn)."""
     shown_text: str | None = None
     """The reply's words as the user sees them, when they differ from the stored turn's (fitted to the user's
     profile: `ilearn.users.fit`; the log and what is learnt keep the model's own words)."""
@@ -123,6 +125,19 @@ class TurnState:
     def clock(self, stage: str, start: float) -> None:
         """Add the milliseconds since `start` to the stage's timing."""
         self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000.0
+
+
+class ReplyStream(Protocol):
+    """Where a streamed turn's answer goes while the model writes it (`Assistant.respond(stream=...)`)."""
+
+    def begin(self, session_id: str, turn_id: str) -> None:
+        """The model starts writing the answer (the assistant's turn `turn_id` of this session); `text` pieces may
+        follow."""
+        ...
+
+    def text(self, piece: str) -> None:
+        """The next piece of the answer's text: the pieces joined are a prefix of the reply's text."""
+        ...
 
 
 class RequestStage(Protocol):
@@ -197,4 +212,4 @@ def clarifications_since(turns: list[Turn], request: Turn | None) -> int:
     return sum(1 for t in turns[start:] if t.kind == TurnKind.CLARIFICATION)
 
 
-__all__ = ["Reference", "Reply", "Request", "RequestStage", "TurnState", "check_request", "looks_like_question"]
+__all__ = ["Reference", "Reply", "ReplyStream", "Request", "RequestStage", "TurnState", "check_request", "looks_like_question"]

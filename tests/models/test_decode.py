@@ -146,3 +146,42 @@ def test_conversations_joining_a_running_batch_get_the_replies_they_get_alone(ta
     assert [g.text for g in batch] == [alone[i] for i in order]
     assert handed == {i: alone[j] for i, j in enumerate(order)}
     assert asked[0] == taught.config.max_batch - 3 and waiting == []
+
+
+def _without_last_word(text: str) -> str:
+    """What a stream hands out of a finished reply: all but its last word (`ilearn.models.streaming`)."""
+    return text.rsplit(" ", 1)[0] if " " in text else ""
+
+
+def test_a_streamed_reply_arrives_while_it_is_decoded_and_is_the_reply_generate_gives(taught):
+    messages, reply = LESSONS[1]  # "it is a tall blue shape on white"
+    forwards: list[None] = []  # language-model passes so far: the prompt, then one a token
+    hook = taught.model.language.register_forward_hook(lambda *args: forwards.append(None))
+    got: list[tuple[str, int]] = []
+    try:
+        streamed = taught.generate_stream(messages, on_text=lambda piece: got.append((piece, len(forwards))))
+    finally:
+        hook.remove()
+    assert streamed.text == reply == taught.generate(messages).text
+    assert [p for p, _ in got] == ["it", " is", " a", " tall", " blue", " shape", " on"]
+    assert got[0][1] < got[-1][1] < len(forwards)  # each piece came while decoding went on
+
+
+def test_each_row_of_a_batch_streams_its_own_reply(taught):
+    got: dict[int, list[tuple[str, int]]] = {}
+    steps: list[None] = []
+    hook = taught.model.language.register_forward_hook(lambda *args: steps.append(None))
+    try:
+        batch = taught.generate_batch(CONVERSATIONS[:4],
+                                      on_piece=lambda i, piece: got.setdefault(i, []).append((piece, len(steps))))
+    finally:
+        hook.remove()
+    assert [g.text for g in batch] == [reply for _, reply in LESSONS]
+    for i, (_, reply) in enumerate(LESSONS):
+        assert "".join(p for p, _ in got.get(i, [])) == _without_last_word(reply)
+    assert got[1][0][1] < len(steps)  # the long reply's first word came before the batch ended
+    # joining rows stream too
+    joined = taught.generate_batch([CONVERSATIONS[0]], more=lambda free, w=[CONVERSATIONS[1]]: [w.pop()] if w else [],
+                                   on_piece=lambda i, piece: got.setdefault(10 + i, []).append((piece, 0)))
+    assert [g.text for g in joined] == [LESSONS[0][1], LESSONS[1][1]]
+    assert "".join(p for p, _ in got[11]) == _without_last_word(LESSONS[1][1])

@@ -211,3 +211,21 @@ def test_wrapper_is_generic_over_model_and_processor():
                                                                         abs=1e-4)
     assert ours.generate(question, max_new_tokens=4).completion_tokens == theirs.generate(
         question, max_new_tokens=4).completion_tokens
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_streamed_reply_is_the_generated_reply_in_pieces(folders, kind):
+    """Nudged to answer "a red one", the model streams "a", " red" while decoding; the rest comes with the reply."""
+    vlm = _load(folders[kind])
+    optimizer = torch.optim.Adam(vlm.model.parameters(), lr=3e-2)
+    vlm.model.train()
+    for _ in range(40):
+        loss = -vlm.sequence_logprobs(QUESTION, ["a red one"])[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    vlm.model.eval()
+    pieces: list[str] = []
+    streamed = vlm.generate_stream(QUESTION, max_new_tokens=8, on_text=pieces.append)
+    assert streamed.text == vlm.generate(QUESTION, max_new_tokens=8).text == "a red one"
+    assert pieces == ["a", " red"]

@@ -24,6 +24,12 @@ waits through every one of them (p99 58-75 s against 27 s without, loaded machin
 A model batches when it has `generate_batch` (`BatchGenerator`); calls with `avoid` (replies the user rejected)
 need the model's own fallback and go alone, as do models without it. If a batch fails, each of its calls is
 retried alone, so one bad request cannot fail the others.
+
+Streaming (`on_text`, `ilearn.models.streaming`): a streamed call is batched like any other, and gets its own
+row's text while the batch decodes it, when the model's `generate_batch` takes `on_piece`; a batch of one
+streams through the model's `generate_stream`. A streamed call on a model that batches without `on_piece` goes
+alone (to stream); a model that cannot stream at all answers it whole. A call retried alone after its batch
+failed is not streamed again (the caller sends the rest of the final reply).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ilearn.models.base import Generation, Message, VisionLanguageModel
+from ilearn.models.streaming import OnText, StreamingGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +69,7 @@ class _Call:
     vlm: VisionLanguageModel
     messages: list[Message]
     max_new_tokens: int
+    on_text: OnText | None = None
     result: Generation | None = None
     alone: bool = False  # its batch failed: the caller generates it alone
     done: bool = False
@@ -116,10 +124,14 @@ class MicroBatcher:
             self._cond.notify_all()
 
     def generate(self, vlm: VisionLanguageModel, messages: Sequence[Message], *, max_new_tokens: int,
-                 avoid: Sequence[str] = ()) -> Generation:
-        """`vlm.generate(messages, ...)`, batched with concurrent calls on the same `vlm` when it can be."""
-        alone = self.max_batch == 1 or bool(avoid) or not isinstance(vlm, BatchGenerator)
-        call = _Call(vlm, list(messages), max_new_tokens)
+                 avoid: Sequence[str] = (), on_text: OnText | None = None) -> Generation:
+        """`vlm.generate(messages, ...)`, batched with concurrent calls on the same `vlm` when it can be; with
+        `on_text`, the reply's text is handed to it while it is generated, where the model can (module docstring)."""
+        if avoid or not isinstance(vlm, StreamingGenerator):
+            on_text = None  # avoiding rejected replies needs the model's whole-reply fallback
+        alone = (self.max_batch == 1 or bool(avoid) or not isinstance(vlm, BatchGenerator)
+                 or (on_text is not None and not _takes(vlm, "on_piece")))
+        call = _Call(vlm, list(messages), max_new_tokens, on_text)
         with self._cond:
             self._arrived()
             if alone:
@@ -128,7 +140,7 @@ class MicroBatcher:
                 self._queue.append(call)
                 batch = self._lead(call)
         if alone:
-            return vlm.generate(messages, max_new_tokens=max_new_tokens, avoid=avoid)
+            return _single(call, avoid)
         if batch is not None and len(batch) == 1:
             self._run(batch)
         elif batch is not None:  # on a thread of its own: this caller leaves as soon as its own reply ends
@@ -177,9 +189,11 @@ class MicroBatcher:
         vlm = batch[0].vlm
         try:
             if len(batch) == 1:
-                results = [vlm.generate(batch[0].messages, max_new_tokens=batch[0].max_new_tokens)]
+                results = [_single(batch[0])]
             else:
                 extra: dict = {}
+                if any(c.on_text is not None for c in batch):
+                    extra["on_piece"] = lambda i, piece: _hand_piece(batch[i], piece)
                 if (self.early or self.join) and _takes(vlm, "on_reply"):
                     extra["on_reply"] = lambda i, result: self._hand_out(batch[i], result)
                     if self.join and _takes(vlm, "more"):
@@ -222,6 +236,19 @@ class MicroBatcher:
             call.result = result
             call.done = True
             self._cond.notify_all()
+
+
+def _hand_piece(call: _Call, piece: str) -> None:
+    """A piece of a batched row's text, to its caller if it streams."""
+    if call.on_text is not None:
+        call.on_text(piece)
+
+
+def _single(call: _Call, avoid: Sequence[str] = ()) -> Generation:
+    """One call generated alone: streamed through `generate_stream` when it has `on_text`."""
+    if call.on_text is not None:
+        return call.vlm.generate_stream(call.messages, max_new_tokens=call.max_new_tokens, on_text=call.on_text)
+    return call.vlm.generate(call.messages, max_new_tokens=call.max_new_tokens, avoid=avoid)
 
 
 def _takes(vlm: BatchGenerator, argument: str) -> bool:

@@ -23,6 +23,7 @@ from ilearn.config import ModelConfig
 from ilearn.models.base import Generation, Message
 from ilearn.models.composed import ComposedProcessor, ComposedVLM
 from ilearn.models.hf import DTYPES, HFVisionLanguageModel, to_chat
+from ilearn.models.streaming import ReplyPieces
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ class ComposedVLMChat(HFVisionLanguageModel):
     @torch.inference_mode()
     def generate_batch(self, conversations: Sequence[Sequence[Message]], *, max_new_tokens: int | None = None,
                        on_reply: Callable[[int, Generation], None] | None = None,
-                       more: Callable[[int], Sequence[Sequence[Message]]] | None = None) -> list[Generation]:
+                       more: Callable[[int], Sequence[Sequence[Message]]] | None = None,
+                       on_piece: Callable[[int, str], None] | None = None) -> list[Generation]:
         """Greedy replies to several conversations at once, the same as `generate` gives each alone.
 
         The prompts' common start (the system prompt, up to the first image) runs once and its keys and values
@@ -78,8 +80,9 @@ class ComposedVLMChat(HFVisionLanguageModel):
         ends, so later decoding steps cost only the rows still running, and `on_reply(index, generation)` is
         called for it then (the caller may hand that reply out before the batch ends). Between decoding steps,
         `more(free_rows)` may give conversations that join the running batch (continuous batching): they take the
-        next indices, after those already given. Returns every reply in index order; a generation's `seconds` is
-        the time from the batch's start to the end of its reply.
+        next indices, after those already given. `on_piece(index, piece)` gets each row's text while it is decoded,
+        as `generate_stream`'s `on_text` does (`ilearn.models.streaming`). Returns every reply in index order; a
+        generation's `seconds` is the time from the batch's start to the end of its reply.
         """
         start = time.perf_counter()
         limit = max_new_tokens or self.config.max_new_tokens
@@ -111,31 +114,42 @@ class ComposedVLMChat(HFVisionLanguageModel):
         if not conversations:
             return []
         if _changes_greedy(self._model.language.generation_config):  # transformers' logits processors: one by one
-            for messages in conversations:
-                results.append(self.generate(messages, max_new_tokens=limit))
+            for i, messages in enumerate(conversations):
+                results.append(self.generate(messages, max_new_tokens=limit) if on_piece is None else
+                               self.generate_stream(messages, max_new_tokens=limit,
+                                                    on_text=lambda piece, i=i: on_piece(i, piece)))
                 if on_reply is not None:
                     on_reply(len(results) - 1, results[-1])
             return results
+        step = None
+        if on_piece is not None:
+            pieces: dict[int, ReplyPieces] = {}
+
+            def step(row: int, ids: list[int]) -> None:
+                if row not in pieces:
+                    pieces[row] = ReplyPieces(self._decode_text, lambda piece: on_piece(row, piece), self._cut_ids)
+                pieces[row].add(ids[-1:])
+
         self._greedy_rows(encode(conversations), limit, finish,
-                          (lambda free: encode(batch) if (batch := more(free)) else None) if more else None)
+                          (lambda free: encode(batch) if (batch := more(free)) else None) if more else None, step)
         return results
 
     def _greedy_rows(self, first: tuple[list[list[int]], torch.Tensor | None, list[int]], limit: int,
                      finish: Callable[[int, list[int]], None],
-                     more: Callable[[int], tuple[list[list[int]], torch.Tensor | None, list[int]] | None] | None
-                     ) -> None:
+                     more: Callable[[int], tuple[list[list[int]], torch.Tensor | None, list[int]] | None] | None,
+                     step: Callable[[int, list[int]], None] | None = None) -> None:
         """Greedy decoding of token-id prompts (with their images' pixels and row indices), finished rows dropped:
         `finish(row, new_ids)` for each row as soon as its reply ends; between steps, `more(free)` may give
-        prompts that join."""
+        prompts that join; `step(row, new_ids)` after each token a row gets."""
         lm = self._model.language
         embed = self._model.get_input_embeddings()
         new: dict[int, list[int]] = {}
-        running = self._record(self._prefill(*first), new, limit, finish)
+        running = self._record(self._prefill(*first), new, limit, finish, step)
         while True:
             free = self.config.max_batch - (running.size if running else 0)
             joining = more(free) if more is not None and free > 0 else None
             if joining is not None:
-                fresh = self._record(self._prefill(*joining), new, limit, finish)
+                fresh = self._record(self._prefill(*joining), new, limit, finish, step)
                 running = _Rows.merge(running, fresh)
             if running is None:
                 return
@@ -144,7 +158,7 @@ class ComposedVLMChat(HFVisionLanguageModel):
             out = lm(inputs_embeds=embed(running.tokens[:, None]), attention_mask=running.mask,
                      position_ids=running.position, use_cache=True, **{_cache_argument(lm): running.cache})
             running.tokens = out.logits[:, -1].float().argmax(-1)
-            running = self._record(running, new, limit, finish)
+            running = self._record(running, new, limit, finish, step)
 
     def _prefill(self, prompts: list[list[int]], pixel_values: torch.Tensor | None, rows: list[int]) -> _Rows:
         """Rows for `prompts`: the shared start run once and copied to each row, the rest left-padded after it;
@@ -172,14 +186,18 @@ class ComposedVLMChat(HFVisionLanguageModel):
         return _Rows(cache, mask, positions[:, -1:], out.logits[:, -1].float().argmax(-1), list(rows))
 
     def _record(self, rows: _Rows | None, new: dict[int, list[int]], limit: int,
-                finish: Callable[[int, list[int]], None]) -> _Rows | None:
-        """Append each row's token to its reply; rows whose reply ended are finished and dropped (None: none left)."""
+                finish: Callable[[int, list[int]], None],
+                step: Callable[[int, list[int]], None] | None = None) -> _Rows | None:
+        """Append each row's token to its reply (`step` told); rows whose reply ended are finished and dropped (None:
+        none left)."""
         if rows is None:
             return None
         keep = []
         for j, (row, token) in enumerate(zip(rows.rows, rows.tokens.tolist(), strict=True)):
             ids = new.setdefault(row, [])
             ids.append(token)
+            if step is not None:
+                step(row, ids)
             if token in self._cut_ids or len(ids) >= limit:
                 finish(row, ids)
             else:

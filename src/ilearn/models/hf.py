@@ -30,10 +30,12 @@ from transformers import (
     Qwen2VLProcessor,
     SmolVLMProcessor,
 )
+from transformers.generation.streamers import BaseStreamer
 
 from ilearn.config import ModelConfig
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.models.base import Generation, Message
+from ilearn.models.streaming import OnText, ReplyPieces
 from ilearn.types import answer_key
 
 logger = logging.getLogger(__name__)
@@ -290,11 +292,28 @@ class HFVisionLanguageModel:
         return Generation(text=reply, prompt_tokens=int(inputs["attention_mask"].sum()), completion_tokens=n,
                           seconds=time.perf_counter() - start)
 
+    @torch.inference_mode()
+    def generate_stream(self, messages: Sequence[Message], *, max_new_tokens: int | None = None,
+                        on_text: OnText) -> Generation:
+        """The greedy reply `generate(messages)` gives, its text handed to `on_text` in pieces while it is decoded
+        (`ilearn.models.streaming`: the pieces joined are a prefix of the returned text)."""
+        start = time.perf_counter()
+        text, images = self.prompt_text(messages)
+        inputs = self._encode(text, images)
+        pieces = ReplyPieces(self._decode_text, on_text, self._cut_ids)
+        new = self._generate_new_ids(inputs, max_new_tokens, streamer=PieceStreamer(pieces))
+        reply, n = self._decode(new[0].tolist())
+        return Generation(text=reply, prompt_tokens=int(inputs["attention_mask"].sum()), completion_tokens=n,
+                          seconds=time.perf_counter() - start)
+
     def _generate_new_ids(self, inputs: dict[str, torch.Tensor], max_new_tokens: int | None,
-                          beams: int = 1) -> torch.Tensor:
+                          beams: int = 1, streamer: PieceStreamer | None = None) -> torch.Tensor:
         """Greedy decoding of an encoded (left-padded) batch: the new token ids, one row per prompt; with
-        `beams` > 1 (one prompt), beam search's `beams` best replies, best first."""
+        `beams` > 1 (one prompt), beam search's `beams` best replies, best first; `streamer` gets the new tokens
+        of a batch of one as they are chosen."""
         extra = {"num_beams": beams, "num_return_sequences": beams} if beams > 1 else {}
+        if streamer is not None:
+            extra["streamer"] = streamer
         out = self._model.generate(**inputs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
                                    do_sample=False, eos_token_id=self._stop_ids or None,
                                    pad_token_id=self._pad_id, **extra)
@@ -303,7 +322,11 @@ class HFVisionLanguageModel:
     def _decode(self, ids: list[int]) -> tuple[str, int]:
         """(reply text, tokens kept) of generated ids, cut before the first end-of-reply token."""
         n = next((i for i, t in enumerate(ids) if t in self._cut_ids), len(ids))
-        return self.processor.tokenizer.decode(ids[:n], skip_special_tokens=True).strip(), n
+        return self._decode_text(ids[:n]).strip(), n
+
+    def _decode_text(self, ids: list[int]) -> str:
+        """The text of reply token ids (special tokens skipped, nothing stripped)."""
+        return self.processor.tokenizer.decode(ids, skip_special_tokens=True)
 
     @torch.inference_mode()
     def score(self, messages: Sequence[Message], candidates: Sequence[str]) -> list[float]:
@@ -405,6 +428,24 @@ class HFVisionLanguageModel:
         if unknown:
             raise InvalidInput(f"{file} has weights this model lacks, e.g. {unknown[:3]}")
         self._model.load_state_dict(state, strict=False)
+
+
+class PieceStreamer(BaseStreamer):
+    """transformers' streamer interface (`generate(..., streamer=)`) over `ReplyPieces`, for a batch of one: the
+    first `put` (the prompt) is skipped, every later one adds the chosen token."""
+
+    def __init__(self, pieces: ReplyPieces) -> None:
+        self.pieces = pieces
+        self._prompt = True
+
+    def put(self, value: torch.Tensor) -> None:
+        if self._prompt:
+            self._prompt = False
+            return
+        self.pieces.add(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        """Nothing to flush: the text held back arrives with the whole reply (`ilearn.models.streaming`)."""
 
 
 def load_hf(config: ModelConfig) -> HFVisionLanguageModel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from ilearn.models.base import Generation, Message
@@ -38,6 +39,30 @@ class StubVLM:
             return [self.scorer(messages, c) for c in candidates]
         reply = self.responder(messages).strip().lower()
         return [0.0 if c.strip().lower() == reply else -10.0 for c in candidates]
+
+
+class StreamingStubVLM(StubVLM):
+    """A StubVLM that streams (`ilearn.models.streaming`): `generate_stream` hands out the reply's words one at a
+    time, all but the last (held back, as a real streamer holds back the word it may still extend), and calls
+    `between(i)` before the i-th piece, so a test can pause the "model" between two pieces."""
+
+    def __init__(self, responder: Responder = _echo, scorer: Callable[[Sequence[Message], str], float] | None = None,
+                 between: Callable[[int], None] | None = None):
+        super().__init__(responder, scorer)
+        self.between = between
+        self.streamed: list[str] = []
+        """The pieces the last `generate_stream` call handed out."""
+
+    def generate_stream(self, messages: Sequence[Message], *, max_new_tokens: int | None = None,
+                        on_text: Callable[[str], None]) -> Generation:
+        generation = self.generate(messages, max_new_tokens=max_new_tokens or 48)
+        self.streamed = []
+        for i, piece in enumerate(re.findall(r"\s*\S+", generation.text.strip())[:-1]):
+            if self.between is not None:
+                self.between(i)
+            self.streamed.append(piece)
+            on_text(piece)
+        return generation
 
 
 def load_stub(config) -> StubVLM:

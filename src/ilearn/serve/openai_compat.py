@@ -7,15 +7,15 @@
   `ilearn.serve.conversations`), else a new one; the reply's header `X-Session-Id` and its extension say which;
 - iLearn's extension field `ilearn` (session, turn, kind, clarifying options, references with scores, model
   version) rides along in the reply and in the last stream chunk; standard clients ignore it;
-- streaming sends the finished reply in word chunks as server-sent events (the answer is generated in one
-  batched forward pass, not token by token), then `data: [DONE]`.
+- streaming (`stream: true`) sends the answer's words as server-sent events while the model writes them, where
+  it can (`ilearn.serve.stream`), the rest of the reply in word chunks, then `data: [DONE]`; the response (its
+  `X-Session-Id`) begins when the model starts writing, or with the whole reply.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections.abc import Iterator
 from typing import Annotated
@@ -32,6 +32,8 @@ from ilearn.serve.keys import ApiKey
 from ilearn.serve.payload import decode_base64, fetch_image
 from ilearn.serve.scope import user_id
 from ilearn.serve.service import Service
+from ilearn.serve.stream import StreamedTurn, error_body
+from ilearn.turn import ReplyStream
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -98,38 +100,58 @@ def chat_completions(body: schemas.ChatRequest, key: Caller, svc: ServiceDep, re
         session_id = svc.conversations.find(digest(stored, [m.key for m in messages[:-1]]))
         derived = session_id is not None
     text = last.text or DEFAULT_QUESTION
-    try:
-        url = last.image_url if session_id is not None else _latest_image(messages)
-        reply = svc.turn(key, user, text, _image(url, key, svc) if url else None, session_id, "openai")
-    except (NotFound, SessionClosed):
-        if not derived:
-            raise
-        url = _latest_image(messages)  # the remembered session is gone (closed, forgotten): start a new one
-        reply = svc.turn(key, user, text, _image(url, key, svc) if url else None, None, "openai")
-    svc.conversations.remember(digest(stored, [*(m.key for m in messages), ("assistant", reply.text, "")]),
-                               reply.session_id, stored)
-    extension = schemas.ChatExtension(session_id=reply.session_id, turn_id=reply.turn_id, kind=reply.kind,
-                                      options=reply.options, references=reply.references,
-                                      model_version=reply.model_version, precise_question=reply.precise_question)
-    completion_id, created = f"chatcmpl-{reply.turn_id}", int(time.time())
-    headers = {"X-Session-Id": reply.session_id}
+
+    def run(stream: ReplyStream | None = None) -> schemas.ReplyOut:
+        try:
+            url = last.image_url if session_id is not None else _latest_image(messages)
+            reply = svc.turn(key, user, text, _image(url, key, svc) if url else None, session_id, "openai", stream)
+        except (NotFound, SessionClosed):
+            if not derived:
+                raise
+            url = _latest_image(messages)  # the remembered session is gone (closed, forgotten): start a new one
+            reply = svc.turn(key, user, text, _image(url, key, svc) if url else None, None, "openai", stream)
+        svc.conversations.remember(digest(stored, [*(m.key for m in messages), ("assistant", reply.text, "")]),
+                                   reply.session_id, stored)
+        return reply
+
     if body.stream:
-        return StreamingResponse(_chunks(completion_id, created, body.model, reply.text, extension),
-                                 media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
-    response.headers.update(headers)
+        return _streamed(StreamedTurn(run, svc.stream_threads), body.model)
+    reply = run()
+    response.headers["X-Session-Id"] = reply.session_id
     return schemas.ChatResponse(
-        id=completion_id, object="chat.completion", created=created, model=body.model, ilearn=extension,
+        id=f"chatcmpl-{reply.turn_id}", object="chat.completion", created=int(time.time()), model=body.model,
+        ilearn=_extension(reply),
         choices=[schemas.ChatChoice(index=0, finish_reason="stop",
                                     message=schemas.ChatChoiceMessage(role="assistant", content=reply.text))])
+
+
+def _extension(reply: schemas.ReplyOut) -> schemas.ChatExtension:
+    return schemas.ChatExtension(session_id=reply.session_id, turn_id=reply.turn_id, kind=reply.kind,
+                                 options=reply.options, references=reply.references,
+                                 model_version=reply.model_version, precise_question=reply.precise_question)
+
+
+def _streamed(turn: StreamedTurn, model: str) -> StreamingResponse:
+    """The turn as chat.completion.chunk events, the response begun when the model starts writing (or the turn
+    ended): its session and turn are known then, for the header and the completion's id. A turn that fails
+    before that is a plain HTTP error."""
+    turn.wait_started()
+    if not turn.streaming and turn.error is not None:
+        raise turn.error
+    session_id = turn.session_id or turn.reply.session_id
+    turn_id = turn.turn_id or turn.reply.turn_id
+    return StreamingResponse(_chunks(turn, f"chatcmpl-{turn_id}", int(time.time()), model),
+                             media_type="text/event-stream",
+                             headers={"X-Session-Id": session_id, "Cache-Control": "no-cache"})
 
 
 def _latest_image(messages: list[_Message]) -> str | None:
     return next((m.image_url for m in reversed(messages) if m.image_url), None)
 
 
-def _chunks(completion_id: str, created: int, model: str, text: str,
-            extension: schemas.ChatExtension) -> Iterator[str]:
-    """The reply as chat.completion.chunk events: the role, the words, the finish with the extension, [DONE]."""
+def _chunks(turn: StreamedTurn, completion_id: str, created: int, model: str) -> Iterator[str]:
+    """The turn as chat.completion.chunk events: the role, the text pieces, the finish with the extension, [DONE];
+    or an error event (`{"error": ...}`, as OpenAI's servers send one mid-stream)."""
 
     def event(delta: dict, finish: str | None = None, **extra) -> str:
         chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -137,10 +159,14 @@ def _chunks(completion_id: str, created: int, model: str, text: str,
         return f"data: {json.dumps(chunk)}\n\n"
 
     yield event({"role": "assistant", "content": ""})
-    for piece in re.findall(r"\s*\S+", text):
-        yield event({"content": piece})
-    yield event({}, "stop", ilearn=extension.model_dump())
-    yield "data: [DONE]\n\n"
+    for kind, value in turn.events():
+        if kind == "delta":
+            yield event({"content": value})
+        elif kind == "reply":
+            yield event({}, "stop", ilearn=_extension(value).model_dump())
+            yield "data: [DONE]\n\n"
+        else:
+            yield f"data: {json.dumps(error_body(value))}\n\n"
 
 
 __all__ = ["router"]

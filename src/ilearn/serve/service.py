@@ -7,6 +7,7 @@ and stays in its scope (`scope.py`).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from itertools import islice
@@ -23,7 +24,7 @@ from ilearn.serve.keys import ApiKey, KeyStore, RateLimiter
 from ilearn.serve.metrics import Metrics
 from ilearn.serve.scope import can_see, check_session, split_user, user_id
 from ilearn.serve.settings import ServeSettings
-from ilearn.turn import Reply, open_request
+from ilearn.turn import Reply, ReplyStream, open_request
 from ilearn.types import Event, EventStatus, Feedback, FeedbackSource, Label, Role, Session, Turn, TurnKind
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ class Service:
     owns_assistant: bool
     started: float = field(default_factory=time.time)
     ready: bool = False
+    stream_threads: threading.BoundedSemaphore = field(init=False)
+    """Streamed turns running at once on threads of their own (`ilearn.serve.stream`): `settings.threads`."""
+
+    def __post_init__(self) -> None:
+        self.stream_threads = threading.BoundedSemaphore(self.settings.threads)
 
     @classmethod
     def build(cls, assistant: Assistant, settings: ServeSettings, *, owns_assistant: bool) -> Service:
@@ -55,14 +61,16 @@ class Service:
 
     # ------------------------------------------------------------------ turns
     def turn(self, key: ApiKey, user: str, text: str, image: bytes | None, session_id: str | None,
-             api: str) -> schemas.ReplyOut:
-        """One user turn of `user` of the key's robot; the reply as the API shows it."""
+             api: str, stream: ReplyStream | None = None) -> schemas.ReplyOut:
+        """One user turn of `user` of the key's robot; the reply as the API shows it (`stream`: where the answer's
+        words go while the model writes them, `Assistant.respond`)."""
         if image is not None and len(image) > key.limits.max_image_bytes:
             raise ApiError(413, f"the image has {len(image)} bytes; this key's limit is {key.limits.max_image_bytes}")
         start = time.perf_counter()
         self.metrics.turns_in_flight.inc()
         try:
-            reply = self.assistant.respond(user_id(key.robot, user), text, image=image, session_id=session_id)
+            reply = self.assistant.respond(user_id(key.robot, user), text, image=image, session_id=session_id,
+                                           stream=stream)
         finally:
             self.metrics.turns_in_flight.dec()
         self.metrics.turn_seconds.labels(api).observe(time.perf_counter() - start)

@@ -59,6 +59,12 @@ def wants_short(profile: Profile) -> bool:
     return profile.answer_length == "short"
 
 
+def rewords(profile: Profile) -> bool:
+    """Whether `fit_answer` may change an answer's words for `profile`; when not, it gives the answer as it is
+    (stripped), so its words can be shown while the model writes them (a streamed turn)."""
+    return not profile.empty and (wants_short(profile) or wants_simple(profile))
+
+
 def fit_answer(text: str, profile: Profile) -> str:
     """`text` worded for `profile` (module docstring); unchanged for an empty profile or an expert's."""
     answer = text.strip()
