@@ -54,6 +54,7 @@ from ilearn.users.personal import PersonalMemory
 from ilearn.users.profiles import KIND as PROFILE
 
 if TYPE_CHECKING:
+    from ilearn.learning.progress import OnProgress
     from ilearn.learning.registry import ForgottenVersions, ModelRegistry
     from ilearn.learning.update import LearnOutcome
     from ilearn.memory.base import RetrievalMemory
@@ -364,11 +365,12 @@ class Assistant:
         return self._images.get(ref.sha256) if ref is not None else None
 
     # ------------------------------------------------------------------ learning
-    def learn(self, *, promote: bool = True, general: bool = True) -> LearnOutcome:
+    def learn(self, *, promote: bool = True, general: bool = True, progress: OnProgress | None = None) -> LearnOutcome:
         """Train a candidate on the events so far, gate it against the serving model, promote it if better.
 
-        Returns a `LearnOutcome`; the promoted version serves from the next turn on. Turns go on meanwhile."""
-        return self.scheduler.run(promote=promote, general=general)
+        Returns a `LearnOutcome`; the promoted version serves from the next turn on. Turns go on meanwhile.
+        `progress` is told the phase and the fraction done as it goes (`ilearn.learning.progress`)."""
+        return self.scheduler.run(promote=promote, general=general, progress=progress)
 
     def new_events_since_training(self) -> int:
         """Events not in the latest model version's snapshot (trained or held out)."""

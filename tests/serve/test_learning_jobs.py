@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
-from ilearn.serve.jobs import LearningJobs
+from ilearn.learning.progress import at, for_candidate
+from ilearn.learning.update import LearnOutcome
+from ilearn.serve.jobs import Job, LearningJobs
+from ilearn.serve.service import job_out
 
 
 def _wait(served, job_id: str, limit_s: float = 300.0) -> dict:
@@ -42,6 +46,7 @@ def test_a_learning_job_trains_a_version_that_can_be_promoted_and_rolled_back(se
     r = served.client.post("/v1/learn", json={"general": False, "promote": False}, headers=served.auth("admin"))
     job = _wait(served, r.json()["id"])
     assert job["status"] == "done", job
+    assert (job["progress"], job["phase"], job["detail"]) == (1.0, "done", "done")
     outcome = job["outcome"]
     assert outcome["decision"] == "refused" and outcome["version"] and outcome["reasons"]  # promote: False
     assert outcome["train_events"] + outcome["heldout_events"] == 6
@@ -75,3 +80,47 @@ def test_a_failed_job_reports_its_error():
     jobs.shutdown(timeout=30)
     assert job.status == "failed" and job.error == "RuntimeError: disk full" and done == [job]
     assert jobs.active() == 0
+
+
+def test_a_running_job_reports_its_phase_and_fraction_done():
+    reached, hold = threading.Event(), threading.Event()
+
+    def learning(*, promote, general, progress):
+        progress(at("distilling"))
+        progress(for_candidate_progress(at("training", 2, 4)))
+        reached.set()
+        hold.wait(30)
+        progress(for_candidate_progress(at("gating")))
+        return LearnOutcome(None, reasons=["no sft training examples yet"])
+
+    jobs = LearningJobs(learning)
+    job = jobs.start()
+    assert reached.wait(30)
+    running = job_out(job)
+    assert (running.status, running.phase, running.step, running.steps) == ("running", "training", 2, 4)
+    assert running.progress == pytest.approx(0.45 / 2) and running.detail == "candidate 1 of 2: training step 2 of 4"
+    hold.set()
+    jobs.shutdown(timeout=30)
+    done = job_out(job)
+    assert (done.status, done.phase, done.progress, done.detail) == ("done", "done", 1.0, "done")
+    queued = job_out(Job("job_x", True, True))
+    assert (queued.phase, queued.progress, queued.detail) == (None, 0.0, "")
+
+
+def test_a_failed_job_says_where_it_stopped():
+    def learning(*, promote, general, progress):
+        progress(at("gating"))
+        raise RuntimeError("out of memory")
+
+    jobs = LearningJobs(learning)
+    job = jobs.start()
+    jobs.shutdown(timeout=30)
+    out = job_out(job)
+    assert (out.status, out.phase, out.detail, out.error) == ("failed", "gating", "gating", "RuntimeError: out of memory")
+
+
+def for_candidate_progress(p):
+    """`p` as the first of two candidate settings reports it."""
+    seen = []
+    for_candidate(seen.append, 0, 2)(p)
+    return seen[0]

@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -327,6 +329,20 @@ def test_an_operator_trains_a_version_then_promotes_and_rolls_it_back(browser, s
             assistant.store.ensure_user(f"kiosk:{user}")
             assistant.memory.add(Event(ref, "What is this called?", answer, f"kiosk:{user}",
                                        robot_id=assistant.config.robot_id), picture)
+    # the job is held after its first training step until the page has shown it (the real learning run, its
+    # progress passed on as it comes)
+    jobs, shown = site["app"].state.service.jobs, threading.Event()
+    learn = jobs._learn
+
+    def held(*, progress, **kwargs):
+        def report(p):
+            progress(p)
+            if p.phase == "training" and p.step == 1 and p.candidate == 1:
+                shown.wait(60)
+
+        return learn(progress=report, **kwargs)
+
+    jobs._learn = held
     context = browser.new_context()
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
@@ -335,9 +351,18 @@ def test_an_operator_trains_a_version_then_promotes_and_rolls_it_back(browser, s
     page.get_by_role("button", name="Operator").click()
     page.get_by_label("promote when the gate passes").uncheck()
     page.get_by_label("check forgetting on the general set").uncheck()
-    page.get_by_role("button", name="Start learning").click()
-    job = page.locator("#jobs tbody tr").first
+    try:
+        page.get_by_role("button", name="Start learning").click()
+        job = page.locator("#jobs tbody tr").first
+        bar = job.get_by_role("progressbar", name=re.compile(r"candidate 1 of 2: training step 1 of 2, \d+% done"))
+        bar.wait_for()
+        assert 0 < float(bar.get_attribute("value")) < 0.5 and "training step 1 of 2" in job.inner_text()
+        shots(page, "5-learning")
+    finally:
+        shown.set()
+        jobs._learn = learn
     job.locator(".badge.done").wait_for(timeout=240_000)  # the page polls while the job runs
+    assert job.locator("progress").count() == 0
     assert "refused" in job.inner_text() and "learning:" in job.inner_text()  # not promoted: it was not asked to
     version = page.locator("#versions tbody tr[data-version]").first
     version.wait_for()
@@ -345,7 +370,7 @@ def test_an_operator_trains_a_version_then_promotes_and_rolls_it_back(browser, s
     assert "learning:" in version.inner_text()  # the gate's figures, active -> candidate
     version.get_by_role("button", name="Promote").click()
     page.locator("#serving", has_text=f"Serving: {version_id}").wait_for()
-    shots(page, "5-models")
+    shots(page, "6-models")
     assert assistant.versions.current().version == version_id
     page.get_by_role("button", name="Roll back").click()
     page.locator("#serving", has_text="Serving: base").wait_for()

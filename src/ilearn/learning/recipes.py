@@ -18,6 +18,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -266,6 +267,28 @@ class LogCallback:
         logger.info("step %d: %s", state.global_step, logs)
 
 
+class StepCallback:
+    """Tells `on_step(step, steps)` where training is: at its start (0 of n), then after each optimiser step."""
+
+    def __getattr__(self, name: str):  # every other TrainerCallback event: do nothing
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def __init__(self, on_step: Callable[[int, int], None]) -> None:
+        self.tell = on_step  # (not named on_*: the trainer calls its callbacks' on_* attributes as events)
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        self.tell(0, int(state.max_steps or 0))
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        self.tell(int(state.global_step), int(state.max_steps or 0))
+
+
+_ON_STEP: ContextVar[Callable[[int, int], None] | None] = ContextVar("ilearn_on_step", default=None)
+"""`train`'s `on_step`, for `run` (recipes keep the Recipe signature: a registered recipe need not pass it on)."""
+
+
 # -- train and save ---------------------------------------------------------------------------------------
 def run(trainer: Any, prepared: PreparedModel, settings: LearnConfig, n_examples: int, out_dir: Path) -> TrainResult:
     """Train (with augmented views and per-part learning rates where the settings ask), save what was trained,
@@ -275,6 +298,8 @@ def run(trainer: Any, prepared: PreparedModel, settings: LearnConfig, n_examples
     recipe = settings.recipe
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(LogCallback(f"training {recipe}"))
+    if (on_step := _ON_STEP.get()) is not None:
+        trainer.add_callback(StepCallback(on_step))
     if settings.augment:
         trainer.data_collator = AugmentingCollator(trainer.data_collator, seed=settings.seed)
     custom = optimizer(prepared, settings)
@@ -453,10 +478,12 @@ def reward_weighted_trainer() -> type:
     return RewardWeightedSFTTrainer
 
 
-def train(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
+def train(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path, *,
+          on_step: Callable[[int, int], None] | None = None) -> TrainResult:
     """Run the recipe `settings.recipe` (a `Recipe` registered in `ilearn.plugins`) on `rows` (TRL's columns for
     that recipe) and save the result in `out_dir`; on `settings.processes` processes when more than one
-    (`ilearn.learning.distributed`)."""
+    (`ilearn.learning.distributed`). `on_step(step, steps)`: told as training goes, by recipes that train
+    through `run` (every built-in one; not on several processes)."""
     from ilearn import plugins
 
     if settings.processes > 1:
@@ -465,4 +492,8 @@ def train(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_
         return train_distributed(vlm, rows, replace(settings, processes=1), out_dir, processes=settings.processes,
                                  accelerate_config=settings.accelerate_config or None)
     recipe: Recipe = plugins.resolve("recipe", settings.recipe)
-    return recipe(vlm, rows, settings, out_dir)
+    token = _ON_STEP.set(on_step)
+    try:
+        return recipe(vlm, rows, settings, out_dir)
+    finally:
+        _ON_STEP.reset(token)

@@ -22,6 +22,7 @@ from ilearn.memory.store import EventStore
 from ilearn.models.versions import ModelVersions
 
 if TYPE_CHECKING:
+    from ilearn.learning.progress import OnProgress
     from ilearn.learning.registry import ModelRegistry
     from ilearn.learning.update import LearnOutcome
 
@@ -44,8 +45,9 @@ class LearningScheduler:
         self._thread: threading.Thread | None = None
         self._pending: int | None = None  # new events counted since the last exact count (None: count exactly)
 
-    def run(self, *, promote: bool = True, general: bool = True) -> LearnOutcome:
-        """One model update now (waits for a background update in progress). Returns its LearnOutcome."""
+    def run(self, *, promote: bool = True, general: bool = True, progress: OnProgress | None = None) -> LearnOutcome:
+        """One model update now (waits for a background update in progress). Returns its LearnOutcome; `progress`
+        is told how far it is (`ilearn.learning.progress`)."""
         from ilearn.learning.select import learn_best
 
         if self.registry is None:
@@ -53,7 +55,7 @@ class LearningScheduler:
         with self._one_at_a_time:
             gate_vlm = self.versions.current(wait=True).vlm  # the model serving now
             outcome = learn_best(self.versions.base, self.store, self.registry, self.config, promote=promote,
-                            gate_vlm=gate_vlm, general=general)
+                            gate_vlm=gate_vlm, general=general, progress=progress)
             self.versions.refresh()  # the promoted version in memory before the next turn asks for it
             with self._counting:
                 self._pending = None

@@ -31,6 +31,7 @@ from PIL import Image
 from ilearn.config import Config, LearnConfig
 from ilearn.errors import InvalidInput
 from ilearn.images import decode_image
+from ilearn.learning.progress import OnProgress, reporter
 from ilearn.types import Event, EventStatus, ImageRef, ModelVersion, Scope
 
 logger = logging.getLogger(__name__)
@@ -149,15 +150,17 @@ def guard_heldout(rows: Sequence[dict], heldout_ids: Sequence[str]) -> None:
 
 
 def train_candidate(vlm: Any, registry: Any, learn: LearnConfig, rows: Sequence[dict],
-                    metrics: dict[str, Any] | None = None) -> ModelVersion:
+                    metrics: dict[str, Any] | None = None,
+                    on_step: Callable[[int, int], None] | None = None) -> ModelVersion:
     """Train `learn.recipe` on `rows` (each `learn.event_repeats` times, plus `learn.replay` general examples)
     from the base weights and register the result as a candidate; the version's event ids are those of `rows`.
-    `metrics["heldout_event_ids"]`, when given, are checked against `rows` first (HeldOutLeak)."""
+    `metrics["heldout_event_ids"]`, when given, are checked against `rows` first (HeldOutLeak). `on_step(step,
+    steps)` is told as training goes (`recipes.train`)."""
     from ilearn.learning.recipes import train
 
     guard_heldout(rows, (metrics or {}).get("heldout_event_ids", ()))
     version_id, path = registry.new_path()
-    result = train(vlm, training_set(rows, learn), learn, path)
+    result = train(vlm, training_set(rows, learn), learn, path, on_step=on_step)
     return register_candidate(registry, learn, rows, version_id, path, result, metrics)
 
 
@@ -200,16 +203,19 @@ def shared_events(store: Any, robot_id: str) -> list[Event]:
 
 
 def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool = True,
-          gate_vlm: Any | None = None, general: bool = True) -> LearnOutcome:
+          gate_vlm: Any | None = None, general: bool = True, progress: OnProgress | None = None) -> LearnOutcome:
     """One model update on the robot's shared events (`shared_events`). `promote=False` only trains and gates.
 
     `gate_vlm` is the active model the candidate is compared with (default: `vlm`, which must then serve the
-    active version); the candidate is loaded as a second model.
+    active version); the candidate is loaded as a second model. `progress` is told the phase and the fraction
+    done as the update goes (`ilearn.learning.progress`).
     """
     from ilearn.learning.gate import Margins, evaluate_candidate, heldout_from_events, negatives_from_events
     from ilearn.learning.general import general_easyvqa
 
     start = time.perf_counter()
+    tell = reporter(progress)
+    tell("distilling")
     learn_cfg = config.learn
     events = shared_events(store, config.robot_id)  # never a private event: not trained, held out or probed
     train_events, heldout = split_heldout(events, learn_cfg.heldout_fraction, learn_cfg.seed)
@@ -227,7 +233,9 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
     logger.info("learn: %s on %d rows (%d events), %d held out", learn_cfg.recipe, len(rows), len(train_events),
                 len(heldout))
     train_cfg = replace(learn_cfg, seed=learn_cfg.seed + len(registry.list()))  # held-out split: learn.seed
-    version = train_candidate(vlm, registry, train_cfg, rows, {"heldout_event_ids": sorted(e.id for e in heldout)})
+    version = train_candidate(vlm, registry, train_cfg, rows, {"heldout_event_ids": sorted(e.id for e in heldout)},
+                              on_step=lambda step, steps: tell("training", step, steps))
+    tell("gating")
     candidate = registry.load(config.model, version.id)
     active = gate_vlm if gate_vlm is not None else vlm
     general_set = general_easyvqa(learn_cfg.general_limit, learn_cfg.seed) if general else None

@@ -3,7 +3,9 @@
 Jobs run one at a time in one background thread (the learning scheduler trains one candidate at a time anyway);
 turns go on meanwhile, and a promoted version serves from the next turn on. A job's status goes
 queued -> running -> done (outcome: promoted, refused with the gate's reasons, or nothing to learn) or failed
-(the error). Jobs live in memory: a restart forgets them, the model registry keeps every version they made.
+(the error). While it runs, `progress` says its phase (distilling, training step i of n, gating) and the fraction
+done (`ilearn.learning.progress`); "done" and 1 once it ended. Jobs live in memory: a restart forgets them, the
+model registry keeps every version they made.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ilearn.errors import NotFound
+from ilearn.learning.progress import Progress
 from ilearn.types import new_id
 
 if TYPE_CHECKING:
@@ -41,6 +44,8 @@ class Job:
     finished: float | None = None
     outcome: dict[str, Any] | None = None
     error: str | None = None
+    progress: Progress | None = None
+    """Where it is (None while queued); what it last reported when it failed."""
 
 
 def outcome_dict(outcome: LearnOutcome) -> dict[str, Any]:
@@ -56,7 +61,7 @@ def outcome_dict(outcome: LearnOutcome) -> dict[str, Any]:
 
 
 class LearningJobs:
-    """Runs `learn(promote, general)` jobs one at a time; `on_done(job)` is called when one ends."""
+    """Runs `learn(promote=, general=, progress=)` jobs one at a time; `on_done(job)` is called when one ends."""
 
     def __init__(self, learn: Callable[..., LearnOutcome], on_done: Callable[[Job], None] | None = None) -> None:
         self._learn = learn
@@ -101,8 +106,14 @@ class LearningJobs:
 
     def _run(self, job: Job) -> None:
         job.status, job.started = "running", time.time()
+
+        def report(progress: Progress) -> None:
+            job.progress = progress
+
         try:
-            job.outcome = outcome_dict(self._learn(promote=job.promote, general=job.general))
+            job.outcome = outcome_dict(self._learn(promote=job.promote, general=job.general, progress=report))
+            last = job.progress or Progress("done", 1.0)
+            job.progress = replace(last, phase="done", fraction=1.0)
             job.status = "done"
         except Exception as exc:  # a failed job is reported, never takes the service down
             logger.exception("learning job %s failed", job.id)

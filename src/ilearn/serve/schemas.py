@@ -143,6 +143,14 @@ class JobOut(BaseModel):
     outcome: dict[str, Any] | None = Field(None, description="decision (promoted, refused, nothing to learn), "
                                                              "version, the gate's reasons")
     error: str | None
+    progress: float = Field(0.0, ge=0.0, le=1.0, description="the fraction done, 0 to 1")
+    phase: Literal["distilling", "training", "gating", "done"] | None = Field(
+        None, description="where a running job is (none while queued; where it stopped when failed)")
+    step: int = Field(0, description="training steps done (training)")
+    steps: int = Field(0, description="training steps in all (training)")
+    candidate: int = Field(1, description="the candidate setting being trained, from 1")
+    candidates: int = Field(1, description="candidate settings trained one after the other")
+    detail: str = Field("", description="the phase in words: 'candidate 1 of 2: training step 3 of 10'")
 
 
 class JobsOut(BaseModel):

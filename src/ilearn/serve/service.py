@@ -256,9 +256,13 @@ def event_out(event: Event) -> schemas.EventOut:
 
 
 def job_out(job: Job) -> schemas.JobOut:
+    p = job.progress
+    where = {} if p is None else {"progress": round(p.fraction, 4), "phase": p.phase, "step": p.step,
+                                  "steps": p.steps, "candidate": p.candidate, "candidates": p.candidates,
+                                  "detail": p.describe()}
     return schemas.JobOut(id=job.id, status=job.status, promote=job.promote, general=job.general,
                           created=job.created, started=job.started, finished=job.finished, outcome=job.outcome,
-                          error=job.error)
+                          error=job.error, **where)
 
 
 __all__ = ["Service", "event_out", "job_out", "session_out", "turn_out"]

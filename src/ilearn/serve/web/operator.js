@@ -169,8 +169,7 @@ export function setupOperator(app) {
         ? `${job.outcome.decision}${job.outcome.version ? ` ${job.outcome.version}` : ""}; ${job.outcome.train_events} events trained, ${job.outcome.heldout_events} held out`
         : "";
       return h("tr", {}, h("th", { scope: "row" }, job.id),
-        h("td", {}, h("span", { class: `badge ${job.status}` }, job.status),
-          job.status === "running" ? h("progress", { "aria-label": `${job.id} running` }) : ""),
+        h("td", {}, h("span", { class: `badge ${job.status}` }, job.status), progress(job)),
         h("td", {}, job.started ? `${took.toFixed(0)} s` : "waiting"),
         h("td", {}, outcome, job.outcome?.reasons?.length ? h("ul", { class: "figures" },
           job.outcome.reasons.map((r) => h("li", {}, r))) : ""));
@@ -178,8 +177,22 @@ export function setupOperator(app) {
     $("jobs").tBodies[0].replaceChildren(...rows);
     const active = out.jobs.some((job) => !job.finished);
     clearTimeout(polling);
-    if (active && !$("operator").hidden) polling = setTimeout(() => guard(loadJobs, "serving"), 2000);
+    if (active && !$("operator").hidden) polling = setTimeout(() => guard(loadJobs, "serving"), 1000);
     else if (!active && polling !== null) { polling = null; await loadVersions(); }
+  }
+
+  function progress(job) {
+    // a running job: its phase (distilling, training step i of n, gating) and the fraction done; a failed one:
+    // where it stopped
+    if (job.status === "running") {
+      const detail = job.detail || "starting";
+      const percent = Math.round(job.progress * 100);
+      return h("div", { class: "job-progress" },
+        h("progress", { max: 1, value: job.progress, "aria-label": `${job.id}: ${detail}, ${percent}% done` }),
+        h("span", { class: "meta" }, `${detail} (${percent}%)`));
+    }
+    if (job.status === "failed" && job.phase) return h("span", { class: "meta" }, ` while ${job.detail}`);
+    return "";
   }
 
   $("learn").addEventListener("submit", (e) => {
