@@ -1,0 +1,118 @@
+"""User-aware tuning rows: the profile as a few-token tag in the prompt, the answer fitted to it as the target.
+
+User-VLM 360 tunes its model on answers written for each user so that it fits answers without long instructions.
+Here a row of the `sft` dataset (`ilearn.learning.datasets.build_sft`: an image, a precise question, the answer a
+user taught) becomes one row per profile, each with
+
+- the question prefixed by `fit.profile_tag(profile)` ("[user: child] What is the dose of this?"), exactly as the
+  assistant sends it with ``personal.prompt = "tag"`` (`fit.prompt_messages`), and
+- the answer fitted to that profile as the target: `fitted(question, answer, profile)`, by default the wording
+  rules the assistant shows (`fit.fit_answer`); an experiment can pass profile-specific reference answers
+  (`ilearn.users.references`), as `ilearn experiment personal` does.
+
+The model so tuned reads the tag instead of an instruction prompt (`python -m ilearn.users.measure prompt` counts
+the tokens). `preference_rows` turns the same rows into DPO pairs (User-VLM's third stage): the fitted answer is
+chosen, the answer fitted to another profile (the tag must matter) and the fitted answer with another row's fact
+(a profile must never change a fact) rejected.
+
+Tags name no protected attribute (profiles have no such field), and a profile never changes the fact a row holds.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ilearn.errors import InvalidInput
+from ilearn.users.fit import fit_answer, profile_tag
+from ilearn.users.profiles import Profile
+
+logger = logging.getLogger(__name__)
+
+Fitted = Callable[[str, str, Profile], str]
+"""(question, answer, profile) -> the answer worded for that profile, facts unchanged."""
+
+
+def rules(question: str, answer: str, profile: Profile) -> str:
+    """The default `Fitted`: the assistant's wording rules (`fit.fit_answer`)."""
+    return fit_answer(answer, profile)
+
+
+def _texts(row: dict) -> tuple[str, str]:
+    """(question, answer) of an sft row (`messages`: the user turn, then the assistant's)."""
+    messages = row.get("messages")
+    if not messages or len(messages) < 2 or messages[-1]["role"] != "assistant":
+        raise InvalidInput("a user-aware row needs an sft row: messages ending with the assistant's answer")
+    question = next(c["text"] for c in messages[-2]["content"] if c.get("type") == "text")
+    answer = next(c["text"] for c in messages[-1]["content"] if c.get("type") == "text")
+    return question, answer
+
+
+def _with_texts(row: dict, question: str, answer: str) -> dict:
+    out = copy.copy(row)
+    messages = copy.deepcopy(row["messages"])
+    for item in messages[-2]["content"]:
+        if item.get("type") == "text":
+            item["text"] = question
+    messages[-1]["content"] = [{"type": "text", "text": answer}]
+    out["messages"] = messages
+    return out
+
+
+def tagged(question: str, profile: Profile) -> str:
+    """The question as the assistant sends it with the "tag" prompt style."""
+    tag = profile_tag(profile)
+    return f"{tag} {question}" if tag else question
+
+
+def user_aware_rows(rows: Sequence[dict], profiles: Sequence[Profile], fitted: Fitted = rules) -> list[dict]:
+    """For every sft row and every profile, the row with the profile's tag before the question and the answer
+    fitted to the profile as the target (module docstring); images and `event_id` are kept. Profiles with the
+    same tag give one row."""
+    if not profiles:
+        raise InvalidInput("user-aware rows need at least one profile")
+    unique = list({profile_tag(p): p for p in profiles}.values())
+    out = []
+    for row in rows:
+        question, answer = _texts(row)
+        for profile in unique:
+            out.append(_with_texts(row, tagged(question, profile), fitted(question, answer, profile)))
+    return out
+
+
+def preference_rows(rows: Sequence[dict], profiles: Sequence[Profile], fitted: Fitted = rules) -> list[dict]:
+    """DPO rows (`prompt`, `chosen`, `rejected`, `images`, `event_id`) from sft rows: per row and profile, the
+    tagged question with the fitted answer chosen against (a) the answer fitted to the next profile, when its words
+    differ, and (b) the fitted answer of the next row whose answer differs (another fact: never for a profile)."""
+    if not profiles:
+        raise InvalidInput("preference rows need at least one profile")
+    unique = list({profile_tag(p): p for p in profiles}.values())
+    texts = [_texts(r) for r in rows]
+    out: list[dict[str, Any]] = []
+    for i, (row, (question, answer)) in enumerate(zip(rows, texts, strict=True)):
+        other = next((texts[(i + k) % len(rows)] for k in range(1, len(rows))
+                      if texts[(i + k) % len(rows)][1].strip().lower() != answer.strip().lower()), None)
+        for j, profile in enumerate(unique):
+            chosen = fitted(question, answer, profile)
+            rejected = [fitted(question, answer, unique[(j + 1) % len(unique)])]
+            if other is not None:
+                rejected.append(fitted(other[0], other[1], profile))
+            for wrong in dict.fromkeys(r for r in rejected if r != chosen):
+                out.append(_pair(row, tagged(question, profile), chosen, wrong))
+    return out
+
+
+def _pair(row: dict, question: str, chosen: str, rejected: str) -> dict:
+    from ilearn.learning.datasets import completion_messages, prompt_messages
+
+    pair = {"prompt": prompt_messages(question, bool(row.get("images"))), "chosen": completion_messages(chosen),
+            "rejected": completion_messages(rejected), "images": list(row.get("images", []))}
+    for key in ("event_id", "augment"):
+        if key in row:
+            pair[key] = row[key]
+    return pair
+
+
+__all__ = ["Fitted", "preference_rows", "rules", "tagged", "user_aware_rows"]
