@@ -187,6 +187,7 @@ BUILTINS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("scenario", "pharmacy", "ilearn.evaluation.scenarios.pharmacy:pharmacy_scenario", {}),
     ("scenario", "objects", "ilearn.evaluation.scenarios.objects:ObjectsScenario.from_folder", {}),
     ("scenario", "reference-game", "ilearn.evaluation.scenarios.reference_game:reference_game_scenario", {}),
+    ("scenario", "personal", "ilearn.evaluation.scenarios.personal:personal_scenario", {}),
 )
 """(kind, name, "module:factory", options) of every backend that ships with iLearn."""
 

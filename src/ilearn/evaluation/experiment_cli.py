@@ -17,6 +17,7 @@ EPILOG = """examples:
   ilearn experiment pharmacy --report reports/pharmacy --quick
   ilearn experiment reference-game --report reports/game --methods sft,kto --rounds 2
   ilearn experiment objects --objects my_photos/ --report reports/mine
+  ilearn experiment personal --report reports/personal --quick
 A rerun with the same settings resumes: finished rounds are loaded from DIR/rounds/."""
 
 
@@ -32,11 +33,12 @@ def add_experiment_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
     parser = subparsers.add_parser(
         "experiment", help="multi-round learning experiment with simulated users; writes a report folder",
         description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenario", choices=["pharmacy", "reference-game", "objects"], help="which scenario")
+    parser.add_argument("scenario", choices=["pharmacy", "reference-game", "objects", "personal"], help="which scenario")
     parser.add_argument("--report", required=True, help="report folder (report.json, report.md, PNG plots)")
     parser.add_argument("--quick", action="store_true", help="a small run (about 3 minutes on the small model)")
     parser.add_argument("--rounds", type=int, default=None,
-                        help="pharmacy/objects: 1 = R1, 2 = R1-R2, 3+ = all; reference-game: training rounds")
+                        help="pharmacy/objects: 1 = R1, 2 = R1-R2, 3+ = all; personal: 1 = R1, 2 = R1-R2 (three prompt "
+                             "styles), 3+ = all; reference-game: training rounds")
     parser.add_argument("--users", type=int, default=None, help="teaching personas (default: all 22)")
     parser.add_argument("--seed", type=int, default=0, help="seed of scenario, users and training")
     add_setting(parser, "model.backend", "--model")

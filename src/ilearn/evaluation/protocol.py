@@ -7,6 +7,10 @@ Scenarios and protocols:
 - ``pharmacy`` and ``objects`` (``objects_dir=DIR``): iLearnRobot's rounds R1 (base + Chain of Question, no
   retrieval), R2 (retrieval over the taught events), R3 (fine-tuned on rounds 1-2, vision encoder frozen),
   R3+retrieval, and the ablation ``R3 (vision trained)`` (see `ilearn.evaluation.runner_fact`);
+- ``personal``: users with profiles and look-alike things of their own (issue 24): R1 (base), R2 (memory: their
+  profiles and things, the taught facts in the prompt) with the profile as nothing, a tag or the long instruction
+  prompt, R3 (user-aware tuning, the tag), R3+memory, R3 (DPO with the bias pairs); see
+  `ilearn.evaluation.runner_personal`;
 - ``reference-game``: ReSpect's round0..roundN per method (``sft``, ``reinforce``, ``kto``; see
   `ilearn.evaluation.runner_game`).
 
@@ -33,7 +37,7 @@ from typing import Any
 from ilearn import plugins
 from ilearn.config import Config, LearnConfig
 from ilearn.errors import InvalidInput
-from ilearn.evaluation import runner_fact, runner_game
+from ilearn.evaluation import runner_fact, runner_game, runner_personal
 from ilearn.evaluation.personas import PERSONAS, split_personas
 from ilearn.evaluation.report import RoundCache, write_report
 from ilearn.evaluation.runner_common import RunContext, can_train_beside
@@ -58,6 +62,8 @@ _PROTOCOL_OWNED = frozenset({"recipe", "trainable", "max_steps", "batch_size", "
 
 
 def _sizes(scenario: str, quick: bool) -> Any:
+    if scenario == "personal":
+        return runner_personal.QUICK if quick else runner_personal.DEFAULT
     if scenario == "reference-game":
         return runner_game.QUICK if quick else runner_game.DEFAULT
     return runner_fact.QUICK if quick else runner_fact.DEFAULT
@@ -89,6 +95,9 @@ def _scenario(name: str, seed: int, sizes: Any, objects_dir: str | Path | None, 
         return load_scenario(name, seed=seed, n_teach=sizes.teach_views, n_test=sizes.test_views)
     if name == "objects":
         return load_scenario(name, directory=objects_dir, seed=seed)
+    if name == "personal":
+        return load_scenario(name, seed=seed, users_per_group=sizes.users_per_group, n_teach=sizes.teach_views,
+                             n_test=sizes.test_views)
     n_rounds = rounds if rounds is not None else sizes.rounds
     return load_scenario(name, seed=seed, n_teach=sizes.teach_games * max(n_rounds, 1), n_test=sizes.test_games)
 
@@ -158,8 +167,11 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
                      rounds=rounds, progress=progress, threads=threads, bertscore=bertscore, on_round=on_round,
                      learn=learn,
                      parallel=can_train_beside(base.model, threads) if parallel is None else parallel)
+    extras: dict[str, Any] = {}
     if scenario_name == "reference-game":
         result_rounds = runner_game.run_game(ctx, scenario)
+    elif scenario_name == "personal":
+        result_rounds, extras = runner_personal.run_personal(ctx, scenario)
     else:
         result_rounds = runner_fact.run_fact(ctx, scenario)
     result = {"scenario": scenario_name, "model": model, "seed": seed, "rounds": result_rounds,
@@ -167,8 +179,11 @@ def run_experiment(scenario_name: str, *, model: str = "small", rounds: int | No
               "personas": {"teach": [p.name for p in teach_personas], "test": [p.name for p in test_personas]}}
     if scenario_name == "objects":
         result["skipped_photos"] = list(getattr(scenario, "skipped", []))
-    if scenario_name != "reference-game":
+    if scenario_name not in ("reference-game", "personal"):
         result["baseline"] = _baseline(scenario)
+    result.update(extras)
     paths = write_report(result, report_dir)
+    if scenario_name == "personal":
+        runner_personal.write_tables(json.loads(paths["report.json"].read_text(encoding="utf-8")), report_dir)
     logger.info("experiment %s done in %.1f s; report in %s", scenario_name, result["elapsed_s"], report_dir)
     return json.loads(paths["report.json"].read_text(encoding="utf-8"))
