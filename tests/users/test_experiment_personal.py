@@ -81,7 +81,8 @@ def test_the_report_folder_and_its_tables(report):
     assert text == personal_markdown(saved)
     for heading in ("## Personal concepts", "## Answers that fit the user", "## Bias and forgetting", "## The gate"):
         assert heading in text
-    assert text.count("| R3 (DPO) |") == 3
+    assert text.count("| R3 (DPO) |") == 3 and "## The issue's goals" in text
+    assert saved["goals"]["leaks"] == 0
 
 
 def test_a_rerun_loads_the_finished_rounds(report, monkeypatch):
@@ -135,3 +136,27 @@ def test_the_command_line_knows_the_scenario():
 
     args = build_parser().parse_args(["experiment", "personal", "--report", "x", "--quick"])
     assert args.scenario == "personal"
+
+
+def test_the_goals_are_read_from_the_rounds():
+    from ilearn.evaluation.runner_personal import goals
+
+    rounds = [
+        {"name": "R1", "leaks": 0, "rouge1_f1": 0.1, "counterfactual_consistency": 1.0},
+        {"name": "R2", "leaks": 1, "concept_accuracy": 0.95, "rouge1_f1": 0.30, "counterfactual_consistency": 0.9},
+        {"name": "R2 (tag)", "leaks": 0, "rouge1_f1": 0.35},
+        {"name": "R2 (instructions)", "leaks": 0, "rouge1_f1": 0.40, "prompt_tokens_mean": 300.0},
+        {"name": "R3", "leaks": 2, "rouge1_f1": 0.55, "prompt_tokens_mean": 60.0, "bias_score": 0.5,
+         "general_accuracy": 0.90},
+        {"name": "R3 (DPO)", "rouge1_f1": 0.5, "bias_score": 0.75, "general_accuracy": 0.88},
+    ]
+    assert goals(rounds) == pytest.approx({
+        "concept_accuracy_r2": 0.95, "leaks": 3, "rouge1_f1_gain_tuned": 0.15, "tokens_fewer_than_instructions": 5.0,
+        "rouge1_at_least_instructions": True, "bias_gain_dpo": 0.25, "general_change_dpo": -0.02,
+        "counterfactual_consistency_min": 0.9})
+    assert goals([{"name": "R1"}]) == {
+        "concept_accuracy_r2": None, "leaks": 0, "rouge1_f1_gain_tuned": None, "tokens_fewer_than_instructions": None,
+        "rouge1_at_least_instructions": None, "bias_gain_dpo": None, "general_change_dpo": None,
+        "counterfactual_consistency_min": None}
+    rounds[4]["rouge1_f1"] = 0.39
+    assert goals(rounds)["rouge1_at_least_instructions"] is False

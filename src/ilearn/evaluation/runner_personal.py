@@ -153,6 +153,7 @@ def run_personal(ctx: RunContext, scenario: PersonalScenario) -> tuple[list[dict
             round_.update(name=name, method="base" if model is None else f"user-aware {model}", retrieval=retrieval,
                           prompt=prompt, version=version or "base")
             rounds.append(ctx.finish(round_, key))
+        extras["goals"] = goals(rounds)
         if sizes.gate and len(plan) == len(PLAN):
             extras["gate"] = _gates(ctx, dep, scenario, {k: versions.get(k) or _train(ctx, dep, scenario, k)
                                                          for k in ("sft", "dpo")})
@@ -365,6 +366,43 @@ def _gates(ctx: RunContext, dep: Deployment, scenario: PersonalScenario, version
     return out
 
 
+def goals(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's goals read from the rounds (None where a round they need is missing):
+
+    - concepts: R2's own photos named right (goal >= 0.9) and leaks over every round (goal 0);
+    - ROUGE-1 F1 of R3 (tuned, tag) minus the best untuned model with memory (R2 with no profile, a tag or the
+      instructions; goal >= +0.10);
+    - prompt tokens of the instruction baseline (R2 (instructions)) over R3's (goal >= 3) with R3's ROUGE-1 F1 at
+      least the baseline's;
+    - the profile bias score of the DPO candidate minus R3's (goal > 0) and its general set against R3's (at most
+      one point lost);
+    - counterfactual consistency, the lowest of the rounds (goal 1.0)."""
+    by = {r["name"]: r for r in rounds}
+
+    def get(name: str, key: str) -> Any:
+        return by.get(name, {}).get(key)
+
+    out: dict[str, Any] = {"concept_accuracy_r2": get("R2", "concept_accuracy"),
+                           "leaks": sum(r.get("leaks") or 0 for r in rounds)}
+    untuned = [v for v in (get(n, "rouge1_f1") for n in ("R2", "R2 (tag)", "R2 (instructions)")) if v is not None]
+    tuned = get("R3", "rouge1_f1")
+    out["rouge1_f1_gain_tuned"] = tuned - max(untuned) if tuned is not None and untuned else None
+    baseline_tokens, tokens = get("R2 (instructions)", "prompt_tokens_mean"), get("R3", "prompt_tokens_mean")
+    out["tokens_fewer_than_instructions"] = baseline_tokens / tokens if baseline_tokens and tokens else None
+    baseline_rouge = get("R2 (instructions)", "rouge1_f1")
+    out["rouge1_at_least_instructions"] = (tuned >= baseline_rouge if tuned is not None and baseline_rouge
+                                           is not None else None)
+    dpo_bias, sft_bias = get("R3 (DPO)", "bias_score"), get("R3", "bias_score")
+    out["bias_gain_dpo"] = dpo_bias - sft_bias if dpo_bias is not None and sft_bias is not None else None
+    dpo_general, sft_general = get("R3 (DPO)", "general_accuracy"), get("R3", "general_accuracy")
+    out["general_change_dpo"] = (dpo_general - sft_general if dpo_general is not None and sft_general is not None
+                                 else None)
+    consistency = [r.get("counterfactual_consistency") for r in rounds if r.get("counterfactual_consistency")
+                   is not None]
+    out["counterfactual_consistency_min"] = min(consistency) if consistency else None
+    return out
+
+
 def _cell(value: Any, share: bool = True) -> str:
     if value is None:
         return "-"
@@ -402,6 +440,18 @@ def personal_markdown(report: dict[str, Any]) -> str:
             "| --- | --- | --- | --- |"]
     out += [f"| {r['name']} | {r.get('version')} | {_cell(r.get('bias_score'))} | {_cell(r.get('general_accuracy'))} |"
             for r in rounds]
+    g = goals(rounds)
+    out += ["", "## The issue's goals", "", "| goal | measured |", "| --- | --- |",
+            f"| own photos named right after one teaching (R2) >= 90% | {_cell(g['concept_accuracy_r2'])} |",
+            f"| leaks = 0 (every round) | {g['leaks']} |",
+            "| ROUGE-1 F1, tuned (R3) minus the best untuned with memory, >= +10 points | "
+            f"{_cell(g['rouge1_f1_gain_tuned'])} |",
+            "| prompt tokens, instruction baseline / tuned, >= 3x | "
+            f"{_cell(g['tokens_fewer_than_instructions'], share=False)}x, at equal or better ROUGE-1: "
+            f"{_cell(g['rouge1_at_least_instructions'])} |",
+            f"| profile bias score, DPO minus R3, > 0 | {_cell(g['bias_gain_dpo'])} |",
+            f"| general set, DPO minus R3, >= -1 point | {_cell(g['general_change_dpo'])} |",
+            f"| counterfactual: same reply, lowest round, 100% | {_cell(g['counterfactual_consistency_min'])} |"]
     gate = report.get("gate") or {}
     if gate:
         out += ["", "## The gate", "", "| candidate | verdict | learning (dose questions) | profile bias | general |",
@@ -422,5 +472,5 @@ def write_tables(report: dict[str, Any], out_dir: Any) -> Any:
     return path
 
 
-__all__ = ["DEFAULT", "PLAN", "QUICK", "PersonalSizes", "intent_of", "learn_settings", "profiles",
+__all__ = ["DEFAULT", "PLAN", "QUICK", "PersonalSizes", "goals", "intent_of", "learn_settings", "profiles",
            "personal_markdown", "reference_fitted", "run_personal", "training_rows", "write_tables"]
