@@ -36,7 +36,7 @@ def test_the_page_and_its_files_are_served_from_the_package(served):
     assert "default-src 'self'" in page.headers["content-security-policy"]  # nothing from another origin
     folder = resources.files("ilearn.serve").joinpath("web")
     names = sorted(p.name for p in folder.iterdir() if p.name != "index.html")
-    assert {"app.js", "api.js", "chat.js", "operator.js", "markdown.js", "style.css"} <= set(names)
+    assert {"app.js", "api.js", "chat.js", "operator.js", "profile.js", "markdown.js", "style.css"} <= set(names)
     for name in names:
         r = served.client.get(f"/web/{name}")
         assert r.status_code == 200 and r.content == folder.joinpath(name).read_bytes()

@@ -377,3 +377,42 @@ def test_an_operator_trains_a_version_then_promotes_and_rolls_it_back(browser, s
     assert assistant.versions.current().version == "base"
     assert errors == []
     context.close()
+
+
+def test_a_user_sees_corrects_and_forgets_what_the_robot_keeps_about_them(browser, site, shots, tmp_path):
+    """The profile and the things a user taught in the chat, shown on the page; a field corrected and a thing
+    forgotten from it."""
+    mug = tmp_path / "mug.png"
+    mug.write_bytes(make_png((200, 120, 30), shape="circle"))
+    personal = site["app"].state.service.assistant.personal
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors = _watch(page)
+    _sign_in(page, site["url"], site["keys"]["robot"], "ivy")
+    page.set_input_files("#photo", str(mug))
+    page.get_by_role("textbox", name="Message").fill("This is my mug, it's called Bobby")
+    page.get_by_role("textbox", name="Message").press("Enter")
+    page.locator(".msg.assistant:not([aria-busy])", has_text="Bobby").wait_for()
+    page.get_by_role("textbox", name="Message").fill("I'm a nurse, please keep it short")
+    page.get_by_role("textbox", name="Message").press("Enter")
+    page.locator(".msg.assistant:not([aria-busy])").nth(1).wait_for()
+
+    page.get_by_text("What the robot knows about you").click()
+    page.locator("#things .thing", has_text="Bobby (your mug)").wait_for()
+    assert page.get_by_label("Occupation").input_value() == "nurse"
+    assert page.get_by_label("Answers", exact=True).input_value() == "short"
+    assert "nurse" in page.locator("#profile-summary").inner_text()
+    page.get_by_label("Occupation").fill("pharmacist")
+    page.get_by_label("Answers", exact=True).select_option("detailed")
+    page.get_by_role("button", name="Save the profile").click()
+    page.locator("#profile-status", has_text="saved").wait_for()
+    profile = personal.profiles.get("kiosk:ivy")
+    assert (profile.occupation, profile.answer_length) == ("pharmacist", "detailed")
+    shots(page, "7-about-you")
+    assert _unnamed(page) == []
+    page.get_by_role("button", name="Forget Bobby (your mug)").click()
+    page.locator("#profile-status", has_text="Forgot Bobby").wait_for()
+    assert page.locator("#things .thing").count() == 0 and personal.concepts.list("kiosk:ivy") == []
+    assert errors == []
+    context.close()

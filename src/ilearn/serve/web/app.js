@@ -2,9 +2,10 @@
 import { Api } from "./api.js";
 import { setupChat } from "./chat.js";
 import { setupOperator } from "./operator.js";
+import { setupProfile } from "./profile.js";
 
 const $ = (id) => document.getElementById(id);
-const app = { api: null, user: "", conversationUser: "", admin: false, chat: null, operator: null };
+const app = { api: null, user: "", conversationUser: "", admin: false, chat: null, operator: null, profile: null };
 
 async function signIn(key, user) {
   const api = new Api(key);
@@ -53,6 +54,7 @@ $("tab-operator").addEventListener("click", () => show("operator"));
 
 app.chat = setupChat(app);
 app.operator = setupOperator(app);
+app.profile = setupProfile(app);
 
 const saved = JSON.parse(sessionStorage.getItem("ilearn") || "null");
 if (saved) signIn(saved.key, saved.user).catch(() => sessionStorage.removeItem("ilearn"));

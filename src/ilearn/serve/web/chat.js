@@ -152,6 +152,7 @@ export function setupChat(app) {
       li.append(feedback(reply));
     }
     li.querySelector(".options button")?.focus();
+    app.profile?.refresh(); // what the user said may have changed their profile or things
   }
 
   function references(refs) {
@@ -241,6 +242,8 @@ export function setupChat(app) {
     $("conversation-user").value = user;
     messages.replaceChildren();
     clearPhoto();
+    $("profile-status").textContent = "";
+    app.profile?.refresh();
     $("text").focus();
   }
 
