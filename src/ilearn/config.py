@@ -404,6 +404,11 @@ class LearnConfig:
     (docs/fleet.md); empty: plain DDP (gloo on CPU, NCCL on GPUs)."""
     beta: float = 0.1
     """DPO / KTO: strength of the pull towards the reference model."""
+    dpo_sft_weight: float = 0.0
+    """DPO: weight of an SFT term (the chosen answer's negative log-likelihood) added to the preference loss (TRL's
+    loss_type ["sigmoid", "sft"], as RPO / MPO do); 0: DPO alone. Versions always train from the base weights, so
+    a DPO stage that must also keep what SFT taught needs it (`ilearn experiment personal`: DPO alone from the base
+    weights lost the facts and the fitted wording)."""
     reward_positive: float = 1.0
     """reinforce: reward of an answer the user received well (ReSpect's remap)."""
     reward_negative: float = -0.1
@@ -478,6 +483,8 @@ class LearnConfig:
             raise InvalidInput("learn.epochs, batch_size, learning_rate and lora_r must be positive, max_steps >= 0")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise InvalidInput("learn.heldout_fraction must be within (0, 1)")
+        if self.dpo_sft_weight < 0:
+            raise InvalidInput("learn.dpo_sft_weight must be >= 0")
         for name in ("learning_margin", "forgetting_margin", "bias_margin", "specificity_margin"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"learn.{name} must be >= 0")

@@ -127,7 +127,8 @@ def test_the_fine_tunings():
                      teach_personas=[], test_personas=[], methods=[], learn={"learning_rate": 0.01})
     sft, dpo = learn_settings(ctx, "sft"), learn_settings(ctx, "dpo")
     assert (sft.recipe, sft.max_steps, sft.seed, sft.trainable) == ("sft", 2, 3, ("projector", "language"))
-    assert (dpo.recipe, dpo.max_steps, dpo.trainable, dpo.lora) == ("dpo", 2, ("language",), ("language",))
+    assert (dpo.recipe, dpo.max_steps, dpo.trainable, dpo.dpo_sft_weight) == ("dpo", 2, ("projector", "language"), 1.0)
+    assert (sft.dpo_sft_weight, dpo.learning_rate_projector) == (0.0, sft.learning_rate_projector)
     assert sft.learning_rate == dpo.learning_rate == 0.01  # the caller's settings last
 
 

@@ -86,3 +86,15 @@ def test_preference_pairs_reject_another_profiles_wording_and_another_fact():
 def test_no_pair_when_nothing_differs():
     rows = preference_rows([sft_row("Q?", "same")], [CHILD], lambda q, a, p: a)
     assert rows == []
+
+
+def test_the_dpo_stage_can_keep_an_sft_term():
+    from ilearn.config import LearnConfig
+    from ilearn.errors import InvalidInput as Invalid
+    from ilearn.learning.recipes import dpo_losses
+
+    assert dpo_losses(LearnConfig(recipe="dpo")) == {}
+    assert dpo_losses(LearnConfig(recipe="dpo", dpo_sft_weight=0.5)) == {"loss_type": ["sigmoid", "sft"],
+                                                                         "loss_weights": [1.0, 0.5]}
+    with pytest.raises(Invalid, match="dpo_sft_weight"):
+        LearnConfig(dpo_sft_weight=-0.1)

@@ -10,7 +10,7 @@ Rounds, in order (every one scored on held-out photos, by the scenario's users; 
 | ``R2 (instructions)`` | base | on | the long instruction prompt: the prompting baseline |
 | ``R3`` | user-aware SFT (`ilearn.users.tuning`) | off | the tag |
 | ``R3+memory`` | the same version | on | the tag |
-| ``R3 (DPO)`` | user-aware DPO with the bias pairs (`ilearn.users.bias`) | off | the tag |
+| ``R3 (DPO)`` | user-aware DPO (+ SFT term) with the bias pairs (`ilearn.users.bias`) | off | the tag |
 
 Between R1 and R2 the world is taught: caretakers (trusted users) teach each bottle's use and dose on its teach
 photos (events written directly, shared: the pharmacy experiment measures teaching through dialogue), and every
@@ -85,9 +85,9 @@ class PersonalSizes:
     """run the gate on R3 and the DPO candidate after the rounds"""
 
 
-QUICK = PersonalSizes(users_per_group=1, teach_views=2, test_views=1, general=16, sft_steps=40, dpo_steps=20,
+QUICK = PersonalSizes(users_per_group=1, teach_views=2, test_views=1, general=16, sft_steps=40, dpo_steps=40,
                       batch_size=4, counterfactual=1)
-DEFAULT = PersonalSizes(users_per_group=2, teach_views=3, test_views=2, general=50, sft_steps=160, dpo_steps=60,
+DEFAULT = PersonalSizes(users_per_group=2, teach_views=3, test_views=2, general=50, sft_steps=160, dpo_steps=160,
                         batch_size=4, counterfactual=1)
 
 #: (cache key, report name, model: None = base, else the training key, retrieval, prompt style)
@@ -199,15 +199,19 @@ def _rows(dep: Deployment, learn: LearnConfig) -> list[dict]:
 
 
 def learn_settings(ctx: RunContext, model: str) -> LearnConfig:
-    """The fine-tuning of R3 ("sft") and of the DPO candidate ("dpo"); the caller's `learn` overrides last."""
+    """The fine-tuning of R3 ("sft") and of the DPO candidate ("dpo"), both from the base weights with R3's parts
+    and learning rates; the DPO candidate adds to the preference loss the chosen answer's SFT term
+    (`learn.dpo_sft_weight` 1), since versions never stack: DPO alone from the base weights (a first run, LoRA on
+    the language model, 60 steps) lost every fact and the fitted wording, and its bias score fell below the base
+    model's. The caller's `learn` overrides last."""
     sizes: PersonalSizes = ctx.sizes
     if model == "sft":
         base = r3_settings(ctx.config.learn, recipe="sft", trainable=("projector", "language"),
                            steps=sizes.sft_steps, batch_size=sizes.batch_size, seed=ctx.seed)
         return ctx.fine_tuning(replace(base, event_repeats=2, replay=128))
-    return ctx.fine_tuning(replace(ctx.config.learn, recipe="dpo", trainable=("language",), lora=("language",),
-                                   max_steps=sizes.dpo_steps, batch_size=sizes.batch_size, seed=ctx.seed,
-                                   augment=True, event_repeats=1, replay=32, learning_rate=5e-4, beta=0.1))
+    base = r3_settings(ctx.config.learn, recipe="dpo", trainable=("projector", "language"),
+                       steps=sizes.dpo_steps, batch_size=sizes.batch_size, seed=ctx.seed)
+    return ctx.fine_tuning(replace(base, event_repeats=1, replay=64, dpo_sft_weight=1.0, beta=0.1))
 
 
 def training_rows(dep: Deployment, scenario: PersonalScenario, model: str, learn: LearnConfig) -> list[dict]:

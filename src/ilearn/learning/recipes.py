@@ -370,10 +370,18 @@ def dpo(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_di
     out_dir = Path(out_dir)
     prepared = setup(vlm, settings)
     dataset = to_dataset(mark_augment(rows, settings), ("prompt", "chosen", "rejected"))
-    args = trainer_args(DPOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None)
+    losses = dpo_losses(settings)
+    args = trainer_args(DPOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None, **losses)
     trainer = DPOTrainer(model=prepared.model, ref_model=reference_model(prepared, vlm), args=args,
                          train_dataset=dataset, processing_class=vlm.processor)
     return run(trainer, prepared, settings, len(dataset), out_dir)
+
+
+def dpo_losses(settings: LearnConfig) -> dict[str, Any]:
+    """DPOConfig's loss settings: the preference loss alone, or with the SFT term of `settings.dpo_sft_weight`."""
+    if settings.dpo_sft_weight <= 0:
+        return {}
+    return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, settings.dpo_sft_weight]}
 
 
 @trains_on("kto")
