@@ -96,6 +96,27 @@ def test_events_deleted_from_the_store_behind_the_memorys_back_are_skipped(mem_s
         assert hit.text_sim < 0.99 and hit.score == pytest.approx(0.7 * hit.image_sim + 0.3 * hit.text_sim, abs=1e-4)
 
 
+def test_matches_after_an_event_deleted_behind_the_memorys_back_are_kept(mem_store, tmp_path):
+    mem = memory(mem_store, tmp_path)
+    use = "what is this used for?"  # matches the query (text 0.75), but another question (< 0.8): no dispute
+    teach(mem, mem_store, PILLS, "for pain", "alice", question=use)
+    teach(mem, mem_store, PILLS, "for pain", "cy", question=use)
+    teach(mem, mem_store, PILLS, "aspirin", "bob", scope=Scope.SHARED)  # the best match for carol, deleted below
+    mem_store.delete_user("bob")
+    assert answers(mem.search(PILLS, Q, "carol", k=10)) == ["for pain", "for pain"]
+
+
+def test_the_scope_filters_kept_are_the_latest_users(mem_store, tmp_path):
+    from ilearn.memory.retrieval import SCOPE_FILTERS
+
+    mem = memory(mem_store, tmp_path)
+    teach(mem, mem_store, PILLS, "ibuprofen", "alice")
+    users = [f"user{i}" for i in range(SCOPE_FILTERS + 1)]
+    for user in users:
+        mem.search(PILLS, Q, user)
+    assert [user for _, user, _ in mem._filters] == users[1:]  # the oldest dropped
+
+
 # ---------------------------------------------------------------- scores and order
 def test_matches_come_best_first_and_k_can_exceed_top_k(mem_store, tmp_path):
     mem = memory(mem_store, tmp_path, top_k=1)
@@ -506,6 +527,7 @@ def test_forgetting_a_voice_unshares_what_it_corroborated_and_leaves_no_id_behin
     assert mem.forget_user("bob") == [gone.id]
     assert mem.search(PILLS, Q, "carol", k=10) == []  # alice alone: private again
     assert mem_store.get_event(kept.id).scope == Scope.PRIVATE
+    assert SCOPE_KEY not in mem_store.get_event(kept.id).provenance  # no reason left to share it
     tables = (mem._meta, *mem._by_user.values(), *mem._by_robot.values(), *mem._shared.values())
     assert not any(gone.id in t for t in tables) and "bob" not in mem._by_user
     assert not any(kept.id in ids for ids in mem._shared.values())  # unshared in the scope tables too
