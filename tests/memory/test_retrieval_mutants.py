@@ -446,7 +446,7 @@ def test_another_question_about_the_same_object_is_no_dispute(mem_store, tmp_pat
     mem = memory(mem_store, tmp_path)
     teach(mem, mem_store, PILLS, "ibuprofen", "alice")
     teach(mem, mem_store, PILLS, "ibuprofen", "bob")
-    use = teach(mem, mem_store, PILLS, "for pain", "carol", question="what do I take it for?")
+    use = teach(mem, mem_store, PILLS, "for pain", "carol", question="what is this used for?")  # a match, text 0.75
     assert use.status == EventStatus.ACTIVE and use.scope == Scope.PRIVATE
 
 
