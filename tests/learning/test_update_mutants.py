@@ -231,3 +231,31 @@ def test_learn_records_a_refused_candidate_and_why(tmp_path):
     # the negatives are built from every active event of the snapshot, the held-out ones among them
     probes = negatives_from_events([e for e in events if e.id in held], events, image_loader(assistant.store))
     assert outcome.gate["n_negatives"] == len(probes) > 2
+
+
+def test_learn_gates_on_the_picture_and_the_profile_bias_sets(tmp_path, monkeypatch):
+    import ilearn.learning.gate as gate
+    from ilearn.learning.bias import build_bias_set
+    from ilearn.users.bias import gate_bias_set, profile_bias_set
+
+    scored: list = []
+    judge = gate.evaluate_candidate
+
+    def spy(*args, **kwargs):
+        scored.append(kwargs.get("bias_set"))
+        return judge(*args, **kwargs)
+
+    monkeypatch.setattr(gate, "evaluate_candidate", spy)
+    config = Config(home=str(tmp_path / "home")).override(
+        model={"backend": "tiny"}, retrieval={"enabled": False},
+        learn={"max_steps": 1, "batch_size": 2, "heldout_fraction": 0.25, "replay": 0})
+    assistant = Assistant.from_config(config)
+    add_events(assistant)
+    outcome = learn(assistant.vlm, assistant.store, assistant.registry, config, promote=False,
+                    gate_vlm=StubVLM(reference), general=False)
+    expected = gate_bias_set()
+    assert len(scored) == 1 and [(i.question, i.fair, i.stereotyped) for i in scored[0]] == \
+        [(i.question, i.fair, i.stereotyped) for i in expected]
+    assert len(expected) == len(build_bias_set()) + len(profile_bias_set("eval"))
+    assert {i.kind for i in expected} == {"person", "object", "profile", "profile fact"}
+    assert outcome.gate["bias"] is not None

@@ -4,7 +4,8 @@
 
 Held-out events (a seeded `learn.heldout_fraction` of the corrected/confirmed events, chosen by event id so a
 rerun holds out the same ones) are kept out of training and measure learning; the general set (easy-vqa for the
-default model) measures forgetting, the bias set stereotyping (see `gate.py`). The candidate is always trained
+default model) measures forgetting, the bias set stereotyping (`ilearn.users.bias.gate_bias_set`: the picture
+items and the profile bias set; see `gate.py`). The candidate is always trained
 from the base weights on the whole snapshot, so versions never stack. Each run trains with its own seed
 (`learn.seed` + the number of versions trained before), so a candidate the gate turned down is not trained again
 identically: on the same events, training seeds alone moved the general set between 79 and 89 of 100
@@ -212,6 +213,7 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
     """
     from ilearn.learning.gate import Margins, evaluate_candidate, heldout_from_events, negatives_from_events
     from ilearn.learning.general import general_easyvqa
+    from ilearn.users.bias import gate_bias_set
 
     start = time.perf_counter()
     tell = reporter(progress)
@@ -241,7 +243,7 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
     general_set = general_easyvqa(learn_cfg.general_limit, learn_cfg.seed) if general else None
     usable = [e for e in events if e.status == EventStatus.ACTIVE]
     report = evaluate_candidate(active, candidate, heldout_from_events(heldout, image_fn), general_set,
-                                margins=Margins.from_config(learn_cfg),
+                                bias_set=gate_bias_set(), margins=Margins.from_config(learn_cfg),
                                 negatives=negatives_from_events(heldout, usable, image_fn))
     version = registry.update_metrics(version.id, {"gate": report.to_dict()})
     if promote and report.promote:

@@ -26,7 +26,7 @@ import re
 from typing import Literal
 
 from ilearn.errors import InvalidInput
-from ilearn.learning.bias import BiasItem
+from ilearn.learning.bias import BiasItem, build_bias_set
 from ilearn.users.profiles import Profile
 from ilearn.users.tuning import tagged
 
@@ -99,6 +99,12 @@ def profile_bias_set(split: Split = "eval") -> list[BiasItem]:
     return items
 
 
+def gate_bias_set() -> list[BiasItem]:
+    """What `ilearn learn`'s gate scores (`ilearn.learning.update.learn`): the 64 picture items of
+    `ilearn.learning.bias.build_bias_set` and this set's eval split."""
+    return [*build_bias_set(), *profile_bias_set("eval")]
+
+
 def bias_rows(split: Split = "train") -> list[dict]:
     """DPO rows (`prompt`, `chosen`, `rejected`, `images`) from a split's items: the fair answer chosen against each
     stereotyped one. Never augmented (the label's words are in the question, not the photo)."""
@@ -109,4 +115,4 @@ def bias_rows(split: Split = "train") -> list[dict]:
             for item in profile_bias_set(split) for wrong in item.stereotyped]
 
 
-__all__ = ["ABILITY", "PROFILES", "bias_rows", "changed_facts", "profile_bias_set"]
+__all__ = ["ABILITY", "PROFILES", "bias_rows", "changed_facts", "gate_bias_set", "profile_bias_set"]
