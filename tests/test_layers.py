@@ -143,3 +143,9 @@ def test_the_shared_data_sets_import_no_floor():
     bad = sorted(f"{m} -> {d}" for m, deps in graph.items() if floor(m) == "data" for d in deps
                  if floor(d) not in ("", "data"))
     assert not bad, "ilearn.data imports a floor: " + "; ".join(bad)
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test modules by their base name (rootdir mode): two files of one name stop collection."""
+    names = [p.name for p in Path(__file__).parent.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
