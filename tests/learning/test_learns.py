@@ -44,9 +44,9 @@ def taught(tmp_path_factory):
     received: list[list[dict]] = []
     real_train = recipes.train
 
-    def spy(vlm, rows, learn, path):
+    def spy(vlm, rows, learn, path, **options):
         received.append(list(rows))
-        return real_train(vlm, rows, learn, path)
+        return real_train(vlm, rows, learn, path, **options)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(recipes, "train", spy)
