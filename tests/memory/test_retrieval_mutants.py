@@ -13,7 +13,14 @@ from memory_helpers import make_event, make_image
 
 from ilearn.config import RetrievalConfig
 from ilearn.errors import InvalidInput, NotFound
-from ilearn.memory.retrieval import DualModalityMemory, Match, format_references, reusable
+from ilearn.memory.retrieval import (
+    SCOPE_FILTERS,
+    DualModalityMemory,
+    Match,
+    format_references,
+    recorded_settings,
+    reusable,
+)
 from ilearn.memory.trust import ADMITTED_KEY, SCOPE_KEY
 from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
 from ilearn.types import Event, EventStatus, Scope
@@ -107,8 +114,6 @@ def test_matches_after_an_event_deleted_behind_the_memorys_back_are_kept(mem_sto
 
 
 def test_the_scope_filters_kept_are_the_latest_users(mem_store, tmp_path):
-    from ilearn.memory.retrieval import SCOPE_FILTERS
-
     mem = memory(mem_store, tmp_path)
     teach(mem, mem_store, PILLS, "ibuprofen", "alice")
     users = [f"user{i}" for i in range(SCOPE_FILTERS + 1)]
@@ -543,8 +548,6 @@ def test_forgetting_an_unknown_user_changes_nothing(mem_store, tmp_path):
 
 
 def test_the_recorded_settings_name_the_embedders_and_weights(mem_store, tmp_path):
-    from ilearn.memory.retrieval import recorded_settings
-
     mem = memory(mem_store, tmp_path, image_weight=0.6, text_weight=0.4, save_every=1)
     teach(mem, mem_store, PILLS, "ibuprofen", "alice")
     mem.close()

@@ -132,7 +132,7 @@ class DualModalityMemory:
         self._by_user: dict[str, set[str]] = {}
         self._by_robot: dict[str, set[str]] = {}
         self._shared: dict[str, set[str]] = {}  # robot -> SHARED-scope event ids
-        # prepared index filters per (kind, user, robot), dropped whenever any membership above changes
+        # prepared index filters per (robot_wide, user, robot), dropped whenever any membership above changes
         self._filters: OrderedDict[tuple[bool, str | None, str], tuple[VectorIndex, KeyFilter]] = OrderedDict()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
