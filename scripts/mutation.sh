@@ -27,43 +27,9 @@ done
 mkdir -p mutants
 if [ $again = 1 ]; then
   # the names of the mutants not killed last time (mutmut tests again every mutant it is given by name)
-  mapfile -t names < <(python - "${modules[@]}" <<'EOF'
-import json
-import sys
-
-from mutmut.stats import status_by_exit_code
-
-for module in sys.argv[1:]:
-    path = module.removeprefix("src/").removeprefix("ilearn/").removesuffix(".py")
-    with open(f"mutants/src/ilearn/{path}.py.meta") as fh:
-        codes = json.load(fh)["exit_code_by_key"]
-    for name, code in codes.items():
-        if status_by_exit_code[code] not in ("killed", "timeout"):
-            print(name)
-EOF
-)
+  mapfile -t names < <(python scripts/mutation_results.py --unkilled "${modules[@]}")
   [ ${#names[@]} -gt 0 ] || { echo "every mutant was killed last time"; exit 0; }
 fi
 mutmut run --max-children "${MUTATION_WORKERS:-1}" "${names[@]}" > mutants/run.log 2>&1 \
   || { tail -n 40 mutants/run.log; exit 1; }
-python - "${modules[@]}" <<'EOF'
-import json
-import sys
-from collections import Counter
-
-from mutmut.stats import status_by_exit_code
-
-for module in sys.argv[1:]:
-    path = module.removeprefix("src/").removeprefix("ilearn/").removesuffix(".py")
-    with open(f"mutants/src/ilearn/{path}.py.meta") as fh:
-        codes = json.load(fh)["exit_code_by_key"]
-    status = {name: status_by_exit_code[code] for name, code in codes.items()}
-    counts = Counter(status.values())
-    caught = counts["killed"] + counts["timeout"]
-    other = {k: v for k, v in counts.items() if k not in ("killed", "timeout", "survived")}
-    print(f"{path}: {caught}/{len(codes)} = {100 * caught / max(len(codes), 1):.1f}% "
-          f"(killed {counts['killed']}, timeout {counts['timeout']}, survived {counts['survived']}"
-          + "".join(f", {k} {v}" for k, v in sorted(other.items())) + ")")
-    for name in sorted(n for n, s in status.items() if s != "killed" and s != "timeout"):
-        print(f"    {status[name]}: {name}")
-EOF
+python scripts/mutation_results.py "${modules[@]}"
