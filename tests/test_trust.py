@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from ilearn.cli import main
-from ilearn.config import RetrievalConfig
+from ilearn.config import Config, RetrievalConfig
+from ilearn.errors import InvalidInput
 from ilearn.memory.retrieval import DualModalityMemory
 from ilearn.memory.sqlite import SQLiteStore
 from ilearn.memory.trust import TrustPolicy
@@ -121,6 +122,20 @@ def test_ids_younger_than_the_policy_are_no_voices(tmp_path):
     w.teach("bob", "ibuprofen")
     assert w.seen() == {"ibuprofen"}
     w.close()
+
+
+def test_the_age_of_a_voice_is_a_setting(tmp_path):
+    """retrieval.min_age_s (a settings file or --set) reaches the memory's trust policy without Python."""
+    config = Config().override(retrieval={"min_age_s": 86_400})
+    store = SQLiteStore(tmp_path / "ilearn.db")
+    memory = DualModalityMemory(store, StubImageEmbedder(), HashingTextEmbedder(), config.retrieval, tmp_path)
+    assert memory.trust.min_age_s == 86_400
+    memory.close()
+    store.close()
+    assert TrustPolicy().min_age_s == RetrievalConfig().min_age_s == 0  # the default: every id counts at once
+    for bad in (-1, float("nan")):
+        with pytest.raises(InvalidInput, match="min_age_s"):
+            RetrievalConfig(min_age_s=bad)
 
 
 def test_a_trusted_teacher_cannot_retire_another_teachers_answer(tmp_path):

@@ -227,6 +227,10 @@ class RetrievalConfig:
     """How an answer reaches other users: corroboration (by N distinct users), trusted (teachers share at once), private."""
     corroboration: int = 2
     """Distinct users who must agree before an answer is used for everyone (sharing=corroboration)."""
+    min_age_s: float = 0.0
+    """Seconds since a user id was first seen before it counts as a voice for sharing (`ilearn.memory.trust`).
+    0 (default): every id counts at once. A deployment where anyone can make up user ids should raise it (e.g.
+    86400), so that fresh ids teach only themselves until they are that old (docs/privacy.md, threat model)."""
     hnsw_min_size: int = 5_000
     """Index size from which HNSW is used instead of exact search (one matrix-vector product).
 
@@ -301,6 +305,8 @@ class RetrievalConfig:
             raise InvalidInput(f"retrieval.sharing must be corroboration, trusted or private, not {self.sharing!r}")
         if self.corroboration < 1:
             raise InvalidInput("retrieval.corroboration must be >= 1")
+        if not self.min_age_s >= 0:  # NaN too
+            raise InvalidInput(f"retrieval.min_age_s must be >= 0 seconds, not {self.min_age_s!r}")
         if self.top_k < 1:
             raise InvalidInput("retrieval.top_k must be >= 1")
         if self.image_weight < 0 or self.text_weight < 0 or self.image_weight + self.text_weight <= 0:

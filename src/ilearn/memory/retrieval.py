@@ -115,8 +115,9 @@ class DualModalityMemory:
         self.index_type = index_type
         self.store = store
         self.config = config or RetrievalConfig()
-        self.trust = trust or TrustPolicy(self.config.sharing, self.config.corroboration)
-        """The trust rules' settings (`ilearn.memory.trust`); by default the config's sharing and corroboration."""
+        self.trust = trust or TrustPolicy(self.config.sharing, self.config.corroboration, self.config.min_age_s)
+        """The trust rules' settings (`ilearn.memory.trust`); by default the config's sharing, corroboration and
+        min_age_s."""
         self.image_embedder = image_embedder
         self.text_embedder = text_embedder
         self._images = CachedImageEmbedder(image_embedder, store)
