@@ -313,6 +313,8 @@ def _rx(*phrases: str) -> re.Pattern[str]:
     return re.compile(r"(?:" + "|".join(phrases) + r")", re.I)
 
 
+# "n't" written without its apostrophe ("dont", "isnt"): the words, so that "development" or "meant" is no negation.
+_NT = r"(?:do|does|did|is|are|was|were|can|could|would|should|wo|have|has|had|ai|must|might|need)n"
 _NEG_STRONG = _rx(
     r"\bwrong\b", r"\bincorrect\b", r"\bnot\s+(?:quite\s+)?(?:right|correct|true|it|that)\b",
     r"\b(?:isn'?t|is\s+not|wasn'?t|ain'?t)\s+(?:right|correct|it|true|a|an|the|what)\b",
@@ -354,7 +356,7 @@ _POS_NEGATED = _rx(
     r"\bhardly\b", r"\byeah,?\s+right\b", r"\bgreat,?\s+(?:another|wrong|just)\b", r"\bi\s+don'?t\s+think\b",
     r"\bnot\s+sure\b", r"\bnot\s+good\b", r"\bright\?\s*$", r"\balmost\b", r"\bnearly\b",
     r"\bbut\s+i\s+(?:was|wanted|meant|mean|kinda|kind\s+of|really|asked|need(?:ed)?|just)\b",
-    r"n'?t\s+(?:\w+\s+)?(?:right|correct|good|helpful|true)\b",
+    r"(?:\w+n't|\b" + _NT + r"t)\s+(?:\w+\s+)?(?:right|correct|good|helpful|true)\b",
     r"\bright\s+(?:one|side|hand|there)\b", r"\ball\s+right\b",
 )
 _CLOSING = _rx(r"\bno\s+thanks?\b", r"\bno,?\s+thank\s+you\b", r"\bthat'?s\s+all\b", r"\bnothing\s+else\b",
@@ -411,7 +413,7 @@ _POS_DOUBLE = _rx(
 # A reply that starts with "no" agrees with an answer that was itself negative ("That's not good." -> "No, not
 # good at all."; "high school doesn't count, right?" -> "nope, I wouldn't count that").
 _NEGATIVE_POLARITY = re.compile(r"\b(?:not|never|nothing|neither|nor|none|nobody|cannot|bad|terrible|awful|horrible|"
-                                r"dangerous|sad|worse|worst|boring)\b|n'?t\b", re.I)
+                                r"dangerous|sad|worse|worst|boring)\b|\w+n't\b|\b(?:" + _NT + r")t\b", re.I)
 _WRONGNESS = re.compile(r"\b(?:wrong|incorrect|mistaken?|not\s+(?:right|correct|true|it|that|what)|i\s+(?:meant?|said|asked|"
                         r"was\s+(?:asking|talking|thinking)))\b", re.I)
 # An answer that apologises or voices a worry about the listener: a "no" to it reassures, it does not judge.
