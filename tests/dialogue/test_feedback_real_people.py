@@ -28,3 +28,49 @@ def test_a_word_ending_in_nt_is_no_negation(answer):
     assert rules(answer, "no, not anymore")[0] == Label.NEGATIVE
     assert rules("I don't think he'll come.", "no, not a chance")[0] == Label.POSITIVE
     assert rules("That isnt fair.", "nope, not fair at all")[0] == Label.POSITIVE
+
+
+@pytest.mark.parametrize("answer, reaction", [
+    ("Did anyone call you that?", "no one ever called me that?"),  # "no one" is a pronoun, not a rejection
+    ("We lost every game this year.", "That's not a great way to finish a season."),  # an opinion on the topic
+    ("I'd lose my phone before my keys.", "It's not a big deal either way."),
+    ("Is it Sam who keeps doing that?", "I mean probably, hard to say"),  # "I mean" as a filler
+    ("Engineering is a hard program though.", "nah you'll be fine"),  # encouragement
+    ("Engineering is a hard program though.", "no you can totally do it"),
+    ("Thanks a lot for the help!", "sure dude, any time"),  # answering thanks
+    ("Thanks a lot for the help!", "you're very welcome"),
+    ("I have to head out.", "good night!"),  # a closing, not approval
+    ("It is a lynx.", "no joke?"),
+])
+def test_replies_that_do_not_reject_the_answer(answer, reaction):
+    assert judge(answer, reaction) == (Label.NEUTRAL, None)
+
+
+@pytest.mark.parametrize("answer, reaction", [
+    ("Losing your passport abroad would be the worst.", "yeah that would be awful"),  # agreeing about the topic
+    ("I never liked crowded malls much.", "nope, me either"),  # a "no" that agrees
+    ("I need to study harder than the rest to keep up.", "no, it does make sense"),
+    ("Studying abroad is expensive.", "no, that's true"),
+    ("That class was impossible, honestly brutal!", "No kidding."),  # agreeing with an opinion
+    ("That exam was so hard.", "haha no joke"),
+    ("I play bass in a jazz band.", "That's cool, how long have you played?"),  # approval, then moving on
+    ("I just got back from Peru.", "nice! maybe I should go too"),
+    ("I would go to Hogwarts.", "haha yeah I think that works"),
+    ("My favourite film is Alien.", "Oh I love that one!"),
+])
+def test_replies_that_accept_the_answer(answer, reaction):
+    assert rules(answer, reaction) == (Label.POSITIVE, None)
+
+
+@pytest.mark.parametrize("answer, reaction", [
+    ("It is paracetamol.", "nope, good guess though"),  # a compliment on a wrong guess
+    ("It is paracetamol.", "terrible answer"),
+    ("It is paracetamol.", "It's not a good answer"),
+    ("It is paracetamol.", "I mean the other bottle"),
+])
+def test_rejections_still_read_as_negative(answer, reaction):
+    assert judge(answer, reaction)[0] == Label.NEGATIVE
+
+
+def test_no_kidding_after_news_stays_surprise():
+    assert judge("It is a lynx.", "no kidding")[0] == Label.NEUTRAL

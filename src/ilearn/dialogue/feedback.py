@@ -315,23 +315,35 @@ def _rx(*phrases: str) -> re.Pattern[str]:
 
 # "n't" written without its apostrophe ("dont", "isnt"): the words, so that "development" or "meant" is no negation.
 _NT = r"(?:do|does|did|is|are|was|were|can|could|would|should|wo|have|has|had|ai|must|might|need)n"
+# After "that's not" / "not a": a judgement of the topic ("that's not a good way to play", "not a big deal"), unless
+# it is about the answer ("not a good answer").
+_NOT_OPINION = (r"(?!\s+(?:(?:a|an|the)\s+)?(?:(?:very|so|that|too|really|particularly|super)\s+)?(?:good|great|bad|"
+                r"nice|fun|easy|hard|fair|smart|wise|healthy|safe|normal|cool|big\s+deal|best|worst|huge|bad\s+thing)\b"
+                r"(?!\s+(?:answer|guess|reply)))")
+# Words of frustration ("useless", "terrible"): about the answer, unless the reply opens by agreeing ("yeah that
+# would be terrible" judges the topic).
+_NEG_EVAL = re.compile(r"\b(?:useless|stupid|rubbish|garbage|terrible|awful|hopeless|pathetic|ridiculous)\b", re.I)
+_AGREE_START = re.compile(r"^\W*(?:(?:oh+|ah+|ha(?:ha)*h?|lol|well)\W+)*(?:yes|yeah|yea|yep|yup|ya|true|exactly|"
+                          r"totally|definitely|i\s+agree|agreed)\b", re.I)
 _NEG_STRONG = _rx(
     r"\bwrong\b", r"\bincorrect\b", r"\bnot\s+(?:quite\s+)?(?:right|correct|true|it|that)\b",
     r"\b(?:isn'?t|is\s+not|wasn'?t|ain'?t)\s+(?:right|correct|it|true|a|an|the|what)\b",
-    r"\bthat'?s\s+not\b", r"\bit'?s\s+not\b", r"\bmistake[n]?\b", r"\byou'?re\s+wrong\b",
-    r"^\W*(?:no+|nope|nah|negative)\b(?!\s*(?:thanks|thank|problem|worries|need|doubt))",
+    r"\bthat'?s\s+not\b" + _NOT_OPINION, r"\bit'?s\s+not\b" + _NOT_OPINION, r"\bmistake[n]?\b", r"\byou'?re\s+wrong\b",
+    r"^\W*(?:no+|nope|nah|negative)\b(?!\s*(?:thanks|thank|problem|worries|need|doubt|one\b|body\b|matter\b))",
     r"^\W*" + _FOREIGN_NO + r"(?=[\s,，、。.!！،])",
     r"\bfor\s+nothing\b", r"\bnot\s+(?:what\s+i|helpful|useful)\b", r"\bmakes?\s+no\s+sense\b",
     r"\bnonsense\b", r"\bnot\s+even\s+close\b", r"\bwhat\?+!*$", r"\bare\s+you\s+(?:even|blind|kidding|serious|sure)\b",
-    r"\b(?:useless|stupid|rubbish|garbage|terrible|awful|hopeless|pathetic|ridiculous)\b", r"\bugh+\b",
+    r"\b(?:useless|stupid|rubbish|garbage|terrible|awful|hopeless|pathetic|ridiculous|bad)\s+(?:answer|guess|reply|job)\b",
+    r"\bugh+\b",
     r"\bcome\s+on\b", r"\bseriously\b", r"\btry\s+again\b", r"\bagain\?", r"\bi\s+(?:said|asked|meant)\b",
-    r"\bmy\s+question\s+was\b", r"\blet\s+me\s+rephrase\b", r"\bdoesn'?t\s+look\s+like\b", r"\bnot\s+an?\b",
+    r"\bmy\s+question\s+was\b", r"\blet\s+me\s+rephrase\b", r"\bdoesn'?t\s+look\s+like\b", r"\bnot\s+an?\b" + _NOT_OPINION,
     r"\bthat'?s\s+(?:a|an)\s+\w+,?\s+not\b", r"\bno\s+it'?s\b", r"\bactually,?\s+(?:it|that)'?s\b",
     r"\bnot\s+\w+\s+but\b", r"\bdid\s*n'?t\s+(?:ask|help|answer)\b", r"\bdon'?t\s+think\s+so\b",
     r"\bhow\s+(?:do|did|could)\s+you\s+(?:get|miss)\b", r"\bwhy\s+would\s+you\b", r"\bsigh\b", r"\bfacepalm\b",
     r"\bnot\s+(?:really|quite)\b", r"^\W*not\s+(?!bad\b|too\s+bad\b)(?:an?\s+|the\s+)?\w+", r"\bclose,?\s+but\b", r"\bno\W*$",
     r"\byeah,?\s+right\b", r"\bas\s+if\b", r"\bexcept\s+(?:it|that)'?s\b", r"\bdo\s+you\s+even\b",
-    r"\b(?:count|check|look|try)\b.*\bagain\b", r"\bi\s+mean\b", r"\bjust\s+(?:tell|give|answer)\b",
+    r"\b(?:count|check|look|try)\b.*\bagain\b", r"\bi\s+mean\b(?!\W*(?:maybe|probably|perhaps|yeah|yes|sure|honestly|i\s+guess|who\s+knows|"
+    r"i\s+don'?t\s+know|it\s+depends|kind\s+of|sort\s+of|not\s+really)\b)", r"\bjust\s+(?:tell|give|answer)\b",
     r"\byou\s+already\b", r"\bdefinitely\s+not\b", r"\bway\s+off\b", r"\bnever\s+get\b", r"\.\.\.\s*not\W*$",
     r"\bmore\s+like\b", r"\bi\s+was\s+(?:more\s+like\s+|more\s+)?thinking\b", r"\bi\s+was\s+talking\s+about\b",
     r"\bdifferent\s+one\b", r"\b(?:doesn'?t|does\s+not|don'?t|didn'?t)\s+(?:sound|seem|look)\s+(?:right|correct)\b",
@@ -339,12 +351,14 @@ _NEG_STRONG = _rx(
 )
 _POS = _rx(
     r"\bthanks?\b", r"\bthank\s+you\b", r"\bthx\b", r"\bty\b", r"\bcheers\b", r"\bcorrect\b", r"\bright\b",
-    r"^\W*(?:yes|yep|yeah|yup|ya|aye|indeed|sure|absolutely|exactly|precisely|true)\b", r"\bexactly\b",
+    r"^\W*(?:(?:oh+|ah+|ha(?:ha)*h?|lol|well)\W+)*(?:yes|yep|yeah|yea|yup|ya|aye|indeed|sure|absolutely|exactly|"
+    r"precisely|true)\b", r"\bexactly\b",
+    r"\bi\s+(?:really\s+|totally\s+|do\s+)?(?:love|like|support)\s+(?:that|it|this|those|them|yours|the\s+idea)\b",
     r"\bperfect\b", r"\bgreat\b", r"\bawesome\b", r"\bexcellent\b", r"\bgood\s+(?:job|one|answer|work)\b",
     r"\bwell\s+done\b", r"\bnice\b", r"\bspot\s+on\b", r"\bthat'?s\s+(?:it|the\s+one|true|right)\b", r"\bgot\s+it\b",
     r"\bmakes\s+sense\b", r"\bhelpful\b", r"\bbrilliant\b", r"\bcool\b", r"\bappreciate", r"\byou\s+got\s+it\b",
     r"\bbingo\b", r"\bnailed\s+it\b", r"\bthat\s+helps\b", r"\bi\s+knew\s+it\b", r"\bconfirmed\b", r"\bbang\s+on\b",
-    r"\bthat\s+matches\b", r"\bagreed\b", r"\bgood\b", r"\bspot-on\b", r"\byes\b",
+    r"\bthat\s+matches\b", r"\bagreed\b", r"\bgood\b(?!\s*(?:bye|night|morning|afternoon|evening|luck)\b)", r"\bspot-on\b", r"\byes\b",
     r"\bsame\s+(?:here|thing)\b", r"^\W*(?:oh\s+|yeah\s+)?same\b", r"\bme\s+(?:too|neither|either)\b", r"\bi\s+agree\b",
     r"\bi\s+thought\s+(?:the\s+same|so)\b", r"\bfair\s+enough\b", r"\bgood\s+point\b", r"\bgotcha\b",
     r"\bi'?ve\s+heard\b", r"\bof\s+course\b", r"\bduh\b", r"\bsweet\b", r"\bneat\b", r"^\W*oh\s+(?:yeah|yes|right)\b",
@@ -359,7 +373,7 @@ _POS_NEGATED = _rx(
     r"(?:\w+n't|\b" + _NT + r"t)\s+(?:\w+\s+)?(?:right|correct|good|helpful|true)\b",
     r"\bright\s+(?:one|side|hand|there)\b", r"\ball\s+right\b",
 )
-_CLOSING = _rx(r"\bno\s+thanks?\b", r"\bno,?\s+thank\s+you\b", r"\bthat'?s\s+all\b", r"\bnothing\s+else\b",
+_CLOSING = _rx(r"\bgood\s*bye\b", r"\bgood\s+night\b", r"\bno\s+thanks?\b", r"\bno,?\s+thank\s+you\b", r"\bthat'?s\s+all\b", r"\bnothing\s+else\b",
                r"\bbye\b", r"\bthat\s+will\s+be\s+all\b", r"\bthat'?s\s+enough\b", r"\bnever\s*mind\b")
 _HEDGE = _rx(r"\bmaybe\b", r"\bperhaps\b", r"\bnot\s+sure\b", r"\bi\s+guess\b", r"\bhmm+\b", r"\bprobably\b",
              r"\bi\s+suppose\b", r"\bmight\b", r"\bkind\s+of\b", r"\bsort\s+of\b", r"\bi\s+don'?t\s+know\b",
@@ -385,16 +399,23 @@ _LEAD = r"^\W*(?:(?:oh+|ah+|aw+|ha(?:ha)*h?|lol|wow|well)\W+)*"
 _OPENINGS: tuple[tuple[re.Pattern[str], Label, float, str], ...] = (
     (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*no\s+(?:doubt|complaints)\b(?:\s+about\s+it)?\W*", re.I),
      Label.POSITIVE, 0.8, "agreement"),
-    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*(?:no\s+(?:way|kidding|wonder)|really\?|wow|whoa|woah|omg|"
+    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*(?:no\s+(?:way|kidding|wonder|joke)|really\?|wow|whoa|woah|omg|"
                 r"oh\s+my\s+(?:gosh|god|goodness|word))\b\W*", re.I),
      Label.NEUTRAL, 0.6, "surprise"),
     (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*(?:no\s+(?:worries|problem|prob|biggie|offen[cs]e(?:\s+taken)?)|"
                 r"not\s+a\s+(?:prob(?:lem)?|big\s+deal))\b\W*", re.I), Label.NEUTRAL, 0.6, "reassurance"),
     (re.compile(_LEAD + r"(?:" + _NO + r"\W+)+(?:no\s+)?(?:(?:it'?s|its|it\s+is|that'?s|thats|you'?re|youre|you\s+are|"
                 r"ur|you|we'?re|i'?m|im)\s+)?(?:all\s+|totally\s+|really\s+|so\s+|perfectly\s+|completely\s+)?"
-                r"(?:good|ok|okay|fine|alright|all\s+right|cool)\b\W*", re.I), Label.NEUTRAL, 0.6, "reassurance"),
+                r"(?:good|ok|okay|fine|alright|all\s+right|cool)\b(?!\s*(?:guess|try|attempt|effort)\b)\W*", re.I),
+     Label.NEUTRAL, 0.6, "reassurance"),
     (re.compile(_LEAD + r"(?:" + _NO + r"\W+)+(?:i\s+(?:totally\s+)?(?:get\s+(?:it|that)|understand)|"
-                r"don'?t\s+worry(?:\s+about\s+it)?)\b\W*", re.I), Label.NEUTRAL, 0.6, "reassurance"),
+                r"don'?t\s+worry(?:\s+about\s+it)?|you(?:'?ll|\s+will)\s+be\s+(?:fine|ok|okay|alright|good)|"
+                r"you\s+(?:can|could)\s+(?:totally\s+)?do\s+it|you'?ve\s+got\s+this|you\s+got\s+this)\b\W*", re.I),
+     Label.NEUTRAL, 0.6, "reassurance"),
+    # answering thanks ("yeah man anytime", "you're welcome"): not about an answer
+    (re.compile(_LEAD + r"(?:(?:yeah|yes|yep|sure|of\s+course|no\s+problem)\W+)*(?:(?:man|dude|bro)\W+)?(?:any\s*time|"
+                r"(?:you'?re|youre|you\s+are|ur)\s+(?:very\s+|so\s+|most\s+)?welcome|my\s+pleasure|"
+                r"glad\s+(?:i\s+could|to)\s+help)\b\W*", re.I), Label.NEUTRAL, 0.6, "answers thanks"),
     (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*no\s+(?:idea|clue)\b\W*", re.I), Label.NEUTRAL, 0.6, "does not know"),
     (re.compile(_LEAD + r"(?:oh\s+no\b|(?:that'?s|thats|that\s+is|how|so|what\s+a|sounds)\s+(?:(?:so|really|too|pretty|"
                 r"kinda|super)\s+)?(?:awful|terrible|horrible|sad|unfortunate|a\s+shame|too\s+bad|rough|tough|scary|"
@@ -403,12 +424,23 @@ _OPENINGS: tuple[tuple[re.Pattern[str], Label, float, str], ...] = (
                 r"poor\s+(?:thing|you|guy|girl)|sorry\s+to\s+hear(?:\s+that)?|that\s+sucks)(?!\s+(?:answer|guess))\b\W*",
                 re.I), Label.NEUTRAL, 0.6, "sympathy"),
 )
+# "No kidding" / "no joke" agrees with an opinion ("That's impressive." -> "No kidding.") and is surprise at news
+# ("It is a lynx." -> "no kidding"): an answer that evaluates (an evaluative word or an exclamation) is an opinion.
+_NO_KIDDING = re.compile(_LEAD + r"no\s+(?:kidding|joke)\b", re.I)
+_OPINION = re.compile(r"!|\b(?:good|great|bad|hard|difficult|easy|tough|rough|crazy|insane|impressive|amazing|awesome|"
+                      r"terrible|awful|horrible|best|worst|boring|fun|funny|weird|strange|scary|expensive|cheap|"
+                      r"ridiculous|annoying|stressful|exhausting|beautiful|cool|nice|lame|sad|hilarious|"
+                      r"interesting|cute|gross|wild)\b", re.I)
 # Agreement worded with a negation ("you're not wrong", "nothing wrong with that", "can't argue with that").
 _POS_DOUBLE = _rx(
     r"\b(?:you'?re|you\s+are|that'?s|thats|it'?s)\s+not\s+wrong\b", r"^\W*not\s+wrong\b", r"\bnothing\s+wrong\s+with\b",
     r"\bcan'?t\s+argue\b", r"\bnot\s+a\s+doubt\b", r"\bcouldn'?t\s+agree\s+more\b", r"\bcan'?t\s+complain\b",
     r"^\W*(?:" + _NO + r"\W+)+(?:no\W+)*(?:i\s+think\s+)?(?:maybe\s+)?you(?:'?re|\s+are|\s+were|\s+got\s+it)\s+"
     r"(?:absolutely\s+|totally\s+|quite\s+|so\s+)?right\b",
+    r"^\W*(?:" + _NO + r"\W+)+(?:me\s+(?:neither|either|nor)|same\s+here)\b",
+    r"^\W*(?:" + _NO + r"\W+)+(?:that|it|this)\s+(?:(?:does|do|totally|definitely|really|actually)\s+)?makes?\s+"
+    r"(?:a\s+lot\s+of\s+|total\s+|perfect\s+)?sense\b",
+    r"^\W*(?:" + _NO + r"\W+)+(?:that'?s|thats|that\s+is)\s+(?:so\s+|very\s+)?(?:true|fair|a\s+(?:good|fair)\s+point)\b",
 )
 # A reply that starts with "no" agrees with an answer that was itself negative ("That's not good." -> "No, not
 # good at all."; "high school doesn't count, right?" -> "nope, I wouldn't count that").
@@ -430,6 +462,10 @@ _UNAMBIGUOUS = _rx(r"\bwrong\b", r"\bincorrect\b", r"\bnot\s+(?:right|correct|it
 _PARTIAL = re.compile(r"^\W*(?:almost|close|nearly|not\s+quite|getting\s+warmer|warmer)\b", re.I)
 _BUT_COUNTER = re.compile(r"\bbut\s+(?=(?:it'?s|its|it\s+is|that'?s|thats|this\s+is|they'?re|actually)\b)", re.I)
 _ECHO = re.compile(r"^\W*(?:no+|not|really|wait)\b[^?.!]{0,25}\?+\W*$", re.I)
+_APPROVAL_LEAD = re.compile(r"^\W*(?:(?:oh+|ah+|ha(?:ha)*h?|lol|wow)\W+)?(?:(?:that'?s|thats|that\s+is|sounds|so)\s+)?"
+                            r"(?:(?:so|really|way|pretty|super|very)\s+)?(?:cool|nice|great|awesome|neat|sweet|amazing|"
+                            r"good|fun|exciting)(?:\s+(?:man|dude|bro))?(?:\s*[,.!;]+|\s+(?:so|and|what|how|where|"
+                            r"when|why|who|which|did|do|does|are|is|have|has)\b)", re.I)
 _FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+|\s{2,}")
 
 
@@ -492,6 +528,8 @@ class LexicalFeedbackDecoder:
                 rest = text[match.end():].strip()
                 fb = self.rules(replace(ex, reaction=rest)) if rest else None
                 if fb is None or fb.label == Label.NEUTRAL:
+                    if _NO_KIDDING.match(text) and _OPINION.search(ex.answer):
+                        return _feedback(Label.POSITIVE, 0.7, None, "agrees with an opinion")
                     return _feedback(label, confidence, None, why)
                 return fb
         return self._judge_text(ex, text)
@@ -513,7 +551,7 @@ class LexicalFeedbackDecoder:
                 and not _WRONGNESS.search(low) and extract_correction(text, ex.answer) is None):
             return _feedback(Label.POSITIVE, 0.8, None, "agrees with a negative statement")
         closing = bool(_CLOSING.search(low))
-        neg = bool(_NEG_STRONG.search(low))
+        neg = bool(_NEG_STRONG.search(low)) or bool(_NEG_EVAL.search(low) and not _AGREE_START.match(low))
         if neg and closing and re.match(r"^\W*no,?\s+thank", low) and not re.search(r"wrong|incorrect|not\s+right", low):
             neg = False  # "no thanks, that's all": declining more help, not rejecting the answer
         pos = bool(_POS.search(low)) and not _POS_NEGATED.search(low)
@@ -536,8 +574,11 @@ class LexicalFeedbackDecoder:
             if not pos:
                 return _feedback(Label.NEGATIVE, 0.8, span, "counter-statement")
         first = _FIRST_SENTENCE.split(text.strip(), maxsplit=1)[0].lower()
-        leads = pos and not first.rstrip().endswith("?") and bool(_POS.search(first))
-        if pos and not hedge and (_FOLLOW_UP.match(low) or not is_question or leads):
+        # an approval that opens the reply and then moves on ("That's cool, what do you play?"): the approval decides,
+        # a hedge or question after it does not undo it
+        approval = pos and bool(_APPROVAL_LEAD.match(low))
+        leads = approval or (pos and not first.rstrip().endswith("?") and bool(_POS.search(first)))
+        if approval or pos and not hedge and (_FOLLOW_UP.match(low) or not is_question or leads):
             return _feedback(Label.POSITIVE, 0.9 if not is_question else 0.8, None, "positive marker")
         if is_question and not pos:
             rephrased, sim = self._is_rephrasing(ex, text)
