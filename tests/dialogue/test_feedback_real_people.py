@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ilearn.dialogue.feedback import Exchange, LexicalFeedbackDecoder
+from ilearn.dialogue.feedback import Exchange, LexicalFeedbackDecoder, extract_correction
 from ilearn.types import Label
 
 
@@ -74,3 +74,30 @@ def test_rejections_still_read_as_negative(answer, reaction):
 
 def test_no_kidding_after_news_stays_surprise():
     assert judge("It is a lynx.", "no kidding")[0] == Label.NEUTRAL
+
+
+@pytest.mark.parametrize("reaction, correction", [
+    ("no im actually majoring in chemistry", "chemistry"),  # what one studies or does
+    ("nope, I'm going into nursing", "nursing"),
+    ("No, but I'm a history minor", "history minor"),  # "but" before the person
+    ("No, we call it a lift", "lift"),  # what someone says or calls it
+    ("nah they said 5 grand", "5 grand"),
+    ("No, it's called Aspirin Plus", "Aspirin Plus"),
+    ("No, not the one on Netflix. Just the first film.", "first film"),  # a later sentence that is only the answer
+    ("No for biology and physics", "biology and physics"),
+])
+def test_corrections_named_in_real_wordings(reaction, correction):
+    assert extract_correction(reaction, "It is aspirin.") == correction
+    assert judge("It is aspirin.", reaction) == (Label.NEGATIVE, correction)
+
+
+@pytest.mark.parametrize("reaction", [
+    "No, after that",
+    "nope, before then",  # a pro-form points back, it names nothing
+    "No not yet",
+    "Nah, gotta try harder next time",  # a clause with a verb
+    "no, I want to go home",
+    "nope, need more sleep",
+])
+def test_no_correction_from_pro_forms_or_clauses(reaction):
+    assert extract_correction(reaction, "It is aspirin.") is None

@@ -164,7 +164,7 @@ def overlap(a: str, b: str) -> float:
 
 
 _ARTICLE = re.compile(r"^(?:a|an|the|some|just|simply|called|named|more\s+of|kind\s+of|sort\s+of|more\s+like|"
-                      r"(?:in|at|from|on)(?:\s+the)?|le|la|les|un|une|der|die|das|ein|eine|el|los|las|il|lo|gli|"
+                      r"(?:in|at|from|on|for)(?:\s+the)?|le|la|les|un|une|der|die|das|ein|eine|el|los|las|il|lo|gli|"
                       r"uno|una|my|your|our|his|her|their)\s+", re.I)
 _TRAIL = re.compile(
     r"\s+(?:actually|though|obviously|clearly|of course|you know|mate|silly|dummy|instead|really|lol|xd|"
@@ -213,7 +213,10 @@ _INTRO = (r"(?:it'?s|its|it\s+is|there\s+(?:are|is|were|was)|there'?s|that'?s|th
 # After a rejection, a person names what is right about themselves or someone: "no, I'm a physics major",
 # "nope, she's in Helaman", "no I will be a sophomore" (the span must start with an article or a place word).
 _PERSON_INTRO = (r"(?:i'?m|im|i\s+am|i\s+will\s+be|i'?ll\s+be|she'?s|he'?s|she\s+is|he\s+is|we'?re|we\s+are|"
-                 r"they'?re|it'?s|its|it\s+was)\s+(?:actually\s+|just\s+)?(?=(?:a|an|the|in|at|from|on)\s)")
+                 r"they'?re|it'?s|its|it\s+was)\s+(?:actually\s+|just\s+|really\s+)?"
+                 # what one studies, does or where one lives: "no, I'm going into sociology", "I'm majoring in art"
+                 r"(?:(?:going\s+into|going\s+to\s+study|studying|majoring\s+in|minoring\s+in|doing|taking|"
+                 r"working\s+(?:at|in|for|on)|living\s+in|moving\s+to|from)\s+|(?=(?:a|an|the|in|at|from|on)\s))")
 _ADV = r"(?:(?:actually|really|obviously|clearly|definitely|in\s+fact|just|simply)\s+)?"
 # A span ends at punctuation of any script (Latin, CJK full-width, Arabic), a dash, or a tail that is not part
 # of a name ("but ...", "and you?", laughter).
@@ -242,7 +245,15 @@ _CORRECTION_PATTERNS: tuple[re.Pattern[str], ...] = (
     # "... it's actually B", "that's the B", "the right answer is B"
     re.compile(r"\b" + _INTRO + r"\s+" + _ADV + _SPAN, re.I),
     # "no, I'm a B" / "nope, she's in B"
-    re.compile(r"^\W*(?:" + _REJECT + r"\b[\s,.:;!\-\u2014]*)+(?:actually[\s,]+)?" + _PERSON_INTRO + _SPAN, re.I),
+    re.compile(r"^\W*(?:" + _REJECT + r"\b[\s,.:;!\-\u2014]*)+(?:but\s+)?(?:actually[\s,]+)?" + _PERSON_INTRO + _SPAN,
+               re.I),
+    # "no, we say B" / "no he said B" / "nope, they call it B": what someone says is the right word
+    re.compile(r"^\W*(?:" + _REJECT + r"\b[\s,.:;!\-\u2014]*)+(?:but\s+)?(?:i|we|they|he|she|people|everyone|you|"
+               r"it)\s+(?:(?:usually|always|just|actually|all|only)\s+)?(?:say|says|said|call(?:s|ed)?\s+(?:it|them|"
+               r"him|her|me|that)|(?:is|was)\s+called)\s+" + _SPAN, re.I),
+    # "No, not on Netflix. Just season 3.": after a rejection, a later sentence that is only what is right
+    re.compile(r"^\W*(?:" + _REJECT + r"\b[\s,.:;!\-\u2014]*)+[^.!?;]*[.!?;]+\s*(?:just|only)\s+" + _SPAN + r"\W*$",
+               re.I),
     # "I was more like thinking B", "more like B"
     re.compile(r"\b(?:i\s+was\s+(?:more\s+)?(?:like\s+)?thinking(?:\s+(?:of|about|more\s+like|like))?|more\s+like)\s+"
                + _SPAN, re.I),
@@ -270,7 +281,10 @@ _EVALUATIVE = frozenset(
 _CLAUSE = frozenset(
     "is are was were am be been being have has had do does did don't doesn't didn't will would can could should "
     "won't wouldn't can't isn't aren't wasn't going gonna think know mean meant said say deserved get got "
-    "not forget mind".split())
+    "not forget mind gotta wanna go goes went gone come came need needs want wants feel felt seem seems sound sounds "
+    "love hate hope wish try tried called".split())
+# Pro-forms and time adverbs: a span with one of them points back at something ("before then"), it names nothing.
+_DEICTIC = frozenset("then there anyway anymore yet either too already though that those these them".split())
 
 
 # A span made only of these words names what the user wants to know ("wrong. name?"), not an answer.
@@ -279,7 +293,7 @@ _FACET_ONLY = frozenset("name names called dose dosage use uses used purpose for
 
 def _valid_answer(span: str) -> bool:
     words = _words(span)
-    if not words or len(words) > 6 or any(w in _EVALUATIVE or w in _CLAUSE for w in words):
+    if not words or len(words) > 6 or any(w in _EVALUATIVE or w in _CLAUSE or w in _DEICTIC for w in words):
         return False
     if all(w in _FACET_ONLY for w in words):
         return False
