@@ -101,3 +101,30 @@ def test_corrections_named_in_real_wordings(reaction, correction):
 ])
 def test_no_correction_from_pro_forms_or_clauses(reaction):
     assert extract_correction(reaction, "It is aspirin.") is None
+
+
+@pytest.mark.parametrize("answer, reaction", [
+    ("Hey! Have you ever been to Iceland", "no I haven't, is it nice?"),  # "no" answers the answer's own question
+    ("Did you ever try the new ramen place?", "nope, never"),
+    ("I do weekend shifts.", "Fun. Where at? If that's not too nosy"),  # an opinion after an intensifier
+    ("Whats up with you?", "not much"),  # "not much" / "not sure" answer, they do not reject
+    ("I think it's spelled with two ls", "not sure about that, but ok"),
+    ("Where do you ride?", "Close by, mostly the canyon trails"),  # "close by" is a place, not partial acceptance
+])
+def test_no_and_not_that_answer_rather_than_reject(answer, reaction):
+    assert judge(answer, reaction)[0] != Label.NEGATIVE
+
+
+@pytest.mark.parametrize("reaction", ["no just curious", "No! A tragedy.", "It's the best"])
+def test_states_and_evaluations_are_no_correction(reaction):
+    assert extract_correction(reaction, "It is aspirin.") is None
+
+
+@pytest.mark.parametrize("answer, reaction", [("I finish in two years.", "Not bad at all!"), ("Just got a new bike.", "oh dope")])
+def test_slang_and_litotes_approve(answer, reaction):
+    assert rules(answer, reaction)[0] == Label.POSITIVE
+
+
+def test_a_guess_about_the_listener_is_still_rejected():
+    assert judge("Are you a freshman?", "no, I'm a senior") == (Label.NEGATIVE, "senior")
+    assert judge("It is aspirin.", "close, but it's ibuprofen") == (Label.NEGATIVE, "ibuprofen")

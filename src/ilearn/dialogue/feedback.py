@@ -223,7 +223,7 @@ _ADV = r"(?:(?:actually|really|obviously|clearly|definitely|in\s+fact|just|simpl
 _STOPS = r",.!?;:，。！？；：、،؛؟\n"
 _SPAN = (r"(?P<ans>[^" + _STOPS + r"]+?)(?=\s*(?:$|[" + _STOPS + r"]|--|\s-\s|\s+(?:but|and\s+you|what\s+about|"
          r"how\s+about|ha(?:ha)+\w*|lol|because|so)\b))")
-_REJECT = r"(?:no+|nope|nah|wrong|incorrect|not\s+quite|not\s+really|negative|close|almost|uh+|um+)"
+_REJECT = r"(?:no+|nope|nah|wrong|incorrect|not\s+quite|not\s+really|negative|close(?!\s+(?:by|to|up)\b)|almost|uh+|um+)"
 # "No" and "that is" in other languages, for corrections worded wholly in the user's language ("Нет, это
 # Парацетамол", "Nein, das ist Ibuprofen", "Non, c'est le paracétamol", "No, es ibuprofeno", "不对，是布洛芬",
 # "いいえ、イブプロフェンです", "아니요, 이부프로펜입니다", "لا، هذا إيبوبروفين", "לא, זה איבופרופן").
@@ -276,7 +276,8 @@ _EVALUATIVE = frozenset(
     "haha hahaha lol worries problem prob kidding way idea clue doubt complaints wonder sure true healthy sad "
     "nice great awesome interesting lame warmer guess crazy insane amazing lot wild weird hilarious cute adorable "
     "beautiful gorgeous impressive incredible unbelievable fun sweet neat hard tough rough scary boring pointless "
-    "absurd annoying frustrating question bad".split())
+    "absurd annoying frustrating question bad best tragedy shame bummer pity curious wondering joking saying asking "
+    "kidding".split())
 # Words of a clause, not of a name: a span with one of them is a sentence ("they would not", "fine he deserved it").
 _CLAUSE = frozenset(
     "is are was were am be been being have has had do does did don't doesn't didn't will would can could should "
@@ -331,8 +332,9 @@ def _rx(*phrases: str) -> re.Pattern[str]:
 _NT = r"(?:do|does|did|is|are|was|were|can|could|would|should|wo|have|has|had|ai|must|might|need)n"
 # After "that's not" / "not a": a judgement of the topic ("that's not a good way to play", "not a big deal"), unless
 # it is about the answer ("not a good answer").
-_NOT_OPINION = (r"(?!\s+(?:(?:a|an|the)\s+)?(?:(?:very|so|that|too|really|particularly|super)\s+)?(?:good|great|bad|"
-                r"nice|fun|easy|hard|fair|smart|wise|healthy|safe|normal|cool|big\s+deal|best|worst|huge|bad\s+thing)\b"
+_NOT_OPINION = (r"(?!\s+(?:(?:a|an|the)\s+)?(?:(?:very|so|that|too|really|particularly|super)\s+(?!right\b|correct\b|"
+                r"true\b|it\b)\w+|good|great|bad|nice|fun|easy|hard|fair|smart|wise|healthy|safe|normal|cool|big\s+deal|"
+                r"best|worst|huge|bad\s+thing)\b"
                 r"(?!\s+(?:answer|guess|reply)))")
 # Words of frustration ("useless", "terrible"): about the answer, unless the reply opens by agreeing ("yeah that
 # would be terrible" judges the topic).
@@ -354,7 +356,8 @@ _NEG_STRONG = _rx(
     r"\bthat'?s\s+(?:a|an)\s+\w+,?\s+not\b", r"\bno\s+it'?s\b", r"\bactually,?\s+(?:it|that)'?s\b",
     r"\bnot\s+\w+\s+but\b", r"\bdid\s*n'?t\s+(?:ask|help|answer)\b", r"\bdon'?t\s+think\s+so\b",
     r"\bhow\s+(?:do|did|could)\s+you\s+(?:get|miss)\b", r"\bwhy\s+would\s+you\b", r"\bsigh\b", r"\bfacepalm\b",
-    r"\bnot\s+(?:really|quite)\b", r"^\W*not\s+(?!bad\b|too\s+bad\b)(?:an?\s+|the\s+)?\w+", r"\bclose,?\s+but\b", r"\bno\W*$",
+    r"\bnot\s+(?:really|quite)\b", r"^\W*not\s+(?!bad\b|too\s+bad\b|(?:too\s+|so\s+|very\s+|that\s+)?(?:much|many|sure|long)\b|a\s+lot\b)"
+    r"(?:an?\s+|the\s+)?\w+", r"\bclose,?\s+but\b", r"\bno\W*$",
     r"\byeah,?\s+right\b", r"\bas\s+if\b", r"\bexcept\s+(?:it|that)'?s\b", r"\bdo\s+you\s+even\b",
     r"\b(?:count|check|look|try)\b.*\bagain\b", r"\bi\s+mean\b(?!\W*(?:maybe|probably|perhaps|yeah|yes|sure|honestly|i\s+guess|who\s+knows|"
     r"i\s+don'?t\s+know|it\s+depends|kind\s+of|sort\s+of|not\s+really)\b)", r"\bjust\s+(?:tell|give|answer)\b",
@@ -367,7 +370,8 @@ _POS = _rx(
     r"\bthanks?\b", r"\bthank\s+you\b", r"\bthx\b", r"\bty\b", r"\bcheers\b", r"\bcorrect\b", r"\bright\b",
     r"^\W*(?:(?:oh+|ah+|ha(?:ha)*h?|lol|well)\W+)*(?:yes|yep|yeah|yea|yup|ya|aye|indeed|sure|absolutely|exactly|"
     r"precisely|true)\b", r"\bexactly\b",
-    r"\bi\s+(?:really\s+|totally\s+|do\s+)?(?:love|like|support)\s+(?:that|it|this|those|them|yours|the\s+idea)\b",
+    r"\bi\s+(?:really\s+|totally\s+|do\s+)?(?:love|like|support)\s+(?:that|it|this|those|them|yours|the)\b",
+    r"\b(?:dope|rad|legit)\b", r"^\W*not\s+(?:too\s+|so\s+|that\s+)?bad\b",
     r"\bperfect\b", r"\bgreat\b", r"\bawesome\b", r"\bexcellent\b", r"\bgood\s+(?:job|one|answer|work)\b",
     r"\bwell\s+done\b", r"\bnice\b", r"\bspot\s+on\b", r"\bthat'?s\s+(?:it|the\s+one|true|right)\b", r"\bgot\s+it\b",
     r"\bmakes\s+sense\b", r"\bhelpful\b", r"\bbrilliant\b", r"\bcool\b", r"\bappreciate", r"\byou\s+got\s+it\b",
@@ -466,6 +470,11 @@ _WRONGNESS = re.compile(r"\b(?:wrong|incorrect|mistaken?|not\s+(?:right|correct|
 _APOLOGY = re.compile(r"\b(?:sorry|my\s+bad|apologi[sz]e|excuse\s+me|forgive\s+me|my\s+mistake|hope\s+you|"
                       r"(?:do\s+)?you\s+mind|i'?m\s+(?:boring|bothering|babbling)|don'?t\s+(?:hate|mind)|"
                       r"if\s+you\s+(?:don'?t|do\s+not))\b", re.I)
+# An answer that asks about the listener's experience ("Have you ever seen X?"): "no, I haven't" answers that question,
+# it does not judge the answer (a guess about the listener, "Are you a freshman?", is still judged).
+_EXPERIENCE_QUESTION = re.compile(r"\b(?:have|did)\s+(?:you|u)\s+(?:ever\s+|already\s+|even\s+|yet\s+)?(?:seen|heard|tried|"
+                                  r"been|watched|read|played|gone|visited|met|see|hear|try|watch|play|go|visit|meet)\b", re.I)
+_OWN_NEGATION = re.compile(r"\b(?:i\s+(?:haven'?t|havent|have\s+not|didn'?t|didnt|did\s+not|never)|not\s+yet|never)\b", re.I)
 # An answer that only hedges ("I am not sure.") states nothing a "no" could agree with.
 _HEDGED_ANSWER = re.compile(r"\b(?:not\s+sure|don'?t\s+know|do\s+not\s+know|no\s+idea|can'?t\s+tell|cannot\s+tell)\b",
                             re.I)
@@ -473,7 +482,7 @@ _HEDGED_ANSWER = re.compile(r"\b(?:not\s+sure|don'?t\s+know|do\s+not\s+know|no\s
 _UNAMBIGUOUS = _rx(r"\bwrong\b", r"\bincorrect\b", r"\bnot\s+(?:right|correct|it)\b", r"\bforget\s+it\b",
                    r"\buseless\b", r"\bthank(?:s|\s+you)\b", r"\bcorrect\b", r"\bexactly\b",
                    r"\bthat'?s\s+(?:right|it|the\s+one)\b", r"\b(?:doesn'?t|don'?t)\s+(?:sound|seem|look)\s+right\b")
-_PARTIAL = re.compile(r"^\W*(?:almost|close|nearly|not\s+quite|getting\s+warmer|warmer)\b", re.I)
+_PARTIAL = re.compile(r"^\W*(?:almost|close(?!\s+(?:by|to|up)\b)|nearly|not\s+quite|getting\s+warmer|warmer)\b", re.I)
 _BUT_COUNTER = re.compile(r"\bbut\s+(?=(?:it'?s|its|it\s+is|that'?s|thats|this\s+is|they'?re|actually)\b)", re.I)
 _ECHO = re.compile(r"^\W*(?:no+|not|really|wait)\b[^?.!]{0,25}\?+\W*$", re.I)
 _APPROVAL_LEAD = re.compile(r"^\W*(?:(?:oh+|ah+|ha(?:ha)*h?|lol|wow)\W+)?(?:(?:that'?s|thats|that\s+is|sounds|so)\s+)?"
@@ -560,6 +569,9 @@ class LexicalFeedbackDecoder:
             return _feedback(Label.POSITIVE, 0.85, None, "agreement worded with a negation")
         if re.match(r"^\W*" + _NO + r"\b", low) and _APOLOGY.search(ex.answer) and not _WRONGNESS.search(low):
             return _feedback(Label.NEUTRAL, 0.6, None, "reassurance")  # "sorry, my bad" -> "nah, not at all"
+        if (re.match(r"^\W*" + _NO + r"\b", low) and _EXPERIENCE_QUESTION.search(ex.answer) and _OWN_NEGATION.search(low)
+                and not _WRONGNESS.search(low) and extract_correction(text, ex.answer) is None):
+            return _feedback(Label.NEUTRAL, 0.6, None, "answers the answer's question")  # "Have you seen it?" -> "no I haven't"
         if (re.match(r"^\W*" + _NO + r"\b", low) and _NEGATIVE_POLARITY.search(_HEDGED_ANSWER.sub("", ex.answer))
                 and _NEGATIVE_POLARITY.search(re.sub(r"^\W*(?:" + _NO + r"\b\W*)+", "", low))
                 and not _WRONGNESS.search(low) and extract_correction(text, ex.answer) is None):
