@@ -376,24 +376,24 @@ def _real_figures(rows: list[dict]) -> dict:
 
 def test_lexical_decoder_on_real_replies_dev():
     """The dev split of the real set (123 replies; baseline before this work: positive P 1.000 R 0.444, negative
-    P 0.571 R 0.952, corrections 3 of 13, 20 invented). Floors a few rows under what the rules reach; the goals
-    (P+ 0.95, P- 0.90) are not met here (see docs/reactions.md)."""
+    P 0.571 R 0.952, corrections 3 of 13, 20 invented). Floors a few rows under what the rules reach; its errors
+    were read to find failure classes, so these figures flatter the rules (see docs/reactions.md)."""
     rows = [r for r in _rows(REAL) if r["split"] == "dev"]
-    # measured: positive P 0.957 R 0.629, neutral P 0.732 R 0.891, negative P 0.864 R 0.905, corrections 9/13,
-    # invented 2
+    # measured: positive P 0.968 R 0.857, neutral P 0.865 R 0.978, negative P 1.000 R 0.952, corrections 13/13,
+    # invented 0
     figures = _real_figures(rows)
-    _check(figures, {"positive": (0.85, 0.6), "negative": (0.8, 0.85), "corrections": 0.6})
-    assert figures["invented"] <= 2
+    _check(figures, {"positive": (0.92, 0.75), "negative": (0.92, 0.85), "corrections": 0.85})
+    assert figures["invented"] <= 1
 
 
 def test_lexical_decoder_on_real_replies_blind():
     """The blind split (110 replies labelled before the decoder ran on them: 78 random replies, mostly
     acknowledgements, and 32 replies that start with "no", "not", "actually"...)."""
     rows = [r for r in _rows(REAL) if r["split"] == "blind"]
-    # measured: positive P 0.950 R 0.776, neutral P 0.740 R 0.949, negative P 0.950 R 0.864, corrections 2/4,
-    # invented 1
+    # measured: positive P 1.000 R 0.918, neutral P 0.867 R 1.000, negative P 1.000 R 0.909, corrections 3/4,
+    # invented 0
     figures = _real_figures(rows)
-    _check(figures, {"positive": (0.92, 0.75), "neutral": (0.7, 0.85), "negative": (0.9, 0.8)})
+    _check(figures, {"positive": (0.95, 0.85), "neutral": (0.8, 0.9), "negative": (0.92, 0.85)})
     assert figures["invented"] <= 1
 
 
