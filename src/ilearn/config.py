@@ -22,6 +22,10 @@ STUB_MODELS = frozenset({"tiny", "stub"})
 """Model backends without real image understanding: "auto" embedders are the model-free stubs for them."""
 
 
+PUBLISH = ("none", "vllm-lora")
+"""The values of `ModelConfig.publish`."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     backend: str = "small"
@@ -45,9 +49,20 @@ class ModelConfig:
     """Where derived weights are cached (de-quantised LM, projector); default ~/.cache/ilearn."""
     seed: int = 0
     """Seed for models built with random weights (tiny)."""
+    publish: str = "none"
+    """How a promoted or rolled-back version comes to serve: "none" (this process loads its weights into a model
+    object of its own) or "vllm-lora" (only with the openai backend on a vLLM server started with
+    `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True` and `--enable-lora`: the version's adapter folder is loaded on that
+    server under a new name, at model.path with the backend's API key; `ilearn.models.vllm_publish`,
+    docs/fleet.md)."""
 
     def __post_init__(self) -> None:
         plugins.check("model", self.backend, "model.backend")
+        if self.publish not in PUBLISH:
+            raise InvalidInput(f"model.publish must be one of {', '.join(PUBLISH)}, not {self.publish!r}")
+        if self.publish == "vllm-lora" and self.backend != "openai":
+            raise InvalidInput(f"model.publish 'vllm-lora' needs model.backend 'openai' (a vLLM server), "
+                               f"not {self.backend!r}")
         if self.threads < 1:
             raise InvalidInput("model.threads must be >= 1")
         if self.dtype not in {"float32", "bfloat16", "float16"}:

@@ -7,7 +7,7 @@ Every backend is chosen by name through `ilearn.plugins` (the settings say which
 `retrieval.image_embedder` / `text_embedder` / `index` / `memory`, `feedback.method`, `clarify.method`; the
 clarifier's facets come from `clarify.facets` and the store's events). The assistant, the experiments
 (`ilearn.evaluation.runner_common.Deployment`), the CLI and the benchmarks all build their parts here, so a part
-is wired the same way everywhere.
+is wired the same way everywhere. `model.publish` says how a promoted version comes to serve (`build_versions`).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def build_runtime(config: Config, *, vlm: VisionLanguageModel | None = None) -> 
         store.close()
         raise
     registry = ModelRegistry(store, config.home_path)
-    versions = ModelVersions(vlm, registry)
+    versions = build_versions(config, vlm, registry)
     # A model decoder or clarifier judges with the version that serves the turn, not the base weights.
     decoder = make_decoder(config.feedback, versions.served, text_embedder=memory.text_embedder)
     method = config.clarify.method if config.clarify.enabled else "never"
@@ -120,6 +120,16 @@ def build_runtime(config: Config, *, vlm: VisionLanguageModel | None = None) -> 
     logger.debug("runtime built: model %s, store %s, memory %s", config.model.backend, config.store_url,
                  config.retrieval.memory)
     return Runtime(config, vlm, store, memory, decoder, clarifier, registry, versions)
+
+
+def build_versions(config: Config, vlm: VisionLanguageModel, registry: ModelRegistry) -> ModelVersions:
+    """Which version serves: model objects of this process, or (`model.publish` "vllm-lora") LoRA adapters that
+    the vLLM server of the openai backend loads (`ilearn.models.vllm_publish`)."""
+    if config.model.publish == "vllm-lora":
+        from ilearn.models.vllm_publish import PublishedVersions
+
+        return PublishedVersions.from_config(vlm, registry, config.model)
+    return ModelVersions(vlm, registry)
 
 
 def _limit_index_threads(threads: int) -> None:

@@ -1,18 +1,24 @@
-"""Publishing promoted versions to a vLLM server, against a small fake server that records the calls."""
+"""Publishing promoted versions to a vLLM server, against a small fake server that records the calls: the
+publisher alone, then a deployment built with `model.publish` "vllm-lora"."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from ilearn.assistant import Assistant
+from ilearn.config import Config, ModelConfig
+from ilearn.errors import InvalidInput
 from ilearn.learning.registry import ModelRegistry
 from ilearn.memory.sqlite import SQLiteStore
 from ilearn.models.base import Message
 from ilearn.models.openai import OpenAIVisionLanguageModel, RemoteModelError
-from ilearn.models.vllm_publish import AdapterPublisher, VLLMAdapters
+from ilearn.models.vllm_publish import AdapterPublisher, PublishedVersions, VLLMAdapters
+from ilearn.runtime import build_runtime
 
 
 class FakeVLLM(BaseHTTPRequestHandler):
@@ -137,3 +143,83 @@ def test_an_unreachable_server_is_a_clear_error(registry) -> None:
     adapters = VLLMAdapters("http://127.0.0.1:9/v1", timeout=2)
     with pytest.raises(RemoteModelError, match="could not be reached"):
         adapters.load("x", "/models/x")
+
+
+# -- a deployment with model.publish "vllm-lora" ------------------------------------------------------------------
+def published_config(home, server: str) -> Config:
+    return Config(home=str(home)).override(
+        model={"backend": "openai", "path": f"{server}#base-vlm", "publish": "vllm-lora"},
+        retrieval={"image_embedder": "stub", "text_embedder": "hashing", "index": "exact"})
+
+
+def chat_models() -> list[str]:
+    return [body["model"] for endpoint, body in FakeVLLM.calls if endpoint == "chat/completions"]
+
+
+def test_the_setting_needs_the_openai_backend() -> None:
+    assert ModelConfig(backend="openai", publish="vllm-lora").publish == "vllm-lora"
+    with pytest.raises(InvalidInput, match="model.publish 'vllm-lora' needs model.backend 'openai'.*'small'"):
+        ModelConfig(backend="small", publish="vllm-lora")
+    with pytest.raises(InvalidInput, match="model.publish must be one of none, vllm-lora, not 'lora'"):
+        ModelConfig(backend="openai", publish="lora")
+
+
+def test_a_runtime_serves_promotions_and_rollbacks_from_the_vllm_server(server, tmp_path) -> None:
+    with build_runtime(published_config(tmp_path, server)) as runtime:
+        versions, registry = runtime.versions, runtime.registry
+        assert isinstance(versions, PublishedVersions)
+        v1, v2 = version(registry), version(registry)
+        registry.promote(v1)  # what `learn` and the service's promote do; the next turn reads it
+        with versions.hold() as handle:
+            first = lora_calls("load")[0]
+            assert first.startswith(f"ilearn-{v1}-") and handle.version == v1
+            assert ask(versions.served) == first  # the parts built around "the model" use the turn's adapter
+
+        with versions.hold() as running:  # a turn that started on v1 ...
+            registry.promote(v2)
+            versions.refresh()  # ... while the learning scheduler or the service promotes v2
+            second = lora_calls("load")[1]
+            assert ask(running.vlm) == first and lora_calls("unload") == []  # ... keeps v1 to its end
+            with versions.hold() as handle:
+                assert ask(handle.vlm) == second and handle.version == v2
+        assert lora_calls("unload") == [first] and FakeVLLM.loaded == {second}
+
+        registry.rollback()  # back to v1 under a name never used before; v2 unloaded (no turn holds it)
+        with versions.hold() as handle:
+            again = lora_calls("load")[2]
+            assert again.startswith(f"ilearn-{v1}-") and again != first and ask(handle.vlm) == again
+        assert lora_calls("unload") == [first, second] and FakeVLLM.loaded == {again}
+        registry.rollback()  # back to the base model: its name serves, nothing loaded
+        with versions.hold() as handle:
+            assert ask(handle.vlm) == "base-vlm" and handle.version == "base"
+        assert FakeVLLM.loaded == set()
+        assert chat_models() == [first, first, second, again, "base-vlm"]
+
+
+def test_an_assistant_turn_asks_the_promoted_adapter(server, tmp_path) -> None:
+    with Assistant.from_config(published_config(tmp_path, server)) as assistant:
+        assistant.registry.promote(version(assistant.registry))
+        reply = assistant.respond("ana", "what is this?")
+    assert reply.text == lora_calls("load")[0] and chat_models() == [reply.text]
+
+
+def test_a_refused_load_keeps_the_served_version(server, tmp_path, caplog) -> None:
+    with build_runtime(published_config(tmp_path, server)) as runtime:
+        versions, registry = runtime.versions, runtime.registry
+        v1, v2 = version(registry), version(registry)
+        registry.promote(v1)
+        served = versions.refresh().vlm.model_name
+        FakeVLLM.refuse.add(registry.get(v2).path)
+        registry.promote(v2)
+        with caplog.at_level(logging.ERROR, logger="ilearn.models.vllm_publish"), versions.hold() as handle:
+            assert ask(handle.vlm) == served and handle.version == v1
+        assert [r.getMessage() for r in caplog.records] == [
+            f"could not publish model version {v2} to the vLLM server: vLLM refused load_lora_adapter of "
+            f"{lora_calls('load')[1]!r} (400): cannot load {lora_calls('load')[1]}; {v1} serves on"]
+        assert not caplog.records[0].exc_info  # one line, no traceback
+        with versions.hold() as handle:  # not tried again at every turn
+            assert ask(handle.vlm) == served and len(lora_calls("load")) == 2
+        FakeVLLM.refuse.clear()
+        assert versions.refresh().version == v2  # the service's promote, or the next update, tries again
+        assert lora_calls("unload") == [served]
+

@@ -19,6 +19,10 @@ process (`ilearn models promote`) serves from the next turn on. The first turn t
 memory loads it (a copy of the base model, a second or so for `small`); turns running meanwhile keep the
 previous version rather than wait. Loaded versions are kept, least recently used dropped beyond `keep` (a
 running turn keeps its object alive until it ends).
+
+With `model.publish` "vllm-lora" the versions are served by a vLLM server instead of model objects in this process:
+`ilearn.models.vllm_publish.PublishedVersions` publishes the active version at the same two points (a turn's store
+read, `refresh`) and each turn holds the adapter it started with.
 """
 
 from __future__ import annotations
@@ -118,12 +122,8 @@ class ModelVersions:
     @contextmanager
     def hold(self) -> Iterator[ModelHandle]:
         """The current handle, bound to this thread's context for the block (what `served` forwards to)."""
-        handle = self.current()
-        token = _TURN.set(handle)
-        try:
+        with bind(self.current()) as handle:
             yield handle
-        finally:
-            _TURN.reset(token)
 
     def in_memory(self) -> list[str]:
         """The ids of the versions held in memory besides the base, least recently used first."""
@@ -164,6 +164,16 @@ class ModelVersions:
         return handle
 
 
+@contextmanager
+def bind(handle: ModelHandle) -> Iterator[ModelHandle]:
+    """`handle` as the running turn's model in this thread's context for the block (what `ServedModel` uses)."""
+    token = _TURN.set(handle)
+    try:
+        yield handle
+    finally:
+        _TURN.reset(token)
+
+
 class ServedModel:
     """A VisionLanguageModel that forwards to the running turn's model (else the current one)."""
 
@@ -189,4 +199,4 @@ class ServedModel:
         return self._handle().vlm.score(messages, candidates)
 
 
-__all__ = ["BASE", "ModelHandle", "ModelVersions", "ServedModel", "VersionSource"]
+__all__ = ["BASE", "ModelHandle", "ModelVersions", "ServedModel", "VersionSource", "bind"]

@@ -1,7 +1,8 @@
 """Serve promoted versions from a vLLM server: each version a LoRA adapter loaded at run time under a new name.
 
 With the `openai` backend pointed at vLLM (started with `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True` and
-`--enable-lora`), a version that `learn` promotes is published without restarting anything:
+`--enable-lora`) and `model.publish` "vllm-lora", a version that is promoted (by `learn`, `ilearn models promote`,
+the service) is published without restarting anything:
 
 1. its adapter folder (the version's `path`, readable by the vLLM server) is loaded with vLLM's
    `POST /v1/load_lora_adapter` under a name never used before (`ilearn-<version>-<random>`: vLLM caches adapters
@@ -11,8 +12,13 @@ With the `openai` backend pointed at vLLM (started with `VLLM_ALLOW_RUNTIME_LORA
    take the alias when they start, `turn()`, and keep it to their end).
 
 A rollback is the same backwards: the older version is loaded again under a new name (or the base model's name
-is served again) and the newer adapter unloaded when idle. `sync(registry)` does whichever the registry's active
-version asks for; call it after `ilearn models promote` / `rollback` or from the learning scheduler.
+is served again) and the newer adapter unloaded when idle. A refused load changes nothing: the version served
+before serves on.
+
+`PublishedVersions` (built by `build_runtime` for that setting) is the runtime's `ModelVersions`: it publishes
+the registry's active version where `ModelVersions` would load it, at the store read of each turn (so a promotion
+by another process serves from that process's next turn) and at `refresh` (the learning scheduler, the service's
+promote and rollback). By hand:
 
     adapters = VLLMAdapters("http://vllm:8000/v1")
     publisher = AdapterPublisher(vlm, adapters)          # vlm: the openai backend's model
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -32,11 +39,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ilearn.errors import InvalidInput, require_package
+from ilearn.errors import ILearnError, InvalidInput, require_package
 from ilearn.models.openai import OpenAIVisionLanguageModel, RemoteModelError
-from ilearn.models.versions import BASE
+from ilearn.models.versions import BASE, ModelHandle, ModelVersions, bind
 
 if TYPE_CHECKING:
+    from ilearn.config import ModelConfig
     from ilearn.learning.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -53,6 +61,15 @@ class VLLMAdapters:
         self.base_url = base_url.split("#", 1)[0].rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = http_client or httpx.Client(timeout=timeout, headers=headers)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> VLLMAdapters:
+        """The server the openai backend talks to: `model.path` (its model fragment dropped) and the backend's
+        API key (`OPENAI_API_KEY`)."""
+        if not config.path:
+            raise InvalidInput("model.publish 'vllm-lora' needs model.path: the vLLM server's base URL, "
+                               "e.g. http://localhost:8000/v1#Qwen/Qwen2-VL-7B-Instruct")
+        return cls(config.path, api_key=os.environ.get("OPENAI_API_KEY"))
 
     def _post(self, endpoint: str, body: dict[str, str]) -> None:
         import httpx
@@ -75,6 +92,17 @@ class VLLMAdapters:
     def unload(self, name: str) -> None:
         """Unload the adapter `name`."""
         self._post("unload_lora_adapter", {"lora_name": name})
+
+
+def _adapter_path(version_id: str, path: str | None) -> str:
+    if not path:
+        raise InvalidInput(f"model version {version_id!r} has no adapter folder to publish")
+    return str(path)
+
+
+def adapter_name(version_id: str, prefix: str = "ilearn") -> str:
+    """A name never used before for `version_id`'s adapter (vLLM caches adapters by name)."""
+    return f"{prefix}-{version_id}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -109,10 +137,9 @@ class AdapterPublisher:
         if version_id == BASE:
             name = self.base_name
         else:
-            if not path:
-                raise InvalidInput(f"model version {version_id!r} has no adapter folder to publish")
-            name = f"{self.prefix}-{version_id}-{uuid.uuid4().hex[:8]}"
-            self.adapters.load(name, str(path))
+            path = _adapter_path(version_id, path)
+            name = adapter_name(version_id, self.prefix)
+            self.adapters.load(name, path)
         with self._lock:
             old, self._current = self._current, _Served(version_id, name)
             old.retired = True
@@ -124,7 +151,7 @@ class AdapterPublisher:
 
     def sync(self, registry: ModelRegistry) -> str | None:
         """Publish the registry's active version if another one is served (a promotion or a rollback); returns
-        the new served name, or None when nothing changed."""
+        the new served name, or None when nothing changed. (`PublishedVersions` does this at each turn.)"""
         wanted = registry.active_id()
         if wanted == self.served[0]:
             return None
@@ -137,16 +164,25 @@ class AdapterPublisher:
         with self._lock:
             served = self._current
             served.users += 1
-        model = copy.copy(self.vlm)  # shares the client; only the requests' model name differs
-        model.model_name, model.version = served.name, served.version
         try:
-            yield model
+            yield self._model(served)
         finally:
             with self._lock:
                 served.users -= 1
                 idle = served.retired and served.users == 0
             if idle:
                 self._unload(served)
+
+    def model(self) -> OpenAIVisionLanguageModel:
+        """The model of the version served now, for a request outside a turn (its adapter is not held: a turn
+        takes `turn()`)."""
+        with self._lock:
+            return self._model(self._current)
+
+    def _model(self, served: _Served) -> OpenAIVisionLanguageModel:
+        model = copy.copy(self.vlm)  # shares the client; only the requests' model name differs
+        model.model_name, model.version = served.name, served.version
+        return model
 
     def _unload(self, served: _Served) -> None:
         if served.name == self.base_name:
@@ -156,3 +192,59 @@ class AdapterPublisher:
             logger.info("adapter %s (version %s) unloaded", served.name, served.version)
         except RemoteModelError as exc:  # it only wastes server memory until the server restarts
             logger.warning("could not unload adapter %s: %s", served.name, exc)
+
+
+class PublishedVersions(ModelVersions):
+    """The runtime's `ModelVersions` when a vLLM server serves the versions (`model.publish` "vllm-lora").
+
+    Where `ModelVersions` loads the active version into a model object, this publishes it (`AdapterPublisher`):
+    at the store read of a turn's `current` (a promotion made by another process serves from the next turn on)
+    and at `refresh` (the learning scheduler, the service's promote and rollback). Each turn holds the adapter it
+    started with to its end. A version the server refuses is logged and the version served before serves on;
+    it is not tried again at every turn, only at the next `refresh`.
+    """
+
+    def __init__(self, publisher: AdapterPublisher, registry: ModelRegistry) -> None:
+        super().__init__(publisher.vlm, registry)
+        self.publisher = publisher
+        self._registry = registry
+
+    @classmethod
+    def from_config(cls, vlm: OpenAIVisionLanguageModel, registry: ModelRegistry,
+                    config: ModelConfig) -> PublishedVersions:
+        """Publish to the vLLM server of the openai backend's `vlm` (`VLLMAdapters.from_config`)."""
+        return cls(AdapterPublisher(vlm, VLLMAdapters.from_config(config)), registry)
+
+    def current(self, *, wait: bool = False) -> ModelHandle:
+        """The served version's handle (one store read); the active version published first if another one
+        serves. While another thread publishes (`wait` False), the version served now."""
+        wanted = self._registry.active_id()
+        with self._lock:
+            failed = wanted in self._failed
+        if wanted != self.publisher.served[0] and not failed and self._loading.acquire(blocking=wait):
+            try:
+                self._publish(wanted)
+            finally:
+                self._loading.release()
+        model = self.publisher.model()
+        return ModelHandle(model.version, model)
+
+    @contextmanager
+    def hold(self) -> Iterator[ModelHandle]:
+        """One turn: the active version published if needed, then its adapter held until the block ends."""
+        self.current()
+        with self.publisher.turn() as model, bind(ModelHandle(model.version, model)) as handle:
+            yield handle
+
+    def _publish(self, version_id: str) -> None:
+        """Serve `version_id` from the next turn on (caller holds `_loading`); a failure is logged."""
+        if version_id == self.publisher.served[0]:
+            return  # published by the thread we waited for
+        try:
+            path = None if version_id == BASE else self._registry.get(version_id).path
+            self.publisher.publish(version_id, path)
+        except Exception as exc:  # a version the server refuses must not take answering down
+            logger.error("could not publish model version %s to the vLLM server: %s; %s serves on", version_id,
+                         exc, self.publisher.served[0], exc_info=not isinstance(exc, ILearnError))
+            with self._lock:
+                self._failed.add(version_id)
