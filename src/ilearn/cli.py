@@ -7,14 +7,19 @@ import json
 import logging
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ilearn.cli_settings import add_set_option, add_setting, load_config
 from ilearn.config import Config
 from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
 from ilearn.memory.lock import os_reason
 from ilearn.types import EventStatus
+
+if TYPE_CHECKING:
+    from ilearn.learning.registry import ModelRegistry
+    from ilearn.types import ModelVersion
 
 logger = logging.getLogger("ilearn")
 
@@ -310,7 +315,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registry(args: argparse.Namespace):
+def _registry(args: argparse.Namespace) -> ModelRegistry:
     from ilearn.learning.registry import ModelRegistry
 
     config, store = _store(args)
@@ -337,14 +342,34 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _change_active(args: argparse.Namespace, change: Callable[[ModelRegistry], ModelVersion]) -> ModelVersion:
+    """Promote or roll back in the registry: the serving processes take the new active version at their next
+    turn (their store read of it). With `model.publish` "vllm-lora" the vLLM server must first load its adapter
+    (`VLLMAdapters.check`) before the change commits: a version the server refuses never becomes active (the
+    store's write transaction stays open for that load)."""
+    from ilearn.learning.registry import ModelRegistry
+
+    config, store = _store(args)
+    registry = ModelRegistry(store, config.home_path)
+    if config.model.publish != "vllm-lora":
+        return change(registry)
+    from ilearn.models.vllm_publish import VLLMAdapters
+
+    adapters = VLLMAdapters.from_config(config.model)
+    with store.transaction():  # the check's RemoteModelError undoes the change
+        version = change(registry)
+        adapters.check(version.id, version.path)
+    return version
+
+
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    version = _registry(args).promote(args.version)
+    version = _change_active(args, lambda registry: registry.promote(args.version))
     print(f"promoted {version.id}: it serves from the next turn on")
     return 0
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
-    version = _registry(args).rollback()
+    version = _change_active(args, lambda registry: registry.rollback())
     print(f"rolled back: {version.id} serves from the next turn on")
     return 0
 

@@ -1,5 +1,5 @@
 """Publishing promoted versions to a vLLM server, against a small fake server that records the calls: the
-publisher alone, then a deployment built with `model.publish` "vllm-lora"."""
+publisher alone, then a deployment built with `model.publish` "vllm-lora" (the runtime, the `models` command)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ilearn.assistant import Assistant
+from ilearn.cli import main
 from ilearn.config import Config, ModelConfig
 from ilearn.errors import InvalidInput
 from ilearn.learning.registry import ModelRegistry
@@ -223,3 +224,31 @@ def test_a_refused_load_keeps_the_served_version(server, tmp_path, caplog) -> No
         assert versions.refresh().version == v2  # the service's promote, or the next update, tries again
         assert lora_calls("unload") == [served]
 
+
+def test_the_models_command_checks_the_adapter_and_the_server_follows(server, tmp_path, capsys) -> None:
+    home = tmp_path / "home"
+    options = ["--home", str(home), "--model", "openai", "--model-path", f"{server}#base-vlm",
+               "--set", "model.publish=vllm-lora"]
+    with build_runtime(published_config(home, server)) as runtime:  # the serving process
+        registry = runtime.registry
+        v1, v2 = version(registry), version(registry)
+        assert main(["models", "promote", v1, *options]) == 0  # another process
+        checked = lora_calls("load")[0]
+        assert checked.startswith(f"ilearn-check-{v1}-") and lora_calls("unload") == [checked]
+        assert registry.active_id() == v1 and f"promoted {v1}" in capsys.readouterr().out
+        with runtime.versions.hold() as handle:  # its next turn reads the store and publishes v1
+            assert handle.version == v1 and ask(handle.vlm) == lora_calls("load")[1] != checked
+
+        FakeVLLM.refuse.add(registry.get(v2).path)
+        assert main(["models", "promote", v2, *options]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ilearn: error: vLLM refused load_lora_adapter") and err.count("\n") == 1
+        assert registry.active_id() == v1  # never made active: the server serves v1 on
+        with runtime.versions.hold() as handle:
+            assert handle.version == v1
+
+        assert main(["models", "rollback", *options]) == 0  # to the base: nothing to check
+        assert registry.active_id() == "base" and len(lora_calls("load")) == 3
+        with runtime.versions.hold() as handle:
+            assert ask(handle.vlm) == "base-vlm"
+        assert FakeVLLM.loaded == set()

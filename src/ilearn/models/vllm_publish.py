@@ -18,7 +18,8 @@ before serves on.
 `PublishedVersions` (built by `build_runtime` for that setting) is the runtime's `ModelVersions`: it publishes
 the registry's active version where `ModelVersions` would load it, at the store read of each turn (so a promotion
 by another process serves from that process's next turn) and at `refresh` (the learning scheduler, the service's
-promote and rollback). By hand:
+promote and rollback). `ilearn models promote` / `rollback` first check that the server loads the adapter
+(`VLLMAdapters.check`). By hand:
 
     adapters = VLLMAdapters("http://vllm:8000/v1")
     publisher = AdapterPublisher(vlm, adapters)          # vlm: the openai backend's model
@@ -92,6 +93,19 @@ class VLLMAdapters:
     def unload(self, name: str) -> None:
         """Unload the adapter `name`."""
         self._post("unload_lora_adapter", {"lora_name": name})
+
+    def check(self, version_id: str, path: str | None) -> None:
+        """That the server can serve `version_id`: its adapter loaded under a new name and unloaded at once
+        (RemoteModelError when the server refuses it; nothing to check for the base model)."""
+        if version_id == BASE:
+            return
+        path = _adapter_path(version_id, path)
+        name = adapter_name(version_id, prefix="ilearn-check")
+        self.load(name, path)
+        try:
+            self.unload(name)
+        except RemoteModelError as exc:
+            logger.warning("could not unload the checked adapter %s: %s", name, exc)
 
 
 def _adapter_path(version_id: str, path: str | None) -> str:
