@@ -128,3 +128,9 @@ def test_slang_and_litotes_approve(answer, reaction):
 def test_a_guess_about_the_listener_is_still_rejected():
     assert judge("Are you a freshman?", "no, I'm a senior") == (Label.NEGATIVE, "senior")
     assert judge("It is aspirin.", "close, but it's ibuprofen") == (Label.NEGATIVE, "ibuprofen")
+
+
+@pytest.mark.parametrize("answer, reaction", [("Why do you ask?", "nope, just wondering"),
+                                              ("They sold out before I got there.", "No! What a shame.")])
+def test_a_no_that_explains_or_sympathises(answer, reaction):
+    assert judge(answer, reaction) == (Label.NEUTRAL, None)

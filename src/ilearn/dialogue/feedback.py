@@ -435,6 +435,12 @@ _OPENINGS: tuple[tuple[re.Pattern[str], Label, float, str], ...] = (
                 r"(?:you'?re|youre|you\s+are|ur)\s+(?:very\s+|so\s+|most\s+)?welcome|my\s+pleasure|"
                 r"glad\s+(?:i\s+could|to)\s+help)\b\W*", re.I), Label.NEUTRAL, 0.6, "answers thanks"),
     (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*no\s+(?:idea|clue)\b\W*", re.I), Label.NEUTRAL, 0.6, "does not know"),
+    # a "no" that explains one's own question ("Why?" -> "no, just curious")
+    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)+(?:i'?m\s+|i\s+was\s+)?just\s+(?:curious|wondering|asking)\b\W*", re.I),
+     Label.NEUTRAL, 0.6, "explains a question"),
+    # dismay at bad news ("No! A tragedy.")
+    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)+(?:what\s+a|such\s+a|a|that'?s\s+a)\s+(?:tragedy|shame|bummer|pity)\b\W*", re.I),
+     Label.NEUTRAL, 0.6, "sympathy"),
     (re.compile(_LEAD + r"(?:oh\s+no\b|(?:that'?s|thats|that\s+is|how|so|what\s+a|sounds)\s+(?:(?:so|really|too|pretty|"
                 r"kinda|super)\s+)?(?:awful|terrible|horrible|sad|unfortunate|a\s+shame|too\s+bad|rough|tough|scary|"
                 r"a\s+bummer|not\s+(?:good|healthy|fun|great|nice|too\s+bad|a\s+bad\s+thing|bad|easy|fair|funny|"
