@@ -247,8 +247,14 @@ def test_the_models_command_checks_the_adapter_and_the_server_follows(server, tm
         with runtime.versions.hold() as handle:
             assert handle.version == v1
 
+        FakeVLLM.refuse.clear()
+        assert main(["models", "promote", v2, *options]) == 0
+        FakeVLLM.refuse.add(registry.get(v1).path)
+        assert main(["models", "rollback", *options]) == 2 and registry.active_id() == v2  # the rollback undone
+        FakeVLLM.refuse.clear()
+        assert main(["models", "rollback", *options]) == 0 and registry.active_id() == v1
         assert main(["models", "rollback", *options]) == 0  # to the base: nothing to check
-        assert registry.active_id() == "base" and len(lora_calls("load")) == 3
+        assert registry.active_id() == "base" and len(lora_calls("load")) == 6
         with runtime.versions.hold() as handle:
             assert ask(handle.vlm) == "base-vlm"
         assert FakeVLLM.loaded == set()
