@@ -84,7 +84,8 @@ def test_no_kidding_after_news_stays_surprise():
     ("nah they said 5 grand", "5 grand"),
     ("No, it's called Aspirin Plus", "Aspirin Plus"),
     ("No, not the one on Netflix. Just the first film.", "first film"),  # a later sentence that is only the answer
-    ("No for biology and physics", "biology and physics"),
+    # "for" is kept: "No, it's for allergies." teaches the use "for allergies" (tests/learning/test_learns.py)
+    ("No for biology and physics", "for biology and physics"),
 ])
 def test_corrections_named_in_real_wordings(reaction, correction):
     assert extract_correction(reaction, "It is aspirin.") == correction

@@ -164,7 +164,7 @@ def overlap(a: str, b: str) -> float:
 
 
 _ARTICLE = re.compile(r"^(?:a|an|the|some|just|simply|called|named|more\s+of|kind\s+of|sort\s+of|more\s+like|"
-                      r"(?:in|at|from|on|for)(?:\s+the)?|le|la|les|un|une|der|die|das|ein|eine|el|los|las|il|lo|gli|"
+                      r"(?:in|at|from|on)(?:\s+the)?|le|la|les|un|une|der|die|das|ein|eine|el|los|las|il|lo|gli|"
                       r"uno|una|my|your|our|his|her|their)\s+", re.I)
 _TRAIL = re.compile(
     r"\s+(?:actually|though|obviously|clearly|of course|you know|mate|silly|dummy|instead|really|lol|xd|"
