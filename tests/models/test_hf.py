@@ -31,6 +31,24 @@ def _load(folder: Path) -> HFVisionLanguageModel:
     return load_model(ModelConfig(backend="hf", path=str(folder)))
 
 
+def _nudge(vlm: HFVisionLanguageModel, reply: str, steps: int = 120) -> None:
+    """Train on `sequence_logprobs` until `reply` is near certain (log-prob above -0.1), then back to eval mode.
+
+    A steady learning rate: at 3e-2 Adam overshoots on some families (llava_next with transformers 5.25 ended 40
+    steps at a log-prob of -5.8 after passing -0.7), so a fixed step count decided the test, not the code.
+    """
+    optimizer = torch.optim.Adam(vlm.model.parameters(), lr=1e-2)
+    vlm.model.train()
+    for _ in range(steps):
+        loss = -vlm.sequence_logprobs(QUESTION, [reply])[0]
+        if loss.item() < 0.1:
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    vlm.model.eval()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_generate_and_score(folders, kind):
     vlm = _load(folders[kind])
@@ -68,20 +86,13 @@ def test_text_only_and_multi_image_conversations(folders, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_nudged_model_prefers_and_generates_its_answer(folders, kind):
-    """Train a few steps on `score`'s own log-prob of "red": greedy generation must then produce exactly "red".
+    """Train on `score`'s own log-prob of "red" until near certain: greedy generation must then give exactly "red".
 
     This ties score's token alignment (prompt, reply tokens, end-of-turn) to what generate decodes.
     """
     vlm = _load(folders[kind])
     before = vlm.score(QUESTION, ["red", "blue"])
-    optimizer = torch.optim.Adam(vlm.model.parameters(), lr=3e-2)
-    vlm.model.train()
-    for _ in range(25):
-        loss = -vlm.sequence_logprobs(QUESTION, ["red"])[0]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    vlm.model.eval()
+    _nudge(vlm, "red")
     after = vlm.score(QUESTION, ["red", "blue"])
     assert after[0] > before[0] and after[0] > after[1]
     assert after[0] > -1.0
@@ -217,14 +228,7 @@ def test_wrapper_is_generic_over_model_and_processor():
 def test_a_streamed_reply_is_the_generated_reply_in_pieces(folders, kind):
     """Nudged to answer "a red one", the model streams "a", " red" while decoding; the rest comes with the reply."""
     vlm = _load(folders[kind])
-    optimizer = torch.optim.Adam(vlm.model.parameters(), lr=3e-2)
-    vlm.model.train()
-    for _ in range(40):
-        loss = -vlm.sequence_logprobs(QUESTION, ["a red one"])[0]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    vlm.model.eval()
+    _nudge(vlm, "a red one")
     pieces: list[str] = []
     streamed = vlm.generate_stream(QUESTION, max_new_tokens=8, on_text=pieces.append)
     assert streamed.text == vlm.generate(QUESTION, max_new_tokens=8).text == "a red one"
