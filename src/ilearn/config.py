@@ -161,8 +161,10 @@ class RetrievalConfig:
     model-free bag of words for tests), or one registered in `ilearn.plugins`; "auto": hashing for the tiny and
     stub model backends, minilm for the others."""
     index: str = "faiss"
-    """Vector index backend: "faiss" (exact below `hnsw_min_size`, HNSW above) or "exact" (plain numpy, for
-    tests and small deployments)."""
+    """Vector index backend: "faiss" (exact below `hnsw_min_size`, HNSW above), "partitioned" (one such index
+    per robot for its shared events and per robot and user for the others: a user's query reads only their
+    own partitions, whatever the size of the rest; see `ilearn.memory.partitioned`) or "exact" (plain numpy,
+    for tests and small deployments)."""
     memory: str = "dual"
     """Retrieval memory backend: "dual" (Dual-Modality Retrieval over the vector index) or "stub" (same question,
     no vectors; for tests)."""

@@ -170,6 +170,7 @@ BUILTINS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("store", "postgresql", "ilearn.memory.postgres:open_url", _FLEET),
     ("store", "postgres", "ilearn.memory.postgres:open_url", _FLEET),
     ("index", "faiss", "ilearn.memory.index:FaissIndex", {}),
+    ("index", "partitioned", "ilearn.memory.partitioned:PartitionedIndex", {}),
     ("index", "exact", "ilearn.memory.stub:ExactIndex", {}),
     ("memory", "dual", "ilearn.memory.retrieval:DualModalityMemory", {}),
     ("memory", "stub", "ilearn.memory.stub:StubMemory", {}),

@@ -1,6 +1,7 @@
 """Contracts of the pluggable memory parts: event store, vector index and retrieval memory (see DESIGN.md).
 
-Backends: `ilearn.memory.sqlite` (store), `ilearn.memory.index.FaissIndex` (index),
+Backends: `ilearn.memory.sqlite` (store), `ilearn.memory.index.FaissIndex` and
+`ilearn.memory.partitioned.PartitionedIndex` (index),
 `ilearn.memory.retrieval.DualModalityMemory` (memory); model-free stubs for tests in `ilearn.memory.stub`.
 Each is registered by name in `ilearn.plugins`.
 """
@@ -116,6 +117,28 @@ class VectorIndex(Protocol):
 
 
 @runtime_checkable
+class PartitionedVectorIndex(VectorIndex, Protocol):
+    """A VectorIndex whose keys each live in one named partition, so that a filter can keep whole partitions
+    (searched on their own, at no cost per key) besides single keys (`ilearn.memory.partitioned`)."""
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray, partition: str = "") -> None:
+        """Insert vectors under `keys` into `partition` (a key already present in any partition is replaced)."""
+        ...
+
+    def partition_of(self, key: str) -> str | None:
+        """The partition holding `key`, or None."""
+        ...
+
+    def move(self, keys: Iterable[str], partition: str) -> int:
+        """Put existing `keys` into `partition` (vectors unchanged); returns how many moved."""
+        ...
+
+    def make_filter(self, keys: Iterable[str] = (), partitions: Iterable[str] = ()) -> KeyFilter:
+        """A reusable filter keeping every key of `partitions` and `keys` (unknown names and keys ignored)."""
+        ...
+
+
+@runtime_checkable
 class RetrievalMemory(Protocol):
     """Past events found by image and question, with scopes; the store stays the source of truth."""
 
@@ -153,4 +176,5 @@ class RetrievalMemory(Protocol):
         ...
 
 
-__all__ = ["EventStore", "IndexCorrupt", "KeyFilter", "Match", "RetrievalMemory", "VectorIndex"]
+__all__ = ["EventStore", "IndexCorrupt", "KeyFilter", "Match", "PartitionedVectorIndex", "RetrievalMemory",
+           "VectorIndex"]
