@@ -116,7 +116,7 @@ class FleetMemory(DualModalityMemory):
             self._drop([i for i in ids if i not in kept])
             fresh = [e for e in keep if e.id not in self.index]
             if fresh:
-                self.index.add([e.id for e in fresh], self._event_vectors(fresh))
+                self._index_add(fresh, self._event_vectors(fresh))
                 self._changed(len(fresh))
             for e in keep:
                 meta = self._meta.get(e.id)

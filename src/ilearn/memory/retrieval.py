@@ -11,6 +11,13 @@ trusted user, or kept by a reviewer) and which go to the review queue (QUARANTIN
 memory applies them to every event it admits (`add`), on the live path and when `ensure_fresh` finds events
 a crash left unadmitted, and settles them again around a forgotten user's events. Only ACTIVE events are
 indexed or returned. One process at a time holds a home folder (`HomeLock`).
+
+Where the index has partitions (`PartitionedVectorIndex`, index "partitioned"), each robot's SHARED events
+live in one partition and each user's other events on a robot in one per (robot, user) (`partition_of`):
+a user's scope is then the robot's shared partition, the user's own partitions and the user's few events
+shared on other robots, and the robot-wide search reads the robot's partitions only, instead of a bitmap
+over every event (whose cost grows with the size of the whole memory). An event whose scope changes moves
+to its new partition. Other indexes get key filters as before.
 The store is the source of truth; the index file beside it is a cache that `ensure_fresh` repairs.
 """
 
@@ -30,7 +37,7 @@ import numpy as np
 
 from ilearn.config import RetrievalConfig
 from ilearn.errors import ILearnError, InvalidInput, NotFound
-from ilearn.memory.base import IndexCorrupt, KeyFilter, Match, VectorIndex
+from ilearn.memory.base import IndexCorrupt, KeyFilter, Match, PartitionedVectorIndex, VectorIndex
 from ilearn.memory.calibration import ReuseCalibrator
 from ilearn.memory.lock import HomeLock, os_reason
 from ilearn.memory.store import upsert_event
@@ -64,6 +71,11 @@ class _Meta:
     user_id: str
     robot_id: str
     scope: Scope
+
+
+def partition_of(user_id: str, robot_id: str, scope: Scope | str) -> str:
+    """The index partition of an event: one per robot for its SHARED events, one per (robot, user) for the rest."""
+    return json.dumps(["shared", robot_id] if scope == Scope.SHARED else ["own", robot_id, user_id])
 
 
 def format_references(matches: Sequence[Match]) -> str:
@@ -133,11 +145,12 @@ class DualModalityMemory:
         self._by_user: dict[str, set[str]] = {}
         self._by_robot: dict[str, set[str]] = {}
         self._shared: dict[str, set[str]] = {}  # robot -> SHARED-scope event ids
+        self._owners: dict[str, dict[str, int]] = {}  # robot -> user -> how many of their events there are not SHARED
         # prepared index filters per (robot_wide, user, robot), dropped whenever any membership above changes
         self._filters: OrderedDict[tuple[bool, str | None, str], tuple[VectorIndex, KeyFilter]] = OrderedDict()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
-        self.index = self._new_index()
+        self._use(self._new_index())
         try:
             self.calibrator = ReuseCalibrator(self.config, home)  # this deployment's reuse threshold (its feedback)
             if load:
@@ -159,6 +172,32 @@ class DualModalityMemory:
 
     def _new_index(self) -> VectorIndex:
         return self.index_type(self._di + self._dt, meta=self._index_meta(), **self._index_params())
+
+    def _use(self, index: VectorIndex) -> None:
+        self.index = index
+        self._parts: PartitionedVectorIndex | None = index if isinstance(index, PartitionedVectorIndex) else None
+
+    def _index_add(self, events: Sequence[Event], vectors: np.ndarray) -> None:
+        """Index events' vectors, each in its scope's partition where the index has partitions."""
+        if self._parts is None:
+            self.index.add([e.id for e in events], vectors)
+            return
+        groups: dict[str, list[int]] = {}
+        for i, e in enumerate(events):
+            groups.setdefault(partition_of(e.user_id, e.robot_id, e.scope), []).append(i)
+        for name, rows in groups.items():
+            self._parts.add([events[i].id for i in rows], vectors[rows], partition=name)
+
+    def _place(self, events: Iterable[Event]) -> int:
+        """Move indexed events whose scope changed into their scope's partition; returns how many moved."""
+        if self._parts is None:
+            return 0
+        moves: dict[str, list[str]] = {}
+        for e in events:
+            name = partition_of(e.user_id, e.robot_id, e.scope)
+            if e.id in self.index and self._parts.partition_of(e.id) != name:
+                moves.setdefault(name, []).append(e.id)
+        return sum(self._parts.move(ids, name) for name, ids in moves.items())
 
     def ensure_fresh(self, store: EventStore | None = None) -> str:
         """Load the index file and bring it in line with the store's ACTIVE events.
@@ -190,25 +229,26 @@ class DualModalityMemory:
                     action = "rebuilt"
             else:
                 action = "built"
-            self.index = index or self._new_index()
+            self._use(index or self._new_index())
             extra = [k for k in self.index.keys() if k not in active]
             missing = [e for k, e in active.items() if k not in self.index]
-            if extra or missing or unadmitted:
+            moved = self._place(active.values())
+            if extra or missing or unadmitted or moved:
                 action = "updated" if action == "loaded" else action
                 self.index.remove(extra)
                 for start in range(0, len(missing), 256):
                     chunk = missing[start:start + 256]
-                    self.index.add([e.id for e in chunk], self._event_vectors(chunk))
-            self._meta, self._by_user, self._by_robot, self._shared = {}, {}, {}, {}
+                    self._index_add(chunk, self._event_vectors(chunk))
+            self._meta, self._by_user, self._by_robot, self._shared, self._owners = {}, {}, {}, {}, {}
             self._filters.clear()
             for e in active.values():
-                self._remember(e)
+                self._remember(e, place=False)  # placed above
             for e in unadmitted:
                 logger.warning("event %s was never admitted (a crash?): applying the rules now", e.id)
                 self.add(e)
             if action != "loaded":
-                logger.info("index %s: %d events (%d added, %d removed, %d admitted)", action, len(self.index),
-                            len(missing), len(extra), len(unadmitted))
+                logger.info("index %s: %d events (%d added, %d removed, %d moved, %d admitted)", action,
+                            len(self.index), len(missing), len(extra), moved, len(unadmitted))
                 self.save()
             return action
 
@@ -263,7 +303,8 @@ class DualModalityMemory:
             except ILearnError as exc:  # the index is a cache of the store: a turn goes on; saved again later
                 logger.warning("%s; retried at the next change (the store keeps everything)", exc)
 
-    def _remember(self, e: Event) -> None:
+    def _remember(self, e: Event, place: bool = True) -> None:
+        """Note an indexed event's user, robot and scope (and, with `place`, move it to its scope's partition)."""
         meta = _Meta(e.user_id, e.robot_id, Scope(e.scope))
         self._forget_meta(e.id)
         self._filters.clear()
@@ -272,6 +313,11 @@ class DualModalityMemory:
         self._by_robot.setdefault(meta.robot_id, set()).add(e.id)
         if meta.scope == Scope.SHARED:
             self._shared.setdefault(meta.robot_id, set()).add(e.id)
+        else:
+            owners = self._owners.setdefault(meta.robot_id, {})
+            owners[meta.user_id] = owners.get(meta.user_id, 0) + 1
+        if place and self._place([e]):
+            self._changed()
 
     def _forget_meta(self, event_id: str) -> None:
         meta = self._meta.pop(event_id, None)
@@ -285,6 +331,13 @@ class DualModalityMemory:
                 ids.discard(event_id)
                 if not ids:
                     del table[key]
+        owners = self._owners.get(meta.robot_id, {})
+        if meta.scope != Scope.SHARED and meta.user_id in owners:
+            owners[meta.user_id] -= 1
+            if not owners[meta.user_id]:
+                del owners[meta.user_id]
+                if not owners:
+                    del self._owners[meta.robot_id]
 
     def _fuse(self, image_vecs: np.ndarray, text_vecs: np.ndarray) -> np.ndarray:
         fused = np.concatenate([self._wi * image_vecs, self._wt * text_vecs], axis=1)
@@ -360,13 +413,33 @@ class DualModalityMemory:
         if cached is not None and cached[0] is self.index and cached[1].generation == self.index.generation:
             self._filters.move_to_end(key)
             return cached[1]
-        ids = (self._by_robot.get(robot_id, set()) if robot_wide
-               else self._by_user.get(user_id, set()) | self._shared.get(robot_id, set()))
-        prepared = self.index.make_filter(ids)
+        if self._parts is not None:
+            prepared = self._partition_filter(self._parts, user_id, robot_id, robot_wide)
+        else:
+            ids = (self._by_robot.get(robot_id, set()) if robot_wide
+                   else self._by_user.get(user_id, set()) | self._shared.get(robot_id, set()))
+            prepared = self.index.make_filter(ids)
         self._filters[key] = (self.index, prepared)
         while len(self._filters) > SCOPE_FILTERS:
             self._filters.popitem(last=False)
         return prepared
+
+    def _partition_filter(self, index: PartitionedVectorIndex, user_id: str | None, robot_id: str,
+                          robot_wide: bool) -> KeyFilter:
+        """`_scope_filter` by partitions: the robot's shared one, then every user's own ones on the robot
+        (`robot_wide`) or the user's own ones on any robot plus the user's events shared on other robots."""
+        names = [partition_of("", robot_id, Scope.SHARED)]
+        if robot_wide:
+            names += [partition_of(u, robot_id, Scope.PRIVATE) for u in self._owners.get(robot_id, {})]
+            return index.make_filter(partitions=names)
+        keys = []
+        for k in self._by_user.get(user_id, set()) if user_id is not None else ():
+            meta = self._meta[k]
+            if meta.scope != Scope.SHARED:
+                names.append(partition_of(meta.user_id, meta.robot_id, meta.scope))
+            elif meta.robot_id != robot_id:
+                keys.append(k)
+        return index.make_filter(keys, partitions=names)
 
     def _matches(self, query: np.ndarray, pool: dict[str, float]) -> list[Match]:
         keys = [k for k, s in pool.items() if s >= self.config.threshold - 1e-6]
@@ -463,7 +536,7 @@ class DualModalityMemory:
     def _activate(self, event: Event, vec: np.ndarray | None = None) -> None:
         """Write `event` as ACTIVE and index it."""
         upsert_event(self.store, event)
-        self.index.add([event.id], vec if vec is not None else self._event_vectors([event]))
+        self._index_add([event], vec if vec is not None else self._event_vectors([event]))
         self._remember(event)
         self._changed()
 
