@@ -345,8 +345,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def _change_active(args: argparse.Namespace, change: Callable[[ModelRegistry], ModelVersion]) -> ModelVersion:
     """Promote or roll back in the registry: the serving processes take the new active version at their next
     turn (their store read of it). With `model.publish` "vllm-lora" the vLLM server must first load its adapter
-    (`VLLMAdapters.check`) before the change commits: a version the server refuses never becomes active (the
-    store's write transaction stays open for that load)."""
+    (`VLLMAdapters.check`) before the change commits (`ModelRegistry.change_active`, as the service's routes): a
+    version the server refuses never becomes active."""
     from ilearn.learning.registry import ModelRegistry
 
     config, store = _store(args)
@@ -356,10 +356,7 @@ def _change_active(args: argparse.Namespace, change: Callable[[ModelRegistry], M
     from ilearn.models.vllm_publish import VLLMAdapters
 
     adapters = VLLMAdapters.from_config(config.model)
-    with store.transaction():  # the check's RemoteModelError undoes the change
-        version = change(registry)
-        adapters.check(version.id, version.path)
-    return version
+    return registry.change_active(lambda: change(registry), serve=lambda v: adapters.check(v.id, v.path))
 
 
 def cmd_models_promote(args: argparse.Namespace) -> int:

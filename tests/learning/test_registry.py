@@ -62,6 +62,30 @@ def test_promote_and_rollback_walk_back_through_history(registry):
     assert all(v.status == ModelStatus.RETIRED for v in registry.list())  # every version kept
 
 
+def test_a_change_whose_serving_fails_is_undone(registry):
+    v1, v2 = fake_version(registry), fake_version(registry)
+    served, refused = [], {v2.id}
+
+    def serve(version):
+        if version.id in refused:
+            raise RuntimeError("the server refused it")
+        served.append(version.id)
+
+    assert registry.change_active(lambda: registry.promote(v1.id), serve=serve).id == v1.id
+    before = {v.id: (v.status, v.metrics) for v in registry.list()}
+    with pytest.raises(RuntimeError, match="refused"):
+        registry.change_active(lambda: registry.promote(v2.id), serve=serve)
+    assert {v.id: (v.status, v.metrics) for v in registry.list()} == before  # not even its promotion time kept
+
+    registry.promote(v2.id)
+    refused = {v1.id}
+    with pytest.raises(RuntimeError, match="refused"):  # the rollback to v1
+        registry.change_active(registry.rollback, serve=serve)
+    assert registry.active_id() == v2.id and len(registry.get(v2.id).metrics["promotions"]) == 1
+    refused = set()
+    assert registry.change_active(registry.rollback, serve=serve).id == v1.id and served == [v1.id, v1.id]
+
+
 def scores(vlm) -> list[float]:
     return vlm.score([Message(role="user", content=QUESTION, image=shape("red"))], ["red", "blue", "green"])
 

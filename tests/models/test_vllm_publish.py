@@ -3,74 +3,26 @@ publisher alone, then a deployment built with `model.publish` "vllm-lora" (the r
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from fake_vllm import FakeVLLM, ask, chat_models, fake_vllm, lora_calls, published_config, version
 from ilearn.assistant import Assistant
 from ilearn.cli import main
-from ilearn.config import Config, ModelConfig
+from ilearn.config import ModelConfig
 from ilearn.errors import InvalidInput
 from ilearn.learning.registry import ModelRegistry
 from ilearn.memory.sqlite import SQLiteStore
-from ilearn.models.base import Message
 from ilearn.models.openai import OpenAIVisionLanguageModel, RemoteModelError
 from ilearn.models.vllm_publish import AdapterPublisher, PublishedVersions, VLLMAdapters
 from ilearn.runtime import build_runtime
 
 
-class FakeVLLM(BaseHTTPRequestHandler):
-    """vLLM's chat and runtime-LoRA endpoints; records (endpoint, body) and which adapters are loaded."""
-
-    calls: list[tuple[str, dict]] = []
-    loaded: set[str] = set()
-    refuse: set[str] = set()  # lora paths whose load fails
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def _reply(self, status: int, body: dict | str) -> None:
-        data = (json.dumps(body) if isinstance(body, dict) else body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json" if isinstance(body, dict) else "text/plain")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        endpoint = self.path.removeprefix("/v1/")
-        self.calls.append((endpoint, body))
-        if endpoint == "load_lora_adapter":
-            if body["lora_path"] in self.refuse or body["lora_name"] in self.loaded:
-                return self._reply(400, f"cannot load {body['lora_name']}")
-            self.loaded.add(body["lora_name"])
-            return self._reply(200, f"Success: LoRA adapter '{body['lora_name']}' added successfully.")
-        if endpoint == "unload_lora_adapter":
-            self.loaded.discard(body["lora_name"])
-            return self._reply(200, "unloaded")
-        if endpoint == "chat/completions":
-            known = body["model"] == "base-vlm" or body["model"] in self.loaded
-            if not known:
-                return self._reply(404, {"error": {"message": f"model {body['model']} does not exist"}})
-            return self._reply(200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
-                                     "choices": [{"index": 0, "finish_reason": "stop",
-                                                  "message": {"role": "assistant", "content": body["model"]}}],
-                                     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
-        return self._reply(404, "no such endpoint")
-
-
 @pytest.fixture
 def server():
-    FakeVLLM.calls, FakeVLLM.loaded, FakeVLLM.refuse = [], set(), set()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeVLLM)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
+    with fake_vllm() as url:
+        yield url
 
 
 @pytest.fixture
@@ -78,20 +30,6 @@ def registry(tmp_path):
     store = SQLiteStore(tmp_path / "ilearn.db")
     yield ModelRegistry(store, tmp_path)
     store.close()
-
-
-def version(registry: ModelRegistry) -> str:
-    version_id, path = registry.new_path()
-    (path / "adapter_config.json").write_text("{}")
-    return registry.register(path=path, recipe="sft").id
-
-
-def ask(model) -> str:
-    return model.generate([Message("user", "what is this?")]).text  # the fake answers with the model it served
-
-
-def lora_calls(kind: str) -> list[str]:
-    return [body["lora_name"] for endpoint, body in FakeVLLM.calls if endpoint == f"{kind}_lora_adapter"]
 
 
 def test_promotions_and_rollbacks_switch_adapters_under_new_names(server, registry) -> None:
@@ -147,16 +85,6 @@ def test_an_unreachable_server_is_a_clear_error(registry) -> None:
 
 
 # -- a deployment with model.publish "vllm-lora" ------------------------------------------------------------------
-def published_config(home, server: str) -> Config:
-    return Config(home=str(home)).override(
-        model={"backend": "openai", "path": f"{server}#base-vlm", "publish": "vllm-lora"},
-        retrieval={"image_embedder": "stub", "text_embedder": "hashing", "index": "exact"})
-
-
-def chat_models() -> list[str]:
-    return [body["model"] for endpoint, body in FakeVLLM.calls if endpoint == "chat/completions"]
-
-
 def test_the_setting_needs_the_openai_backend() -> None:
     assert ModelConfig(backend="openai", publish="vllm-lora").publish == "vllm-lora"
     with pytest.raises(InvalidInput, match="model.publish 'vllm-lora' needs model.backend 'openai'.*'small'"):

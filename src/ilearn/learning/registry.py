@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,6 +138,18 @@ class ModelRegistry:
                 self.store.update_model_version(target)
         logger.info("promoted %s", version_id)
         return target if target is not None else ModelVersion(id=BASE, recipe=BASE, status=ModelStatus.ACTIVE)
+
+    def change_active(self, change: Callable[[], ModelVersion],
+                      serve: Callable[[ModelVersion], object] | None = None) -> ModelVersion:
+        """`change` (a `promote` or a `rollback`), committed only once `serve(version)` returned for the version it
+        made active: whatever `serve` raises (a model server that refuses the version) undoes the change and
+        propagates. Both run in one store write transaction, so this process's other writes wait for `serve`.
+        (`ilearn models promote` serves with `VLLMAdapters.check`, a service with `PublishedVersions.change`.)"""
+        with self.store.transaction():
+            version = change()
+            if serve is not None:
+                serve(version)
+        return version
 
     def reject(self, version_id: str, reason: str = "") -> ModelVersion:
         """Mark a candidate rejected (kept, never served unless promoted by hand)."""

@@ -32,12 +32,15 @@ import copy
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ilearn.models.base import Generation, Message, VisionLanguageModel
+
+if TYPE_CHECKING:
+    from ilearn.types import ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +121,13 @@ class ModelVersions:
         with self._lock:
             self._failed.clear()
         return self.current(wait=True)
+
+    def change(self, change: Callable[[], ModelVersion]) -> ModelVersion:
+        """Run `change` (the registry's promote or rollback) and load the version it made active (`refresh`); the
+        version. (`PublishedVersions` commits the change only once the vLLM server serves the version.)"""
+        version = change()
+        self.refresh()
+        return version
 
     @contextmanager
     def hold(self) -> Iterator[ModelHandle]:

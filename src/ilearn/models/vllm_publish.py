@@ -17,9 +17,11 @@ before serves on.
 
 `PublishedVersions` (built by `build_runtime` for that setting) is the runtime's `ModelVersions`: it publishes
 the registry's active version where `ModelVersions` would load it, at the store read of each turn (so a promotion
-by another process serves from that process's next turn) and at `refresh` (the learning scheduler, the service's
-promote and rollback). `ilearn models promote` / `rollback` first check that the server loads the adapter
-(`VLLMAdapters.check`). By hand:
+by another process serves from that process's next turn) and at `refresh`. A promotion or a rollback made in
+this process (the service's routes, a learning update's promotion) goes through `change`, and one made by
+`ilearn models promote` / `rollback` through `VLLMAdapters.check`: both run `ModelRegistry.change_active`, so the
+change commits only once the server has loaded the adapter, and a refused one leaves the registry as it was.
+By hand:
 
     adapters = VLLMAdapters("http://vllm:8000/v1")
     publisher = AdapterPublisher(vlm, adapters)          # vlm: the openai backend's model
@@ -35,7 +37,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,7 @@ from ilearn.models.versions import BASE, ModelHandle, ModelVersions, bind
 if TYPE_CHECKING:
     from ilearn.config import ModelConfig
     from ilearn.learning.registry import ModelRegistry
+    from ilearn.types import ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -213,15 +216,17 @@ class PublishedVersions(ModelVersions):
 
     Where `ModelVersions` loads the active version into a model object, this publishes it (`AdapterPublisher`):
     at the store read of a turn's `current` (a promotion made by another process serves from the next turn on)
-    and at `refresh` (the learning scheduler, the service's promote and rollback). Each turn holds the adapter it
-    started with to its end. A version the server refuses is logged and the version served before serves on;
-    it is not tried again at every turn, only at the next `refresh`.
+    and at `refresh`. Each turn holds the adapter it started with to its end. `change` (a promotion or rollback
+    of this process) commits only once the server serves the version; a version found active at a turn or a
+    `refresh` that the server refuses is logged and the version served before serves on; it is not tried again
+    at every turn, only at the next `refresh`.
     """
+
+    _source: ModelRegistry
 
     def __init__(self, publisher: AdapterPublisher, registry: ModelRegistry) -> None:
         super().__init__(publisher.vlm, registry)
         self.publisher = publisher
-        self._registry = registry
 
     @classmethod
     def from_config(cls, vlm: OpenAIVisionLanguageModel, registry: ModelRegistry,
@@ -232,7 +237,7 @@ class PublishedVersions(ModelVersions):
     def current(self, *, wait: bool = False) -> ModelHandle:
         """The served version's handle (one store read); the active version published first if another one
         serves. While another thread publishes (`wait` False), the version served now."""
-        wanted = self._registry.active_id()
+        wanted = self._source.active_id()
         with self._lock:
             failed = wanted in self._failed
         if wanted != self.publisher.served[0] and not failed and self._loading.acquire(blocking=wait):
@@ -243,6 +248,16 @@ class PublishedVersions(ModelVersions):
         model = self.publisher.model()
         return ModelHandle(model.version, model)
 
+    def change(self, change: Callable[[], ModelVersion]) -> ModelVersion:
+        """Run `change` (the registry's promote or rollback) and serve the version it made active, in one store
+        transaction (`ModelRegistry.change_active`): when the server refuses the adapter (RemoteModelError), the
+        change is undone and the version served before serves on. Turns meanwhile keep the served version."""
+        with self._loading:
+            version = self._source.change_active(change, serve=self._serve)
+        with self._lock:
+            self._failed.discard(version.id)
+        return version
+
     @contextmanager
     def hold(self) -> Iterator[ModelHandle]:
         """One turn: the active version published if needed, then its adapter held until the block ends."""
@@ -250,12 +265,17 @@ class PublishedVersions(ModelVersions):
         with self.publisher.turn() as model, bind(ModelHandle(model.version, model)) as handle:
             yield handle
 
+    def _serve(self, version: ModelVersion) -> None:
+        """Publish `version` unless it serves already (caller holds `_loading`); a refusal raises."""
+        if version.id != self.publisher.served[0]:
+            self.publisher.publish(version.id, version.path)
+
     def _publish(self, version_id: str) -> None:
         """Serve `version_id` from the next turn on (caller holds `_loading`); a failure is logged."""
         if version_id == self.publisher.served[0]:
             return  # published by the thread we waited for
         try:
-            path = None if version_id == BASE else self._registry.get(version_id).path
+            path = None if version_id == BASE else self._source.get(version_id).path
             self.publisher.publish(version_id, path)
         except Exception as exc:  # a version the server refuses must not take answering down
             logger.error("could not publish model version %s to the vLLM server: %s; %s serves on", version_id,

@@ -115,7 +115,8 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {400: "Bad input", 401: "No key, or a wrong or revoked key", 403: "The key's role may not do this",
                  404: "Not found in the caller's scope", 409: "Conflicts with the session's state",
                  413: "Body or image over the key's limit", 422: "The request does not match the schema",
-                 429: "Over the key's request rate"}
+                 429: "Over the key's request rate",
+                 502: "The model server refused the change (the active version is unchanged)"}
     wanted = sorted({400, 401, 413, 422, 429, *statuses})
     return {s: {"model": ErrorResponse, "description": described[s]} for s in wanted}
 

@@ -141,16 +141,19 @@ def list_versions(key: Caller, svc: ServiceDep) -> schemas.VersionsOut:
 
 
 @router.post("/model-versions/{version_id}/promote", response_model=schemas.VersionsOut,
-             responses=responses(400, 403, 404, 409))
+             responses=responses(400, 403, 404, 409, 502))
 def promote(version_id: Annotated[str, Path(max_length=128)], key: Admin, svc: ServiceDep) -> schemas.VersionsOut:
-    """Make a version the one that serves from the next turn on ('base': no trained version) (admin)."""
+    """Make a version the one that serves from the next turn on ('base': no trained version) (admin). 502 when the
+    vLLM server refuses its adapter (`model.publish` "vllm-lora"): nothing changes, the version before serves on."""
     svc.promote(version_id)
     return _versions(svc)
 
 
-@router.post("/model-versions/rollback", response_model=schemas.VersionsOut, responses=responses(400, 403, 409))
+@router.post("/model-versions/rollback", response_model=schemas.VersionsOut,
+             responses=responses(400, 403, 409, 502))
 def rollback(key: Admin, svc: ServiceDep) -> schemas.VersionsOut:
-    """Serve the version that served before the current one (admin)."""
+    """Serve the version that served before the current one (admin). 502 when the vLLM server refuses the older
+    version's adapter (`model.publish` "vllm-lora"): nothing changes."""
     svc.rollback()
     return _versions(svc)
 

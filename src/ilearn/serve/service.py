@@ -9,14 +9,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import TYPE_CHECKING
 
 import ilearn.serve.schemas as schemas
 from ilearn.assistant import Assistant
 from ilearn.dialogue import prompts
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.memory import calibration
+from ilearn.models.openai import RemoteModelError
 from ilearn.serve.conversations import Conversations
 from ilearn.serve.errors import ApiError
 from ilearn.serve.jobs import Job, LearningJobs
@@ -26,6 +29,9 @@ from ilearn.serve.scope import can_see, check_session, split_user, user_id
 from ilearn.serve.settings import ServeSettings
 from ilearn.turn import Reply, ReplyStream, open_request
 from ilearn.types import Event, EventStatus, Feedback, FeedbackSource, Label, Role, Session, Turn, TurnKind
+
+if TYPE_CHECKING:
+    from ilearn.types import ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -192,14 +198,24 @@ class Service:
 
     # ------------------------------------------------------------------ models
     def promote(self, version_id: str) -> str:
-        version = self._registry().promote(version_id)
-        self.assistant.versions.refresh()
-        self.metrics.serving(version.id)
-        return version.id
+        """Make `version_id` active and serve it from the next turn on; its id (`_change`)."""
+        registry = self._registry()
+        return self._change(lambda: registry.promote(version_id))
 
     def rollback(self) -> str:
-        version = self._registry().rollback()
-        self.assistant.versions.refresh()
+        """Make the version active before the current one active again and serve it; its id (`_change`)."""
+        registry = self._registry()
+        return self._change(registry.rollback)
+
+    def _change(self, change: Callable[[], ModelVersion]) -> str:
+        """Run the registry `change` through the model versions (`ModelVersions.change`). With a vLLM server
+        (`model.publish` "vllm-lora") the change commits only once the server serves the version, as with
+        `ilearn models promote`: a refused adapter is a 502 with the server's reason, the registry unchanged."""
+        try:
+            version = self.assistant.versions.change(change)
+        except RemoteModelError as exc:
+            raise ApiError(502, f"the model server did not take the change, the active version is unchanged: "
+                                f"{exc}") from exc
         self.metrics.serving(version.id)
         return version.id
 

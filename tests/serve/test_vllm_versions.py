@@ -1,0 +1,96 @@
+"""Promote and rollback through the service when a vLLM server serves the versions (`model.publish` "vllm-lora"),
+against the fake server of `fake_vllm`: a version the server refuses is a 502 with its reason, the registry and
+the served adapter as they were; a later good change goes through."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fake_vllm import FakeVLLM, fake_vllm, lora_calls, published_config, version
+from ilearn.runtime import build_runtime
+from ilearn.serve import create_app
+
+
+class Deployment:
+    """A service over a runtime that publishes to the fake server, with an admin key and a robot key."""
+
+    def __init__(self, client: TestClient, app) -> None:
+        self.client, self.service = client, app.state.service
+        self.registry = self.service.assistant.registry
+        keys = self.service.keys
+        self.admin = {"Authorization": f"Bearer {keys.create('site', 'admin')[1]}"}
+        self.robot = {"Authorization": f"Bearer {keys.create('r1')[1]}"}
+
+    def post(self, url: str, **kwargs):
+        return self.client.post(url, headers=self.admin, **kwargs)
+
+    def serving(self) -> str:
+        return self.client.get("/v1/model-versions", headers=self.admin).json()["serving"]
+
+    def answer(self) -> str:
+        """What a turn answers: the fake server replies with the model name (adapter) the turn asked."""
+        r = self.client.post("/v1/turns", json={"user": "ana", "text": "hello"}, headers=self.robot)
+        assert r.status_code == 200, r.text
+        return r.json()["text"]
+
+    def refuse(self, version_id: str) -> None:
+        FakeVLLM.refuse = {self.registry.get(version_id).path}
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    with fake_vllm() as url, TestClient(create_app(build_runtime(published_config(tmp_path, url)))) as client:
+        yield Deployment(client, client.app)
+
+
+def test_a_refused_promotion_is_a_502_and_changes_nothing(deployment) -> None:
+    d = deployment
+    v1, v2 = version(d.registry), version(d.registry)
+    r = d.post(f"/v1/model-versions/{v1}/promote")
+    assert r.status_code == 200 and r.json()["serving"] == v1
+    first = lora_calls("load")[0]
+    assert first.startswith(f"ilearn-{v1}-") and d.answer() == first
+
+    d.refuse(v2)
+    r = d.post(f"/v1/model-versions/{v2}/promote")
+    assert r.status_code == 502, r.text
+    error = r.json()["error"]
+    assert error["message"].startswith("the model server did not take the change, the active version is "
+                                       "unchanged: vLLM refused load_lora_adapter of 'ilearn-" + v2)
+    assert error["message"].endswith(f"(400): cannot load {lora_calls('load')[1]}") and error["type"] == "server_error"
+    assert d.registry.active_id() == v1 and d.registry.get(v2).status.value == "candidate"
+    assert d.serving() == v1 and d.service.assistant.versions.publisher.served == (v1, first)
+    assert lora_calls("unload") == [] and FakeVLLM.loaded == {first}
+    assert d.answer() == first and len(lora_calls("load")) == 2  # a turn does not try the refused version again
+
+    FakeVLLM.refuse = set()
+    r = d.post(f"/v1/model-versions/{v2}/promote")
+    assert r.status_code == 200 and r.json()["serving"] == v2
+    second = lora_calls("load")[2]
+    assert second.startswith(f"ilearn-{v2}-") and d.answer() == second
+    assert lora_calls("unload") == [first] and FakeVLLM.loaded == {second}
+    assert f'ilearn_model_version_info{{version="{v2}"}} 1.0' in d.client.get("/metrics").text
+
+
+def test_a_refused_rollback_is_a_502_and_changes_nothing(deployment) -> None:
+    d = deployment
+    v1, v2 = version(d.registry), version(d.registry)
+    assert d.post(f"/v1/model-versions/{v1}/promote").status_code == 200
+    assert d.post(f"/v1/model-versions/{v2}/promote").status_code == 200
+    second = lora_calls("load")[1]
+
+    d.refuse(v1)
+    r = d.post("/v1/model-versions/rollback")
+    assert r.status_code == 502 and f"vLLM refused load_lora_adapter of 'ilearn-{v1}-" in r.json()["error"]["message"]
+    assert d.registry.active_id() == v2 and d.serving() == v2 and d.answer() == second
+    assert FakeVLLM.loaded == {second}
+
+    FakeVLLM.refuse = set()
+    r = d.post("/v1/model-versions/rollback")  # the rollback refused before is the same rollback now
+    assert r.status_code == 200 and r.json()["serving"] == v1
+    again = lora_calls("load")[-1]
+    assert again.startswith(f"ilearn-{v1}-") and d.answer() == again and FakeVLLM.loaded == {again}
+    r = d.post("/v1/model-versions/rollback")  # to the base: its name serves, nothing to load
+    assert r.status_code == 200 and r.json()["serving"] == "base" and d.answer() == "base-vlm"
+    assert FakeVLLM.loaded == set()
