@@ -1,13 +1,17 @@
-"""Promote and rollback through the service when a vLLM server serves the versions (`model.publish` "vllm-lora"),
-against the fake server of `fake_vllm`: a version the server refuses is a 502 with its reason, the registry and
-the served adapter as they were; a later good change goes through."""
+"""Promote, rollback and a learning job's promotion through the service when a vLLM server serves the versions
+(`model.publish` "vllm-lora"), against the fake server of `fake_vllm`: a version the server refuses is a 502
+with its reason, the registry and the served adapter as they were; a later good change goes through."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
+import ilearn.learning.select
 from fake_vllm import FakeVLLM, fake_vllm, lora_calls, published_config, version
+from ilearn.learning.update import LearnOutcome
 from ilearn.runtime import build_runtime
 from ilearn.serve import create_app
 
@@ -94,3 +98,43 @@ def test_a_refused_rollback_is_a_502_and_changes_nothing(deployment) -> None:
     r = d.post("/v1/model-versions/rollback")  # to the base: its name serves, nothing to load
     assert r.status_code == 200 and r.json()["serving"] == "base" and d.answer() == "base-vlm"
     assert FakeVLLM.loaded == set()
+
+
+def _wait(d: Deployment, job_id: str, limit_s: float = 60.0) -> dict:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        job = d.client.get(f"/v1/learn/{job_id}", headers=d.admin).json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.05)
+    pytest.fail(f"learning job {job_id} did not finish in {limit_s} s")
+
+
+def test_a_learning_job_whose_promotion_is_refused_leaves_the_version_before(deployment, monkeypatch) -> None:
+    d = deployment
+    v1, candidate = version(d.registry), version(d.registry)
+    assert d.post(f"/v1/model-versions/{v1}/promote").status_code == 200
+    first = lora_calls("load")[0]
+
+    def gate_passes(vlm, store, registry, config, *, promote, gate_vlm, general, progress):
+        """What `learn_best` returns when its candidate passes the gate (the openai backend cannot train)."""
+        promoted = registry.promote(candidate) if promote else registry.get(candidate)
+        return LearnOutcome(promoted, promoted=promote, reasons=["learned"], gate={"promote": True})
+
+    monkeypatch.setattr(ilearn.learning.select, "learn_best", gate_passes)
+    d.refuse(candidate)
+    job = _wait(d, d.post("/v1/learn", json={"general": False}).json()["id"])
+    assert job["status"] == "done", job
+    outcome = job["outcome"]
+    assert outcome["decision"] == "refused" and not outcome["promoted"] and outcome["version"] == candidate
+    assert outcome["reasons"][0] == "learned"
+    assert outcome["reasons"][1].startswith("not promoted: the model server refused it (vLLM refused "
+                                            f"load_lora_adapter of 'ilearn-{candidate}-")
+    assert d.registry.active_id() == v1 and d.registry.get(candidate).status.value == "candidate"
+    assert d.serving() == v1 and d.answer() == first and FakeVLLM.loaded == {first}
+
+    FakeVLLM.refuse = set()
+    job = _wait(d, d.post("/v1/learn", json={"general": False}).json()["id"])
+    assert job["outcome"]["decision"] == "promoted" and job["outcome"]["version"] == candidate
+    published = lora_calls("load")[-1]
+    assert d.registry.active_id() == candidate and d.serving() == candidate and d.answer() == published

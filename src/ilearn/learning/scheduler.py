@@ -3,7 +3,9 @@
 `learn.auto_after_events` new events (events not in the latest version's snapshot, trained or held out) start
 an update in a background thread. The update trains from the base weights (a copy of them), gates the
 candidate against the model serving now, and promotes it; the promoted version is then loaded into a model
-object of its own (`ModelVersions.refresh`), so answering never waits for any of it. A failed update is
+object of its own (`ModelVersions.change`), so answering never waits for any of it. With a vLLM server
+(`model.publish` "vllm-lora") the promotion commits only once the server serves the adapter: a refused one
+leaves the candidate a candidate and the version before active and serving. A failed update is
 logged and never takes the assistant down.
 
 Counting new events exactly reads every event; the scheduler counts the events that closes report and only
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ilearn.config import Config
 from ilearn.errors import InvalidInput
 from ilearn.memory.store import EventStore
+from ilearn.models.openai import RemoteModelError
 from ilearn.models.versions import ModelVersions
 
 if TYPE_CHECKING:
@@ -54,12 +58,26 @@ class LearningScheduler:
             raise InvalidInput("this assistant has no model registry: build it with Assistant.from_config")
         with self._one_at_a_time:
             gate_vlm = self.versions.current(wait=True).vlm  # the model serving now
-            outcome = learn_best(self.versions.base, self.store, self.registry, self.config, promote=promote,
-                            gate_vlm=gate_vlm, general=general, progress=progress)
-            self.versions.refresh()  # the promoted version in memory before the next turn asks for it
+            outcome = learn_best(self.versions.base, self.store, self.registry, self.config, promote=False,
+                                 gate_vlm=gate_vlm, general=general, progress=progress)
+            if promote and outcome.accepted:
+                outcome = self._promote(outcome)
             with self._counting:
                 self._pending = None
             return outcome
+
+    def _promote(self, outcome: LearnOutcome) -> LearnOutcome:
+        """Promote the candidate the gate passed and serve it before the next turn asks for it
+        (`ModelVersions.change`). A model server that refuses it (`model.publish` "vllm-lora") undoes the
+        promotion: the candidate stays a candidate (promote it by hand later) and the outcome says why."""
+        candidate = outcome.version.id
+        try:
+            version = self.versions.change(lambda: self.registry.promote(candidate))
+        except RemoteModelError as exc:
+            logger.error("learn: %s passed the gate but was not promoted: %s", candidate, exc)
+            return replace(outcome, reasons=[*outcome.reasons, f"not promoted: the model server refused it ({exc}); "
+                                                               f"the active version is unchanged"])
+        return replace(outcome, version=version, promoted=True)
 
     def new_events_since_training(self) -> int:
         """Events not in the latest model version's snapshot (trained or held out)."""

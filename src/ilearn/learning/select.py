@@ -37,10 +37,6 @@ def candidate_settings(config: Config) -> list[Config]:
     return [config.override(learn=learn_cfg) for learn_cfg in learns]
 
 
-def _accepted(outcome: LearnOutcome) -> bool:
-    return bool(outcome.gate and outcome.gate.get("promote"))
-
-
 def _rank(outcome: LearnOutcome) -> tuple[float, float]:
     gate = outcome.gate or {}
     learning = (gate.get("learning") or {}).get("candidate", 0.0)
@@ -65,12 +61,12 @@ def learn_best(vlm: Any, store: Any, registry: Any, config: Config, *, promote: 
         if outcome.version is None:  # nothing to train on: the same for every candidate
             return outcome
         outcomes.append((candidate, outcome))
-    accepted = [o for _, o in outcomes if _accepted(o)]
+    accepted = [o for _, o in outcomes if o.accepted]
     best = max(accepted, key=_rank, default=None)
     lines = []
     for candidate, outcome in outcomes:
         learning, general_score = _rank(outcome)
-        verdict = ("kept" if outcome is best else "not the best" if _accepted(outcome) else "refused by the gate")
+        verdict = ("kept" if outcome is best else "not the best" if outcome.accepted else "refused by the gate")
         lines.append(f"candidate {outcome.version.id} ({describe(candidate, config)}): held-out "
                      f"{learning:.2f}, general {general_score:.2f}: {verdict}")
         if verdict == "not the best":

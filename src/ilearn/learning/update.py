@@ -50,6 +50,11 @@ class LearnOutcome:
     n_heldout_events: int = 0
     seconds: float = 0.0
 
+    @property
+    def accepted(self) -> bool:
+        """Whether the gate passed the candidate (promoted or not)."""
+        return bool(self.gate and self.gate.get("promote"))
+
     def summary(self) -> str:
         if self.version is None:
             return "nothing to learn: " + "; ".join(self.reasons)
