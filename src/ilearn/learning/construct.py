@@ -47,7 +47,8 @@ import time
 from dataclasses import dataclass, field
 
 from ilearn.dialogue.choice import PANEL_QUESTION
-from ilearn.dialogue.feedback import FeedbackDecoder, answers_match
+from ilearn.dialogue.corrections import answers_match
+from ilearn.dialogue.exchange import FeedbackDecoder
 from ilearn.errors import NotFound
 from ilearn.memory.store import EventStore
 from ilearn.text import contains_answer
