@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -76,11 +76,11 @@ def published_config(home, server: str) -> Config:
         retrieval={"image_embedder": "stub", "text_embedder": "hashing", "index": "exact"})
 
 
-def version(registry: ModelRegistry) -> str:
-    """A registered candidate with an (empty) adapter folder; its id."""
+def version(registry: ModelRegistry, event_ids: Sequence[str] = ()) -> str:
+    """A registered candidate with an (empty) adapter folder, trained on `event_ids`; its id."""
     version_id, path = registry.new_path()
     (path / "adapter_config.json").write_text("{}")
-    return registry.register(path=path, recipe="sft").id
+    return registry.register(path=path, recipe="sft", event_ids=event_ids).id
 
 
 def ask(model) -> str:

@@ -400,9 +400,11 @@ class Assistant:
         """Delete every trace of a user and report it (`forget_user_data`). Unknown user -> NotFound.
 
         Waits for the user's turns in progress (their rows are deleted too); turns of the user that arrive
-        meanwhile wait, then find their session gone (NotFound)."""
+        meanwhile wait, then find their session gone (NotFound). A serving version trained on their events stops
+        serving before the events are deleted (`ModelVersions.forget`)."""
         with self.sessions.user(user_id, exclusive=True):
-            return forget_user_data(self.store, self.memory, self.registry, self.config.home_path, user_id)
+            return forget_user_data(self.store, self.memory, self.registry, self.config.home_path, user_id,
+                                    versions=self.versions)
 
     def close(self) -> None:
         """Save the vector index and close the store (call on shutdown; a crash is repaired on the next start)."""
@@ -434,6 +436,11 @@ class ForgetReport:
     """They had a profile (`ilearn.users`), now deleted."""
     concepts: int = 0
     """Their personal things (`ilearn.users`), deleted with their photos."""
+    served: str | None = None
+    """The version this process serves after the forget (None: not switched here; its workers switch at their
+    next turn)."""
+    note: str | None = None
+    """Why `served` is not the active version (e.g. the model server refused it), else None."""
 
     def summary(self) -> str:
         lines = [f"forgot user {self.user_id!r}: {len(self.event_ids)} event(s), {self.sessions} session(s) "
@@ -448,7 +455,9 @@ class ForgetReport:
         if v is not None and v.trained:
             lines.append(f"  model versions trained on them, retired and their weights deleted: {', '.join(v.trained)}")
         if v is not None and v.replaced:
-            lines.append(f"  the serving model {v.active_before} was one of them: {v.active_after} serves now "
+            now = (f"{v.active_after} serves now" if self.served in (None, v.active_after)
+                   else f"{v.active_after} is active, {self.served} serves: {self.note}")
+            lines.append(f"  the serving model {v.active_before} was one of them: {now} "
                          f"(run `ilearn learn` to train one on the remaining shared events)")
         if v is not None and set(v.scrubbed) - set(v.trained):
             lines.append(f"  their ids and gate examples removed from: {', '.join(sorted(set(v.scrubbed) - set(v.trained)))}")
@@ -465,11 +474,12 @@ def _concept_embedder(memory: RetrievalMemory | None) -> ImageEmbedder:
 
 
 def forget_user_data(store: EventStore, memory: RetrievalMemory | None, registry: ModelRegistry | None,
-                     home: Path | None, user_id: str) -> ForgetReport:
+                     home: Path | None, user_id: str, *, versions: ModelVersions | None = None) -> ForgetReport:
     """Delete every trace of `user_id` and report it: model versions trained on their events (retired, weights
-    deleted, the serving one replaced by a clean one: `ModelRegistry.forget_events`), their sessions, turns,
-    events, images and vectors (the index compacted, the WAL emptied), their ids in other rows, and the exports
-    under `home` that held their events. Unknown user -> NotFound."""
+    deleted, the serving one replaced by a clean one: `ModelRegistry.forget_events`; with `versions`, this
+    process's served model switched from them at once: `ModelVersions.forget`), their sessions, turns, events,
+    images and vectors (the index compacted, the WAL emptied), their ids in other rows, and the exports under
+    `home` that held their events. Unknown user -> NotFound."""
     if not store.has_user(user_id):
         raise NotFound(f"unknown user {user_id!r}")
     sessions = store.list_sessions(user_id=user_id)
@@ -482,6 +492,9 @@ def forget_user_data(store: EventStore, memory: RetrievalMemory | None, registry
                           concepts=len(store.list_user_records(user_id, CONCEPT)))
     if registry is not None:
         report.versions = registry.forget_events([e.id for e in own])
+        if versions is not None and report.versions.trained:
+            report.served = versions.forget(report.versions.trained)
+            report.note = versions.note
     report.event_ids = memory.forget_user(user_id) if memory is not None else store.delete_user(user_id)
     for sha in shas:
         try:

@@ -1,5 +1,6 @@
 """Publishing promoted versions to a vLLM server, against a small fake server that records the calls: the
-publisher alone, then a deployment built with `model.publish` "vllm-lora" (the runtime, the `models` command)."""
+publisher alone, then a deployment built with `model.publish` "vllm-lora" (the runtime, the `models` command,
+workers that see a forget made elsewhere)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import pytest
 
 from fake_vllm import FakeVLLM, ask, chat_models, fake_vllm, lora_calls, published_config, version
-from ilearn.assistant import Assistant
+from ilearn.assistant import Assistant, forget_user_data
 from ilearn.cli import main
 from ilearn.config import ModelConfig
 from ilearn.errors import InvalidInput
@@ -17,6 +18,7 @@ from ilearn.memory.sqlite import SQLiteStore
 from ilearn.models.openai import OpenAIVisionLanguageModel, RemoteModelError
 from ilearn.models.vllm_publish import AdapterPublisher, PublishedVersions, VLLMAdapters
 from ilearn.runtime import build_runtime
+from ilearn.types import Event
 
 
 @pytest.fixture
@@ -186,3 +188,48 @@ def test_the_models_command_checks_the_adapter_and_the_server_follows(server, tm
         with runtime.versions.hold() as handle:
             assert ask(handle.vlm) == "base-vlm"
         assert FakeVLLM.loaded == set()
+
+
+def test_a_forget_elsewhere_stops_every_worker_serving_the_forgotten_adapter(server, tmp_path, caplog) -> None:
+    """Two workers serve a version trained on kim's events; kim is forgotten by another process (as `ilearn events
+    forget` does) and vLLM refuses the replacement: each worker, at its next store read, unloads its own adapter of
+    the forgotten version at once and serves the base model until the replacement loads."""
+    home = tmp_path / "home"
+    with build_runtime(published_config(home, server)) as one, build_runtime(published_config(home, server)) as two:
+        registry = one.registry
+        taught = Event(image=None, question="what is this?", answer="zqsecret", user_id="kim")
+        one.store.add_events([taught])
+        clean, tainted = version(registry), version(registry, event_ids=[taught.id])
+        registry.promote(clean)
+        registry.promote(tainted)
+        names = {}
+        for worker, runtime in (("one", one), ("two", two)):
+            with runtime.versions.hold() as handle:
+                names[worker] = ask(handle.vlm)
+        assert all(n.startswith(f"ilearn-{tainted}-") for n in names.values()) and len(set(names.values())) == 2
+
+        FakeVLLM.refuse.add(registry.get(clean).path)
+        with two.versions.hold() as running:  # a turn of worker two that started on the forgotten adapter
+            report = forget_user_data(one.store, None, ModelRegistry(one.store, home), home, "kim")
+            assert report.versions.trained == [tainted] and registry.active_id() == clean
+            with caplog.at_level(logging.ERROR, logger="ilearn.models.vllm_publish"), two.versions.hold() as handle:
+                assert ask(handle.vlm) == "base-vlm" and handle.version == "base"
+            assert names["two"] in lora_calls("unload") and names["two"] not in FakeVLLM.loaded
+            with pytest.raises(RemoteModelError, match="does not exist"):
+                ask(running.vlm)  # its next request fails rather than be answered by the forgotten adapter
+        message = caplog.records[-1].getMessage()
+        assert message.startswith(f"could not publish model version {clean} to the vLLM server: vLLM refused")
+        assert message.endswith(f"{tainted}, served before, was trained on forgotten data: unloaded; the base model "
+                                "serves until the server loads it")
+        assert FakeVLLM.loaded == {names["one"]}  # worker one has not read the store since
+        assert one.versions.current().version == "base" and FakeVLLM.loaded == set()  # e.g. at its /readyz
+
+        loads = len(lora_calls("load"))
+        with two.versions.hold() as handle:  # not tried again before the retry delay
+            assert ask(handle.vlm) == "base-vlm" and len(lora_calls("load")) == loads
+        FakeVLLM.refuse.clear()
+        two.versions.retry_s = 0.0
+        with two.versions.hold() as handle:
+            assert handle.version == clean and ask(handle.vlm) == lora_calls("load")[-1]
+        assert one.versions.refresh().version == clean
+        assert not set(names.values()) & (FakeVLLM.loaded | set(chat_models()[-2:]))

@@ -175,7 +175,8 @@ def test_forget_a_user_deletes_every_trace(served, red):
                        json={"rating": "down", "correction": "paracetamol"})
     served.client.post(f"/v1/sessions/{reply['session_id']}/close", headers=served.auth("r2"))
     r = served.client.delete("/v1/robots/r2/users/kim", headers=served.auth("admin"))
-    assert r.status_code == 200 and r.json() == {"robot": "r2", "user": "kim", "deleted_events": 1}
+    assert r.status_code == 200 and r.json() == {"robot": "r2", "user": "kim", "deleted_events": 1,
+                                           "retired_versions": [], "served": None, "note": None}
     assert served.client.get(f"/v1/sessions/{reply['session_id']}", headers=served.auth("r2")).status_code == 404
     assert served.client.get("/v1/events?user=kim", headers=served.auth("r2")).json()["events"] == []
     assert served.client.delete("/v1/robots/r2/users/kim", headers=served.auth("admin")).status_code == 404

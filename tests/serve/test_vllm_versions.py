@@ -1,19 +1,22 @@
-"""Promote, rollback and a learning job's promotion through the service when a vLLM server serves the versions
-(`model.publish` "vllm-lora"), against the fake server of `fake_vllm`: a version the server refuses is a 502
-with its reason, the registry and the served adapter as they were; a later good change goes through."""
+"""Promote, rollback, a learning job's promotion and a forget through the service when a vLLM server serves the
+versions (`model.publish` "vllm-lora"), against the fake server of `fake_vllm`: a version the server refuses is a
+502 with its reason, the registry and the served adapter as they were; a later good change goes through. A forget
+whose replacement the server refuses serves the base model, never the forgotten version's adapter."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 import ilearn.learning.select
-from fake_vllm import FakeVLLM, fake_vllm, lora_calls, published_config, version
+from fake_vllm import FakeVLLM, chat_models, fake_vllm, lora_calls, published_config, version
 from ilearn.learning.update import LearnOutcome
 from ilearn.runtime import build_runtime
 from ilearn.serve import create_app
+from ilearn.types import Event
 
 
 class Deployment:
@@ -32,9 +35,9 @@ class Deployment:
     def serving(self) -> str:
         return self.client.get("/v1/model-versions", headers=self.admin).json()["serving"]
 
-    def answer(self) -> str:
+    def answer(self, user: str = "ana") -> str:
         """What a turn answers: the fake server replies with the model name (adapter) the turn asked."""
-        r = self.client.post("/v1/turns", json={"user": "ana", "text": "hello"}, headers=self.robot)
+        r = self.client.post("/v1/turns", json={"user": user, "text": "hello"}, headers=self.robot)
         assert r.status_code == 200, r.text
         return r.json()["text"]
 
@@ -138,3 +141,42 @@ def test_a_learning_job_whose_promotion_is_refused_leaves_the_version_before(dep
     assert job["outcome"]["decision"] == "promoted" and job["outcome"]["version"] == candidate
     published = lora_calls("load")[-1]
     assert d.registry.active_id() == candidate and d.serving() == candidate and d.answer() == published
+
+
+def test_a_forget_whose_replacement_vllm_refuses_serves_the_base_never_the_forgotten_adapter(deployment) -> None:
+    d = deployment
+    taught = Event(image=None, question="what is this?", answer="zqsecret", user_id="r1:kim", robot_id="r1")
+    d.service.assistant.store.add_events([taught])
+    clean, tainted = version(d.registry), version(d.registry, event_ids=[taught.id])
+    assert d.post(f"/v1/model-versions/{clean}/promote").status_code == 200
+    assert d.post(f"/v1/model-versions/{tainted}/promote").status_code == 200
+    forgotten = lora_calls("load")[1]
+    assert forgotten.startswith(f"ilearn-{tainted}-") and d.answer() == forgotten
+
+    d.refuse(clean)
+    r = d.client.delete("/v1/robots/r1/users/kim", headers=d.admin)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["deleted_events"] == 1 and out["retired_versions"] == [tainted] and out["served"] == "base"
+    assert out["note"].startswith(f"the model server refused version {clean} (vLLM refused load_lora_adapter")
+    assert out["note"].endswith(f"{tainted}, served before, was trained on forgotten data: unloaded; the base model "
+                                "serves until the server loads it")
+    assert forgotten in lora_calls("unload") and forgotten not in FakeVLLM.loaded  # unloaded at once
+    assert not Path(d.registry.get(tainted).path).exists()
+    assert d.registry.active_id() == clean and d.registry.get(clean).status.value == "active"  # kept
+
+    turns_before = len(chat_models())
+    assert [d.answer(), d.answer("bob")] == ["base-vlm", "base-vlm"]
+    assert forgotten not in chat_models()[turns_before:]
+    assert d.client.get("/readyz").json()["model_version"] == "base"
+    listed = d.client.get("/v1/model-versions", headers=d.admin).json()
+    assert listed["serving"] == clean and listed["served"] == "base" and "refused" in listed["note"]
+    assert 'ilearn_model_version_info{version="base"} 1.0' in d.client.get("/metrics").text
+
+    FakeVLLM.refuse = set()  # vLLM takes the replacement now: served from the next turn after the retry delay
+    d.service.assistant.versions.retry_s = 0.0
+    replacement = d.answer()
+    assert replacement.startswith(f"ilearn-{clean}-") and lora_calls("load")[-1] == replacement
+    assert FakeVLLM.loaded == {replacement} and forgotten not in chat_models()[turns_before:]
+    listed = d.client.get("/v1/model-versions", headers=d.admin).json()
+    assert listed["served"] == clean and listed["note"] is None

@@ -227,6 +227,16 @@ class ModelRegistry:
                            ", ".join(report.trained), report.active_after)
         return report
 
+    def forgotten(self, version_id: str) -> bool:
+        """Whether `version_id` was trained on forgotten events (`forget_events`) or is gone from the registry:
+        its weights must never serve again (the base model never is)."""
+        if version_id == BASE:
+            return False
+        try:
+            return "forgotten" in self.get(version_id).metrics
+        except NotFound:
+            return True
+
     @staticmethod
     def _clean_ancestor(versions: list[ModelVersion], tainted: set[str]) -> ModelVersion | None:
         """The version promoted last among those not trained on forgotten events whose weights exist, or None."""

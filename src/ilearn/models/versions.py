@@ -32,7 +32,7 @@ import copy
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -86,6 +86,8 @@ class ModelVersions:
         self._loading = threading.Lock()  # one load at a time
         self._latest = ModelHandle(getattr(base, "version", BASE), base)
         self.served = ServedModel(self)
+        self.note: str | None = None
+        """Why the version served is not the active one (its weights could not be loaded), else None."""
 
     @property
     def base(self) -> VisionLanguageModel:
@@ -129,6 +131,18 @@ class ModelVersions:
         self.refresh()
         return version
 
+    def forget(self, version_ids: Collection[str]) -> str:
+        """After `ModelRegistry.forget_events`: the versions trained on forgotten events dropped from memory (the
+        base model serves in their place until the active version loads) and the active version loaded; the id
+        of the version that serves now. (A turn running on one of them ends on it.)"""
+        gone = set(version_ids)
+        with self._lock:
+            for version_id in gone:
+                self._loaded.pop(version_id, None)
+            if self._latest.version in gone:
+                self._latest = ModelHandle(BASE, self._base)
+        return self.refresh().version
+
     @contextmanager
     def hold(self) -> Iterator[ModelHandle]:
         """The current handle, bound to this thread's context for the block (what `served` forwards to)."""
@@ -150,6 +164,7 @@ class ModelVersions:
                 return None
             self._loaded.move_to_end(version_id)
         self._latest = handle
+        self.note = None
         return handle
 
     def _load(self, version_id: str) -> ModelHandle:
@@ -157,11 +172,12 @@ class ModelVersions:
         try:
             vlm = copy.deepcopy(self._base)
             self._source.apply(vlm, version_id)
-        except Exception:  # a broken version must not take answering down
+        except Exception as exc:  # a broken version must not take answering down
             logger.exception("could not load model version %s; serving %s meanwhile", version_id,
                              self._latest.version)
             with self._lock:
                 self._failed.add(version_id)
+                self.note = f"model version {version_id} could not be loaded ({exc}); {self._latest.version} serves"
                 return self._latest
         handle = ModelHandle(version_id, vlm)
         with self._lock:
@@ -170,6 +186,7 @@ class ModelVersions:
                 dropped, _ = self._loaded.popitem(last=False)
                 logger.info("model version %s dropped from memory", dropped)
             self._latest = handle
+            self.note = None
         logger.info("model version %s loaded; it serves from the next turn on", version_id)
         return handle
 

@@ -13,7 +13,8 @@ the service) is published without restarting anything:
 
 A rollback is the same backwards: the older version is loaded again under a new name (or the base model's name
 is served again) and the newer adapter unloaded when idle. A refused load changes nothing: the version served
-before serves on.
+before serves on, unless that one was trained on a forgotten user's events (`ModelRegistry.forget_events`): its
+adapter is unloaded at once whatever happens and the base model serves until the server takes the replacement.
 
 `PublishedVersions` (built by `build_runtime` for that setting) is the runtime's `ModelVersions`: it publishes
 the registry's active version where `ModelVersions` would load it, at the store read of each turn (so a promotion
@@ -36,8 +37,9 @@ import copy
 import logging
 import os
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -128,6 +130,7 @@ class _Served:
     name: str  # the chat requests' `model`
     users: int = 0
     retired: bool = False
+    unloaded: bool = False
 
 
 class AdapterPublisher:
@@ -140,6 +143,7 @@ class AdapterPublisher:
         self.base_name = vlm.model_name
         self._lock = threading.Lock()
         self._current = _Served(BASE, self.base_name)
+        self._lingering: set[str] = set()  # retired adapters the server could not unload
 
     @property
     def served(self) -> tuple[str, str]:
@@ -147,10 +151,17 @@ class AdapterPublisher:
         with self._lock:
             return self._current.version, self._current.name
 
-    def publish(self, version_id: str, path: str | None = None) -> str:
+    @property
+    def lingering(self) -> set[str]:
+        """Names of retired adapters the server refused to unload (they waste its memory; no turn asks them)."""
+        with self._lock:
+            return set(self._lingering)
+
+    def publish(self, version_id: str, path: str | None = None, *, revoke: bool = False) -> str:
         """Serve `version_id` from the next turn on: its adapter at `path` loaded under a new name (BASE: the base
-        model's name); the adapter served before is unloaded once its turns end. Returns the served name. A
-        refused load changes nothing (RemoteModelError)."""
+        model's name); the adapter served before is unloaded once its turns end, or at once with `revoke` (a
+        version trained on forgotten data: the turns holding it fail their next request rather than be answered
+        by it). Returns the served name. A refused load changes nothing (RemoteModelError)."""
         if version_id == BASE:
             name = self.base_name
         else:
@@ -162,7 +173,10 @@ class AdapterPublisher:
             old.retired = True
             idle = old.users == 0
         logger.info("vLLM serves version %s as %s (was %s)", version_id, name, old.name)
-        if idle:
+        if revoke and not idle:
+            logger.warning("adapter %s (version %s) revoked while %d turn(s) hold it: their next requests fail",
+                           old.name, old.version, old.users)
+        if idle or revoke:
             self._unload(old)
         return name
 
@@ -202,13 +216,21 @@ class AdapterPublisher:
         return model
 
     def _unload(self, served: _Served) -> None:
-        if served.name == self.base_name:
-            return  # the base model is the server's own, never unloaded
+        with self._lock:
+            if served.unloaded or served.name == self.base_name:
+                return  # unloaded already (a revoked adapter whose last turn ended), or the server's own model
+            served.unloaded = True
         try:
             self.adapters.unload(served.name)
             logger.info("adapter %s (version %s) unloaded", served.name, served.version)
-        except RemoteModelError as exc:  # it only wastes server memory until the server restarts
+        except RemoteModelError as exc:  # no turn asks it any more; it wastes server memory until a restart
             logger.warning("could not unload adapter %s: %s", served.name, exc)
+            with self._lock:
+                served.unloaded = False  # the end of a turn still holding it tries again
+                self._lingering.add(served.name)
+            return
+        with self._lock:
+            self._lingering.discard(served.name)
 
 
 class PublishedVersions(ModelVersions):
@@ -218,15 +240,23 @@ class PublishedVersions(ModelVersions):
     at the store read of a turn's `current` (a promotion made by another process serves from the next turn on)
     and at `refresh`. Each turn holds the adapter it started with to its end. `change` (a promotion or rollback
     of this process) commits only once the server serves the version; a version found active at a turn or a
-    `refresh` that the server refuses is logged and the version served before serves on; it is not tried again
-    at every turn, only at the next `refresh`.
+    `refresh` that the server refuses is logged and the version served before serves on; a turn tries it again
+    `retry_s` after the refusal, `refresh` at once.
+
+    A version trained on forgotten events (`ModelRegistry.forget_events`, in this process: `forget`, or in another
+    one) never answers again once this process has read the forget: its adapter is unloaded at once, even while
+    turns hold it (their next requests fail), and the active version is published; while the server refuses that
+    one, the base model serves. `note` says why the served version is not the active one.
     """
 
     _source: ModelRegistry
+    retry_s: float = 30.0
+    """Seconds after a refusal before a turn tries the refused version again (`refresh` tries it at once)."""
 
     def __init__(self, publisher: AdapterPublisher, registry: ModelRegistry) -> None:
         super().__init__(publisher.vlm, registry)
         self.publisher = publisher
+        self._refused_at: dict[str, float] = {}  # version id -> time.monotonic() of the server's last refusal
 
     @classmethod
     def from_config(cls, vlm: OpenAIVisionLanguageModel, registry: ModelRegistry,
@@ -236,17 +266,26 @@ class PublishedVersions(ModelVersions):
 
     def current(self, *, wait: bool = False) -> ModelHandle:
         """The served version's handle (one store read); the active version published first if another one
-        serves. While another thread publishes (`wait` False), the version served now."""
+        serves. While another thread publishes (`wait` False), the version served now, unless that one was
+        trained on forgotten events: then this waits for the thread."""
         wanted = self._source.active_id()
-        with self._lock:
-            failed = wanted in self._failed
-        if wanted != self.publisher.served[0] and not failed and self._loading.acquire(blocking=wait):
-            try:
-                self._publish(wanted)
-            finally:
-                self._loading.release()
+        served = self.publisher.served[0]
+        if wanted != served:
+            forgotten = self._source.forgotten(served)
+            if (forgotten or self._due(wanted)) and self._loading.acquire(blocking=wait or forgotten):
+                try:
+                    self._catch_up(wanted)
+                finally:
+                    self._loading.release()
         model = self.publisher.model()
         return ModelHandle(model.version, model)
+
+    def refresh(self) -> ModelHandle:
+        """Publish the active version now if another one serves, a refused one tried again (waits for a publish
+        in progress); the served version's handle."""
+        with self._lock:
+            self._refused_at.clear()
+        return self.current(wait=True)
 
     def change(self, change: Callable[[], ModelVersion]) -> ModelVersion:
         """Run `change` (the registry's promote or rollback) and serve the version it made active, in one store
@@ -255,8 +294,17 @@ class PublishedVersions(ModelVersions):
         with self._loading:
             version = self._source.change_active(change, serve=self._serve)
         with self._lock:
-            self._failed.discard(version.id)
+            self._refused_at.pop(version.id, None)
+            self.note = None
         return version
+
+    def forget(self, version_ids: Collection[str]) -> str:
+        """After `ModelRegistry.forget_events` in this process: the adapter of a forgotten version unloaded at once
+        and the active version served, or the base model while the server refuses it (`note` says so); the id of
+        the version that serves now."""
+        with self._loading:
+            self._catch_up(self._source.active_id())
+        return self.publisher.served[0]
 
     @contextmanager
     def hold(self) -> Iterator[ModelHandle]:
@@ -265,20 +313,49 @@ class PublishedVersions(ModelVersions):
         with self.publisher.turn() as model, bind(ModelHandle(model.version, model)) as handle:
             yield handle
 
+    def _due(self, version_id: str) -> bool:
+        """Whether a turn may try to publish `version_id` (never refused, or refused over `retry_s` ago)."""
+        with self._lock:
+            refused = self._refused_at.get(version_id)
+        return refused is None or time.monotonic() - refused >= self.retry_s
+
+    def _catch_up(self, wanted: str) -> None:
+        """Publish `wanted` if another version serves (caller holds `_loading`): at once, the adapter served
+        before unloaded at once, when that one was forgotten; else only if `_due`."""
+        served = self.publisher.served[0]
+        if wanted == served:
+            return  # published by the thread we waited for
+        forgotten = self._source.forgotten(served)
+        if forgotten or self._due(wanted):
+            self._publish(wanted, revoke=forgotten)
+
     def _serve(self, version: ModelVersion) -> None:
         """Publish `version` unless it serves already (caller holds `_loading`); a refusal raises."""
         if version.id != self.publisher.served[0]:
             self.publisher.publish(version.id, version.path)
 
-    def _publish(self, version_id: str) -> None:
-        """Serve `version_id` from the next turn on (caller holds `_loading`); a failure is logged."""
-        if version_id == self.publisher.served[0]:
-            return  # published by the thread we waited for
+    def _publish(self, version_id: str, *, revoke: bool) -> None:
+        """Serve `version_id` from the next turn on (caller holds `_loading`); a refusal is logged, and with
+        `revoke` (the version served now was forgotten) the base model serves instead."""
+        before, before_name = self.publisher.served
         try:
             path = None if version_id == BASE else self._source.get(version_id).path
-            self.publisher.publish(version_id, path)
+            self.publisher.publish(version_id, path, revoke=revoke)
         except Exception as exc:  # a version the server refuses must not take answering down
-            logger.error("could not publish model version %s to the vLLM server: %s; %s serves on", version_id,
-                         exc, self.publisher.served[0], exc_info=not isinstance(exc, ILearnError))
             with self._lock:
-                self._failed.add(version_id)
+                self._refused_at[version_id] = time.monotonic()
+            if revoke:
+                name = self.publisher.publish(BASE, revoke=True)
+                unloaded = "its unload refused too" if before_name in self.publisher.lingering else "unloaded"
+                outcome = (f"{before}, served before, was trained on forgotten data: {unloaded}; the base model "
+                           f"serves until the server loads it")
+                logger.info("vLLM serves the base model %s in place of the forgotten version %s", name, before)
+            else:
+                outcome = f"{before} serves on"
+            self.note = f"the model server refused version {version_id} ({exc}); {outcome}"
+            logger.error("could not publish model version %s to the vLLM server: %s; %s", version_id, exc, outcome,
+                         exc_info=not isinstance(exc, ILearnError))
+            return
+        with self._lock:
+            self._refused_at.pop(version_id, None)
+        self.note = None

@@ -109,10 +109,14 @@ def read_image(sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")], key: Cal
 
 @router.delete("/robots/{robot}/users/{user}", response_model=schemas.ForgetOut, responses=responses(403, 404))
 def forget_user(robot: Annotated[str, Path(max_length=64, pattern=_ID)], user: UserPath, key: Admin, svc: ServiceDep) -> schemas.ForgetOut:
-    """Delete every trace of a user of a robot: sessions, turns, events, vectors, images (admin)."""
+    """Delete every trace of a user of a robot: sessions, turns, events, vectors, images, the model versions
+    trained on their events (admin). A serving version among them stops serving at once: the clean version made
+    active serves, or the base model while the model server refuses it (`note`)."""
     check_robot(robot)
-    deleted = svc.forget(robot, user)
-    return schemas.ForgetOut(robot=robot, user=user, deleted_events=len(deleted))
+    report = svc.forget(robot, user)
+    retired = report.versions.trained if report.versions is not None else []
+    return schemas.ForgetOut(robot=robot, user=user, deleted_events=len(report.event_ids), retired_versions=retired,
+                             served=report.served, note=report.note)
 
 
 @router.post("/learn", response_model=schemas.JobOut, status_code=202, responses=responses(403))
@@ -170,10 +174,11 @@ def json_safe(value):
 
 
 def _versions(svc) -> schemas.VersionsOut:
-    registry = svc.assistant.registry
+    registry, versions = svc.assistant.registry, svc.assistant.versions
+    served = versions.current().version  # what the next turn gets (a forget read here stops its adapter at once)
     if registry is None:
-        return schemas.VersionsOut(serving=svc.assistant.versions.current().version, versions=[])
-    return schemas.VersionsOut(serving=registry.active_id(), versions=[
+        return schemas.VersionsOut(serving=served, served=served, versions=[])
+    return schemas.VersionsOut(serving=registry.active_id(), served=served, note=versions.note, versions=[
         schemas.VersionOut(id=v.id, parent=v.parent, recipe=v.recipe, status=v.status.value,
                            events=len(v.event_ids), created=v.created, metrics=json_safe(v.metrics))
         for v in registry.list()])

@@ -123,6 +123,12 @@ class ForgetOut(BaseModel):
     robot: str
     user: str
     deleted_events: int
+    retired_versions: list[str] = Field(default_factory=list, description=(
+        "model versions trained on the user's events: retired, their weights deleted"))
+    served: str | None = Field(None, description=(
+        "when one of them was serving: the version this worker serves now (other workers switch at their next "
+        "turn)"))
+    note: str | None = Field(None, description="why `served` is not the active version (the model server refused it)")
 
 
 # ---------------------------------------------------------------------------------------------- learning
@@ -168,7 +174,9 @@ class VersionOut(BaseModel):
 
 
 class VersionsOut(BaseModel):
-    serving: str
+    serving: str = Field(description="the active version in the registry")
+    served: str = Field(description="the version this worker's turns get now")
+    note: str | None = Field(None, description="why `served` is not `serving` (e.g. the model server refused it)")
     versions: list[VersionOut]
 
 

@@ -15,7 +15,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 import ilearn.serve.schemas as schemas
-from ilearn.assistant import Assistant
+from ilearn.assistant import Assistant, ForgetReport
 from ilearn.dialogue import prompts
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.memory import calibration
@@ -190,11 +190,15 @@ class Service:
             raise NotFound(f"unknown image {sha256}")
         return store.get_image_bytes(sha256)
 
-    def forget(self, robot: str, user: str) -> list[str]:
-        """Every trace of the user deleted (NotFound for an unknown user), its conversation digests too."""
+    def forget(self, robot: str, user: str) -> ForgetReport:
+        """Every trace of the user deleted (NotFound for an unknown user), its conversation digests too; what was
+        deleted and, when a version trained on their events served, what serves now."""
         stored = user_id(robot, user)
         self.conversations.forget_user(stored)
-        return self.assistant.forget_user(stored)
+        report = self.assistant.forget(stored)
+        if report.served is not None:
+            self.metrics.serving(report.served)
+        return report
 
     # ------------------------------------------------------------------ models
     def promote(self, version_id: str) -> str:

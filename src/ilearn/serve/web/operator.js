@@ -87,7 +87,10 @@ export function setupOperator(app) {
     const user = $("forget-user").value.trim();
     const out = await app.api.delete(`/v1/robots/${encodeURIComponent(robot)}/users/${encodeURIComponent(user)}`);
     $("forget-confirm").hidden = true;
-    $("forget-status").textContent = `Forgot ${out.user} of ${out.robot}: ${out.deleted_events} events deleted.`;
+    const models = out.retired_versions.length ? ` Model versions retired: ${out.retired_versions.join(", ")};` +
+      ` serving ${out.served ?? "unchanged"}.` : "";
+    $("forget-status").textContent = `Forgot ${out.user} of ${out.robot}: ${out.deleted_events} events deleted.` +
+      models + (out.note ? ` ${out.note}` : "");
     await loadEvents();
   }, "forget-status"));
 
