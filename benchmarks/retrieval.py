@@ -3,6 +3,7 @@
     python benchmarks/retrieval.py calibrate              # image/text similarity, choose weights + threshold
     python benchmarks/retrieval.py index --size 10k 100k  # HNSW vs exact: recall@10, p50/p99, filters, inserts
     python benchmarks/retrieval.py index --size 1m        # optional, slow
+    python benchmarks/retrieval.py index --size 1m --dims 384 --skip-single --out index_1m_scopes  # partitions
 
 Everything runs on one thread (torch and FAISS). Results go to benchmarks/results/retrieval/ as JSON and PNG.
 
@@ -18,6 +19,14 @@ index: synthetic clustered unit vectors (`Events`: families of look-alike object
 event vector: image 1280 + question text 384), 1280-d and 384-d it reports numpy exact search (same float32
 matrix, same run) against ilearn's FaissIndex: HNSW at several efSearch, the exact mode, filters keeping 10%
 (the goal), 1% and 30% through each search path, build time, and inserts/s while a thread queries.
+Then (`--robots`, 0 to skip) the same n events in a PartitionedIndex as the retrieval memory lays them out:
+`--robots` robots, each with `--users` users of `--per-user` private events and the rest of its share
+shared. A user's scope (their robot's shared partition + their own, about 1/robots of all events: the 10%
+filter at 10 robots) is searched by partitions, against numpy exact search on the same scope, and against
+the bitmap path one index of every event would take (the 8-bit code scan of the scope's rows, then exact
+re-ranking: FaissIndex's path for a filter under 20%, built here without the graph); also the robot-wide
+scope (shared + every user's partition on the robot). `--skip-single` skips the one-index part above
+(its 1M figures: index_1m.json, index_1m_384.json).
 """
 
 from __future__ import annotations
@@ -376,6 +385,144 @@ def bench_index(n: int, d: int, args, rng: np.random.Generator) -> dict:
     return res
 
 
+def _timed(fn, queries) -> tuple[list, dict]:
+    out, times, cpu = [], [], []
+    for i, qi in enumerate(queries):
+        c0, t0 = time.thread_time(), time.perf_counter()
+        out.append(fn(i, qi))
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+    return out, _pct(times, cpu)
+
+
+def bench_scopes(n: int, d: int, args, rng: np.random.Generator) -> dict:
+    """Scoped queries answered by partitions (PartitionedIndex) vs numpy exact and the one-index bitmap scan."""
+    import faiss
+
+    from ilearn.config import RetrievalConfig
+    from ilearn.memory.partitioned import PartitionedIndex
+    from ilearn.memory.retrieval import partition_of
+    from ilearn.types import Scope
+
+    robots, users, per_user = args.robots, args.users, args.per_user
+    per_robot = n // robots
+    if users * per_user >= per_robot:
+        raise SystemExit("--users x --per-user must be below the events per robot")
+    cfg = RetrievalConfig()
+    params = {"hnsw_m": args.m or cfg.hnsw_m, "ef_construction": args.ef_construction or cfg.ef_construction,
+              "ef_search": args.ef_search or cfg.ef_search, "storage": args.storage or cfg.index_storage,
+              "rerank": args.rerank or cfg.index_rerank, "hnsw_min_size": cfg.hnsw_min_size}
+    res: dict = {"n": robots * per_robot, "dim": d, "data": args.data, "robots": robots, "users_per_robot": users,
+                 "events_per_user": per_user, "params": params}
+    gen = Events(robots * per_robot, d, rng, data=args.data)
+    # each robot sees its own objects (the views of an object are taught on one robot): events sorted by object
+    order = np.argsort(gen.ids[0], kind="stable")
+    gen.ids = [ids[order] for ids in gen.ids]
+    ix = PartitionedIndex(d, **params)
+    codes = None if args.no_code_scan else faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit,
+                                                                       faiss.METRIC_INNER_PRODUCT)
+    shared = [partition_of("", f"robot{r}", Scope.SHARED) for r in range(robots)]
+    own = [[partition_of(f"user{u}", f"robot{r}", Scope.PRIVATE) for u in range(users)] for r in range(robots)]
+
+    def place(row: int) -> tuple[str, int]:
+        """The partition of global row `row` (robot-major: each robot's users' rows first, then its shared)."""
+        r, off = divmod(row, per_robot)
+        return (own[r][off // per_user] if off < users * per_user else shared[r]), r
+
+    t0 = time.perf_counter()
+    row = 0
+    for chunk in gen.chunks():
+        if codes is not None:
+            if not codes.is_trained:
+                sq = codes.sq
+                sq.rangestat, sq.rangestat_arg = faiss.ScalarQuantizer.RS_minmax, 0.1
+                codes.train(chunk)
+            codes.add(chunk)
+        groups: dict[str, list[int]] = {}
+        for i in range(len(chunk)):
+            groups.setdefault(place(row + i)[0], []).append(i)
+        for name, rows in groups.items():
+            ix.add([f"evt_{row + i}" for i in rows], chunk[rows], partition=name)
+        row += len(chunk)
+    res["build_s"] = time.perf_counter() - t0
+    res["partitions"] = {"count": len(ix.partitions()), "hnsw": sum(ix.partition(p).mode == "hnsw" for p in shared)}
+    print(f"  n={row} d={d} partitions built in {res['build_s']:.0f} s", flush=True)
+
+    def scope_rows(r: int, u: int) -> np.ndarray:
+        base = r * per_robot
+        return np.concatenate([np.arange(base + u * per_user, base + (u + 1) * per_user),
+                               np.arange(base + users * per_user, base + per_robot)])
+
+    res["scope_fraction"] = float(len(scope_rows(0, 0)) / row)
+    # a query is a new view of an object its robot was taught (a stored event's object: its views are in the
+    # robot's partitions); "_any": of any object (its in-scope neighbours are then look-alikes and noise,
+    # mostly: the worst case for approximate search, as under a random 10% filter)
+    for tag in ("", "_any"):
+        pick = rng.integers(0, row, args.queries)
+        q = gen._views([ids[pick] for ids in gen.ids])
+        scope_of = [(int(rng.integers(robots)) if tag else int(i) // per_robot, int(rng.integers(users)))
+                    for i in pick]
+        _scope_queries(res, tag, ix, q, scope_of, shared, own, codes, scope_rows, args, params["ef_search"],
+                       params["rerank"], f"n={row} d={d}")
+    return res
+
+
+def _scope_queries(res: dict, tag: str, ix, q: np.ndarray, scope_of: list[tuple[int, int]], shared: list[str],
+                   own: list[list[str]], codes, scope_rows, args, ef_search: int, rerank: int, label: str) -> None:
+    """bench_scopes' measurements for one set of queries (`scope_of`: each query's robot and user)."""
+    import faiss
+
+    def exact(i, qi, robot_wide=False):
+        r, u = scope_of[i]
+        hits = []
+        for name in [shared[r], *(own[r] if robot_wide else [own[r][u]])]:  # the partitions' own matrices
+            part = ix.partition(name)
+            s = part.vectors @ qi
+            top = np.argpartition(-s, 10)[:10] if len(s) > 10 else np.arange(len(s))
+            keys = part.keys()
+            hits += [(keys[j], float(s[j])) for j in top]
+        return [k for k, _ in sorted(hits, key=lambda h: -h[1])[:10]]
+
+    def measure(name: str, fn, truth, base: dict, **extra) -> None:
+        got, t = _timed(fn, q)
+        r = res[name + tag] = {**t, "recall@10": _recall(truth, got), **extra}
+        r["p50_vs_numpy"], r["p99_vs_numpy"] = r["p50_ms"] / base["p50_ms"], r["p99_ms"] / base["p99_ms"]
+        print(f"  {label} {name + tag:28s} p50 {r['p50_ms']:6.2f} p99 {r['p99_ms']:6.2f} (cpu {r['cpu_p50_ms']:6.2f} "
+              f"{r['cpu_p99_ms']:6.2f}) recall {r['recall@10']:.4f}", flush=True)
+
+    truth, base = _timed(exact, q)
+    res["numpy_exact_scope" + tag] = base
+    filters = {s: ix.make_filter(partitions=[shared[s[0]], own[s[0]][s[1]]]) for s in set(scope_of)}  # kept
+    for ef in args.scope_ef:
+        for name in ix.partitions():
+            ix.partition(name).ef_search = ef
+        measure(f"partitions_scope_ef{ef}" if ef != ef_search else "partitions_scope",
+                lambda i, qi: [k for k, _ in ix.search(qi, 10, allowed=filters[scope_of[i]])[0]], truth, base,
+                path="partitions", efSearch=ef)
+    for name in ix.partitions():
+        ix.partition(name).ef_search = ef_search
+    if codes is not None:
+        bitmaps = {}
+        for r, u in set(scope_of):
+            mask = np.zeros(codes.ntotal, dtype=bool)
+            mask[scope_rows(r, u)] = True
+            bitmaps[r, u] = np.packbits(mask, bitorder="little")
+
+        def code_scan(i, qi):
+            sel = faiss.IDSelectorBitmap(codes.ntotal, faiss.swig_ptr(bitmaps[scope_of[i]]))
+            _, cand = codes.search(qi[None], rerank, params=faiss.SearchParameters(sel=sel))
+            keys = [f"evt_{j}" for j in cand[0] if j >= 0]
+            s = ix.get_vectors(keys) @ qi
+            return [keys[j] for j in np.argsort(-s)[:10]]
+
+        measure("bitmap_code_scan_scope", code_scan, truth, base, path="one index of all events, 8-bit code scan")
+    truth_w, base_w = _timed(lambda i, qi: exact(i, qi, robot_wide=True), q)
+    res["numpy_exact_robot_wide" + tag] = base_w
+    wide = {r: ix.make_filter(partitions=[shared[r], *own[r]]) for r in {r for r, _ in scope_of}}
+    measure("partitions_robot_wide", lambda i, qi: [k for k, _ in ix.search(qi, 10, allowed=wide[scope_of[i][0]])[0]],
+            truth_w, base_w, partitions=1 + len(own[0]))
+
+
 def fused_vs_two(args, rng: np.random.Generator, n: int = 10_000) -> dict:
     """One concatenated weighted index vs two indexes (image, text) + exact re-rank of the union."""
     from ilearn.memory.index import FaissIndex
@@ -451,6 +598,14 @@ def main() -> None:
     parser.add_argument("--flat-max", type=int, default=100_000, help="index: measure exact mode up to this size")
     parser.add_argument("--data", choices=["families", "views"], default="families", help="index: see Events")
     parser.add_argument("--out", default="index", help="index: result file stem under benchmarks/results/retrieval")
+    parser.add_argument("--robots", type=int, default=10, help="index: robots of the partitioned case (0: skip it)")
+    parser.add_argument("--users", type=int, default=20, help="index: users per robot in the partitioned case")
+    parser.add_argument("--per-user", type=int, default=200, help="index: private events per user")
+    parser.add_argument("--skip-single", action="store_true", help="index: only the partitioned case")
+    parser.add_argument("--scope-ef", nargs="*", type=int, default=[128],
+                        help="index: HNSW efSearch values of the partitioned scope query")
+    parser.add_argument("--no-code-scan", action="store_true",
+                        help="index: skip the one-index code scan of the partitioned case (saves 1 byte a dim an event)")
     parser.add_argument("--views", type=int, default=6)
     parser.add_argument("--max-fpr", type=float, default=0.02)
     parser.add_argument("--image-weight", type=float, default=0.8, help="calibrate: weight for the threshold table")
@@ -476,9 +631,14 @@ def main() -> None:
         result = {"command": "python " + " ".join(sys.argv), "threads": 1, "runs": []}
         for n in sizes:
             for d in args.dims:
-                result["runs"].append(bench_index(n, d, args, rng))
-                (OUT / f"{args.out}.json").write_text(json.dumps(result, indent=1))  # kept if a later size dies
-        _plot_index(result["runs"], OUT / f"{args.out}.png")
+                if not args.skip_single:
+                    result["runs"].append(bench_index(n, d, args, rng))
+                    (OUT / f"{args.out}.json").write_text(json.dumps(result, indent=1))  # kept if a later size dies
+                if args.robots:
+                    result.setdefault("scopes", []).append(bench_scopes(n, d, args, rng))
+                    (OUT / f"{args.out}.json").write_text(json.dumps(result, indent=1))
+        if result["runs"]:
+            _plot_index(result["runs"], OUT / f"{args.out}.png")
     name = args.out if args.section == "index" else f"{args.section}{'_scene' if args.section == 'calibrate' and args.scene else ''}"
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
