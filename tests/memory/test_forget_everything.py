@@ -36,9 +36,12 @@ def teach(assistant: Assistant, user: str, image: bytes, answer: str) -> Event:
 
 
 def version(assistant: Assistant, event_ids: list[str], examples: list[dict]) -> str:
-    """A registered and promoted model version trained on `event_ids` (weights: one placeholder file)."""
+    """A registered and promoted model version trained on `event_ids` (weights: a loadable file that changes
+    nothing; the forget loads the version that serves after it)."""
+    from safetensors.torch import save_file
+
     version_id, path = assistant.registry.new_path()
-    (path / "weights.safetensors").write_bytes(b"weights")
+    save_file({}, str(path / "weights.safetensors"), metadata={"format": "pt"})
     assistant.registry.register(path=path, recipe="sft", event_ids=event_ids, version_id=version_id,
                                 metrics={"heldout_event_ids": [], "gate": {"learning": {"examples": examples}}})
     assistant.registry.promote(version_id)
@@ -95,6 +98,19 @@ def test_forget_removes_what_was_derived_from_the_user(deployment):
     assert assistant.store.get_event(events["cy"].id).scope == Scope.PRIVATE
     assistant.close()
     assert files_holding(home, needles) == {}
+
+
+def test_a_replacement_that_does_not_load_leaves_the_base_model_serving(deployment):
+    """The version left active after a forget has broken weights: the forgotten one never answers again, the base
+    model does, and the report says so instead of naming the broken version as serving."""
+    assistant, _, v1, v2 = deployment
+    (assistant.config.home_path / "models" / v1 / "weights.safetensors").write_bytes(b"broken")
+    report = assistant.forget(ANA)
+    assert report.versions.active_after == v1 == assistant.registry.active_id()
+    assert f"{v1} serves now" not in report.summary() and "base serves" in report.summary()
+    reply = assistant.respond("cy", QUESTION, image=photo(3))
+    assert reply.model_version not in (v1, v2)
+    assistant.close()
 
 
 def test_the_write_ahead_log_is_emptied_once_a_reader_lets_go(tmp_path):
