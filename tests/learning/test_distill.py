@@ -137,6 +137,48 @@ def test_image_token_distillation_keeps_the_replayed_images_tokens_near_the_base
     assert len(taps) == 2 and not any(tap.module._forward_hooks for tap in taps)  # the trainer removed its hooks
 
 
+def replayed_pairs(n: int = 4) -> list[dict]:
+    """Replayed general questions as dpo rows (`update.replay_rows` makes them so): the right answer chosen."""
+    return [{"prompt": user(REPLAY_QUESTION), "chosen": assistant("yes"), "rejected": assistant("no"),
+             "images": [shape(c)], REPLAY_COLUMN: True, "augment": False}
+            for c in (["red", "blue", "green"] * n)[:n]]
+
+
+def test_dpo_distillation_keeps_replayed_answers_and_image_tokens_near_the_base(tiny_vlm, tmp_path, monkeypatch):
+    """dpo with distill / distill_image: the replayed rows' answers and image tokens move less than without."""
+    taps = []
+
+    class RecordedTap(TokenTap):
+        def __init__(self, module):
+            super().__init__(module)
+            taps.append(self)
+
+    monkeypatch.setattr("ilearn.learning.distill.TokenTap", RecordedTap)
+    base_tokens = image_tokens(tiny_vlm)
+    rows = rows_for("dpo", wrong=True) + replayed_pairs()
+    drift, change = {}, {}
+    for weight in (0.0, 20.0):
+        settings = LearnConfig(recipe="dpo", max_steps=12, batch_size=4, learning_rate=1e-2, dpo_sft_weight=1.0,
+                               distill=weight, distill_image=weight)
+        path = train(tiny_vlm, rows, settings, tmp_path / str(weight)).path
+        drift[weight] = replay_drift(tiny_vlm, path)
+        tiny_vlm.set_weights(served_file(tiny_vlm, Path(path)), version=str(weight))
+        change[weight] = float(image_token_loss(image_tokens(tiny_vlm), base_tokens))
+        tiny_vlm.reset()
+    assert drift[20.0] < 0.75 * drift[0.0], drift  # the replayed pairs' own preference term moves them too
+    assert change[20.0] < 0.5 * change[0.0], change
+    assert len(taps) == 2 and not any(tap.module._forward_hooks for tap in taps)  # the trainer removed its hooks
+
+
+def test_dpo_with_lora_alone_trains_without_the_terms(tiny_vlm, tmp_path, caplog):
+    """No part in full: no frozen base to distil from; the terms are left out and the log says so."""
+    settings = LearnConfig(recipe="dpo", trainable=("language",), max_steps=2, batch_size=2, learning_rate=1e-2,
+                           distill=5.0)
+    result = train(tiny_vlm, rows_for("dpo") + replayed_pairs(2), settings, tmp_path / "v")
+    assert result.steps == 2
+    assert "no frozen base model to distil from" in caplog.text
+
+
 def test_label_positions_are_those_predicting_a_labelled_token_in_any_row():
     labels = torch.tensor([[-100, -100, 5, 6, -100], [-100, -100, -100, 7, 8]])
     assert label_positions(labels).tolist() == [1, 2, 3]

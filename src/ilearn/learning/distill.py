@@ -1,4 +1,4 @@
-"""Learning without forgetting: sft with a distillation term on the replayed general examples.
+"""Learning without forgetting: sft and dpo with a distillation term on the replayed general examples.
 
 Replaying general examples with their right answers (`update.replay_rows`) keeps those few examples right but
 not the skill behind them: in the pharmacy experiment a language LoRA trained on 43 fact events and 64 replayed
@@ -192,3 +192,85 @@ def distilling_trainer() -> type:
             return (loss, outputs) if return_outputs else loss
 
     return DistillingSFTTrainer
+
+
+def distilling_dpo_trainer() -> type:
+    """`DistillingDPOTrainer`: TRL's DPOTrainer plus the terms above on the replayed rows (built lazily). Takes
+    `distill` and `distill_image` besides DPOTrainer's arguments and needs `ref_model`, the frozen base model
+    (`recipes.reference_model` gives it when a part trains in full). TRL's DPO forward keeps only the label
+    tokens' log-probabilities (its fused head), so the replayed rows' chosen answers run once more through the
+    model and the base, with the head on their answer positions, for the answer-distribution term; the image
+    tokens come from that same pass (the projector taps)."""
+    from trl import DPOTrainer
+
+    from ilearn.learning.collate import collate_with
+
+    class DistillingDPOTrainer(DPOTrainer):
+        """DPOTrainer whose collator also yields each row's `replay` flag and whose loss adds, on the replayed rows'
+        chosen answers, KL(base || model) per answer token and the image-token term."""
+
+        def __init__(self, *args: Any, distill: float = 0.0, distill_image: float = 0.0, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.distill, self.distill_image = float(distill), float(distill_image)
+            if self.ref_model is None and (self.distill > 0 or self.distill_image > 0):
+                raise ValueError("distillation in dpo needs ref_model (the frozen base model)")
+            self.data_collator = collate_with(self.data_collator, REPLAY_COLUMN, bool)
+            self.taps: tuple[TokenTap, TokenTap] | None = None
+            if self.distill_image > 0:
+                student, base = projector_of(self.model), projector_of(self.ref_model)
+                if student is None or base is None:
+                    logger.warning("no projector module (%s) found: learn.distill_image is ignored",
+                                   ", ".join(PROJECTOR_NAMES))
+                else:
+                    self.taps = (TokenTap(student), TokenTap(base))
+
+        def train(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().train(*args, **kwargs)
+            finally:  # the served model keeps no hook
+                for tap in self.taps or ():
+                    tap.close()
+                self.taps = None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            replay = inputs.pop(REPLAY_COLUMN).bool()
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            for tap in self.taps or ():
+                tap.take()  # the preference forward's tokens: not the ones the terms compare
+            if not bool(replay.any()) or (self.distill <= 0 and self.taps is None):
+                return out
+            loss, outputs = out if return_outputs else (out, None)
+            loss = loss + self.replay_terms(model, inputs, replay)
+            return (loss, outputs) if return_outputs else loss
+
+        def replay_terms(self, model, inputs: dict[str, Any], replay: torch.Tensor) -> torch.Tensor:
+            """The distillation terms on the replayed rows' chosen answers (the batch is [chosen, rejected])."""
+            rows = torch.cat([replay, torch.zeros_like(replay)])
+            batch = {k: v for k, v in inputs.items()
+                     if k not in ("completion_mask", "ref_chosen_logps", "ref_rejected_logps")}
+            labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+            picked = rows_of(batch, rows)  # None: some input is not one entry per row, run the whole batch
+            run = batch if picked is None else picked
+            run_labels = labels if picked is None else labels[rows.to(labels.device)]
+            positions = label_positions(run_labels)
+            log_p = at_positions(model(**run, use_cache=False, logits_to_keep=positions).logits, positions,
+                                 run_labels.shape[1]).float().log_softmax(-1)
+            tokens = self.taps[0].take() if self.taps else None
+            with torch.no_grad():
+                teacher = self.ref_model(**run, use_cache=False, logits_to_keep=positions)
+                teacher_log_p = at_positions(teacher.logits, positions, run_labels.shape[1]).float().log_softmax(-1)
+            teacher_tokens = self.taps[1].take() if self.taps else None
+            mask = run_labels[:, positions + 1] != -100
+            if picked is None:
+                keep = rows.to(log_p.device)
+                log_p, teacher_log_p, mask = log_p[keep], teacher_log_p[keep], mask[keep.to(mask.device)]
+            term = log_p.sum() * 0.0
+            if self.distill > 0:
+                term = term + self.distill * distillation_loss(log_p, teacher_log_p, mask)
+            if tokens is not None and teacher_tokens is not None and len(tokens) == len(teacher_tokens):
+                if picked is None and len(tokens) == len(rows):
+                    tokens, teacher_tokens = tokens[rows.to(tokens.device)], teacher_tokens[rows.to(tokens.device)]
+                term = term + self.distill_image * image_token_loss(tokens, teacher_tokens)
+            return term
+
+    return DistillingDPOTrainer

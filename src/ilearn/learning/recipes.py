@@ -364,16 +364,36 @@ def reference_model(prepared: PreparedModel, vlm: TrainableModel) -> torch.nn.Mo
 
 @trains_on("dpo")
 def dpo(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
-    """DPO on corrected events: the correction is `chosen`, the rejected answer `rejected` (User-VLM's stage 3)."""
+    """DPO on corrected events: the correction is `chosen`, the rejected answer `rejected` (User-VLM's stage 3).
+    With `settings.distill` / `distill_image` and replayed rows, the replayed rows' chosen answers also keep the
+    base model's answer distribution and image tokens (`ilearn.learning.distill`), as in sft; that needs the
+    frozen base as reference, so only when a part trains in full (LoRA alone: the terms are left out, logged)."""
     from trl import DPOConfig, DPOTrainer
+
+    from ilearn.learning.distill import REPLAY_COLUMN, distilling_dpo_trainer
 
     out_dir = Path(out_dir)
     prepared = setup(vlm, settings)
-    dataset = to_dataset(mark_augment(rows, settings), ("prompt", "chosen", "rejected"))
+    reference = reference_model(prepared, vlm)
+    data = [{**r, REPLAY_COLUMN: bool(r.get(REPLAY_COLUMN))} for r in rows]
+    distilling = (settings.distill > 0 or settings.distill_image > 0) and any(r[REPLAY_COLUMN] for r in data)
+    if distilling and reference is None:
+        logger.warning("dpo with LoRA alone has no frozen base model to distil from: learn.distill and "
+                       "learn.distill_image are left out")
+        distilling = False
+    required = ("prompt", "chosen", "rejected", REPLAY_COLUMN) if distilling else ("prompt", "chosen", "rejected")
+    dataset = to_dataset(mark_augment(data, settings), required)
     losses = dpo_losses(settings)
-    args = trainer_args(DPOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None, **losses)
-    trainer = DPOTrainer(model=prepared.model, ref_model=reference_model(prepared, vlm), args=args,
-                         train_dataset=dataset, processing_class=vlm.processor)
+    extra = {"remove_unused_columns": False} if distilling else {}  # the collator reads `replay`
+    args = trainer_args(DPOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None,
+                        **losses, **extra)
+    if distilling:
+        trainer = distilling_dpo_trainer()(model=prepared.model, ref_model=reference, args=args,
+                                           train_dataset=dataset, processing_class=vlm.processor,
+                                           distill=settings.distill, distill_image=settings.distill_image)
+    else:
+        trainer = DPOTrainer(model=prepared.model, ref_model=reference, args=args, train_dataset=dataset,
+                             processing_class=vlm.processor)
     return run(trainer, prepared, settings, len(dataset), out_dir)
 
 
