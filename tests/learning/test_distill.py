@@ -114,15 +114,21 @@ def image_tokens(vlm) -> torch.Tensor:
     return torch.cat(tokens)
 
 
-def test_image_token_distillation_keeps_the_replayed_images_tokens_near_the_base(tiny_vlm, tmp_path, monkeypatch):
-    taps = []
+@pytest.fixture
+def taps(monkeypatch) -> list[TokenTap]:
+    """Every TokenTap the trainers make, recorded (to check that training removes their hooks)."""
+    made: list[TokenTap] = []
 
     class RecordedTap(TokenTap):
         def __init__(self, module):
             super().__init__(module)
-            taps.append(self)
+            made.append(self)
 
     monkeypatch.setattr("ilearn.learning.distill.TokenTap", RecordedTap)
+    return made
+
+
+def test_image_token_distillation_keeps_the_replayed_images_tokens_near_the_base(tiny_vlm, tmp_path, taps):
     assert projector_of(tiny_vlm.model) is tiny_vlm.model.projector
     base = image_tokens(tiny_vlm)
     rows = rows_for("sft", wrong=True) + replayed()
@@ -144,16 +150,8 @@ def replayed_pairs(n: int = 4) -> list[dict]:
             for c in (["red", "blue", "green"] * n)[:n]]
 
 
-def test_dpo_distillation_keeps_replayed_answers_and_image_tokens_near_the_base(tiny_vlm, tmp_path, monkeypatch):
+def test_dpo_distillation_keeps_replayed_answers_and_image_tokens_near_the_base(tiny_vlm, tmp_path, taps):
     """dpo with distill / distill_image: the replayed rows' answers and image tokens move less than without."""
-    taps = []
-
-    class RecordedTap(TokenTap):
-        def __init__(self, module):
-            super().__init__(module)
-            taps.append(self)
-
-    monkeypatch.setattr("ilearn.learning.distill.TokenTap", RecordedTap)
     base_tokens = image_tokens(tiny_vlm)
     rows = rows_for("dpo", wrong=True) + replayed_pairs()
     drift, change = {}, {}

@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from ilearn.learning.collate import collate_with
+
 logger = logging.getLogger(__name__)
 
 REPLAY_COLUMN = "replay"
@@ -119,6 +121,32 @@ def rows_of(inputs: dict[str, Any], rows: torch.Tensor) -> dict[str, Any] | None
     return {**inputs, **{k: v[rows.to(v.device)] for k, v in tensors.items()}}
 
 
+class ReplayDistillation:
+    """What both distilling trainers share (mixed in before TRL's trainer): the `replay` column through the
+    collator, the terms' weights, and the taps on the model's and the base's projectors, removed when training
+    ends."""
+
+    def setup_distillation(self, base: torch.nn.Module | None, distill: float, distill_image: float) -> None:
+        self.distill, self.distill_image = float(distill), float(distill_image)
+        self.data_collator = collate_with(self.data_collator, REPLAY_COLUMN, bool)
+        self.taps: tuple[TokenTap, TokenTap] | None = None
+        if self.distill_image > 0:
+            student, teacher = projector_of(self.model), projector_of(base)
+            if student is None or teacher is None:
+                logger.warning("no projector module (%s) found: learn.distill_image is ignored",
+                               ", ".join(PROJECTOR_NAMES))
+            else:
+                self.taps = (TokenTap(student), TokenTap(teacher))
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().train(*args, **kwargs)
+        finally:  # the served model keeps no hook
+            for tap in self.taps or ():
+                tap.close()
+            self.taps = None
+
+
 def distilling_trainer() -> type:
     """`DistillingSFTTrainer`: TRL's SFTTrainer with the loss above (built lazily: TRL is an optional
     dependency). Takes `teacher` (the frozen base model; None: no distillation), `distill` and `distill_image`
@@ -128,10 +156,9 @@ def distilling_trainer() -> type:
     --recipes sft-distill`)."""
     from trl import SFTTrainer
 
-    from ilearn.learning.collate import collate_with
     from ilearn.learning.loss import sum_over_processes
 
-    class DistillingSFTTrainer(SFTTrainer):
+    class DistillingSFTTrainer(ReplayDistillation, SFTTrainer):
         """SFTTrainer whose collator also yields each row's `replay` flag and whose loss is the answers' NLL plus
         the distillation terms on the replayed rows' answer tokens and image tokens."""
 
@@ -141,25 +168,7 @@ def distilling_trainer() -> type:
             if teacher is None and (distill > 0 or distill_image > 0):
                 raise ValueError("distillation needs the teacher (the frozen base model)")
             self.teacher = None if teacher is None else teacher.to(self.args.device)
-            self.distill = float(distill)
-            self.distill_image = float(distill_image)
-            self.data_collator = collate_with(self.data_collator, REPLAY_COLUMN, bool)
-            self.taps: tuple[TokenTap, TokenTap] | None = None
-            if self.distill_image > 0:
-                student, base = projector_of(self.model), projector_of(self.teacher)
-                if student is None or base is None:
-                    logger.warning("no projector module (%s) found: learn.distill_image is ignored",
-                                   ", ".join(PROJECTOR_NAMES))
-                else:
-                    self.taps = (TokenTap(student), TokenTap(base))
-
-        def train(self, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().train(*args, **kwargs)
-            finally:  # the served model keeps no hook
-                for tap in self.taps or ():
-                    tap.close()
-                self.taps = None
+            self.setup_distillation(self.teacher, distill, distill_image)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             replay = inputs.pop(REPLAY_COLUMN).bool()
@@ -203,34 +212,16 @@ def distilling_dpo_trainer() -> type:
     tokens come from that same pass (the projector taps)."""
     from trl import DPOTrainer
 
-    from ilearn.learning.collate import collate_with
 
-    class DistillingDPOTrainer(DPOTrainer):
+    class DistillingDPOTrainer(ReplayDistillation, DPOTrainer):
         """DPOTrainer whose collator also yields each row's `replay` flag and whose loss adds, on the replayed rows'
         chosen answers, KL(base || model) per answer token and the image-token term."""
 
         def __init__(self, *args: Any, distill: float = 0.0, distill_image: float = 0.0, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.distill, self.distill_image = float(distill), float(distill_image)
-            if self.ref_model is None and (self.distill > 0 or self.distill_image > 0):
+            if self.ref_model is None and (distill > 0 or distill_image > 0):
                 raise ValueError("distillation in dpo needs ref_model (the frozen base model)")
-            self.data_collator = collate_with(self.data_collator, REPLAY_COLUMN, bool)
-            self.taps: tuple[TokenTap, TokenTap] | None = None
-            if self.distill_image > 0:
-                student, base = projector_of(self.model), projector_of(self.ref_model)
-                if student is None or base is None:
-                    logger.warning("no projector module (%s) found: learn.distill_image is ignored",
-                                   ", ".join(PROJECTOR_NAMES))
-                else:
-                    self.taps = (TokenTap(student), TokenTap(base))
-
-        def train(self, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().train(*args, **kwargs)
-            finally:  # the served model keeps no hook
-                for tap in self.taps or ():
-                    tap.close()
-                self.taps = None
+            self.setup_distillation(self.ref_model, distill, distill_image)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             replay = inputs.pop(REPLAY_COLUMN).bool()

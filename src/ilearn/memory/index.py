@@ -98,7 +98,8 @@ def keys_sha256(keys: Sequence[str | None]) -> str:
     return hashlib.sha256(json.dumps(list(keys)).encode()).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 4 MiB chunks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
@@ -431,7 +432,7 @@ class FaissIndex:
                 "format": FORMAT_VERSION, "dim": self.dim, "mode": self.mode, "ntotal": len(self._keys),
                 "count": len(self._labels), "ids_hash": ids_hash(self._labels), "keys": self._keys,
                 "keys_sha256": keys_sha256(self._keys),
-                "file_sha256": _file_sha256(graph_path), "vectors_sha256": _file_sha256(vec_path),
+                "file_sha256": file_sha256(graph_path), "vectors_sha256": file_sha256(vec_path),
                 "meta": self.meta, "params": self.params(),
             }
             tmp = manifest_path.with_name(manifest_path.name + ".tmp")
@@ -461,7 +462,7 @@ class FaissIndex:
                 raise IndexCorrupt(f"index manifest {manifest_path} has malformed keys or parameters")
             if keys_sha256(keys) != manifest.get("keys_sha256"):
                 raise IndexCorrupt(f"the keys of {manifest_path} are not those the vectors were saved with")
-            if _file_sha256(graph_path) != manifest["file_sha256"] or _file_sha256(vec_path) != manifest["vectors_sha256"]:
+            if file_sha256(graph_path) != manifest["file_sha256"] or file_sha256(vec_path) != manifest["vectors_sha256"]:
                 raise IndexCorrupt(f"checksum mismatch for {graph_path} or {vec_path}")
             raw = faiss.read_index(str(graph_path))
             vecs = np.load(vec_path, allow_pickle=False)

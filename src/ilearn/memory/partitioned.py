@@ -24,7 +24,6 @@ and raises `IndexCorrupt` on any mismatch.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import json
 import logging
@@ -40,7 +39,7 @@ import numpy as np
 
 from ilearn.errors import InvalidInput
 from ilearn.memory.base import IndexCorrupt
-from ilearn.memory.index import FaissIndex, IndexFilter
+from ilearn.memory.index import FaissIndex, IndexFilter, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -62,14 +61,6 @@ class PartitionFilter:
     @property
     def count(self) -> int:
         return self.kept
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _part_prefix(prefix: Path, number: int) -> Path:
@@ -288,7 +279,7 @@ class PartitionedIndex:
                     number = self._next_file
                     self._next_file += 1
                     self._parts[name].save(_part_prefix(prefix, number))
-                    sha = _file_sha256(_part_manifest(prefix, number))
+                    sha = file_sha256(_part_manifest(prefix, number))
                     self._files[name] = (number, sha)
             self._files = {n: f for n, f in self._files.items() if n in self._parts}
             manifest = {
@@ -327,7 +318,7 @@ class PartitionedIndex:
             for entry in parts:
                 name, number = str(entry["name"]), int(entry["file"])
                 sub_prefix, sub_manifest = _part_prefix(prefix, number), _part_manifest(prefix, number)
-                if not sub_manifest.is_file() or _file_sha256(sub_manifest) != entry["manifest_sha256"]:
+                if not sub_manifest.is_file() or file_sha256(sub_manifest) != entry["manifest_sha256"]:
                     raise IndexCorrupt(f"partition {name!r} of {path}: {sub_manifest} is missing or changed")
                 part = FaissIndex.load(sub_prefix, **{**saved, **overrides})
                 if part.meta.get("partition") != name or part.dim != dim or len(part) != entry["count"] \
