@@ -182,3 +182,7 @@ def test_bad_input_changes_nothing():
     assert len(ix) == 0 and ix.partitions() == {}
     with pytest.raises(InvalidInput):
         ix.search(unit(1), 0)
+    with pytest.raises(InvalidInput, match="NaN"):
+        ix.search(np.full(D, np.nan, dtype=np.float32), 3)
+    with pytest.raises(InvalidInput, match="dim"):
+        ix.search(unit(1)[:, :4], 3)

@@ -107,6 +107,20 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def query_matrix(queries: np.ndarray, dim: int, k: int) -> np.ndarray:
+    """The queries as a contiguous float32 (n, dim) matrix (one vector: one row), checked: their width, k >= 1,
+    finite values (InvalidInput otherwise)."""
+    q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
+    q = q.reshape(1, -1) if q.ndim == 1 else q
+    if q.shape[1] != dim:
+        raise InvalidInput(f"query has dim {q.shape[1]}, the index has {dim}")
+    if k < 1:
+        raise InvalidInput("k must be >= 1")
+    if not np.isfinite(q).all():
+        raise InvalidInput("query contains NaN or inf")
+    return q
+
+
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
     """Positions of the k largest scores, best first."""
     if k < scores.size:
@@ -341,14 +355,7 @@ class FaissIndex:
     def search(self, queries: np.ndarray, k: int,
                allowed: IndexFilter | Iterable[str] | None = None) -> list[list[tuple[str, float]]]:
         """For each query row, up to `k` (key, inner product) pairs, best first; `allowed` restricts the keys."""
-        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
-        q = q.reshape(1, -1) if q.ndim == 1 else q
-        if q.shape[1] != self.dim:
-            raise InvalidInput(f"query has dim {q.shape[1]}, the index has {self.dim}")
-        if k < 1:
-            raise InvalidInput("k must be >= 1")
-        if not np.isfinite(q).all():
-            raise InvalidInput("query contains NaN or inf")
+        q = query_matrix(queries, self.dim, k)
         with self._lock:
             live = len(self._labels)
             if live == 0:

@@ -39,7 +39,7 @@ import numpy as np
 
 from ilearn.errors import InvalidInput
 from ilearn.memory.base import IndexCorrupt
-from ilearn.memory.index import FaissIndex, IndexFilter, file_sha256
+from ilearn.memory.index import FaissIndex, IndexFilter, file_sha256, query_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -239,12 +239,7 @@ class PartitionedIndex:
         """For each query row, up to `k` (key, inner product) pairs, best first; `allowed` restricts the keys.
 
         Each partition the filter reaches is searched for its own top-k; the lists are merged by score."""
-        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
-        q = q.reshape(1, -1) if q.ndim == 1 else q
-        if q.shape[1] != self.dim:
-            raise InvalidInput(f"query has dim {q.shape[1]}, the index has {self.dim}")
-        if k < 1:
-            raise InvalidInput("k must be >= 1")
+        q = query_matrix(queries, self.dim, k)
         with self._lock:
             if allowed is None:
                 plan: list[tuple[FaissIndex, IndexFilter | None]] = [(p, None) for p in self._parts.values()]
