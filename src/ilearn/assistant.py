@@ -453,7 +453,12 @@ class ForgetReport:
             lines.append(f"  exports under the home that held them, deleted: {', '.join(self.exports)}")
         v = self.versions
         if v is not None and v.trained:
-            lines.append(f"  model versions trained on them, retired and their weights deleted: {', '.join(v.trained)}")
+            lines.append(f"  model versions trained on them, retired and their weights deleted: {', '.join(v.trained)}"
+                         if not v.undeleted else
+                         f"  model versions trained on them, retired: {', '.join(v.trained)}")
+        if v is not None and v.undeleted:
+            lines.append("  weights NOT deleted (delete the folders by hand, or forget again to retry): "
+                         + "; ".join(f"{vid}: {error}" for vid, error in sorted(v.undeleted.items())))
         if v is not None and v.replaced:
             now = (f"{v.active_after} serves now" if self.served in (None, v.active_after)
                    else f"{v.active_after} is active, {self.served} serves: {self.note}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 from test_forget import files_holding, photo
@@ -110,6 +111,36 @@ def test_a_replacement_that_does_not_load_leaves_the_base_model_serving(deployme
     assert f"{v1} serves now" not in report.summary() and "base serves" in report.summary()
     reply = assistant.respond("cy", QUESTION, image=photo(3))
     assert reply.model_version not in (v1, v2)
+    assistant.close()
+
+
+def test_weights_that_cannot_be_deleted_are_reported_never_marked_deleted_and_retried(deployment, monkeypatch):
+    """A weights folder that resists deletion (a permission, a busy file system) is named in the report and in the
+    version's metrics as not deleted; the next forget (of anyone) deletes it and says so."""
+    import ilearn.learning.registry as registry_module
+
+    assistant, events, v1, v2 = deployment
+    folder = assistant.config.home_path / "models" / v2
+    real_rmtree = registry_module.shutil.rmtree
+
+    def refuse(path, *args, **kwargs):
+        if Path(path) != folder:
+            return real_rmtree(path, *args, **kwargs)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(registry_module.shutil, "rmtree", refuse)
+    report = assistant.forget(ANA)
+    assert report.versions.trained == [v2] and list(report.versions.undeleted) == [v2]
+    assert "PermissionError" in report.versions.undeleted[v2] and folder.exists()
+    assert assistant.registry.get(v2).metrics["forgotten"]["weights"].startswith("not deleted (PermissionError")
+    assert "weights NOT deleted" in report.summary() and "their weights deleted" not in report.summary()
+    assert assistant.registry.forgotten(v2) and assistant.registry.active_id() == v1
+
+    monkeypatch.setattr(registry_module.shutil, "rmtree", real_rmtree)
+    again = assistant.forget("cy")  # v1 was trained on cy's event: forgotten too, and v2's folder retried
+    assert v1 in again.versions.trained and again.versions.undeleted == {}
+    assert not folder.exists() and not (assistant.config.home_path / "models" / v1).exists()
+    assert assistant.registry.get(v2).metrics["forgotten"]["weights"] == "deleted"
     assistant.close()
 
 

@@ -176,7 +176,8 @@ def test_forget_a_user_deletes_every_trace(served, red):
     served.client.post(f"/v1/sessions/{reply['session_id']}/close", headers=served.auth("r2"))
     r = served.client.delete("/v1/robots/r2/users/kim", headers=served.auth("admin"))
     assert r.status_code == 200 and r.json() == {"robot": "r2", "user": "kim", "deleted_events": 1,
-                                           "retired_versions": [], "served": None, "note": None}
+                                           "retired_versions": [], "served": None, "note": None,
+                                           "weights_not_deleted": {}}
     assert served.client.get(f"/v1/sessions/{reply['session_id']}", headers=served.auth("r2")).status_code == 404
     assert served.client.get("/v1/events?user=kim", headers=served.auth("r2")).json()["events"] == []
     assert served.client.delete("/v1/robots/r2/users/kim", headers=served.auth("admin")).status_code == 404

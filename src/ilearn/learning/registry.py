@@ -10,7 +10,9 @@ take while running turns finish on theirs (`ilearn.models.versions`; no restart)
 Forgetting a user (`forget_events`): every version trained on one of the user's events is marked (metrics
 "forgotten"), retired and its weights deleted; if it was active, the latest clean version promoted before it
 (or the base model) serves instead. Versions that only held such events out for the gate keep their weights;
-every version that named them loses the ids and its gate examples (they quote questions and answers).
+every version that named them loses the ids and its gate examples (they quote questions and answers). A weights
+folder that cannot be deleted (a permission, a busy file system) is recorded as such in the version's metrics and
+in the report, never as deleted, and every later forget tries again.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class ForgottenVersions:
     """Versions trained on the forgotten events: marked, retired, their weights deleted."""
     scrubbed: list[str] = field(default_factory=list)
     """Versions that named the events (trained on them or held them out): their ids and gate examples removed."""
+    undeleted: dict[str, str] = field(default_factory=dict)
+    """Versions (of this forget or an earlier one) whose weights folder could not be deleted: id -> the error.
+    Each later forget tries again (`ModelRegistry.delete_forgotten_weights`)."""
     active_before: str = "base"
     active_after: str = "base"
 
@@ -206,7 +211,7 @@ class ModelRegistry:
                 if v.id in trained:
                     report.trained.append(v.id)
                     metrics["forgotten"] = {"events": len(gone & set(v.event_ids)), "time": time.time(),
-                                            "weights": "deleted"}
+                                            "weights": "to delete"}
                     v.status = ModelStatus.RETIRED if v.status == ModelStatus.ACTIVE else v.status
                     if v.status == ModelStatus.CANDIDATE:
                         v.status = ModelStatus.REJECTED
@@ -218,14 +223,36 @@ class ModelRegistry:
                 if clean is not None:
                     clean.status = ModelStatus.ACTIVE
                     self.store.update_model_version(clean)
-        for v in versions:
-            if v.id in trained and v.path:
-                shutil.rmtree(v.path, ignore_errors=True)
+        report.undeleted = self.delete_forgotten_weights()
         report.active_after = self.active_id()
         if report.trained:
             logger.warning("versions trained on forgotten events retired, weights deleted: %s; serving %s now",
-                           ", ".join(report.trained), report.active_after)
+                           ", ".join(sorted(set(report.trained) - set(report.undeleted))) or "none",
+                           report.active_after)
         return report
+
+    def delete_forgotten_weights(self) -> dict[str, str]:
+        """Delete the weights folder of every version marked forgotten whose folder is still there; returns the
+        versions whose folder could not be deleted (id -> error), recorded in their metrics as not deleted."""
+        failed: dict[str, str] = {}
+        for v in self.list():
+            forgotten = v.metrics.get("forgotten")
+            if not isinstance(forgotten, dict) or not v.path:
+                continue
+            try:
+                shutil.rmtree(v.path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                failed[v.id] = f"{type(e).__name__}: {e}"
+            weights = f"not deleted ({failed[v.id]})" if v.id in failed else "deleted"
+            if forgotten.get("weights") != weights:
+                v.metrics = {**v.metrics, "forgotten": {**forgotten, "weights": weights}}
+                self.store.update_model_version(v)
+        for vid, error in failed.items():
+            logger.error("the weights of %s, trained on forgotten events, could not be deleted (%s): delete "
+                         "its folder by hand, or forget again to retry", vid, error)
+        return failed
 
     def forgotten(self, version_id: str) -> bool:
         """Whether `version_id` was trained on forgotten events (`forget_events`) or is gone from the registry:

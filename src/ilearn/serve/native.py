@@ -114,9 +114,11 @@ def forget_user(robot: Annotated[str, Path(max_length=64, pattern=_ID)], user: U
     active serves, or the base model while the model server refuses it (`note`)."""
     check_robot(robot)
     report = svc.forget(robot, user)
-    retired = report.versions.trained if report.versions is not None else []
-    return schemas.ForgetOut(robot=robot, user=user, deleted_events=len(report.event_ids), retired_versions=retired,
-                             served=report.served, note=report.note)
+    versions = report.versions
+    return schemas.ForgetOut(robot=robot, user=user, deleted_events=len(report.event_ids),
+                             retired_versions=versions.trained if versions is not None else [],
+                             served=report.served, note=report.note,
+                             weights_not_deleted=versions.undeleted if versions is not None else {})
 
 
 @router.post("/learn", response_model=schemas.JobOut, status_code=202, responses=responses(403))

@@ -129,6 +129,9 @@ class ForgetOut(BaseModel):
         "when one of them was serving: the version this worker serves now (other workers switch at their next "
         "turn)"))
     note: str | None = Field(None, description="why `served` is not the active version (the model server refused it)")
+    weights_not_deleted: dict[str, str] = Field(default_factory=dict, description=(
+        "versions whose weights folder could not be deleted (id -> the error): delete them by hand, or forget "
+        "again to retry"))
 
 
 # ---------------------------------------------------------------------------------------------- learning
