@@ -32,6 +32,14 @@ class FakeVLLM(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_GET(self) -> None:
+        if self.path != "/v1/models":
+            return self._reply(404, "no such endpoint")
+        self.calls.append(("models", {}))
+        adapters = [{"id": name, "object": "model", "root": name, "parent": "base-vlm"} for name in sorted(self.loaded)]
+        return self._reply(200, {"object": "list", "data": [{"id": "base-vlm", "object": "model", "root": "base-vlm",
+                                                             "parent": None}, *adapters]})
+
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         endpoint = self.path.removeprefix("/v1/")

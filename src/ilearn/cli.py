@@ -279,7 +279,25 @@ def cmd_events_forget(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(report.summary())
+    trained = report.versions.trained if report.versions is not None else []
+    if trained and config.model.publish == "vllm-lora":
+        print(_revoke_adapters(config, trained))
     return 0
+
+
+def _revoke_adapters(config: Config, version_ids: list[str]) -> str:
+    """Unload from the vLLM server every adapter of `version_ids` (forgotten versions) that a worker loaded; a
+    line that says what was done. The forget stands whatever the server does: each worker also unloads its own
+    at its next store read."""
+    from ilearn.models.openai import RemoteModelError
+    from ilearn.models.vllm_publish import VLLMAdapters
+
+    try:
+        names = VLLMAdapters.from_config(config.model).unload_versions(version_ids)
+    except RemoteModelError as exc:
+        return f"  the vLLM server's adapters were not swept ({exc}); each worker unloads its own at its next turn"
+    return (f"  their adapters unloaded from the vLLM server: {', '.join(names)}" if names
+            else "  the vLLM server held no adapter of them")
 
 
 def cmd_events_review(args: argparse.Namespace) -> int:

@@ -55,9 +55,14 @@ class ModelConfig:
     `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True` and `--enable-lora`: the version's adapter folder is loaded on that
     server under a new name, at model.path with the backend's API key; `ilearn.models.vllm_publish`,
     docs/fleet.md)."""
+    publish_retry_s: float = 30.0
+    """With publish "vllm-lora": seconds after the server refused the active version's adapter before a turn
+    tries it again (the version served before serves meanwhile; a refresh, e.g. /readyz, tries at once)."""
 
     def __post_init__(self) -> None:
         plugins.check("model", self.backend, "model.backend")
+        if self.publish_retry_s < 0:
+            raise InvalidInput("model.publish_retry_s must be >= 0")
         if self.publish not in PUBLISH:
             raise InvalidInput(f"model.publish must be one of {', '.join(PUBLISH)}, not {self.publish!r}")
         if self.publish == "vllm-lora" and self.backend != "openai":

@@ -93,6 +93,14 @@ def test_the_setting_needs_the_openai_backend() -> None:
         ModelConfig(backend="small", publish="vllm-lora")
     with pytest.raises(InvalidInput, match="model.publish must be one of none, vllm-lora, not 'lora'"):
         ModelConfig(backend="openai", publish="lora")
+    with pytest.raises(InvalidInput, match="model.publish_retry_s must be >= 0"):
+        ModelConfig(backend="openai", publish="vllm-lora", publish_retry_s=-1)
+
+
+def test_the_retry_delay_is_a_setting(server, tmp_path) -> None:
+    config = published_config(tmp_path, server).override(model={"publish_retry_s": 2.5})
+    with build_runtime(config) as runtime:
+        assert isinstance(runtime.versions, PublishedVersions) and runtime.versions.retry_s == 2.5
 
 
 def test_a_runtime_serves_promotions_and_rollbacks_from_the_vllm_server(server, tmp_path) -> None:
@@ -233,3 +241,54 @@ def test_a_forget_elsewhere_stops_every_worker_serving_the_forgotten_adapter(ser
             assert handle.version == clean and ask(handle.vlm) == lora_calls("load")[-1]
         assert one.versions.refresh().version == clean
         assert not set(names.values()) & (FakeVLLM.loaded | set(chat_models()[-2:]))
+
+
+def test_a_forget_sweeps_the_server_of_every_workers_adapter_of_the_forgotten_version(server, tmp_path, capsys) -> None:
+    """A worker that is idle (or was killed) keeps its adapter of a forgotten version loaded until its next store
+    read: `ilearn events forget` in another process, and a forget in a serving process, unload every adapter of
+    that version the server lists, whoever loaded it; other versions' adapters stay."""
+    home = tmp_path / "home"
+    options = ["--home", str(home), "--model", "openai", "--model-path", f"{server}#base-vlm",
+               "--set", "model.publish=vllm-lora"]
+    with build_runtime(published_config(home, server)) as one, build_runtime(published_config(home, server)) as two:
+        registry = one.registry
+        for user, answer in (("kim", "zqsecret"), ("lee", "zqother")):
+            one.store.add_events([Event(image=None, question="what is this?", answer=answer, user_id=user)])
+        kim, lee = (one.store.list_events(user_id=u)[0].id for u in ("kim", "lee"))
+        clean, tainted, tainted2 = version(registry), version(registry, [kim]), version(registry, [lee])
+        registry.promote(clean)
+        registry.promote(tainted)
+        for runtime in (one, two):
+            with runtime.versions.hold() as handle:
+                assert handle.version == tainted
+        VLLMAdapters(server).load(f"ilearn-{clean}-kept", registry.get(clean).path)  # another version's: kept
+        assert len([n for n in FakeVLLM.loaded if n.startswith(f"ilearn-{tainted}-")]) == 2
+
+        assert main(["events", "forget", "--user", "kim", *options]) == 0  # neither worker has read the store
+        out = capsys.readouterr().out
+        assert "their adapters unloaded from the vLLM server: ilearn-" in out and out.count(f"ilearn-{tainted}-") == 2
+        assert FakeVLLM.loaded == {f"ilearn-{clean}-kept"}
+
+        registry.promote(tainted2)
+        with two.versions.hold() as handle:  # worker two serves lee's version; worker one stays idle
+            assert handle.version == tainted2
+        report = forget_user_data(one.store, None, one.registry, home, "lee", versions=one.versions)
+        assert report.versions.trained == [tainted2] and report.served == clean
+        assert not [n for n in FakeVLLM.loaded if n.startswith(f"ilearn-{tainted2}-")]  # two's adapter too
+
+        assert main(["events", "forget", "--user", "nobody", *options]) == 2  # unknown user: nothing swept
+
+
+def test_a_server_that_cannot_list_adapters_leaves_the_forget_standing(tmp_path, capsys) -> None:
+    home = tmp_path / "home"
+    options = ["--home", str(home), "--model", "openai", "--model-path", "http://127.0.0.1:9/v1#base-vlm",
+               "--set", "model.publish=vllm-lora"]
+    home.mkdir()
+    store = SQLiteStore(home / "ilearn.db")
+    registry = ModelRegistry(store, home)
+    store.add_events([Event(image=None, question="what is this?", answer="zqsecret", user_id="kim")])
+    version(registry, [store.list_events()[0].id])
+    store.close()
+    assert main(["events", "forget", "--user", "kim", *options]) == 0
+    out = capsys.readouterr().out
+    assert "forgot user 'kim'" in out and "adapters were not swept" in out and "could not list" in out

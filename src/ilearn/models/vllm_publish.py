@@ -99,6 +99,33 @@ class VLLMAdapters:
         """Unload the adapter `name`."""
         self._post("unload_lora_adapter", {"lora_name": name})
 
+    def loaded(self) -> list[str]:
+        """The names of the adapters the server holds now (`GET /v1/models`: the entries with a parent model)."""
+        import httpx
+
+        try:
+            response = self._http.get(f"{self.base_url}/models")
+            response.raise_for_status()
+            entries = response.json().get("data", [])
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise RemoteModelError(f"could not list the adapters of the vLLM server at {self.base_url}: {exc}") from exc
+        return [str(e["id"]) for e in entries if isinstance(e, dict) and e.get("parent") and e.get("id")]
+
+    def unload_versions(self, version_ids: Collection[str], prefix: str = "ilearn") -> list[str]:
+        """Unload every adapter of `version_ids` the server holds, whichever process loaded it (the names
+        `adapter_name` gives, checks included): a worker that is idle or was killed leaves its adapter loaded
+        until then. Returns the names unloaded; RemoteModelError when the server cannot list them."""
+        starts = tuple(f"{p}-{v}-" for v in version_ids for p in (prefix, f"{prefix}-check"))
+        unloaded = []
+        for name in self.loaded():
+            if starts and name.startswith(starts):
+                try:
+                    self.unload(name)
+                    unloaded.append(name)
+                except RemoteModelError as exc:
+                    logger.error("could not unload adapter %s of a forgotten version: %s", name, exc)
+        return unloaded
+
     def check(self, version_id: str, path: str | None) -> None:
         """That the server can serve `version_id`: its adapter loaded under a new name and unloaded at once
         (RemoteModelError when the server refuses it; nothing to check for the base model)."""
@@ -180,6 +207,19 @@ class AdapterPublisher:
             self._unload(old)
         return name
 
+    def revoke(self, version_ids: Collection[str]) -> list[str]:
+        """Unload every adapter of `version_ids` (versions trained on forgotten data) the server holds, this
+        process's and others' (`VLLMAdapters.unload_versions`); the names unloaded. A server that cannot list
+        them is logged: each worker still unloads its own at its next store read."""
+        try:
+            names = self.adapters.unload_versions(version_ids, self.prefix)
+        except RemoteModelError as exc:
+            logger.error("adapters of forgotten versions %s not swept from the server: %s", ", ".join(version_ids), exc)
+            return []
+        if names:
+            logger.warning("adapters of forgotten versions unloaded from the vLLM server: %s", ", ".join(names))
+        return names
+
     def sync(self, registry: ModelRegistry) -> str | None:
         """Publish the registry's active version if another one is served (a promotion or a rollback); returns
         the new served name, or None when nothing changed. (`PublishedVersions` does this at each turn.)"""
@@ -250,19 +290,21 @@ class PublishedVersions(ModelVersions):
     """
 
     _source: ModelRegistry
-    retry_s: float = 30.0
-    """Seconds after a refusal before a turn tries the refused version again (`refresh` tries it at once)."""
 
-    def __init__(self, publisher: AdapterPublisher, registry: ModelRegistry) -> None:
+    def __init__(self, publisher: AdapterPublisher, registry: ModelRegistry, *, retry_s: float = 30.0) -> None:
         super().__init__(publisher.vlm, registry)
         self.publisher = publisher
+        self.retry_s = retry_s
+        """Seconds after a refusal before a turn tries the refused version again (`refresh` tries it at once)."""
         self._refused_at: dict[str, float] = {}  # version id -> time.monotonic() of the server's last refusal
 
     @classmethod
     def from_config(cls, vlm: OpenAIVisionLanguageModel, registry: ModelRegistry,
                     config: ModelConfig) -> PublishedVersions:
-        """Publish to the vLLM server of the openai backend's `vlm` (`VLLMAdapters.from_config`)."""
-        return cls(AdapterPublisher(vlm, VLLMAdapters.from_config(config)), registry)
+        """Publish to the vLLM server of the openai backend's `vlm` (`VLLMAdapters.from_config`), a refused
+        version tried again after `model.publish_retry_s`."""
+        return cls(AdapterPublisher(vlm, VLLMAdapters.from_config(config)), registry,
+                   retry_s=config.publish_retry_s)
 
     def current(self, *, wait: bool = False) -> ModelHandle:
         """The served version's handle (one store read); the active version published first if another one
@@ -300,10 +342,12 @@ class PublishedVersions(ModelVersions):
 
     def forget(self, version_ids: Collection[str]) -> str:
         """After `ModelRegistry.forget_events` in this process: the adapter of a forgotten version unloaded at once
-        and the active version served, or the base model while the server refuses it (`note` says so); the id of
+        and the active version served, or the base model while the server refuses it (`note` says so); then every
+        adapter of those versions the server still holds (other workers', idle or killed) unloaded too. The id of
         the version that serves now."""
         with self._loading:
             self._catch_up(self._source.active_id())
+        self.publisher.revoke(version_ids)
         return self.publisher.served[0]
 
     @contextmanager
