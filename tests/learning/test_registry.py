@@ -86,6 +86,49 @@ def test_a_change_whose_serving_fails_is_undone(registry):
     assert registry.change_active(registry.rollback, serve=serve).id == v1.id and served == [v1.id, v1.id]
 
 
+def test_serving_a_change_holds_no_store_transaction(registry, tmp_path, caplog):
+    """A model server may take minutes to load an adapter: meanwhile the store takes other writers' changes (here
+    another connection's, with a 1 s lock timeout); the change is logged once, not for its plan."""
+    import logging
+    import threading
+
+    from ilearn.types import Event
+
+    v1 = fake_version(registry)
+    other = SQLiteStore(tmp_path / "ilearn.db", timeout=1.0)
+    written = []
+
+    def serve(version):
+        writer = threading.Thread(target=lambda: written.append(
+            other.add_events([Event(image=None, question="q?", answer="a", user_id="kim")])))
+        writer.start()
+        writer.join(10)
+        assert written, "another writer waited for the model server"
+
+    with caplog.at_level(logging.INFO, logger="ilearn.learning.registry"):
+        assert registry.change_active(lambda: registry.promote(v1.id), serve=serve).id == v1.id
+    assert registry.active_id() == v1.id and len(other.list_events()) == 1
+    assert [r.getMessage() for r in caplog.records] == [f"promoted {v1.id}"]
+    other.close()
+
+
+def test_a_change_that_the_store_moved_meanwhile_serves_what_it_commits(registry):
+    """While v1 is served for a rollback planned from v2, another process promotes v3: the rollback that commits
+    goes from v3 back to v2, and v2 is served before it commits."""
+    v1, v2, v3 = fake_version(registry), fake_version(registry), fake_version(registry)
+    registry.promote(v1.id)
+    registry.promote(v2.id)
+    served = []
+
+    def serve(version):
+        served.append(version.id)
+        if len(served) == 1:
+            registry.promote(v3.id)  # another process, while the model server loads v1
+
+    assert registry.change_active(registry.rollback, serve=serve).id == v2.id
+    assert served == [v1.id, v2.id] and registry.active_id() == v2.id
+
+
 def scores(vlm) -> list[float]:
     return vlm.score([Message(role="user", content=QUESTION, image=shape("red"))], ["red", "blue", "green"])
 

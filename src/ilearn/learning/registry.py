@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -69,12 +70,25 @@ def _without_examples(value: Any) -> Any:
     return value
 
 
+class _Undo(Exception):
+    """Undoes a planned change's transaction (`ModelRegistry.change_active`), carrying the version it made active."""
+
+    def __init__(self, version: ModelVersion) -> None:
+        super().__init__(version.id)
+        self.version = version
+
+
 class ModelRegistry:
     """Model versions of one deployment, stored in an EventStore, weights under `<home>/models/`."""
 
     def __init__(self, store: EventStore, home: str | Path) -> None:
         self.store = store
         self.root = Path(home) / "models"
+        self._planning = threading.local()  # on while `change_active` plans a change: its logs are left out
+
+    def _log_change(self, message: str, *args: object) -> None:
+        if not getattr(self._planning, "on", False):
+            logger.info(message, *args)
 
     # -- versions -----------------------------------------------------------------------------------------
     def new_path(self) -> tuple[str, Path]:
@@ -141,20 +155,41 @@ class ModelRegistry:
                 target.status = ModelStatus.ACTIVE
                 target.metrics = {**target.metrics, "promotions": [*target.metrics.get("promotions", []), time.time()]}
                 self.store.update_model_version(target)
-        logger.info("promoted %s", version_id)
+        self._log_change("promoted %s", version_id)
         return target if target is not None else ModelVersion(id=BASE, recipe=BASE, status=ModelStatus.ACTIVE)
 
     def change_active(self, change: Callable[[], ModelVersion],
                       serve: Callable[[ModelVersion], object] | None = None) -> ModelVersion:
         """`change` (a `promote` or a `rollback`), committed only once `serve(version)` returned for the version it
-        made active: whatever `serve` raises (a model server that refuses the version) undoes the change and
-        propagates. Both run in one store write transaction, so this process's other writes wait for `serve`.
-        (`ilearn models promote` serves with `VLLMAdapters.check`, a service with `PublishedVersions.change`.)"""
+        makes active: whatever `serve` raises (a model server that refuses the version) leaves the registry as it
+        was and propagates. (`ilearn models promote` serves with `VLLMAdapters.check`, a service with
+        `PublishedVersions.change`.)
+
+        `serve` may take long (a model server loading an adapter), so it runs outside any store transaction: the
+        change is first planned (run in a transaction that is undone, which says the version it makes active),
+        that version served, then the change run again and committed. Should the store have changed meanwhile so
+        that the change now makes another version active (another process promoted one), that one is served too,
+        inside the committing transaction."""
+        if serve is None:
+            return change()
+        planned = self._plan(change)
+        serve(planned)
         with self.store.transaction():
             version = change()
-            if serve is not None:
+            if version.id != planned.id:
                 serve(version)
         return version
+
+    def _plan(self, change: Callable[[], ModelVersion]) -> ModelVersion:
+        """The version `change` would make active, the store left as it was."""
+        self._planning.on = True
+        try:
+            with self.store.transaction():
+                raise _Undo(change())
+        except _Undo as undo:
+            return undo.version
+        finally:
+            self._planning.on = False
 
     def reject(self, version_id: str, reason: str = "") -> ModelVersion:
         """Mark a candidate rejected (kept, never served unless promoted by hand)."""
@@ -186,7 +221,7 @@ class ModelRegistry:
             if previous is not None:
                 previous.status = ModelStatus.ACTIVE
                 self.store.update_model_version(previous)
-        logger.info("rolled back from %s to %s", current.id, previous.id if previous else BASE)
+        self._log_change("rolled back from %s to %s", current.id, previous.id if previous else BASE)
         return previous if previous is not None else ModelVersion(id=BASE, recipe=BASE, status=ModelStatus.ACTIVE)
 
     # -- forgetting ---------------------------------------------------------------------------------------
