@@ -103,6 +103,23 @@ class Assistant:
         self.request_stages: tuple[RequestStage, ...] = (self.personal.recognise, *(
             (PointAtPanel(config.limits.max_image_pixels),) if request_stages is None else tuple(request_stages)))
         self._images = ImageCache(store.get_image_bytes, max_pixels=config.limits.max_image_pixels)
+        self._user_aware: dict[str, bool] = {}  # version id -> trained user-aware (`_fits_users`)
+
+    def _fits_users(self, version_id: str) -> bool:
+        """Whether the model version `version_id` was trained on user-aware rows (`ilearn.users.tuning`): it words
+        its answers for the user itself, so the wording rules step aside (one store read per version)."""
+        from ilearn.users.tuning import USER_AWARE
+
+        if version_id == "base" or self.registry is None:
+            return False
+        known = self._user_aware.get(version_id)
+        if known is None:
+            try:
+                known = bool(self.registry.get(version_id).metrics.get(USER_AWARE))
+            except NotFound:
+                known = False
+            self._user_aware[version_id] = known
+        return known
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -270,6 +287,8 @@ class Assistant:
         rc = self.config.retrieval
         top = reusable(state.matches, calibration.reuse_threshold(self.memory, rc.reuse_threshold), rc.reuse_margin,
                        rc.reuse_min_text_sim)
+        # a version tuned user-aware words its own answers; a reused answer is the teacher's words
+        fitted_by_model = top is None and self._fits_users(state.model.version)
         if top is not None:
             text = prompts.reused_answer(top.event.answer)
         else:
@@ -277,7 +296,7 @@ class Assistant:
                                                          and state.model.version == "base")
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
             messages = self.personal.prompted(prompts.answer_messages(state.question, state.image, references), profile)
-            stream = state.stream if not state.avoid and not rewords(profile) else None
+            stream = state.stream if not state.avoid and (fitted_by_model or not rewords(profile)) else None
             if stream is not None:
                 stream.begin(state.session.id, reply_id)
             generation = self.batcher.generate(state.model.vlm, messages, avoid=state.avoid,
@@ -287,7 +306,7 @@ class Assistant:
             if answer_key(text) in {answer_key(a) for a in state.avoid}:
                 text = prompts.NOT_SURE
             state.prompt_tokens = generation.prompt_tokens
-        if text != prompts.NOT_SURE:
+        if text != prompts.NOT_SURE and not fitted_by_model:
             state.shown_text = self.personal.fit(text, profile)  # worded for the user; the log keeps the model's
         state.clock("answer", start)
         state.reply = state.say(text, TurnKind.ANSWER, retrieved=[m.event.id for m in state.matches],

@@ -99,3 +99,39 @@ def test_the_user_reads_the_fitted_answer_and_the_log_keeps_the_models(tmp_path,
         assert logged.text == answer  # distillation, retrieval and training read the model's words
         plain = a.respond("adult", "What is this medicine called?", image=png)
         assert plain.text == answer
+
+
+def test_a_version_tuned_user_aware_words_its_own_answers(tmp_path, png) -> None:
+    """A version trained on user-aware rows (`USER_AWARE` in its metrics) already fits its answer to the tag:
+    the wording rules step aside for it (no second gloss), and still fit the answers of any other version."""
+    from ilearn.learning.registry import ModelRegistry
+    from ilearn.models.versions import ModelVersions
+    from ilearn.users.tuning import USER_AWARE
+
+    answer = "I think it is aspirin, an analgesic. It helps with headaches."
+    store = open_store(tmp_path)
+    registry = ModelRegistry(store, tmp_path)
+
+    class Weights:  # the registry's versions, served by the stub as they are (it has no weights)
+        def active_id(self) -> str:
+            return registry.active_id()
+
+        def apply(self, vlm, version_id: str) -> bool:
+            vlm.version = version_id
+            return True
+
+    def version(metrics: dict) -> str:
+        version_id, path = registry.new_path()
+        return registry.register(path=path, recipe="sft", version_id=version_id, metrics=metrics).id
+
+    tuned, plain = version({USER_AWARE: True}), version({})
+    vlm = StubVLM(responder=lambda m: answer)
+    with Assistant(Config(home=str(tmp_path)), vlm, store, registry=registry,
+                   versions=ModelVersions(vlm, Weights())) as a:
+        told = a.respond("kid", "I'm 8")
+        registry.promote(plain)
+        reply = a.respond("kid", "What is this medicine called?", image=png, session_id=told.session_id)
+        assert reply.model_version == plain and reply.text.startswith("It is aspirin (a pain medicine)")
+        registry.promote(tuned)
+        reply = a.respond("kid", "What is this medicine called?", image=png, session_id=told.session_id)
+        assert reply.model_version == tuned and reply.text == answer

@@ -115,8 +115,10 @@ class Deployment:
         versions = {**self._versions(), key: version_id}
         (self.home / VERSIONS_FILE).write_text(json.dumps(versions, indent=2))
 
-    def train_version(self, key: str, learn: LearnConfig, rows: list[dict] | None = None) -> str | None:
-        """Train `learn.recipe` on this deployment's events (or on `rows`) from the base weights and register it.
+    def train_version(self, key: str, learn: LearnConfig, rows: list[dict] | None = None,
+                      metrics: dict[str, Any] | None = None) -> str | None:
+        """Train `learn.recipe` on this deployment's events (or on `rows`) from the base weights and register it
+        (with `metrics` beside the experiment's key).
 
         Returns the version id (reused when `key` was trained before), or None when there is nothing to train on.
         """
@@ -134,7 +136,7 @@ class Deployment:
             logger.warning("%s: %s; the base model stays", key, problem)
             return None
         self.vlm.reset()  # recipes train from the base weights
-        version = train_candidate(self.vlm, self.registry, learn, rows, {"experiment_key": key})
+        version = train_candidate(self.vlm, self.registry, learn, rows, {"experiment_key": key, **(metrics or {})})
         self.remember_version(key, version.id)
         return version.id
 

@@ -227,8 +227,11 @@ def training_rows(dep: Deployment, scenario: PersonalScenario, model: str, learn
 
 
 def _train(ctx: RunContext, dep: Deployment, scenario: PersonalScenario, model: str) -> str | None:
+    from ilearn.users.tuning import USER_AWARE
+
     learn = learn_settings(ctx, model)
-    return dep.train_version(f"user-aware-{model}", learn, training_rows(dep, scenario, model, learn))
+    return dep.train_version(f"user-aware-{model}", learn, training_rows(dep, scenario, model, learn),
+                             {USER_AWARE: True})
 
 
 # ---------------------------------------------------------------------------------------------- scoring

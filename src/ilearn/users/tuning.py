@@ -16,6 +16,10 @@ chosen, the answer fitted to another profile (the tag must matter) and the fitte
 (a profile must never change a fact) rejected.
 
 Tags name no protected attribute (profiles have no such field), and a profile never changes the fact a row holds.
+
+A version trained on these rows is registered with `USER_AWARE` true in its metrics: it words its answers for the
+tag itself, so the assistant shows its answers as they are instead of passing them through the wording rules
+again (which would, e.g., gloss "dose" a second time).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from ilearn.users.fit import fit_answer, profile_tag
 from ilearn.users.profiles import Profile
 
 logger = logging.getLogger(__name__)
+
+USER_AWARE = "user_aware"
+"""The key, in a model version's metrics, that says it was trained on user-aware rows (it fits answers itself)."""
 
 Fitted = Callable[[str, str, Profile], str]
 """(question, answer, profile) -> the answer worded for that profile, facts unchanged."""
@@ -115,4 +122,4 @@ def _pair(row: dict, question: str, chosen: str, rejected: str) -> dict:
     return pair
 
 
-__all__ = ["Fitted", "preference_rows", "rules", "tagged", "user_aware_rows"]
+__all__ = ["USER_AWARE", "Fitted", "preference_rows", "rules", "tagged", "user_aware_rows"]
