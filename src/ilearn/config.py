@@ -26,6 +26,16 @@ PUBLISH = ("none", "vllm-lora")
 """The values of `ModelConfig.publish`."""
 
 
+def parse_path_map(value: str | None) -> tuple[str, str] | None:
+    """"LOCAL=SERVER" (two absolute folders) as a pair, None for none; InvalidInput otherwise."""
+    if not value:
+        return None
+    local, sep, server = value.partition("=")
+    if not sep or not local.startswith("/") or not server.startswith("/"):
+        raise InvalidInput(f"model.publish_path_map must be LOCAL=SERVER, two absolute folders, not {value!r}")
+    return local.rstrip("/") or "/", server.rstrip("/") or "/"
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     backend: str = "small"
@@ -55,12 +65,17 @@ class ModelConfig:
     `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True` and `--enable-lora`: the version's adapter folder is loaded on that
     server under a new name, at model.path with the backend's API key; `ilearn.models.vllm_publish`,
     docs/fleet.md)."""
+    publish_path_map: str | None = None
+    """With publish "vllm-lora", when the vLLM server sees the versions' folders elsewhere (a shared volume mounted
+    at another path): "LOCAL=SERVER", e.g. "/srv/ilearn/models=/adapters"; a version under LOCAL is loaded from
+    the same place under SERVER."""
     publish_retry_s: float = 30.0
     """With publish "vllm-lora": seconds after the server refused the active version's adapter before a turn
     tries it again (the version served before serves meanwhile; a refresh, e.g. /readyz, tries at once)."""
 
     def __post_init__(self) -> None:
         plugins.check("model", self.backend, "model.backend")
+        parse_path_map(self.publish_path_map)
         if self.publish_retry_s < 0:
             raise InvalidInput("model.publish_retry_s must be >= 0")
         if self.publish not in PUBLISH:

@@ -292,3 +292,20 @@ def test_a_server_that_cannot_list_adapters_leaves_the_forget_standing(tmp_path,
     assert main(["events", "forget", "--user", "kim", *options]) == 0
     out = capsys.readouterr().out
     assert "forgot user 'kim'" in out and "adapters were not swept" in out and "could not list" in out
+
+
+def test_the_server_loads_adapters_from_where_it_sees_them(server, tmp_path) -> None:
+    """`model.publish_path_map` "LOCAL=SERVER": the vLLM server mounts the versions' folder elsewhere."""
+    home = tmp_path / "home"
+    config = published_config(home, server).override(model={"publish_path_map": f"{home}/models=/adapters"})
+    with build_runtime(config) as runtime:
+        v1 = version(runtime.registry)
+        runtime.versions.change(lambda: runtime.registry.promote(v1))
+        [(_, body)] = [(e, b) for e, b in FakeVLLM.calls if e == "load_lora_adapter"]
+        assert body["lora_path"] == f"/adapters/{v1}" and runtime.registry.get(v1).path == str(home / "models" / v1)
+    adapters = VLLMAdapters(server, path_map="/srv/ilearn/=/mnt/a")
+    assert adapters.server_path("/srv/ilearn/models/v") == "/mnt/a/models/v"
+    assert adapters.server_path("/srv/ilearnx/v") == "/srv/ilearnx/v"  # outside LOCAL: unchanged
+    for wrong in ("adapters", "/a=b", "/a"):
+        with pytest.raises(InvalidInput, match="model.publish_path_map must be LOCAL=SERVER"):
+            ModelConfig(backend="openai", publish="vllm-lora", publish_path_map=wrong)

@@ -42,8 +42,10 @@ import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from ilearn.config import parse_path_map
 from ilearn.errors import ILearnError, InvalidInput, require_package
 from ilearn.models.openai import OpenAIVisionLanguageModel, RemoteModelError
 from ilearn.models.versions import BASE, ModelHandle, ModelVersions, bind
@@ -60,11 +62,14 @@ class VLLMAdapters:
     """vLLM's runtime LoRA API of one server: load and unload adapters by name."""
 
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 120.0,
-                 http_client: Any = None) -> None:
+                 http_client: Any = None, path_map: str | None = None) -> None:
+        """`path_map` "LOCAL=SERVER": an adapter folder under LOCAL (as this process writes it) is under SERVER for
+        the vLLM server (a shared volume mounted elsewhere in its container or machine)."""
         require_package("httpx", extra="openai")
         import httpx
 
         self.base_url = base_url.split("#", 1)[0].rstrip("/")
+        self.path_map = parse_path_map(path_map)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = http_client or httpx.Client(timeout=timeout, headers=headers)
 
@@ -75,7 +80,7 @@ class VLLMAdapters:
         if not config.path:
             raise InvalidInput("model.publish 'vllm-lora' needs model.path: the vLLM server's base URL, "
                                "e.g. http://localhost:8000/v1#Qwen/Qwen2-VL-7B-Instruct")
-        return cls(config.path, api_key=os.environ.get("OPENAI_API_KEY"))
+        return cls(config.path, api_key=os.environ.get("OPENAI_API_KEY"), path_map=config.publish_path_map)
 
     def _post(self, endpoint: str, body: dict[str, str]) -> None:
         import httpx
@@ -92,8 +97,21 @@ class VLLMAdapters:
             raise error
 
     def load(self, name: str, path: str) -> None:
-        """Load the LoRA adapter folder `path` (as the server sees it) under `name`."""
-        self._post("load_lora_adapter", {"lora_name": name, "lora_path": path})
+        """Load the LoRA adapter folder `path` (as this process sees it: `path_map` gives the server's) under
+        `name`."""
+        self._post("load_lora_adapter", {"lora_name": name, "lora_path": self.server_path(path)})
+
+    def server_path(self, path: str) -> str:
+        """`path` as the server sees it (`path_map`; unchanged outside its LOCAL folder)."""
+        if self.path_map is None:
+            return path
+        local, server = self.path_map
+        inside = Path(path)
+        try:
+            rest = inside.relative_to(local)
+        except ValueError:
+            return path
+        return str(PurePosixPath(server) / rest.as_posix()) if str(rest) != "." else server
 
     def unload(self, name: str) -> None:
         """Unload the adapter `name`."""
