@@ -1,4 +1,4 @@
-"""The EventStore contract, run against every store backend: SQLite and PostgreSQL (tests/memory/postgres_helpers.py).
+"""The EventStore contract, run against every store backend: SQLite and PostgreSQL (tests/postgres_helpers.py).
 
 Each PostgreSQL test gets a schema of its own, so runs side by side never meet. Backend-specific behaviour
 (files, migrations, the change feed) is tested in test_sqlite.py and test_postgres*.py.
@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from postgres_helpers import count_rows, fresh_schema
 
 from ilearn import plugins
 from ilearn.config import store_scheme
@@ -33,6 +32,7 @@ from ilearn.types import (
     Turn,
     TurnKind,
 )
+from postgres_helpers import count_rows, fresh_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

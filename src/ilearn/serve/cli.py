@@ -76,9 +76,10 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[[argparse.Argu
 
 def _keys(args: argparse.Namespace):
     from ilearn.cli_settings import load_config
-    from ilearn.serve.keys import KeyStore
+    from ilearn.serve.keys import KeyStore, keys_location
 
-    return KeyStore(serve_settings(args).keys_path or load_config(args).home_path / "keys.db")
+    config = load_config(args)
+    return KeyStore(keys_location(serve_settings(args).keys_path, config.store_url, config.home_path))
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:

@@ -1,4 +1,6 @@
-"""API keys of the service: created and revoked with `ilearn keys ...`, stored hashed in `<home>/keys.db`.
+"""API keys of the service: created and revoked with `ilearn keys ...`, stored hashed in `<home>/keys.db`, or, when
+the deployment's store is PostgreSQL, in the store's own database and schema (table `api_keys`), so that every
+worker of a fleet takes the keys created once (`keys_location`).
 
 A key is `ilk_<id>_<secret>`: the id finds the row, the secret (32 random bytes) is checked against its
 SHA-256 (a random 256-bit secret needs no slow password hash; the plain key is shown once, at creation).
@@ -90,16 +92,50 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class KeyStore:
-    """The keys of one deployment in a small SQLite file (thread-safe; one connection, one lock)."""
+def keys_location(keys_path: str, store_url: str, home: Path) -> str:
+    """Where a deployment's keys live: `keys_path` when given (a SQLite file, or a postgresql:// URL), else the
+    PostgreSQL store's database and schema when the store is one (every worker shares them), else keys.db in the
+    home folder."""
+    if keys_path:
+        return keys_path
+    if store_url.startswith(_POSTGRES):
+        return store_url
+    return str(home / "keys.db")
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+_POSTGRES = ("postgresql://", "postgres://")
+
+
+class KeyStore:
+    """The keys of one deployment (thread-safe): a small SQLite file (one connection, one lock), or a table in a
+    PostgreSQL schema (`location` a postgresql:// URL with iLearn's `schema` parameter, as the store's)."""
+
+    def __init__(self, location: str | Path) -> None:
+        self.location = str(location)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
+        self._pg = self.location.startswith(_POSTGRES)
+        if self._pg:
+            self._pool, self._schema = _postgres_pool(self.location)
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('ilearn.keys.' || %s))", (self._schema,))
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._schema}")
+                conn.execute(_SCHEMA.replace(" REAL", " DOUBLE PRECISION"))
+        else:
+            path = Path(self.location)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+
+    def _run(self, sql: str, params: tuple = ()) -> tuple[list[tuple], int]:
+        """(rows, rowcount) of one statement, written with ? placeholders."""
+        if self._pg:
+            with self._pool.connection() as conn:
+                cursor = conn.execute(sql.replace("?", "%s"), params)
+                return (cursor.fetchall() if cursor.description else []), cursor.rowcount
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            return cursor.fetchall(), cursor.rowcount
 
     def create(self, robot: str, role: str = "robot", *, name: str = "",
                limits: KeyLimits | None = None) -> tuple[ApiKey, str]:
@@ -110,11 +146,9 @@ class KeyStore:
         limits = limits or KeyLimits()
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         row = ApiKey(key_id, robot, role, name, limits, time.time())
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO api_keys VALUES (?,?,?,?,?,?,?,?,?,NULL)",
-                (key_id, _digest(secret), robot, role, name, limits.rate_per_minute, limits.max_body_bytes,
-                 limits.max_image_bytes, row.created))
+        self._run("INSERT INTO api_keys VALUES (?,?,?,?,?,?,?,?,?,NULL)",
+                  (key_id, _digest(secret), robot, role, name, limits.rate_per_minute, limits.max_body_bytes,
+                   limits.max_image_bytes, row.created))
         return row, f"ilk_{key_id}_{secret}"
 
     def verify(self, token: str) -> ApiKey | None:
@@ -123,32 +157,48 @@ class KeyStore:
         if match is None:
             return None
         key_id, secret = match.groups()
-        with self._lock:
-            row = self._db.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-        if row is None or row[9] is not None:
+        rows, _ = self._run("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        if not rows or rows[0][9] is not None:
             return None
-        if not hmac.compare_digest(row[1], _digest(secret)):
+        if not hmac.compare_digest(rows[0][1], _digest(secret)):
             return None
-        return _key(row)
+        return _key(rows[0])
 
     def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
         query = "SELECT * FROM api_keys" + ("" if include_revoked else " WHERE revoked IS NULL") + " ORDER BY created"
-        with self._lock:
-            return [_key(row) for row in self._db.execute(query).fetchall()]
+        return [_key(row) for row in self._run(query)[0]]
 
     def revoke(self, key_id: str) -> ApiKey:
-        """Revoke a key at once (NotFound for an unknown or already revoked id)."""
-        with self._lock:
-            cursor = self._db.execute("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL",
-                                      (time.time(), key_id))
-            if cursor.rowcount == 0:
-                raise NotFound(f"no active key {key_id!r}")
-            row = self._db.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-        return _key(row)
+        """Revoke a key at once (NotFound for an unknown or already revoked id); every worker sharing the keys
+        refuses it from its next request."""
+        rows, count = self._run("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL RETURNING *",
+                                (time.time(), key_id))
+        if count == 0 or not rows:
+            raise NotFound(f"no active key {key_id!r}")
+        return _key(rows[0])
 
     def close(self) -> None:
+        if self._pg:
+            self._pool.close()
+            return
         with self._lock:
             self._db.close()
+
+
+def _postgres_pool(url: str):
+    """A small connection pool on the schema of the store URL `url` (the keys table lives beside the events)."""
+    from ilearn.errors import require_package
+
+    require_package("psycopg_pool", extra="fleet")
+    from psycopg_pool import ConnectionPool
+
+    from ilearn.memory.postgres import parse_url
+
+    conninfo, schema = parse_url(url)
+    pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True, name=f"ilearn-keys-{schema}",
+                          kwargs={"autocommit": True, "options": f"-c search_path={schema}",
+                                  "application_name": f"ilearn keys {schema}"})
+    return pool, schema
 
 
 def _key(row: tuple) -> ApiKey:
@@ -176,4 +226,4 @@ class RateLimiter:
             return 0.0
 
 
-__all__ = ["ROLES", "ApiKey", "KeyLimits", "KeyStore", "RateLimiter", "check_robot"]
+__all__ = ["ROLES", "ApiKey", "KeyLimits", "KeyStore", "RateLimiter", "check_robot", "keys_location"]

@@ -23,7 +23,7 @@ from ilearn.models.openai import RemoteModelError
 from ilearn.serve.conversations import Conversations
 from ilearn.serve.errors import ApiError
 from ilearn.serve.jobs import Job, LearningJobs
-from ilearn.serve.keys import ApiKey, KeyStore, RateLimiter
+from ilearn.serve.keys import ApiKey, KeyStore, RateLimiter, keys_location
 from ilearn.serve.metrics import Metrics
 from ilearn.serve.scope import can_see, check_session, split_user, user_id
 from ilearn.serve.settings import ServeSettings
@@ -58,8 +58,10 @@ class Service:
 
     @classmethod
     def build(cls, assistant: Assistant, settings: ServeSettings, *, owns_assistant: bool) -> Service:
-        """The service over `assistant`, its keys in `settings.keys_path` (default: keys.db in the home)."""
-        keys_path = settings.keys_path or str(assistant.config.home_path / "keys.db")
+        """The service over `assistant`, its keys where `keys_location` says (`settings.keys_path`, else the
+        PostgreSQL store's schema, else keys.db in the home)."""
+        config = assistant.config
+        keys_path = keys_location(settings.keys_path, config.store_url, config.home_path)
         metrics = Metrics()
         jobs = LearningJobs(assistant.learn, on_done=lambda job: _job_done(metrics, job))
         return cls(assistant, KeyStore(keys_path), settings, metrics, jobs, RateLimiter(),

@@ -14,7 +14,8 @@ class ServeSettings:
     port: int = 8000
     """TCP port to listen on."""
     keys_path: str = ""
-    """SQLite file of the API keys (empty: keys.db in the home folder)."""
+    """Where the API keys live: a SQLite file or a postgresql:// URL (empty: the store's PostgreSQL schema when
+    the store is PostgreSQL, so every worker shares them, else keys.db in the home folder)."""
     model_name: str = "ilearn"
     """The model id the OpenAI-compatible endpoint lists and accepts."""
     threads: int = 64
