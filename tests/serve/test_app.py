@@ -112,32 +112,38 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_ilearn_serve_end_to_end(tmp_path):
-    """`ilearn serve` on the tiny model: the first start makes an admin key, a turn is answered, SIGTERM stops it."""
+def _serve(*options: str) -> tuple[subprocess.Popen, str, str]:
+    """`ilearn serve` started with `options` on a free port, once ready: (process, the admin key it made, URL)."""
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "ilearn.cli", "serve", "--home", str(tmp_path), "--model",
-                                "tiny", "--port", str(port), "--set", "model.max_new_tokens=4"],
+    process = subprocess.Popen([sys.executable, "-m", "ilearn.cli", "serve", *options, "--port", str(port)],
                                stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    while not any(line.startswith("ilk_") for line in lines):
+        line = process.stderr.readline()
+        if not line:
+            process.kill()
+            pytest.fail("ilearn serve exited: " + "".join(lines))
+        lines.append(line.strip())
+    token = next(line for line in lines if line.startswith("ilk_"))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return process, token, url
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail("ilearn serve did not become ready")
+        time.sleep(0.2)
+
+
+def test_ilearn_serve_end_to_end(tmp_path):
+    """`ilearn serve` on the tiny model: the first start makes an admin key, a turn is answered, SIGTERM stops it."""
+    process, token, url = _serve("--home", str(tmp_path), "--model", "tiny", "--set", "model.max_new_tokens=4")
     try:
-        lines = []
-        while not any(line.startswith("ilk_") for line in lines):
-            line = process.stderr.readline()
-            if not line:
-                pytest.fail("ilearn serve exited: " + "".join(lines))
-            lines.append(line.strip())
-        token = next(line for line in lines if line.startswith("ilk_"))
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail("ilearn serve did not become ready")
-            time.sleep(0.2)
         r = httpx.post(f"{url}/v1/turns", headers={"Authorization": f"Bearer {token}"}, timeout=60,
                        json={"user": "ana", "text": "What is this called?"})
         assert r.status_code == 200 and r.json()["model_version"] == "base"
@@ -149,6 +155,41 @@ def test_ilearn_serve_end_to_end(tmp_path):
             process.kill()
             process.wait()
     assert (tmp_path / "keys.db").is_file() and (tmp_path / "ilearn.db").is_file()
+
+
+def test_ilearn_serve_runs_several_workers_on_a_postgresql_store(tmp_path):
+    """`--workers 2` on PostgreSQL: two processes on one port, each with a home folder of its own, one set of keys
+    (in the store's schema); both answer turns of one conversation, stored once."""
+    from postgres_helpers import fresh_schema
+
+    schema = fresh_schema()
+    store = next(schema)
+    process, token, url = _serve("--home", str(tmp_path), "--store", store, "--model", "tiny", "--workers", "2",
+                                 "--set", "model.max_new_tokens=4")
+    try:
+        locks = [tmp_path / f"worker-{i}" / "ilearn.lock" for i in range(2)]
+        deadline = time.monotonic() + 120
+        while not all(lock.is_file() and lock.read_text().strip() for lock in locks):
+            assert time.monotonic() < deadline, "both workers did not start"
+            time.sleep(0.2)
+        pids = {lock.read_text().strip() for lock in locks}
+        assert len(pids) == 2 and str(process.pid) not in pids  # two worker processes, not the supervisor
+        auth = {"Authorization": f"Bearer {token}"}
+        first = httpx.post(f"{url}/v1/turns", headers=auth, timeout=60, json={"user": "ana", "text": "Hello?"}).json()
+        for _ in range(5):  # new connections: the kernel hands them to either worker
+            r = httpx.post(f"{url}/v1/turns", headers=auth, timeout=60,
+                           json={"user": "ana", "text": "What is this called?", "session_id": first["session_id"]})
+            assert r.status_code == 200, r.text
+        turns = httpx.get(f"{url}/v1/sessions/{first['session_id']}", headers=auth, timeout=60).json()["turns"]
+        assert len(turns) == 12
+        assert not (tmp_path / "keys.db").exists() and not (tmp_path / "ilearn.db").exists()
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        next(schema, None)  # drops the schema
 
 
 def test_an_app_over_an_assistant_leaves_it_open_and_is_ready_only_while_it_runs(tmp_path):

@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import typing
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import asdict, fields
 
 from ilearn.cli_settings import field_docs
 from ilearn.serve.settings import ServeSettings
@@ -46,7 +47,8 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[[argparse.Argu
                        ("shutdown_timeout_s", "--shutdown-timeout"), ("reports_dir", "--reports")]:
         _serve_option(serve, name, flag)
     serve.add_argument("--workers", type=int, default=1,
-                       help="server processes (only 1 on the SQLite store: each process has its own index)")
+                       help="server processes on one port, each with its own home folder <home>/worker-<i> (only 1 "
+                            "on the SQLite store: each process has its own index; several on a PostgreSQL store)")
     serve.set_defaults(func=cmd_serve)
 
     keys = sub.add_parser("keys", help="API keys of the service: create, list, revoke")
@@ -118,22 +120,68 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ilearn.cli_settings import load_config
+    from ilearn.serve.keys import KeyStore, keys_location
+
+    config = load_config(args)
+    settings = serve_settings(args)
+    if args.workers < 1:
+        raise InvalidInput("--workers must be >= 1")
+    if args.workers > 1 and not config.store_url.startswith(("postgresql://", "postgres://")):
+        raise InvalidInput("--workers: on the SQLite store one process serves (each process would keep its own "
+                           "vector index); give a PostgreSQL store (--store postgresql://...) for several workers")
+    keys = KeyStore(keys_location(settings.keys_path, config.store_url, config.home_path))
+    try:
+        if not keys.list():
+            row, token = keys.create("local", "admin", name="made by the first `ilearn serve`")
+            print(f"no API keys yet: made admin key {row.id} for robot 'local' (shown once; more with "
+                  f"`ilearn keys create`):\n{token}", file=sys.stderr)
+    finally:
+        keys.close()
+    log_level = "info" if args.verbose else "warning"
+    if args.workers > 1:
+        os.environ[_WORKER_SPEC] = json.dumps({"config": config.to_dict(), "settings": asdict(settings),
+                                               "workers": args.workers})
+        uvicorn.run("ilearn.serve.cli:worker_app", factory=True, workers=args.workers, host=settings.host,
+                    port=settings.port, log_level=log_level, timeout_graceful_shutdown=int(settings.shutdown_timeout_s))
+        return 0
     from ilearn.runtime import build_runtime
     from ilearn.serve.app import create_app
 
-    if args.workers != 1:
-        raise InvalidInput("--workers: one process serves a SQLite store (each process would keep its own vector "
-                           "index); run several workers on a shared store once PostgreSQL is available")
-    settings = serve_settings(args)
-    app = create_app(build_runtime(load_config(args)), settings)
-    keys = app.state.service.keys
-    if not keys.list():
-        row, token = keys.create("local", "admin", name="made by the first `ilearn serve`")
-        print(f"no API keys yet: made admin key {row.id} for robot 'local' (shown once; more with "
-              f"`ilearn keys create`):\n{token}", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info" if args.verbose else "warning",
+    app = create_app(build_runtime(config), settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level,
                 timeout_graceful_shutdown=int(settings.shutdown_timeout_s))
     return 0
+
+
+_WORKER_SPEC = "ILEARN_SERVE_WORKER"
+"""The environment variable that hands `ilearn serve --workers N` settings to its worker processes."""
+
+
+def worker_app():
+    """The app of one worker process of `ilearn serve --workers N` (uvicorn's factory): the settings from the
+    parent, and a home folder of its own, `<home>/worker-<i>`, the first one no other process holds (a worker that
+    uvicorn restarts takes the one its predecessor left)."""
+    from ilearn.config import Config
+    from ilearn.memory.lock import HomeLock, HomeLocked
+    from ilearn.runtime import build_runtime
+    from ilearn.serve.app import create_app
+
+    spec = json.loads(os.environ[_WORKER_SPEC])
+    config = Config.from_dict(spec["config"])
+    settings = ServeSettings(**spec["settings"])
+    for i in range(2 * spec["workers"]):
+        home = config.home_path / f"worker-{i}"
+        lock = HomeLock(home)
+        try:
+            lock.acquire()
+        except HomeLocked:
+            continue
+        try:  # held until the runtime's memory holds it too
+            logger.info("worker %d serves with home %s", os.getpid(), home)
+            return create_app(build_runtime(config.override(home=str(home))), settings)
+        finally:
+            lock.release()
+    raise RuntimeError(f"no free worker home under {config.home_path}: {2 * spec['workers']} are held")
 
 
 __all__ = ["add_parsers", "serve_settings"]
