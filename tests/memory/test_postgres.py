@@ -6,12 +6,12 @@ import threading
 
 import psycopg
 import pytest
-from postgres_helpers import count_rows, drop_schema, fresh_schema, server_url
 
 from ilearn.errors import InvalidInput, NotFound
 from ilearn.memory import postgres as pg
 from ilearn.memory.postgres import PostgresStore, SchemaError, open_url, parse_url
 from ilearn.types import Event, EventStatus, Role, Session, Turn, TurnKind
+from postgres_helpers import count_rows, drop_schema, fresh_schema, server_url
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from memory_helpers import make_event, make_image
-from postgres_helpers import count_rows, fresh_schema
 
 from ilearn.config import RetrievalConfig
 from ilearn.memory.feed import FleetMemory
 from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
 from ilearn.types import EventStatus, Scope
+from postgres_helpers import count_rows, fresh_schema
 
 PILLS = make_image((200, 40, 40), mark=4)
 MUG = make_image((40, 40, 200), mark=20)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from postgres_helpers import fresh_schema
 
 from ilearn.assistant import Assistant
 from ilearn.config import Config
 from ilearn.memory.feed import FleetMemory
 from ilearn.memory.postgres import PostgresStore
 from ilearn.types import TurnKind
+from postgres_helpers import fresh_schema
 from test_retrieval_loop import bottle, teach
 
 
