@@ -295,7 +295,8 @@ class Assistant:
             shown = rc.prompt_references == "always" or (rc.prompt_references == "untuned"
                                                          and state.model.version == "base")
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
-            messages = self.personal.prompted(prompts.answer_messages(state.question, state.image, references), profile)
+            messages = self.personal.prompted(prompts.answer_messages(state.question, state.image, references), profile,
+                                              tuned=fitted_by_model)
             stream = state.stream if not state.avoid and (fitted_by_model or not rewords(profile)) else None
             if stream is not None:
                 stream.begin(state.session.id, reply_id)

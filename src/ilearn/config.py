@@ -395,7 +395,8 @@ class PersonalConfig:
     prompt: str = "none"
     """How the profile reaches the model: none (only wording rules fit the answer), tag (a few-token tag before the
     question, for a model tuned to read it: `ilearn.users.tuning`) or instructions (the long prompt of a prompting
-    baseline, or a large `openai` backend)."""
+    baseline, or a large `openai` backend). A version trained user-aware (`learn.user_aware`) is sent the tag
+    unless this says instructions."""
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.threshold <= 1.0:
@@ -477,6 +478,12 @@ class LearnConfig:
     """sft and dpo: weight of a term that keeps the image tokens of the replayed general examples (the projector's output,
     the instance offset included) at the base model's (squared error relative to the base tokens' squared norm;
     `ilearn.learning.distill`); 0: off."""
+    user_aware: bool = False
+    """sft and dpo: train the version to fit its answers to the user, as User-VLM does: every training row once per
+    profile of `ilearn.users.tuning.ARCHETYPES` (archetypes, never a user's own profile), the profile as a few-token
+    tag before the question and the answer worded for it as the target (`ilearn.users.tuning.tuning_rows`; dpo adds
+    the profile bias set's train pairs). The assistant then sends such a version the user's tag and shows its
+    answers as they are (`personal.prompt` need not say "tag")."""
     learning_margin: float = 0.0
     """The candidate must beat the active model on held-out events by more than this."""
     forgetting_margin: float = 0.01
@@ -526,6 +533,8 @@ class LearnConfig:
             raise InvalidInput("learn.epochs, batch_size, learning_rate and lora_r must be positive, max_steps >= 0")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise InvalidInput("learn.heldout_fraction must be within (0, 1)")
+        if self.user_aware and self.recipe not in ("sft", "dpo"):
+            raise InvalidInput(f"learn.user_aware trains the sft or dpo recipe, not {self.recipe!r}")
         if self.dpo_sft_weight < 0:
             raise InvalidInput("learn.dpo_sft_weight must be >= 0")
         for name in ("learning_margin", "forgetting_margin", "bias_margin", "specificity_margin"):

@@ -103,7 +103,8 @@ def test_the_user_reads_the_fitted_answer_and_the_log_keeps_the_models(tmp_path,
 
 def test_a_version_tuned_user_aware_words_its_own_answers(tmp_path, png) -> None:
     """A version trained on user-aware rows (`USER_AWARE` in its metrics) already fits its answer to the tag:
-    the wording rules step aside for it (no second gloss), and still fit the answers of any other version."""
+    the wording rules step aside for it (no second gloss), and still fit the answers of any other version. It is
+    sent the user's tag though `personal.prompt` is "none" (the default): it was trained to read it."""
     from ilearn.learning.registry import ModelRegistry
     from ilearn.models.versions import ModelVersions
     from ilearn.users.tuning import USER_AWARE
@@ -125,7 +126,8 @@ def test_a_version_tuned_user_aware_words_its_own_answers(tmp_path, png) -> None
         return registry.register(path=path, recipe="sft", version_id=version_id, metrics=metrics).id
 
     tuned, plain = version({USER_AWARE: True}), version({})
-    vlm = StubVLM(responder=lambda m: answer)
+    asked: list[str] = []
+    vlm = StubVLM(responder=lambda m: (asked.append(m[-1].content), answer)[1])
     with Assistant(Config(home=str(tmp_path)), vlm, store, registry=registry,
                    versions=ModelVersions(vlm, Weights())) as a:
         told = a.respond("kid", "I'm 8")
@@ -135,3 +137,4 @@ def test_a_version_tuned_user_aware_words_its_own_answers(tmp_path, png) -> None
         registry.promote(tuned)
         reply = a.respond("kid", "What is this medicine called?", image=png, session_id=told.session_id)
         assert reply.model_version == tuned and reply.text == answer
+    assert len(asked) == 2 and not asked[0].startswith("[user:") and asked[1] == f"[user: child] {asked[0]}"

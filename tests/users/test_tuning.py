@@ -8,10 +8,10 @@ from PIL import Image
 from ilearn.errors import InvalidInput
 from ilearn.learning.datasets import completion_messages, prompt_messages
 from ilearn.models.base import Message
-from ilearn.users.fit import fit_answer
+from ilearn.users.fit import fit_answer, tagged
 from ilearn.users.fit import prompt_messages as fit_prompt
 from ilearn.users.profiles import Profile
-from ilearn.users.tuning import preference_rows, rules, tagged, user_aware_rows
+from ilearn.users.tuning import preference_rows, rules, user_aware_rows
 
 IMAGE = Image.new("RGB", (8, 8), (200, 30, 30))
 CHILD, EXPERT, NONE = Profile(age_group="child"), Profile(expertise="expert"), Profile()

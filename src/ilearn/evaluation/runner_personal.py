@@ -195,7 +195,7 @@ def _assistant(dep: Deployment, *, retrieval: bool, prompt: str) -> Assistant:
 
 # ---------------------------------------------------------------------------------------------- training
 def _rows(dep: Deployment, learn: LearnConfig) -> list[dict]:
-    return dep.rows(replace(learn, recipe="sft"))
+    return dep.rows(replace(learn, recipe="sft", user_aware=False))  # the tags come from the scenario's profiles
 
 
 def learn_settings(ctx: RunContext, model: str) -> LearnConfig:
@@ -216,14 +216,9 @@ def learn_settings(ctx: RunContext, model: str) -> LearnConfig:
 
 def training_rows(dep: Deployment, scenario: PersonalScenario, model: str, learn: LearnConfig) -> list[dict]:
     """The user-aware rows of `model` ("sft" or "dpo") from the caretakers' events."""
-    from ilearn.users.bias import bias_rows
-    from ilearn.users.tuning import preference_rows, user_aware_rows
+    from ilearn.users.tuning import tuning_rows
 
-    rows = _rows(dep, learn)
-    every = [Profile(), *profiles(scenario)]
-    if model == "sft":
-        return user_aware_rows(rows, every, reference_fitted)
-    return [*preference_rows(rows, every, reference_fitted), *bias_rows("train")]
+    return tuning_rows(model, _rows(dep, learn), [Profile(), *profiles(scenario)], reference_fitted)
 
 
 def _train(ctx: RunContext, dep: Deployment, scenario: PersonalScenario, model: str) -> str | None:
@@ -339,7 +334,7 @@ def _gates(ctx: RunContext, dep: Deployment, scenario: PersonalScenario, version
     """The gate on R3 (against the base model) and on the DPO candidate (against R3)."""
     from ilearn.learning.gate import HeldOut, Margins, evaluate_candidate
     from ilearn.users.bias import profile_bias_set
-    from ilearn.users.tuning import tagged
+    from ilearn.users.fit import tagged
 
     heldout = [HeldOut(scenario.item(u.item).test_views[0], tagged(precise_question("dose"), u.profile),
                        scenario.item(u.item).facts["dose"]) for u in scenario.users]

@@ -90,9 +90,14 @@ def dataset_kind(recipe: str) -> str:
 
 def training_rows(learn: LearnConfig, events: Sequence[Event], image_fn: Callable[[ImageRef], Any]) -> list[dict]:
     """The rows of `learn.recipe`'s dataset (TRL standard columns, `event_id` kept) built from `events`, rewarded
-    by `learn`'s remap where the recipe trains on rewards."""
+    by `learn`'s remap where the recipe trains on rewards; with `learn.user_aware`, the user-aware rows made of the
+    events' sft rows (`ilearn.users.tuning.tuning_rows`)."""
     from ilearn.learning.datasets import build
 
+    if learn.user_aware:
+        from ilearn.users.tuning import tuning_rows
+
+        return tuning_rows(learn.recipe, build("sft", events, image_fn, with_ids=True, learn=learn))
     return build(dataset_kind(learn.recipe), events, image_fn, with_ids=True, learn=learn)
 
 
@@ -173,10 +178,14 @@ def train_candidate(vlm: Any, registry: Any, learn: LearnConfig, rows: Sequence[
 def register_candidate(registry: Any, learn: LearnConfig, rows: Sequence[dict], version_id: str, path: Path,
                        result: Any, metrics: dict[str, Any] | None = None) -> ModelVersion:
     """Register the weights `result` (a TrainResult) saved in `path` (from `registry.new_path()`) as a candidate
-    trained with `learn` on `rows`; the version's event ids are those of `rows`."""
+    trained with `learn` on `rows`; the version's event ids are those of `rows`, and it is marked `USER_AWARE` when
+    `learn.user_aware`."""
+    from ilearn.users.tuning import USER_AWARE
+
     event_ids = sorted({r["event_id"] for r in rows if "event_id" in r})
+    aware = {USER_AWARE: True} if learn.user_aware else {}
     return registry.register(path=path, recipe=learn.recipe, settings=asdict(learn), event_ids=event_ids,
-                             metrics={"train": result.to_dict(), **(metrics or {})}, version_id=version_id)
+                             metrics={"train": result.to_dict(), **aware, **(metrics or {})}, version_id=version_id)
 
 
 class Split(NamedTuple):

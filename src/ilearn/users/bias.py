@@ -27,8 +27,8 @@ from typing import Literal
 
 from ilearn.errors import InvalidInput
 from ilearn.learning.bias import BiasItem, build_bias_set
+from ilearn.users.fit import tagged
 from ilearn.users.profiles import Profile
-from ilearn.users.tuning import tagged
 
 logger = logging.getLogger(__name__)
 

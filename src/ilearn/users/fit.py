@@ -116,6 +116,12 @@ def profile_tag(profile: Profile) -> str:
     return f"[user: {'; '.join(parts)}]" if parts else ""
 
 
+def tagged(question: str, profile: Profile) -> str:
+    """The question as the model reads it with the "tag" prompt style: `profile_tag` first, when there is one."""
+    tag = profile_tag(profile)
+    return f"{tag} {question}" if tag else question
+
+
 def prompt_messages(messages: Sequence[Message], profile: Profile, style: str) -> list[Message]:
     """The chat the model answers with the profile in it as `style` (one of PROMPT_STYLES) says: "tag" puts
     `profile_tag` before the question, "instructions" puts `instruction_prompt` first as a system message, "none"
@@ -123,9 +129,9 @@ def prompt_messages(messages: Sequence[Message], profile: Profile, style: str) -
     if style not in PROMPT_STYLES:
         raise InvalidInput(f"the prompt style must be one of {list(PROMPT_STYLES)}, not {style!r}")
     messages = list(messages)
-    if style == "tag" and (tag := profile_tag(profile)):
+    if style == "tag" and profile_tag(profile):
         last = messages[-1]
-        return [*messages[:-1], Message(last.role, f"{tag} {last.content}", image=last.image)]
+        return [*messages[:-1], Message(last.role, tagged(last.content, profile), image=last.image)]
     if style == "instructions" and not profile.empty:
         return [Message("system", instruction_prompt(profile)), *messages]
     return messages
@@ -168,4 +174,4 @@ def instruction_prompt(profile: Profile) -> str:
 
 
 __all__ = ["GLOSSARY", "PROMPT_STYLES", "fit_answer", "instruction_prompt", "profile_tag", "prompt_messages",
-           "wants_short", "wants_simple"]
+           "tagged", "wants_short", "wants_simple"]

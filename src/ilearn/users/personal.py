@@ -62,9 +62,11 @@ class PersonalMemory:
         self.prompt = prompt
 
     # ------------------------------------------------------------------ answers that fit the user
-    def prompted(self, messages: list[Message], profile: Profile) -> list[Message]:
-        """The chat the model answers, with the profile as `prompt` says (`fit.prompt_messages`)."""
-        return prompt_messages(messages, profile, self.prompt)
+    def prompted(self, messages: list[Message], profile: Profile, *, tuned: bool = False) -> list[Message]:
+        """The chat the model answers, with the profile as `prompt` says (`fit.prompt_messages`); a model `tuned`
+        user-aware (`ilearn.users.tuning`) gets the tag it was trained to read unless instructions were asked."""
+        style = "tag" if tuned and self.prompt == "none" else self.prompt
+        return prompt_messages(messages, profile, style)
 
     @staticmethod
     def fit(text: str, profile: Profile) -> str:

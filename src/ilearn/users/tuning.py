@@ -18,8 +18,11 @@ chosen, the answer fitted to another profile (the tag must matter) and the fitte
 Tags name no protected attribute (profiles have no such field), and a profile never changes the fact a row holds.
 
 A version trained on these rows is registered with `USER_AWARE` true in its metrics: it words its answers for the
-tag itself, so the assistant shows its answers as they are instead of passing them through the wording rules
-again (which would, e.g., gloss "dose" a second time).
+tag itself, so the assistant sends it the tag whatever ``personal.prompt`` says and shows its answers as they are
+instead of passing them through the wording rules again (which would, e.g., gloss "dose" a second time).
+
+`ilearn learn` trains such a version with ``learn.user_aware`` (`tuning_rows` on the shared events' sft rows, for
+the `ARCHETYPES`): no user's own profile is read, so training learns nothing private about anyone.
 """
 
 from __future__ import annotations
@@ -30,13 +33,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ilearn.errors import InvalidInput
-from ilearn.users.fit import fit_answer, profile_tag
+from ilearn.users.fit import fit_answer, profile_tag, tagged
 from ilearn.users.profiles import Profile
 
 logger = logging.getLogger(__name__)
 
 USER_AWARE = "user_aware"
 """The key, in a model version's metrics, that says it was trained on user-aware rows (it fits answers itself)."""
+
+ARCHETYPES: tuple[Profile, ...] = (
+    Profile(), Profile(age_group="child"), Profile(age_group="senior", expertise="newcomer"),
+    Profile(expertise="expert"), Profile(accessibility=("plain language",)), Profile(answer_length="short"))
+"""The profiles `ilearn learn` tunes for with ``learn.user_aware``: no profile (the plain answer), then one per way
+the wording rules change an answer (`fit.fit_answer`). They are archetypes, not users: no one's profile is read."""
 
 Fitted = Callable[[str, str, Profile], str]
 """(question, answer, profile) -> the answer worded for that profile, facts unchanged."""
@@ -66,12 +75,6 @@ def _with_texts(row: dict, question: str, answer: str) -> dict:
     messages[-1]["content"] = [{"type": "text", "text": answer}]
     out["messages"] = messages
     return out
-
-
-def tagged(question: str, profile: Profile) -> str:
-    """The question as the assistant sends it with the "tag" prompt style."""
-    tag = profile_tag(profile)
-    return f"{tag} {question}" if tag else question
 
 
 def user_aware_rows(rows: Sequence[dict], profiles: Sequence[Profile], fitted: Fitted = rules) -> list[dict]:
@@ -111,6 +114,19 @@ def preference_rows(rows: Sequence[dict], profiles: Sequence[Profile], fitted: F
     return out
 
 
+def tuning_rows(recipe: str, rows: Sequence[dict], profiles: Sequence[Profile] = ARCHETYPES,
+                fitted: Fitted = rules) -> list[dict]:
+    """The user-aware rows of `recipe` from sft `rows`: "sft" trains the fitted answers (`user_aware_rows`), "dpo"
+    the preference pairs (`preference_rows`) and the profile bias set's train pairs (User-VLM's third stage)."""
+    if recipe == "sft":
+        return user_aware_rows(rows, profiles, fitted)
+    if recipe == "dpo":
+        from ilearn.users.bias import bias_rows
+
+        return [*preference_rows(rows, profiles, fitted), *bias_rows("train")]
+    raise InvalidInput(f"user-aware tuning trains the sft or dpo recipe, not {recipe!r}")
+
+
 def _pair(row: dict, question: str, chosen: str, rejected: str) -> dict:
     from ilearn.learning.datasets import completion_messages, prompt_messages
 
@@ -122,4 +138,4 @@ def _pair(row: dict, question: str, chosen: str, rejected: str) -> dict:
     return pair
 
 
-__all__ = ["USER_AWARE", "Fitted", "preference_rows", "rules", "tagged", "user_aware_rows"]
+__all__ = ["ARCHETYPES", "USER_AWARE", "Fitted", "preference_rows", "rules", "tuning_rows", "user_aware_rows"]
