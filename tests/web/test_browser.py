@@ -380,8 +380,8 @@ def test_an_operator_trains_a_version_then_promotes_and_rolls_it_back(browser, s
 
 
 def test_a_user_sees_corrects_and_forgets_what_the_robot_keeps_about_them(browser, site, shots, tmp_path):
-    """The profile and the things a user taught in the chat, shown on the page; a field corrected and a thing
-    forgotten from it."""
+    """The profile and the things a user taught in the chat, shown on the page; a field corrected, a thing renamed
+    and then forgotten from it."""
     mug = tmp_path / "mug.png"
     mug.write_bytes(make_png((200, 120, 30), shape="circle"))
     personal = site["app"].state.service.assistant.personal
@@ -411,8 +411,15 @@ def test_a_user_sees_corrects_and_forgets_what_the_robot_keeps_about_them(browse
     assert (profile.occupation, profile.answer_length) == ("pharmacist", "detailed")
     shots(page, "7-about-you")
     assert _unnamed(page) == []
-    page.get_by_role("button", name="Forget Bobby (your mug)").click()
-    page.locator("#profile-status", has_text="Forgot Bobby").wait_for()
+    page.get_by_role("button", name="Rename Bobby (your mug)").click()
+    page.get_by_label("New name of Bobby (your mug)").fill("Rex")
+    page.get_by_role("button", name="Save the name").click()
+    page.locator("#profile-status", has_text="it is Rex now").wait_for()
+    page.locator("#things .thing", has_text="Rex (your mug)").wait_for()
+    assert [c.name for c in personal.concepts.list("kiosk:ivy")] == ["Rex"]
+    assert _unnamed(page) == []
+    page.get_by_role("button", name="Forget Rex (your mug)").click()
+    page.locator("#profile-status", has_text="Forgot Rex").wait_for()
     assert page.locator("#things .thing").count() == 0 and personal.concepts.list("kiosk:ivy") == []
     assert errors == []
     context.close()

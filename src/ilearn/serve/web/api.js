@@ -34,6 +34,7 @@ export class Api {
   get(path) { return this.call("GET", path); }
   post(path, body) { return this.call("POST", path, body); }
   put(path, body) { return this.call("PUT", path, body); }
+  patch(path, body) { return this.call("PATCH", path, body); }
   delete(path) { return this.call("DELETE", path); }
 
   /** An object URL of an image the API serves (cached). */

@@ -1,5 +1,5 @@
 // What the robot keeps about the user it talks with: the profile (shown and corrected) and their own named
-// things (forgotten one by one), through /v1/users/{user}/profile and /concepts.
+// things (renamed or forgotten one by one), through /v1/users/{user}/profile and /concepts.
 import { h } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
@@ -25,11 +25,20 @@ export function setupProfile(app) {
     }
     list.replaceChildren(...things.map((thing) => {
       const label = thing.name ? `${thing.name} (your ${thing.kind})` : `your ${thing.kind}`;
+      const name = h("input", { type: "text", maxlength: "64", required: "", value: thing.name ?? "",
+                                "aria-label": `New name of ${label}` });
+      const rename = h("form", { class: "rename", hidden: "",
+                                 onsubmit: (e) => { e.preventDefault(); renameThing(thing, label, name.value.trim()); } },
+        name, " ", h("button", { type: "submit" }, "Save the name"));
       return h("li", { class: "card thing", "data-thing": thing.id },
         h("strong", {}, label), " ",
         h("span", { class: "meta" }, `${thing.views} ${thing.views === 1 ? "photo" : "photos"}`), " ",
+        h("button", { type: "button", "aria-label": `Rename ${label}`,
+                      onclick: () => { rename.hidden = !rename.hidden; if (!rename.hidden) name.focus(); } },
+          "Rename"), " ",
         h("button", { type: "button", "aria-label": `Forget ${label}`, onclick: () => forget(thing, label) },
-          "Forget this thing"));
+          "Forget this thing"),
+        rename);
     }));
   }
 
@@ -38,6 +47,17 @@ export function setupProfile(app) {
     const [profile, things] = await Promise.all([app.api.get(`${base()}/profile`), app.api.get(`${base()}/concepts`)]);
     showProfile(profile);
     showThings(things.concepts);
+  }
+
+  async function renameThing(thing, label, name) {
+    if (!name) return;
+    try {
+      const out = await app.api.patch(`${base()}/concepts/${thing.id}`, { name });
+      showThings(out.concepts);
+      status(`Renamed ${label}: it is ${name} now.`);
+    } catch (err) {
+      status(`Not renamed: ${err.message}`);
+    }
   }
 
   async function forget(thing, label) {
