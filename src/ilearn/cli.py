@@ -341,6 +341,8 @@ def _registry(args: argparse.Namespace) -> ModelRegistry:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
+    from ilearn.users.tuning import USER_AWARE
+
     registry = _registry(args)
     versions = registry.list()
     print(f"serving: {registry.active_id()}")
@@ -353,6 +355,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
             figures += f"  false naming {naming['active']:.2f} -> {naming['candidate']:.2f}"
         if v.metrics.get("forgotten"):
             figures += "  trained on a forgotten user's events: weights deleted"
+        if v.metrics.get(USER_AWARE):
+            figures += "  user-aware (fits its answers to the user's tag)"
         print(f"{v.id}  {v.status.value:<9} {v.recipe:<9} parent={v.parent or 'base':<16} "
               f"events={len(v.event_ids):<5} {figures}")
     if not versions:

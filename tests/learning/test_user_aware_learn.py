@@ -78,9 +78,14 @@ def test_no_users_own_profile_reaches_training_and_held_out_events_stay_out(sft)
     assert len(heldout) == outcome.n_heldout_events == 2 and not heldout & {r.get("event_id") for r in rows}
 
 
-def test_the_version_is_registered_user_aware(sft):
-    _, outcome, _ = sft
+def test_the_version_is_registered_user_aware(sft, capsys):
+    from ilearn.cli import main
+
+    assistant, outcome, _ = sft
     assert outcome.version.metrics[USER_AWARE] is True and outcome.version.settings["user_aware"] is True
+    assert main(["models", "list", "--home", assistant.config.home]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(outcome.version.id))
+    assert "user-aware" in line
 
 
 def test_dpo_trains_preference_pairs_and_the_bias_pairs(tmp_path):
