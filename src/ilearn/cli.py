@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     m_rollback = models_sub.add_parser("rollback", help="serve the version that served before the current one")
     _common(m_rollback)
     m_rollback.set_defaults(func=cmd_models_rollback)
+    m_adapters = models_sub.add_parser(
+        "adapters", help="with model.publish vllm-lora: the adapters the vLLM server holds for this deployment, "
+                         "and --sweep to unload those of versions that are not active (left by killed workers)")
+    _common(m_adapters)
+    m_adapters.add_argument("--sweep", action="store_true",
+                            help="unload every adapter of a version that is not the active one (and stale checks)")
+    m_adapters.set_defaults(func=cmd_models_adapters)
 
     from ilearn.evaluation.experiment_cli import add_experiment_parser
 
@@ -390,6 +397,52 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
 def cmd_models_rollback(args: argparse.Namespace) -> int:
     version = _change_active(args, lambda registry: registry.rollback())
     print(f"rolled back: {version.id} serves from the next turn on")
+    return 0
+
+
+def cmd_models_adapters(args: argparse.Namespace) -> int:
+    """The adapters the vLLM server holds for this deployment's versions, each with its version's state; with
+    `--sweep`, the stale ones (`stale_adapters`) unloaded. A worker that still serves a retired version (the
+    server refused the active one) has its next turns fail until it serves the active one: sweep when the
+    workers' metrics show the active version."""
+    from ilearn.learning.registry import ModelRegistry
+    from ilearn.models.openai import RemoteModelError
+    from ilearn.models.vllm_publish import VLLMAdapters, adapter_version, stale_adapters
+
+    if load_config(args).model.publish != "vllm-lora":
+        raise InvalidInput("adapters are published only with model.publish vllm-lora (and the openai backend "
+                           "pointed at the vLLM server)")
+    config, store = _store(args)
+    try:
+        registry = ModelRegistry(store, config.home_path)
+        adapters = VLLMAdapters.from_config(config.model)
+        loaded = adapters.loaded()
+        stale = set(stale_adapters(loaded, registry))
+        active = registry.active_id()
+        ours = [(name, parsed) for name in sorted(loaded) if (parsed := adapter_version(name)) is not None]
+        states = {v.id: ("forgotten" if v.metrics.get("forgotten") else v.status.value) for v in registry.list()}
+        print(f"serving: {active}; the vLLM server holds {len(ours)} iLearn adapter(s)")
+        for name, (version_id, check) in ours:
+            state = states.get(version_id, "not this deployment's")
+            kind = "check, " if check else ""
+            print(f"{name}  {kind}{'active' if version_id == active and not check else state}"
+                  f"{'  stale' if name in stale else ''}")
+        if args.sweep:
+            unloaded, failed = [], []
+            for name in sorted(stale):
+                try:
+                    adapters.unload(name)
+                    unloaded.append(name)
+                except RemoteModelError as exc:
+                    failed.append(f"{name} ({exc})")
+            print(f"unloaded {len(unloaded)} stale adapter(s){': ' + ', '.join(unloaded) if unloaded else ''}")
+            if failed:
+                print(f"not unloaded: {'; '.join(failed)}")
+                return 1
+        elif stale:
+            print(f"{len(stale)} stale: `ilearn models adapters --sweep` unloads them")
+    finally:
+        store.close()
     return 0
 
 

@@ -309,3 +309,40 @@ def test_the_server_loads_adapters_from_where_it_sees_them(server, tmp_path) -> 
     for wrong in ("adapters", "/a=b", "/a"):
         with pytest.raises(InvalidInput, match="model.publish_path_map must be LOCAL=SERVER"):
             ModelConfig(backend="openai", publish="vllm-lora", publish_path_map=wrong)
+
+
+def test_stale_adapters_of_killed_workers_are_listed_and_swept(server, tmp_path, capsys) -> None:
+    """A worker killed while it served a version leaves that adapter loaded (nothing unloads it at its next
+    turn): `ilearn models adapters` names it stale once another version is active, `--sweep` unloads it with any
+    left-over check, and keeps the active version's adapters and those of other deployments."""
+    home = tmp_path / "home"
+    options = ["--home", str(home), "--model", "openai", "--model-path", f"{server}#base-vlm",
+               "--set", "model.publish=vllm-lora"]
+    with build_runtime(published_config(home, server)) as live:
+        registry = live.registry
+        old, new = version(registry), version(registry)
+        registry.promote(old)
+        killed = AdapterPublisher(live.versions.publisher.vlm, VLLMAdapters(server))
+        killed_name = killed.publish(old, registry.get(old).path)  # a worker that then died: never unloaded
+        VLLMAdapters(server).load(f"ilearn-check-{new}-deadbeef", registry.get(new).path)  # a check left behind
+        VLLMAdapters(server).load("ilearn-mdl_elsewhere-12345678", registry.get(new).path)  # another deployment's
+        registry.promote(new)
+        with live.versions.hold() as handle:  # the live worker serves the new version
+            assert handle.version == new
+            live_name = ask(handle.vlm)
+        assert main(["models", "adapters", *options]) == 0
+        out = capsys.readouterr().out
+        assert f"serving: {new}" in out and "2 stale: `ilearn models adapters --sweep`" in out
+        assert f"{killed_name}  retired  stale" in out and f"{live_name}  active\n" in out
+        assert "ilearn-mdl_elsewhere-12345678  not this deployment's\n" in out
+        assert FakeVLLM.loaded >= {killed_name, live_name}
+
+        assert main(["models", "adapters", "--sweep", *options]) == 0
+        assert "unloaded 2 stale adapter(s)" in capsys.readouterr().out
+        assert FakeVLLM.loaded == {live_name, "ilearn-mdl_elsewhere-12345678"}
+        with live.versions.hold() as handle:  # the live worker answers on
+            assert ask(handle.vlm) == live_name
+
+    plain = ["--home", str(tmp_path / "other"), "--model", "openai", "--model-path", f"{server}#base-vlm"]
+    assert main(["models", "adapters", *plain]) == 2
+    assert "model.publish vllm-lora" in capsys.readouterr().err

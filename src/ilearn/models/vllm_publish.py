@@ -169,6 +169,32 @@ def adapter_name(version_id: str, prefix: str = "ilearn") -> str:
     return f"{prefix}-{version_id}-{uuid.uuid4().hex[:8]}"
 
 
+def adapter_version(name: str, prefix: str = "ilearn") -> tuple[str, bool] | None:
+    """(version id, whether it is a check's adapter) of a name `adapter_name` gave with `prefix` or
+    `<prefix>-check`; None for any other name (another deployment's prefix, an adapter loaded by hand)."""
+    for start, check in ((f"{prefix}-check-", True), (f"{prefix}-", False)):
+        version, sep, suffix = name.removeprefix(start).rpartition("-") if name.startswith(start) else ("", "", "")
+        if sep and version and len(suffix) == 8:
+            return version, check
+    return None
+
+
+def stale_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: str = "ilearn") -> list[str]:
+    """The adapters among `loaded` that no worker of `registry`'s deployment should serve: a version of it that is
+    not the active one (retired by a promotion or a rollback, refused by the gate, forgotten), or a check's
+    adapter (`VLLMAdapters.check` unloads it at once; one left behind is stale). Workers unload their own retired
+    adapters; those of a worker killed before its turns ended, or whose unload the server refused, stay loaded
+    until swept. Adapters of versions this registry does not know (another deployment's) are never named."""
+    active = registry.active_id()
+    known = {v.id for v in registry.list()}
+    stale = []
+    for name in loaded:
+        parsed = adapter_version(name, prefix)
+        if parsed is not None and parsed[0] in known and (parsed[1] or parsed[0] != active):
+            stale.append(name)
+    return stale
+
+
 @dataclass
 class _Served:
     version: str
