@@ -136,6 +136,41 @@ def test_writers_in_other_schemas_never_meet(url) -> None:
         drop_schema(other.rsplit("=", 1)[1])
 
 
+def test_two_workers_storing_the_same_photo_at_once_both_get_it(url) -> None:
+    """Two workers store one photo at once (clients send the same picture): the second insert waits for the
+    first's transaction, does nothing on the conflict, and still returns the stored ref."""
+    from memory_helpers import image_ref, make_image
+
+    photo = make_image((200, 40, 40), mark=4)
+    with PostgresStore(url) as a, PostgresStore(url) as b:
+        stored, release, got, failed = threading.Event(), threading.Event(), [], []
+
+        def first() -> None:
+            with a.transaction():
+                image_ref(a, photo)
+                stored.set()
+                release.wait(10)
+
+        def second() -> None:
+            try:
+                got.append(image_ref(b, photo))
+            except Exception as exc:  # the failure is the assertion below
+                failed.append(exc)
+
+        one = threading.Thread(target=first)
+        one.start()
+        assert stored.wait(10)
+        two = threading.Thread(target=second)
+        two.start()
+        two.join(0.5)
+        assert two.is_alive()  # waits for the first transaction's row
+        release.set()
+        one.join(10)
+        two.join(10)
+        assert failed == [] and len(got) == 1 and got[0].width == 32
+        assert count_rows(a, "images") == 1
+
+
 def test_a_lost_connection_is_a_clear_error_and_the_next_call_works(store) -> None:
     from ilearn.memory.sqlite import StoreUnavailable
 

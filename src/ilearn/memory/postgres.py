@@ -408,12 +408,17 @@ class PostgresStore:
         digest = hashlib.sha256(data).hexdigest()
         if digest != ref.sha256:
             raise InvalidInput(f"image bytes hash to {digest[:12]}..., not to the ref's {ref.sha256[:12]}...")
-        r = self._query("WITH added AS (INSERT INTO images (sha256, data, width, height, format, created) "
-                        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING "
-                        "RETURNING sha256, width, height, format) "
-                        "SELECT * FROM added UNION ALL SELECT sha256, width, height, format FROM images "
-                        "WHERE sha256 = %s LIMIT 1",  # the stored ref, new or not, in one round trip
-                        (digest, bytes(data), ref.width, ref.height, ref.format, now(), digest))[0]
+        rows = self._query("WITH added AS (INSERT INTO images (sha256, data, width, height, format, created) "
+                           "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING "
+                           "RETURNING sha256, width, height, format) "
+                           "SELECT * FROM added UNION ALL SELECT sha256, width, height, format FROM images "
+                           "WHERE sha256 = %s LIMIT 1",  # the stored ref, new or not, in one round trip
+                           (digest, bytes(data), ref.width, ref.height, ref.format, now(), digest))
+        if not rows:
+            # another transaction stored the same image while this insert waited for it: the conflict made the
+            # insert do nothing, and the statement's snapshot predates that row; a new statement sees it
+            return self.get_image_ref(digest)
+        r = rows[0]
         return ImageRef(r["sha256"], r["width"], r["height"], r["format"])
 
     def get_image_ref(self, sha256: str) -> ImageRef:
