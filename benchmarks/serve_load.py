@@ -4,6 +4,7 @@ in the middle, and the server killed (kill -9) mid-load and restarted.
     python benchmarks/serve_load.py                        # tiny model: levels 1 10 50, learn, kill
     python benchmarks/serve_load.py --model small          # the embedded default model (first load ~30 s)
     python benchmarks/serve_load.py --levels 1 10 --turns 40 --phases levels
+    python benchmarks/serve_load.py --levels 50 --phases levels --robots 5 --fleet 2 4   # a fleet on PostgreSQL
 
 The server is a real `ilearn serve` process (a fresh home in a temporary folder, pharmacy facets, keys made
 beforehand). Each client holds its own HTTP connection and runs dialogues one after the other with no pause:
@@ -26,8 +27,14 @@ ratio of turns per second against the one-client level of the same run. Phases:
 - `kill`: the 10-client level, the server killed with SIGKILL half-way, restarted on the same home: every turn
   that got an answer before the kill must be in the store after the restart (lost turns = 0).
 
+With `--fleet W ...`, each of the levels runs again on `ilearn serve --workers W` over one PostgreSQL schema
+(`--postgres`; a schema per fleet, dropped afterwards; the keys in it): W worker processes on one port, a
+client's turns on whichever worker takes its connection, each row with its turns per second as a ratio against
+the one-worker SQLite level of the same clients. `--robots R` spreads the clients over R robots (a key each; a
+robot key sees only its own sessions, so lost turns are read back with each turn's own key).
+
 Goals (issue 21): 50 clients, 0 errors, 0 lost turns; with `small`, 10 clients >= 2.5x the turns per second of
-one client. Results go to benchmarks/results/serve_load/<model>.json; the load average is recorded per level.
+one client. Issue 23: 50 clients over several robots on 2 and 4 workers, 0 errors, 0 lost turns. Results go to benchmarks/results/serve_load/<model>.json; the load average is recorded per level.
 """
 
 from __future__ import annotations
@@ -73,8 +80,8 @@ def photos(n: int) -> list[str]:
 class Server:
     """An `ilearn serve` process on a free loopback port."""
 
-    def __init__(self, home: Path, config: Path, model: str) -> None:
-        self.home, self.config, self.model = home, config, model
+    def __init__(self, home: Path, config: Path, model: str, store: str = "", workers: int = 1) -> None:
+        self.home, self.config, self.model, self.store, self.workers = home, config, model, store, workers
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -86,7 +93,9 @@ class Server:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ilearn.cli", "serve", "--home", str(self.home), "--config", str(self.config),
-             "--model", self.model, "--port", str(self.port)], stdout=self.log, stderr=self.log, env=env)
+             "--model", self.model, "--port", str(self.port), *(["--store", self.store] if self.store else []),
+             *(["--workers", str(self.workers)] if self.workers > 1 else [])], stdout=self.log, stderr=self.log,
+            env=env)
         while time.perf_counter() - start < timeout_s:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ilearn serve exited ({self.process.returncode}); see {self.home}/server.log")
@@ -124,7 +133,7 @@ class Tally:
     """What the clients of one level saw."""
 
     latencies: list[float] = field(default_factory=list)
-    answered: list[tuple[str, str]] = field(default_factory=list)  # (session id, reply turn id) of 200 replies
+    answered: list[tuple[str, str, str]] = field(default_factory=list)  # (session, reply turn, key) of 200 replies
     errors: list[str] = field(default_factory=list)
     versions: set[str] = field(default_factory=set)
     kinds: dict[str, int] = field(default_factory=dict)
@@ -148,7 +157,7 @@ def client(url: str, token: str, name: str, pictures: list[str], min_turns: int,
                 body = {"user": f"{name}-d{dialogue}", "text": text, "image_base64": picture}
                 if same and session is not None:
                     body["session_id"] = session
-                reply = _turn(http, body, tally)
+                reply = _turn(http, body, tally, token)
                 turns += 1
                 if reply is None:
                     return  # the server is gone (killed) or refused: this client stops
@@ -163,13 +172,13 @@ def client(url: str, token: str, name: str, pictures: list[str], min_turns: int,
             dialogue += 1
 
 
-def _turn(http: httpx.Client, body: dict, tally: Tally) -> dict | None:
+def _turn(http: httpx.Client, body: dict, tally: Tally, token: str) -> dict | None:
     start = time.perf_counter()
     reply = _post(http, "/v1/turns", body, tally)
     if reply is not None:
         with tally.lock:
             tally.latencies.append(time.perf_counter() - start)
-            tally.answered.append((reply["session_id"], reply["turn_id"]))
+            tally.answered.append((reply["session_id"], reply["turn_id"], token))
             tally.versions.add(reply["model_version"])
             tally.kinds[reply["kind"]] = tally.kinds.get(reply["kind"], 0) + 1
     return reply
@@ -189,14 +198,16 @@ def _post(http: httpx.Client, path: str, body: dict | None, tally: Tally) -> dic
     return r.json()
 
 
-def run_level(url: str, token: str, n_clients: int, min_turns: int, seconds: float, level: str,
+def run_level(url: str, tokens: str | list[str], n_clients: int, min_turns: int, seconds: float, level: str,
               pictures: list[str], during=None) -> tuple[dict, Tally]:
-    """`n_clients` clients at once; `during(tally)` runs in its own thread meanwhile (a learning job, a kill)."""
+    """`n_clients` clients at once, client i with key i of `tokens` (round robin: one robot each); `during(tally)`
+    runs in its own thread meanwhile (a learning job, a kill)."""
+    tokens = [tokens] if isinstance(tokens, str) else tokens
     tally = Tally()
     per_client = max(4, -(-min_turns // n_clients))
     deadline = time.monotonic() + seconds
-    threads = [threading.Thread(target=client, args=(url, token, f"{level}-u{i}", pictures, per_client, deadline,
-                                                     tally)) for i in range(n_clients)]
+    threads = [threading.Thread(target=client, args=(url, tokens[i % len(tokens)], f"{level}-u{i}", pictures,
+                                                     per_client, deadline, tally)) for i in range(n_clients)]
     load_before = os.getloadavg()
     start = time.perf_counter()
     for t in threads:
@@ -218,15 +229,15 @@ def run_level(url: str, token: str, n_clients: int, min_turns: int, seconds: flo
     return row, tally
 
 
-def lost_turns(url: str, token: str, answered: list[tuple[str, str]]) -> int:
-    """Turns answered with 200 whose reply is not in its session now."""
-    by_session: dict[str, set[str]] = {}
-    for session, turn in answered:
-        by_session.setdefault(session, set()).add(turn)
+def lost_turns(url: str, answered: list[tuple[str, str, str]]) -> int:
+    """Turns answered with 200 whose reply is not in its session now (read with the key that sent the turn)."""
+    by_session: dict[tuple[str, str], set[str]] = {}
+    for session, turn, token in answered:
+        by_session.setdefault((token, session), set()).add(turn)
     lost = 0
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
-        for session, turns in by_session.items():
-            r = http.get(f"/v1/sessions/{session}")
+    with httpx.Client(base_url=url, timeout=120) as http:
+        for (token, session), turns in by_session.items():
+            r = http.get(f"/v1/sessions/{session}", headers={"Authorization": f"Bearer {token}"})
             stored = {t["id"] for t in r.json()["turns"]} if r.status_code == 200 else set()
             lost += len(turns - stored)
     return lost
@@ -271,6 +282,59 @@ def killer(server: Server, after_s: float, result: dict):
     return run
 
 
+def make_keys(location: str, n_robots: int) -> tuple[list[str], str]:
+    """Keys of `n_robots` robots and an admin's, without a rate limit, in the key store at `location`."""
+    from ilearn.serve.keys import KeyLimits, KeyStore
+
+    keys = KeyStore(location)
+    unlimited = KeyLimits(rate_per_minute=10_000_000)
+    robots = [keys.create(f"bench{i}" if i else "bench", limits=unlimited)[1] for i in range(n_robots)]
+    admin = keys.create("bench", "admin", limits=unlimited)[1]
+    keys.close()
+    return robots, admin
+
+
+def run_fleets(args: argparse.Namespace, home: Path, pictures: list[str], baseline: list[dict]) -> list[dict]:
+    """The levels again on `ilearn serve --workers W` for each W of `args.fleet`, all workers on one PostgreSQL
+    schema of their own (dropped afterwards); each row's ratio against the SQLite level of the same clients."""
+    import uuid
+
+    import psycopg
+
+    by_clients = {row["clients"]: row for row in baseline}
+    sep = "&" if "?" in args.postgres else "?"
+    schemas, rows = [], []
+    try:
+        for workers in args.fleet:
+            schema = f"bench_serve_{uuid.uuid4().hex[:8]}"
+            schemas.append(schema)
+            store = f"{args.postgres}{sep}schema={schema}"
+            fleet_home = home / f"fleet-{workers}"
+            fleet_home.mkdir()
+            robots, _ = make_keys(store, args.robots)
+            server = Server(fleet_home, write_config(fleet_home, args.max_new_tokens, args.learn_steps), args.model,
+                            store=store, workers=workers)
+            started = round(server.start(), 1)
+            try:
+                for n in args.levels:
+                    row, tally = run_level(server.url, robots, n, args.turns, args.seconds, f"w{workers}c{n}",
+                                           pictures)
+                    row.update(workers=workers, store="postgresql", start_s=started,
+                               lost_turns=lost_turns(server.url, tally.answered))
+                    base = by_clients.get(n)
+                    row["turns_per_s_ratio_vs_sqlite"] = (round(row["turns_per_s"] / base["turns_per_s"], 2)
+                                                          if base and base["turns_per_s"] else None)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+            finally:
+                server.stop()
+    finally:
+        with psycopg.connect(args.postgres, autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    return rows
+
+
 def write_config(home: Path, max_new_tokens: int, learn_steps: int, sharing: str = "private") -> Path:
     from ilearn.dialogue.clarify import PHARMACY_FACETS, facet_settings
 
@@ -290,28 +354,27 @@ def main() -> None:
     parser.add_argument("--phases", nargs="+", default=["levels", "learn", "kill"], choices=["levels", "learn", "kill"])
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--learn-steps", type=int, default=5, help="training steps of the mid-load learning job")
+    parser.add_argument("--robots", type=int, default=1, help="robots (a key each) the clients are spread over")
+    parser.add_argument("--fleet", type=int, nargs="*", default=[],
+                        help="worker counts of `ilearn serve --workers W` on PostgreSQL to run the levels on too")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-
-    from ilearn.serve.keys import KeyLimits, KeyStore
 
     pictures = photos(8)
     report: dict = {"model": args.model, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                     "args": {k: str(v) for k, v in vars(args).items()}, "levels": []}
     with tempfile.TemporaryDirectory(prefix="ilearn-serve-load-") as tmp:
         home = Path(tmp)
-        keys = KeyStore(home / "keys.db")
-        unlimited = KeyLimits(rate_per_minute=10_000_000)
-        robot = keys.create("bench", limits=unlimited)[1]
-        admin = keys.create("bench", "admin", limits=unlimited)[1]
-        keys.close()
+        robots, admin = make_keys(str(home / "keys.db"), args.robots)
+        robot = robots[0]
         server = Server(home, write_config(home, args.max_new_tokens, args.learn_steps), args.model)
         report["start_s"] = round(server.start(), 1)
         try:
             if "levels" in args.phases:
                 for n in args.levels:
-                    row, tally = run_level(server.url, robot, n, args.turns, args.seconds, f"c{n}", pictures)
-                    row["lost_turns"] = lost_turns(server.url, robot, tally.answered)
+                    row, tally = run_level(server.url, robots, n, args.turns, args.seconds, f"c{n}", pictures)
+                    row["lost_turns"] = lost_turns(server.url, tally.answered)
                     report["levels"].append(row)
                     print(json.dumps(row), flush=True)
                 base = report["levels"][0]["turns_per_s"] if report["levels"] else None
@@ -325,7 +388,7 @@ def main() -> None:
                 # the clients run until the new version has served for a while (the job stops them), within 4x --seconds
                 row, tally = run_level(server.url, robot, 10, 10**9, 4 * args.seconds, "learn", pictures,
                                        during=learning_job(server.url, admin, 15.0, job))
-                row["lost_turns"] = lost_turns(server.url, robot, tally.answered)
+                row["lost_turns"] = lost_turns(server.url, tally.answered)
                 row["job"] = {k: job.get(k) for k in ("status", "outcome", "error", "promoted_by_hand",
                                                       "turns_before_swap")}
                 report["learn"] = row
@@ -336,12 +399,14 @@ def main() -> None:
                                        during=killer(server, 8.0, result))
                 result["restart_s"] = round(server.start(), 1)
                 result["answered"] = len(tally.answered)
-                result["lost_turns"] = lost_turns(server.url, robot, tally.answered)
+                result["lost_turns"] = lost_turns(server.url, tally.answered)
                 result["client_errors_at_kill"] = row["errors"]
                 report["kill"] = result
                 print(json.dumps(result), flush=True)
         finally:
             server.stop()
+        if args.fleet:
+            report["fleet"] = run_fleets(args, home, pictures, report["levels"])
     levels = {row["clients"]: row for row in report["levels"]}
     report["goals"] = {
         "50_clients_0_errors_0_lost": (levels[50]["errors"] == 0 and levels[50]["lost_turns"] == 0)
@@ -349,6 +414,10 @@ def main() -> None:
         "10_clients_turns_per_s_ratio": levels[10]["turns_per_s_ratio"] if 10 in levels and 1 in levels else None,
         "kill_0_lost": report["kill"]["lost_turns"] == 0 if "kill" in report else None,
     }
+    if report.get("fleet"):
+        big = [r for r in report["fleet"] if r["clients"] >= 50]
+        report["goals"]["fleet_50_clients_0_errors_0_lost"] = (
+            all(r["errors"] == 0 and r["lost_turns"] == 0 for r in big) if big else None)
     print(json.dumps(report["goals"]))
     out = args.out or OUT / f"{args.model}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
