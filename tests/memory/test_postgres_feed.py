@@ -173,3 +173,38 @@ def test_two_processes_share_what_they_are_taught(open_worker, url, tmp_path: Pa
     finally:
         teacher.communicate("done\n", timeout=60)
     assert teacher.returncode == 0
+
+
+def test_a_writer_holding_the_event_lock_never_waits_on_a_reader_that_waits_for_a_connection(url, tmp_path) -> None:
+    """The lock order that keeps a busy worker from stalling: a connection first, then the memory's locks. With
+    one pooled connection, a writer holds it and the store's event-write lock while a search thread waits for a
+    connection; the writer's own catch-up must not wait for that thread (it held the follow lock while waiting
+    for the pool, and both waited until the pool's timeout: every turn under load failed with "lock timeout")."""
+    import threading
+
+    from ilearn.memory.postgres import PostgresStore
+
+    store = PostgresStore(url, max_connections=1, timeout=5.0)
+    mem = FleetMemory(store, StubImageEmbedder(), HashingTextEmbedder(), CONFIG, tmp_path / "w", poll_s=0.2)
+    pause_follower(mem)
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            mem.catch_up()
+        except BaseException as exc:  # the failure is the assertion below
+            errors.append(exc)
+
+    try:
+        with store.exclusive():  # the writer: the only connection and the event-write lock
+            other = threading.Thread(target=reader)
+            other.start()
+            time.sleep(0.5)  # the reader is waiting for the connection now
+            start = time.monotonic()
+            mem.catch_up()  # the writer's catch-up under the lock, as `_decision` does
+            waited = time.monotonic() - start
+        other.join(10)
+        assert waited < 2.0 and errors == [] and not other.is_alive()
+    finally:
+        mem.close()
+        store.close()

@@ -93,8 +93,13 @@ class FleetMemory(DualModalityMemory):
 
     # ------------------------------------------------------------------ following the store
     def catch_up(self) -> int:
-        """Apply the changes committed since the last call to the index; returns how many events it touched."""
-        with self._follow_lock:
+        """Apply the changes committed since the last call to the index; returns how many events it touched.
+
+        Its store reads run in one transaction taken before the follow lock: a thread that waits for a pool
+        connection must hold no lock, or a writer holding the store's event-write lock (`_decision`) could wait
+        on that thread's lock while the pool's connections wait on the writer (under load every turn failed
+        with "lock timeout" after 30 s)."""
+        with self.store.transaction(), self._follow_lock:
             changes = self._feed.changes_since(self._cursor)
             if changes:
                 ids = list(dict.fromkeys(c.event_id for c in changes))
@@ -144,6 +149,12 @@ class FleetMemory(DualModalityMemory):
             except Exception:  # noqa: BLE001 - the thread must outlive a lost connection; searches catch up anyway
                 logger.exception("following the store's changes failed; retrying in %.1f s", self.poll_s)
                 self._stop.wait(self.poll_s)
+
+    def review_queue(self, robot_id: str | None = None) -> list[tuple[Event, list[Event]]]:
+        """As `DualModalityMemory.review_queue`, with its store connection taken before the memory's lock (see
+        `catch_up`)."""
+        with self.store.transaction():
+            return super().review_queue(robot_id)
 
     # ------------------------------------------------------------------ reads see every committed change
     def search(self, image: Image.Image | None, question: str, user_id: str | None,
