@@ -84,3 +84,22 @@ def teach_medicines(assistant, views=TEACHING_VIEWS) -> None:
                 reply = assistant.respond(user_id, question, image=photo)
                 assistant.respond(user_id, correction, session_id=reply.session_id)
                 assistant.close_session(reply.session_id)
+
+
+def learn_spied(assistant):
+    """(outcome, rows the trainer received) of one `assistant.learn(general=False)`."""
+    import pytest
+
+    from ilearn.learning import recipes
+
+    received: list[list[dict]] = []
+    real_train = recipes.train
+
+    def spy(vlm, rows, learn, path, **options):
+        received.append(list(rows))
+        return real_train(vlm, rows, learn, path, **options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recipes, "train", spy)
+        outcome = assistant.learn(general=False)
+    return outcome, received[0]

@@ -13,12 +13,19 @@ import io
 
 import numpy as np
 import pytest
-from learning_data import MEDICINES, NAME_QUESTION, NEW_VIEW, USE_QUESTION, medicine, teach_medicines
+from learning_data import (
+    MEDICINES,
+    NAME_QUESTION,
+    NEW_VIEW,
+    USE_QUESTION,
+    learn_spied,
+    medicine,
+    teach_medicines,
+)
 from PIL import Image
 
 from ilearn.assistant import Assistant
 from ilearn.config import Config, LearnConfig, ModelConfig
-from ilearn.learning import recipes
 from ilearn.learning.gate import Margins, evaluate_candidate, heldout_from_events, negatives_from_events
 from ilearn.learning.update import HeldOutLeak, image_loader, split_heldout, train_candidate
 from ilearn.models import load_model
@@ -41,17 +48,8 @@ def taught(tmp_path_factory):
     """(assistant, outcome, rows the trainer received): three bottles taught by chats, then one `learn`."""
     assistant = build(tmp_path_factory.mktemp("learns") / "home")
     teach_medicines(assistant)
-    received: list[list[dict]] = []
-    real_train = recipes.train
-
-    def spy(vlm, rows, learn, path, **options):
-        received.append(list(rows))
-        return real_train(vlm, rows, learn, path, **options)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(recipes, "train", spy)
-        outcome = assistant.learn(general=False)
-    return assistant, outcome, received[0]
+    outcome, rows = learn_spied(assistant)
+    return assistant, outcome, rows
 
 
 def answer(assistant: Assistant, question: str, colour: str) -> str:

@@ -5,30 +5,15 @@ sends it the user's tag and shows its answers as they are (`tests/users/test_fit
 from __future__ import annotations
 
 import pytest
-from learning_data import TEACHING_VIEWS, teach_medicines
+from learning_data import TEACHING_VIEWS, learn_spied, teach_medicines
 from test_update import build, teach_many
 
 from ilearn.config import LearnConfig
 from ilearn.errors import InvalidInput
-from ilearn.learning import recipes
 from ilearn.users.fit import fit_answer, profile_tag
 from ilearn.users.tuning import ARCHETYPES, USER_AWARE
 
 TAGS = {profile_tag(p) for p in ARCHETYPES}
-
-
-def learn_spied(assistant) -> tuple[object, list[dict]]:
-    received: list[list[dict]] = []
-    real_train = recipes.train
-
-    def spy(vlm, rows, learn, path, **options):
-        received.append(list(rows))
-        return real_train(vlm, rows, learn, path, **options)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(recipes, "train", spy)
-        outcome = assistant.learn(general=False)
-    return outcome, received[0]
 
 
 def split(question: str) -> tuple[str, str]:
