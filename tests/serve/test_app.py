@@ -52,6 +52,29 @@ def test_bodies_over_the_server_limit_are_refused_before_they_are_read(tmp_path)
         assert r.status_code == 200, r.text
 
 
+def test_a_store_that_cannot_serve_now_is_a_503_to_retry(tmp_path, caplog):
+    """A store that is locked too long or lost its database connection: 503 with Retry-After (a client or a load
+    balancer tries again, or another worker), the reason in the server's log, none in the reply."""
+    from ilearn.memory.sqlite import StoreUnavailable
+
+    app = create_app(build_runtime(stub_config(tmp_path)))
+    _, token = app.state.service.keys.create("r1")
+    auth = {"Authorization": f"Bearer {token}"}
+    assistant = app.state.service.assistant
+
+    def busy(*args, **kwargs):
+        raise StoreUnavailable("PostgreSQL cannot serve the store now: canceling statement due to lock timeout")
+
+    with live_server(app) as (_, url):
+        real, assistant.respond = assistant.respond, busy
+        r = httpx.post(f"{url}/v1/turns", headers=auth, json={"user": "ana", "text": "hello?"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert r.json()["error"]["type"] == "unavailable" and "try again" in r.json()["error"]["message"]
+        assert "lock timeout" not in r.text and "lock timeout" in caplog.text
+        assistant.respond = real
+        assert httpx.post(f"{url}/v1/turns", headers=auth, json={"user": "ana", "text": "hello?"}).status_code == 200
+
+
 def test_shutdown_lets_an_open_turn_finish_and_keeps_it(tmp_path):
     entered, release = threading.Event(), threading.Event()
 

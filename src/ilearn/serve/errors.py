@@ -1,7 +1,9 @@
 """Every error the service returns is JSON in the OpenAI shape: `{"error": {"message", "type", "code"}}`.
 
 iLearn's own exceptions map to 4xx (InvalidInput 400, NotFound 404, SessionClosed 409); request validation is a
-422 with the field that failed; anything else is a logged 500 with no detail (a bug, never bad input).
+422 with the field that failed; a store that cannot serve now (locked too long, a lost database connection, a full
+disk) is a logged 503 with `Retry-After` and nothing written, so a client or a load balancer tries again or
+elsewhere; anything else is a logged 500 with no detail (a bug, never bad input).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ilearn.errors import ILearnError, InvalidInput, MissingDependency, NotFound, SessionClosed
+from ilearn.memory.sqlite import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +46,9 @@ class ApiError(Exception):
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 405: "invalid_request_error", 409: "conflict_error", 413: "request_too_large",
-          415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error"}
+          415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error", 503: "unavailable"}
+UNAVAILABLE = "the store cannot serve this request now (nothing was written); try again"
+RETRY_AFTER = {"Retry-After": "1"}
 
 
 def error_response(status: int, message: str, kind: str | None = None,
@@ -60,6 +65,8 @@ def _status(exc: ILearnError) -> int:
         return 409
     if isinstance(exc, InvalidInput):
         return 400
+    if isinstance(exc, StoreUnavailable):
+        return 503
     return 500
 
 
@@ -69,7 +76,9 @@ def error_status(exc: ApiError | ILearnError) -> tuple[int, str, str]:
         status, message = exc.status, exc.message
     else:
         status, message = _status(exc), str(exc)
-    if status >= 500 and not isinstance(exc, MissingDependency):
+    if status == 503 and isinstance(exc, StoreUnavailable):
+        message = UNAVAILABLE
+    elif status >= 500 and not isinstance(exc, MissingDependency):
         message = "internal error"
     return status, message, _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
@@ -92,6 +101,8 @@ def install_error_handlers(app: FastAPI) -> None:
         status = _status(exc)
         if status >= 500:
             logger.error("%s on %s: %s", type(exc).__name__, request.url.path, exc)
+            if status == 503:
+                return error_response(status, UNAVAILABLE, headers=RETRY_AFTER)
             message = str(exc) if isinstance(exc, MissingDependency) else "internal error"
             return error_response(status, message)
         return error_response(status, str(exc))
@@ -111,13 +122,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The error replies a route documents in the OpenAPI schema (every route: 400, 401, 413, 422, 429)."""
+    """The error replies a route documents in the OpenAPI schema (every route: 400, 401, 413, 422, 429, 503)."""
     described = {400: "Bad input", 401: "No key, or a wrong or revoked key", 403: "The key's role may not do this",
                  404: "Not found in the caller's scope", 409: "Conflicts with the session's state",
                  413: "Body or image over the key's limit", 422: "The request does not match the schema",
                  429: "Over the key's request rate",
-                 502: "The model server refused the change (the active version is unchanged)"}
-    wanted = sorted({400, 401, 413, 422, 429, *statuses})
+                 502: "The model server refused the change (the active version is unchanged)",
+                 503: "The store cannot serve now (nothing written): try again after Retry-After"}
+    wanted = sorted({400, 401, 413, 422, 429, 503, *statuses})
     return {s: {"model": ErrorResponse, "description": described[s]} for s in wanted}
 
 
