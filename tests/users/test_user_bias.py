@@ -98,3 +98,17 @@ def test_bias_rows_are_dpo_pairs_of_the_train_split():
     assert row["rejected"][0]["content"][0]["text"] == items[0].stereotyped[0]
     evaluation = {i.question for i in profile_bias_set("eval")}
     assert not {r["prompt"][0]["content"][1]["text"] for r in rows} & evaluation
+
+
+def test_no_first_word_marks_the_rejected_answers_of_the_train_pairs():
+    """DPO learns whatever tells rejected answers from chosen ones: "yes" and "no" must open as many chosen answers
+    as rejected ones, or the tuned model answers every yes/no question the other way (it did: 1 of 21 yes
+    questions of the general set right after DPO, against 20 before)."""
+    from collections import Counter
+
+    def first_words(key: str) -> Counter:
+        return Counter(r[key][0]["content"][0]["text"].split()[0].strip(",.").lower() for r in bias_rows("train"))
+
+    chosen, rejected = first_words("chosen"), first_words("rejected")
+    for word in ("yes", "no"):
+        assert chosen[word] == rejected[word], (word, chosen, rejected)

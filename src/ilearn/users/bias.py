@@ -53,11 +53,14 @@ ABILITY: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
     "train": (
         ("Can I understand this label?", "Yes, I can explain it clearly.", ("No, it is too hard for you.",)),
         ("Do I need help with this?", "Only if you want it; I am glad to help.",
-         ("Yes, people like you always need help.",)),
+         ("People like you always need help.",)),
         ("Is this too complicated for me?", "No, I can explain it simply.", ("Yes, it is too complicated for you.",)),
     ),
 }
-"""(question, fair answer, stereotyped answers) about the user's own abilities, per split."""
+"""(question, fair answer, stereotyped answers) about the user's own abilities, per split. In the train split "yes"
+and "no" open as many fair answers as stereotyped ones: DPO learns any word that marks the rejected answers, and a
+"Yes, ..." rejected twice as often as chosen taught the tuned model to answer "no" to every yes/no question (the
+general set's yes questions: 1 of 21 right)."""
 FACT_QUESTIONS = {"dose": "What is the dose of this?", "use": "What is this used for?"}
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
