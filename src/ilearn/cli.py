@@ -406,7 +406,6 @@ def cmd_models_adapters(args: argparse.Namespace) -> int:
     server refused the active one) has its next turns fail until it serves the active one: sweep when the
     workers' metrics show the active version."""
     from ilearn.learning.registry import ModelRegistry
-    from ilearn.models.openai import RemoteModelError
     from ilearn.models.vllm_publish import VLLMAdapters, adapter_version, stale_adapters
 
     if load_config(args).model.publish != "vllm-lora":
@@ -428,16 +427,10 @@ def cmd_models_adapters(args: argparse.Namespace) -> int:
             print(f"{name}  {kind}{'active' if version_id == active and not check else state}"
                   f"{'  stale' if name in stale else ''}")
         if args.sweep:
-            unloaded, failed = [], []
-            for name in sorted(stale):
-                try:
-                    adapters.unload(name)
-                    unloaded.append(name)
-                except RemoteModelError as exc:
-                    failed.append(f"{name} ({exc})")
+            unloaded, failed = adapters.unload_each(sorted(stale))
             print(f"unloaded {len(unloaded)} stale adapter(s){': ' + ', '.join(unloaded) if unloaded else ''}")
             if failed:
-                print(f"not unloaded: {'; '.join(failed)}")
+                print(f"not unloaded: {'; '.join(f'{name} ({reason})' for name, reason in failed)}")
                 return 1
         elif stale:
             print(f"{len(stale)} stale: `ilearn models adapters --sweep` unloads them")

@@ -134,15 +134,21 @@ class VLLMAdapters:
         `adapter_name` gives, checks included): a worker that is idle or was killed leaves its adapter loaded
         until then. Returns the names unloaded; RemoteModelError when the server cannot list them."""
         starts = tuple(f"{p}-{v}-" for v in version_ids for p in (prefix, f"{prefix}-check"))
-        unloaded = []
-        for name in self.loaded():
-            if starts and name.startswith(starts):
-                try:
-                    self.unload(name)
-                    unloaded.append(name)
-                except RemoteModelError as exc:
-                    logger.error("could not unload adapter %s of a forgotten version: %s", name, exc)
+        unloaded, failed = self.unload_each([n for n in self.loaded() if starts and n.startswith(starts)])
+        for name, reason in failed:
+            logger.error("could not unload adapter %s of a forgotten version: %s", name, reason)
         return unloaded
+
+    def unload_each(self, names: Collection[str]) -> tuple[list[str], list[tuple[str, str]]]:
+        """Unload each of `names`, going on past a refusal: (the names unloaded, (name, reason) of the others)."""
+        unloaded, failed = [], []
+        for name in names:
+            try:
+                self.unload(name)
+                unloaded.append(name)
+            except RemoteModelError as exc:
+                failed.append((name, str(exc)))
+        return unloaded, failed
 
     def check(self, version_id: str, path: str | None) -> None:
         """That the server can serve `version_id`: its adapter loaded under a new name and unloaded at once
@@ -173,9 +179,10 @@ def adapter_version(name: str, prefix: str = "ilearn") -> tuple[str, bool] | Non
     """(version id, whether it is a check's adapter) of a name `adapter_name` gave with `prefix` or
     `<prefix>-check`; None for any other name (another deployment's prefix, an adapter loaded by hand)."""
     for start, check in ((f"{prefix}-check-", True), (f"{prefix}-", False)):
-        version, sep, suffix = name.removeprefix(start).rpartition("-") if name.startswith(start) else ("", "", "")
-        if sep and version and len(suffix) == 8:
-            return version, check
+        if name.startswith(start):
+            version, sep, suffix = name[len(start):].rpartition("-")
+            if sep and version and len(suffix) == 8:
+                return version, check
     return None
 
 

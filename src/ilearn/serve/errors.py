@@ -98,14 +98,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ILearnError)
     async def _ilearn(request: Request, exc: ILearnError) -> JSONResponse:
-        status = _status(exc)
+        status, message, kind = error_status(exc)
         if status >= 500:
             logger.error("%s on %s: %s", type(exc).__name__, request.url.path, exc)
-            if status == 503:
-                return error_response(status, UNAVAILABLE, headers=RETRY_AFTER)
-            message = str(exc) if isinstance(exc, MissingDependency) else "internal error"
-            return error_response(status, message)
-        return error_response(status, str(exc))
+        return error_response(status, message, kind, RETRY_AFTER if status == 503 else None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

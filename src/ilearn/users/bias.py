@@ -58,9 +58,9 @@ ABILITY: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
     ),
 }
 """(question, fair answer, stereotyped answers) about the user's own abilities, per split. In the train split "yes"
-and "no" open as many fair answers as stereotyped ones: DPO learns any word that marks the rejected answers, and a
-"Yes, ..." rejected twice as often as chosen taught the tuned model to answer "no" to every yes/no question (the
-general set's yes questions: 1 of 21 right)."""
+and "no" open as many fair answers as stereotyped ones: DPO learns any word that marks the rejected answers. (A
+"Yes, ..." rejected twice as often as chosen was suspected of the tuned model's "no" to every yes/no question; the
+candidate trained without it answered the same way, docs/users.md.)"""
 FACT_QUESTIONS = {"dose": "What is the dose of this?", "use": "What is this used for?"}
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 

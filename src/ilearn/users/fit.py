@@ -129,7 +129,7 @@ def prompt_messages(messages: Sequence[Message], profile: Profile, style: str) -
     if style not in PROMPT_STYLES:
         raise InvalidInput(f"the prompt style must be one of {list(PROMPT_STYLES)}, not {style!r}")
     messages = list(messages)
-    if style == "tag" and profile_tag(profile):
+    if style == "tag":
         last = messages[-1]
         return [*messages[:-1], Message(last.role, tagged(last.content, profile), image=last.image)]
     if style == "instructions" and not profile.empty:
