@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--no-general", action="store_true", help="skip the general (forgetting) set in the gate")
     learn.set_defaults(func=cmd_learn)
 
-    models = sub.add_parser("models", help="model versions: list, promote, rollback")
+    models = sub.add_parser("models", help="model versions: list, promote, rollback, vLLM adapters")
     models_sub = models.add_subparsers(dest="action", required=True)
     m_list = models_sub.add_parser("list", help="every version with its lineage, recipe and gate figures")
     _common(m_list)
