@@ -406,7 +406,7 @@ def cmd_models_adapters(args: argparse.Namespace) -> int:
     server refused the active one) has its next turns fail until it serves the active one: sweep when the
     workers' metrics show the active version."""
     from ilearn.learning.registry import ModelRegistry
-    from ilearn.models.vllm_publish import VLLMAdapters, adapter_version, stale_adapters
+    from ilearn.models.vllm_publish import VLLMAdapters, loaded_adapters
 
     if load_config(args).model.publish != "vllm-lora":
         raise InvalidInput("adapters are published only with model.publish vllm-lora (and the openai backend "
@@ -415,19 +415,13 @@ def cmd_models_adapters(args: argparse.Namespace) -> int:
     try:
         registry = ModelRegistry(store, config.home_path)
         adapters = VLLMAdapters.from_config(config.model)
-        loaded = adapters.loaded()
-        stale = set(stale_adapters(loaded, registry))
-        active = registry.active_id()
-        ours = [(name, parsed) for name in sorted(loaded) if (parsed := adapter_version(name)) is not None]
-        states = {v.id: ("forgotten" if v.metrics.get("forgotten") else v.status.value) for v in registry.list()}
-        print(f"serving: {active}; the vLLM server holds {len(ours)} iLearn adapter(s)")
-        for name, (version_id, check) in ours:
-            state = states.get(version_id, "not this deployment's")
-            kind = "check, " if check else ""
-            print(f"{name}  {kind}{'active' if version_id == active and not check else state}"
-                  f"{'  stale' if name in stale else ''}")
+        ours = loaded_adapters(adapters.loaded(), registry)
+        stale = [a.name for a in ours if a.stale]
+        print(f"serving: {registry.active_id()}; the vLLM server holds {len(ours)} iLearn adapter(s)")
+        for a in ours:
+            print(f"{a.name}  {'check, ' if a.check else ''}{a.state}{'  stale' if a.stale else ''}")
         if args.sweep:
-            unloaded, failed = adapters.unload_each(sorted(stale))
+            unloaded, failed = adapters.unload_each(stale)
             print(f"unloaded {len(unloaded)} stale adapter(s){': ' + ', '.join(unloaded) if unloaded else ''}")
             if failed:
                 print(f"not unloaded: {'; '.join(f'{name} ({reason})' for name, reason in failed)}")

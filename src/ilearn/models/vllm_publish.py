@@ -186,20 +186,44 @@ def adapter_version(name: str, prefix: str = "ilearn") -> tuple[str, bool] | Non
     return None
 
 
-def stale_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: str = "ilearn") -> list[str]:
-    """The adapters among `loaded` that no worker of `registry`'s deployment should serve: a version of it that is
-    not the active one (retired by a promotion or a rollback, refused by the gate, forgotten), or a check's
-    adapter (`VLLMAdapters.check` unloads it at once; one left behind is stale). Workers unload their own retired
-    adapters; those of a worker killed before its turns ended, or whose unload the server refused, stay loaded
-    until swept. Adapters of versions this registry does not know (another deployment's) are never named."""
+@dataclass(frozen=True)
+class LoadedAdapter:
+    """One iLearn adapter the vLLM server holds (`loaded_adapters`)."""
+
+    name: str
+    version: str
+    check: bool
+    """A gate check's adapter (`VLLMAdapters.check` unloads it at once; one left behind is stale)."""
+    state: str
+    """"active", the version's status ("retired", "rejected", ...), "forgotten", or "not this deployment's"."""
+    stale: bool
+
+
+def loaded_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: str = "ilearn") -> list[LoadedAdapter]:
+    """The iLearn adapters among `loaded` (by name), each with its version's state, read from the registry once.
+
+    Stale: an adapter no worker of `registry`'s deployment should serve, a version of it that is not the active one
+    (retired by a promotion or a rollback, refused by the gate, forgotten) or a check's adapter. Workers unload
+    their own retired adapters; those of a worker killed before its turns ended, or whose unload the server
+    refused, stay loaded until swept. Adapters of versions this registry does not know (another deployment's) are
+    never stale."""
     active = registry.active_id()
-    known = {v.id for v in registry.list()}
-    stale = []
-    for name in loaded:
+    states = {v.id: ("forgotten" if v.metrics.get("forgotten") else v.status.value) for v in registry.list()}
+    out = []
+    for name in sorted(loaded):
         parsed = adapter_version(name, prefix)
-        if parsed is not None and parsed[0] in known and (parsed[1] or parsed[0] != active):
-            stale.append(name)
-    return stale
+        if parsed is None:
+            continue
+        version_id, check = parsed
+        mine = version_id in states
+        state = "active" if version_id == active and not check else states.get(version_id, "not this deployment's")
+        out.append(LoadedAdapter(name, version_id, check, state, mine and (check or version_id != active)))
+    return out
+
+
+def stale_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: str = "ilearn") -> list[str]:
+    """The names of the stale adapters among `loaded` (`loaded_adapters`)."""
+    return [a.name for a in loaded_adapters(loaded, registry, prefix) if a.stale]
 
 
 @dataclass
