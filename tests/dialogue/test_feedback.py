@@ -232,7 +232,8 @@ def test_lexical_decoder_on_held_out_rows_it_was_not_tuned_on():
         "positive": (0.85, 0.80), "neutral": (0.75, 0.85), "negative": (0.80, 0.80), "corrections": 0.6})
 
 
-@pytest.mark.parametrize("reaction", ["wrong. name?", "no, the dose", "no, its name?", "No, what it's used for."])
+@pytest.mark.parametrize("reaction", ["wrong. name?", "no, the dose", "no, its name?", "No, what it's used for.",
+                                      "wrong. name of this?", "no. the name of this thing?"])
 def test_naming_the_facet_again_is_no_correction(reaction):
     """A user who repeats what they want to know gives no answer (a regression: 'wrong. name?' -> 'name')."""
     from ilearn.dialogue.feedback import extract_correction

@@ -164,8 +164,10 @@ _CLAUSE = frozenset(
 _DEICTIC = frozenset("then there anyway anymore yet either too already though that those these them".split())
 
 
-# A span made only of these words names what the user wants to know ("wrong. name?"), not an answer.
-_FACET_ONLY = frozenset("name names called dose dosage use uses used purpose for the its it what how much".split())
+# A span made only of these words names what the user wants to know ("wrong. name?", "wrong. name of this?"), not
+# an answer.
+_FACET_ONLY = frozenset("name names called dose dosage use uses used purpose for the its it what how much of this "
+                        "thing one object item".split())
 
 
 def valid_answer(span: str) -> bool:
