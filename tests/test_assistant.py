@@ -162,6 +162,15 @@ def test_an_answer_the_user_rejected_is_not_given_again_in_the_dialogue(assistan
     assert assistant.vlm.avoided == []
 
 
+def test_a_question_asked_again_with_a_rejection_gets_another_answer(assistant, png):
+    """'no really. what is it called?' turns the answer down and asks again in one turn: the answer it turned down
+    is not the reply (a real-image run answered the same wrong name twice, then stored the re-ask as a name)."""
+    r = assistant.respond("ana", "What is this medicine called?", image=png)
+    again = assistant.respond("ana", "no really. what is this medicine called?", session_id=r.session_id)
+    assert assistant.vlm.avoided == ["aspirin"]
+    assert again.kind == TurnKind.ANSWER and again.text == prompts.NOT_SURE
+
+
 def test_the_model_is_asked_for_its_next_best_reply(tmp_path, png):
     replies = iter(["aspirin", "ibuprofen"])
     vlm = StubVLM(responder=lambda messages: next(replies))

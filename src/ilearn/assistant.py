@@ -206,6 +206,8 @@ class Assistant:
             start = time.perf_counter()
             state.feedback = self.feedback_decoder.decode([*state.history, state.user_turn])
             state.user_turn.feedback = state.feedback
+            if state.feedback is not None:  # "no really. what is it?" turns down the answer it asks again after
+                state.avoid = rejected_answers([*state.history, state.user_turn])
             calibration.record_reuse_outcome(self.memory, state.last_reply.id, state.last_reply.text, state.feedback)
             state.clock("feedback", start)
         fb = state.feedback
