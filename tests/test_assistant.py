@@ -180,6 +180,38 @@ def test_the_model_is_asked_for_its_next_best_reply(tmp_path, png):
     assert a.respond("ana", "What is this medicine called?", session_id=r.session_id).text == "ibuprofen"
 
 
+@pytest.mark.parametrize(("says", "version", "defers", "expected"), [
+    ("aspirin", "mdl_tuned", True, "aspirin"),  # the tuned model's answer, backed by a reference, stands
+    ("paracetamol", "mdl_tuned", True, "ibuprofen"),  # not backed by any reference: the memory's answer
+    ("aspirin", "base", True, "ibuprofen"),  # the base model never overrules the memory
+    ("aspirin", "mdl_tuned", False, "ibuprofen")])  # reuse_defers_to_model off
+def test_a_tuned_models_answer_that_the_memory_backs_is_not_overruled_by_a_reused_one(tmp_path, png, says, version,
+                                                                                    defers, expected):
+    """Memory and tuned model together must do no worse than the tuned model: a look-alike's answer that tops the
+    matches is not given outright over the tuned model's own answer when another reference carries the latter."""
+    from ilearn.memory.base import Match
+    from ilearn.memory.stub import StubMemory
+    from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
+    from ilearn.types import Event, Scope
+
+    config = Config(home=str(tmp_path)).override(retrieval={"reuse_defers_to_model": defers}, **PHARMACY)
+    events = [Event(None, "What is this called?", answer, "bo", scope=Scope.SHARED) for answer in ("ibuprofen",
+                                                                                                 "aspirin")]
+
+    class LookAlikeFirst(StubMemory):
+        def search(self, *args, **kwargs):
+            return [Match(events[0], 0.95, 0.94, 1.0), Match(events[1], 0.9, 0.88, 1.0)]
+
+    vlm = StubVLM(responder=lambda messages: f"It is {says}.")
+    vlm.version = version
+    store = open_store(tmp_path)
+    memory = LookAlikeFirst(store, StubImageEmbedder(), HashingTextEmbedder(), config.retrieval)
+    assistant = Assistant(config, vlm, store, memory=memory, feedback_decoder=KeywordDecoder())
+    reply = assistant.respond("ana", "What is this medicine called?", image=png)
+    assert reply.kind == TurnKind.ANSWER and expected in reply.text.lower()
+    assert len(vlm.calls) == (1 if defers and version != "base" else 0)  # the model answers only to be checked
+
+
 @pytest.mark.parametrize(("setting", "version", "shown"), [
     ("untuned", "base", True), ("untuned", "mdl_tuned", False), ("always", "mdl_tuned", True),
     ("never", "base", False)])

@@ -34,6 +34,7 @@ from ilearn.models.base import ImageEmbedder, VisionLanguageModel
 from ilearn.models.batching import MicroBatcher
 from ilearn.models.versions import ModelVersions
 from ilearn.sessions import Sessions, session_image_ref
+from ilearn.text import contains_answer
 from ilearn.turn import (
     Reference,
     Reply,
@@ -289,9 +290,14 @@ class Assistant:
         rc = self.config.retrieval
         top = reusable(state.matches, calibration.reuse_threshold(self.memory, rc.reuse_threshold), rc.reuse_margin,
                        rc.reuse_min_text_sim)
+        own = None  # a tuned model's answer that a same-question reference carries stands (reuse_defers_to_model)
+        if top is not None and rc.reuse_defers_to_model and state.model.version != "base":
+            own = self._own_answer(state, profile)
         # a version tuned user-aware words its own answers; a reused answer is the teacher's words
-        fitted_by_model = top is None and self._fits_users(state.model.version)
-        if top is not None:
+        fitted_by_model = (top is None or own is not None) and self._fits_users(state.model.version)
+        if own is not None:
+            text, state.prompt_tokens, top = own.text.strip(), own.prompt_tokens, None
+        elif top is not None:
             text = prompts.reused_answer(top.event.answer)
         else:
             shown = rc.prompt_references == "always" or (rc.prompt_references == "untuned"
@@ -315,6 +321,19 @@ class Assistant:
         state.reply = state.say(text, TurnKind.ANSWER, retrieved=[m.event.id for m in state.matches],
                                 precise_question=state.question, id=reply_id)
         calibration.note_answer(self.memory, state.reply.id, state.matches, reused=top is not None)
+
+    def _own_answer(self, state: TurnState, profile: Any) -> Any:
+        """The serving model's answer without references (as a tuned version was trained) when a reference about the
+        same question carries it, else None."""
+        rc = self.config.retrieval
+        messages = self.personal.prompted(prompts.answer_messages(state.question, state.image, ""), profile,
+                                          tuned=self._fits_users(state.model.version))
+        generation = self.batcher.generate(state.model.vlm, messages, avoid=state.avoid,
+                                           max_new_tokens=self.config.model.max_new_tokens)
+        said = generation.text.strip()
+        backed = any(m.text_sim >= rc.reuse_min_text_sim and contains_answer(said, m.event.answer)
+                     for m in state.matches)
+        return generation if said and backed and answer_key(said) not in {answer_key(a) for a in state.avoid} else None
 
     def _store(self, state: TurnState) -> None:
         """5. The reply is persisted (with the image it carries, in one transaction) before it is returned."""

@@ -222,6 +222,12 @@ class RetrievalConfig:
     on held-out seeds (vs 33.3% / 2.4% without): the margin calibrated on seeds 0-3 does not carry over. Nor
     with the instance CNN (16 views, image alone; --reuse-margin 0.02, calibrated on seeds 8-15): threshold
     0.611, 93.4% fixed but 4.5% false reuse held-out."""
+    reuse_defers_to_model: bool = True
+    """With a fine-tuned version serving, an answer the memory would give outright is checked against the model's
+    own (the model answers too): when the model's answer is one that a reference about the same question carries,
+    the model's stands. The tuned model was trained on those events; a look-alike's reference scoring highest
+    (or a wrong answer a careless user let stand) must not overrule it, so that memory and tuned model together
+    do no worse than the tuned model alone. Off: the reused answer always wins (and no generation is spent)."""
     prompt_references: str = "untuned"
     """Where references below the reuse threshold go into the model's prompt: "untuned" (only while the base model
     serves: a fine-tuned version was trained without references in its prompt, and one that already knows the
