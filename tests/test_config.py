@@ -48,7 +48,7 @@ def test_the_store_is_chosen_by_a_url(tmp_path):
 
 
 def test_embedders_are_named_settings_with_auto_defaults_per_model_backend():
-    assert Config().embedder("image_embedder") == "instance" and Config().embedder("text_embedder") == "minilm"
+    assert Config().embedder("image_embedder") == "fused" and Config().embedder("text_embedder") == "minilm"
     tiny = Config(model=ModelConfig(backend="tiny"))
     assert (tiny.embedder("image_embedder"), tiny.embedder("text_embedder")) == ("stub", "hashing")
     chosen = tiny.override(retrieval={"image_embedder": "foreground", "text_embedder": "minilm"})

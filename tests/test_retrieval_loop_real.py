@@ -1,12 +1,12 @@
 """A corrected mistake is fixed at once, through the default assistant with its REAL embedders.
 
-The default settings (model `small`, the shipped instance CNN for images, all-MiniLM-L6-v2 for questions,
-`retrieval.reuse_threshold` 0.87, which was calibrated on these embedders): a user teaches one drawn bottle by
+The default settings (model `small`, the fused image embedder: the shipped instance CNN beside frozen
+EfficientNet-Lite0 features, all-MiniLM-L6-v2 for questions, `retrieval.reuse_threshold` 0.87): a user teaches one drawn bottle by
 a correction; a new view of the same bottle gets the taught name reused outright, while a look-alike that was
 not taught, another question about the bottle and another user do not get it. tests/test_retrieval_loop.py runs
 the same loop on the tiny model with model-free stub embedders.
 
-Scores seen (seed views below): the taught bottle's new views 0.93-0.98 (reuse from 0.87); the look-alike
+Scores seen with the instance CNN alone, the default before fused (seed views below): the taught bottle's new views 0.93-0.98 (reuse from 0.87); the look-alike
 paracetamol (same body and cap, another label band) no reference at all (under 0.84). Naproxen, which differs
 from ibuprofen by the bottle's corners only, is the embedder's known weak pair (config.py, `image_embedder`):
 5 of 6 of its views got "Ibuprofen" reused, so it is not the look-alike asserted here.
@@ -19,8 +19,7 @@ import pytest
 from ilearn.assistant import Assistant
 from ilearn.config import Config
 from ilearn.data.bottles import BOTTLES, render_view
-from ilearn.models.embedders import MiniLMTextEmbedder
-from ilearn.models.instance import InstanceImageEmbedder
+from ilearn.models.embedders import FusedImageEmbedder, MiniLMTextEmbedder
 from ilearn.types import TurnKind
 
 QUESTION = "What is this medicine called?"
@@ -34,7 +33,7 @@ def assistant(tmp_path_factory):
     """The default assistant, after "ana" taught it (privately) that bottle ibuprofen is Ibuprofen."""
     assistant = Assistant.from_config(Config(home=str(tmp_path_factory.mktemp("home"))))
     assert assistant.vlm.name == "small"
-    assert isinstance(assistant.memory.image_embedder, InstanceImageEmbedder)
+    assert isinstance(assistant.memory.image_embedder, FusedImageEmbedder)
     assert isinstance(assistant.memory.text_embedder, MiniLMTextEmbedder)
     first = assistant.respond("ana", QUESTION, image=render_view(BOTTLE["ibuprofen"], TAUGHT_VIEW))
     assert first.kind == TurnKind.ANSWER and "ibuprofen" not in first.text.lower()  # the base model cannot know

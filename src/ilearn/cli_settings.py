@@ -115,7 +115,8 @@ def _parse_set(item: str) -> tuple[str, Any]:
     if not sep or not path:
         raise InvalidInput(f"--set takes SECTION.FIELD=VALUE, not {item!r}")
     cls, spec, default = _field(path)
-    if isinstance(default, str) or (default is None and not text.strip().startswith(("{", "["))):
+    number = default is None and any(t in str(spec.type).split(" | ") for t in ("float", "int"))  # "float | None"
+    if isinstance(default, str) or (default is None and not number and not text.strip().startswith(("{", "["))):
         return path, text
     try:
         value = json.loads(text)

@@ -148,10 +148,17 @@ class RetrievalConfig:
     `ilearn.models.instance`), "foreground" (colour and shape statistics of the object,
     `ForegroundImageEmbedder`), "efficientnet" (pooled ImageNet features), "fused" (instance and efficientnet side by
     side, one weighted cosine, `FusedImageEmbedder`; benchmarks/fused_embedder.py), "stub" (a model-free colour grid for
-    tests), or one registered in `ilearn.plugins`; "auto": stub for the tiny and stub model backends, instance
+    tests), or one registered in `ilearn.plugins`; "auto": stub for the tiny and stub model backends, fused
     for the others.
 
-    Measured on the pharmacy look-alikes, which the CNN never saw (benchmarks/one_shot.py descriptors, one
+    Why fused by default: the instance CNN alone, at the shipped reuse threshold, reuses another object's answer
+    for 44.5 / 34.5 / 27.4% of new real pictures (data/real icons-dev / icons-check / kinds; benchmarks/
+    fused_embedder.py), and on icons-dev the robot's memory then made the tuned model worse (R3+retrieval 0% of
+    taught facts against R3's 11.1%); fused keeps false reuse at 1.4 / 3.2 / 0.7% there and gives up a few points
+    of fixed bottle views (89.2% against 94.4%, one view taught). `ilearn experiment pharmacy` (seed 0) with
+    fused: R2 100% of 14 taught facts, R3 100% of 18 (instance: 100 / 83.3). docs/real-images.md.
+
+    The instance CNN, measured on the pharmacy look-alikes, which the CNN never saw (benchmarks/one_shot.py descriptors, one
     view taught per bottle, 6 new views each, held-out seeds 4-7): nearest neighbour right 97.2% (calibration
     seeds 8-15: 97.6%) vs foreground 80% and efficientnet 34%; about 55 ms an image on one loaded thread (the
     average over four views of the image; foreground 46 ms). Its errors are mostly the pair that differs by
@@ -393,9 +400,10 @@ PROMPT_STYLES = ("none", "tag", "instructions")
 
 @dataclass(frozen=True)
 class PersonalConfig:
-    threshold: float = 0.8
+    threshold: float | None = None
     """Least cosine similarity between a photo and the closest view of one of the user's own things to name it
-    (`ilearn.users.concepts.ConceptBook`; 0.8 suits the "instance" embedder, the model-free "stub" needs 0.95)."""
+    (`ilearn.users.concepts.ConceptBook`); None: the image embedder's own (its `concept_threshold`: 0.76 for
+    "fused", 0.8 for "instance", 0.95 for the model-free "stub")."""
     margin: float = 0.02
     """How far the user's closest thing must lead their next one for a photo to be named (two look-alikes)."""
     prompt: str = "none"
@@ -405,7 +413,7 @@ class PersonalConfig:
     unless this says instructions."""
 
     def __post_init__(self) -> None:
-        if not -1.0 <= self.threshold <= 1.0:
+        if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
             raise InvalidInput(f"personal.threshold must be within [-1, 1], not {self.threshold}")
         if self.margin < 0:
             raise InvalidInput(f"personal.margin must be >= 0, not {self.margin}")
@@ -592,7 +600,7 @@ class Config:
         if name != "auto":
             return name
         stub = self.model.backend in STUB_MODELS
-        return {"image_embedder": "stub" if stub else "instance",
+        return {"image_embedder": "stub" if stub else "fused",
                 "text_embedder": "hashing" if stub else "minilm"}[kind]
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,7 +21,25 @@ def test_the_prompt_styles_are_the_fitting_modules():
 
 
 def test_defaults_are_the_personal_memorys():
-    assert (PersonalConfig().threshold, PersonalConfig().margin, PersonalConfig().prompt) == (0.8, 0.02, "none")
+    assert (PersonalConfig().threshold, PersonalConfig().margin, PersonalConfig().prompt) == (None, 0.02, "none")
+
+
+def test_the_default_threshold_is_the_embedders_scale(tmp_path):
+    """Cosines differ in scale between embedders: unless set, the threshold is the embedder's `concept_threshold`
+    (measured per embedder), and one that states none gets the book's default."""
+    from ilearn.models.embedders import FusedImageEmbedder, StubImageEmbedder
+    from ilearn.users.concepts import DEFAULT_THRESHOLD, ConceptBook
+
+    store = open_store(tmp_path)
+    stub = StubImageEmbedder()
+    fused = FusedImageEmbedder(first=StubImageEmbedder(), second=StubImageEmbedder())
+    assert ConceptBook(store, stub).threshold == 0.95 and ConceptBook(store, fused).threshold == 0.76
+    assert ConceptBook(store, stub, threshold=0.5).threshold == 0.5
+
+    class Plain:
+        dim = 3
+
+    assert ConceptBook(store, Plain()).threshold == DEFAULT_THRESHOLD
 
 
 @pytest.mark.parametrize("settings", [{"threshold": 1.01}, {"threshold": -1.01}, {"margin": -0.001},
@@ -52,5 +70,6 @@ def test_the_command_line_sets_them(tmp_path):
     args = parser.parse_args(["--set", "personal.prompt=instructions", "--set", "personal.threshold=0.85"])
     config = load_config(args)
     assert config.personal == PersonalConfig(threshold=0.85, prompt="instructions")
+    assert load_config(parser.parse_args(["--set", "personal.threshold=null"])).personal.threshold is None
     with pytest.raises(InvalidInput):
         load_config(parser.parse_args(["--set", "personal.prompt=shouting"]))

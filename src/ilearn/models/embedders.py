@@ -244,6 +244,11 @@ class FusedImageEmbedder:
     overrides that default); a deployment sets it with `retrieval.fused_weight`. The parts may be given (tests
     pass stub embedders)."""
 
+    concept_threshold = 0.76
+    """Cosine from which a photo shows a user's own thing (`ilearn.users.concepts.ConceptBook`), at weight 0.7:
+    95.0% of new photos of one's own look-alike bottle, 1.4% of other users' (at 0.8: 85.0% / 0.6%;
+    `python -m ilearn.users.measure concepts --embedder fused`)."""
+
     def __init__(self, *, device: str = "cpu", threads: int = 1, weight: float | None = None,
                  first: ImageEmbedder | None = None, second: ImageEmbedder | None = None):
         import os
@@ -348,6 +353,8 @@ class StubImageEmbedder:
     """
 
     name = "stub-image"
+    concept_threshold = 0.95
+    """Cosine from which a photo shows a user's own thing (`ilearn.users.concepts.ConceptBook`)."""
 
     def __init__(self, grid: int = 4, *, device: str = "cpu", threads: int = 1):
         """`device` and `threads` are accepted like every image embedder's and not used."""

@@ -128,6 +128,9 @@ class InstanceImageEmbedder:
     image's `views` and their mirror images."""
 
     dim = 128
+    concept_threshold = 0.8
+    """Cosine from which a photo shows a user's own thing (`ilearn.users.concepts.ConceptBook`): 98.3% of new
+    photos of one's own look-alike bottle, 1.4% of other users' (`python -m ilearn.users.measure concepts`)."""
 
     def __init__(self, *, device: str = "cpu", threads: int = 1, batch_size: int = 32,
                  weights: str | Path | None = None):

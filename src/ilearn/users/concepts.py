@@ -65,19 +65,25 @@ def _check(kind: str, name: str | None) -> None:
         raise InvalidInput(f"a concept's name must be a non-empty text of at most {MAX_NAME} characters, or null")
 
 
+DEFAULT_THRESHOLD = 0.8
+"""The recognition threshold for an embedder that states no `concept_threshold`."""
+
+
 class ConceptBook:
     """The personal concepts of every user, in the store; one user's are only ever read for that user.
 
-    `threshold`: the least cosine similarity between a photo and a concept's closest view to name it (0.8 suits
-    the deployed "instance" embedder: 98% of new photos of a user's own look-alike bottle named after one photo,
-    1.4% of other users' look-alikes taken for it, `python -m ilearn.users.measure concepts`; the model-free
-    "stub" embedder needs about 0.95);
+    `threshold`: the least cosine similarity between a photo and a concept's closest view to name it; None: the
+    embedder's own scale, its `concept_threshold` (the deployed "fused" embedder 0.76: 95% of new photos of a user's
+    own look-alike bottle named after one photo, 1.4% of other users' look-alikes taken for it; "instance" 0.8;
+    `python -m ilearn.users.measure concepts`; the model-free "stub" 0.95), else `DEFAULT_THRESHOLD`;
     `margin`: how far the best concept must lead the next one of the same user (two look-alike things of one
     user are named only when the photo tells them apart).
     """
 
-    def __init__(self, store: EventStore, embedder: ImageEmbedder, *, threshold: float = 0.8,
+    def __init__(self, store: EventStore, embedder: ImageEmbedder, *, threshold: float | None = None,
                  margin: float = 0.02) -> None:
+        if threshold is None:
+            threshold = float(getattr(embedder, "concept_threshold", DEFAULT_THRESHOLD))
         if not -1.0 <= threshold <= 1.0 or margin < 0:
             raise InvalidInput("threshold must be in [-1, 1] and margin >= 0")
         self.store = store

@@ -50,7 +50,7 @@ ABOUT_USER = Feedback(Label.NEUTRAL, 1.0, None, FeedbackSource.IMPLICIT, "about 
 class PersonalMemory:
     """Profiles and personal concepts, and the two turn stages that use them (see the module docstring)."""
 
-    def __init__(self, store: EventStore, embedder: ImageEmbedder, *, threshold: float = 0.8,
+    def __init__(self, store: EventStore, embedder: ImageEmbedder, *, threshold: float | None = None,
                  margin: float = 0.02, prompt: str = "none") -> None:
         """`threshold`, `margin`: when a photo shows one of the user's things (`ConceptBook`); `prompt`: how the
         profile reaches the model, one of `fit.PROMPT_STYLES` ("none": only the wording rules adapt answers)."""
