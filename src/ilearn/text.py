@@ -34,6 +34,15 @@ def normalise_text(text: str) -> str:
     return " ".join(text.split())
 
 
+_LOOP = re.compile(r"(?:^| )((?:\S+ ){1,4}?)\1{2,}")
+
+
+def looping(text: str) -> bool:
+    """Whether a reply is caught in a loop: a run of one to four words said three times in a row ("used to be used
+    to be used to be"). Such a reply is no answer, whoever accepted it."""
+    return bool(_LOOP.search(normalise_text(text) + " "))
+
+
 def contains_answer(reply: str, reference: str) -> bool:
     """Whether the normalised reference occurs in the normalised reply as whole words (never for an empty
     reference)."""

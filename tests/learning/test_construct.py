@@ -136,6 +136,22 @@ def test_frustration_without_correction_keeps_the_wrong_answer_out_of_retrieval(
     assert store.list_events(status=EventStatus.ACTIVE) == []
 
 
+def test_an_accepted_answer_caught_in_a_loop_is_not_learnt(store):
+    """A real-image run stored the model's 'this used to be used to be used to be ...' as an object's use: a
+    careless user said thanks. A looping reply is no answer, whoever accepted it."""
+    d = Dialogue(store)
+    d.ask("what is it for?", IMG)
+    d.answer("This used to be used to be used to be used to be used to", "What is this used for?")
+    d.user("thanks!")
+    assert close_and_distil(store, d.session.id) == []
+    d = Dialogue(store)
+    d.ask("what is it for?", IMG)
+    d.answer("It is used to be used for pain, used for fever.", "What is this used for?")  # repeats, no loop
+    d.user("thanks!")
+    assert [e.answer for e in close_and_distil(store, d.session.id)] == ["It is used to be used for pain, used for "
+                                                                        "fever."]
+
+
 def test_abandoned_and_neutral_sessions_give_nothing(store):
     d = Dialogue(store)
     d.ask("what fruit is this?", IMG)

@@ -51,7 +51,7 @@ from ilearn.dialogue.corrections import answers_match
 from ilearn.dialogue.exchange import FeedbackDecoder
 from ilearn.errors import NotFound
 from ilearn.memory.store import EventStore
-from ilearn.text import contains_answer
+from ilearn.text import contains_answer, looping
 from ilearn.types import Event, EventStatus, Feedback, ImageRef, Label, Role, Session, Turn, TurnKind
 
 logger = logging.getLogger(__name__)
@@ -153,6 +153,8 @@ def _apply(req: _Request, feedback: Feedback, reaction: Turn) -> None:
     if feedback.label == Label.POSITIVE:
         if req.corrected or any(t.id == answer.id for _, t in req.rejected):
             return  # a "thanks" after a correction confirms the correction, not the wrong answer
+        if looping(text):
+            return  # a model's loop ("used to be used to be used to be") accepted by a careless user is no answer
         req.answer, req.answer_src = text, answer.id
         req.label, req.label_src, req.confidence = Label.POSITIVE, reaction.id, feedback.confidence
         req.model_version = answer.model_version
