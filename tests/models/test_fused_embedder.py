@@ -43,3 +43,11 @@ def test_fused_embedder_on_images():
 def test_fused_is_a_registered_image_embedder():
     assert "fused" in plugins.names("image_embedder")
     assert plugins.resolve("image_embedder", "fused") is FusedImageEmbedder
+
+
+def test_the_fused_weight_made_by_name_is_the_deployed_one():
+    """A fused embedder made by name (benchmarks, measurements) must weigh as the deployment does."""
+    from ilearn.config import RetrievalConfig
+    from ilearn.models.embedders import FUSED_WEIGHT
+
+    assert FUSED_WEIGHT == RetrievalConfig().fused_weight

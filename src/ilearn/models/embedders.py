@@ -214,16 +214,15 @@ class ForegroundImageEmbedder(EfficientNetImageEmbedder):
         return l2_normalise(np.concatenate(parts, axis=1))
 
 
-FUSED_WEIGHT = 0.5
-"""Default weight of the instance CNN cosine in `FusedImageEmbedder`, chosen on calibration data only (bottle seeds
-8-11 + data/real/icons-dev; benchmarks/fused_embedder.py, 2026-12-04, data/real as built at 06:51). 1-NN, one
-example per object (real sets: 20 draws), instance alone / EfficientNet alone / fused 0.5: bottles held-out (seeds
-4-7) 97.2 / 34.0 / 97.2%, icons-dev 16.5 / 52.6 / 39.2%, icons-check 20.4 / 40.7 / 34.8%, kinds 20.1 / 58.5 /
-38.3%. At the image cosine the shipped `reuse_threshold` 0.87 needs (0.8375), false reuse on the real sets is
-44.7 / 33.6 / 27.9% with the instance CNN alone and 0.3 / 0.7 / 0.1% fused, but the fused bottles fix rate falls
-from 94.4% to 68.4% (w 0.7: 89.2% fixed, real-set false reuse 1.7 / 2.8 / 0.6%). With "fused", lower the reuse
-threshold (on the pooled calibration data: image cosine 0.771, held-out bottles 93.4% fixed at 2.4% false) or let
-a deployment calibrate it (`retrieval.calibrate`); not the default until the pharmacy experiment confirms it."""
+FUSED_WEIGHT = 0.7
+"""Default weight of the instance CNN cosine in `FusedImageEmbedder`: the same as `retrieval.fused_weight` (a test
+keeps them equal), so that a fused embedder made by name (benchmarks, `ilearn.users.measure`) is the deployed one.
+
+Measured (benchmarks/fused_embedder.py, one example per object): at the image cosine the shipped `reuse_threshold`
+0.87 needs (0.8375), w 0.7 fixes 89.2% of held-out bottle views at 0.3% false reuse, with false reuse 1.4 / 3.2 /
+0.7% on the real sets icons-dev / icons-check / kinds (the instance CNN alone: 94.4% at 1.7%, and 44.5 / 34.5 /
+27.4% on the real sets; w 0.5: 68.4% of bottle views fixed). The default image embedder since 2026-12-05
+(docs/real-images.md)."""
 
 
 def fuse_vectors(first: np.ndarray, second: np.ndarray, weight: float) -> np.ndarray:
