@@ -402,8 +402,8 @@ PROMPT_STYLES = ("none", "tag", "instructions")
 class PersonalConfig:
     threshold: float | None = None
     """Least cosine similarity between a photo and the closest view of one of the user's own things to name it
-    (`ilearn.users.concepts.ConceptBook`); None: the image embedder's own (its `concept_threshold`: 0.76 for
-    "fused", 0.8 for "instance", 0.95 for the model-free "stub")."""
+    (`ilearn.users.concepts.ConceptBook`); None: the image embedder's own (its `concept_threshold`: 0.8 for
+    "fused" and "instance", 0.95 for the model-free "stub")."""
     margin: float = 0.02
     """How far the user's closest thing must lead their next one for a photo to be named (two look-alikes)."""
     prompt: str = "none"

@@ -33,7 +33,7 @@ def test_the_default_threshold_is_the_embedders_scale(tmp_path):
     store = open_store(tmp_path)
     stub = StubImageEmbedder()
     fused = FusedImageEmbedder(first=StubImageEmbedder(), second=StubImageEmbedder())
-    assert ConceptBook(store, stub).threshold == 0.95 and ConceptBook(store, fused).threshold == 0.76
+    assert ConceptBook(store, stub).threshold == 0.95 and ConceptBook(store, fused).threshold == 0.8
     assert ConceptBook(store, stub, threshold=0.5).threshold == 0.5
 
     class Plain:

@@ -243,10 +243,11 @@ class FusedImageEmbedder:
     overrides that default); a deployment sets it with `retrieval.fused_weight`. The parts may be given (tests
     pass stub embedders)."""
 
-    concept_threshold = 0.76
+    concept_threshold = 0.8
     """Cosine from which a photo shows a user's own thing (`ilearn.users.concepts.ConceptBook`), at weight 0.7:
-    95.0% of new photos of one's own look-alike bottle, 1.4% of other users' (at 0.8: 85.0% / 0.6%;
-    `python -m ilearn.users.measure concepts --embedder fused`)."""
+    96.7% of new photos of one's own look-alike bottle, 0.6% of other users' (at 0.76: 98.3% / 1.5%; at 0.85:
+    81.7% / 0.6%; `python -m ilearn.users.measure concepts --embedder fused`). At weight 0.5 the scale is lower
+    (0.8: 85.0% / 0.6%)."""
 
     def __init__(self, *, device: str = "cpu", threads: int = 1, weight: float | None = None,
                  first: ImageEmbedder | None = None, second: ImageEmbedder | None = None):

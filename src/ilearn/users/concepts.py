@@ -73,8 +73,8 @@ class ConceptBook:
     """The personal concepts of every user, in the store; one user's are only ever read for that user.
 
     `threshold`: the least cosine similarity between a photo and a concept's closest view to name it; None: the
-    embedder's own scale, its `concept_threshold` (the deployed "fused" embedder 0.76: 95% of new photos of a user's
-    own look-alike bottle named after one photo, 1.4% of other users' look-alikes taken for it; "instance" 0.8;
+    embedder's own scale, its `concept_threshold` (the deployed "fused" embedder 0.8: 96.7% of new photos of a user's
+    own look-alike bottle named after one photo, 0.6% of other users' look-alikes taken for it; "instance" 0.8;
     `python -m ilearn.users.measure concepts`; the model-free "stub" 0.95), else `DEFAULT_THRESHOLD`;
     `margin`: how far the best concept must lead the next one of the same user (two look-alike things of one
     user are named only when the photo tells them apart).
