@@ -3,6 +3,7 @@ the turn that is not model compute (goal: under 5%).
 
     python benchmarks/turn_latency.py                  # embedded default model (small), 1 thread
     python benchmarks/turn_latency.py --model tiny     # the pipeline's own overhead on a tiny model
+    python benchmarks/turn_latency.py --image-embedder instance   # another retrieval image embedder
 
 Model compute is measured inside the model calls: the VLM's generate/score and the retrieval and feedback
 embedders (EfficientNet-Lite0 features, MiniLM); everything else (validation, image decoding, SQLite writes,
@@ -60,10 +61,12 @@ def main() -> None:
     parser.add_argument("--model", default="small")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dialogues", type=int, default=8)
+    parser.add_argument("--image-embedder", default="auto", help="retrieval.image_embedder (auto: the default)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as home:
-        config = Config(home=str(Path(home) / "ilearn")).override(model={"backend": args.model, "threads": args.threads})
+        config = Config(home=str(Path(home) / "ilearn")).override(
+            model={"backend": args.model, "threads": args.threads}, retrieval={"image_embedder": args.image_embedder})
         assistant = Assistant.from_config(config)
         timed = ComputeClock()
         timed.wrap(assistant.vlm, "generate")
