@@ -48,7 +48,7 @@ from ilearn.turn import (
     open_request,
     rejected_answers,
 )
-from ilearn.types import Event, EventStatus, Role, Session, Turn, TurnKind, answer_key, new_id
+from ilearn.types import Event, EventStatus, Role, Session, Turn, TurnKind, new_id
 from ilearn.users.concepts import CONCEPT
 from ilearn.users.fit import rewords
 from ilearn.users.personal import PersonalMemory
@@ -265,9 +265,8 @@ class Assistant:
         if state.question is None or state.image is None or self.memory is None or not self.config.retrieval.enabled:
             return
         start = time.perf_counter()
-        rejected = {answer_key(a) for a in state.avoid}
         matches = self.memory.search(state.image, state.question, state.session.user_id, state.session.robot_id)
-        state.matches = [m for m in matches if answer_key(m.event.answer) not in rejected]
+        state.matches = [m for m in matches if not state.turned_down(m.event.answer)]
         state.clock("retrieve", start)
 
     def _answer(self, state: TurnState) -> None:
@@ -303,16 +302,13 @@ class Assistant:
             shown = rc.prompt_references == "always" or (rc.prompt_references == "untuned"
                                                          and state.model.version == "base")
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
-            messages = self.personal.prompted(prompts.answer_messages(state.question, state.image, references), profile,
-                                              tuned=fitted_by_model)
             stream = state.stream if not state.avoid and (fitted_by_model or not rewords(profile)) else None
             if stream is not None:
                 stream.begin(state.session.id, reply_id)
-            generation = self.batcher.generate(state.model.vlm, messages, avoid=state.avoid,
-                                               max_new_tokens=self.config.model.max_new_tokens,
-                                               on_text=stream.text if stream is not None else None)
+            generation = self._generate(state, profile, references, tuned=fitted_by_model,
+                                        on_text=stream.text if stream is not None else None)
             text = generation.text.strip() or "I don't know."
-            if answer_key(text) in {answer_key(a) for a in state.avoid}:
+            if state.turned_down(text):
                 text = prompts.NOT_SURE
             state.prompt_tokens = generation.prompt_tokens
         if text != prompts.NOT_SURE and not fitted_by_model:
@@ -322,18 +318,24 @@ class Assistant:
                                 precise_question=state.question, id=reply_id)
         calibration.note_answer(self.memory, state.reply.id, state.matches, reused=top is not None)
 
+    def _generate(self, state: TurnState, profile: Any, references: str, *, tuned: bool,
+                  on_text: Any = None) -> Any:
+        """The serving model's reply to the turn's question (with `references` in its prompt), avoiding the answers
+        the user turned down."""
+        messages = self.personal.prompted(prompts.answer_messages(state.question, state.image, references), profile,
+                                          tuned=tuned)
+        return self.batcher.generate(state.model.vlm, messages, avoid=state.avoid,
+                                     max_new_tokens=self.config.model.max_new_tokens, on_text=on_text)
+
     def _own_answer(self, state: TurnState, profile: Any) -> Any:
         """The serving model's answer without references (as a tuned version was trained) when a reference about the
         same question carries it, else None."""
         rc = self.config.retrieval
-        messages = self.personal.prompted(prompts.answer_messages(state.question, state.image, ""), profile,
-                                          tuned=self._fits_users(state.model.version))
-        generation = self.batcher.generate(state.model.vlm, messages, avoid=state.avoid,
-                                           max_new_tokens=self.config.model.max_new_tokens)
+        generation = self._generate(state, profile, "", tuned=self._fits_users(state.model.version))
         said = generation.text.strip()
         backed = any(m.text_sim >= rc.reuse_min_text_sim and contains_answer(said, m.event.answer)
                      for m in state.matches)
-        return generation if said and backed and answer_key(said) not in {answer_key(a) for a in state.avoid} else None
+        return generation if said and backed and not state.turned_down(said) else None
 
     def _store(self, state: TurnState) -> None:
         """5. The reply is persisted (with the image it carries, in one transaction) before it is returned."""

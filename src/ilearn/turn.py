@@ -15,7 +15,7 @@ from ilearn.config import LimitsConfig
 from ilearn.errors import InvalidInput
 from ilearn.images import load_image, png_image
 from ilearn.models.versions import ModelHandle
-from ilearn.types import Feedback, ImageRef, Label, Role, Session, Turn, TurnKind
+from ilearn.types import Feedback, ImageRef, Label, Role, Session, Turn, TurnKind, answer_key
 
 if TYPE_CHECKING:
     from ilearn.memory.base import Match
@@ -121,6 +121,10 @@ class TurnState:
         """The assistant's turn in this session, stamped with this turn's model version."""
         return Turn(Role.ASSISTANT, text, kind, session_id=self.session.id, model_version=self.model.version,
                     **fields)
+
+    def turned_down(self, answer: str) -> bool:
+        """Whether `answer` is one the user turned down in this dialogue (`avoid`), as the same answer."""
+        return answer_key(answer) in {answer_key(a) for a in self.avoid}
 
     def clock(self, stage: str, start: float) -> None:
         """Add the milliseconds since `start` to the stage's timing."""
