@@ -1,15 +1,16 @@
 """A corrected mistake is fixed at once, through the default assistant with its REAL embedders.
 
 The default settings (model `small`, the fused image embedder: the shipped instance CNN beside frozen
-EfficientNet-Lite0 features, all-MiniLM-L6-v2 for questions, `retrieval.reuse_threshold` 0.87): a user teaches one drawn bottle by
-a correction; a new view of the same bottle gets the taught name reused outright, while a look-alike that was
-not taught, another question about the bottle and another user do not get it. tests/test_retrieval_loop.py runs
+EfficientNet-Lite0 features, all-MiniLM-L6-v2 for questions, `retrieval.reuse_threshold` 0.87): a user teaches
+one drawn bottle by a correction; a new view of the same bottle gets the taught name reused outright, while a
+look-alike that was not taught, another question about the bottle and another user do not get it. tests/test_retrieval_loop.py runs
 the same loop on the tiny model with model-free stub embedders.
 
-Scores seen with the instance CNN alone, the default before fused (seed views below): the taught bottle's new views 0.93-0.98 (reuse from 0.87); the look-alike
-paracetamol (same body and cap, another label band) no reference at all (under 0.84). Naproxen, which differs
-from ibuprofen by the bottle's corners only, is the embedder's known weak pair (config.py, `image_embedder`):
-5 of 6 of its views got "Ibuprofen" reused, so it is not the look-alike asserted here.
+Scores seen with the instance CNN alone, the default before fused (seed views below): the taught bottle's new
+views 0.93-0.98 (reuse from 0.87); the look-alike paracetamol (same body and cap, another label band) no
+reference at all (under 0.84). Naproxen, which differs from ibuprofen by the bottle's corners only, is the
+embedder's known weak pair (config.py, `image_embedder`): 5 of 6 of its views got "Ibuprofen" reused, so it is
+not the look-alike asserted here.
 """
 
 from __future__ import annotations

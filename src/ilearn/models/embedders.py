@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ilearn.config import RetrievalConfig
 from ilearn.errors import InvalidInput
 from ilearn.models.numerics import l2_normalise, set_threads
 
@@ -214,9 +215,9 @@ class ForegroundImageEmbedder(EfficientNetImageEmbedder):
         return l2_normalise(np.concatenate(parts, axis=1))
 
 
-FUSED_WEIGHT = 0.7
-"""Default weight of the instance CNN cosine in `FusedImageEmbedder`: the same as `retrieval.fused_weight` (a test
-keeps them equal), so that a fused embedder made by name (benchmarks, `ilearn.users.measure`) is the deployed one.
+FUSED_WEIGHT = RetrievalConfig.fused_weight
+"""Default weight of the instance CNN cosine in `FusedImageEmbedder`: the deployed `retrieval.fused_weight` (0.7),
+so that a fused embedder made by name (benchmarks, `ilearn.users.measure`) is the deployed one.
 
 Measured (benchmarks/fused_embedder.py, one example per object): at the image cosine the shipped `reuse_threshold`
 0.87 needs (0.8375), w 0.7 fixes 89.2% of held-out bottle views at 0.3% false reuse, with false reuse 1.4 / 3.2 /
