@@ -22,7 +22,7 @@ FACT = FactSizes(teach_views=1, test_views=1, teach_tasks=8, teach_tasks_r2=4, t
                  train_steps=2, batch_size=2)
 GAME = GameSizes(teach_games=2, test_games=2, rounds=1, general=0, train_steps=1, batch_size=2)
 FACT_NAMES = ["R1", "R2", "R3", "R3+retrieval", "R3 (vision trained)"]
-UNSTABLE = {"latency_ms_p50", "stage_ms_mean", "version", "created", "elapsed_s"}
+UNSTABLE = {"latency_ms_p50", "stage_ms_mean", "version", "created", "elapsed_s", "seconds", "teach_seconds"}
 
 
 def _run(tmp_path, name="rep", scenario="pharmacy", **kwargs):
@@ -95,6 +95,16 @@ def test_same_seed_same_numbers(tmp_path):
     b = _run(tmp_path, "b", rounds=2)
     assert [r["name"] for r in a["rounds"]] == ["R1", "R2"]
     assert _stable(a["rounds"]) == _stable(b["rounds"])
+
+
+def test_users_scored_at_once_give_the_numbers_of_one_after_the_other(tmp_path):
+    from dataclasses import replace
+
+    sizes = replace(FACT, test_tasks=12)
+    one = _run(tmp_path, "one", rounds=2, sizes=replace(sizes, score_users=1))
+    many = _run(tmp_path, "many", rounds=2, sizes=replace(sizes, score_users=6))
+    assert [r["n_interactions"] for r in many["rounds"]] == [12, 12]
+    assert _stable(many["rounds"]) == _stable(one["rounds"])
 
 
 def test_the_ablation_trained_beside_r3_gives_the_same_rounds(tmp_path):

@@ -336,11 +336,11 @@ class RunContext:
     learn: dict[str, Any] = field(default_factory=dict)  # LearnConfig fields that replace the protocol's own
     general_cache: dict | None = None
 
-    def bar(self, items: Any, desc: str) -> Any:
+    def bar(self, items: Any, desc: str, total: int | None = None) -> Any:
         """A tqdm progress bar over `items` (silent when progress is off)."""
         from tqdm import tqdm
 
-        return tqdm(items, desc=desc, disable=not self.progress, leave=False, dynamic_ncols=True)
+        return tqdm(items, desc=desc, total=total, disable=not self.progress, leave=False, dynamic_ncols=True)
 
     def fine_tuning(self, settings: LearnConfig) -> LearnConfig:
         """The protocol's fine-tuning `settings` with the caller's `learn` overrides applied."""

@@ -28,7 +28,9 @@ from __future__ import annotations
 import logging
 import random
 import re
+import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,6 +65,9 @@ class FactSizes:
     """optimizer steps of each fine-tuning"""
     batch_size: int
     """examples per step"""
+    score_users: int = 8
+    """held-out users talking to the assistant at once while a round is scored (their answers are generated in
+    one batch, `model.max_batch`); the outcomes equal those of one user after the other"""
 
 
 QUICK = FactSizes(teach_views=2, test_views=1, teach_tasks=16, teach_tasks_r2=8, test_tasks=8, general=16,
@@ -162,6 +167,7 @@ def run_fact(ctx: RunContext, scenario: FactScenario) -> list[dict[str, Any]]:
                 taught |= {tuple(t) for t in done.get("taught", [])}
                 continue
             version = None
+            start = time.perf_counter()
             if model is not None:
                 if ctx.parallel:  # the other model (the ablation) trains in a child process meanwhile
                     for later_key, _, _, other in plan:
@@ -169,7 +175,10 @@ def run_fact(ctx: RunContext, scenario: FactScenario) -> list[dict[str, Any]]:
                             dep.start_training(f"{recipe}-{other}", _learn(ctx, recipe, other))
                 version = dep.train_version(f"{recipe}-{model}", _learn(ctx, recipe, model))
             dep.serve(version)
+            train_s = time.perf_counter() - start
             round_ = _score(ctx, dep, key, test_tasks, retrieval, taught)
+            if model is not None:
+                round_["seconds"]["train"] = round(train_s, 1)
             round_.update(name=name, method="base" if model is None else recipe, retrieval=retrieval,
                           version=version or "base", trainable=list(TRAINABLE[model]) if model else None)
             if key in teach_sets:
@@ -198,21 +207,33 @@ def _score(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
     pairs: list[tuple[Label | None, Label]] = []
     outcomes: list[tuple[str, str, bool]] = []
     stages: dict[str, list[float]] = {}
-    with calibration.frozen(dep.memory):  # the scoring users' reactions do not move the reuse threshold
-        for i, task in enumerate(ctx.bar(tasks, f"{key} score")):
-            persona = ctx.test_personas[i % len(ctx.test_personas)]
-            user = SimulatedUser(persona, task, random.Random(derive_seed("score", ctx.seed, key, i)))
-            record, fb, _ = play_fact(assistant, prefix + persona.name, user, task, stages)
+    start = time.perf_counter()
+
+    def play(i: int) -> tuple[TaskRecord, list[tuple[Label | None, Label]]]:
+        task = tasks[i]
+        persona = ctx.test_personas[i % len(ctx.test_personas)]
+        user = SimulatedUser(persona, task, random.Random(derive_seed("score", ctx.seed, key, i)))
+        record, fb, _ = play_fact(assistant, prefix + persona.name, user, task, stages)
+        return record, fb
+
+    # the interactions are independent (sessions never closed, nothing learnt), so several held-out users talk at
+    # once and their answers share model batches; results are collected in task order
+    with calibration.frozen(dep.memory), ThreadPoolExecutor(max(1, ctx.sizes.score_users)) as pool:
+        for i, (record, fb) in enumerate(ctx.bar(pool.map(play, range(len(tasks))), f"{key} score",
+                                                 total=len(tasks))):
             records.append(record)
             pairs += fb
-            outcomes.append((task.item.id, task.intent, record.first_answer_correct))
+            outcomes.append((tasks[i].item.id, tasks[i].intent, record.first_answer_correct))
+    score_s = time.perf_counter() - start
     dep.forget_users(prefix)  # scoring never feeds memory
     out = round_metrics(records, pairs, text_metrics=True, bertscore=ctx.bertscore, threads=ctx.threads)
     out["stage_ms_mean"] = {k: sum(v) / len(v) for k, v in sorted(stages.items())}
     out["outcomes"] = outcomes
     out["accuracy_taught"] = taught_accuracy(out, taught)
     out["n_taught_interactions"] = sum((item, intent) in taught for item, intent, _ in outcomes)
+    start = time.perf_counter()
     out["general_accuracy"] = ctx.general()
+    out["seconds"] = {"score": round(score_s, 1), "general": round(time.perf_counter() - start, 1)}
     return out
 
 
@@ -221,6 +242,7 @@ def _teach(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
     dep.forget_users(prefix)  # partial teaching of an interrupted attempt
     assistant = dep.assistant(retrieval=retrieval)
     before = dep.store.count_events()
+    start = time.perf_counter()
     taught: set[tuple[str, str]] = set()
     first_right = 0
     for i, task in enumerate(ctx.bar(tasks, f"{key} teach")):
@@ -234,4 +256,5 @@ def _teach(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
             assistant.close_session(session_id)
         taught |= taught_keys(user)
     return {"n_teach_interactions": len(tasks), "teach_events": dep.store.count_events() - before,
-            "teach_accuracy": first_right / len(tasks) if tasks else None, "taught": sorted(taught)}
+            "teach_accuracy": first_right / len(tasks) if tasks else None, "taught": sorted(taught),
+            "teach_seconds": round(time.perf_counter() - start, 1)}
