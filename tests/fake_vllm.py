@@ -50,6 +50,9 @@ class FakeVLLM(BaseHTTPRequestHandler):
             self.loaded.add(body["lora_name"])
             return self._reply(200, f"Success: LoRA adapter '{body['lora_name']}' added successfully.")
         if endpoint == "unload_lora_adapter":
+            if body["lora_name"] not in self.loaded:  # as vLLM answers
+                return self._reply(404, {"error": {"message": f"The lora adapter '{body['lora_name']}' cannot "
+                                                              "be found."}})
             self.loaded.discard(body["lora_name"])
             return self._reply(200, "unloaded")
         if endpoint == "chat/completions":
@@ -75,6 +78,59 @@ def fake_vllm() -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@contextmanager
+def fake_replicas(n: int) -> Iterator[tuple[str, list[tuple[str, type[FakeVLLM]]]]]:
+    """`n` fake vLLM replicas, each with its own calls and adapters, behind a round-robin balancer (every request
+    goes to the next replica, as a load balancer without affinity does): (the balancer's base URL, [(a replica's
+    base URL, its handler class holding `calls`, `loaded`, `refuse`)])."""
+    import itertools
+    import urllib.error
+    import urllib.request
+
+    handlers = [type(f"Replica{i}", (FakeVLLM,), {"calls": [], "loaded": set(), "refuse": set()}) for i in range(n)]
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), h) for h in handlers]
+    urls = [f"http://127.0.0.1:{s.server_address[1]}" for s in servers]
+    turn = itertools.cycle(urls)
+    lock = threading.Lock()
+
+    class Balancer(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def _forward(self, data: bytes | None) -> None:
+            with lock:
+                target = next(turn)
+            request = urllib.request.Request(target + self.path, data=data, method=self.command,
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    status, body = response.status, response.read()
+            except urllib.error.HTTPError as exc:
+                status, body = exc.code, exc.read()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._forward(None)
+
+        def do_POST(self) -> None:
+            self._forward(self.rfile.read(int(self.headers["Content-Length"])))
+
+    balancer = ThreadingHTTPServer(("127.0.0.1", 0), Balancer)
+    every = [*servers, balancer]
+    for server in every:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield (f"http://127.0.0.1:{balancer.server_address[1]}/v1",
+               [(f"{url}/v1", h) for url, h in zip(urls, handlers, strict=True)])
+    finally:
+        for server in every:
+            server.shutdown()
+            server.server_close()
 
 
 def published_config(home, server: str) -> Config:

@@ -415,9 +415,12 @@ def cmd_models_adapters(args: argparse.Namespace) -> int:
     try:
         registry = ModelRegistry(store, config.home_path)
         adapters = VLLMAdapters.from_config(config.model)
-        ours = loaded_adapters(adapters.loaded(), registry)
+        active = registry.active_id()
+        ours = loaded_adapters(adapters.loaded(), registry, active=active)
         stale = [a.name for a in ours if a.stale]
-        print(f"serving: {registry.active_id()}; the vLLM server holds {len(ours)} iLearn adapter(s)")
+        servers = "the vLLM server holds" if len(adapters.base_urls) == 1 else \
+            f"the {len(adapters.base_urls)} vLLM replicas hold"
+        print(f"serving: {active}; {servers} {len(ours)} iLearn adapter(s)")
         for a in ours:
             print(f"{a.name}  {'check, ' if a.check else ''}{a.state}{'  stale' if a.stale else ''}")
         if args.sweep:

@@ -36,6 +36,16 @@ def parse_path_map(value: str | None) -> tuple[str, str] | None:
     return local.rstrip("/") or "/", server.rstrip("/") or "/"
 
 
+def parse_servers(value: str | None) -> list[str]:
+    """`model.publish_servers` ("URL,URL,..."; each http:// or https://) as a list, [] for none; InvalidInput
+    otherwise."""
+    servers = [s.strip() for s in (value or "").split(",") if s.strip()]
+    bad = [s for s in servers if not s.startswith(("http://", "https://"))]
+    if bad:
+        raise InvalidInput(f"model.publish_servers must be http(s) base URLs separated by commas, not {bad[0]!r}")
+    return servers
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     backend: str = "small"
@@ -69,6 +79,11 @@ class ModelConfig:
     """With publish "vllm-lora", when the vLLM server sees the versions' folders elsewhere (a shared volume mounted
     at another path): "LOCAL=SERVER", e.g. "/srv/ilearn/models=/adapters"; a version under LOCAL is loaded from
     the same place under SERVER."""
+    publish_servers: str | None = None
+    """With publish "vllm-lora" and several vLLM replicas behind one address (model.path a load balancer): each
+    replica's own base URL, comma-separated ("http://vllm-0:8000/v1,http://vllm-1:8000/v1"). An adapter is loaded
+    on every replica before the next turns ask for it (on all or on none) and unloaded from each; unset: the
+    server at model.path."""
     publish_retry_s: float = 30.0
     """With publish "vllm-lora": seconds after the server refused the active version's adapter before a turn
     tries it again (the version served before serves meanwhile; a refresh, e.g. /readyz, tries at once)."""
@@ -76,6 +91,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         plugins.check("model", self.backend, "model.backend")
         parse_path_map(self.publish_path_map)
+        parse_servers(self.publish_servers)
         if self.publish_retry_s < 0:
             raise InvalidInput("model.publish_retry_s must be >= 0")
         if self.publish not in PUBLISH:

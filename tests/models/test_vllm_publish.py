@@ -8,7 +8,16 @@ import logging
 
 import pytest
 
-from fake_vllm import FakeVLLM, ask, chat_models, fake_vllm, lora_calls, published_config, version
+from fake_vllm import (
+    FakeVLLM,
+    ask,
+    chat_models,
+    fake_replicas,
+    fake_vllm,
+    lora_calls,
+    published_config,
+    version,
+)
 from ilearn.assistant import Assistant, forget_user_data
 from ilearn.cli import main
 from ilearn.config import ModelConfig
@@ -346,3 +355,59 @@ def test_stale_adapters_of_killed_workers_are_listed_and_swept(server, tmp_path,
     plain = ["--home", str(tmp_path / "other"), "--model", "openai", "--model-path", f"{server}#base-vlm"]
     assert main(["models", "adapters", *plain]) == 2
     assert "model.publish vllm-lora" in capsys.readouterr().err
+
+
+# -- several vLLM replicas behind one address ------------------------------------------------------------------------
+def test_replicas_behind_a_balancer_each_hold_the_served_adapter(tmp_path, capsys) -> None:
+    """`model.publish_servers` names each replica: every promotion is loaded on all of them before a turn asks for
+    it (the balancer sends each request to the next replica, so every turn finds it), a refusal by one leaves none
+    holding the new adapter and the old one serving, and retired adapters leave every replica."""
+    with fake_replicas(2) as (balancer, replicas):
+        (url0, r0), (url1, r1) = replicas
+        config = published_config(tmp_path, balancer).override(model={"publish_servers": f"{url0},{url1}"})
+        with build_runtime(config) as runtime:
+            registry, versions = runtime.registry, runtime.versions
+            v1, v2, v3 = version(registry), version(registry), version(registry)
+            versions.change(lambda: registry.promote(v1))
+            with versions.hold() as handle:
+                first = ask(handle.vlm)
+                assert first.startswith(f"ilearn-{v1}-") and r0.loaded == r1.loaded == {first}
+                assert [ask(handle.vlm) for _ in range(4)] == [first] * 4  # whichever replica answers
+            assert all(any(e == "chat/completions" for e, _ in r.calls) for r in (r0, r1))
+
+            r1.refuse.add(registry.get(v2).path)
+            with pytest.raises(RemoteModelError, match=f"vLLM at {url1} refused load_lora_adapter"):
+                versions.change(lambda: registry.promote(v2))
+            assert registry.active_id() == v1 and r0.loaded == r1.loaded == {first}  # r0 took it and let it go
+            assert len([n for e, b in r0.calls if e == "load_lora_adapter" for n in [b["lora_name"]]]) == 2
+            with versions.hold() as handle:
+                assert [ask(handle.vlm) for _ in range(2)] == [first] * 2
+
+            versions.change(lambda: registry.promote(v3))
+            with versions.hold() as handle:
+                third = ask(handle.vlm)
+                assert third.startswith(f"ilearn-{v3}-") and [ask(handle.vlm) for _ in range(3)] == [third] * 3
+            assert r0.loaded == r1.loaded == {third}  # the retired v1 unloaded from both
+
+            r1.loaded.add(f"ilearn-{v1}-0badc0de")  # left on one replica by a killed worker
+            options = ["--home", str(tmp_path), "--model", "openai", "--model-path", f"{balancer}#base-vlm",
+                       "--set", "model.publish=vllm-lora", "--set", f"model.publish_servers={url0},{url1}"]
+            assert main(["models", "adapters", "--sweep", *options]) == 0
+            out = capsys.readouterr().out
+            assert "the 2 vLLM replicas hold 2 iLearn adapter(s)" in out and "unloaded 1 stale adapter(s)" in out
+            assert r0.loaded == r1.loaded == {third}
+    for wrong in ("vllm-0:8000/v1", "http://a/v1,ftp://b"):
+        with pytest.raises(InvalidInput, match="model.publish_servers must be http"):
+            ModelConfig(backend="openai", publish="vllm-lora", publish_servers=wrong)
+
+
+def test_an_unload_skips_replicas_that_do_not_hold_the_adapter() -> None:
+    with fake_replicas(2) as (_, replicas):
+        (url0, r0), (url1, r1) = replicas
+        adapters = VLLMAdapters([url0, url1])
+        r0.loaded.add("ilearn-v-12345678")
+        assert adapters.loaded() == ["ilearn-v-12345678"]
+        adapters.unload("ilearn-v-12345678")  # r1 answers 404: it did not hold it
+        assert r0.loaded == r1.loaded == set()
+        with pytest.raises(RemoteModelError, match="404"):  # held by none: an error, as with one server
+            adapters.unload("ilearn-v-12345678")

@@ -39,13 +39,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from ilearn.config import parse_path_map
+from ilearn.config import parse_path_map, parse_servers
 from ilearn.errors import ILearnError, InvalidInput, require_package
 from ilearn.models.openai import OpenAIVisionLanguageModel, RemoteModelError
 from ilearn.models.versions import BASE, ModelHandle, ModelVersions, bind
@@ -59,47 +59,72 @@ logger = logging.getLogger(__name__)
 
 
 class VLLMAdapters:
-    """vLLM's runtime LoRA API of one server: load and unload adapters by name."""
+    """vLLM's runtime LoRA API: load and unload adapters by name, on one server or on each of several replicas.
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 120.0,
+    Replicas behind one address (a load balancer at `model.path`, `model.publish_servers` naming each replica's own
+    URL) must all hold an adapter before a turn may ask for it, since any replica can take the turn: a load is
+    made on every replica or on none (those that took it unload it again when one refuses), an unload goes to
+    every replica, and the adapters held are those any replica holds."""
+
+    def __init__(self, base_url: str | Sequence[str], *, api_key: str | None = None, timeout: float = 120.0,
                  http_client: Any = None, path_map: str | None = None) -> None:
-        """`path_map` "LOCAL=SERVER": an adapter folder under LOCAL (as this process writes it) is under SERVER for
-        the vLLM server (a shared volume mounted elsewhere in its container or machine)."""
+        """`base_url`: the server's base URL, or each replica's. `path_map` "LOCAL=SERVER": an adapter folder
+        under LOCAL (as this process writes it) is under SERVER for the vLLM servers (a shared volume mounted
+        elsewhere in their containers or machines)."""
         require_package("httpx", extra="openai")
         import httpx
 
-        self.base_url = base_url.split("#", 1)[0].rstrip("/")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        self.base_urls = [u.split("#", 1)[0].rstrip("/") for u in urls]
+        if not self.base_urls or not all(self.base_urls):
+            raise InvalidInput("VLLMAdapters needs the base URL of at least one vLLM server")
+        self.base_url = self.base_urls[0]
         self.path_map = parse_path_map(path_map)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = http_client or httpx.Client(timeout=timeout, headers=headers)
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> VLLMAdapters:
-        """The server the openai backend talks to: `model.path` (its model fragment dropped) and the backend's
-        API key (`OPENAI_API_KEY`)."""
+        """The servers the openai backend's turns reach: each of `model.publish_servers` when set, else the one at
+        `model.path` (its model fragment dropped); the backend's API key (`OPENAI_API_KEY`)."""
         if not config.path:
             raise InvalidInput("model.publish 'vllm-lora' needs model.path: the vLLM server's base URL, "
                                "e.g. http://localhost:8000/v1#Qwen/Qwen2-VL-7B-Instruct")
-        return cls(config.path, api_key=os.environ.get("OPENAI_API_KEY"), path_map=config.publish_path_map)
+        servers = parse_servers(config.publish_servers) or [config.path]
+        return cls(servers, api_key=os.environ.get("OPENAI_API_KEY"), path_map=config.publish_path_map)
 
-    def _post(self, endpoint: str, body: dict[str, str]) -> None:
+    def _post(self, base_url: str, endpoint: str, body: dict[str, str]) -> None:
         import httpx
 
-        url = f"{self.base_url}/{endpoint}"
+        url = f"{base_url}/{endpoint}"
         try:
             response = self._http.post(url, json=body)
         except httpx.HTTPError as exc:
-            raise RemoteModelError(f"the vLLM server at {self.base_url} could not be reached: {exc}") from exc
+            raise RemoteModelError(f"the vLLM server at {base_url} could not be reached: {exc}") from exc
         if response.status_code >= 400:
-            error = RemoteModelError(f"vLLM refused {endpoint} of {body.get('lora_name')!r} ({response.status_code}): "
-                                     f"{response.text[:300]}")
+            where = f" at {base_url}" if len(self.base_urls) > 1 else ""
+            error = RemoteModelError(f"vLLM{where} refused {endpoint} of {body.get('lora_name')!r} "
+                                     f"({response.status_code}): {response.text[:300]}")
             error.status_code = response.status_code  # type: ignore[attr-defined]
             raise error
 
     def load(self, name: str, path: str) -> None:
-        """Load the LoRA adapter folder `path` (as this process sees it: `path_map` gives the server's) under
-        `name`."""
-        self._post("load_lora_adapter", {"lora_name": name, "lora_path": self.server_path(path)})
+        """Load the LoRA adapter folder `path` (as this process sees it: `path_map` gives the servers') under
+        `name` on every server, or on none: when one refuses (RemoteModelError), those that took it unload it."""
+        body = {"lora_name": name, "lora_path": self.server_path(path)}
+        done: list[str] = []
+        for url in self.base_urls:
+            try:
+                self._post(url, "load_lora_adapter", body)
+            except RemoteModelError:
+                for took in done:
+                    try:
+                        self._post(took, "unload_lora_adapter", {"lora_name": name})
+                    except RemoteModelError as exc:
+                        logger.warning("adapter %s stays loaded at %s after another replica refused it: %s",
+                                       name, took, exc)
+                raise
+            done.append(url)
 
     def server_path(self, path: str) -> str:
         """`path` as the server sees it (`path_map`; unchanged outside its LOCAL folder)."""
@@ -114,20 +139,32 @@ class VLLMAdapters:
         return str(PurePosixPath(server) / rest.as_posix()) if str(rest) != "." else server
 
     def unload(self, name: str) -> None:
-        """Unload the adapter `name`."""
-        self._post("unload_lora_adapter", {"lora_name": name})
+        """Unload the adapter `name` from every server. A replica that does not hold it (404) is skipped while
+        another one unloaded it; RemoteModelError when a server refused or none held it."""
+        unloaded, missing, errors = 0, [], []
+        for url in self.base_urls:
+            try:
+                self._post(url, "unload_lora_adapter", {"lora_name": name})
+                unloaded += 1
+            except RemoteModelError as exc:
+                (missing if getattr(exc, "status_code", None) == 404 else errors).append(exc)
+        if errors or not unloaded:
+            raise (errors or missing)[0]
 
     def loaded(self) -> list[str]:
-        """The names of the adapters the server holds now (`GET /v1/models`: the entries with a parent model)."""
+        """The names of the adapters any server holds now (`GET /v1/models`: the entries with a parent model)."""
         import httpx
 
-        try:
-            response = self._http.get(f"{self.base_url}/models")
-            response.raise_for_status()
-            entries = response.json().get("data", [])
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            raise RemoteModelError(f"could not list the adapters of the vLLM server at {self.base_url}: {exc}") from exc
-        return [str(e["id"]) for e in entries if isinstance(e, dict) and e.get("parent") and e.get("id")]
+        names: set[str] = set()
+        for url in self.base_urls:
+            try:
+                response = self._http.get(f"{url}/models")
+                response.raise_for_status()
+                entries = response.json().get("data", [])
+                names.update(str(e["id"]) for e in entries if isinstance(e, dict) and e.get("parent") and e.get("id"))
+            except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                raise RemoteModelError(f"could not list the adapters of the vLLM server at {url}: {exc}") from exc
+        return sorted(names)
 
     def unload_versions(self, version_ids: Collection[str], prefix: str = "ilearn") -> list[str]:
         """Unload every adapter of `version_ids` the server holds, whichever process loaded it (the names
@@ -199,15 +236,16 @@ class LoadedAdapter:
     stale: bool
 
 
-def loaded_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: str = "ilearn") -> list[LoadedAdapter]:
+def loaded_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: str = "ilearn", *,
+                    active: str | None = None) -> list[LoadedAdapter]:
     """The iLearn adapters among `loaded` (by name), each with its version's state, read from the registry once.
 
     Stale: an adapter no worker of `registry`'s deployment should serve, a version of it that is not the active one
     (retired by a promotion or a rollback, refused by the gate, forgotten) or a check's adapter. Workers unload
     their own retired adapters; those of a worker killed before its turns ended, or whose unload the server
     refused, stay loaded until swept. Adapters of versions this registry does not know (another deployment's) are
-    never stale."""
-    active = registry.active_id()
+    never stale. `active`: the active version's id when the caller read it already."""
+    active = registry.active_id() if active is None else active
     states = {v.id: ("forgotten" if v.metrics.get("forgotten") else v.status.value) for v in registry.list()}
     out = []
     for name in sorted(loaded):
