@@ -16,7 +16,7 @@ from ilearn import plugins
 from ilearn.config import store_scheme
 from ilearn.errors import InvalidInput, NotFound, SessionClosed
 from ilearn.images import sha256_bytes
-from ilearn.memory.store import EventStore, upsert_event
+from ilearn.memory.store import EventStore, UserRecord, upsert_event
 from ilearn.types import (
     Event,
     EventStatus,
@@ -179,6 +179,37 @@ def test_images_are_stored_once(store) -> None:
     with pytest.raises(NotFound, match="put_image first"):
         store.add_events([Event(image=missing, question="q", answer="a", user_id="u")])
     assert count_rows(store, "events") == 0
+
+
+def test_rows_naming_a_missing_image_or_a_taken_id_are_refused_and_write_nothing(store) -> None:
+    """The PostgreSQL store leaves these checks to its constraints (no round trip of their own): the same errors
+    as SQLite's, nothing written, no turn number used up."""
+    from dataclasses import replace
+
+    missing = ImageRef("0" * 64)
+    session = store.create_session(Session(user_id="u"))
+    with pytest.raises(NotFound, match="put_image first"):
+        store.add_turn(Turn(Role.USER, "q", TurnKind.QUESTION, session_id=session.id, image=missing))
+    first = store.add_turn(Turn(Role.USER, "one", TurnKind.QUESTION, session_id=session.id))
+    with pytest.raises(InvalidInput, match=f"turn {first.id!r} already exists"):
+        store.add_turn(Turn(Role.USER, "again", TurnKind.QUESTION, session_id=session.id, id=first.id))
+    store.add_turn(Turn(Role.ASSISTANT, "two", TurnKind.ANSWER, session_id=session.id))
+    assert [(t.seq, t.text) for t in store.get_session(session.id).turns] == [(0, "one"), (1, "two")]
+    with pytest.raises(NotFound, match="unknown session 'ses_none'"):
+        store.add_turn(Turn(Role.USER, "q", TurnKind.QUESTION, session_id="ses_none"))
+    store.close_session(session.id)
+    with pytest.raises(SessionClosed):
+        store.add_turn(Turn(Role.USER, "late", TurnKind.QUESTION, session_id=session.id))
+    assert len(store.get_session(session.id).turns) == 2
+
+    event = Event(image=None, question="q", answer="a", user_id="u")
+    store.add_events([event])
+    with pytest.raises(NotFound, match="put_image first"):
+        store.update_event(replace(event, image=missing, answer="b"))
+    assert store.get_event(event.id).answer == "a"
+    with pytest.raises(NotFound, match="put_image first"):
+        store.put_user_record(UserRecord("u", "concept", "c1", {"name": "Bobby"}, missing))
+    assert store.list_user_records("u", "concept") == []
 
 
 def test_embedding_cache(store) -> None:
@@ -367,7 +398,6 @@ def test_concurrent_threads_lose_nothing(store) -> None:
 
 
 def test_user_records_round_trip_replace_and_delete(store) -> None:
-    from ilearn.memory.store import UserRecord
 
     img = image(store, b"bobby")
     first = store.put_user_record(UserRecord("ana", "concept", "c1", {"name": "Bobby", "kind": "mug"}, img))
@@ -392,7 +422,6 @@ def test_user_records_round_trip_replace_and_delete(store) -> None:
 
 
 def test_a_record_keeps_an_image_others_still_show(store) -> None:
-    from ilearn.memory.store import UserRecord
 
     img = image(store, b"shared")
     session_with_turns(store, "bob", img)
@@ -402,7 +431,6 @@ def test_a_record_keeps_an_image_others_still_show(store) -> None:
 
 
 def test_delete_user_removes_their_records_and_record_images(store) -> None:
-    from ilearn.memory.store import UserRecord
 
     mine, shown = image(store, b"ana's mug"), image(store, b"bob's too")
     session_with_turns(store, "bob", shown)

@@ -294,15 +294,16 @@ class LexicalClarifier:
             except Exception:  # a closed or failing store must not stop the turn: keep what was learned
                 logger.warning("could not read the store's events to learn facets", exc_info=True)
 
-    def find(self, text: str) -> Facet | None:
+    def find(self, text: str, facets: tuple[Facet, ...] | None = None) -> Facet | None:
         """The facet `text` names: a configured facet's cue first, then a learned one's (a learned facet's cues
-        are content words, such as "bird" in "where does this bird live?", that must not outbid "called")."""
-        facets = self.facets
+        are content words, such as "bird" in "where does this bird live?", that must not outbid "called").
+        `facets`: `self.facets` as the caller read it (each read asks the store whether events changed)."""
+        facets = self.facets if facets is None else facets
         return find_facet(text, self.configured) or find_facet(text, facets[len(self.configured):])
 
     def assess(self, request: str, image_given: bool) -> Decision:
         facets = self.facets
-        facet = self.find(request)
+        facet = self.find(request, facets)
         if facet is not None:
             return Decision(False, reason=f"names the facet {facet.name!r}")
         if is_vague(request):
@@ -328,7 +329,7 @@ class LexicalClarifier:
         question text for retrieval and training; a vague request in a domain of one facet is that facet's
         question; other requests are kept as they are."""
         facets = self.facets
-        facet = self.find(request)
+        facet = self.find(request, facets)
         if facet is None and len(facets) == 1 and is_vague(request):
             facet = facets[0]
         return facet.question if facet is not None else request
@@ -357,7 +358,7 @@ class ModelClarifier(LexicalClarifier):
 
     def assess(self, request: str, image_given: bool) -> Decision:
         facets = self.facets
-        facet = self.find(request)
+        facet = self.find(request, facets)
         if facet is not None:
             return Decision(False, reason=f"names the facet {facet.name!r}")
         if len(facets) == 1:

@@ -28,7 +28,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -124,6 +124,10 @@ MIGRATIONS: list[str] = ["""
         key TEXT COLLATE "C" NOT NULL, data TEXT NOT NULL, image_sha TEXT COLLATE "C" REFERENCES images(sha256),
         created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL, PRIMARY KEY (user_id, kind, key));
     CREATE INDEX user_records_image ON user_records(image_sha)
+""", """
+    ALTER TABLE sessions ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE sessions s SET next_seq = t.n FROM (SELECT session_id, MAX(seq) + 1 AS n FROM turns GROUP BY session_id) t
+        WHERE t.session_id = s.id
 """]
 
 _UNUSED_IMAGE = ("SELECT 1 FROM turns WHERE image_sha = %(s)s UNION ALL SELECT 1 FROM events WHERE image_sha = %(s)s "
@@ -181,6 +185,16 @@ def _clear_errors() -> Iterator[None]:
         raise InvalidInput(f"the text cannot be stored: {exc}".split("\n")[0]) from None
     except (psycopg.OperationalError, PoolTimeout) as exc:
         raise StoreUnavailable(f"PostgreSQL cannot serve the store now: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _check_user_id(user_id: Any) -> None:
+    if not isinstance(user_id, str) or not user_id:
+        raise InvalidInput(f"a user id must be a non-empty string, not {user_id!r}")
+
+
+def _image_ref(row: dict[str, Any]) -> ImageRef | None:
+    """The image of a turn's or an event's row joined with its image's (`image_sha`, width, height, format)."""
+    return ImageRef(row["image_sha"], row["width"], row["height"], row["format"]) if row["image_sha"] else None
 
 
 class PostgresStore:
@@ -308,8 +322,7 @@ class PostgresStore:
 
     def _add_user(self, user_id: str) -> None:
         """Create the user if new: one statement, so no savepoint of its own inside a caller's transaction."""
-        if not isinstance(user_id, str) or not user_id:
-            raise InvalidInput(f"a user id must be a non-empty string, not {user_id!r}")
+        _check_user_id(user_id)
         self._execute("INSERT INTO users (id, created, trusted) VALUES (%s, %s, FALSE) ON CONFLICT (id) DO NOTHING",
                       (user_id, now()))
 
@@ -369,13 +382,14 @@ class PostgresStore:
     # ------------------------------------------------------------------ user records
     def put_user_record(self, record: UserRecord) -> UserRecord:
         """Insert or replace the record (user, kind, key), keeping its first `created`; its user is created if new."""
-        with self.transaction():
+        with self.transaction(), self._row_errors("user_records", None, record.image):
             self._add_user(record.user_id)
             self._execute(
                 "INSERT INTO user_records (user_id, kind, key, data, image_sha, created, updated) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (user_id, kind, key) DO UPDATE SET "
                 "data = EXCLUDED.data, image_sha = EXCLUDED.image_sha, updated = EXCLUDED.updated",
-                (record.user_id, record.kind, record.key, json.dumps(record.data), self._image_sha(record.image),
+                (record.user_id, record.kind, record.key, json.dumps(record.data),
+                 record.image.sha256 if record.image is not None else None,
                  record.created, record.updated))
         return record
 
@@ -436,13 +450,6 @@ class PostgresStore:
             raise NotFound(f"unknown image {sha256!r}")
         return bytes(rows[0]["data"])
 
-    def _image_sha(self, ref: ImageRef | None) -> str | None:
-        if ref is None:
-            return None
-        if not self._query("SELECT 1 FROM images WHERE sha256 = %s", (ref.sha256,)):
-            raise NotFound(f"unknown image {ref.sha256!r}: store it with put_image first")
-        return ref.sha256
-
     def _image_refs(self, shas: set[str | None]) -> dict[str | None, ImageRef | None]:
         refs: dict[str | None, ImageRef | None] = {None: None}
         wanted = sorted(s for s in shas if s is not None)
@@ -454,21 +461,29 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ sessions and turns
     def create_session(self, session: Session) -> Session:
-        """Store a new session (and any turns it already holds); its user is created if new."""
-        with self.transaction():
-            self._add_user(session.user_id)
+        """Store a new session (and any turns it already holds); its user is created if new (in the same
+        statement: a session without turns is one round trip)."""
+        _check_user_id(session.user_id)
+        with self.transaction() if session.turns else nullcontext():
             cur = self._execute(
-                "INSERT INTO sessions (id, user_id, robot_id, closed, created, updated, distilled) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-                (session.id, session.user_id, session.robot_id, bool(session.closed), session.created,
-                 session.updated, bool(session.distilled)))
+                "WITH u AS (INSERT INTO users (id, created, trusted) VALUES (%s, %s, FALSE) ON CONFLICT (id) DO NOTHING) "
+                "INSERT INTO sessions (id, user_id, robot_id, closed, created, updated, distilled, next_seq) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                (session.user_id, now(), session.id, session.user_id, session.robot_id, bool(session.closed),
+                 session.created, max([session.updated, *(t.time for t in session.turns)]), bool(session.distilled),
+                 len(session.turns)))
             if cur.rowcount == 0:
                 raise InvalidInput(f"session {session.id!r} already exists")
-            for turn in session.turns:
+            for seq, turn in enumerate(session.turns):
                 turn.session_id = turn.session_id or session.id
                 if turn.session_id != session.id:
                     raise InvalidInput(f"turn {turn.id!r} belongs to {turn.session_id!r}, not {session.id!r}")
-                self._insert_turn(turn)
+                with self._turn_errors(turn):
+                    self._execute(f"INSERT INTO turns ({_TURN_COLS}) VALUES (%(id)s, %(session_id)s, %(seq)s, "
+                                  "%(role)s, %(kind)s, %(text)s, %(image_sha)s, %(time)s, %(model_version)s, "
+                                  "%(retrieved)s, %(precise_question)s, %(feedback)s)",
+                                  {**self._turn_row(turn), "seq": seq})
+                turn.seq = seq
         return session
 
     @staticmethod
@@ -476,27 +491,39 @@ class PostgresStore:
         return Session(user_id=r["user_id"], robot_id=r["robot_id"], id=r["id"], turns=[], closed=r["closed"],
                        created=r["created"], updated=r["updated"], distilled=r["distilled"])
 
+    _TURN_SELECT = (f"SELECT {', '.join('t.' + c.strip() for c in _TURN_COLS.split(','))}, i.width, i.height, "
+                    "i.format FROM turns t LEFT JOIN images i ON i.sha256 = t.image_sha")
+
+    @staticmethod
+    def _turn_from_row(r: dict[str, Any]) -> Turn:
+        return Turn(role=Role(r["role"]), text=r["text"], kind=TurnKind(r["kind"]), session_id=r["session_id"],
+                    image=_image_ref(r), id=r["id"], time=r["time"], model_version=r["model_version"],
+                    retrieved=json.loads(r["retrieved"]), precise_question=r["precise_question"],
+                    feedback=_feedback_from_json(r["feedback"]), seq=r["seq"])
+
     def _turns_of(self, session_ids: list[str]) -> dict[str, list[Turn]]:
         out: dict[str, list[Turn]] = {sid: [] for sid in session_ids}
-        rows = self._query(f"SELECT {_TURN_COLS} FROM turns WHERE session_id = ANY(%s) ORDER BY session_id, seq",
-                           (session_ids,))
-        refs = self._image_refs({r["image_sha"] for r in rows})
-        for r in rows:
-            out[r["session_id"]].append(Turn(
-                role=Role(r["role"]), text=r["text"], kind=TurnKind(r["kind"]), session_id=r["session_id"],
-                image=refs[r["image_sha"]], id=r["id"], time=r["time"], model_version=r["model_version"],
-                retrieved=json.loads(r["retrieved"]), precise_question=r["precise_question"],
-                feedback=_feedback_from_json(r["feedback"]), seq=r["seq"]))
+        for r in self._query(f"{self._TURN_SELECT} WHERE t.session_id = ANY(%s) ORDER BY t.session_id, t.seq",
+                             (session_ids,)):
+            out[r["session_id"]].append(self._turn_from_row(r))
         return out
 
     def get_session(self, session_id: str, *, with_turns: bool = True) -> Session:
-        """A session, with its turns in order unless `with_turns` is False."""
-        rows = self._query("SELECT * FROM sessions WHERE id = %s", (session_id,))
+        """A session, with its turns in order unless `with_turns` is False (one statement either way)."""
+        if not with_turns:
+            rows = self._query("SELECT * FROM sessions WHERE id = %s", (session_id,))
+            if not rows:
+                raise NotFound(f"unknown session {session_id!r}")
+            return self._session_from_row(rows[0])
+        # the session's row once, then one row per turn (with its image's size): a consistent read in one go
+        rows = self._query(
+            "SELECT s.user_id, s.robot_id, s.id AS sid, s.closed, s.created, s.updated, s.distilled, t.* "
+            f"FROM sessions s LEFT JOIN ({self._TURN_SELECT}) t ON t.session_id = s.id "
+            "WHERE s.id = %s ORDER BY t.seq", (session_id,))
         if not rows:
             raise NotFound(f"unknown session {session_id!r}")
-        session = self._session_from_row(rows[0])
-        if with_turns:
-            session.turns = self._turns_of([session_id])[session_id]
+        session = self._session_from_row({**rows[0], "id": rows[0]["sid"]})
+        session.turns = [self._turn_from_row(r) for r in rows if r["id"] is not None]
         return session
 
     def list_sessions(self, *, user_id: str | None = None, open_only: bool = False,
@@ -522,31 +549,50 @@ class PostgresStore:
                 s.turns = turns[s.id]
         return sessions
 
-    def _insert_turn(self, turn: Turn) -> None:
-        role, kind = _enum(Role, turn.role, "turn role"), _enum(TurnKind, turn.kind, "turn kind")
-        seq = self._query("SELECT COALESCE(MAX(seq) + 1, 0) AS seq FROM turns WHERE session_id = %s",
-                          (turn.session_id,))[0]["seq"]
-        cur = self._execute(
-            f"INSERT INTO turns ({_TURN_COLS}) VALUES ({_marks(12)}) ON CONFLICT (id) DO NOTHING",
-            (turn.id, turn.session_id, seq, role, kind, turn.text, self._image_sha(turn.image), turn.time,
-             turn.model_version, json.dumps(list(turn.retrieved)), turn.precise_question,
-             _feedback_to_json(turn.feedback)))
-        if cur.rowcount == 0:
-            raise InvalidInput(f"turn {turn.id!r} already exists")
-        self._execute("UPDATE sessions SET updated = GREATEST(updated, %s) WHERE id = %s",
-                      (turn.time, turn.session_id))
-        turn.seq = seq
+    def _turn_row(self, turn: Turn) -> dict[str, Any]:
+        return {"id": turn.id, "session_id": turn.session_id, "role": _enum(Role, turn.role, "turn role"),
+                "kind": _enum(TurnKind, turn.kind, "turn kind"), "text": turn.text,
+                "image_sha": turn.image.sha256 if turn.image is not None else None, "time": turn.time,
+                "model_version": turn.model_version, "retrieved": json.dumps(list(turn.retrieved)),
+                "precise_question": turn.precise_question, "feedback": _feedback_to_json(turn.feedback)}
+
+    @staticmethod
+    @contextmanager
+    def _row_errors(table: str, row_id: str | None, image: ImageRef | None) -> Iterator[None]:
+        """A row's constraint violations as the store's errors: its id taken (turns, events), its image not stored
+        (the foreign key checks it in the same statement: no round trip of its own)."""
+        try:
+            yield
+        except psycopg.errors.UniqueViolation as exc:
+            if row_id is not None and exc.diag.constraint_name == f"{table}_pkey":
+                raise InvalidInput(f"{table[:-1]} {row_id!r} already exists") from None
+            raise
+        except psycopg.errors.ForeignKeyViolation as exc:
+            if image is not None and exc.diag.constraint_name == f"{table}_image_sha_fkey":
+                raise NotFound(f"unknown image {image.sha256!r}: store it with put_image first") from None
+            raise
+
+    def _turn_errors(self, turn: Turn) -> Any:
+        return self._row_errors("turns", turn.id, turn.image)
 
     def add_turn(self, turn: Turn) -> Turn:
-        """Append a turn to its open session: sets `turn.seq` (0-based) and returns the same turn. The session's
-        row is locked meanwhile, so turns added at once from several processes get distinct, ordered seqs."""
-        with self.transaction():
-            rows = self._query("SELECT closed FROM sessions WHERE id = %s FOR UPDATE", (turn.session_id,))
-            if not rows:
+        """Append a turn to its open session: sets `turn.seq` (0-based) and returns the same turn. One statement:
+        the session's row is updated (its next seq taken, locked till the end) and the turn inserted together, so
+        turns added at once from several processes get distinct, ordered seqs."""
+        row = self._turn_row(turn)
+        with self._turn_errors(turn):
+            rows = self._query(
+                "WITH s AS (UPDATE sessions SET next_seq = next_seq + 1, updated = GREATEST(updated, %(time)s) "
+                "WHERE id = %(session_id)s AND NOT closed RETURNING next_seq - 1 AS seq) "
+                f"INSERT INTO turns ({_TURN_COLS}) SELECT %(id)s, %(session_id)s, s.seq, %(role)s, %(kind)s, "
+                "%(text)s, %(image_sha)s, %(time)s, %(model_version)s, %(retrieved)s, %(precise_question)s, "
+                "%(feedback)s FROM s RETURNING seq", row)
+        if not rows:  # nothing written: say why
+            found = self._query("SELECT closed FROM sessions WHERE id = %s", (turn.session_id,))
+            if not found:
                 raise NotFound(f"unknown session {turn.session_id!r}")
-            if rows[0]["closed"]:
-                raise SessionClosed(f"session {turn.session_id!r} is closed; start a new session")
-            self._insert_turn(turn)
+            raise SessionClosed(f"session {turn.session_id!r} is closed; start a new session")
+        turn.seq = rows[0]["seq"]
         return turn
 
     def update_turn_feedback(self, turn_id: str, feedback: Feedback | None) -> None:
@@ -573,16 +619,20 @@ class PostgresStore:
     def _event_row(self, e: Event) -> tuple:
         if not isinstance(e.user_id, str) or not e.user_id:
             raise InvalidInput(f"event {e.id!r} has no user id")
-        return (e.id, self._image_sha(e.image), e.question, e.answer, e.user_id, e.robot_id,
+        return (e.id, e.image.sha256 if e.image is not None else None, e.question, e.answer, e.user_id, e.robot_id,
                 json.dumps(list(e.rejected)), _enum(Label, e.label, "label"), _enum(Scope, e.scope, "scope"),
                 _enum(EventStatus, e.status, "status"), e.session_id, e.model_version, e.supersedes,
                 json.dumps(dict(e.provenance)), e.created, e.confidence)
 
-    def _events_from_rows(self, rows: list[dict[str, Any]]) -> list[Event]:
-        refs = self._image_refs({r["image_sha"] for r in rows})
-        return [Event(image=refs[r["image_sha"]], question=r["question"], answer=r["answer"],
-                      user_id=r["user_id"], robot_id=r["robot_id"], rejected=json.loads(r["rejected"]),
-                      label=Label(r["label"]), scope=Scope(r["scope"]), status=EventStatus(r["status"]),
+    def _select_events(self, tail: str, params: Sequence[Any], order: bool = True) -> list[Event]:
+        """The events `SELECT ... FROM events WHERE <tail>` gives, each with its image's size and format read in
+        the same statement; in (created, id) order when `order`."""
+        rows = self._query(f"SELECT ev.*, i.width, i.height, i.format FROM (SELECT {_EVENT_COLS} FROM events "
+                           f"WHERE {tail}) ev LEFT JOIN images i ON i.sha256 = ev.image_sha"
+                           + (" ORDER BY ev.created, ev.id" if order else ""), params)
+        return [Event(image=_image_ref(r), question=r["question"], answer=r["answer"], user_id=r["user_id"],
+                      robot_id=r["robot_id"], rejected=json.loads(r["rejected"]), label=Label(r["label"]),
+                      scope=Scope(r["scope"]), status=EventStatus(r["status"]),
                       id=r["id"], session_id=r["session_id"], model_version=r["model_version"],
                       supersedes=r["supersedes"], provenance=json.loads(r["provenance"]),
                       created=r["created"], confidence=r["confidence"]) for r in rows]
@@ -592,8 +642,9 @@ class PostgresStore:
         with self.transaction():
             for e in events:
                 self._add_user(e.user_id)
-                cur = self._execute(f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_marks(16)}) "
-                                    f"ON CONFLICT (id) DO NOTHING", self._event_row(e))
+                with self._row_errors("events", None, e.image):
+                    cur = self._execute(f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_marks(16)}) "
+                                        f"ON CONFLICT (id) DO NOTHING", self._event_row(e))
                 if cur.rowcount == 0:
                     raise InvalidInput(f"event {e.id!r} already exists")
 
@@ -604,8 +655,7 @@ class PostgresStore:
     def find_events(self, event_ids: Sequence[str]) -> dict[str, Event]:
         """The events among `event_ids` that exist, by id (unknown ids are left out)."""
         ids = list(dict.fromkeys(event_ids))
-        rows = self._query(f"SELECT {_EVENT_COLS} FROM events WHERE id = ANY(%s)", (ids,)) if ids else []
-        return {e.id: e for e in self._events_from_rows(rows)}
+        return {e.id: e for e in self._select_events("id = ANY(%s)", (ids,), order=False)} if ids else {}
 
     def get_events(self, event_ids: Sequence[str]) -> list[Event]:
         """Events in the order of `event_ids`; any unknown id raises NotFound naming it."""
@@ -638,23 +688,23 @@ class PostgresStore:
                     session_id: str | None = None, limit: int | None = None) -> list[Event]:
         """Events oldest first, filtered by user, robot, status (one or several), scope and session."""
         where, params = self._event_filter(user_id, robot_id, status, scope, session_id)
-        sql = f"SELECT {_EVENT_COLS} FROM events WHERE {where} ORDER BY created, id"
+        tail = f"{where} ORDER BY created, id"
         if limit is not None:
-            sql += " LIMIT %s"
+            tail += " LIMIT %s"
             params.append(int(limit))
-        return self._events_from_rows(self._query(sql, params))
+        return self._select_events(tail, params)
 
     def iter_events(self, *, batch_size: int = 1000, **filters: Any) -> Iterator[Event]:
         """Like `list_events`, but in pages, so a large store is never held in memory at once."""
         where, params = self._event_filter(**filters)
         after: tuple[float, str] = (float("-inf"), "")
         while True:
-            rows = self._query(f"SELECT {_EVENT_COLS} FROM events WHERE {where} AND (created, id) > (%s, %s) "
-                               f"ORDER BY created, id LIMIT %s", [*params, *after, batch_size])
-            yield from self._events_from_rows(rows)
-            if len(rows) < batch_size:
+            events = self._select_events(f"{where} AND (created, id) > (%s, %s) ORDER BY created, id LIMIT %s",
+                                         [*params, *after, batch_size])
+            yield from events
+            if len(events) < batch_size:
                 return
-            after = (rows[-1]["created"], rows[-1]["id"])
+            after = (events[-1].created, events[-1].id)
 
     def count_events(self, **filters: Any) -> int:
         """How many events match the filters of `list_events`."""
@@ -663,8 +713,9 @@ class PostgresStore:
 
     def update_event(self, event: Event) -> None:
         """Overwrite a stored event with `event` (same id)."""
-        cur = self._execute(f"UPDATE events SET ({_EVENT_COLS}) = ({_marks(16)}) WHERE id = %s",
-                            (*self._event_row(event), event.id))
+        with self._row_errors("events", None, event.image):
+            cur = self._execute(f"UPDATE events SET ({_EVENT_COLS}) = ({_marks(16)}) WHERE id = %s",
+                                (*self._event_row(event), event.id))
         if cur.rowcount == 0:
             raise NotFound(f"unknown event {event.id!r}")
 
