@@ -115,7 +115,7 @@ def _parse_set(item: str) -> tuple[str, Any]:
     if not sep or not path:
         raise InvalidInput(f"--set takes SECTION.FIELD=VALUE, not {item!r}")
     cls, spec, default = _field(path)
-    number = default is None and any(t in str(spec.type).split(" | ") for t in ("float", "int"))  # "float | None"
+    number = default is None and any(t in (int, float) for t in typing.get_args(typing.get_type_hints(cls)[spec.name]))
     if isinstance(default, str) or (default is None and not number and not text.strip().startswith(("{", "["))):
         return path, text
     try:
