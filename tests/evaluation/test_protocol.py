@@ -105,6 +105,8 @@ def test_users_scored_at_once_give_the_numbers_of_one_after_the_other(tmp_path):
     many = _run(tmp_path, "many", rounds=2, sizes=replace(sizes, score_users=6))
     assert [r["n_interactions"] for r in many["rounds"]] == [12, 12]
     assert _stable(many["rounds"]) == _stable(one["rounds"])
+    resumed = _run(tmp_path, "one", rounds=2, sizes=replace(sizes, score_users=3))  # not a different run
+    assert resumed["rounds"] == one["rounds"]
 
 
 def test_the_ablation_trained_beside_r3_gives_the_same_rounds(tmp_path):
