@@ -245,17 +245,38 @@ def test_a_turn_that_needs_no_model_stops_the_wait():
     other.join(10)
 
 
-def test_calls_with_rejected_replies_and_models_without_batching_go_alone():
+def test_a_call_with_rejected_replies_is_batched_unless_its_greedy_reply_is_one_of_them():
+    """The greedy reply comes from the batch; only a call whose greedy reply was rejected goes alone, to the
+    model's own fallback (which starts from the same greedy reply)."""
     vlm = Batching()
-    batcher = MicroBatcher()
-    assert batcher.generate(vlm, ask("q"), max_new_tokens=8, avoid=["aspirin"]).text == "alone: q"
-    assert vlm.singles == [("q", ("aspirin",))]
+    batcher = MicroBatcher(workers=1, gather_s=10)
+    ready = threading.Barrier(2, timeout=10)
+    out: dict[str, str] = {}
 
+    def turn(question: str, avoid: list[str]) -> None:
+        with batcher.turn():
+            ready.wait()
+            out[question] = batcher.generate(vlm, ask(question), max_new_tokens=8, avoid=avoid).text
+
+    threads = [threading.Thread(target=turn, args=("q0", ["aspirin"])),
+               threading.Thread(target=turn, args=("q1", ["Batched: Q1."]))]  # the same answer, other spelling
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert out == {"q0": "batched: q0", "q1": "alone: q1"}
+    assert vlm.batches == [2] and vlm.singles == [("q1", ("Batched: Q1.",))]
+    assert MicroBatcher(max_batch=1).generate(vlm, ask("q"), max_new_tokens=8, avoid=["x"]).text == "alone: q"
+    assert vlm.singles[-1] == ("q", ("x",))  # no batching: straight to the model, avoid and all
+
+
+def test_models_without_batching_answer_alone():
     class Plain:
         def generate(self, messages, *, max_new_tokens=48, avoid=()):
             return Generation(text="plain")
 
-    assert batcher.generate(Plain(), ask("q"), max_new_tokens=8).text == "plain"
+    assert MicroBatcher().generate(Plain(), ask("q"), max_new_tokens=8).text == "plain"
+    assert MicroBatcher().generate(Plain(), ask("q"), max_new_tokens=8, avoid=["plain"]).text == "plain"
 
 
 def test_a_failed_batch_is_answered_call_by_call():

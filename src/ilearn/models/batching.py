@@ -21,8 +21,10 @@ model's `generate_batch` takes `more`). Users that are answered apart come back 
 of it; a joining prompt's prefill costs about as much as a decoding step of the whole batch, and a long reply
 waits through every one of them (p99 58-75 s against 27 s without, loaded machine).
 
-A model batches when it has `generate_batch` (`BatchGenerator`); calls with `avoid` (replies the user rejected)
-need the model's own fallback and go alone, as do models without it. If a batch fails, each of its calls is
+A model batches when it has `generate_batch` (`BatchGenerator`); models without it answer each call alone. A call
+with `avoid` (replies the user rejected) gets its greedy reply in a batch like any other; only when that reply is
+one it must avoid does it go alone, to the model's own fallback (beam search for another reply), which starts from
+the same greedy reply: the result is the model's `generate(..., avoid=...)`. If a batch fails, each of its calls is
 retried alone, so one bad request cannot fail the others.
 
 Streaming (`on_text`, `ilearn.models.streaming`): a streamed call is batched like any other, and gets its own
@@ -45,6 +47,7 @@ from typing import Protocol, runtime_checkable
 
 from ilearn.models.base import Generation, Message, VisionLanguageModel
 from ilearn.models.streaming import OnText, StreamingGenerator
+from ilearn.types import answer_key
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +132,10 @@ class MicroBatcher:
         `on_text`, the reply's text is handed to it while it is generated, where the model can (module docstring)."""
         if avoid or not isinstance(vlm, StreamingGenerator):
             on_text = None  # avoiding rejected replies needs the model's whole-reply fallback
+        if avoid and self.max_batch > 1 and isinstance(vlm, BatchGenerator):
+            greedy = self.generate(vlm, messages, max_new_tokens=max_new_tokens)  # batched with the others
+            if answer_key(greedy.text) not in {answer_key(a) for a in avoid}:
+                return greedy
         alone = (self.max_batch == 1 or bool(avoid) or not isinstance(vlm, BatchGenerator)
                  or (on_text is not None and not _takes(vlm, "on_piece")))
         call = _Call(vlm, list(messages), max_new_tokens, on_text)
