@@ -225,3 +225,59 @@ def test_a_writer_killed_mid_write_loses_no_commit_and_leaves_nothing_half_writt
         assert all(store.get_embedding("text", f"evt_{s}") is not None for s in seqs)
         assert [(c.event_id, c.op) for c in store.changes_since(0)] == [(f"evt_{s}_{i}", "I") for s in seqs
                                                                          for i in range(3)]
+
+
+def test_the_turn_counter_migration_numbers_on_after_the_stored_turns(url, monkeypatch) -> None:
+    """A schema of version 2 (turns numbered by MAX(seq) + 1) moved to 3 (the session's next_seq): a session's
+    next turn follows its stored ones, an empty session starts at 0."""
+    monkeypatch.setattr(pg, "MIGRATIONS", pg.MIGRATIONS[:2])
+    old = PostgresStore(url)
+    session = Session(user_id="u")  # turns as a version-2 store wrote them
+    old._execute("INSERT INTO users (id, created) VALUES ('u', 0)")
+    old._execute("INSERT INTO sessions (id, user_id, robot_id, closed, created, updated, distilled) "
+                 "VALUES (%s, 'u', 'r', FALSE, 0, 0, FALSE), ('ses_empty', 'u', 'r', FALSE, 0, 0, FALSE)",
+                 (session.id,))
+    for seq in range(3):
+        old._execute("INSERT INTO turns (id, session_id, seq, role, kind, text, time, retrieved) "
+                     "VALUES (%s, %s, %s, 'user', 'question', 'q', 0, '[]')", (f"t{seq}", session.id, seq))
+    old.close()
+    monkeypatch.undo()
+    store = PostgresStore(url)
+    try:
+        assert store.schema_version == len(pg.MIGRATIONS) >= 3
+        assert store.add_turn(Turn(Role.USER, "next", TurnKind.QUESTION, session_id=session.id)).seq == 3
+        assert store.add_turn(Turn(Role.USER, "first", TurnKind.QUESTION, session_id="ses_empty")).seq == 0
+        assert [t.seq for t in store.get_session(session.id).turns] == [0, 1, 2, 3]
+    finally:
+        store.close()
+
+
+def test_a_follow_up_turn_costs_few_round_trips(url, tmp_path, monkeypatch) -> None:
+    """What a fleet worker pays per turn to the server (benchmarks/store_round_trips.py has the whole dialogue):
+    a follow-up turn without an image reads its session and the served version and writes its two turns, one
+    statement each, with no transaction block around them."""
+    from ilearn.assistant import Assistant
+    from ilearn.config import Config
+
+    sent: list[str] = []
+    execute, enter = psycopg.Cursor.execute, psycopg.Transaction.__enter__
+    turn_thread = threading.get_ident()  # the index's change-feed follower talks to the server on its own thread
+
+    def counted_execute(self, query, params=None, **kwargs):
+        if threading.get_ident() == turn_thread:
+            sent.append(str(query).split()[0])
+        return execute(self, query, params, **kwargs)
+
+    def counted_enter(self):
+        if threading.get_ident() == turn_thread:
+            sent.append("BEGIN")
+        return enter(self)
+
+    config = Config(home=str(tmp_path), store=url).override(model={"backend": "stub"})
+    with Assistant.from_config(config) as assistant:
+        first = assistant.respond("ana", "What is this medicine called?")
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
+        monkeypatch.setattr(psycopg.Transaction, "__enter__", counted_enter)
+        assistant.respond("ana", "No, that's ibuprofen.", session_id=first.session_id)
+        monkeypatch.undo()
+    assert "BEGIN" not in sent and len(sent) <= 4, sent
