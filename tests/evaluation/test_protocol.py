@@ -109,6 +109,17 @@ def test_users_scored_at_once_give_the_numbers_of_one_after_the_other(tmp_path):
     assert resumed["rounds"] == one["rounds"]
 
 
+def test_games_played_at_once_give_the_numbers_of_one_after_the_other(tmp_path):
+    """Deployed games' sessions are closed in game order after playing, so training sees the same events."""
+    from dataclasses import replace
+
+    sizes = replace(GAME, teach_games=6, test_games=6)
+    one = _run(tmp_path, "one", scenario="reference-game", methods=["sft"], sizes=replace(sizes, score_users=1))
+    many = _run(tmp_path, "many", scenario="reference-game", methods=["sft"], sizes=replace(sizes, score_users=6))
+    assert [r["n_interactions"] for r in many["rounds"]] == [6, 6]
+    assert _stable(many["rounds"]) == _stable(one["rounds"])
+
+
 def test_the_ablation_trained_beside_r3_gives_the_same_rounds(tmp_path):
     sequential = _run(tmp_path, "sequential")
     beside = _run(tmp_path, "beside", parallel=True)  # the vision-trained model in a child process

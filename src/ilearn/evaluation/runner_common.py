@@ -21,9 +21,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from PIL import Image
 
@@ -32,6 +34,8 @@ from ilearn.config import Config, LearnConfig
 from ilearn.errors import NotFound
 from ilearn.evaluation.metrics import BertScorer, TaskRecord, decoder_scores, rouge1, summarise
 from ilearn.types import ImageRef, Label, TurnKind
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from ilearn.dialogue.feedback import FeedbackDecoder
@@ -341,6 +345,13 @@ class RunContext:
         from tqdm import tqdm
 
         return tqdm(items, desc=desc, total=total, disable=not self.progress, leave=False, dynamic_ncols=True)
+
+    def at_once(self, n: int, play: Callable[[int], T], desc: str) -> list[T]:
+        """`play(i)` for i in range(n), up to `sizes.score_users` at a time (threads: their model calls share
+        batches), with a progress bar; the results in order of i. Only for interactions that do not depend on one
+        another (no session closed, nothing learnt between them)."""
+        with ThreadPoolExecutor(max(1, getattr(self.sizes, "score_users", 1))) as pool:
+            return list(self.bar(pool.map(play, range(n)), desc, total=n))
 
     def fine_tuning(self, settings: LearnConfig) -> LearnConfig:
         """The protocol's fine-tuning `settings` with the caller's `learn` overrides applied."""

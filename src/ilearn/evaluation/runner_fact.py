@@ -30,7 +30,6 @@ import random
 import re
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -219,12 +218,11 @@ def _score(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
 
     # the interactions are independent (sessions never closed, nothing learnt), so several held-out users talk at
     # once and their answers share model batches; results are collected in task order
-    with calibration.frozen(dep.memory), ThreadPoolExecutor(max(1, ctx.sizes.score_users)) as pool:
-        for i, (record, fb) in enumerate(ctx.bar(pool.map(play, range(len(tasks))), f"{key} score",
-                                                 total=len(tasks))):
+    with calibration.frozen(dep.memory):
+        for task, (record, fb) in zip(tasks, ctx.at_once(len(tasks), play, f"{key} score"), strict=True):
             records.append(record)
             pairs += fb
-            outcomes.append((tasks[i].item.id, tasks[i].intent, record.first_answer_correct))
+            outcomes.append((task.item.id, task.intent, record.first_answer_correct))
     score_s = time.perf_counter() - start
     dep.forget_users(prefix)  # scoring never feeds memory
     out = round_metrics(records, pairs, text_metrics=True, bertscore=ctx.bertscore, threads=ctx.threads)

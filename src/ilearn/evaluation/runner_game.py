@@ -55,6 +55,8 @@ class GameSizes:
     """optimizer steps per training"""
     batch_size: int
     """examples per step"""
+    score_users: int = 32
+    """games played at once in a round (their answers share batches; the same results as one after the other)"""
 
 
 QUICK = GameSizes(teach_games=4, test_games=3, rounds=1, general=8, train_steps=8, batch_size=4)
@@ -103,10 +105,16 @@ def _play(ctx: RunContext, dep: Deployment, games: list[Game], personas: list, p
     assistant = dep.assistant(retrieval=False, clarify=False)
     records: list[TaskRecord] = []
     pairs: list[tuple[Label | None, Label]] = []
-    for i, game in enumerate(ctx.bar(games, f"{key} {'deploy' if close else 'score'}")):
+
+    def play(i: int) -> tuple[TaskRecord, list[tuple[Label | None, Label]], str | None]:
         persona = personas[i % len(personas)]
-        user = ReferenceGameUser(persona, game, random.Random(derive_seed(prefix, ctx.seed, key, i)))
-        record, fb, session_id = play_game(assistant, prefix + persona.name, user, game, stages)
+        user = ReferenceGameUser(persona, games[i], random.Random(derive_seed(prefix, ctx.seed, key, i)))
+        return play_game(assistant, prefix + persona.name, user, games[i], stages)
+
+    # retrieval and clarification are off, so a game's dialogue does not depend on the others: they are played at
+    # once (their answers share model batches), and deployed games' sessions closed afterwards in game order, as
+    # one after the other would have closed them
+    for record, fb, session_id in ctx.at_once(len(games), play, f"{key} {'deploy' if close else 'score'}"):
         records.append(record)
         pairs += fb
         if close and session_id is not None:
