@@ -100,7 +100,10 @@ def test_a_call_that_must_avoid_rejected_answers_is_not_streamed():
     vlm, got = Streaming(), []
     result = MicroBatcher().generate(vlm, ask("aspirin"), max_new_tokens=8, avoid=["paracetamol"], on_text=got.append)
     assert result.text == "aspirin is a pain medicine" and got == [] and vlm.alone == []
-    assert vlm.avoided == ["paracetamol"]
+    assert vlm.avoided == []  # its greedy reply was not the rejected one: no fallback needed
+    rejected = MicroBatcher().generate(vlm, ask("aspirin"), max_new_tokens=8, avoid=["aspirin is a pain medicine"],
+                                       on_text=got.append)
+    assert got == [] and vlm.avoided == ["aspirin is a pain medicine"] and rejected.text
 
 
 def test_a_model_that_cannot_stream_answers_whole():
