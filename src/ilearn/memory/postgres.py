@@ -137,6 +137,8 @@ _EVENT_COLS = ("id, image_sha, question, answer, user_id, robot_id, rejected, la
                "session_id, model_version, supersedes, provenance, created, confidence")
 _TURN_COLS = ("id, session_id, seq, role, kind, text, image_sha, time, model_version, retrieved, "
               "precise_question, feedback")
+_TURN_MARKS = ", ".join(f"%({c.strip()})s" for c in _TURN_COLS.split(","))  # named, as `_turn_row` gives them
+_ADD_USER = "INSERT INTO users (id, created, trusted) VALUES (%s, %s, FALSE) ON CONFLICT (id) DO NOTHING"
 _MODEL_COLS = "id, parent, recipe, settings, event_ids, metrics, status, path, created"
 
 
@@ -323,8 +325,7 @@ class PostgresStore:
     def _add_user(self, user_id: str) -> None:
         """Create the user if new: one statement, so no savepoint of its own inside a caller's transaction."""
         _check_user_id(user_id)
-        self._execute("INSERT INTO users (id, created, trusted) VALUES (%s, %s, FALSE) ON CONFLICT (id) DO NOTHING",
-                      (user_id, now()))
+        self._execute(_ADD_USER, (user_id, now()))
 
     def has_user(self, user_id: str) -> bool:
         """Whether the user is known."""
@@ -466,8 +467,7 @@ class PostgresStore:
         _check_user_id(session.user_id)
         with self.transaction() if session.turns else nullcontext():
             cur = self._execute(
-                "WITH u AS (INSERT INTO users (id, created, trusted) VALUES (%s, %s, FALSE) ON CONFLICT (id) DO NOTHING) "
-                "INSERT INTO sessions (id, user_id, robot_id, closed, created, updated, distilled, next_seq) "
+                f"WITH u AS ({_ADD_USER}) INSERT INTO sessions (id, user_id, robot_id, closed, created, updated, distilled, next_seq) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
                 (session.user_id, now(), session.id, session.user_id, session.robot_id, bool(session.closed),
                  session.created, max([session.updated, *(t.time for t in session.turns)]), bool(session.distilled),
@@ -478,10 +478,8 @@ class PostgresStore:
                 turn.session_id = turn.session_id or session.id
                 if turn.session_id != session.id:
                     raise InvalidInput(f"turn {turn.id!r} belongs to {turn.session_id!r}, not {session.id!r}")
-                with self._turn_errors(turn):
-                    self._execute(f"INSERT INTO turns ({_TURN_COLS}) VALUES (%(id)s, %(session_id)s, %(seq)s, "
-                                  "%(role)s, %(kind)s, %(text)s, %(image_sha)s, %(time)s, %(model_version)s, "
-                                  "%(retrieved)s, %(precise_question)s, %(feedback)s)",
+                with self._row_errors("turns", turn.id, turn.image):
+                    self._execute(f"INSERT INTO turns ({_TURN_COLS}) VALUES ({_TURN_MARKS})",
                                   {**self._turn_row(turn), "seq": seq})
                 turn.seq = seq
         return session
@@ -572,21 +570,17 @@ class PostgresStore:
                 raise NotFound(f"unknown image {image.sha256!r}: store it with put_image first") from None
             raise
 
-    def _turn_errors(self, turn: Turn) -> Any:
-        return self._row_errors("turns", turn.id, turn.image)
-
     def add_turn(self, turn: Turn) -> Turn:
         """Append a turn to its open session: sets `turn.seq` (0-based) and returns the same turn. One statement:
         the session's row is updated (its next seq taken, locked till the end) and the turn inserted together, so
         turns added at once from several processes get distinct, ordered seqs."""
         row = self._turn_row(turn)
-        with self._turn_errors(turn):
+        with self._row_errors("turns", turn.id, turn.image):
             rows = self._query(
                 "WITH s AS (UPDATE sessions SET next_seq = next_seq + 1, updated = GREATEST(updated, %(time)s) "
                 "WHERE id = %(session_id)s AND NOT closed RETURNING next_seq - 1 AS seq) "
-                f"INSERT INTO turns ({_TURN_COLS}) SELECT %(id)s, %(session_id)s, s.seq, %(role)s, %(kind)s, "
-                "%(text)s, %(image_sha)s, %(time)s, %(model_version)s, %(retrieved)s, %(precise_question)s, "
-                "%(feedback)s FROM s RETURNING seq", row)
+                f"INSERT INTO turns ({_TURN_COLS}) SELECT {_TURN_MARKS.replace('%(seq)s', 's.seq')} FROM s "
+                "RETURNING seq", row)
         if not rows:  # nothing written: say why
             found = self._query("SELECT closed FROM sessions WHERE id = %s", (turn.session_id,))
             if not found:

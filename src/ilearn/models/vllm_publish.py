@@ -78,7 +78,6 @@ class VLLMAdapters:
         self.base_urls = [u.split("#", 1)[0].rstrip("/") for u in urls]
         if not self.base_urls or not all(self.base_urls):
             raise InvalidInput("VLLMAdapters needs the base URL of at least one vLLM server")
-        self.base_url = self.base_urls[0]
         self.path_map = parse_path_map(path_map)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = http_client or httpx.Client(timeout=timeout, headers=headers)
