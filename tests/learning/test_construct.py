@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import time
 
 import pytest
@@ -194,6 +195,39 @@ def test_closing_twice_creates_nothing_twice(store):
     assert store.count_events() == 1
     # the pure function is deterministic: same ids, so the store would refuse a duplicate anyway
     assert [e.id for e in distil_session(store.get_session(d.session.id))] == [first[0].id]
+
+
+def test_concurrent_closes_distil_once(store):
+    d = Dialogue(store)
+    d.ask("what medicine is this?", IMG)
+    d.answer("It is aspirin.", "what medicine is this?")
+    d.user("no, it's ibuprofen")
+    added: list[list] = []
+    threads = [threading.Thread(target=lambda: added.append(close_and_distil(store, d.session.id)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(len(a) for a in added) == [0, 0, 0, 1] and store.count_events() == 1
+
+
+def test_a_failed_distil_leaves_the_session_open_to_close_again(store):
+    d = Dialogue(store)
+    d.ask("what medicine is this?", IMG)
+    d.answer("It is aspirin.", "what medicine is this?")
+    d.user("it's actually ibuprofen", decode=False)
+
+    class Broken:
+        def decode(self, *args, **kwargs):
+            raise RuntimeError("decoder down")
+
+    with pytest.raises(RuntimeError, match="decoder down"):
+        close_and_distil(store, d.session.id, Broken())
+    session = store.get_session(d.session.id)
+    assert not session.closed and not session.distilled and store.count_events() == 0
+    [event] = close_and_distil(store, d.session.id, DECODER)
+    assert event.answer == "ibuprofen" and store.get_session(d.session.id).distilled
 
 
 def test_decoder_fills_missing_feedback_and_it_is_persisted(store):

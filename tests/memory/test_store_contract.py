@@ -290,7 +290,7 @@ def test_sessions_listing_close_and_distill(store) -> None:
     closed = store.close_session(a.id)
     assert closed.closed and len(closed.turns) == 1 and store.close_session(a.id).closed
     assert ids(open_only=True) == [b.id]
-    store.mark_distilled(a.id)
+    assert store.mark_distilled(a.id) is True and store.mark_distilled(a.id) is False  # marked once
     assert ids(undistilled=True) == [b.id] and store.get_session(a.id).distilled
     assert store.list_users() == ["u1", "u2"]
     store.ensure_user("u1", trusted=True)
@@ -395,6 +395,19 @@ def test_concurrent_threads_lose_nothing(store) -> None:
     for s in store.list_sessions():
         if s.id != shared.id:
             assert [t.text for t in s.turns] == [str(i) for i in range(n_each)]
+
+
+def test_marking_distilled_closes_the_session_and_counts_once_among_threads(store) -> None:
+    session = store.create_session(Session(user_id="u"))
+    marked: list[bool] = []
+    threads = [threading.Thread(target=lambda: marked.append(store.mark_distilled(session.id))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(marked) == [False] * 5 + [True]
+    stored = store.get_session(session.id)
+    assert stored.closed and stored.distilled
 
 
 def test_user_records_round_trip_replace_and_delete(store) -> None:

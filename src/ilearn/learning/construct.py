@@ -224,24 +224,19 @@ def _superseded(store: EventStore, candidates: list[tuple[str, list[str]]]) -> s
 def close_and_distil(store: EventStore, session_id: str, decoder: FeedbackDecoder | None = None) -> list[Event]:
     """Close the session (if open) and distil it once; returns the events added ([] when already distilled).
 
-    The events, the feedback decoded on the way and the distilled mark are written in one transaction,
-    after re-reading the session inside it, so two concurrent closes add the events once.
+    One transaction marks the session closed and distilled (of two concurrent closes, one marks it; the other
+    adds nothing), reads it, and writes its events and the feedback decoded on the way: a failure leaves the
+    session as it was, to be closed again.
     """
-    session = store.get_session(session_id, with_turns=False)
-    if session.distilled:
-        return []
-    if not session.closed:
-        store.close_session(session_id)
     with store.transaction():
-        session = store.get_session(session_id)
-        if session.distilled:
+        if not store.mark_distilled(session_id):
             return []
+        session = store.get_session(session_id)
         events, decoded = _distil(session, decoder, store)
         for turn_id, feedback in decoded.items():
             store.update_turn_feedback(turn_id, feedback)
         if events:
             store.add_events(events)
-        store.mark_distilled(session_id)
     logger.info("session %s distilled into %d event(s)", session_id, len(events))
     return events
 

@@ -56,6 +56,10 @@ class ChangeFeed(Protocol):
         """A transaction holding the store's event-write lock, seeing every event change committed before it."""
         ...
 
+    def held(self) -> AbstractContextManager[None]:
+        """The thread's store connection taken until the block ends (no transaction of its own)."""
+        ...
+
     def last_change(self) -> int: ...
     def changes_since(self, after: int, limit: int = 10_000) -> list[Change] | None:
         """Changes after `after`, oldest first; None when some were pruned (reload everything)."""
@@ -95,11 +99,12 @@ class FleetMemory(DualModalityMemory):
     def catch_up(self) -> int:
         """Apply the changes committed since the last call to the index; returns how many events it touched.
 
-        Its store reads run in one transaction taken before the follow lock: a thread that waits for a pool
-        connection must hold no lock, or a writer holding the store's event-write lock (`_decision`) could wait
-        on that thread's lock while the pool's connections wait on the writer (under load every turn failed
-        with "lock timeout" after 30 s)."""
-        with self.store.transaction(), self._follow_lock:
+        Its store reads run on a connection taken before the follow lock (`held`, no transaction of its own:
+        inside `_decision` they join its transaction): a thread that waits for a pool connection must hold no
+        lock, or a writer holding the store's event-write lock (`_decision`) could wait on that thread's lock
+        while the pool's connections wait on the writer (under load every turn failed with "lock timeout" after
+        30 s)."""
+        with self._feed.held(), self._follow_lock:
             changes = self._feed.changes_since(self._cursor)
             if changes:
                 ids = list(dict.fromkeys(c.event_id for c in changes))

@@ -264,6 +264,20 @@ class PostgresStore:
                 self._local.conn = None
 
     @contextmanager
+    def held(self) -> Iterator[None]:
+        """The thread keeps one pool connection until the block ends, with no transaction of its own: each
+        statement commits alone, or joins a `transaction` of the block (or one open around it)."""
+        if getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        with self._connection() as conn:
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
+    @contextmanager
     def exclusive(self) -> Iterator[None]:
         """A transaction that first takes the schema's event-write lock: no other process's event write
         commits until it ends, and every one committed before it is visible (module docstring)."""
@@ -595,19 +609,20 @@ class PostgresStore:
         if cur.rowcount == 0:
             raise NotFound(f"unknown turn {turn_id!r}")
 
-    def _set_session_flag(self, session_id: str, column: str) -> None:
-        cur = self._execute(f"UPDATE sessions SET {column} = TRUE WHERE id = %s", (session_id,))
-        if cur.rowcount == 0:
-            raise NotFound(f"unknown session {session_id!r}")
-
     def close_session(self, session_id: str) -> Session:
         """Close a session (closing twice is harmless); returns it with its turns."""
-        self._set_session_flag(session_id, "closed")
+        if self._execute("UPDATE sessions SET closed = TRUE WHERE id = %s", (session_id,)).rowcount == 0:
+            raise NotFound(f"unknown session {session_id!r}")
         return self.get_session(session_id)
 
-    def mark_distilled(self, session_id: str) -> None:
-        """Record that the session's events have been constructed."""
-        self._set_session_flag(session_id, "distilled")
+    def mark_distilled(self, session_id: str) -> bool:
+        """Close the session and record that its events have been constructed; False when it was marked
+        already. One statement: a concurrent call waits for the row, then finds it marked and gets False."""
+        cur = self._execute("UPDATE sessions SET closed = TRUE, distilled = TRUE WHERE id = %s AND NOT distilled",
+                            (session_id,))
+        if cur.rowcount == 0:
+            self.get_session(session_id, with_turns=False)  # NotFound for an unknown session
+        return cur.rowcount == 1
 
     # ------------------------------------------------------------------ events
     def _event_row(self, e: Event) -> tuple:

@@ -614,20 +614,22 @@ class SQLiteStore:
             if cur.rowcount == 0:
                 raise NotFound(f"unknown turn {turn_id!r}")
 
-    def _set_session_flag(self, session_id: str, column: str) -> None:
-        with self.transaction():
-            cur = self._conn().execute(f"UPDATE sessions SET {column} = 1 WHERE id = ?", (session_id,))
-            if cur.rowcount == 0:
-                raise NotFound(f"unknown session {session_id!r}")
-
     def close_session(self, session_id: str) -> Session:
         """Close a session (closing twice is harmless); returns it with its turns."""
-        self._set_session_flag(session_id, "closed")
+        with self.transaction():
+            if self._conn().execute("UPDATE sessions SET closed = 1 WHERE id = ?", (session_id,)).rowcount == 0:
+                raise NotFound(f"unknown session {session_id!r}")
         return self.get_session(session_id)
 
-    def mark_distilled(self, session_id: str) -> None:
-        """Record that the session's events have been constructed."""
-        self._set_session_flag(session_id, "distilled")
+    def mark_distilled(self, session_id: str) -> bool:
+        """Close the session and record that its events have been constructed; False when it was marked
+        already (one statement: of two concurrent calls, one gets True)."""
+        with self.transaction():
+            cur = self._conn().execute("UPDATE sessions SET closed = 1, distilled = 1 WHERE id = ? AND NOT distilled",
+                                       (session_id,))
+            if cur.rowcount == 0:
+                self.get_session(session_id, with_turns=False)  # NotFound for an unknown session
+            return cur.rowcount == 1
 
     # ------------------------------------------------------------------ events
     def _event_row(self, e: Event) -> tuple:
