@@ -411,3 +411,49 @@ def test_an_unload_skips_replicas_that_do_not_hold_the_adapter() -> None:
         assert r0.loaded == r1.loaded == set()
         with pytest.raises(RemoteModelError, match="404"):  # held by none: an error, as with one server
             adapters.unload("ilearn-v-12345678")
+
+
+def test_a_replica_that_restarted_is_given_the_served_adapter_again(tmp_path, caplog) -> None:
+    """A vLLM replica that restarts holds no runtime-loaded adapter: the turn whose request it answers 404 loads
+    the served adapter again where it is missing and asks once more, so no turn fails; an adapter unloaded on
+    purpose (a forgotten version's) is never loaded again."""
+    with fake_replicas(2) as (balancer, replicas):
+        (url0, r0), (url1, r1) = replicas
+        config = published_config(tmp_path, balancer).override(model={"publish_servers": f"{url0},{url1}"})
+        with build_runtime(config) as runtime:
+            registry, versions = runtime.registry, runtime.versions
+            v1 = version(registry, ["evt_1"])
+            versions.change(lambda: registry.promote(v1))
+            served = versions.publisher.served[1]
+            r1.loaded.clear()  # replica 1 restarted
+            with caplog.at_level(logging.WARNING), versions.hold() as handle:
+                assert [ask(handle.vlm) for _ in range(4)] == [served] * 4  # whichever replica answers
+            assert r0.loaded == r1.loaded == {served}
+            assert f"loaded again on {url1}" in caplog.text
+            loads = [b for e, b in r1.calls if e == "load_lora_adapter"]
+            assert [b["lora_name"] for b in loads] == [served, served]  # published, then loaded again once
+            assert loads[-1]["lora_path"] == registry.get(v1).path
+
+            with versions.hold() as handle:  # a turn holding the adapter when its version is forgotten
+                registry.forget_events(["evt_1"])
+                versions.forget([v1])
+                r0.loaded.clear()
+                r1.loaded.clear()
+                with pytest.raises(RemoteModelError, match="404"):
+                    ask(handle.vlm)  # revoked: answered by nobody rather than loaded again
+            assert r0.loaded == r1.loaded == set()
+
+
+def test_restoring_loads_only_where_the_adapter_is_missing() -> None:
+    with fake_replicas(3) as (_, replicas):
+        adapters = VLLMAdapters([url for url, _ in replicas])
+        (url0, r0), (url1, r1), (url2, r2) = replicas
+        r0.loaded.add("ilearn-v-12345678")
+        r2.loaded.add("ilearn-v-12345678")
+        assert adapters.restore("ilearn-v-12345678", "/adapters/v") == [url1]
+        assert r0.loaded == r1.loaded == r2.loaded == {"ilearn-v-12345678"}
+        assert adapters.restore("ilearn-v-12345678", "/adapters/v") == []
+        r1.loaded.clear()
+        r1.refuse.add("/adapters/v")
+        with pytest.raises(RemoteModelError, match=f"vLLM at {url1} refused load_lora_adapter"):
+            adapters.restore("ilearn-v-12345678", "/adapters/v")

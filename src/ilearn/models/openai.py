@@ -15,7 +15,7 @@ import io
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -68,6 +68,9 @@ class OpenAIVisionLanguageModel:
     """Greedy chat (and, on vLLM, candidate scoring) against an OpenAI-compatible server."""
 
     name = "openai"
+    restore: Callable[[], bool] | None = None
+    """Called when the server answers 404 to a request for `model_name` (a vLLM replica that restarted has lost
+    the adapters loaded at run time): True when it loaded the model again, and the request is sent once more."""
 
     def __init__(self, client: Any, model: str, config: ModelConfig | None = None, *, version: str = "base") -> None:
         self.client = client
@@ -141,8 +144,16 @@ class OpenAIVisionLanguageModel:
 
     # -- requests -------------------------------------------------------------------------------------------
     def _create(self, chat: list[dict[str, Any]], **kwargs: Any) -> Any:
-        return _call(lambda: self.client.chat.completions.create(model=self.model_name, messages=chat, **kwargs),
-                     str(self.client.base_url))
+        def send() -> Any:
+            return _call(lambda: self.client.chat.completions.create(model=self.model_name, messages=chat, **kwargs),
+                         str(self.client.base_url))
+
+        try:
+            return send()
+        except RemoteModelError as exc:
+            if getattr(exc, "status_code", None) != 404 or self.restore is None or not self.restore():
+                raise
+        return send()
 
     def _prompt_logprobs(self, chat: list[dict[str, Any]], *, add_generation_prompt: bool) -> list[float]:
         """The log-prob of every prompt token (vLLM's `prompt_logprobs`); the first token counts as 0."""

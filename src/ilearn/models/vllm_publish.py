@@ -16,6 +16,10 @@ is served again) and the newer adapter unloaded when idle. A refused load change
 before serves on, unless that one was trained on a forgotten user's events (`ModelRegistry.forget_events`): its
 adapter is unloaded at once whatever happens and the base model serves until the server takes the replacement.
 
+A vLLM server that restarted has lost every adapter loaded at run time and answers 404 for them: the request that
+meets that loads the served adapter again on each server that lacks it (`VLLMAdapters.restore`) and is sent once
+more, unless that adapter was unloaded on purpose (retired and idle, or a forgotten version's).
+
 `PublishedVersions` (built by `build_runtime` for that setting) is the runtime's `ModelVersions`: it publishes
 the registry's active version where `ModelVersions` would load it, at the store read of each turn (so a promotion
 by another process serves from that process's next turn) and at `refresh`. A promotion or a rollback made in
@@ -152,18 +156,32 @@ class VLLMAdapters:
 
     def loaded(self) -> list[str]:
         """The names of the adapters any server holds now (`GET /v1/models`: the entries with a parent model)."""
+        return sorted(set().union(*(self._listed(url) for url in self.base_urls)))
+
+    def _listed(self, url: str) -> set[str]:
+        """The adapters the server at `url` holds (RemoteModelError when it cannot list them)."""
         import httpx
 
-        names: set[str] = set()
+        try:
+            response = self._http.get(f"{url}/models")
+            response.raise_for_status()
+            entries = response.json().get("data", [])
+            return {str(e["id"]) for e in entries if isinstance(e, dict) and e.get("parent") and e.get("id")}
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise RemoteModelError(f"could not list the adapters of the vLLM server at {url}: {exc}") from exc
+
+    def restore(self, name: str, path: str) -> list[str]:
+        """Load the adapter `name` (folder `path`) again on each server that does not hold it: a replica that
+        restarted lost every adapter loaded at run time. Returns the URLs of the servers it was loaded on;
+        RemoteModelError when a server cannot list its adapters or refuses the load (those done stay loaded:
+        a replica that holds it serves it)."""
+        body = {"lora_name": name, "lora_path": self.server_path(path)}
+        restored = []
         for url in self.base_urls:
-            try:
-                response = self._http.get(f"{url}/models")
-                response.raise_for_status()
-                entries = response.json().get("data", [])
-                names.update(str(e["id"]) for e in entries if isinstance(e, dict) and e.get("parent") and e.get("id"))
-            except (httpx.HTTPError, ValueError, AttributeError) as exc:
-                raise RemoteModelError(f"could not list the adapters of the vLLM server at {url}: {exc}") from exc
-        return sorted(names)
+            if name not in self._listed(url):
+                self._post(url, "load_lora_adapter", body)
+                restored.append(url)
+        return restored
 
     def unload_versions(self, version_ids: Collection[str], prefix: str = "ilearn") -> list[str]:
         """Unload every adapter of `version_ids` the server holds, whichever process loaded it (the names
@@ -267,6 +285,7 @@ def stale_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: str
 class _Served:
     version: str
     name: str  # the chat requests' `model`
+    path: str | None = None  # the adapter folder (None: the base model)
     users: int = 0
     retired: bool = False
     unloaded: bool = False
@@ -281,6 +300,7 @@ class AdapterPublisher:
         self.prefix = prefix
         self.base_name = vlm.model_name
         self._lock = threading.Lock()
+        self._restoring = threading.Lock()  # one load-again at a time, never beside the unload of the same adapter
         self._current = _Served(BASE, self.base_name)
         self._lingering: set[str] = set()  # retired adapters the server could not unload
 
@@ -308,7 +328,7 @@ class AdapterPublisher:
             name = adapter_name(version_id, self.prefix)
             self.adapters.load(name, path)
         with self._lock:
-            old, self._current = self._current, _Served(version_id, name)
+            old, self._current = self._current, _Served(version_id, name, path)
             old.retired = True
             idle = old.users == 0
         logger.info("vLLM serves version %s as %s (was %s)", version_id, name, old.name)
@@ -365,7 +385,28 @@ class AdapterPublisher:
     def _model(self, served: _Served) -> OpenAIVisionLanguageModel:
         model = copy.copy(self.vlm)  # shares the client; only the requests' model name differs
         model.model_name, model.version = served.name, served.version
+        if served.path is not None:
+            model.restore = lambda: self._restore(served)
         return model
+
+    def _restore(self, served: _Served) -> bool:
+        """After a request for `served`'s adapter was answered 404: load it again on the replicas that lost it
+        (restarted); whether the request may be sent again. Never for an adapter unloaded on purpose (retired
+        and idle, or revoked: a forgotten version's)."""
+        with self._restoring:
+            with self._lock:
+                if served.unloaded:
+                    return False
+            try:
+                restored = self.adapters.restore(served.name, str(served.path))
+            except RemoteModelError as exc:
+                logger.error("adapter %s (version %s) is missing on a vLLM server and could not be loaded again: %s",
+                             served.name, served.version, exc)
+                return False
+        if restored:
+            logger.warning("adapter %s (version %s) loaded again on %s, which had lost it (restarted?)",
+                           served.name, served.version, ", ".join(restored))
+        return True
 
     def _unload(self, served: _Served) -> None:
         with self._lock:
@@ -373,7 +414,8 @@ class AdapterPublisher:
                 return  # unloaded already (a revoked adapter whose last turn ended), or the server's own model
             served.unloaded = True
         try:
-            self.adapters.unload(served.name)
+            with self._restoring:  # a load-again in progress finishes first, then this unloads it everywhere
+                self.adapters.unload(served.name)
             logger.info("adapter %s (version %s) unloaded", served.name, served.version)
         except RemoteModelError as exc:  # no turn asks it any more; it wastes server memory until a restart
             logger.warning("could not unload adapter %s: %s", served.name, exc)
