@@ -480,9 +480,14 @@ class LearnConfig:
     """DPO / KTO: strength of the pull towards the reference model."""
     dpo_sft_weight: float = 0.0
     """DPO: weight of an SFT term (the chosen answer's negative log-likelihood) added to the preference loss (TRL's
-    loss_type ["sigmoid", "sft"], as RPO / MPO do); 0: DPO alone. Versions always train from the base weights, so
-    a DPO stage that must also keep what SFT taught needs it (`ilearn experiment personal`: DPO alone from the base
-    weights lost the facts and the fitted wording)."""
+    loss_type ["sigmoid", "sft"], as RPO / MPO do); 0: DPO alone. A DPO stage trained from the base weights must
+    keep what SFT taught with it (`ilearn experiment personal`: DPO alone from the base weights lost the facts and
+    the fitted wording); one that starts from the SFT version (`start_from`) need not."""
+    start_from: str = ""
+    """A model version (its id) to train on top of, rather than the base weights: its weights are the starting
+    point and DPO / KTO's reference, as User-VLM trains DPO after SFT. The new version holds both (one adapter of
+    rank lora_r plus the start version's, the full parts' latest tensors: it loads and publishes like any other)
+    and counts the start version's events as its own, so a forget of them retires it too. Empty: the base."""
     reward_positive: float = 1.0
     """reinforce: reward of an answer the user received well (ReSpect's remap)."""
     reward_negative: float = -0.1

@@ -65,6 +65,11 @@ def test_scoring_users_leave_nothing_behind(report):
         scenario = personal_scenario(users_per_group=1, n_teach=1, n_test=1)
         assert users == {u.id for u in scenario.users} | {"caretaker"}
         assert {e.user_id for e in store.list_events()} == {"caretaker"}
+        r3, dpo = (next(r for r in report[1]["rounds"] if r["name"] == name) for name in ("R3", "R3 (DPO)"))
+        from ilearn.learning.registry import ModelRegistry
+
+        stacked = ModelRegistry(store, out / "work" / "personal").get(dpo["version"])
+        assert stacked.settings["start_from"] == r3["version"]  # the DPO stage trained on top of R3
     finally:
         store.close()
 
@@ -125,9 +130,10 @@ def test_the_fine_tunings():
 
     ctx = RunContext(scenario="personal", seed=3, vlm=None, config=Config(), home=None, cache=None, sizes=SIZES,
                      teach_personas=[], test_personas=[], methods=[], learn={"learning_rate": 0.01})
-    sft, dpo = learn_settings(ctx, "sft"), learn_settings(ctx, "dpo")
+    sft, dpo = learn_settings(ctx, "sft"), learn_settings(ctx, "dpo", "v7")
     assert (sft.recipe, sft.max_steps, sft.seed, sft.trainable) == ("sft", 2, 3, ("projector", "language"))
     assert (dpo.recipe, dpo.max_steps, dpo.trainable, dpo.dpo_sft_weight) == ("dpo", 2, ("projector", "language"), 1.0)
+    assert (sft.start_from, dpo.start_from) == ("", "v7")  # the DPO stage trains on top of R3's version
     assert (sft.dpo_sft_weight, dpo.learning_rate_projector) == (0.0, sft.learning_rate_projector)
     assert sft.learning_rate == dpo.learning_rate == 0.01  # the caller's settings last
 

@@ -198,12 +198,12 @@ def _rows(dep: Deployment, learn: LearnConfig) -> list[dict]:
     return dep.rows(replace(learn, recipe="sft", user_aware=False))  # the tags come from the scenario's profiles
 
 
-def learn_settings(ctx: RunContext, model: str) -> LearnConfig:
-    """The fine-tuning of R3 ("sft") and of the DPO candidate ("dpo"), both from the base weights with R3's parts
-    and learning rates; the DPO candidate adds to the preference loss the chosen answer's SFT term
-    (`learn.dpo_sft_weight` 1), since versions never stack: DPO alone from the base weights (a first run, LoRA on
-    the language model, 60 steps) lost every fact and the fitted wording, and its bias score fell below the base
-    model's. The caller's `learn` overrides last."""
+def learn_settings(ctx: RunContext, model: str, start: str | None = None) -> LearnConfig:
+    """The fine-tuning of R3 ("sft", from the base weights) and of the DPO candidate ("dpo", on top of R3's version
+    `start`, as User-VLM's DPO stage follows its SFT: R3's weights are its starting point and its reference), both
+    with R3's parts and learning rates; the DPO candidate keeps the chosen answer's SFT term (`learn.dpo_sft_weight`
+    1). (Trained from the base weights instead, DPO alone lost every fact and the fitted wording, and DPO with the
+    SFT term lost 36 points of the general set: docs/users.md.) The caller's `learn` overrides last."""
     sizes: PersonalSizes = ctx.sizes
     if model == "sft":
         base = r3_settings(ctx.config.learn, recipe="sft", trainable=("projector", "language"),
@@ -211,7 +211,8 @@ def learn_settings(ctx: RunContext, model: str) -> LearnConfig:
         return ctx.fine_tuning(replace(base, event_repeats=2, replay=128))
     base = r3_settings(ctx.config.learn, recipe="dpo", trainable=("projector", "language"),
                        steps=sizes.dpo_steps, batch_size=sizes.batch_size, seed=ctx.seed)
-    return ctx.fine_tuning(replace(base, event_repeats=1, replay=64, dpo_sft_weight=1.0, beta=0.1))
+    return ctx.fine_tuning(replace(base, event_repeats=1, replay=64, dpo_sft_weight=1.0, beta=0.1,
+                                   start_from=start or ""))
 
 
 def training_rows(dep: Deployment, scenario: PersonalScenario, model: str, learn: LearnConfig) -> list[dict]:
@@ -222,9 +223,11 @@ def training_rows(dep: Deployment, scenario: PersonalScenario, model: str, learn
 
 
 def _train(ctx: RunContext, dep: Deployment, scenario: PersonalScenario, model: str) -> str | None:
+    """The version of `model` ("sft", or "dpo" on top of the "sft" one), trained once per deployment."""
     from ilearn.users.tuning import USER_AWARE
 
-    learn = learn_settings(ctx, model)
+    start = _train(ctx, dep, scenario, "sft") if model == "dpo" else None
+    learn = learn_settings(ctx, model, start)
     return dep.train_version(f"user-aware-{model}", learn, training_rows(dep, scenario, model, learn),
                              {USER_AWARE: True})
 

@@ -196,6 +196,81 @@ def apply_trained(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
+def stack_onto(out_dir: str | Path, start_dir: str | Path) -> Path:
+    """Make the version saved in `out_dir`, trained on top of the version saved in `start_dir` (its LoRA merged
+    into the weights before a new one was added), whole: `apply_trained` on the base then gives what trained.
+
+    Full parts: the start version's tensors of the parts this training left alone join this one's. LoRA: the two
+    adapters side by side in one, exactly (rank r1 + r2, scale 1: A = [A1; A2], B = [s1 B1, s2 B2], zeros where
+    one adapter has no such module), minus the start adapter's modules in parts this training trained in full
+    (their saved tensors hold that adapter merged already). So a stacked version loads, and is published to vLLM,
+    as one adapter; its rank is the sum of the two."""
+    from safetensors.torch import load_file, save_file
+
+    out, start = Path(out_dir), Path(start_dir)
+    mine, theirs = (json.loads((d / PARTS_FILE).read_text()) for d in (out, start))
+    full = [p for p in PARTS if p in mine["full"] or p in theirs["full"]]
+    if (start / WEIGHTS_FILE).is_file():
+        state = load_file(str(start / WEIGHTS_FILE))
+        if (out / WEIGHTS_FILE).is_file():  # this training's tensors of the parts it trained in full win
+            state.update(load_file(str(out / WEIGHTS_FILE)))
+        save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+    start_lora = [p for p in theirs["lora"] if p not in mine["full"]]  # the others are merged into saved tensors
+    if start_lora and (start / "adapter_config.json").is_file():
+        adapters = [d for d in (start, out) if (d / "adapter_config.json").is_file()]
+        _stack_adapters(adapters, start, mine["located"], set(mine["full"]), out)
+    lora = [p for p in PARTS if p in mine["lora"] or p in start_lora]
+    (out / PARTS_FILE).write_text(json.dumps({"full": full, "lora": lora, "located": mine["located"]}, indent=2))
+    return out
+
+
+def _stack_adapters(folders: list[Path], start: Path, located: dict[str, str], merged: set[str], out: Path) -> None:
+    """Write into `out` the PEFT adapters in `folders` side by side (`stack_onto`), leaving out `start`'s modules
+    in the `merged` parts."""
+    from safetensors.torch import load_file, save_file
+
+    configs, states, scales, modules = [], [], [], []
+    for folder in folders:
+        config = json.loads((folder / "adapter_config.json").read_text())
+        if config.get("rank_pattern") or config.get("alpha_pattern") or config.get("modules_to_save"):
+            raise InvalidInput(f"the adapter in {folder} has per-module ranks or saved modules: it cannot be stacked")
+        r = int(config["r"])
+        configs.append(config)
+        scales.append(config["lora_alpha"] / (r ** 0.5 if config.get("use_rslora") else r))
+        state = load_file(str(folder / "adapter_model.safetensors"))
+        if folder == start:
+            state = {k: v for k, v in state.items() if part_of(canonical_name(k), located) not in merged}
+        states.append(state)
+        modules.append({k.rsplit(".lora_", 1)[0] for k in state if ".lora_" in k})
+    for state in states:
+        odd = [k for k in state if ".lora_A." not in k and ".lora_B." not in k]
+        if odd:
+            raise InvalidInput(f"adapter tensors other than LoRA A and B cannot be stacked: {odd[:3]}")
+    names = sorted(set().union(*modules))
+    ranks = [int(c["r"]) for c in configs]
+    stacked: dict[str, torch.Tensor] = {}
+    for name in names:
+        a_key, b_key = f"{name}.lora_A.weight", f"{name}.lora_B.weight"
+        shape_a = next(s[a_key] for s in states if a_key in s)
+        shape_b = next(s[b_key] for s in states if b_key in s)
+        a_parts, b_parts = [], []
+        for state, r, scale in zip(states, ranks, scales, strict=True):
+            if a_key in state:
+                a_parts.append(state[a_key])
+                b_parts.append(state[b_key] * scale)
+            else:  # this adapter leaves the module alone
+                a_parts.append(shape_a.new_zeros((r, *shape_a.shape[1:])))
+                b_parts.append(shape_b.new_zeros((shape_b.shape[0], r, *shape_b.shape[2:])))
+        stacked[a_key] = torch.cat(a_parts, dim=0).contiguous()
+        stacked[b_key] = torch.cat(b_parts, dim=1).contiguous()
+    config = dict(configs[-1])
+    rank = sum(ranks)
+    targets = sorted({n.removeprefix("base_model.model.") for n in names})
+    config.update(r=rank, lora_alpha=rank, use_rslora=False, target_modules=targets)
+    save_file(stacked, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+    (out / "adapter_config.json").write_text(json.dumps(config, indent=2))
+
+
 def load_weights(model: nn.Module, file: Path) -> None:
     """Copy a (partial) state dict file into `model`; unknown keys are an error."""
     from safetensors.torch import load_file

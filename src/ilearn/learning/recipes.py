@@ -4,11 +4,15 @@ Each recipe reads top to bottom: setup (a fresh copy of the base model, frozen e
 where asked), data (TRL's standard columns, images included), train (the TRL trainer, `processing_class`
 passed explicitly), save (a PEFT adapter or the trained parts' tensors, never a full model copy).
 
-Every candidate is trained from the base weights on its whole dataset snapshot, so a version is always
-"base + its own adapter" and versions never stack. Runs on CPU in float32 and on CUDA (bf16 mixed precision
-where the GPU supports it); the device comes from the wrapper's ModelConfig.
+A candidate is trained from the base weights on its whole dataset snapshot, so a version is "base + its own
+adapter", unless `train` is given a version to start from (`learn.start_from`, as User-VLM trains DPO after SFT):
+then that version's weights are the starting point (its LoRA merged) and DPO / KTO's reference, and the saved
+version holds both (`ilearn.learning.parts.stack_onto`): still one adapter and the full parts' tensors. Runs on
+CPU in float32 and on CUDA (bf16 mixed precision where the GPU supports it); the device comes from the wrapper's
+ModelConfig.
 
     train(vlm, rows, LearnConfig(recipe="sft"), "versions/v3") -> TrainResult
+    train(vlm, rows, LearnConfig(recipe="dpo"), "versions/v4", start="versions/v3")
 """
 
 from __future__ import annotations
@@ -32,11 +36,13 @@ from ilearn.learning.base import Recipe, TrainResult
 from ilearn.learning.collate import collate_with
 from ilearn.learning.parts import (
     PreparedModel,
+    apply_trained,
     canonical_name,
     make_trl_compatible,
     part_of,
     prepare,
     save_trained,
+    stack_onto,
 )
 from ilearn.types import Label
 
@@ -59,7 +65,8 @@ def trains_on(dataset: str) -> Callable[[Callable[..., TrainResult]], Recipe]:
 
 # -- setup ------------------------------------------------------------------------------------------------
 def base_model(vlm: TrainableModel) -> torch.nn.Module:
-    """A trainable copy of the wrapper's base weights (a fresh load when the wrapper serves a trained version)."""
+    """A trainable copy of the weights training starts from: the wrapper's base weights (a fresh load when the
+    wrapper serves a trained version), with the version `train` was told to start from applied (its LoRA merged)."""
     if vlm.version == "base":
         model = copy.deepcopy(vlm.model)
     else:
@@ -67,6 +74,11 @@ def base_model(vlm: TrainableModel) -> torch.nn.Module:
 
         logger.info("the model serves version %s; loading fresh base weights to train from", vlm.version)
         model = load_model(vlm.config).model
+    start = _START.get()
+    if start is not None:
+        model = apply_trained(model, start)
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
     return make_trl_compatible(model)
 
 
@@ -286,6 +298,7 @@ class StepCallback:
 
 
 _ON_STEP: ContextVar[Callable[[int, int], None] | None] = ContextVar("ilearn_on_step", default=None)
+_START: ContextVar[Path | None] = ContextVar("ilearn_start", default=None)  # `train`'s start version folder
 """`train`'s `on_step`, for `run` (recipes keep the Recipe signature: a registered recipe need not pass it on)."""
 
 
@@ -310,6 +323,8 @@ def run(trainer: Any, prepared: PreparedModel, settings: LearnConfig, n_examples
     seconds = time.perf_counter() - start
     if trainer.is_world_process_zero():  # one process saves (several train under ilearn.learning.distributed)
         save_trained(prepared, out_dir)
+        if (start := _START.get()) is not None:
+            stack_onto(out_dir, start)
         shutil.rmtree(out_dir / "trainer", ignore_errors=True)
     n_train, n_total = prepared.count()
     result = TrainResult(
@@ -353,8 +368,9 @@ def sft_trainer(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig
 
 
 def reference_model(prepared: PreparedModel, vlm: TrainableModel) -> torch.nn.Module | None:
-    """DPO / KTO reference: None when only LoRA adapters train (TRL then uses the adapter-free model), else a
-    frozen copy of the base model (fully trained parts change in place, so disabling adapters is no reference)."""
+    """DPO / KTO reference: None when only LoRA adapters train (TRL then uses the adapter-free model: the start
+    version's weights, merged), else a frozen copy of them (fully trained parts change in place, so disabling
+    adapters is no reference)."""
     if prepared.is_peft and not prepared.full:
         return None
     ref = base_model(vlm)
@@ -507,21 +523,25 @@ def reward_weighted_trainer() -> type:
 
 
 def train(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path, *,
-          on_step: Callable[[int, int], None] | None = None) -> TrainResult:
+          on_step: Callable[[int, int], None] | None = None, start: str | Path | None = None) -> TrainResult:
     """Run the recipe `settings.recipe` (a `Recipe` registered in `ilearn.plugins`) on `rows` (TRL's columns for
     that recipe) and save the result in `out_dir`; on `settings.processes` processes when more than one
     (`ilearn.learning.distributed`). `on_step(step, steps)`: told as training goes, by recipes that train
-    through `run` (every built-in one; not on several processes)."""
+    through `run` (every built-in one; not on several processes). `start`: the folder of a saved version to
+    train on top of (module docstring); one process only."""
     from ilearn import plugins
 
+    if start is not None and settings.processes > 1:
+        raise InvalidInput("training on top of a version (learn.start_from) runs in one process (learn.processes 1)")
     if settings.processes > 1:
         from ilearn.learning.distributed import train_distributed
 
         return train_distributed(vlm, rows, replace(settings, processes=1), out_dir, processes=settings.processes,
                                  accelerate_config=settings.accelerate_config or None)
     recipe: Recipe = plugins.resolve("recipe", settings.recipe)
-    token = _ON_STEP.set(on_step)
+    token, started = _ON_STEP.set(on_step), _START.set(Path(start) if start is not None else None)
     try:
         return recipe(vlm, rows, settings, out_dir)
     finally:
         _ON_STEP.reset(token)
+        _START.reset(started)

@@ -5,8 +5,9 @@
 Held-out events (a seeded `learn.heldout_fraction` of the corrected/confirmed events, chosen by event id so a
 rerun holds out the same ones) are kept out of training and measure learning; the general set (easy-vqa for the
 default model) measures forgetting, the bias set stereotyping (`ilearn.users.bias.gate_bias_set`: the picture
-items and the profile bias set; see `gate.py`). The candidate is always trained
-from the base weights on the whole snapshot, so versions never stack. Each run trains with its own seed
+items and the profile bias set; see `gate.py`). The candidate is trained
+from the base weights on the whole snapshot, so versions do not stack, unless `learn.start_from` names a version
+to train on top of (`ilearn.learning.recipes`; the candidate then counts that version's events as its own). Each run trains with its own seed
 (`learn.seed` + the number of versions trained before), so a candidate the gate turned down is not trained again
 identically: on the same events, training seeds alone moved the general set between 79 and 89 of 100
 (`benchmarks/r3.py --set seed=N`).
@@ -170,9 +171,24 @@ def train_candidate(vlm: Any, registry: Any, learn: LearnConfig, rows: Sequence[
     from ilearn.learning.recipes import train
 
     guard_heldout(rows, (metrics or {}).get("heldout_event_ids", ()))
+    start = start_version(registry, learn)
     version_id, path = registry.new_path()
-    result = train(vlm, training_set(rows, learn), learn, path, on_step=on_step)
+    result = train(vlm, training_set(rows, learn), learn, path, on_step=on_step,
+                   start=start.path if start is not None else None)
     return register_candidate(registry, learn, rows, version_id, path, result, metrics)
+
+
+def start_version(registry: Any, learn: LearnConfig) -> ModelVersion | None:
+    """The version `learn.start_from` names (None when empty): NotFound for an unknown id, InvalidInput for one
+    without weights or trained on forgotten events."""
+    if not learn.start_from:
+        return None
+    start = registry.get(learn.start_from)
+    if not start.path:
+        raise InvalidInput(f"model version {start.id} has no weights to train on top of")
+    if start.metrics.get("forgotten"):
+        raise InvalidInput(f"model version {start.id} was trained on forgotten events: train from the base weights")
+    return start
 
 
 def register_candidate(registry: Any, learn: LearnConfig, rows: Sequence[dict], version_id: str, path: Path,
@@ -182,9 +198,12 @@ def register_candidate(registry: Any, learn: LearnConfig, rows: Sequence[dict], 
     `learn.user_aware`."""
     from ilearn.users.tuning import USER_AWARE
 
-    event_ids = sorted({r["event_id"] for r in rows if "event_id" in r})
+    event_ids = {r["event_id"] for r in rows if "event_id" in r}
+    start = start_version(registry, learn)
+    if start is not None:  # what it was trained on is in these weights too
+        event_ids |= set(start.event_ids)
     aware = {USER_AWARE: True} if learn.user_aware else {}
-    return registry.register(path=path, recipe=learn.recipe, settings=asdict(learn), event_ids=event_ids,
+    return registry.register(path=path, recipe=learn.recipe, settings=asdict(learn), event_ids=sorted(event_ids),
                              metrics={"train": result.to_dict(), **aware, **(metrics or {})}, version_id=version_id)
 
 
