@@ -31,7 +31,13 @@ With `--fleet W ...`, each of the levels runs again on `ilearn serve --workers W
 (`--postgres`; a schema per fleet, dropped afterwards; the keys in it): W worker processes on one port, a
 client's turns on whichever worker takes its connection, each row with its turns per second as a ratio against
 the one-worker SQLite level of the same clients. `--robots R` spreads the clients over R robots (a key each; a
-robot key sees only its own sessions, so lost turns are read back with each turn's own key).
+robot key sees only its own sessions, so lost turns are read back with each turn's own key). After each level,
+`--probes N` cross-worker probes: a new user shows a new object to one worker (a connection whose `/readyz`
+names it), corrects it ("No, that's <name>.") and closes the session; at once the same user asks the same
+question with the same photo on a connection held by another worker: reused when that first reply is the taught
+name, the delay counted from the close's reply. With `--fleet-kill S`, one worker process is killed (SIGKILL)
+S seconds into each fleet's largest level: its clients get transport errors and stop, uvicorn starts another
+worker, and every turn answered before must still be stored (lost turns 0), with no half or duplicate event.
 
 Goals (issue 21): 50 clients, 0 errors, 0 lost turns; with `small`, 10 clients >= 2.5x the turns per second of
 one client. Issue 23: 50 clients over several robots on 2 and 4 workers, 0 errors, 0 lost turns. Results go to benchmarks/results/serve_load/<model>.json; the load average is recorded per level.
@@ -294,6 +300,133 @@ def make_keys(location: str, n_robots: int) -> tuple[list[str], str]:
     return robots, admin
 
 
+def worker_client(url: str, token: str, avoid: str | None = None, tries: int = 20) -> tuple[httpx.Client, str]:
+    """An HTTP client whose (kept-alive) connection is held by a worker other than `avoid`, and that worker's name
+    (`/readyz`). New connections go to whichever worker accepts first, which on an idle server is mostly the same
+    one: each try opens 16 at once and keeps one that another worker took."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def connect(_: int) -> tuple[httpx.Client, str]:
+        http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=300)
+        return http, http.get("/readyz").json().get("worker", "")
+
+    for _ in range(tries):
+        with ThreadPoolExecutor(16) as pool:
+            opened = list(pool.map(connect, range(16)))
+        chosen = next(((h, w) for h, w in opened if w != avoid), None)
+        for http, _ in opened:
+            if chosen is None or http is not chosen[0]:
+                http.close()
+        if chosen is not None:
+            return chosen
+    raise RuntimeError(f"no connection reached a worker other than {avoid} in {tries} tries of 16")
+
+
+def cross_worker_probes(url: str, token: str, n: int, level: str) -> dict:
+    """`n` fresh corrections taught through one worker and asked at once through another (module docstring)."""
+    from fleet import QUESTION, photo
+
+    reused, delays, pairs, in_time = 0, [], [], 0
+    for k in range(n):
+        name = f"probe{k}-{uuid_hex()}"
+        picture = base64.b64encode(photo(10_000 + 97 * k + len(level))).decode()
+        user = f"{level}-probe{k}-{uuid_hex()}"
+        teacher, taught_by = worker_client(url, token)
+        asker, asked_by = worker_client(url, token, avoid=taught_by)
+        try:
+            first = teacher.post("/v1/turns", json={"user": user, "text": QUESTION, "image_base64": picture}).json()
+            teacher.post("/v1/turns", json={"user": user, "text": f"No, that's {name}.",
+                                            "session_id": first["session_id"]}).raise_for_status()
+            teacher.post(f"/v1/sessions/{first['session_id']}/close").raise_for_status()
+            taught = time.perf_counter()
+            reply = asker.post("/v1/turns", json={"user": user, "text": QUESTION, "image_base64": picture}).json()
+            delays.append(time.perf_counter() - taught)
+        finally:
+            teacher.close()
+            asker.close()
+        hit = name.lower() in reply.get("text", "").lower()
+        reused += hit
+        in_time += hit and delays[-1] <= 1.0
+        pairs.append((taught_by, asked_by))
+    return {"probes": n, "reused": reused, "reused_within_1s": in_time,
+            "delay_p50_ms": round(1000 * float(np.median(delays)), 1) if delays else None,
+            "delay_max_ms": round(1000 * max(delays), 1) if delays else None,
+            "worker_pairs": sorted({f"{a}->{b}" for a, b in pairs})}
+
+
+def uuid_hex() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:6]
+
+
+def worker_pids(server: Server) -> list[int]:
+    """The worker processes of `ilearn serve --workers N` (children of the server running multiprocessing's spawn)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat[1]) == server.process.pid and "spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def worker_killer(server: Server, after_s: float, result: dict):
+    """A side task: SIGKILL one worker process `after_s` into the level; then wait (up to 300 s) until uvicorn's
+    replacement answers, i.e. bursts of new connections reach as many distinct workers as before."""
+
+    def run(tally: Tally) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        time.sleep(after_s)
+        before = worker_pids(server)
+        with tally.lock:
+            result["answered_before_kill"] = len(tally.answered)
+        os.kill(before[0], signal.SIGKILL)
+        killed = time.monotonic()
+        result.update(killed_at_s=after_s, workers_before=len(before))
+
+        def ask(_: int) -> str:
+            try:
+                return httpx.get(f"{server.url}/readyz", timeout=30).json().get("worker", "")
+            except (httpx.HTTPError, ValueError):
+                return ""
+
+        while time.monotonic() - killed < 300:
+            with ThreadPoolExecutor(16) as pool:
+                seen = set(pool.map(ask, range(16))) - {""}
+            if len(seen) == len(before) and before[0] not in worker_pids(server):
+                result["replaced_after_s"] = round(time.monotonic() - killed, 1)
+                break
+            time.sleep(0.5)
+
+    return run
+
+
+def store_events(store: str) -> dict:
+    """Duplicate events (a session distilled into the same question and answer twice) and half events (active with
+    an empty question or answer, or a closed session never distilled), read from the fleet's schema."""
+    import psycopg
+
+    from ilearn.memory.postgres import parse_url
+
+    conninfo, schema = parse_url(store)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        duplicates = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {schema}.events GROUP BY session_id, "
+                                  "question, answer HAVING count(*) > 1) d").fetchone()[0]
+        half = conn.execute(f"SELECT count(*) FROM {schema}.events WHERE status = 'active' AND "
+                            "(question = '' OR answer = '')").fetchone()[0]
+        undistilled = conn.execute(f"SELECT count(*) FROM {schema}.sessions WHERE closed AND NOT distilled"
+                                   ).fetchone()[0]
+        events = conn.execute(f"SELECT count(*) FROM {schema}.events").fetchone()[0]
+    return {"events": events, "duplicate_events": duplicates, "half_events": half + undistilled}
+
+
 def run_fleets(args: argparse.Namespace, home: Path, pictures: list[str], baseline: list[dict]) -> list[dict]:
     """The levels again on `ilearn serve --workers W` for each W of `args.fleet`, all workers on one PostgreSQL
     schema of their own (dropped afterwards); each row's ratio against the SQLite level of the same clients."""
@@ -317,10 +450,18 @@ def run_fleets(args: argparse.Namespace, home: Path, pictures: list[str], baseli
             started = round(server.start(), 1)
             try:
                 for n in args.levels:
+                    kill: dict = {}
+                    during = (worker_killer(server, args.fleet_kill, kill)
+                              if args.fleet_kill and n == max(args.levels) else None)
                     row, tally = run_level(server.url, robots, n, args.turns, args.seconds, f"w{workers}c{n}",
-                                           pictures)
+                                           pictures, during=during)
                     row.update(workers=workers, store="postgresql", start_s=started,
                                lost_turns=lost_turns(server.url, tally.answered))
+                    if kill:
+                        row["worker_killed"] = kill
+                    if args.probes:
+                        row["cross_worker"] = cross_worker_probes(server.url, robots[0], args.probes, row["level"])
+                    row.update(store_events(store))
                     base = by_clients.get(n)
                     row["turns_per_s_ratio_vs_sqlite"] = (round(row["turns_per_s"] / base["turns_per_s"], 2)
                                                           if base and base["turns_per_s"] else None)
@@ -357,6 +498,11 @@ def main() -> None:
     parser.add_argument("--robots", type=int, default=1, help="robots (a key each) the clients are spread over")
     parser.add_argument("--fleet", type=int, nargs="*", default=[],
                         help="worker counts of `ilearn serve --workers W` on PostgreSQL to run the levels on too")
+    parser.add_argument("--probes", type=int, default=0,
+                        help="cross-worker probes after each fleet level (a correction taught through one worker, "
+                             "asked at once through another)")
+    parser.add_argument("--fleet-kill", type=float, default=0.0,
+                        help="kill one worker process this many seconds into each fleet's largest level (0: no)")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -417,7 +563,13 @@ def main() -> None:
     if report.get("fleet"):
         big = [r for r in report["fleet"] if r["clients"] >= 50]
         report["goals"]["fleet_50_clients_0_errors_0_lost"] = (
-            all(r["errors"] == 0 and r["lost_turns"] == 0 for r in big) if big else None)
+            all(r["errors"] == 0 and r["lost_turns"] == 0 for r in big if "worker_killed" not in r) if big else None)
+        report["goals"]["fleet_0_lost_0_duplicate_0_half"] = all(
+            r["lost_turns"] == 0 and r["duplicate_events"] == 0 and r["half_events"] == 0 for r in report["fleet"])
+        probes = [r["cross_worker"] for r in report["fleet"] if "cross_worker" in r]
+        if probes:
+            report["goals"]["fleet_reused_within_1s"] = (f"{sum(p['reused_within_1s'] for p in probes)} of "
+                                                        f"{sum(p['probes'] for p in probes)}")
     print(json.dumps(report["goals"]))
     out = args.out or OUT / f"{args.model}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

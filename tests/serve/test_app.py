@@ -205,6 +205,7 @@ def test_ilearn_serve_runs_several_workers_on_a_postgresql_store(tmp_path):
             assert r.status_code == 200, r.text
         turns = httpx.get(f"{url}/v1/sessions/{first['session_id']}", headers=auth, timeout=60).json()["turns"]
         assert len(turns) == 12
+        assert httpx.get(f"{url}/readyz", timeout=60).json()["worker"] in {"worker-0", "worker-1"}
         assert not (tmp_path / "keys.db").exists() and not (tmp_path / "ilearn.db").exists()
         process.send_signal(signal.SIGTERM)
         process.wait(60)

@@ -45,9 +45,10 @@ def assistant_from_runtime(runtime: Runtime) -> Assistant:
     return assistant
 
 
-def create_app(target: Runtime | Assistant, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(target: Runtime | Assistant, settings: ServeSettings | None = None, *, worker: str = "") -> FastAPI:
     """The HTTP service over an Assistant (the caller closes it) or a Runtime (the app builds the assistant over
-    it and closes it on shutdown)."""
+    it and closes it on shutdown). `worker`: which worker process of `ilearn serve --workers N` this is (its home
+    folder's name), said by `/readyz` so that an operator or a benchmark can tell the workers apart."""
     settings = settings or ServeSettings()
     if isinstance(target, Assistant):
         service = Service.build(target, settings, owns_assistant=False)
@@ -75,12 +76,12 @@ def create_app(target: Runtime | Assistant, settings: ServeSettings | None = Non
     app.include_router(openai_compat.router)
     app.include_router(profiles.router)
     app.include_router(web.router)
-    _health_routes(app, service)
+    _health_routes(app, service, worker)
     app.add_middleware(Observe, service=service)
     return app
 
 
-def _health_routes(app: FastAPI, service: Service) -> None:
+def _health_routes(app: FastAPI, service: Service, worker: str) -> None:
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
         """The process is up."""
@@ -88,12 +89,13 @@ def _health_routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/readyz", tags=["ops"], responses={503: {"model": ErrorResponse, "description": "Not ready"}})
     def readyz() -> dict[str, str]:
-        """The service answers turns (503 while starting or shutting down)."""
+        """The service answers turns (503 while starting or shutting down); `worker` names the worker process of
+        `ilearn serve --workers N` that answered (absent with one process)."""
         if not service.ready:
             return error_response(503, "not ready", "unavailable")
         version = service.assistant.versions.current().version
         service.metrics.serving(version)
-        return {"status": "ready", "model_version": version}
+        return {"status": "ready", "model_version": version, **({"worker": worker} if worker else {})}
 
     @app.get("/metrics", tags=["ops"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})

@@ -178,7 +178,7 @@ def worker_app():
             continue
         try:  # held until the runtime's memory holds it too
             logger.info("worker %d serves with home %s", os.getpid(), home)
-            return create_app(build_runtime(config.override(home=str(home))), settings)
+            return create_app(build_runtime(config.override(home=str(home))), settings, worker=home.name)
         finally:
             lock.release()
     raise RuntimeError(f"no free worker home under {config.home_path}: {2 * spec['workers']} are held")
