@@ -252,7 +252,7 @@ def test_the_turn_counter_migration_numbers_on_after_the_stored_turns(url, monke
         store.close()
 
 
-def test_a_follow_up_turn_costs_few_round_trips(url, tmp_path, monkeypatch) -> None:
+def test_a_follow_up_turn_and_a_close_cost_few_round_trips(url, tmp_path, monkeypatch) -> None:
     """What a fleet worker pays per turn to the server (benchmarks/store_round_trips.py has the whole dialogue):
     a follow-up turn without an image reads its session and the served version and writes its two turns, one
     statement each, with no transaction block around them."""
@@ -279,5 +279,13 @@ def test_a_follow_up_turn_costs_few_round_trips(url, tmp_path, monkeypatch) -> N
         monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
         monkeypatch.setattr(psycopg.Transaction, "__enter__", counted_enter)
         assistant.respond("ana", "No, that's ibuprofen.", session_id=first.session_id)
+        follow_up = list(sent)
+        sent.clear()
+        [event] = assistant.close_session(first.session_id)
         monkeypatch.undo()
-    assert "BEGIN" not in sent and len(sent) <= 4, sent
+    assert "BEGIN" not in follow_up and len(follow_up) <= 4, follow_up
+    # the close: the owner read, then one transaction that marks the session closed and distilled, reads it once
+    # and writes the event (its user's row with it); the trust rules' and the index's share follow
+    assert event.answer == "ibuprofen"
+    assert sent[:4] == ["SELECT", "BEGIN", "UPDATE", "SELECT"], sent  # owner; mark; the session with its turns
+    assert len(sent) - sent.count("BEGIN") <= 14 and sent.count("BEGIN") <= 4, sent  # 35 round trips before: 28
