@@ -562,8 +562,11 @@ def main() -> None:
     }
     if report.get("fleet"):
         big = [r for r in report["fleet"] if r["clients"] >= 50]
+        whole = [r for r in big if "worker_killed" not in r]
         report["goals"]["fleet_50_clients_0_errors_0_lost"] = (
-            all(r["errors"] == 0 and r["lost_turns"] == 0 for r in big if "worker_killed" not in r) if big else None)
+            all(r["errors"] == 0 and r["lost_turns"] == 0 for r in whole) if whole else None)
+        killed = [r for r in report["fleet"] if "worker_killed" in r]
+        report["goals"]["fleet_worker_killed_0_lost"] = all(r["lost_turns"] == 0 for r in killed) if killed else None
         report["goals"]["fleet_0_lost_0_duplicate_0_half"] = all(
             r["lost_turns"] == 0 and r["duplicate_events"] == 0 and r["half_events"] == 0 for r in report["fleet"])
         probes = [r["cross_worker"] for r in report["fleet"] if "cross_worker" in r]
