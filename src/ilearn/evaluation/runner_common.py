@@ -183,8 +183,9 @@ def can_train_beside(model: Any, threads: int) -> bool:
     return device == "cpu" and (os.cpu_count() or 1) >= 2 * max(threads, 1)
 
 
-def _train_in_child(model: Any, learn: LearnConfig, rows: list[dict], path: str) -> Any:
-    """The child process of `BackgroundTraining`: load the base model, train, save the weights in `path`."""
+def _train_in_child(model: Any, learn: LearnConfig, rows: list[dict], path: str, start: str | None = None) -> Any:
+    """The child process of `BackgroundTraining`: load the base model, train (on top of the version saved in
+    `start`, if given), save the weights in `path`."""
     import torch
 
     from ilearn.learning.recipes import train
@@ -192,7 +193,7 @@ def _train_in_child(model: Any, learn: LearnConfig, rows: list[dict], path: str)
     from ilearn.models import load_model
 
     torch.set_num_threads(max(model.threads, 1))
-    return train(load_model(model), training_set(rows, learn), learn, path)
+    return train(load_model(model), training_set(rows, learn), learn, path, start=start)
 
 
 class BackgroundTraining:
@@ -203,10 +204,14 @@ class BackgroundTraining:
     def __init__(self, dep: Deployment, key: str, learn: LearnConfig, rows: list[dict]) -> None:
         import multiprocessing
 
+        from ilearn.learning.update import start_version
+
         self.dep, self.key, self.learn, self.rows = dep, key, learn, rows
+        start = start_version(dep.registry, learn)
         self.version_id, self.path = dep.registry.new_path()
         self.pool = multiprocessing.get_context("spawn").Pool(1)
-        self.pending = self.pool.apply_async(_train_in_child, (dep.config.model, learn, rows, str(self.path)))
+        self.pending = self.pool.apply_async(_train_in_child, (dep.config.model, learn, rows, str(self.path),
+                                                               start.path if start is not None else None))
         logger.info("training %s in a child process", key)
 
     def finish(self) -> str:
