@@ -8,15 +8,19 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
-# The browser test (tests/web) drives Debian's chromium through Playwright; Playwright's own browser download
-# does not work offline. Checked on every run, before the stamp: installing the Python packages is not enough.
-if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+# Debian packages the tests use: chromium (tests/web drives it through Playwright, whose own browser download does
+# not work offline) and rsvg-convert (tests/test_make_real_images.py rasterises icons with it). Checked on every
+# run, before the stamp: installing the Python packages is not enough.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v rsvg-convert >/dev/null 2>&1 || missing+=(librsvg2-bin)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; else SUDO=none; fi
   if [ "$SUDO" = none ]; then
-    echo "setup: /usr/bin/chromium is missing and this user cannot install it (no root, no sudo): the browser test will skip" >&2
+    echo "setup: ${missing[*]} missing and this user cannot install them (no root, no sudo): their tests will skip" >&2
   else
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 fi
 stamp=.venv/.ilearn-setup
