@@ -88,7 +88,7 @@ def test_training_starts_from_the_version_and_prefers_relative_to_it(tiny_vlm, t
 
 def test_a_candidate_on_top_of_a_version_counts_its_events(tiny_vlm, tmp_path):
     from ilearn.learning.registry import ModelRegistry
-    from ilearn.learning.update import train_candidate
+    from ilearn.learning.update import HeldOutLeak, train_candidate
     from ilearn.memory.sqlite import SQLiteStore
 
     store = SQLiteStore(tmp_path / "ilearn.db")
@@ -98,6 +98,9 @@ def test_a_candidate_on_top_of_a_version_counts_its_events(tiny_vlm, tmp_path):
     second = train_candidate(tiny_vlm, registry, LearnConfig(**STEPS, start_from=first.id),
                              [{**r, "event_id": "evt_b"} for r in rows])
     assert second.event_ids == ["evt_a", "evt_b"] and second.settings["start_from"] == first.id
+    with pytest.raises(HeldOutLeak, match=f"start version {first.id} was trained on 1 of the held-out"):
+        train_candidate(tiny_vlm, registry, LearnConfig(**STEPS, start_from=first.id),
+                        [{**r, "event_id": "evt_b"} for r in rows], {"heldout_event_ids": ["evt_a"]})
     registry.forget_events(["evt_a"])  # what the start version learnt is in the stacked one too
     assert registry.forgotten(second.id)
     with pytest.raises(InvalidInput, match="forgotten events"):

@@ -165,13 +165,19 @@ def train_candidate(vlm: Any, registry: Any, learn: LearnConfig, rows: Sequence[
                     metrics: dict[str, Any] | None = None,
                     on_step: Callable[[int, int], None] | None = None) -> ModelVersion:
     """Train `learn.recipe` on `rows` (each `learn.event_repeats` times, plus `learn.replay` general examples)
-    from the base weights and register the result as a candidate; the version's event ids are those of `rows`.
-    `metrics["heldout_event_ids"]`, when given, are checked against `rows` first (HeldOutLeak). `on_step(step,
+    from the base weights (or on top of the version `learn.start_from` names) and register the result as a
+    candidate; the version's event ids are those of `rows` (and of the start version).
+    `metrics["heldout_event_ids"]`, when given, are checked against `rows` and against the events of the version
+    `learn.start_from` names first (HeldOutLeak: the gate would score what the weights learnt). `on_step(step,
     steps)` is told as training goes (`recipes.train`)."""
     from ilearn.learning.recipes import train
 
-    guard_heldout(rows, (metrics or {}).get("heldout_event_ids", ()))
+    heldout = (metrics or {}).get("heldout_event_ids", ())
+    guard_heldout(rows, heldout)
     start = start_version(registry, learn)
+    if start is not None and set(start.event_ids) & set(heldout):  # its weights learnt them: no fresh test
+        raise HeldOutLeak(f"the start version {start.id} was trained on {len(set(start.event_ids) & set(heldout))} "
+                          f"of the held-out event(s); start from a version trained on fewer events, or the base")
     version_id, path = registry.new_path()
     result = train(vlm, training_set(rows, learn), learn, path, on_step=on_step,
                    start=start.path if start is not None else None)
