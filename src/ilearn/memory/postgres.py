@@ -250,18 +250,8 @@ class PostgresStore:
     def transaction(self) -> Iterator[None]:
         """Group writes atomically. A nested block is a savepoint: an exception undoes it (and, if it escapes,
         the outer block too); nothing is visible to others until the outermost block commits."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            with conn.transaction():
-                yield
-            return
-        with self._connection() as conn:
-            self._local.conn = conn
-            try:
-                with conn.transaction():
-                    yield
-            finally:
-                self._local.conn = None
+        with self.held(), self._local.conn.transaction():
+            yield
 
     @contextmanager
     def held(self) -> Iterator[None]:
