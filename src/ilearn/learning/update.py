@@ -5,11 +5,11 @@
 Held-out events (a seeded `learn.heldout_fraction` of the corrected/confirmed events, chosen by event id so a
 rerun holds out the same ones) are kept out of training and measure learning; the general set (easy-vqa for the
 default model) measures forgetting, the bias set stereotyping (`ilearn.users.bias.gate_bias_set`: the picture
-items and the profile bias set; see `gate.py`). The candidate is trained
-from the base weights on the whole snapshot, so versions do not stack, unless `learn.start_from` names a version
-to train on top of (`ilearn.learning.recipes`; the candidate then counts that version's events as its own). Each run trains with its own seed
-(`learn.seed` + the number of versions trained before), so a candidate the gate turned down is not trained again
-identically: on the same events, training seeds alone moved the general set between 79 and 89 of 100
+items and the profile bias set; see `gate.py`). The candidate is trained from the base weights on the whole
+snapshot, so versions do not stack, unless `learn.start_from` names a version to train on top of
+(`ilearn.learning.recipes`; the candidate then counts that version's events as its own). Each run trains with its
+own seed (`learn.seed` + the number of versions trained before), so a candidate the gate turned down is not trained
+again identically: on the same events, training seeds alone moved the general set between 79 and 89 of 100
 (`benchmarks/r3.py --set seed=N`).
 
 Scope: the shared model learns only from SHARED events (`shared_events`): answers the trust rules shared
@@ -175,9 +175,10 @@ def train_candidate(vlm: Any, registry: Any, learn: LearnConfig, rows: Sequence[
     heldout = (metrics or {}).get("heldout_event_ids", ())
     guard_heldout(rows, heldout)
     start = start_version(registry, learn)
-    if start is not None and set(start.event_ids) & set(heldout):  # its weights learnt them: no fresh test
-        raise HeldOutLeak(f"the start version {start.id} was trained on {len(set(start.event_ids) & set(heldout))} "
-                          f"of the held-out event(s); start from a version trained on fewer events, or the base")
+    learnt = set(start.event_ids) & set(heldout) if start is not None else set()
+    if learnt:  # the start's weights learnt them: no fresh test for the gate
+        raise HeldOutLeak(f"the start version {start.id} was trained on {len(learnt)} of the held-out event(s); "
+                          f"start from a version trained on fewer events, or the base")
     version_id, path = registry.new_path()
     result = train(vlm, training_set(rows, learn), learn, path, on_step=on_step,
                    start=start.path if start is not None else None)

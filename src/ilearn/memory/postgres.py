@@ -471,8 +471,8 @@ class PostgresStore:
         _check_user_id(session.user_id)
         with self.transaction() if session.turns else nullcontext():
             cur = self._execute(
-                f"WITH u AS ({_ADD_USER}) INSERT INTO sessions (id, user_id, robot_id, closed, created, updated, distilled, next_seq) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                f"WITH u AS ({_ADD_USER}) INSERT INTO sessions (id, user_id, robot_id, closed, created, updated, "
+                "distilled, next_seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
                 (session.user_id, now(), session.id, session.user_id, session.robot_id, bool(session.closed),
                  session.created, max([session.updated, *(t.time for t in session.turns)]), bool(session.distilled),
                  len(session.turns)))
