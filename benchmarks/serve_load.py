@@ -300,20 +300,29 @@ def make_keys(location: str, n_robots: int) -> tuple[list[str], str]:
     return robots, admin
 
 
-def worker_client(url: str, token: str, avoid: str | None = None, tries: int = 20) -> tuple[httpx.Client, str]:
-    """An HTTP client whose (kept-alive) connection is held by a worker other than `avoid`, and that worker's name
-    (`/readyz`). New connections go to whichever worker accepts first, which on an idle server is mostly the same
-    one: each try opens 16 at once and keeps one that another worker took."""
+def connections(url: str, token: str = "", n: int = 16) -> list[tuple[httpx.Client, str]]:
+    """`n` HTTP clients opened at once, each with the name of the worker its (kept-alive) connection reached
+    (`/readyz`; "" when it did not answer). New connections go to whichever worker accepts first, which on an idle
+    server is mostly the same one: opening several at once spreads them."""
     from concurrent.futures import ThreadPoolExecutor
 
     def connect(_: int) -> tuple[httpx.Client, str]:
-        http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=300)
-        return http, http.get("/readyz").json().get("worker", "")
+        http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"} if token else {}, timeout=300)
+        try:
+            return http, http.get("/readyz").json().get("worker", "")
+        except (httpx.HTTPError, ValueError):
+            return http, ""
 
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(connect, range(n)))
+
+
+def worker_client(url: str, token: str, avoid: str | None = None, tries: int = 20) -> tuple[httpx.Client, str]:
+    """An HTTP client whose connection is held by a worker other than `avoid`, and that worker's name: each try
+    opens 16 connections at once (`connections`) and keeps one that another worker took."""
     for _ in range(tries):
-        with ThreadPoolExecutor(16) as pool:
-            opened = list(pool.map(connect, range(16)))
-        chosen = next(((h, w) for h, w in opened if w != avoid), None)
+        opened = connections(url, token)
+        chosen = next(((h, w) for h, w in opened if w and w != avoid), None)
         for http, _ in opened:
             if chosen is None or http is not chosen[0]:
                 http.close()
@@ -381,8 +390,6 @@ def worker_killer(server: Server, after_s: float, result: dict):
     replacement answers, i.e. bursts of new connections reach as many distinct workers as before."""
 
     def run(tally: Tally) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         time.sleep(after_s)
         before = worker_pids(server)
         with tally.lock:
@@ -391,15 +398,11 @@ def worker_killer(server: Server, after_s: float, result: dict):
         killed = time.monotonic()
         result.update(killed_at_s=after_s, workers_before=len(before))
 
-        def ask(_: int) -> str:
-            try:
-                return httpx.get(f"{server.url}/readyz", timeout=30).json().get("worker", "")
-            except (httpx.HTTPError, ValueError):
-                return ""
-
         while time.monotonic() - killed < 300:
-            with ThreadPoolExecutor(16) as pool:
-                seen = set(pool.map(ask, range(16))) - {""}
+            opened = connections(server.url)
+            seen = {worker for _, worker in opened} - {""}
+            for http, _ in opened:
+                http.close()
             if len(seen) == len(before) and before[0] not in worker_pids(server):
                 result["replaced_after_s"] = round(time.monotonic() - killed, 1)
                 break
