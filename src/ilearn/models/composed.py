@@ -27,6 +27,7 @@ from transformers.models.siglip.image_processing_pil_siglip import SiglipImagePr
 from transformers.processing_utils import ProcessorMixin
 
 from ilearn.errors import InvalidInput
+from ilearn.models.feature_cache import FeatureCache, weights_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +258,8 @@ class ComposedVLM(PreTrainedModel, GenerationMixin):
         self.language = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
         self.projector.zero_instance_output()
+        self.feature_cache = FeatureCache()
+        """The vision features of recently seen images, reused at inference (`ilearn.models.feature_cache`)."""
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -312,10 +315,17 @@ class ComposedVLM(PreTrainedModel, GenerationMixin):
         if image_features is None:
             if pixel_values is None:
                 raise InvalidInput("pixel_values or image_features is required")
-            dtype = next(self.vision.parameters()).dtype
-            image_features = self.vision(pixel_values.to(dtype))
+            image_features = self.vision_features(pixel_values)
         image_features = image_features.to(self.projector.fc1.weight.dtype)
         return self.projector(image_features)
+
+    def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The vision encoder's features of normalised pixels (n, vision_dim, grid, grid); at inference, an image
+        seen lately with the same encoder weights is not encoded again (`feature_cache`)."""
+        pixels = pixel_values.to(next(self.vision.parameters()).dtype)
+        if not self.feature_cache.usable(self.vision, pixels):
+            return self.vision(pixels)
+        return self.feature_cache.features(self.vision, weights_stamp(self.vision), pixels)
 
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
               image_features: torch.Tensor | None = None) -> torch.Tensor:

@@ -58,7 +58,7 @@ class ComposedVLMChat(HFVisionLanguageModel):
         """Image features computed once by the vision encoder and shared by the `n` candidate rows."""
         if "pixel_values" not in images:
             return super()._candidate_images(images, n)
-        feats = self._model.vision(images["pixel_values"])
+        feats = self._model.vision_features(images["pixel_values"])
         shared = feats.expand(n, *feats.shape[1:]) if feats.shape[0] == 1 else feats.repeat(
             n, *([1] * (feats.dim() - 1)))
         return {"image_features": shared}
