@@ -11,6 +11,10 @@ half the turns need no model. Every level runs at least `--turns` turns (each us
 dialogues) on the same runtime, one level after the other, and nothing is taught meanwhile (sessions are left
 open), so the levels do the same work per turn.
 
+Every dialogue is about a photo of its own, as a robot's camera never gives the same frame twice: what a
+runtime keeps of a photo (the retrieval memory's query embedding, the model's vision features) serves only the
+turns of that dialogue, never a later one.
+
 Per level: turns per second (all turns / wall time of the level), p50 and p99 latency of a turn (`respond`
 call), each as a ratio against the one-user level of the same run; errors (exceptions from `respond`) and lost
 turns (answered, but the reply's turn is not in the store afterwards). The goal (issue 17, `small`, 2 cores):
@@ -55,17 +59,17 @@ need no model (a clarifying question, an acknowledgement), so its latencies are 
 
 
 def photos(n: int) -> list[bytes]:
-    """`n` PNG photos of pharmacy bottles (new views, as in benchmarks/turn_latency.py)."""
+    """`n` PNG photos of pharmacy bottles, no two the same (new views, as in benchmarks/turn_latency.py)."""
     import io
 
-    from ilearn.evaluation.scenarios.pharmacy import pharmacy_scenario
+    from ilearn.evaluation.scenarios.pharmacy import BOTTLES, pharmacy_scenario
 
-    scenario = pharmacy_scenario(seed=0, n_teach=1, n_test=2)
+    scenario = pharmacy_scenario(seed=0, n_teach=1, n_test=max(1, math.ceil(n / len(BOTTLES))))
     views = [view for item in scenario.items for view in item.test_views]
     out = []
-    for i in range(n):
+    for view in views[:n]:
         buf = io.BytesIO()
-        views[i % len(views)].save(buf, format="PNG")
+        view.save(buf, format="PNG")
         out.append(buf.getvalue())
     return out
 
@@ -85,7 +89,9 @@ def dialogue(assistant: Assistant, script: str, user: str, photo: bytes, latenci
 def batch_check(assistant: Assistant, script: str, views: list[bytes], n: int = 8) -> dict | None:
     """The script's model prompts on `n` photos, answered one by one (`generate`) and as one batch
     (`generate_batch`): how many batched replies equal the replies alone (greedy: all of them should), and the
-    seconds of each way. None when the model does not batch."""
+    seconds of each way; where the model keeps its photos' vision features, the batch once more with them kept
+    (a dialogue's later turns) against the best of two batches that encode every photo. None when the model does
+    not batch."""
     import io
 
     from PIL import Image
@@ -105,18 +111,35 @@ def batch_check(assistant: Assistant, script: str, views: list[bytes], n: int = 
     start = time.perf_counter()
     batch = vlm.generate_batch(conversations, max_new_tokens=limit)
     batch_s = time.perf_counter() - start
+    features = getattr(vlm.model, "feature_cache", None)
+    again_s = None
+    if features is not None:  # the same batch once more with its photos' vision features kept, then without any
+        start = time.perf_counter()
+        vlm.generate_batch(conversations, max_new_tokens=limit)
+        again_s = time.perf_counter() - start
+        vlm.model.feature_cache, kept = type(features)(size=0), features
+        start = time.perf_counter()
+        vlm.generate_batch(conversations, max_new_tokens=limit)
+        batch_s = min(batch_s, time.perf_counter() - start)
+        vlm.model.feature_cache = kept
     equal = sum(a.text == b.text for a, b in zip(alone, batch, strict=True))
     return {"conversations": n, "equal": equal, "alone_s": alone_s, "batch_s": batch_s,
-            "alone_over_batch": alone_s / batch_s if batch_s > 0 else None,
+            "alone_over_batch": alone_s / batch_s if batch_s > 0 else None, "features_kept_s": again_s,
+            "batch_over_features_kept": batch_s / again_s if again_s else None,
             "reply_tokens": [a.completion_tokens for a in alone],
             "differences": [(a.text, b.text) for a, b in zip(alone, batch, strict=True) if a.text != b.text][:3]}
+
+
+def level_dialogues(script: str, n_users: int, min_turns: int) -> int:
+    """Dialogues per user of a level: at least `min_turns` turns in all."""
+    return max(1, math.ceil(min_turns / n_users / len(SCRIPTS[script])))
 
 
 def run_level(assistant: Assistant, script: str, n_users: int, min_turns: int, level: int,
               views: list[bytes]) -> dict:
     """`n_users` threads, each the same number of dialogues (at least `min_turns` turns in all), all started at
-    once."""
-    dialogues = max(1, math.ceil(min_turns / n_users / len(SCRIPTS[script])))
+    once; each dialogue about a photo of its own from `views` (n_users x dialogues of them)."""
+    dialogues = level_dialogues(script, n_users, min_turns)
     start_line = threading.Barrier(n_users + 1)
     latencies: list[list[float]] = [[] for _ in range(n_users)]
     replies: list[list] = [[] for _ in range(n_users)]
@@ -126,13 +149,14 @@ def run_level(assistant: Assistant, script: str, n_users: int, min_turns: int, l
         start_line.wait()
         for d in range(dialogues):
             try:
-                dialogue(assistant, script, f"l{level}-u{i}", views[(i + d) % len(views)], latencies[i],
-                         replies[i])
+                dialogue(assistant, script, f"l{level}-u{i}", views[i * dialogues + d], latencies[i], replies[i])
             except Exception as exc:  # counted, reported
                 errors.append(f"{type(exc).__name__}: {exc}")
 
     threads = [threading.Thread(target=user, args=(i,)) for i in range(n_users)]
     runs, calls = assistant.batcher.runs, assistant.batcher.calls
+    features = getattr(getattr(assistant.vlm, "model", None), "feature_cache", None)
+    seen = (features.hits, features.misses) if features is not None else (0, 0)
     for t in threads:
         t.start()
     load_before = os.getloadavg()
@@ -146,13 +170,15 @@ def run_level(assistant: Assistant, script: str, n_users: int, min_turns: int, l
     stored = {t.id for sid in {r.session_id for r in all_replies} for t in assistant.get_session(sid).turns}
     lost = sum(1 for r in all_replies if r.turn_id not in stored)
     runs, calls = assistant.batcher.runs - runs, assistant.batcher.calls - calls
+    reused, encoded = ((features.hits - seen[0], features.misses - seen[1]) if features is not None else (None, None))
     return {"users": n_users, "dialogues_per_user": dialogues, "turns": len(all_replies), "wall_s": wall,
             "turns_per_s": len(all_replies) / wall if wall > 0 else 0.0,
             "cpu_s_per_turn": cpu / len(all_replies) if all_replies else None,
             "p50_ms": float(np.percentile(flat, 50)) if flat.size else None,
             "p99_ms": float(np.percentile(flat, 99)) if flat.size else None,
             "mean_ms": float(flat.mean()) if flat.size else None,
-            "mean_batch": calls / runs if runs else None, "errors": len(errors), "error_examples": errors[:3],
+            "mean_batch": calls / runs if runs else None, "photos_encoded": encoded, "photos_reused": reused,
+            "errors": len(errors), "error_examples": errors[:3],
             "lost_turns": lost,
             "load_before": list(load_before), "load_after": list(os.getloadavg())}
 
@@ -200,7 +226,10 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=None, help="model.max_batch (1: no batching)")
     parser.add_argument("--batch-workers", type=int, default=None,
                         help="batches generated at the same time (default: MicroBatcher's)")
-    parser.add_argument("--split", action="store_true", help="free batch workers share the waiting turns")
+    parser.add_argument("--gather-s", type=float, default=None,
+                        help="seconds a batch about to start waits for turns on their way (default: MicroBatcher's)")
+    parser.add_argument("--split", action=argparse.BooleanOptionalAction, default=None,
+                        help="free batch workers share the waiting turns (default: the config's model.batch_split)")
     parser.add_argument("--early", action="store_true", help="each reply returns as soon as it ends")
     parser.add_argument("--join", action="store_true",
                         help="continuous batching: turns join a running batch between decoding steps")
@@ -214,39 +243,51 @@ def main() -> None:
     for key in ("max_new_tokens", "max_batch"):
         if getattr(args, key) is not None:
             model[key] = getattr(args, key)
-    views = photos(16)
+    levels_n = sorted(args.users)
+    sizes = [n * level_dialogues(args.script, n, args.turns) for n in levels_n]
+    views = photos(1 + 8 + sum(sizes))  # the warm-up's, the batch check's, then each level's
     with tempfile.TemporaryDirectory() as home:
         config = Config(home=str(Path(home) / "ilearn")).override(model=model)
         started = time.perf_counter()
         assistant = Assistant.from_config(config)
         if args.batch_workers is not None:
             assistant.batcher.workers = args.batch_workers
-        for flag in ("split", "early", "join"):
+        if args.split is not None:
+            assistant.batcher.split = args.split
+        if args.gather_s is not None:
+            assistant.batcher.gather_s = args.gather_s
+        for flag in ("early", "join"):
             if getattr(args, flag):
                 setattr(assistant.batcher, flag, True)
         load_s = time.perf_counter() - started
         warm: list[float] = []
         dialogue(assistant, args.script, "warmup", views[0], warm, [])  # lazily built parts load here
-        check = batch_check(assistant, args.script, views)
+        check = batch_check(assistant, args.script, views[1:9])
         if check is not None:
             print(f"generate_batch: {check['equal']} of {check['conversations']} replies equal generate's alone; "
                   f"{check['alone_s']:.2f} s one by one, {check['batch_s']:.2f} s as one batch "
                   f"(x{check['alone_over_batch']:.2f}); reply tokens {check['reply_tokens']}", flush=True)
+            if check["features_kept_s"]:
+                print(f"the same batch with its photos' vision features kept: {check['features_kept_s']:.2f} s "
+                      f"(x{check['batch_over_features_kept']:.2f})", flush=True)
         levels = []
-        for level, n in enumerate(sorted(args.users)):
-            result = run_level(assistant, args.script, n, args.turns, level, views)
+        first = 9
+        for level, (n, size) in enumerate(zip(levels_n, sizes, strict=True)):
+            result = run_level(assistant, args.script, n, args.turns, level, views[first:first + size])
+            first += size
             levels.append(result)
             print(f"{n:>3} users: {result['turns']:>4} turns in {result['wall_s']:6.1f} s = "
                   f"{result['turns_per_s']:6.2f} turns/s, p50 {result['p50_ms']:7.1f} ms, "
                   f"p99 {result['p99_ms']:7.1f} ms, CPU {result['cpu_s_per_turn']:.3f} s/turn, "
-                  f"batch {result['mean_batch'] or 0:.1f}, errors {result['errors']}, lost {result['lost_turns']}, "
+                  f"batch {result['mean_batch'] or 0:.1f}, photos encoded {result['photos_encoded']} reused "
+                  f"{result['photos_reused']}, errors {result['errors']}, lost {result['lost_turns']}, "
                   f"load {result['load_before'][0]:.1f}",
                   flush=True)
         assistant.close()
     levels = with_ratios(levels)
     report = {"model": args.model, "script": args.script, "turns_min": args.turns,
               "max_batch": assistant.config.model.max_batch, "batch_workers": assistant.batcher.workers,
-              "split": args.split, "early": args.early, "join": args.join,
+              "split": assistant.batcher.split, "gather_s": assistant.batcher.gather_s, "early": args.early, "join": args.join,
               "load_s": load_s, "machine": machine(), "batch_check": check, "levels": levels, "goal": goal(levels)}
     print(f"{'users':>5} {'turns/s':>8} {'x1':>6} {'p50 x1':>7} {'p99 x1':>7} {'p99/p50(1)':>10}")
     for x in levels:

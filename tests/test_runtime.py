@@ -154,3 +154,14 @@ def test_the_fused_image_embedder_takes_its_weight_from_the_settings(monkeypatch
                     ("stub", {"device": "cpu", "threads": threads})]
     with pytest.raises(InvalidInput, match="fused_weight"):
         Config.from_dict({"retrieval": {"fused_weight": 1.5}})
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_the_batching_settings_reach_the_assistants_batcher(tmp_path, split):
+    from ilearn.assistant import Assistant
+
+    config = Config(home=str(tmp_path / "home")).override(model={"backend": "stub", "max_batch": 5,
+                                                                 "batch_split": split})
+    with Assistant.from_config(config) as assistant:
+        assert (assistant.batcher.max_batch, assistant.batcher.split) == (5, split)
+    assert Config().model.batch_split  # two batches at once on the two cores by default (docs/batching.md)

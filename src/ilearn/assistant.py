@@ -92,7 +92,7 @@ class Assistant:
         self.feedback_decoder = feedback_decoder
         self.registry = registry
         self.versions = versions or ModelVersions(vlm, registry)
-        self.batcher = MicroBatcher(config.model.max_batch)
+        self.batcher = MicroBatcher(config.model.max_batch, split=config.model.batch_split)
         """Answers of turns running at the same time on the same model version, generated in one batch."""
         self.clarifier = clarifier or make_clarifier(
             config.clarify.method if config.clarify.enabled else "never", self.versions.served,

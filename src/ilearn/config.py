@@ -65,6 +65,10 @@ class ModelConfig:
     """Most answers of turns running at the same time that are generated in one batched pass (1: each alone).
     Only backends with batched generation batch (small, tiny); one user alone is answered as without it. Measured
     by benchmarks/concurrency.py."""
+    batch_split: bool = True
+    """When more turns wait than one batch worker should take alone, the free workers (two) share them: two
+    batches of 4 at once rather than one of 8, both cores busy with `threads` 1. Off: one batch takes them all,
+    which gives more turns per second on cores that other jobs keep busy (docs/batching.md)."""
     cache_dir: str | None = None
     """Where derived weights are cached (de-quantised LM, projector); default ~/.cache/ilearn."""
     seed: int = 0

@@ -11,15 +11,15 @@ that users answered together stay together instead of splitting into batches tha
 never waits, and gets the same reply as without batching (a batch of one is a plain `generate`, on the
 caller's thread). A batch of several runs on a thread of its own.
 
-Three ways to schedule differently, each off by default because on this 2-core machine each made the slowest
-turns slower (benchmarks/concurrency.py, `small`, 8 users, docs/batching.md): `split`, free workers share the
-waiting turns (two batches of 4 at once rather than one of 8); `early`, each reply goes to its caller as soon
-as it ends (the model's `generate_batch` takes `on_reply`, as `ComposedVLMChat`'s does); `join`, continuous
-batching: calls that arrive while every worker is busy join a running batch between its decoding steps (the
-model's `generate_batch` takes `more`). Users that are answered apart come back apart, so batches shrink (mean
-3 to 6 instead of 8) and cost more per turn, and a turn that arrives just after a batch started waits for all
-of it; a joining prompt's prefill costs about as much as a decoding step of the whole batch, and a long reply
-waits through every one of them (p99 58-75 s against 27 s without, loaded machine).
+Three ways to schedule differently (benchmarks/concurrency.py, `small`, 8 users, docs/batching.md): `split`,
+free workers share the waiting turns (two batches of 4 at once rather than one of 8); `early`, each reply goes to
+its caller as soon as it ends (the model's `generate_batch` takes `on_reply`, as `ComposedVLMChat`'s does);
+`join`, continuous batching: calls that arrive while every worker is busy join a running batch between its
+decoding steps (the model's `generate_batch` takes `more`). The runtime splits (`model.batch_split`): on two
+cores of its own, two batches of 4 beat one of 8; on cores other jobs keep busy it lost. `early` and `join` stay
+off: users that are answered apart come back apart, so batches shrink and cost more per turn, a joining
+prompt's prefill costs about as much as a decoding step of the whole batch, and a long reply waits through every
+one of them (p99 about 10 s against 5-6 s without, 8 users).
 
 A model batches when it has `generate_batch` (`BatchGenerator`); models without it answer each call alone. A call
 with `avoid` (replies the user rejected) gets its greedy reply in a batch like any other; only when that reply is
