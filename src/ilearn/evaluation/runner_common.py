@@ -21,9 +21,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -358,24 +357,6 @@ class RunContext:
         another (no session closed, nothing learnt between them)."""
         with ThreadPoolExecutor(max(1, getattr(self.sizes, "score_users", 1))) as pool:
             return list(self.bar(pool.map(play, range(n)), desc, total=n))
-
-    @contextmanager
-    def every_core(self, dep: Deployment) -> Iterator[int]:
-        """Torch threads for the cores of two runs (`2 * threads`) while this process works alone (the machine has
-        them, `parallel`, and no child trains), back to `threads` afterwards: teaching is one dialogue after the
-        other, and the general set one batch after the other, each a single stream of model calls that would keep
-        one core busy. Yields the thread count in use."""
-        import torch
-
-        wide = 2 * self.threads if self.parallel and not dep.background else self.threads
-        if wide == self.threads:
-            yield self.threads
-            return
-        torch.set_num_threads(wide)
-        try:
-            yield wide
-        finally:
-            torch.set_num_threads(self.threads)
 
     def fine_tuning(self, settings: LearnConfig) -> LearnConfig:
         """The protocol's fine-tuning `settings` with the caller's `learn` overrides applied."""

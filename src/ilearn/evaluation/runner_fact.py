@@ -234,8 +234,7 @@ def _score(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
     # (the same view asked again by another persona, in other words: not an independent trial)
     out["n_distinct_tasks"] = len({(t.item.id, t.view_index, t.intent) for t in tasks})
     start = time.perf_counter()
-    with ctx.every_core(dep):
-        out["general_accuracy"] = ctx.general()
+    out["general_accuracy"] = ctx.general()
     out["seconds"] = {"score": round(score_s, 1), "general": round(time.perf_counter() - start, 1)}
     return out
 
@@ -248,17 +247,16 @@ def _teach(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
     start = time.perf_counter()
     taught: set[tuple[str, str]] = set()
     first_right = 0
-    with ctx.every_core(dep) as threads:  # one dialogue after the other: each learns from the ones before
-        for i, task in enumerate(ctx.bar(tasks, f"{key} teach")):
-            persona = ctx.teach_personas[i % len(ctx.teach_personas)]
-            user_id = prefix + persona.name
-            dep.store.ensure_user(user_id, trusted=True)
-            user = SimulatedUser(persona, task, random.Random(derive_seed("teach", ctx.seed, key, i)))
-            record, _, session_id = play_fact(assistant, user_id, user, task)
-            first_right += record.first_answer_correct
-            if session_id is not None:
-                assistant.close_session(session_id)
-            taught |= taught_keys(user)
+    for i, task in enumerate(ctx.bar(tasks, f"{key} teach")):
+        persona = ctx.teach_personas[i % len(ctx.teach_personas)]
+        user_id = prefix + persona.name
+        dep.store.ensure_user(user_id, trusted=True)
+        user = SimulatedUser(persona, task, random.Random(derive_seed("teach", ctx.seed, key, i)))
+        record, _, session_id = play_fact(assistant, user_id, user, task)
+        first_right += record.first_answer_correct
+        if session_id is not None:
+            assistant.close_session(session_id)
+        taught |= taught_keys(user)
     return {"n_teach_interactions": len(tasks), "teach_events": dep.store.count_events() - before,
             "teach_accuracy": first_right / len(tasks) if tasks else None, "taught": sorted(taught),
-            "teach_seconds": round(time.perf_counter() - start, 1), "teach_threads": threads}
+            "teach_seconds": round(time.perf_counter() - start, 1)}
