@@ -7,6 +7,7 @@ import json
 import logging
 import shlex
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -402,11 +403,12 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
 
 def cmd_models_adapters(args: argparse.Namespace) -> int:
     """The adapters the vLLM server holds for this deployment's versions, each with its version's state; with
-    `--sweep`, the stale ones (`stale_adapters`) unloaded. A worker that still serves a retired version (the
+    `--sweep`, the stale ones (`loaded_adapters`: a retired version's, a check's, or the active version's with no
+    live worker's lease on it) unloaded. A worker that still serves a retired version (the
     server refused the active one) has its next turns fail until it serves the active one: sweep when the
     workers' metrics show the active version."""
     from ilearn.learning.registry import ModelRegistry
-    from ilearn.models.vllm_publish import VLLMAdapters, loaded_adapters
+    from ilearn.models.vllm_publish import ADAPTER_LEASE, VLLMAdapters, loaded_adapters
 
     if load_config(args).model.publish != "vllm-lora":
         raise InvalidInput("adapters are published only with model.publish vllm-lora (and the openai backend "
@@ -416,7 +418,9 @@ def cmd_models_adapters(args: argparse.Namespace) -> int:
         registry = ModelRegistry(store, config.home_path)
         adapters = VLLMAdapters.from_config(config.model)
         active = registry.active_id()
-        ours = loaded_adapters(adapters.loaded(), registry, active=active)
+        loaded = adapters.loaded()
+        leases = store.list_leases(ADAPTER_LEASE)
+        ours = loaded_adapters(loaded, registry, active=active, leases=leases)
         stale = [a.name for a in ours if a.stale]
         servers = "the vLLM server holds" if len(adapters.base_urls) == 1 else \
             f"the {len(adapters.base_urls)} vLLM replicas hold"
@@ -425,6 +429,10 @@ def cmd_models_adapters(args: argparse.Namespace) -> int:
             print(f"{a.name}  {'check, ' if a.check else ''}{a.state}{'  stale' if a.stale else ''}")
         if args.sweep:
             unloaded, failed = adapters.unload_each(stale)
+            now = time.time()
+            for lease in leases:  # the swept adapters' leases, and expired ones of adapters no server holds
+                if lease.key in unloaded or (lease.expires <= now and lease.key not in loaded):
+                    store.drop_lease(ADAPTER_LEASE, lease.key)
             print(f"unloaded {len(unloaded)} stale adapter(s){': ' + ', '.join(unloaded) if unloaded else ''}")
             if failed:
                 print(f"not unloaded: {'; '.join(f'{name} ({reason})' for name, reason in failed)}")

@@ -457,3 +457,19 @@ def test_delete_user_removes_their_records_and_record_images(store) -> None:
     with pytest.raises(NotFound):
         store.get_image_bytes(mine.sha256)
     assert store.get_image_bytes(shown.sha256) == b"bob's too"
+
+
+def test_leases_are_taken_renewed_listed_and_given_up(store):
+    from ilearn.memory.store import Lease
+
+    assert store.list_leases("vllm-adapter") == []
+    store.hold_lease(Lease("vllm-adapter", "ilearn-v1-aaaaaaaa", "host-a:11", 100.0))
+    store.hold_lease(Lease("vllm-adapter", "ilearn-v1-bbbbbbbb", "host-b:12", 50.5))
+    store.hold_lease(Lease("other", "ilearn-v1-aaaaaaaa", "host-c:13", 1.0))  # kinds apart
+    store.hold_lease(Lease("vllm-adapter", "ilearn-v1-aaaaaaaa", "host-a:11", 200.0))  # renewed
+    assert store.list_leases("vllm-adapter") == [Lease("vllm-adapter", "ilearn-v1-aaaaaaaa", "host-a:11", 200.0),
+                                                 Lease("vllm-adapter", "ilearn-v1-bbbbbbbb", "host-b:12", 50.5)]
+    store.drop_lease("vllm-adapter", "ilearn-v1-bbbbbbbb")
+    store.drop_lease("vllm-adapter", "never-held")
+    assert [lease.key for lease in store.list_leases("vllm-adapter")] == ["ilearn-v1-aaaaaaaa"]
+    assert store.list_leases("other") == [Lease("other", "ilearn-v1-aaaaaaaa", "host-c:13", 1.0)]

@@ -357,6 +357,77 @@ def test_stale_adapters_of_killed_workers_are_listed_and_swept(server, tmp_path,
     assert "model.publish vllm-lora" in capsys.readouterr().err
 
 
+def test_a_killed_workers_adapter_of_the_active_version_is_swept_once_its_lease_expires(server, tmp_path,
+                                                                                         capsys) -> None:
+    """Every worker leases the adapter it serves in the store: one killed while it served the active version
+    leaves an adapter under a name no live worker renews; once its lease expires it is listed stale and swept,
+    and the live worker's adapter of the same version stays and answers on."""
+    import time
+
+    from ilearn.models.vllm_publish import ADAPTER_LEASE
+
+    home = tmp_path / "home"
+    options = ["--home", str(home), "--model", "openai", "--model-path", f"{server}#base-vlm",
+               "--set", "model.publish=vllm-lora"]
+    with build_runtime(published_config(home, server)) as live:
+        registry = live.registry
+        v1 = version(registry)
+        live.versions.change(lambda: registry.promote(v1))
+        with live.versions.hold() as handle:
+            live_name = ask(handle.vlm)
+        killed = AdapterPublisher(live.versions.publisher.vlm, VLLMAdapters(server), leases=registry.store,
+                                  lease_s=0.2, holder="worker-2:4242")
+        killed_name = killed.sync(registry)  # then the process died: nothing renews its lease
+        assert {lease.key: lease.holder for lease in registry.store.list_leases(ADAPTER_LEASE)} == {
+            live_name: live.versions.publisher.holder, killed_name: "worker-2:4242"}
+
+        assert main(["models", "adapters", *options]) == 0  # its lease runs yet: a live worker's, as far as anyone knows
+        out = capsys.readouterr().out
+        assert f"{killed_name}  active\n" in out and f"{live_name}  active\n" in out and "stale" not in out
+        time.sleep(0.3)
+        assert main(["models", "adapters", *options]) == 0
+        out = capsys.readouterr().out
+        assert f"{killed_name}  active, held by no live worker  stale" in out and f"{live_name}  active\n" in out
+        assert main(["models", "adapters", "--sweep", *options]) == 0
+        assert f"unloaded 1 stale adapter(s): {killed_name}" in capsys.readouterr().out
+        assert FakeVLLM.loaded == {live_name}
+        assert [lease.key for lease in registry.store.list_leases(ADAPTER_LEASE)] == [live_name]
+        with live.versions.hold() as handle:
+            assert ask(handle.vlm) == live_name
+
+
+def test_a_worker_renews_its_lease_and_takes_back_an_adapter_swept_while_it_was_idle(server, registry) -> None:
+    """A turn renews the lease once a third of `lease_s` has passed; a worker idle for longer than `lease_s`
+    whose adapter was swept loads it again at its next turn (the 404), and leases it again."""
+    import time
+
+    from ilearn.models.vllm_publish import ADAPTER_LEASE
+
+    vlm = OpenAIVisionLanguageModel.from_url(f"{server}#base-vlm")
+    publisher = AdapterPublisher(vlm, VLLMAdapters(server), leases=registry.store, lease_s=0.3)
+    v1 = version(registry)
+    registry.promote(v1)
+    name = publisher.sync(registry)
+    [first] = registry.store.list_leases(ADAPTER_LEASE)
+    with publisher.turn() as model:  # too early to renew
+        ask(model)
+    assert registry.store.list_leases(ADAPTER_LEASE) == [first]
+    time.sleep(0.15)
+    with publisher.turn() as model:
+        ask(model)
+    [renewed] = registry.store.list_leases(ADAPTER_LEASE)
+    assert renewed.key == name and renewed.expires > first.expires
+
+    time.sleep(0.35)  # idle: the lease expired, and a sweep unloads the adapter
+    VLLMAdapters(server).unload(name)
+    registry.store.drop_lease(ADAPTER_LEASE, name)
+    with publisher.turn() as model:
+        assert ask(model) == name  # loaded again after the 404
+    assert name in FakeVLLM.loaded and [lease.key for lease in registry.store.list_leases(ADAPTER_LEASE)] == [name]
+    publisher.publish("base")  # unloading it gives the lease up
+    assert registry.store.list_leases(ADAPTER_LEASE) == [] and name not in FakeVLLM.loaded
+
+
 # -- several vLLM replicas behind one address ------------------------------------------------------------------------
 def test_replicas_behind_a_balancer_each_hold_the_served_adapter(tmp_path, capsys) -> None:
     """`model.publish_servers` names each replica: every promotion is loaded on all of them before a turn asks for

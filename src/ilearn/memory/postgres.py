@@ -40,7 +40,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
 from ilearn.memory.sqlite import StoreUnavailable, _enum, _feedback_from_json, _feedback_to_json
-from ilearn.memory.store import UserRecord
+from ilearn.memory.store import Lease, UserRecord
 from ilearn.types import (
     Event,
     EventStatus,
@@ -128,6 +128,9 @@ MIGRATIONS: list[str] = ["""
     ALTER TABLE sessions ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 0;
     UPDATE sessions s SET next_seq = t.n FROM (SELECT session_id, MAX(seq) + 1 AS n FROM turns GROUP BY session_id) t
         WHERE t.session_id = s.id
+""", """
+    CREATE TABLE leases (kind TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL, holder TEXT NOT NULL,
+        expires DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, key))
 """]
 
 _UNUSED_IMAGE = ("SELECT 1 FROM turns WHERE image_sha = %(s)s UNION ALL SELECT 1 FROM events WHERE image_sha = %(s)s "
@@ -765,6 +768,22 @@ class PostgresStore:
         """Every model version, oldest first."""
         rows = self._query(f"SELECT {_MODEL_COLS} FROM model_versions ORDER BY created, id")
         return [self._model_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ leases
+    def hold_lease(self, lease: Lease) -> None:
+        """Take or renew `lease` (its kind and key), whoever held it before."""
+        self._execute("INSERT INTO leases (kind, key, holder, expires) VALUES (%s, %s, %s, %s) ON CONFLICT (kind, key) "
+                      "DO UPDATE SET holder = EXCLUDED.holder, expires = EXCLUDED.expires",
+                      (lease.kind, lease.key, lease.holder, float(lease.expires)))
+
+    def drop_lease(self, kind: str, key: str) -> None:
+        """Give the lease up; nothing when none is held."""
+        self._execute("DELETE FROM leases WHERE kind = %s AND key = %s", (kind, key))
+
+    def list_leases(self, kind: str) -> list[Lease]:
+        """The leases of `kind`, expired ones too, by key."""
+        rows = self._query("SELECT kind, key, holder, expires FROM leases WHERE kind = %s ORDER BY key", (kind,))
+        return [Lease(r["kind"], r["key"], r["holder"], r["expires"]) for r in rows]
 
     def update_model_version(self, version: ModelVersion) -> None:
         """Overwrite a stored model version with `version` (same id)."""

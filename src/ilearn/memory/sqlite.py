@@ -31,7 +31,7 @@ import numpy as np
 
 from ilearn.config import DB_NAME
 from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
-from ilearn.memory.store import UserRecord
+from ilearn.memory.store import Lease, UserRecord
 from ilearn.types import (
     Event,
     EventStatus,
@@ -130,9 +130,17 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
     """)
 
 
+def _migrate_v3(conn: sqlite3.Connection) -> None:
+    """Leases of live processes (`EventStore.hold_lease`: the vLLM adapters each worker serves)."""
+    _script(conn, """
+        CREATE TABLE leases (kind TEXT NOT NULL, key TEXT NOT NULL, holder TEXT NOT NULL, expires REAL NOT NULL,
+            PRIMARY KEY (kind, key));
+    """)
+
+
 # Ordered migrations: MIGRATIONS[i] upgrades a database from version i to version i + 1.
 # A schema change is one new function appended here; never edit a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2, _migrate_v3]
 
 _UNUSED_IMAGE = ("SELECT 1 FROM turns WHERE image_sha = ?1 UNION ALL SELECT 1 FROM events WHERE image_sha = ?1 "
                  "UNION ALL SELECT 1 FROM user_records WHERE image_sha = ?1 LIMIT 1")
@@ -783,6 +791,23 @@ class SQLiteStore:
         """Every model version, oldest first."""
         rows = self._query(f"SELECT {_MODEL_COLS} FROM model_versions ORDER BY created, id")
         return [self._model_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ leases
+    def hold_lease(self, lease: Lease) -> None:
+        """Take or renew `lease` (its kind and key), whoever held it before."""
+        with self.transaction():
+            self._conn().execute("INSERT OR REPLACE INTO leases (kind, key, holder, expires) VALUES (?, ?, ?, ?)",
+                                 (lease.kind, lease.key, lease.holder, float(lease.expires)))
+
+    def drop_lease(self, kind: str, key: str) -> None:
+        """Give the lease up; nothing when none is held."""
+        with self.transaction():
+            self._conn().execute("DELETE FROM leases WHERE kind = ? AND key = ?", (kind, key))
+
+    def list_leases(self, kind: str) -> list[Lease]:
+        """The leases of `kind`, expired ones too, by key."""
+        rows = self._query("SELECT kind, key, holder, expires FROM leases WHERE kind = ? ORDER BY key", (kind,))
+        return [Lease(r["kind"], r["key"], r["holder"], r["expires"]) for r in rows]
 
     def update_model_version(self, version: ModelVersion) -> None:
         """Overwrite a stored model version with `version` (same id)."""

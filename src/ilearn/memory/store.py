@@ -28,6 +28,18 @@ class UserRecord:
     updated: float = field(default_factory=now)
 
 
+@dataclass(frozen=True)
+class Lease:
+    """Something a live process holds (a vLLM adapter it serves: `ilearn.models.vllm_publish`) until `expires`
+    (seconds since the epoch) unless it renews the lease; one that expired was left by a process that died."""
+
+    kind: str
+    key: str
+    holder: str
+    """Who holds it (host and process id)."""
+    expires: float
+
+
 @runtime_checkable
 class EventStore(Protocol):
     """Durable state of one iLearn deployment. Every write is committed before the call returns.
@@ -115,6 +127,15 @@ class EventStore(Protocol):
     def get_model_version(self, version_id: str) -> ModelVersion: ...
     def list_model_versions(self) -> list[ModelVersion]: ...
     def update_model_version(self, version: ModelVersion) -> None: ...
+
+    # leases of live processes (no user data)
+    def hold_lease(self, lease: Lease) -> None:
+        """Take or renew `lease` (its kind and key), whoever held it before."""
+        ...
+    def drop_lease(self, kind: str, key: str) -> None:
+        """Give the lease up; nothing when none is held."""
+        ...
+    def list_leases(self, kind: str) -> list[Lease]: ...
 
     # schema / lifecycle
     @property

@@ -20,6 +20,12 @@ A vLLM server that restarted has lost every adapter loaded at run time and answe
 meets that loads the served adapter again on each server that lacks it (`VLLMAdapters.restore`) and is sent once
 more, unless that adapter was unloaded on purpose (retired and idle, or a forgotten version's).
 
+Each worker holds a lease in the store on every adapter it serves (`ADAPTER_LEASE`, renewed by its turns every
+third of `lease_s`, given up when it unloads the adapter). A worker killed while it served the active version
+leaves that adapter loaded under a name no live worker uses: its lease expires, and `ilearn models adapters`
+lists it stale (`--sweep` unloads it). A live worker idle for longer than `lease_s` may have its adapter swept
+too; its next turn renews the lease, meets the 404 and loads the adapter again (above).
+
 `PublishedVersions` (built by `build_runtime` for that setting) is the runtime's `ModelVersions`: it publishes
 the registry's active version where `ModelVersions` would load it, at the store read of each turn (so a promotion
 by another process serves from that process's next turn) and at `refresh`. A promotion or a rollback made in
@@ -39,7 +45,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
+import socket
 import threading
 import time
 import uuid
@@ -51,12 +59,14 @@ from typing import TYPE_CHECKING, Any
 
 from ilearn.config import parse_path_map, parse_servers
 from ilearn.errors import ILearnError, InvalidInput, require_package
+from ilearn.memory.store import Lease
 from ilearn.models.openai import OpenAIVisionLanguageModel, RemoteModelError
 from ilearn.models.versions import BASE, ModelHandle, ModelVersions, bind
 
 if TYPE_CHECKING:
     from ilearn.config import ModelConfig
     from ilearn.learning.registry import ModelRegistry
+    from ilearn.memory.store import EventStore
     from ilearn.types import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -224,6 +234,16 @@ def _adapter_path(version_id: str, path: str | None) -> str:
     return str(path)
 
 
+ADAPTER_LEASE = "vllm-adapter"
+"""The kind of the store leases a worker holds on the adapters it serves (`EventStore.hold_lease`, keyed by the
+adapter's name)."""
+
+
+def this_process() -> str:
+    """Who holds a lease: this host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def adapter_name(version_id: str, prefix: str = "ilearn") -> str:
     """A name never used before for `version_id`'s adapter (vLLM caches adapters by name)."""
     return f"{prefix}-{version_id}-{uuid.uuid4().hex[:8]}"
@@ -254,16 +274,20 @@ class LoadedAdapter:
 
 
 def loaded_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: str = "ilearn", *,
-                    active: str | None = None) -> list[LoadedAdapter]:
+                    active: str | None = None, leases: Collection[Lease] | None = None,
+                    now: float | None = None) -> list[LoadedAdapter]:
     """The iLearn adapters among `loaded` (by name), each with its version's state, read from the registry once.
 
     Stale: an adapter no worker of `registry`'s deployment should serve, a version of it that is not the active one
-    (retired by a promotion or a rollback, refused by the gate, forgotten) or a check's adapter. Workers unload
-    their own retired adapters; those of a worker killed before its turns ended, or whose unload the server
-    refused, stay loaded until swept. Adapters of versions this registry does not know (another deployment's) are
-    never stale. `active`: the active version's id when the caller read it already."""
+    (retired by a promotion or a rollback, refused by the gate, forgotten) or a check's adapter, and, given the
+    workers' `leases` (`ADAPTER_LEASE`), an adapter of the active version that no lease unexpired at `now` holds
+    (its worker died). Workers unload their own retired adapters; those of a worker killed before its turns ended,
+    or whose unload the server refused, stay loaded until swept. Adapters of versions this registry does not know
+    (another deployment's) are never stale. `active`: the active version's id when the caller read it already."""
     active = registry.active_id() if active is None else active
     states = {v.id: ("forgotten" if v.metrics.get("forgotten") else v.status.value) for v in registry.list()}
+    now = time.time() if now is None else now
+    held = None if leases is None else {lease.key for lease in leases if lease.expires > now}
     out = []
     for name in sorted(loaded):
         parsed = adapter_version(name, prefix)
@@ -271,8 +295,12 @@ def loaded_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: st
             continue
         version_id, check = parsed
         mine = version_id in states
-        state = "active" if version_id == active and not check else states.get(version_id, "not this deployment's")
-        out.append(LoadedAdapter(name, version_id, check, state, mine and (check or version_id != active)))
+        serving = version_id == active and not check
+        state = "active" if serving else states.get(version_id, "not this deployment's")
+        orphaned = serving and mine and held is not None and name not in held
+        if orphaned:
+            state = "active, held by no live worker"
+        out.append(LoadedAdapter(name, version_id, check, state, mine and (not serving or orphaned)))
     return out
 
 
@@ -294,10 +322,19 @@ class _Served:
 class AdapterPublisher:
     """Which adapter the vLLM server serves for iLearn's active version, switched without stopping turns."""
 
-    def __init__(self, vlm: OpenAIVisionLanguageModel, adapters: VLLMAdapters, *, prefix: str = "ilearn") -> None:
+    def __init__(self, vlm: OpenAIVisionLanguageModel, adapters: VLLMAdapters, *, prefix: str = "ilearn",
+                 leases: EventStore | None = None, lease_s: float = 300.0, holder: str | None = None) -> None:
+        """`leases`: the store in which this worker holds a lease on each adapter it serves (module docstring),
+        for `lease_s` seconds from each renewal, as `holder` (default: this host and process)."""
+        if lease_s <= 0:
+            raise InvalidInput("lease_s must be > 0")
         self.vlm = vlm
         self.adapters = adapters
         self.prefix = prefix
+        self.leases = leases
+        self.lease_s = lease_s
+        self.holder = holder or this_process()
+        self._renewed: dict[str, float] = {}  # adapter name -> time.monotonic() of its lease's last renewal
         self.base_name = vlm.model_name
         self._lock = threading.Lock()
         self._restoring = threading.Lock()  # one load-again at a time, never beside the unload of the same adapter
@@ -327,6 +364,7 @@ class AdapterPublisher:
             path = _adapter_path(version_id, path)
             name = adapter_name(version_id, self.prefix)
             self.adapters.load(name, path)
+            self._hold(name)
         with self._lock:
             old, self._current = self._current, _Served(version_id, name, path)
             old.retired = True
@@ -367,6 +405,10 @@ class AdapterPublisher:
         with self._lock:
             served = self._current
             served.users += 1
+            renew = (served.path is not None and self.leases is not None
+                     and time.monotonic() - self._renewed.get(served.name, -math.inf) > self.lease_s / 3)
+        if renew:
+            self._hold(served.name)
         try:
             yield self._model(served)
         finally:
@@ -408,6 +450,29 @@ class AdapterPublisher:
                            served.name, served.version, ", ".join(restored))
         return True
 
+    def _hold(self, name: str) -> None:
+        """Take or renew this worker's lease on adapter `name` (a store that fails is logged: the adapter serves
+        on, and may be listed stale once the lease expires)."""
+        if self.leases is None:
+            return
+        try:
+            self.leases.hold_lease(Lease(ADAPTER_LEASE, name, self.holder, time.time() + self.lease_s))
+        except Exception as exc:  # a lease is bookkeeping: never fail a turn for it
+            logger.warning("could not renew the lease on adapter %s: %s", name, exc)
+            return
+        with self._lock:
+            self._renewed[name] = time.monotonic()
+
+    def _release(self, name: str) -> None:
+        """Give up this worker's lease on an adapter it unloaded."""
+        with self._lock:
+            self._renewed.pop(name, None)
+        if self.leases is not None:
+            try:
+                self.leases.drop_lease(ADAPTER_LEASE, name)
+            except Exception as exc:  # it expires anyway
+                logger.warning("could not give up the lease on adapter %s: %s", name, exc)
+
     def _unload(self, served: _Served) -> None:
         with self._lock:
             if served.unloaded or served.name == self.base_name:
@@ -425,6 +490,7 @@ class AdapterPublisher:
             return
         with self._lock:
             self._lingering.discard(served.name)
+        self._release(served.name)
 
 
 class PublishedVersions(ModelVersions):
@@ -456,8 +522,8 @@ class PublishedVersions(ModelVersions):
     def from_config(cls, vlm: OpenAIVisionLanguageModel, registry: ModelRegistry,
                     config: ModelConfig) -> PublishedVersions:
         """Publish to the vLLM server of the openai backend's `vlm` (`VLLMAdapters.from_config`), a refused
-        version tried again after `model.publish_retry_s`."""
-        return cls(AdapterPublisher(vlm, VLLMAdapters.from_config(config)), registry,
+        version tried again after `model.publish_retry_s`, each adapter served leased in the registry's store."""
+        return cls(AdapterPublisher(vlm, VLLMAdapters.from_config(config), leases=registry.store), registry,
                    retry_s=config.publish_retry_s)
 
     def current(self, *, wait: bool = False) -> ModelHandle:
