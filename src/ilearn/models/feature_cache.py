@@ -70,18 +70,19 @@ class FeatureCache:
         """`encoder(pixels)` for a batch of images (n, ...): the features of images seen since the weights got
         `stamp` are reused, the encoder runs once on the others (an image twice in the batch counts once)."""
         keys = [pixels_key(row) for row in pixels]
+        first: dict[bytes, int] = {}  # each image to encode: the first row showing it
         with self._lock:
             if stamp != self._stamp:
                 self._items.clear()
                 self._stamp = stamp
             found = [self._items.get(key) for key in keys]
-            for key, feature in zip(keys, found, strict=True):
-                if feature is not None:
+            for i, (key, feature) in enumerate(zip(keys, found, strict=True)):
+                if feature is None:
+                    first.setdefault(key, i)
+                else:
                     self._items.move_to_end(key)
-        first: dict[bytes, int] = {}
-        for i, (key, feature) in enumerate(zip(keys, found, strict=True)):
-            if feature is None:
-                first.setdefault(key, i)
+            self.misses += len(first)
+            self.hits += len(keys) - len(first)
         if first:
             fresh = encoder(pixels[list(first.values())])
             computed = {key: fresh[j].clone() for j, key in enumerate(first)}
@@ -91,9 +92,6 @@ class FeatureCache:
                     self._items.update(computed)
                     while len(self._items) > self.size:
                         self._items.popitem(last=False)
-        with self._lock:
-            self.misses += len(first)
-            self.hits += len(keys) - len(first)
         return torch.stack(found)
 
 
