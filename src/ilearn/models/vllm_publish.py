@@ -304,11 +304,6 @@ def loaded_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: st
     return out
 
 
-def stale_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: str = "ilearn") -> list[str]:
-    """The names of the stale adapters among `loaded` (`loaded_adapters`)."""
-    return [a.name for a in loaded_adapters(loaded, registry, prefix) if a.stale]
-
-
 @dataclass
 class _Served:
     version: str
