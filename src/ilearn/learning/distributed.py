@@ -110,7 +110,7 @@ def train_distributed(vlm: TrainableModel, rows: Sequence[dict], settings: Learn
 
 def run_job(job: Path) -> None:
     """One process of `train_distributed`: load the base model, train (Accelerate sees the launch's processes),
-    rank 0 writes the result."""
+    rank 0 writes the result, every rank leaves the process group."""
     from accelerate import PartialState
 
     from ilearn import plugins
@@ -126,6 +126,10 @@ def run_job(job: Path) -> None:
     if state.is_main_process:
         (job / RESULT_NAME).write_text(json.dumps(result.to_dict()))
     state.wait_for_everyone()
+    # Explicitly, and only after a run that went well (a failed rank's peers would wait in it): left to the
+    # interpreter's exit, gloo's worker threads are torn down during finalisation and a rank now and then dies
+    # with SIGABRT ("terminate called without an active exception") after its result was written.
+    state.destroy_process_group()
 
 
 if __name__ == "__main__":
