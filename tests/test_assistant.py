@@ -222,11 +222,12 @@ def test_references_below_the_reuse_threshold_reach_the_prompt_only_as_configure
     from ilearn.memory.stub import StubMemory
     from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
 
-    config = Config(home=str(tmp_path)).override(retrieval={"prompt_references": setting}, **PHARMACY)
+    config = Config(home=str(tmp_path)).override(retrieval={"prompt_references": setting, "guess_threshold": None},
+                                                 **PHARMACY)
 
-    class BelowReuse(StubMemory):  # every match scores under the reuse threshold: the model must answer
+    class BelowReuse(StubMemory):  # every match is a reference under the reuse threshold: the model must answer
         def search(self, *args, **kwargs):
-            return [Match(m.event, 0.5, 0.5, 0.5) for m in super().search(*args, **kwargs)]
+            return [Match(m.event, 0.85, 0.8125, 1.0) for m in super().search(*args, **kwargs)]
 
     vlm = StubVLM(responder=lambda messages: "aspirin")
     vlm.version = version
@@ -240,3 +241,87 @@ def test_references_below_the_reuse_threshold_reach_the_prompt_only_as_configure
     assert again.references and again.text == "aspirin"  # below the reuse threshold: the model answers
     prompt = "\n".join(m.content for m in vlm.calls[-1])
     assert ("ibuprofen" in prompt) is shown
+
+
+class _Guessing:
+    """An assistant whose memory returns `matches` (whatever the floor asked for) and whose model says `says`."""
+
+    def __init__(self, tmp_path, matches, says: str, **retrieval):
+        from ilearn.memory.stub import StubMemory
+        from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
+
+        config = Config(home=str(tmp_path)).override(retrieval=retrieval, **PHARMACY)
+        self.floors: list = []
+        outer = self
+
+        class Fixed(StubMemory):
+            def search(self, *args, floor=None, **kwargs):
+                outer.floors.append(floor)
+                return [m for m in matches if m.score >= (config.retrieval.threshold if floor is None else floor)]
+
+        self.vlm = StubVLM(responder=lambda messages: says)
+        self.store = open_store(tmp_path)
+        memory = Fixed(self.store, StubImageEmbedder(), HashingTextEmbedder(), config.retrieval)
+        self.assistant = Assistant(config, self.vlm, self.store, memory=memory, feedback_decoder=KeywordDecoder())
+
+
+def _match(answer: str, score: float, text_sim: float = 1.0, question: str = "What is this called?"):
+    from ilearn.memory.base import Match
+    from ilearn.types import Event, Scope
+
+    image_sim = (score - 0.2 * text_sim) / 0.8
+    return Match(Event(None, question, answer, "bo", scope=Scope.SHARED), score, image_sim, text_sim)
+
+
+@pytest.mark.parametrize("score", [0.80, 0.85])  # under the match threshold (0.84) and between it and reuse (0.87)
+def test_a_close_past_answer_is_offered_as_a_guess_when_the_model_does_not_have_it(tmp_path, png, score):
+    matches = [_match("ibuprofen", score), _match("aspirin", score - 0.03)]
+    g = _Guessing(tmp_path, matches, says="It is a bottle.")
+    reply = g.assistant.respond("ana", "What is this medicine called?", image=png)
+    assert reply.kind == TurnKind.ANSWER and reply.source == "memory-guess"
+    assert reply.text == prompts.tentative_answer("Ibuprofen") and reply.text.startswith("I'm not sure")
+    assert g.floors == [g.assistant.config.retrieval.guess_threshold]  # one search, down to the guess threshold
+    turn = g.store.get_session(reply.session_id).turns[-1]
+    assert turn.text == "Ibuprofen"  # what is learnt is the answer, not the hedge
+    assert turn.retrieved == [m.event.id for m in matches if m.score >= 0.84]  # the references: >= the threshold
+    # the user confirms: the event carries the plain answer
+    g.assistant.respond("ana", "Thanks!", session_id=reply.session_id)
+    assert [e.answer for e in g.assistant.close_session(reply.session_id)] == ["Ibuprofen"]
+
+
+def test_a_rejected_guess_is_not_offered_again_and_the_correction_is_learnt(tmp_path, png):
+    g = _Guessing(tmp_path, [_match("ibuprofen", 0.82), _match("aspirin", 0.80)], says="It is a bottle.")
+    first = g.assistant.respond("ana", "What is this medicine called?", image=png)
+    assert first.source == "memory-guess" and first.text.endswith("Ibuprofen")
+    again = g.assistant.respond("ana", "No. What is this medicine called?", session_id=first.session_id)
+    assert again.source == "memory-guess" and again.text.endswith("Aspirin")  # the next one, never the rejected
+    g.assistant.respond("ana", "No, it's naproxen.", session_id=first.session_id)
+    [event] = g.assistant.close_session(first.session_id)
+    assert event.answer == "naproxen" and set(event.rejected) == {"Ibuprofen", "Aspirin"}
+    assert event.supersedes is None  # a wrong guess (under the match threshold) retires nothing
+
+
+@pytest.mark.parametrize(("matches", "says", "retrieval"), [
+    ([_match("ibuprofen", 0.75)], "It is a bottle.", {}),  # under the guess threshold (0.76)
+    ([_match("ibuprofen", 0.80)], "It is a bottle.", {"guess_threshold": None}),  # guesses off
+    ([_match("ibuprofen", 0.85, text_sim=0.5, question="What is it for?")], "It is a bottle.", {}),  # other question
+    ([_match("ibuprofen", 0.80)], "I think it is ibuprofen.", {}),  # the model already says it
+    ([_match("ibuprofen", 0.86), _match("aspirin", 0.845)], "Aspirin.", {}),  # a weaker reference carries it
+], ids=["below", "off", "other-question", "model-says-it", "reference-carries-it"])
+def test_the_models_answer_stands_when_no_guess_is_called_for(tmp_path, png, matches, says, retrieval):
+    g = _Guessing(tmp_path, sorted(matches, key=lambda m: -m.score), says=says, **retrieval)
+    reply = g.assistant.respond("ana", "What is this medicine called?", image=png)
+    assert reply.kind == TurnKind.ANSWER and reply.source == "model" and reply.text == says
+
+
+def test_an_answer_given_outright_says_it_came_from_memory(tmp_path, png):
+    g = _Guessing(tmp_path, [_match("ibuprofen", 0.95)], says="It is a bottle.")
+    reply = g.assistant.respond("ana", "What is this medicine called?", image=png)
+    assert reply.source == "memory" and reply.text == "Ibuprofen" and not g.vlm.calls
+
+
+def test_guess_threshold_must_be_a_score():
+    from ilearn.config import RetrievalConfig
+
+    with pytest.raises(InvalidInput, match="guess_threshold"):
+        RetrievalConfig(guess_threshold=1.5)

@@ -262,23 +262,32 @@ class Assistant:
         if state.question is None or state.image is None or self.memory is None or not self.config.retrieval.enabled:
             return
         start = time.perf_counter()
-        matches = self.memory.search(state.image, state.question, state.session.user_id, state.session.robot_id)
-        state.matches = [m for m in matches if not state.turned_down(m.event.answer)]
+        rc = self.config.retrieval
+        session = state.session
+        if rc.guess_threshold is not None and rc.guess_threshold < rc.threshold:  # candidates for a guess too
+            found = self.memory.search(state.image, state.question, session.user_id, session.robot_id,
+                                       floor=rc.guess_threshold)
+        else:
+            found = self.memory.search(state.image, state.question, session.user_id, session.robot_id)
+        state.candidates = [m for m in found if not state.turned_down(m.event.answer)]
+        state.matches = [m for m in state.candidates if m.score >= rc.threshold - 1e-6]
         state.clock("retrieve", start)
 
     def _answer(self, state: TurnState) -> None:
         """4. Reuse a decisive reference's corrected answer, else ask the model, with the references in context
-        while the base model serves (`retrieval.prompt_references`).
+        while the base model serves (`retrieval.prompt_references`). When the model's answer is not one the
+        memory holds for this question and a past event about it comes close enough (`retrieval.guess_threshold`),
+        that event's answer is offered instead, worded as a guess.
 
         An answer the user rejected earlier in this dialogue is never given again: the model is asked for another
         reply, and if it has none the assistant says it is not sure.
 
         A streamed turn (`state.stream`) gets the model's words as they come, unless the words shown may differ
-        from them (an answer that must avoid rejected ones, or a profile whose answers are reworded): those, a
-        reused answer and every reply that is not an answer arrive whole with the reply."""
+        from them (an answer that must avoid rejected ones, one that may become a guess, or a profile whose answers
+        are reworded): those, a reused answer and every reply that is not an answer arrive whole with the reply."""
         if state.question is None:
             return
-        from ilearn.memory.retrieval import reusable
+        from ilearn.memory.retrieval import reusable, tentative
 
         start = time.perf_counter()
         reply_id = new_id("trn")
@@ -299,7 +308,11 @@ class Assistant:
             shown = rc.prompt_references == "always" or (rc.prompt_references == "untuned"
                                                          and state.model.version == "base")
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
-            stream = state.stream if not state.avoid and (fitted_by_model or not rewords(profile)) else None
+            guess = (tentative(state.candidates, rc.guess_threshold, rc.reuse_min_text_sim)
+                     if rc.guess_threshold is not None else None)
+            # a reply that may become a guess arrives whole, like one that must avoid rejected answers
+            stream = (state.stream if not state.avoid and guess is None and (fitted_by_model or not rewords(profile))
+                      else None)
             if stream is not None:
                 stream.begin(state.session.id, reply_id)
             generation = self._generate(state, profile, references, tuned=fitted_by_model,
@@ -308,12 +321,32 @@ class Assistant:
             if state.turned_down(text):
                 text = prompts.NOT_SURE
             state.prompt_tokens = generation.prompt_tokens
+            if guess is not None and not self._memory_holds(text, guess, state.matches):
+                text, top, fitted_by_model = prompts.reused_answer(guess.event.answer), guess, False
+                state.source = "memory-guess"
+        if state.source == "model" and top is not None:
+            state.source = "memory"
         if text != prompts.NOT_SURE and not fitted_by_model:
             state.shown_text = self.personal.fit(text, profile)  # worded for the user; the log keeps the model's
+        if state.source == "memory-guess":
+            state.shown_text = prompts.tentative_answer(state.shown_text or text)
         state.clock("answer", start)
         state.reply = state.say(text, TurnKind.ANSWER, retrieved=[m.event.id for m in state.matches],
                                 precise_question=state.question, id=reply_id)
-        calibration.note_answer(self.memory, state.reply.id, state.matches, reused=top is not None)
+        judged = [top] if state.source == "memory-guess" else state.matches
+        calibration.note_answer(self.memory, state.reply.id, judged, reused=state.source == "memory")
+
+    def _memory_holds(self, text: str, guess: Any, references: Sequence[Any]) -> bool:
+        """Whether the model's answer `text` is already the memory's: the guess's answer, or one that a reference
+        about the same question carries (then the model's words stand: a model that knows the thing, tuned on
+        these events or reading them in its prompt, is not overruled by a weaker match)."""
+        return contains_answer(text, guess.event.answer) or self._carried(text, references)
+
+    def _carried(self, text: str, references: Sequence[Any]) -> bool:
+        """Whether a reference about the same question (`retrieval.reuse_min_text_sim`) carries the answer `text`."""
+        min_sim = self.config.retrieval.reuse_min_text_sim
+        return any(m.text_sim >= min_sim and m.event.answer and contains_answer(text, m.event.answer)
+                   for m in references)
 
     def _generate(self, state: TurnState, profile: Any, references: str, *, tuned: bool,
                   on_text: Any = None) -> Any:
@@ -327,12 +360,9 @@ class Assistant:
     def _own_answer(self, state: TurnState, profile: Any) -> Any:
         """The serving model's answer without references (as a tuned version was trained) when a reference about the
         same question carries it, else None."""
-        rc = self.config.retrieval
         generation = self._generate(state, profile, "", tuned=self._fits_users(state.model.version))
         said = generation.text.strip()
-        backed = any(m.text_sim >= rc.reuse_min_text_sim and contains_answer(said, m.event.answer)
-                     for m in state.matches)
-        return generation if said and backed and not state.turned_down(said) else None
+        return generation if said and self._carried(said, state.matches) and not state.turned_down(said) else None
 
     def _store(self, state: TurnState) -> None:
         """5. The reply is persisted (with the image it carries, in one transaction) before it is returned."""
@@ -357,6 +387,7 @@ class Assistant:
             model_version=state.model.version, precise_question=reply.precise_question,
             references=self._references(state), feedback=state.feedback, new_session=state.new_session,
             timings_ms=state.timings, prompt_tokens=state.prompt_tokens,
+            source=state.source if reply.kind == TurnKind.ANSWER else "model",
         )
 
     def _references(self, state: TurnState) -> list[Reference]:

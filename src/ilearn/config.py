@@ -269,6 +269,19 @@ class RetrievalConfig:
     questions in 6 intents): another intent's question p99 0.57; the assistant retrieves with the precise
     question of the intent it recognised, so the same intent usually scores 1.0. Without this floor the image
     weight alone would have to keep other intents out (0.8 x 1 + 0.2 x 0.57 = 0.914 for an identical image)."""
+    guess_threshold: float | None = 0.76
+    """Fused score from which, when no answer is decisive, the best same-question match's answer is offered as a
+    guess, worded as one ("I'm not sure, but ..."; `ilearn.memory.retrieval.tentative`) instead of the model's
+    answer; None: never. Matches down to it are searched, but only those >= `threshold` are references.
+
+    The model's answer stands when it already says the guess's answer or one that a reference (>= `threshold`)
+    about the same question carries, so a model that knows the thing is not overruled by a weaker match. Same
+    question: image cosine >= 0.70. Measured (`python benchmarks/guesses.py`: the objects scenario's teach/test
+    splits of seeds 0-3, the pharmacy's bottles with one view taught): of new pictures of taught objects, the nearest taught picture at image cosine >= 0.70 is the right object for 54 /
+    42 / 32 of 100 asked on icons-dev / kinds / details (38 / 37 / 53 wrong: worded as guesses) and 99 of 100
+    bottle views; the base model names none of the real ones. A guess is not a reuse: it is never given at
+    `reuse_threshold`'s confidence, and its wrong share is reported beside the false reuse of outright answers.
+    """
     calibrate: bool = False
     """Calibrate the reuse threshold from this deployment's own feedback (`ilearn.memory.calibration`): each
     answer the memory gave outright (or could have: the top match of an answer the model gave) and the user's
@@ -356,6 +369,9 @@ class RetrievalConfig:
         if self.calibration_min_pairs < 1 or self.calibration_min_rejections < 1 or not 0.0 < self.max_false_reuse < 1:
             raise InvalidInput("retrieval.calibration_min_pairs and calibration_min_rejections must be >= 1, "
                                "max_false_reuse in (0, 1)")
+        if self.guess_threshold is not None and not -1.0 <= self.guess_threshold <= 1.0:
+            raise InvalidInput("retrieval.guess_threshold must be a fused score in [-1, 1] (or null: no guesses), "
+                               f"not {self.guess_threshold!r}")
         if not -1.0 <= self.reuse_min_text_sim <= 1.0:
             raise InvalidInput("retrieval.reuse_min_text_sim must be a cosine, in [-1, 1]")
         if self.candidates < self.top_k:

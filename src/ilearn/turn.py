@@ -90,6 +90,11 @@ class TurnState:
     avoid: list[str] = field(default_factory=list)
     """Answers the user turned down in this dialogue; never given again."""
     matches: list[Match] = field(default_factory=list)
+    """Events scoring >= retrieval.threshold: the references."""
+    candidates: list[Match] = field(default_factory=list)
+    """Events scoring >= the lower `retrieval.guess_threshold` as well (what a guess is chosen from)."""
+    source: str = "model"
+    """Where the answer came from: "model", "memory" (a reference's answer outright) or "memory-guess"."""
     reply: Turn | None = None
     reply_image: tuple[ImageRef, bytes] | None = None
     """An image the reply carries (a picked panel), stored with it."""
@@ -176,6 +181,10 @@ class Reply:
     new_session: bool = False  # the turn started a new session (new image)
     timings_ms: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int = 0
+    source: str = "model"
+    """Where an answer came from: "model" (the serving model's words), "memory" (a past event's answer, given
+    outright: `retrieval.reuse_threshold`) or "memory-guess" (the nearest past event's answer, worded as a guess:
+    `retrieval.guess_threshold`)."""
 
 
 # ---------------------------------------------------------------------------------------------- the dialogue

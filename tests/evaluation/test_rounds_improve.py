@@ -81,6 +81,15 @@ def test_rounds_answer_more_of_the_taught_facts(tmp_path):
     assert r3["accuracy_taught"] > taught_accuracy(r1, before_r3)
     assert r3["accuracy_taught"] >= 0.5  # far above answering one name or use to everything (1 in 6)
     assert r3r["accuracy_taught"] >= r3["accuracy_taught"]
+    # where the first answers came from (`Reply.source`): before teaching, only the model; after it, the memory too
+    for r in (r1, r2, r3, r3r):
+        counts = r["first_answer_sources"]
+        assert 0 < sum(c["n"] for c in counts.values()) <= SIZES.test_tasks
+        assert all(0 <= c["right"] <= c["n"] for c in counts.values())
+    assert set(r1["first_answer_sources"]) == {"model"}
+    assert set(r3["first_answer_sources"]) == {"model"}  # R3 is scored without retrieval
+    from_memory = {k: v for k, v in r2["first_answer_sources"].items() if k.startswith("memory")}
+    assert from_memory and sum(c["right"] for c in from_memory.values()) > 0
     from ilearn.memory.sqlite import open_store
 
     store = open_store(tmp_path / "report" / "work" / "teach")

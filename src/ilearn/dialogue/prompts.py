@@ -25,6 +25,12 @@ def reused_answer(answer: str) -> str:
     return answer[:1].upper() + answer[1:] if answer else answer
 
 
+def tentative_answer(answer: str) -> str:
+    """The reply when the memory's nearest answer is offered as a guess (`retrieval.guess_threshold`): worded so
+    that the user knows it may be wrong (and says so, which teaches the memory)."""
+    return f"I'm not sure, but going by what I was shown before: {answer}" if answer else answer
+
+
 def acknowledge(label: str, correction: str | None) -> str:
     if correction:
         return f"Thank you, I'll remember: {correction}."

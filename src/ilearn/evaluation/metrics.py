@@ -44,6 +44,7 @@ class TaskRecord:
     reference: str = ""
     latencies_ms: list[float] = field(default_factory=list)  # per assistant turn
     prompt_tokens: list[int] = field(default_factory=list)  # per assistant turn
+    first_source: str = ""  # where the first answer came from: model, memory or memory-guess (`Reply.source`)
 
 
 def _rate(values: Iterable[bool]) -> float | None:
@@ -211,3 +212,15 @@ def summarise(records: Sequence[TaskRecord]) -> dict[str, float | int | None]:
         "latency_ms_p50": percentile([x for r in records for x in r.latencies_ms], 50),
         "prompt_tokens_mean": mean([x for r in records for x in r.prompt_tokens]),
     }
+
+
+def answer_sources(records: Sequence[TaskRecord]) -> dict[str, dict[str, int]]:
+    """Per source of the first answer (model, memory, memory-guess): how many tasks, and how many of those first
+    answers were right."""
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        if r.first_source:
+            counts = out.setdefault(r.first_source, {"n": 0, "right": 0})
+            counts["n"] += 1
+            counts["right"] += bool(r.first_answer_correct)
+    return dict(sorted(out.items()))

@@ -301,6 +301,7 @@ class Conversation:
     latencies: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
     pairs: list[tuple[Label | None, Label]] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # per answer, where it came from (`Reply.source`)
 
     def send(self, text: str) -> Any:
         """One user turn; returns the assistant's Reply."""
@@ -311,6 +312,8 @@ class Conversation:
         add_timings(self.stages, reply.timings_ms)
         if reply.kind == TurnKind.ANSWER and reply.prompt_tokens:
             self.tokens.append(reply.prompt_tokens)
+        if reply.kind == TurnKind.ANSWER:
+            self.sources.append(getattr(reply, "source", "model"))
         return reply
 
     def note_feedback(self, reply: Any, utterance: Any) -> None:
@@ -319,7 +322,9 @@ class Conversation:
             self.pairs.append((reply.feedback.label if reply.feedback is not None else None, utterance.label))
 
     def record(self, outcome: dict[str, Any]) -> TaskRecord:
-        return task_record(outcome, self.latencies, self.tokens)
+        record = task_record(outcome, self.latencies, self.tokens)
+        record.first_source = self.sources[0] if self.sources else ""
+        return record
 
 
 @dataclass

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ilearn.config import LearnConfig
-from ilearn.evaluation.metrics import TaskRecord, contains_answer
+from ilearn.evaluation.metrics import TaskRecord, answer_sources, contains_answer
 from ilearn.evaluation.runner_common import Conversation, Deployment, RunContext, round_metrics
 from ilearn.evaluation.scenarios.base import FactScenario, Task, derive_seed
 from ilearn.evaluation.users import SimulatedUser
@@ -227,6 +227,7 @@ def _score(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
     dep.forget_users(prefix)  # scoring never feeds memory
     out = round_metrics(records, pairs, text_metrics=True, bertscore=ctx.bertscore, threads=ctx.threads)
     out["stage_ms_mean"] = {k: sum(v) / len(v) for k, v in sorted(stages.items())}
+    out["first_answer_sources"] = answer_sources(records)
     out["outcomes"] = outcomes
     out["accuracy_taught"] = taught_accuracy(out, taught)
     out["n_taught_interactions"] = sum((item, intent) in taught for item, intent, _ in outcomes)
@@ -247,6 +248,7 @@ def _teach(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
     start = time.perf_counter()
     taught: set[tuple[str, str]] = set()
     first_right = 0
+    records: list[TaskRecord] = []
     for i, task in enumerate(ctx.bar(tasks, f"{key} teach")):
         persona = ctx.teach_personas[i % len(ctx.teach_personas)]
         user_id = prefix + persona.name
@@ -254,9 +256,11 @@ def _teach(ctx: RunContext, dep: Deployment, key: str, tasks: list[Task], retrie
         user = SimulatedUser(persona, task, random.Random(derive_seed("teach", ctx.seed, key, i)))
         record, _, session_id = play_fact(assistant, user_id, user, task)
         first_right += record.first_answer_correct
+        records.append(record)
         if session_id is not None:
             assistant.close_session(session_id)
         taught |= taught_keys(user)
     return {"n_teach_interactions": len(tasks), "teach_events": dep.store.count_events() - before,
             "teach_accuracy": first_right / len(tasks) if tasks else None, "taught": sorted(taught),
+            "teach_answer_sources": answer_sources(records),
             "teach_seconds": round(time.perf_counter() - start, 1)}

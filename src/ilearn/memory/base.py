@@ -147,8 +147,9 @@ class RetrievalMemory(Protocol):
     text_embedder: TextEmbedder
 
     def search(self, image: Image.Image | None, question: str, user_id: str | None,
-               robot_id: str = "default", k: int | None = None) -> list[Match]:
-        """Events visible to `user_id` that match the image and question, best first."""
+               robot_id: str = "default", k: int | None = None, floor: float | None = None) -> list[Match]:
+        """Events visible to `user_id` that match the image and question, best first: those scoring >= `floor`
+        (default: the memory's match threshold; a lower floor finds candidates for a guess)."""
         ...
 
     def format_references(self, matches: Sequence[Match]) -> str:

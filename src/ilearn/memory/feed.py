@@ -163,10 +163,10 @@ class FleetMemory(DualModalityMemory):
 
     # ------------------------------------------------------------------ reads see every committed change
     def search(self, image: Image.Image | None, question: str, user_id: str | None,
-               robot_id: str = "default", k: int | None = None) -> list[Match]:
+               robot_id: str = "default", k: int | None = None, floor: float | None = None) -> list[Match]:
         """As `DualModalityMemory.search`, after applying the changes other processes committed."""
         self.catch_up()
-        return super().search(image, question, user_id, robot_id, k)
+        return super().search(image, question, user_id, robot_id, k, floor)
 
     # ------------------------------------------------------------------ writes decided under the store's lock
     @contextmanager

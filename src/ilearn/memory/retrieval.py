@@ -110,6 +110,16 @@ def reusable(matches: Sequence[Match], reuse_threshold: float, reuse_margin: flo
     return top
 
 
+def tentative(matches: Sequence[Match], guess_threshold: float, min_text_sim: float = -1.0) -> Match | None:
+    """The match whose answer may be offered as a guess when none is decisive (`reusable` gave None), or None.
+
+    The best match about the same question (text cosine >= `min_text_sim`: never another question's answer),
+    if its fused score is >= `guess_threshold` (`RetrievalConfig.guess_threshold`). `matches` best first, as
+    `RetrievalMemory.search` returns them with `floor` at or below the guess threshold."""
+    same = next((m for m in matches if m.text_sim >= min_text_sim), None)
+    return same if same is not None and same.score >= guess_threshold else None
+
+
 class DualModalityMemory:
     """Events indexed by image and question; scoped search, supersede, quarantine and forget (module docstring).
 
@@ -441,8 +451,9 @@ class DualModalityMemory:
                 keys.append(k)
         return index.make_filter(keys, partitions=names)
 
-    def _matches(self, query: np.ndarray, pool: dict[str, float]) -> list[Match]:
-        keys = [k for k, s in pool.items() if s >= self.config.threshold - 1e-6]
+    def _matches(self, query: np.ndarray, pool: dict[str, float], floor: float | None = None) -> list[Match]:
+        floor = self.config.threshold if floor is None else floor
+        keys = [k for k, s in pool.items() if s >= floor - 1e-6]
         if not keys:
             return []
         with self._lock:
@@ -477,12 +488,12 @@ class DualModalityMemory:
             return False
 
     def search(self, image: Image.Image | None, question: str, user_id: str | None,
-               robot_id: str = "default", k: int | None = None) -> list[Match]:
-        """Up to `k` (default top_k) visible ACTIVE events scoring >= threshold, best first."""
+               robot_id: str = "default", k: int | None = None, floor: float | None = None) -> list[Match]:
+        """Up to `k` (default top_k) visible ACTIVE events scoring >= `floor` (default: the threshold), best first."""
         if not isinstance(question, str):
             raise InvalidInput("the question must be text")
         query = self._query_vector(image, question)
-        matches = self._matches(query, self._pool(query, user_id, robot_id))
+        matches = self._matches(query, self._pool(query, user_id, robot_id), floor)
         return self._visible(matches, user_id, robot_id)[: k or self.config.top_k]
 
     format_references = staticmethod(format_references)

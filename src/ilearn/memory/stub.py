@@ -140,8 +140,8 @@ class StubMemory:
         self.config = config or RetrievalConfig()
 
     def search(self, image: Image.Image | None, question: str, user_id: str | None,
-               robot_id: str = "default", k: int | None = None) -> list[Match]:
-        """Visible active events asked with `question`, newest first."""
+               robot_id: str = "default", k: int | None = None, floor: float | None = None) -> list[Match]:
+        """Visible active events asked with `question`, newest first (each scores 1: `floor` changes nothing)."""
         asked = question.strip().lower()
         found = [e for e in self.store.list_events(status=EventStatus.ACTIVE, robot_id=robot_id)
                  if e.question.strip().lower() == asked and (e.user_id == user_id or e.scope == Scope.SHARED)]

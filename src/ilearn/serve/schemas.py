@@ -50,6 +50,9 @@ class ReplyOut(BaseModel):
     precise_question: str | None = None
     new_session: bool = False
     feedback: FeedbackOut | None = Field(None, description="how the user's turn was read as feedback")
+    source: Literal["model", "memory", "memory-guess"] = Field(
+        "model", description="where an answer came from: the model's words, a past event's answer given outright, "
+                             "or the nearest past event's answer worded as a guess")
 
 
 # ---------------------------------------------------------------------------------------------- sessions

@@ -94,7 +94,7 @@ class Service:
             references=[schemas.ReferenceOut(event_id=r.event_id, question=r.question, answer=r.answer,
                                              score=round(float(r.score), 4), image_sha256=images.get(r.event_id))
                         for r in reply.references],
-            new_session=reply.new_session, feedback=_feedback_out(reply.feedback))
+            new_session=reply.new_session, feedback=_feedback_out(reply.feedback), source=reply.source)
 
     def _reference_images(self, event_ids: list[str]) -> dict[str, str]:
         """Event id -> the sha256 of its image, for the references of a reply (an event deleted meanwhile: none)."""
