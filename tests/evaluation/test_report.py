@@ -183,3 +183,19 @@ def test_round_cache_saves_rounds_as_the_report_will_show_them(tmp_path):
     assert saved["n_general"] == 50 and saved["general_accuracy_ci"] is not None
     report = build_report({**_result([saved]), "settings": settings})
     assert report["rounds"][0] == saved  # a resumed run reports the saved round unchanged
+
+
+def test_report_md_says_where_the_first_answers_came_from(tmp_path):
+    rounds = [dict(r) for r in PHARMACY_ROUNDS]
+    rounds[1]["first_answer_sources"] = {"memory": {"n": 10, "right": 9}, "memory-guess": {"n": 4, "right": 3},
+                                         "model": {"n": 6, "right": 0}}
+    rounds[0]["first_answer_sources"] = {"model": {"n": 20, "right": 1}}
+    write_report(_result(rounds), tmp_path / "rep")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Where the first answers came from" in md
+    assert "| R1 | 20 (1 right) | 0 | 0 |" in md
+    assert "| R2 | 6 (0 right) | 10 (9 right) | 4 (3 right) |" in md
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["rounds"][1]["first_answer_sources"]["memory-guess"] == {"n": 4, "right": 3}
+    write_report(_result(PHARMACY_ROUNDS), tmp_path / "old")  # rounds without the counts: no such section
+    assert "first answers came from" not in (tmp_path / "old" / "report.md").read_text()

@@ -262,6 +262,7 @@ def _markdown(report: dict[str, Any]) -> str:
                 "|" + "|".join(" --- " for _ in range(len(extra) + 1)) + "|"]
         out += ["| " + r["name"] + " | " + " | ".join(_fmt(r.get(k), k) for k in extra) + " |" for r in rounds]
         out.append("")
+    out += _sources_table(rounds)
     methods = list(dict.fromkeys(r["method"] for r in rounds))
     if len(methods) > 1 and len({r["name"] for r in rounds}) < len(rounds):  # ReSpect-style: rounds x methods
         for key in ("task_completion", "accuracy"):
@@ -275,6 +276,24 @@ def _markdown(report: dict[str, Any]) -> str:
     out += ["## Plots", "", "Bars: one per round and method, error bars the 95% Wilson interval.", "",
             "![accuracy](learning_curves.png)", "", "![other rates](metrics.png)", ""]
     return "\n".join(out)
+
+
+SOURCES = {"model": "the model", "memory": "memory, outright", "memory-guess": "memory, worded as a guess"}
+
+
+def _sources_table(rounds: Sequence[dict[str, Any]]) -> list[str]:
+    """report.md's lines on where each round's first answers came from (`first_answer_sources`), if recorded."""
+    if not any(r.get("first_answer_sources") for r in rounds):
+        return []
+    out = ["## Where the first answers came from", "",
+           "Per round: first answers given (right) by the model, by the memory outright (a decisive past answer) and "
+           "by the memory as a worded guess (`retrieval.guess_threshold`).", "",
+           "| round | " + " | ".join(SOURCES.values()) + " |", "|" + "|".join(" --- " for _ in range(len(SOURCES) + 1)) + "|"]
+    for r in rounds:
+        counts = r.get("first_answer_sources") or {}
+        cells = [f"{c['n']} ({c['right']} right)" if (c := counts.get(k)) else "0" for k in SOURCES]
+        out.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    return [*out, ""]
 
 
 def _stage_and_variant(round_: dict[str, Any]) -> tuple[str, str]:
