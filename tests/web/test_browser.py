@@ -206,6 +206,7 @@ def test_teach_an_object_see_it_answered_with_its_reference_then_forget_the_user
     assert "ibuprofen" in reference.inner_text() and "What is this called?" in reference.inner_text()
     score = float(reference.locator(".meta").inner_text().split()[-1])
     assert score > 0.9
+    assert "answered from memory" in answer.locator(":scope > .meta").inner_text()  # `source`: given outright
     thumb = reference.locator("img")
     page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
     answer.get_by_role("button", name="Thumbs up: right answer").click()

@@ -148,7 +148,8 @@ export function setupChat(app) {
     }
     if (reply.references.length) li.append(references(reply.references));
     if (reply.kind === "answer") {
-      li.append(h("p", { class: "meta" }, `model version ${reply.model_version}`));
+      const from = { memory: " · answered from memory", "memory-guess": " · a guess from memory" }[reply.source] || "";
+      li.append(h("p", { class: "meta" }, `model version ${reply.model_version}${from}`));
       li.append(feedback(reply));
     }
     li.querySelector(".options button")?.focus();
