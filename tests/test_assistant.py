@@ -246,7 +246,7 @@ def test_references_below_the_reuse_threshold_reach_the_prompt_only_as_configure
 class _Guessing:
     """An assistant whose memory returns `matches` (whatever the floor asked for) and whose model says `says`."""
 
-    def __init__(self, tmp_path, matches, says: str, **retrieval):
+    def __init__(self, tmp_path, matches, says: str, weight: float | None = None, **retrieval):
         from ilearn.memory.stub import StubMemory
         from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
 
@@ -258,6 +258,9 @@ class _Guessing:
             def search(self, *args, floor=None, **kwargs):
                 outer.floors.append(floor)
                 return [m for m in matches if m.score >= (config.retrieval.threshold if floor is None else floor)]
+
+            def guess_weight(self):
+                return weight
 
         self.vlm = StubVLM(responder=lambda messages: says)
         self.store = open_store(tmp_path)
@@ -280,7 +283,7 @@ def test_a_close_past_answer_is_offered_as_a_guess_when_the_model_does_not_have_
     reply = g.assistant.respond("ana", "What is this medicine called?", image=png)
     assert reply.kind == TurnKind.ANSWER and reply.source == "memory-guess"
     assert reply.text == prompts.tentative_answer("Ibuprofen") and reply.text.startswith("I'm not sure")
-    assert g.floors == [g.assistant.config.retrieval.guess_threshold]  # one search, down to the guess threshold
+    assert g.floors == [-1.0]  # one search: every nearest event is a candidate
     turn = g.store.get_session(reply.session_id).turns[-1]
     assert turn.text == "Ibuprofen"  # what is learnt is the answer, not the hedge
     assert turn.retrieved == [m.event.id for m in matches if m.score >= 0.84]  # the references: >= the threshold
@@ -325,3 +328,15 @@ def test_guess_threshold_must_be_a_score():
 
     with pytest.raises(InvalidInput, match="guess_threshold"):
         RetrievalConfig(guess_threshold=1.5)
+
+
+@pytest.mark.parametrize(("weight", "guessed"), [(None, "Ibuprofen"), (0.1, "Aspirin"), (0.9, "Ibuprofen")])
+def test_the_guess_weighs_the_image_parts_as_the_memorys_events_chose(tmp_path, png, weight, guessed):
+    from dataclasses import replace
+
+    instance_near = replace(_match("ibuprofen", 0.80), parts=(0.95, 0.5))  # the best fused score opens the guess
+    general_near = replace(_match("aspirin", 0.70), parts=(0.45, 0.9))
+    g = _Guessing(tmp_path, [instance_near, general_near], says="It is a bottle.", weight=weight)
+    reply = g.assistant.respond("ana", "What is this medicine called?", image=png)
+    assert reply.source == "memory-guess" and reply.text == prompts.tentative_answer(guessed)
+

@@ -264,13 +264,13 @@ class Assistant:
         start = time.perf_counter()
         rc = self.config.retrieval
         session = state.session
-        if rc.guess_threshold is not None and rc.guess_threshold < rc.threshold:  # candidates for a guess too
+        if rc.guess_threshold is not None:  # every nearest event is a candidate for a guess (`tentative`)
             found = self.memory.search(state.image, state.question, session.user_id, session.robot_id,
-                                       floor=rc.guess_threshold)
+                                       k=rc.candidates, floor=-1.0)
         else:
             found = self.memory.search(state.image, state.question, session.user_id, session.robot_id)
         state.candidates = [m for m in found if not state.turned_down(m.event.answer)]
-        state.matches = [m for m in state.candidates if m.score >= rc.threshold - 1e-6]
+        state.matches = [m for m in state.candidates if m.score >= rc.threshold - 1e-6][: rc.top_k]
         state.clock("retrieve", start)
 
     def _answer(self, state: TurnState) -> None:
@@ -308,8 +308,11 @@ class Assistant:
             shown = rc.prompt_references == "always" or (rc.prompt_references == "untuned"
                                                          and state.model.version == "base")
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
-            guess = (tentative(state.candidates, rc.guess_threshold, rc.reuse_min_text_sim)
-                     if rc.guess_threshold is not None else None)
+            guess = None
+            if rc.guess_threshold is not None:
+                weigh = getattr(self.memory, "guess_weight", None)  # the memory's own events choose (dual memory)
+                guess = tentative(state.candidates, rc.guess_threshold, rc.reuse_min_text_sim,
+                                  weigh() if weigh is not None else None)
             # a reply that may become a guess arrives whole, like one that must avoid rejected answers
             stream = (state.stream if not state.avoid and guess is None and (fitted_by_model or not rewords(profile))
                       else None)

@@ -212,3 +212,87 @@ def test_scope_filters_are_prepared_once_and_follow_every_change(mem_store, tmp_
     assert mem.search(MUG, Q, "bob") == []
     mem.forget_user("alice")
     assert mem.search(MUG, Q, "alice") == [] and mem.search(PILLS, Q, "alice") == []
+
+
+def test_tentative_offers_the_best_same_question_match_weighed_as_the_memory_says(mem_store):
+    from ilearn.memory.retrieval import Match, tentative
+
+    def m(answer: str, score: float, parts=None, text_sim: float = 1.0) -> Match:
+        return Match(make_event(mem_store, PILLS, answer, "alice"), score, score, text_sim, parts)
+
+    assert tentative([], 0.76) is None
+    assert tentative([m("ibuprofen", 0.75)], 0.76) is None  # nothing close enough: no guess
+    assert tentative([m("ibuprofen", 0.8), m("aspirin", 0.7)], 0.76).event.answer == "ibuprofen"
+    other = m("ibuprofen", 0.9, text_sim=0.3)  # another question's answer is never a guess
+    assert tentative([other, m("aspirin", 0.77)], 0.76, 0.6).event.answer == "aspirin"
+    assert tentative([other, m("aspirin", 0.7)], 0.76, 0.6) is None
+    # with the memory's weight: the gate is the best fused score, the choice the parts weighed so
+    near_first = m("ibuprofen", 0.8, parts=(0.9, 0.5))
+    near_second = m("aspirin", 0.7, parts=(0.4, 0.95))
+    assert tentative([near_first, near_second], 0.76, weight=0.1).event.answer == "aspirin"
+    assert tentative([near_first, near_second], 0.76, weight=0.9).event.answer == "ibuprofen"
+    assert tentative([near_first, near_second], 0.76).event.answer == "ibuprofen"  # no weight: the fused order
+    assert tentative([m("ibuprofen", 0.7, parts=(0.9, 0.9))], 0.76, weight=0.5) is None
+
+
+def test_leave_one_out_weight_picks_the_part_that_tells_the_events_apart():
+    import numpy as np
+
+    from ilearn.memory.retrieval import leave_one_out_weight
+
+    labels = ["a", "a", "b", "b", "c", "c"]
+    same_label = np.array([[x == y for y in labels] for x in labels], dtype=float)
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0.0, 1.0, (6, 6))
+    noise = (noise + noise.T) / 2
+    telling = 0.5 + 0.4 * same_label  # same object 0.9, another 0.5
+    everyone = np.ones((6, 6), dtype=bool)
+    assert leave_one_out_weight(noise, telling, everyone, labels, 0.7) <= 0.3  # the second part tells them apart
+    assert leave_one_out_weight(telling, noise, everyone, labels, 0.7) >= 0.7  # the first does
+    assert leave_one_out_weight(telling, telling, everyone, labels, 0.7) == 0.7  # a tie keeps the default
+    assert leave_one_out_weight(telling, noise, everyone, ["a", "b", "c", "d", "e", "f"], 0.7) is None  # no pairs
+    other_question = ~np.eye(6, dtype=bool) & (np.arange(6)[:, None] // 2 != np.arange(6)[None, :] // 2)
+    assert leave_one_out_weight(telling, noise, other_question, labels, 0.7) is None  # pairs only across questions
+
+
+class _Noise:
+    """An image embedder that sees nothing of the object: every picture its own random direction."""
+
+    name = "noise"
+    dim = 16
+
+    def embed_images(self, images):
+        import hashlib
+
+        import numpy as np
+
+        rows = [np.random.default_rng(int(hashlib.sha256(im.tobytes()).hexdigest()[:8], 16)).normal(size=self.dim)
+                for im in images]
+        return np.stack(rows).astype(np.float32)
+
+
+@pytest.mark.parametrize("noise_first", [True, False])
+def test_the_memory_chooses_the_guess_weight_from_its_own_events(mem_store, tmp_path, noise_first):
+    from ilearn.models.embedders import FusedImageEmbedder
+
+    stub = StubImageEmbedder()
+    fused = FusedImageEmbedder(weight=0.7, first=_Noise() if noise_first else stub,
+                               second=stub if noise_first else _Noise())
+    config = RetrievalConfig(image_weight=0.8, text_weight=0.2, threshold=0.5, reuse_threshold=0.9)
+    mem = DualModalityMemory(mem_store, fused, HashingTextEmbedder(), config, tmp_path)
+    colours = {"ibuprofen": (200, 40, 40), "aspirin": (40, 40, 200), "naproxen": (40, 180, 40)}
+    for answer, colour in colours.items():
+        mem.add(make_event(mem_store, make_image(colour, mark=4), answer, "alice"), make_image(colour, mark=4))
+    assert mem.guess_weight() is None  # one picture of each: nothing to learn the weight from
+    for answer, colour in colours.items():
+        view = make_image(tuple(min(255, c + 25) for c in colour), mark=8)
+        mem.add(make_event(mem_store, view, answer, "bob"), view)
+    chosen = mem.guess_weight()  # recomputed after the change
+    # away from the embedder's own 0.7 towards the part that sees the objects (ties stay nearest 0.7)
+    assert chosen is not None and (chosen < 0.7 if noise_first else chosen >= 0.7)
+    hit = mem.search(make_image((210, 50, 50), mark=6), Q, "alice", floor=-1.0, k=10)
+    assert hit and all(m.parts is not None for m in hit)
+    weight = 0.7
+    for m in hit:  # the parts recombine into the image cosine
+        assert weight * m.parts[0] + (1 - weight) * m.parts[1] == pytest.approx(m.image_sim, abs=1e-4)
+    assert all(m.parts is None for m in memory(mem_store, tmp_path / "plain").search(PILLS, Q, "alice", floor=-1.0))

@@ -32,6 +32,9 @@ class Match:
     score: float
     image_sim: float
     text_sim: float
+    parts: tuple[float, float] | None = None
+    """With a fused image embedder (`ilearn.models.embedders.FusedImageEmbedder`): the image cosine of each of its
+    two parts (instance, general), so that a guess can weigh them as this memory's events say (`guess_weight`)."""
 
 
 class IndexCorrupt(ILearnError):

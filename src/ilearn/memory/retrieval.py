@@ -110,14 +110,51 @@ def reusable(matches: Sequence[Match], reuse_threshold: float, reuse_margin: flo
     return top
 
 
-def tentative(matches: Sequence[Match], guess_threshold: float, min_text_sim: float = -1.0) -> Match | None:
+GUESS_WEIGHTS = tuple(round(w, 1) for w in np.linspace(0.0, 1.0, 11))
+"""The fused image embedder's part weights `DualModalityMemory.guess_weight` chooses from."""
+GUESS_MIN_QUERIES = 3
+"""Events that share their answer with another event about the same question, needed before the weight is chosen
+(with fewer, leave-one-out says nothing and the embedder's own weight stays)."""
+GUESS_EVENTS = 1000
+"""Most events the choice reads (the store's first ones): the cost is that number squared, once per change."""
+
+
+def tentative(matches: Sequence[Match], guess_threshold: float, min_text_sim: float = -1.0,
+              weight: float | None = None) -> Match | None:
     """The match whose answer may be offered as a guess when none is decisive (`reusable` gave None), or None.
 
-    The best match about the same question (text cosine >= `min_text_sim`: never another question's answer),
-    if its fused score is >= `guess_threshold` (`RetrievalConfig.guess_threshold`). `matches` best first, as
-    `RetrievalMemory.search` returns them with `floor` at or below the guess threshold."""
-    same = next((m for m in matches if m.text_sim >= min_text_sim), None)
-    return same if same is not None and same.score >= guess_threshold else None
+    A guess is offered when the best match about the same question (text cosine >= `min_text_sim`: never another
+    question's answer) has a fused score >= `guess_threshold` (`RetrievalConfig.guess_threshold`). Which one is
+    offered: that match, or with `weight` (the memory's `guess_weight`) the same-question match whose image parts
+    (`Match.parts`) weighed `weight` : 1 - weight are closest. `matches` best first, as `RetrievalMemory.search`
+    returns them with a `floor` under the guess threshold."""
+    same = [m for m in matches if m.text_sim >= min_text_sim]
+    if not same or same[0].score < guess_threshold:
+        return None
+    if weight is None or any(m.parts is None for m in same):
+        return same[0]
+    return max(same, key=lambda m: weight * m.parts[0] + (1.0 - weight) * m.parts[1])
+
+
+def leave_one_out_weight(first: np.ndarray, second: np.ndarray, same_question: np.ndarray, labels: Sequence[str],
+                         default: float) -> float | None:
+    """The weight w in `GUESS_WEIGHTS` under which `w * first + (1 - w) * second` (image cosine matrices of some
+    labelled events) names the most events after their nearest other event about the same question
+    (`same_question`, a boolean matrix), counting the events whose label another such event shares; ties go to
+    the weight nearest `default`. None with fewer than `GUESS_MIN_QUERIES` such events."""
+    labels = np.asarray([answer_key(a) for a in labels])
+    n = len(labels)
+    mask = same_question & ~np.eye(n, dtype=bool)
+    usable = np.flatnonzero(((labels[:, None] == labels[None, :]) & mask).any(axis=1))
+    if len(usable) < GUESS_MIN_QUERIES:
+        return None
+    best, chosen = -1, default
+    for w in GUESS_WEIGHTS:
+        sims = np.where(mask, w * first + (1.0 - w) * second, -np.inf)[usable]
+        right = int((labels[sims.argmax(axis=1)] == labels[usable]).sum())
+        if right > best or (right == best and abs(w - default) < abs(chosen - default)):
+            best, chosen = right, w
+    return float(chosen)
 
 
 class DualModalityMemory:
@@ -160,6 +197,8 @@ class DualModalityMemory:
         self._filters: OrderedDict[tuple[bool, str | None, str], tuple[VectorIndex, KeyFilter]] = OrderedDict()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
+        self._generation = 0  # every change to the index counts (what guess_weight was computed on)
+        self._guess_weight: tuple[int, float | None] = (-1, None)
         self._use(self._new_index())
         try:
             self.calibrator = ReuseCalibrator(self.config, home)  # this deployment's reuse threshold (its feedback)
@@ -307,6 +346,7 @@ class DualModalityMemory:
 
     def _changed(self, n: int = 1) -> None:
         self._changes += n
+        self._generation += n
         if self._changes >= self.config.save_every:
             try:
                 self.save()
@@ -472,9 +512,52 @@ class DualModalityMemory:
         di = self._di
         img = vecs[:, :di] @ query[:di] / self.config.image_weight if self.config.image_weight else 0 * vecs[:, 0]
         txt = vecs[:, di:] @ query[di:] / self.config.text_weight if self.config.text_weight else 0 * vecs[:, 0]
-        out = [Match(e, float(s), float(a), float(b))
-               for e, s, a, b in zip(events, vecs @ query, img, txt, strict=True) if e.status == EventStatus.ACTIVE]
+        parts = self._image_parts(vecs, query[None, :])
+        out = [Match(e, float(s), float(a), float(b), None if parts is None else (float(parts[0][i, 0]),
+                                                                                float(parts[1][i, 0])))
+               for i, (e, s, a, b) in enumerate(zip(events, vecs @ query, img, txt, strict=True))
+               if e.status == EventStatus.ACTIVE]
         return sorted(out, key=lambda m: -m.score)
+
+    def _image_parts(self, rows: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The image cosines of fused `rows` against fused `others` ((len(rows), len(others)) each), one matrix per
+        part of a fused image embedder (`ilearn.models.embedders.fuse_vectors`), or None for another embedder."""
+        first, weight = getattr(self.image_embedder, "first", None), getattr(self.image_embedder, "weight", None)
+        iw = self.config.image_weight
+        if first is None or weight is None or not 0.0 < weight < 1.0 or not iw:
+            return None
+        da, di = first.dim, self._di
+        a = rows[:, :da] @ others[:, :da].T / (iw * weight)
+        b = rows[:, da:di] @ others[:, da:di].T / (iw * (1.0 - weight))
+        return a, b
+
+    def guess_weight(self) -> float | None:
+        """The weight of the fused image embedder's first part (the instance CNN) under which this memory's own
+        events best name one another (`leave_one_out_weight`: each event named after its nearest other event about
+        the same question), for choosing a guess (`tentative`); None for another embedder or too few events.
+
+        A deployment of look-alike bottles keeps the instance CNN's weight; one of real pictures, where that CNN
+        finds everything alike, moves to the general features. Recomputed after any change to the memory; what
+        it reads stays inside (only the weight comes out, never an event)."""
+        weight = getattr(self.image_embedder, "weight", None)
+        with self._lock:
+            if self._guess_weight[0] == self._generation:
+                return self._guess_weight[1]
+            generation = self._generation
+            events = [e for e in self.store.list_events(status=EventStatus.ACTIVE, limit=GUESS_EVENTS)
+                      if e.answer.strip() and e.id in self.index]
+            vecs = self.index.get_vectors([e.id for e in events]) if events else None
+        chosen = None
+        if vecs is not None and weight is not None:
+            parts = self._image_parts(vecs, vecs)
+            if parts is not None:
+                di = self._di
+                text = vecs[:, di:] @ vecs[:, di:].T / self.config.text_weight if self.config.text_weight else None
+                same = text >= SAME_QUESTION - 1e-6 if text is not None else np.ones((len(events),) * 2, dtype=bool)
+                chosen = leave_one_out_weight(parts[0], parts[1], same, [e.answer for e in events], float(weight))
+        with self._lock:
+            self._guess_weight = (generation, chosen)
+        return chosen
 
     def _visible(self, matches: list[Match], user_id: str | None, robot_id: str) -> list[Match]:
         """The user's own events and the robot's SHARED events (the trust rules decide what is shared)."""
