@@ -13,6 +13,11 @@ fused score of a same-question match is 0.8 t + 0.2 with the default weights), i
 - open set: the best picture of ANOTHER object scores >= t, i.e. a never-taught object would get a taught name as
   a guess (each asked picture counted as if its own object had not been taught).
 
+Which taught picture a guess names (`DualModalityMemory.guess_weight`): with `--views` pictures of each object in
+memory (drawn `--draws` times from all of a set's pictures, the rest asked), 1-NN accuracy with the fused
+embedder's own weight (0.7), with the weight `leave_one_out_weight` chooses from the memory's pictures alone, and
+with the best weight in hindsight.
+
 Results go to benchmarks/results/guesses/guesses.json.
 """
 
@@ -55,6 +60,33 @@ def rates(rows: np.ndarray, t: float) -> dict:
             "open_set": round(100 * float((other >= t - 1e-9).mean()), 1)}
 
 
+def weight_choice(first: np.ndarray, second: np.ndarray, labels: np.ndarray, views: int, draws: int) -> dict:
+    """1-NN accuracy (%) with `views` pictures per object in memory: the embedder's weight, the chosen one, the best."""
+    from ilearn.memory.retrieval import GUESS_WEIGHTS, leave_one_out_weight
+
+    def nn(mem: np.ndarray, w: float) -> float:
+        asked = ~mem
+        sims = w * (first[asked] @ first[mem].T) + (1 - w) * (second[asked] @ second[mem].T)
+        return float((labels[mem][sims.argmax(axis=1)] == labels[asked]).mean())
+
+    rows, chosen = [], []
+    for draw in range(draws):
+        rng = np.random.default_rng(draw)
+        mem = np.zeros(len(labels), dtype=bool)
+        for k in np.unique(labels):
+            idx = np.flatnonzero(labels == k)
+            mem[rng.choice(idx, min(views, len(idx) - 1), replace=False)] = True
+        everyone = np.ones((mem.sum(), mem.sum()), dtype=bool)
+        w = leave_one_out_weight(first[mem] @ first[mem].T, second[mem] @ second[mem].T, everyone,
+                                 [str(x) for x in labels[mem]], 0.7)
+        chosen.append(w)
+        rows.append((nn(mem, 0.7), nn(mem, 0.7 if w is None else w), max(nn(mem, x) for x in GUESS_WEIGHTS)))
+    r = 100 * np.array(rows)
+    return {"views": views, "draws": draws, "fixed_0.7": round(float(r[:, 0].mean()), 1),
+            "chosen": round(float(r[:, 1].mean()), 1), "best": round(float(r[:, 2].mean()), 1),
+            "weights_chosen": chosen}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--real", type=Path, default=ROOT / "data" / "real")
@@ -62,16 +94,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--bottle-seeds", type=int, nargs="*", default=[4, 5])
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.6, 0.65, 0.7, 0.75, 0.8, 0.8375])
+    p.add_argument("--views", type=int, nargs="*", default=[1, 2, 3], help="pictures per object in memory")
+    p.add_argument("--draws", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
 
     from ilearn.evaluation.scenarios.objects import ObjectsScenario
     from ilearn.evaluation.scenarios.pharmacy import pharmacy_scenario
-    from ilearn.models.embedders import FusedImageEmbedder
+    from ilearn.models.embedders import FusedImageEmbedder, l2_normalise
 
     embedder = FusedImageEmbedder(threads=args.threads)
     data: dict[str, np.ndarray] = {}
+    pictures: dict[str, tuple] = {}  # set -> (instance part, general part, labels) of all its pictures
     for name in args.sets:
         folder = args.real / name
         if not folder.is_dir():
@@ -79,10 +114,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         parts = [nearest(*split_vectors(ObjectsScenario.from_folder(folder, seed=s).items, embedder)) for s in args.seeds]
         data[name] = np.concatenate(parts)
+        items = ObjectsScenario.from_folder(folder, seed=0).items
+        pictures[name] = ([im for item in items for im in item.teach_views + item.test_views],
+                          np.array([k for k, item in enumerate(items) for _ in item.teach_views + item.test_views]))
     if args.bottle_seeds:
         parts = [nearest(*split_vectors(pharmacy_scenario(seed=s, n_teach=1, n_test=4).items, embedder))
                  for s in args.bottle_seeds]
         data["bottles"] = np.concatenate(parts)
+        items = pharmacy_scenario(seed=args.bottle_seeds[0], n_teach=2, n_test=4).items
+        pictures["bottles"] = ([im for item in items for im in item.teach_views + item.test_views],
+                               np.array([k for k, item in enumerate(items) for _ in item.teach_views + item.test_views]))
 
     result = {"embedder": embedder.name, "seeds": args.seeds, "bottle_seeds": args.bottle_seeds, "sets": {}}
     print(f"{'set':10s} {'asked':>5s} {'1-NN':>5s}  " + "  ".join(f"t>={t:<6g} right/wrong/open" for t in args.thresholds))
@@ -91,6 +132,17 @@ def main(argv: list[str] | None = None) -> int:
         result["sets"][name] = {"asked": len(rows), "nn1": round(100 * float(rows[:, 1].mean()), 1), "by_threshold": per}
         cells = "  ".join(f"{r['right']:5.1f}/{r['wrong']:4.1f}/{r['open_set']:4.1f}".rjust(25) for r in per.values())
         print(f"{name:10s} {len(rows):5d} {result['sets'][name]['nn1']:5.1f}  {cells}")
+    if args.views:
+        print(f"\n1-NN % with V pictures per object in memory ({args.draws} draws): the embedder's weight 0.7 / the "
+              "weight the memory's pictures choose (leave one out) / the best in hindsight")
+        result["weight_choice"] = {}
+        for name, (images, labels) in pictures.items():
+            first = l2_normalise(embedder.first.embed_images(images))
+            second = l2_normalise(embedder.second.embed_images(images))
+            rows = [weight_choice(first, second, labels, v, args.draws) for v in args.views]
+            result["weight_choice"][name] = rows
+            print(f"{name:10s} " + "  ".join(f"V={r['views']}: {r['fixed_0.7']:5.1f} / {r['chosen']:5.1f} / "
+                                             f"{r['best']:5.1f}" for r in rows))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "guesses.json").write_text(json.dumps(result, indent=1))
     return 0

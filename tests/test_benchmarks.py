@@ -57,3 +57,23 @@ def test_one_shot_memory_open_set_counts_a_look_alikes_name(one_shot):
     assert (rates["fix_rate"], rates["false_reuse"], rates["nn1"], rates["n"]) == (1.0, 0.0, 1.0, 3)
     assert rates["open_set_false_reuse"] == pytest.approx(2 / 3)
     assert rates["any_reference"] == 1.0
+
+
+def test_guesses_rates_and_weight_choice_on_known_vectors():
+    guesses = load("guesses")
+    teach = np.eye(3, dtype=np.float32)
+    test = np.array([[0.9, 0.1, 0], [0.1, 0.9, 0], [0.6, 0.0, 0.8]], dtype=np.float32)
+    rows = guesses.nearest(teach, np.array([0, 1, 2]), test, np.array([0, 1, 0]))
+    assert rows[:, 1].tolist() == [1.0, 1.0, 0.0]  # the third is nearest object 2's picture, not its own
+    rates = guesses.rates(rows, 0.7)
+    assert rates == {"right": pytest.approx(66.7), "wrong": pytest.approx(33.3), "open_set": pytest.approx(33.3)}
+    # three objects, four pictures each: the second part tells them apart, the first is noise
+    labels = np.repeat(np.arange(3), 4)
+    rng = np.random.default_rng(0)
+    first = rng.normal(size=(12, 8))
+    first /= np.linalg.norm(first, axis=1, keepdims=True)
+    second = np.eye(3)[labels] + 0.1 * rng.normal(size=(12, 3))
+    second /= np.linalg.norm(second, axis=1, keepdims=True)
+    row = guesses.weight_choice(first, second, labels, views=2, draws=3)
+    assert row["chosen"] == row["best"] == 100.0 and row["fixed_0.7"] < 100.0
+    assert all(w is not None and w < 0.7 for w in row["weights_chosen"])

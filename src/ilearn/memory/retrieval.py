@@ -140,20 +140,31 @@ def leave_one_out_weight(first: np.ndarray, second: np.ndarray, same_question: n
                          default: float) -> float | None:
     """The weight w in `GUESS_WEIGHTS` under which `w * first + (1 - w) * second` (image cosine matrices of some
     labelled events) names the most events after their nearest other event about the same question
-    (`same_question`, a boolean matrix), counting the events whose label another such event shares; ties go to
-    the weight nearest `default`. None with fewer than `GUESS_MIN_QUERIES` such events."""
+    (`same_question`, a boolean matrix), counting the events whose label another such event shares. Among weights
+    that name as many, the one whose nearest same-label event stands out most from the nearest other-label one
+    (the mean gap, in standard deviations of that weight's similarities: a few events name one another right
+    under many weights, but not with the same room), then the one nearest `default`. None with fewer than
+    `GUESS_MIN_QUERIES` such events."""
     labels = np.asarray([answer_key(a) for a in labels])
     n = len(labels)
     mask = same_question & ~np.eye(n, dtype=bool)
-    usable = np.flatnonzero(((labels[:, None] == labels[None, :]) & mask).any(axis=1))
+    same_label = labels[:, None] == labels[None, :]
+    usable = np.flatnonzero((same_label & mask).any(axis=1))
     if len(usable) < GUESS_MIN_QUERIES:
         return None
-    best, chosen = -1, default
+    best: tuple[int, float] = (-1, -np.inf)
+    chosen = default
     for w in GUESS_WEIGHTS:
-        sims = np.where(mask, w * first + (1.0 - w) * second, -np.inf)[usable]
-        right = int((labels[sims.argmax(axis=1)] == labels[usable]).sum())
-        if right > best or (right == best and abs(w - default) < abs(chosen - default)):
-            best, chosen = right, w
+        sims = w * first + (1.0 - w) * second
+        masked = np.where(mask, sims, -np.inf)[usable]
+        right = int((labels[masked.argmax(axis=1)] == labels[usable]).sum())
+        spread = float(sims[mask].std()) or 1.0
+        own = np.where(same_label[usable], masked, -np.inf).max(axis=1)
+        other = np.where(~same_label[usable], masked, -np.inf).max(axis=1)
+        gaps = np.where(np.isfinite(other), own - other, 0.0)
+        key = (right, round(float(gaps.mean()) / spread, 6))
+        if key > best or (key == best and abs(w - default) < abs(chosen - default)):
+            best, chosen = key, w
     return float(chosen)
 
 
