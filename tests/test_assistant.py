@@ -310,7 +310,9 @@ def test_a_rejected_guess_is_not_offered_again_and_the_correction_is_learnt(tmp_
     ([_match("ibuprofen", 0.85, text_sim=0.5, question="What is it for?")], "It is a bottle.", {}),  # other question
     ([_match("ibuprofen", 0.80)], "I think it is ibuprofen.", {}),  # the model already says it
     ([_match("ibuprofen", 0.86), _match("aspirin", 0.845)], "Aspirin.", {}),  # a weaker reference carries it
-], ids=["below", "off", "other-question", "model-says-it", "reference-carries-it"])
+    # the model's answer is carried by an event under the match threshold, but as alike as the guess's (within 0.05)
+    ([_match("ibuprofen", 0.80), _match("naproxen", 0.78)], "Naproxen.", {}),
+], ids=["below", "off", "other-question", "model-says-it", "reference-carries-it", "as-alike-as-the-guess"])
 def test_the_models_answer_stands_when_no_guess_is_called_for(tmp_path, png, matches, says, retrieval):
     g = _Guessing(tmp_path, sorted(matches, key=lambda m: -m.score), says=says, **retrieval)
     reply = g.assistant.respond("ana", "What is this medicine called?", image=png)
@@ -328,6 +330,8 @@ def test_guess_threshold_must_be_a_score():
 
     with pytest.raises(InvalidInput, match="guess_threshold"):
         RetrievalConfig(guess_threshold=1.5)
+    with pytest.raises(InvalidInput, match="guess_margin"):
+        RetrievalConfig(guess_margin=-0.1)
 
 
 @pytest.mark.parametrize(("weight", "guessed"), [(None, "Ibuprofen"), (0.1, "Aspirin"), (0.9, "Ibuprofen")])
@@ -339,4 +343,13 @@ def test_the_guess_weighs_the_image_parts_as_the_memorys_events_chose(tmp_path, 
     g = _Guessing(tmp_path, [instance_near, general_near], says="It is a bottle.", weight=weight)
     reply = g.assistant.respond("ana", "What is this medicine called?", image=png)
     assert reply.source == "memory-guess" and reply.text == prompts.tentative_answer(guessed)
+
+
+def test_a_guess_replaces_a_model_answer_that_only_a_less_alike_event_carries(tmp_path, png):
+    matches = [_match("ibuprofen", 0.82), _match("naproxen", 0.76)]  # image 0.775 vs 0.70: beyond the margin
+    g = _Guessing(tmp_path, matches, says="Naproxen.")
+    reply = g.assistant.respond("ana", "What is this medicine called?", image=png)
+    assert reply.source == "memory-guess" and reply.text.endswith("Ibuprofen")
+    g2 = _Guessing(tmp_path / "wide", matches, says="Naproxen.", guess_margin=0.1)
+    assert g2.assistant.respond("ana", "What is this medicine called?", image=png).text == "Naproxen."
 

@@ -308,11 +308,11 @@ class Assistant:
             shown = rc.prompt_references == "always" or (rc.prompt_references == "untuned"
                                                          and state.model.version == "base")
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
-            guess = None
+            guess, weight = None, None
             if rc.guess_threshold is not None:
                 weigh = getattr(self.memory, "guess_weight", None)  # the memory's own events choose (dual memory)
-                guess = tentative(state.candidates, rc.guess_threshold, rc.reuse_min_text_sim,
-                                  weigh() if weigh is not None else None)
+                weight = weigh() if weigh is not None else None
+                guess = tentative(state.candidates, rc.guess_threshold, rc.reuse_min_text_sim, weight)
             # a reply that may become a guess arrives whole, like one that must avoid rejected answers
             stream = (state.stream if not state.avoid and guess is None and (fitted_by_model or not rewords(profile))
                       else None)
@@ -324,7 +324,7 @@ class Assistant:
             if state.turned_down(text):
                 text = prompts.NOT_SURE
             state.prompt_tokens = generation.prompt_tokens
-            if guess is not None and not self._memory_holds(text, guess, state.matches):
+            if guess is not None and not self._memory_holds(text, guess, state, weight):
                 text, top, fitted_by_model = prompts.reused_answer(guess.event.answer), guess, False
                 state.source = "memory-guess"
         if state.source == "model" and top is not None:
@@ -339,11 +339,19 @@ class Assistant:
         judged = [top] if state.source == "memory-guess" else state.matches
         calibration.note_answer(self.memory, state.reply.id, judged, reused=state.source == "memory")
 
-    def _memory_holds(self, text: str, guess: Any, references: Sequence[Any]) -> bool:
-        """Whether the model's answer `text` is already the memory's: the guess's answer, or one that a reference
-        about the same question carries (then the model's words stand: a model that knows the thing, tuned on
-        these events or reading them in its prompt, is not overruled by a weaker match)."""
-        return contains_answer(text, guess.event.answer) or self._carried(text, references)
+    def _memory_holds(self, text: str, guess: Any, state: TurnState, weight: float | None) -> bool:
+        """Whether the model's answer `text` stands against `guess`: it is the guess's answer, or a reference about
+        the same question carries it, or a nearby event about it does that the memory cannot tell from the guess's
+        (`retrieval.guess_margin`). A model that knows the thing, tuned on these events or reading them in its
+        prompt, is not overruled by a match no better than its own."""
+        from ilearn.memory.retrieval import guess_similarity
+
+        if contains_answer(text, guess.event.answer) or self._carried(text, state.matches):
+            return True
+        rc = self.config.retrieval
+        support = [guess_similarity(m, weight) for m in state.candidates
+                   if m.text_sim >= rc.reuse_min_text_sim and m.event.answer and contains_answer(text, m.event.answer)]
+        return bool(support) and max(support) >= guess_similarity(guess, weight) - rc.guess_margin
 
     def _carried(self, text: str, references: Sequence[Any]) -> bool:
         """Whether a reference about the same question (`retrieval.reuse_min_text_sim`) carries the answer `text`."""

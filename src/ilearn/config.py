@@ -283,6 +283,13 @@ class RetrievalConfig:
     as a guess for 84 / 63 / 78 / 42% of its pictures (a worded guess where the model would answer wrongly too).
     A guess is not a reuse: it is never given at `reuse_threshold`'s confidence, and experiments count it apart
     (a round's `first_answer_sources`)."""
+    guess_margin: float = 0.05
+    """How much more alike (image similarity, as the guess is chosen: `ilearn.memory.retrieval.guess_similarity`)
+    the guess's event must be than the nearest event about the same question that carries the model's own answer,
+    for the guess to replace that answer. Within it the memory cannot tell the two apart and the model decides: a
+    tuned model was trained on those events (the pharmacy's naproxen and ibuprofen bottles differ by their
+    corners: with no margin, R3+retrieval lost 2 of 63 taught facts to R3, both naproxen's use). A model answer no
+    nearby event carries is replaced whatever the margin."""
     calibrate: bool = False
     """Calibrate the reuse threshold from this deployment's own feedback (`ilearn.memory.calibration`): each
     answer the memory gave outright (or could have: the top match of an answer the model gave) and the user's
@@ -370,6 +377,8 @@ class RetrievalConfig:
         if self.calibration_min_pairs < 1 or self.calibration_min_rejections < 1 or not 0.0 < self.max_false_reuse < 1:
             raise InvalidInput("retrieval.calibration_min_pairs and calibration_min_rejections must be >= 1, "
                                "max_false_reuse in (0, 1)")
+        if not self.guess_margin >= 0:
+            raise InvalidInput(f"retrieval.guess_margin must be >= 0, not {self.guess_margin!r}")
         if self.guess_threshold is not None and not -1.0 <= self.guess_threshold <= 1.0:
             raise InvalidInput("retrieval.guess_threshold must be a fused score in [-1, 1] (or null: no guesses), "
                                f"not {self.guess_threshold!r}")

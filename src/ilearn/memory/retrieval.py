@@ -125,15 +125,21 @@ def tentative(matches: Sequence[Match], guess_threshold: float, min_text_sim: fl
 
     A guess is offered when the best match about the same question (text cosine >= `min_text_sim`: never another
     question's answer) has a fused score >= `guess_threshold` (`RetrievalConfig.guess_threshold`). Which one is
-    offered: that match, or with `weight` (the memory's `guess_weight`) the same-question match whose image parts
-    (`Match.parts`) weighed `weight` : 1 - weight are closest. `matches` best first, as `RetrievalMemory.search`
+    offered: the same-question match most alike by `guess_similarity` (with `weight`, the memory's `guess_weight`,
+    its image parts weighed so; without, its image cosine). `matches` best first, as `RetrievalMemory.search`
     returns them with a `floor` under the guess threshold."""
     same = [m for m in matches if m.text_sim >= min_text_sim]
     if not same or same[0].score < guess_threshold:
         return None
-    if weight is None or any(m.parts is None for m in same):
-        return same[0]
-    return max(same, key=lambda m: weight * m.parts[0] + (1.0 - weight) * m.parts[1])
+    return max(same, key=lambda m: guess_similarity(m, weight))
+
+
+def guess_similarity(match: Match, weight: float | None) -> float:
+    """How alike a guess finds the asked picture and `match`'s: its image parts weighed `weight` : 1 - weight
+    (`DualModalityMemory.guess_weight`), else its image cosine."""
+    if weight is None or match.parts is None:
+        return match.image_sim
+    return weight * match.parts[0] + (1.0 - weight) * match.parts[1]
 
 
 def leave_one_out_weight(first: np.ndarray, second: np.ndarray, same_question: np.ndarray, labels: Sequence[str],
