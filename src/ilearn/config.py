@@ -270,13 +270,14 @@ class RetrievalConfig:
     question of the intent it recognised, so the same intent usually scores 1.0. Without this floor the image
     weight alone would have to keep other intents out (0.8 x 1 + 0.2 x 0.57 = 0.914 for an identical image)."""
     guess_threshold: float | None = 0.76
-    """Fused score from which, when no answer is decisive, the best same-question match's answer is offered as a
-    guess, worded as one ("I'm not sure, but ..."; `ilearn.memory.retrieval.tentative`) instead of the model's
-    answer; None: never. Matches down to it are searched, but only those >= `threshold` are references.
+    """Fused score of the best same-question match from which, when no answer is decisive, a past answer is offered
+    as a guess, worded as one ("I'm not sure, but ..."; `ilearn.memory.retrieval.tentative`) instead of the model's
+    answer; None: never. Which past answer: the nearest events' most alike as the memory's own events weigh the
+    fused embedder's parts (`DualModalityMemory.guess_weight`). Only matches >= `threshold` are references.
 
-    The model's answer stands when it already says the guess's answer or one that a reference (>= `threshold`)
-    about the same question carries, so a model that knows the thing is not overruled by a weaker match. Same
-    question: image cosine >= 0.70. Measured (`python benchmarks/guesses.py`: the objects scenario's teach/test
+    The model's answer stands when it already says the guess's answer, or a reference (>= `threshold`) about the
+    same question carries it, or a nearby event about it does within `guess_margin`. Same question: image cosine
+    >= 0.70. Measured (`python benchmarks/guesses.py`: the objects scenario's teach/test
     splits of seeds 0-3, the pharmacy's bottles with one view taught), in % of new pictures of taught objects,
     right / wrong guesses: icons-dev 53.9 / 37.5, kinds 42.2 / 36.7, details 31.9 / 52.6, bottles 99.0 / 1.0 (the
     base model names none of the real ones). The cost is the open set: a never-taught object gets a taught name
