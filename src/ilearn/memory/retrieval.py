@@ -561,8 +561,10 @@ class DualModalityMemory:
             if self._guess_weight[0] == self._generation:
                 return self._guess_weight[1]
             generation = self._generation
-            events = [e for e in self.store.list_events(status=EventStatus.ACTIVE, limit=GUESS_EVENTS)
-                      if e.answer.strip() and e.id in self.index]
+        # the store is read outside the memory's lock (a store connection is never awaited while holding it)
+        events = self.store.list_events(status=EventStatus.ACTIVE, limit=GUESS_EVENTS)
+        with self._lock:
+            events = [e for e in events if e.answer.strip() and e.id in self.index]
             vecs = self.index.get_vectors([e.id for e in events]) if events else None
         chosen = None
         if vecs is not None and weight is not None:
