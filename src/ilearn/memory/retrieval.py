@@ -115,8 +115,12 @@ GUESS_WEIGHTS = tuple(round(w, 1) for w in np.linspace(0.0, 1.0, 11))
 GUESS_MIN_QUERIES = 3
 """Events that share their answer with another event about the same question, needed before the weight is chosen
 (with fewer, leave-one-out says nothing and the embedder's own weight stays)."""
-GUESS_EVENTS = 1000
-"""Most events the choice reads (the store's first ones): the cost is that number squared, once per change."""
+GUESS_EVENTS = 500
+"""Most events the choice reads (the store's first ones): the cost grows with that number squared (0.08 s for 500,
+0.43 s for 1000 on 2 busy cores, `guess_weight` with a fused embedder of stub parts)."""
+GUESS_STALE = 20
+"""The weight chosen from n events stands through n // GUESS_STALE changes (every change while n < 20): a large
+memory does not redo the choice at every new event."""
 
 
 def tentative(matches: Sequence[Match], guess_threshold: float, min_text_sim: float = -1.0,
@@ -215,7 +219,7 @@ class DualModalityMemory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
         self._generation = 0  # every change to the index counts (what guess_weight was computed on)
-        self._guess_weight: tuple[int, float | None] = (-1, None)
+        self._guess_weight: tuple[int, float | None, int] = (-1, None, 0)  # (generation, weight, events read)
         self._use(self._new_index())
         try:
             self.calibrator = ReuseCalibrator(self.config, home)  # this deployment's reuse threshold (its feedback)
@@ -554,12 +558,15 @@ class DualModalityMemory:
         the same question), for choosing a guess (`tentative`); None for another embedder or too few events.
 
         A deployment of look-alike bottles keeps the instance CNN's weight; one of real pictures, where that CNN
-        finds everything alike, moves to the general features. Recomputed after any change to the memory; what
-        it reads stays inside (only the weight comes out, never an event)."""
+        finds everything alike, moves to the general features. Chosen again after a change (after n // 20 changes
+        for n events read); what it reads stays inside (only the weight comes out, never an event)."""
         weight = getattr(self.image_embedder, "weight", None)
+        if getattr(self.image_embedder, "first", None) is None or weight is None:
+            return None
         with self._lock:
-            if self._guess_weight[0] == self._generation:
-                return self._guess_weight[1]
+            computed, chosen, seen = self._guess_weight
+            if computed >= 0 and self._generation - computed <= seen // GUESS_STALE:
+                return chosen  # a few changes since: the weight of many events stands
             generation = self._generation
         # the store is read outside the memory's lock (a store connection is never awaited while holding it)
         events = self.store.list_events(status=EventStatus.ACTIVE, limit=GUESS_EVENTS)
@@ -575,7 +582,7 @@ class DualModalityMemory:
                 same = text >= SAME_QUESTION - 1e-6 if text is not None else np.ones((len(events),) * 2, dtype=bool)
                 chosen = leave_one_out_weight(parts[0], parts[1], same, [e.answer for e in events], float(weight))
         with self._lock:
-            self._guess_weight = (generation, chosen)
+            self._guess_weight = (generation, chosen, len(events))
         return chosen
 
     def _visible(self, matches: list[Match], user_id: str | None, robot_id: str) -> list[Match]:
