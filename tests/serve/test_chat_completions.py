@@ -67,6 +67,8 @@ def test_image_answer_correction_by_history_then_a_new_photo_answered_with_the_r
     assert third.model_extra["ilearn"]["session_id"] != ext["session_id"]
     assert [r["answer"] for r in references] == ["ibuprofen"] and references[0]["score"] > 0.5
     assert "ibuprofen" in third.choices[0].message.content.lower()
+    assert third.model_extra["ilearn"]["source"] in ("memory", "memory-guess")  # not the model's words
+    assert ext["source"] == "model"
     # another user of the same robot does not get ana's private answer
     other = client.chat.completions.create(model="ilearn", messages=[_ask(QUESTION, blue)], user="bea")
     assert other.model_extra["ilearn"]["references"] == []

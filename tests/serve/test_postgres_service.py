@@ -53,6 +53,7 @@ def test_a_fleet_shares_its_keys_and_what_each_worker_was_taught(url, tmp_path, 
         reply = again.json()
         assert again.status_code == 200 and reply["kind"] == "answer" and reply["text"].lower() == "ibuprofen"
         assert reply["references"] and reply["references"][0]["answer"] == "ibuprofen"
+        assert reply["source"] == "memory"  # given outright, from the event the other worker stored
         session = f"/v1/sessions/{asked['session_id']}"
         assert two.get(session, headers=auth["robot"]).status_code == 200  # the session, from the other worker
         assert two.get(session, headers=auth["other"]).status_code == 404  # never another robot's
@@ -62,6 +63,7 @@ def test_a_fleet_shares_its_keys_and_what_each_worker_was_taught(url, tmp_path, 
         after = one.post("/v1/turns", headers=auth["robot"],
                          json={"user": "ana", "text": QUESTION, "image_base64": b64(bottle(shift=3, light=10))})
         assert after.json()["text"].lower() != "ibuprofen" and not after.json()["references"]
+        assert after.json()["source"] == "model"  # forgotten: nothing in memory to answer or guess from
         assert one.get(session, headers=auth["robot"]).status_code == 404
 
         key_id = robot.split("_")[1]

@@ -128,7 +128,8 @@ def chat_completions(body: schemas.ChatRequest, key: Caller, svc: ServiceDep, re
 def _extension(reply: schemas.ReplyOut) -> schemas.ChatExtension:
     return schemas.ChatExtension(session_id=reply.session_id, turn_id=reply.turn_id, kind=reply.kind,
                                  options=reply.options, references=reply.references,
-                                 model_version=reply.model_version, precise_question=reply.precise_question)
+                                 model_version=reply.model_version, precise_question=reply.precise_question,
+                                 source=reply.source)
 
 
 def _streamed(turn: StreamedTurn, model: str) -> StreamingResponse:

@@ -242,6 +242,8 @@ class ChatExtension(BaseModel):
     references: list[ReferenceOut]
     model_version: str
     precise_question: str | None
+    source: str = "model"
+    """Where an answer came from: model, memory (outright) or memory-guess (`ReplyOut.source`)."""
 
 
 class ChatResponse(BaseModel):
