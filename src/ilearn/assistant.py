@@ -303,7 +303,7 @@ class Assistant:
         if own is not None:
             text, state.prompt_tokens, top = own.text.strip(), own.prompt_tokens, None
         elif top is not None:
-            text = prompts.reused_answer(top.event.answer)
+            text, state.source = prompts.reused_answer(top.event.answer), "memory"
         else:
             shown = rc.prompt_references == "always" or (rc.prompt_references == "untuned"
                                                          and state.model.version == "base")
@@ -327,8 +327,6 @@ class Assistant:
             if guess is not None and not self._memory_holds(text, guess, state, weight):
                 text, top, fitted_by_model = prompts.reused_answer(guess.event.answer), guess, False
                 state.source = "memory-guess"
-        if state.source == "model" and top is not None:
-            state.source = "memory"
         if text != prompts.NOT_SURE and not fitted_by_model:
             state.shown_text = self.personal.fit(text, profile)  # worded for the user; the log keeps the model's
         if state.source == "memory-guess":
@@ -346,18 +344,15 @@ class Assistant:
         prompt, is not overruled by a match no better than its own."""
         from ilearn.memory.retrieval import guess_similarity
 
-        if contains_answer(text, guess.event.answer) or self._carried(text, state.matches):
+        if contains_answer(text, guess.event.answer) or self._carrying(text, state.matches):
             return True
-        rc = self.config.retrieval
-        support = [guess_similarity(m, weight) for m in state.candidates
-                   if m.text_sim >= rc.reuse_min_text_sim and m.event.answer and contains_answer(text, m.event.answer)]
-        return bool(support) and max(support) >= guess_similarity(guess, weight) - rc.guess_margin
+        support = [guess_similarity(m, weight) for m in self._carrying(text, state.candidates)]
+        return bool(support) and max(support) >= guess_similarity(guess, weight) - self.config.retrieval.guess_margin
 
-    def _carried(self, text: str, references: Sequence[Any]) -> bool:
-        """Whether a reference about the same question (`retrieval.reuse_min_text_sim`) carries the answer `text`."""
+    def _carrying(self, text: str, matches: Sequence[Any]) -> list[Any]:
+        """The matches about the same question (`retrieval.reuse_min_text_sim`) whose answer is the answer `text`."""
         min_sim = self.config.retrieval.reuse_min_text_sim
-        return any(m.text_sim >= min_sim and m.event.answer and contains_answer(text, m.event.answer)
-                   for m in references)
+        return [m for m in matches if m.text_sim >= min_sim and m.event.answer and contains_answer(text, m.event.answer)]
 
     def _generate(self, state: TurnState, profile: Any, references: str, *, tuned: bool,
                   on_text: Any = None) -> Any:
@@ -373,7 +368,7 @@ class Assistant:
         same question carries it, else None."""
         generation = self._generate(state, profile, "", tuned=self._fits_users(state.model.version))
         said = generation.text.strip()
-        return generation if said and self._carried(said, state.matches) and not state.turned_down(said) else None
+        return generation if said and self._carrying(said, state.matches) and not state.turned_down(said) else None
 
     def _store(self, state: TurnState) -> None:
         """5. The reply is persisted (with the image it carries, in one transaction) before it is returned."""

@@ -574,7 +574,7 @@ class DualModalityMemory:
             events = [e for e in events if e.answer.strip() and e.id in self.index]
             vecs = self.index.get_vectors([e.id for e in events]) if events else None
         chosen = None
-        if vecs is not None and weight is not None:
+        if vecs is not None:
             parts = self._image_parts(vecs, vecs)
             if parts is not None:
                 di = self._di
