@@ -165,3 +165,25 @@ def test_the_batching_settings_reach_the_assistants_batcher(tmp_path, split):
     with Assistant.from_config(config) as assistant:
         assert (assistant.batcher.max_batch, assistant.batcher.split) == (5, split)
     assert Config().model.batch_split  # two batches at once on the two cores by default (docs/batching.md)
+
+
+def test_experiment_deployments_train_only_on_shared_events_as_learn_does(tmp_path, png):
+    """The fact protocol's R3 is what `ilearn learn` would train: a private answer (one teacher's, or one the trust
+    rules hold back) never becomes a training row of the shared model (`Deployment.shared_only`)."""
+    from ilearn.evaluation.runner_common import Deployment
+    from ilearn.images import decode_image
+    from ilearn.types import Event, Scope
+
+    config = stub_config(tmp_path / "ignored")
+    learn = config.learn
+    for shared_only, expected in ((True, {"shared"}), (False, {"shared", "private"})):
+        dep = Deployment.open(tmp_path / f"teach-{shared_only}", config, StubVLM(), shared_only=shared_only)
+        try:
+            ref = dep.store.put_image(png, decode_image(png, max_pixels=10**6)[1])
+            dep.store.add_events([Event(ref, "What is the name of this?", "aspirin", "ana", id="shared",
+                                        scope=Scope.SHARED),
+                                  Event(ref, "What is it used for?", "zorblax", "bob", id="private",
+                                        scope=Scope.PRIVATE)])
+            assert {r["event_id"] for r in dep.rows(learn)} == expected
+        finally:
+            dep.close()

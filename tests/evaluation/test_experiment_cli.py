@@ -62,6 +62,7 @@ def test_quick_pharmacy_end_to_end(tmp_path, capsys):
         assert r["bertscore_f1"] is not None and r["latency_ms_p50"] > 0
     out = capsys.readouterr().out
     assert "R3+retrieval" in out and "accuracy" in out  # the table
+    assert "R3+retrieval against R3 alone on the facts taught before R3: " in out  # together against each part
     # a rerun resumes: every round is loaded, nothing is recomputed, the numbers are the same
     assert _run(argv) == 0
     again = json.loads((report_dir / "report.json").read_text())

@@ -199,3 +199,49 @@ def test_report_md_says_where_the_first_answers_came_from(tmp_path):
     assert report["rounds"][1]["first_answer_sources"]["memory-guess"] == {"n": 4, "right": 3}
     write_report(_result(PHARMACY_ROUNDS), tmp_path / "old")  # rounds without the counts: no such section
     assert "first answers came from" not in (tmp_path / "old" / "report.md").read_text()
+
+
+def _scored(rounds_outcomes, taught):
+    """Fact-protocol rounds with `outcomes` (item, intent, right) in one order and what R1 / R2 taught."""
+    rounds = []
+    for name, right in rounds_outcomes.items():
+        items = [("a", "name"), ("b", "name"), ("c", "name"), ("d", "use")]
+        rounds.append({"name": name, "method": "sft" if name.startswith("R3") else "base",
+                       "retrieval": name in ("R2", "R3+retrieval"), "n_interactions": 4,
+                       "outcomes": [[i, f, r] for (i, f), r in zip(items, right, strict=True)],
+                       "taught": taught.get(name, [])})
+    return rounds
+
+
+def test_together_compares_memory_and_tuned_model_with_each_part_on_its_facts():
+    from ilearn.evaluation.report import together, together_lines
+
+    taught = {"R1": [["a", "name"], ["b", "name"]], "R2": [["c", "name"]]}
+    rounds = _scored({"R1": [0, 0, 0, 0], "R2": [1, 1, 0, 1], "R3": [1, 0, 1, 0],
+                      "R3+retrieval": [1, 1, 0, 0]}, taught)
+    rows = {t["part"]: t for t in together(rounds)}
+    # against R3 on a, b, c (R1 and R2 taught them): R3 right on a, c; together on a, b: 2 and 2, lost c, won b
+    assert rows["R3"] == {"part": "R3", "n": 3, "part_right": 2, "together_right": 2, "lost": 1, "won": 1,
+                          "holds": True}
+    # against R2 on a, b only (what R1 taught): R2 right on both, together too; d (never taught) counts nowhere
+    assert rows["R2"] == {"part": "R2", "n": 2, "part_right": 2, "together_right": 2, "lost": 0, "won": 0,
+                          "holds": True}
+    worse = _scored({"R1": [0, 0, 0, 0], "R2": [1, 1, 0, 1], "R3": [1, 0, 1, 0],
+                     "R3+retrieval": [1, 0, 0, 1]}, taught)
+    lines = together_lines(worse)
+    assert lines[0].endswith("1 against 2 of 3 right (lost 1, won 0): BELOW R3")
+    assert lines[1].endswith("1 against 2 of 2 right (lost 1, won 0): BELOW R2")
+    assert together(PHARMACY_ROUNDS) == []  # rounds without outcomes: nothing to compare
+
+
+def test_report_md_says_whether_memory_and_tuned_model_together_hold(tmp_path):
+    taught = {"R1": [["a", "name"], ["b", "name"]], "R2": [["c", "name"]]}
+    rounds = _scored({"R1": [0, 0, 0, 0], "R2": [1, 1, 0, 1], "R3": [1, 0, 1, 0],
+                      "R3+retrieval": [1, 1, 1, 0]}, taught)
+    write_report(_result(rounds), tmp_path / "rep")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Memory and tuned model together" in md
+    assert "- R3+retrieval against R3 alone on the facts taught before R3: 3 against 2 of 3 right (lost 0, won 1): " \
+           "holds" in md
+    write_report(_result(PHARMACY_ROUNDS), tmp_path / "old")
+    assert "together" not in (tmp_path / "old" / "report.md").read_text()

@@ -62,9 +62,13 @@ class Deployment:
     decoder: FeedbackDecoder
     registry: ModelRegistry
     background: dict[str, BackgroundTraining] = field(default_factory=dict)
+    shared_only: bool = False
+    """Train only on the SHARED events, as `ilearn learn` does (`ilearn.learning.update.shared_events`): what one
+    teacher taught for herself, or what the trust rules hold back, never reaches the shared model's weights."""
 
     @classmethod
-    def open(cls, home: str | Path, config: Config, vlm: VisionLanguageModel) -> Deployment:
+    def open(cls, home: str | Path, config: Config, vlm: VisionLanguageModel,
+             shared_only: bool = False) -> Deployment:
         """Open (or create) the deployment in `home` with the shared `vlm` (parts from `build_runtime`; each
         deployment keeps its store in its own home, whatever `config.store` says)."""
         from ilearn.runtime import build_runtime
@@ -72,7 +76,8 @@ class Deployment:
         home = Path(home)
         config = config.override(home=str(home), store="")
         parts = build_runtime(config, vlm=vlm)
-        return cls(home, config, vlm, parts.store, parts.memory, parts.decoder, parts.registry)
+        return cls(home, config, vlm, parts.store, parts.memory, parts.decoder, parts.registry,
+                   shared_only=shared_only)
 
     def assistant(self, *, retrieval: bool, clarify: bool = True) -> Assistant:
         """An assistant over this deployment's store and memory with retrieval / clarification on or off."""
@@ -85,11 +90,12 @@ class Deployment:
             return img.convert("RGB")
 
     def rows(self, learn: LearnConfig) -> list[dict]:
-        """The training rows of `learn.recipe` from every event of this deployment (images as PIL; rewards from
-        `learn`'s remap)."""
-        from ilearn.learning.update import training_rows
+        """The training rows of `learn.recipe` from every event of this deployment, or its shared ones
+        (`shared_only`); images as PIL, rewards from `learn`'s remap."""
+        from ilearn.learning.update import shared_events, training_rows
 
-        return training_rows(learn, self.store.list_events(), self.image)
+        events = shared_events(self.store, self.config.robot_id) if self.shared_only else self.store.list_events()
+        return training_rows(learn, events, self.image)
 
     def forget_users(self, prefix: str) -> int:
         """Delete every user whose id starts with `prefix` (sessions, turns, events, vectors); returns how many."""

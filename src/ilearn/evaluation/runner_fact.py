@@ -6,7 +6,7 @@ Rounds, in order (each one first *scored*, then, for R1 and R2, *taught*):
 | --- | --- | --- | --- |
 | ``R1`` | base, Chain of Question | off | teach users about teach views; sessions closed into events |
 | ``R2`` | base | over the events taught so far (R1's when scored) | more teaching, retrieval on |
-| ``R3`` | fine-tuned on the events of R1-R2 (projector and language model; vision encoder frozen) | off | - |
+| ``R3`` | fine-tuned on the shared events of R1-R2 (projector and language model; vision encoder frozen) | off | - |
 | ``R3+retrieval`` | the same version | on | - |
 | ``R3 (vision trained)`` | fine-tuned with the vision encoder trained too (ablation) | off | - |
 
@@ -20,7 +20,10 @@ same order in every round (the same tasks), so that `taught_accuracy` can compar
 Scoring uses held-out interactions only: the scenario's test views, asked by held-out personas, through an
 assistant over the same store and memory whose sessions are never closed and whose users are deleted after
 the round (see `runner_common`). Teach users are marked trusted (``retrieval.sharing="trusted"``), i.e. the
-robot's caretakers, so that what they teach reaches the held-out users in R2 without corroboration.
+robot's caretakers, so that what they teach reaches the held-out users in R2 without corroboration. The tuned
+versions train on the shared events only, as `ilearn learn` does: an answer the trust rules hold back (two
+caretakers who disagree about look-alike objects share neither answer until a reviewer decides) helps its teacher
+through retrieval and never reaches the weights that answer everyone.
 """
 
 from __future__ import annotations
@@ -151,7 +154,7 @@ def run_fact(ctx: RunContext, scenario: FactScenario) -> list[dict[str, Any]]:
     # the scenario's facets (pharmacy: name, use, dose; objects: its facts.json keys) unless the settings name some
     config = ctx.config.override(retrieval={"sharing": "trusted"},
                                  clarify={"facets": ctx.config.clarify.facets or scenario.facets})
-    dep = Deployment.open(ctx.home / "teach", config, ctx.vlm)
+    dep = Deployment.open(ctx.home / "teach", config, ctx.vlm, shared_only=True)  # trains as `ilearn learn` does
     plan = PLAN[: {1: 1, 2: 2}.get(ctx.rounds or 0, len(PLAN))]
     teach_sets = {"R1": scenario.tasks("teach", sizes.teach_tasks, seed=ctx.seed),
                   "R2": scenario.tasks("teach", sizes.teach_tasks_r2, seed=ctx.seed + 1)}
