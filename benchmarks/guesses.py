@@ -60,16 +60,31 @@ def rates(rows: np.ndarray, t: float) -> dict:
             "open_set": round(100 * float((other >= t - 1e-9).mean()), 1)}
 
 
+def gated(first: np.ndarray, second: np.ndarray, labels: np.ndarray, mem: np.ndarray, w: float, gate: float):
+    """(right, wrong, open set) shares of the asked pictures (not in `mem`) at weight `w` and gate `gate`: the
+    nearest memory picture >= gate names the asked object (right) or another (wrong); open set: the nearest
+    picture of another object >= gate (as if the asked object had never been taught)."""
+    asked = ~mem
+    sims = w * (first[asked] @ first[mem].T) + (1 - w) * (second[asked] @ second[mem].T)
+    top = sims.max(axis=1)
+    right = labels[mem][sims.argmax(axis=1)] == labels[asked]
+    other = np.where(labels[mem][None, :] != labels[asked][:, None], sims, -np.inf).max(axis=1)
+    on = top >= gate - 1e-9
+    return float((on & right).mean()), float((on & ~right).mean()), float((other >= gate - 1e-9).mean())
+
+
 def weight_choice(first: np.ndarray, second: np.ndarray, labels: np.ndarray, views: int, draws: int) -> dict:
-    """1-NN accuracy (%) with `views` pictures per object in memory: the embedder's weight, the chosen one, the best."""
-    from ilearn.memory.retrieval import GUESS_WEIGHTS, leave_one_out_weight
+    """1-NN accuracy (%) with `views` pictures per object in memory: the embedder's weight, the chosen one, the best;
+    and the guesses (right / wrong / open set) at the gate the memory's pictures calibrate (`leave_one_out_gate`,
+    precision 0.5) against the fixed gate (image cosine 0.70 at the embedder's weight)."""
+    from ilearn.memory.retrieval import GUESS_WEIGHTS, leave_one_out_gate, leave_one_out_weight
 
     def nn(mem: np.ndarray, w: float) -> float:
         asked = ~mem
         sims = w * (first[asked] @ first[mem].T) + (1 - w) * (second[asked] @ second[mem].T)
         return float((labels[mem][sims.argmax(axis=1)] == labels[asked]).mean())
 
-    rows, chosen = [], []
+    rows, chosen, gates, calibrated, fixed = [], [], [], [], []
     for draw in range(draws):
         rng = np.random.default_rng(draw)
         mem = np.zeros(len(labels), dtype=bool)
@@ -81,10 +96,21 @@ def weight_choice(first: np.ndarray, second: np.ndarray, labels: np.ndarray, vie
                                  [str(x) for x in labels[mem]], 0.7)
         chosen.append(w)
         rows.append((nn(mem, 0.7), nn(mem, 0.7 if w is None else w), max(nn(mem, x) for x in GUESS_WEIGHTS)))
+        fixed.append(gated(first, second, labels, mem, 0.7, 0.70))
+        if w is not None:
+            sims = w * (first[mem] @ first[mem].T) + (1 - w) * (second[mem] @ second[mem].T)
+            gate = leave_one_out_gate(sims, everyone, [str(x) for x in labels[mem]], 0.5)
+            gates.append(gate)
+            calibrated.append(gated(first, second, labels, mem, w, gate) if gate is not None else fixed[-1])
     r = 100 * np.array(rows)
+
+    def shares(triples: list) -> list[float]:
+        return [round(100 * float(x), 1) for x in np.mean(triples, axis=0)] if triples else []
+
     return {"views": views, "draws": draws, "fixed_0.7": round(float(r[:, 0].mean()), 1),
             "chosen": round(float(r[:, 1].mean()), 1), "best": round(float(r[:, 2].mean()), 1),
-            "weights_chosen": chosen}
+            "weights_chosen": chosen, "gates": gates, "fixed_gate_right_wrong_open": shares(fixed),
+            "calibrated_gate_right_wrong_open": shares(calibrated)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +169,17 @@ def main(argv: list[str] | None = None) -> int:
             result["weight_choice"][name] = rows
             print(f"{name:10s} " + "  ".join(f"V={r['views']}: {r['fixed_0.7']:5.1f} / {r['chosen']:5.1f} / "
                                              f"{r['best']:5.1f}" for r in rows))
+        print("\nguesses right / wrong / open set % with V pictures per object in memory: the fixed gate (image cosine "
+              "0.70) -> the gate the memory's pictures calibrate (leave one out, precision 0.5; its median)")
+        for name, rows in result["weight_choice"].items():
+            cells = []
+            for r in rows:
+                a, b = r["fixed_gate_right_wrong_open"], r["calibrated_gate_right_wrong_open"]
+                finite = [g for g in r["gates"] if g is not None]
+                cells.append(f"V={r['views']}: " + "/".join(f"{x:.0f}" for x in a) + " -> "
+                             + "/".join(f"{x:.0f}" for x in b)
+                             + (f" (gate {np.median(finite):.2f})" if finite else " (no gate)"))
+            print(f"{name:10s} " + "  ".join(cells))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "guesses.json").write_text(json.dumps(result, indent=1))
     return 0

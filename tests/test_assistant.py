@@ -246,7 +246,8 @@ def test_references_below_the_reuse_threshold_reach_the_prompt_only_as_configure
 class _Guessing:
     """An assistant whose memory returns `matches` (whatever the floor asked for) and whose model says `says`."""
 
-    def __init__(self, tmp_path, matches, says: str, weight: float | None = None, **retrieval):
+    def __init__(self, tmp_path, matches, says: str, weight: float | None = None, gate: float | None = None,
+                 **retrieval):
         from ilearn.memory.stub import StubMemory
         from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
 
@@ -261,6 +262,9 @@ class _Guessing:
 
             def guess_weight(self):
                 return weight
+
+            def guess_gate(self):
+                return gate
 
         self.vlm = StubVLM(responder=lambda messages: says)
         self.store = open_store(tmp_path)
@@ -290,6 +294,20 @@ def test_a_close_past_answer_is_offered_as_a_guess_when_the_model_does_not_have_
     # the user confirms: the event carries the plain answer
     g.assistant.respond("ana", "Thanks!", session_id=reply.session_id)
     assert [e.answer for e in g.assistant.close_session(reply.session_id)] == ["Ibuprofen"]
+
+
+def test_the_memory_s_own_gate_decides_how_alike_a_guess_must_be(tmp_path, png):
+    far = [_match("ibuprofen", 0.6), _match("aspirin", 0.5)]  # image cosines 0.5 and 0.375: far under 0.76 fused
+    reply = _Guessing(tmp_path / "a", far, says="It is a bottle.").assistant.respond("ana", "What is it called?",
+                                                                                     image=png)
+    assert reply.source == "model"  # no gate calibrated: the fixed fused threshold
+    guessed = _Guessing(tmp_path / "b", far, says="It is a bottle.", gate=0.45).assistant.respond(
+        "ana", "What is it called?", image=png)
+    assert guessed.source == "memory-guess" and guessed.text.endswith("Ibuprofen")  # its events say 0.45 is enough
+    close = [_match("ibuprofen", 0.86), _match("aspirin", 0.5)]
+    never = _Guessing(tmp_path / "c", close, says="It is a bottle.", gate=float("inf")).assistant.respond(
+        "ana", "What is it called?", image=png)
+    assert never.source == "model"  # its events say guesses are wrong more often than not: none, however close
 
 
 def test_a_rejected_guess_is_not_offered_again_and_the_correction_is_learnt(tmp_path, png):

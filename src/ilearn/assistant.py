@@ -309,10 +309,10 @@ class Assistant:
                                                          and state.model.version == "base")
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
             guess, weight = None, None
-            if rc.guess_threshold is not None:
-                weigh = getattr(self.memory, "guess_weight", None)  # the memory's own events choose (dual memory)
-                weight = weigh() if weigh is not None else None
-                guess = tentative(state.candidates, rc.guess_threshold, rc.reuse_min_text_sim, weight)
+            if rc.guess_threshold is not None:  # the memory's own events choose the weight and the gate (dual)
+                weight = self.memory.guess_weight() if hasattr(self.memory, "guess_weight") else None
+                gate = self.memory.guess_gate() if hasattr(self.memory, "guess_gate") else None
+                guess = tentative(state.candidates, rc.guess_threshold, rc.reuse_min_text_sim, weight, gate)
             # a reply that may become a guess arrives whole, like one that must avoid rejected answers
             stream = (state.stream if not state.avoid and guess is None and (fitted_by_model or not rewords(profile))
                       else None)

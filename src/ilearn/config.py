@@ -284,6 +284,15 @@ class RetrievalConfig:
     as a guess for 84 / 63 / 78 / 42% of its pictures (a worded guess where the model would answer wrongly too).
     A guess is not a reuse: it is never given at `reuse_threshold`'s confidence, and experiments count it apart
     (a round's `first_answer_sources`)."""
+    guess_precision: float | None = 0.5
+    """How often a guess must be right where it is offered, as the memory's own events say: each event named after
+    its nearest other event about the same question (leave-one-out, at the weight `guess_weight` chose), a guess is
+    offered from the similarity where the events named right outweigh those named wrong, counted as gaining
+    1 - p for each right one and losing p for each wrong one (`ilearn.memory.retrieval.leave_one_out_gate`): at
+    0.5, where a guess is right at least as often as not. Events whose answer no other event shares count as
+    wrong (a never-taught object is named after another one), so the open set is in the count. Until the memory
+    holds enough events (`GUESS_MIN_QUERIES`) or with another embedder, `guess_threshold` on the fused score
+    gates instead; null: always `guess_threshold`."""
     guess_margin: float = 0.05
     """How much more alike (image similarity, as the guess is chosen: `ilearn.memory.retrieval.guess_similarity`)
     the guess's event must be than the nearest event about the same question that carries the model's own answer,
@@ -380,6 +389,9 @@ class RetrievalConfig:
                                "max_false_reuse in (0, 1)")
         if not self.guess_margin >= 0:
             raise InvalidInput(f"retrieval.guess_margin must be >= 0, not {self.guess_margin!r}")
+        if self.guess_precision is not None and not 0.0 < self.guess_precision < 1.0:
+            raise InvalidInput("retrieval.guess_precision must be a share in (0, 1) (or null: the fixed "
+                               f"guess_threshold), not {self.guess_precision!r}")
         if self.guess_threshold is not None and not -1.0 <= self.guess_threshold <= 1.0:
             raise InvalidInput("retrieval.guess_threshold must be a fused score in [-1, 1] (or null: no guesses), "
                                f"not {self.guess_threshold!r}")

@@ -255,6 +255,35 @@ def test_leave_one_out_weight_picks_the_part_that_tells_the_events_apart():
     assert leave_one_out_weight(telling, noise, other_question, labels, 0.7) is None  # pairs only across questions
 
 
+def test_leave_one_out_gate_offers_guesses_where_names_were_right_more_often_than_not():
+    import numpy as np
+
+    from ilearn.memory.retrieval import leave_one_out_gate
+
+    def pairs(sims_by_pair, labels):  # a similarity per pair of events (0, 1), (2, 3)...; the rest far apart
+        n = len(labels)
+        sims = np.full((n, n), -1.0)
+        for k, s in enumerate(sims_by_pair):
+            sims[2 * k, 2 * k + 1] = sims[2 * k + 1, 2 * k] = s
+        return sims, np.ones((n, n), dtype=bool)
+
+    # three pairs that name each other right (0.9, 0.8, 0.7), then two pairs of different objects (0.6, 0.5)
+    labels = ["a", "a", "b", "b", "c", "c", "d", "e", "f", "g"]
+    sims, everyone = pairs([0.9, 0.8, 0.7, 0.6, 0.5], labels)
+    assert leave_one_out_gate(sims, everyone, labels, 0.5) == pytest.approx(0.7)  # the wrong tail is cut off
+    # right and wrong interleaved: at 0.5 the gate stops where right ones still outweigh the wrong ones
+    mixed = ["a", "a", "x", "y", "b", "b", "z", "w", "c", "c"]
+    sims, everyone = pairs([0.9, 0.8, 0.7, 0.6, 0.5], mixed)
+    assert leave_one_out_gate(sims, everyone, mixed, 0.5) == pytest.approx(0.9)
+    assert leave_one_out_gate(sims, everyone, mixed, 0.3) == pytest.approx(0.5)  # a lower bar guesses further
+    wrong = ["a", "b", "c", "d", "e", "f"]
+    sims, everyone = pairs([0.9, 0.8, 0.7], wrong)
+    assert leave_one_out_gate(sims, everyone, wrong, 0.5) == float("inf")  # never right: never guess
+    assert leave_one_out_gate(sims[:2, :2], everyone[:2, :2], ["a", "a"], 0.5) is None  # too few to say
+    other_question = np.zeros((6, 6), dtype=bool)
+    assert leave_one_out_gate(sims, other_question, wrong, 0.5) is None  # no pairs about one question
+
+
 class _Noise:
     """An image embedder that sees nothing of the object: every picture its own random direction."""
 
@@ -288,6 +317,9 @@ def test_the_memory_chooses_the_guess_weight_from_its_own_events(mem_store, tmp_
         view = make_image(tuple(min(255, c + 25) for c in colour), mark=8)
         mem.add(make_event(mem_store, view, answer, "bob"), view)
     chosen = mem.guess_weight()  # recomputed after the change
+    # each event's nearest other view is its own object's: guesses are right from the least alike pair on
+    gate = mem.guess_gate()
+    assert gate is not None and -1.0 < gate < 1.0
     # away from the embedder's own 0.7 towards the part that sees the objects (ties stay nearest 0.7)
     assert chosen is not None and (chosen < 0.7 if noise_first else chosen >= 0.7)
     hit = mem.search(make_image((210, 50, 50), mark=6), Q, "alice", floor=-1.0, k=10)

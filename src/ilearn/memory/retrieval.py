@@ -124,18 +124,22 @@ memory does not redo the choice at every new event."""
 
 
 def tentative(matches: Sequence[Match], guess_threshold: float, min_text_sim: float = -1.0,
-              weight: float | None = None) -> Match | None:
+              weight: float | None = None, gate: float | None = None) -> Match | None:
     """The match whose answer may be offered as a guess when none is decisive (`reusable` gave None), or None.
 
-    A guess is offered when the best match about the same question (text cosine >= `min_text_sim`: never another
-    question's answer) has a fused score >= `guess_threshold` (`RetrievalConfig.guess_threshold`). Which one is
-    offered: the same-question match most alike by `guess_similarity` (with `weight`, the memory's `guess_weight`,
-    its image parts weighed so; without, its image cosine). `matches` best first, as `RetrievalMemory.search`
+    Which one: the match about the same question (text cosine >= `min_text_sim`: never another question's answer)
+    most alike by `guess_similarity` (with `weight`, the memory's `guess_weight`, its image parts weighed so;
+    without, its image cosine). It is offered when that similarity is >= `gate` (the memory's `guess_gate`,
+    calibrated on its own events), or, without a gate, when the best same-question match has a fused score >=
+    `guess_threshold` (`RetrievalConfig.guess_threshold`). `matches` best first, as `RetrievalMemory.search`
     returns them with a `floor` under the guess threshold."""
     same = [m for m in matches if m.text_sim >= min_text_sim]
-    if not same or same[0].score < guess_threshold:
+    if not same:
         return None
-    return max(same, key=lambda m: guess_similarity(m, weight))
+    best = max(same, key=lambda m: guess_similarity(m, weight))
+    if gate is not None:
+        return best if guess_similarity(best, weight) >= gate - 1e-9 else None
+    return best if same[0].score >= guess_threshold else None
 
 
 def guess_similarity(match: Match, weight: float | None) -> float:
@@ -176,6 +180,33 @@ def leave_one_out_weight(first: np.ndarray, second: np.ndarray, same_question: n
         if key > best or (key == best and abs(w - default) < abs(chosen - default)):
             best, chosen = key, w
     return float(chosen)
+
+
+def leave_one_out_gate(sims: np.ndarray, same_question: np.ndarray, labels: Sequence[str],
+                       precision: float) -> float | None:
+    """The similarity from which a guess is worth offering, as some labelled events say (`sims`: their image
+    similarity matrix, as guesses are chosen; `same_question`: a boolean matrix).
+
+    Each event that has another about the same question is named after the nearest such event; taking them from
+    the most alike down, a right name gains 1 - `precision` and a wrong one loses `precision`; the gate is the
+    similarity where the running total is highest (so a guess is offered only where names have been right at
+    least `precision` of the time, and a tail of wrong ones is cut off). An event whose answer no other shares is
+    named wrong, as a never-taught object would be. inf when no similarity gains (never guess); None with fewer
+    than `GUESS_MIN_QUERIES` events named."""
+    keys = np.asarray([answer_key(a) for a in labels])
+    n = len(keys)
+    mask = same_question & ~np.eye(n, dtype=bool)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) < GUESS_MIN_QUERIES:
+        return None
+    masked = np.where(mask, sims, -np.inf)[rows]
+    nearest = masked.argmax(axis=1)
+    top = masked[np.arange(len(rows)), nearest]
+    right = keys[nearest] == keys[rows]
+    order = np.argsort(-top, kind="stable")
+    gains = np.cumsum(np.where(right[order], 1.0 - precision, -precision))
+    best = int(np.argmax(gains))
+    return float(top[order][best]) if gains[best] > 0 else float("inf")
 
 
 class DualModalityMemory:
@@ -219,7 +250,8 @@ class DualModalityMemory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
         self._generation = 0  # every change to the index counts (what guess_weight was computed on)
-        self._guess_weight: tuple[int, float | None, int] = (-1, None, 0)  # (generation, weight, events read)
+        # (generation, weight, gate, events read): what guess_weight and guess_gate chose, and on what
+        self._guess_rule: tuple[int, float | None, float | None, int] = (-1, None, None, 0)
         self._use(self._new_index())
         try:
             self.calibrator = ReuseCalibrator(self.config, home)  # this deployment's reuse threshold (its feedback)
@@ -560,30 +592,44 @@ class DualModalityMemory:
         A deployment of look-alike bottles keeps the instance CNN's weight; one of real pictures, where that CNN
         finds everything alike, moves to the general features. Chosen again after a change (after n // 20 changes
         for n events read); what it reads stays inside (only the weight comes out, never an event)."""
+        return self._guess_choice()[0]
+
+    def guess_gate(self) -> float | None:
+        """The similarity (at `guess_weight`) from which a guess is offered, calibrated on this memory's own events
+        (`leave_one_out_gate` with `RetrievalConfig.guess_precision`); inf: never; None: no weight chosen, or no
+        precision set (the fixed `guess_threshold` gates). Chosen with the weight, in the same pass."""
+        return self._guess_choice()[1]
+
+    def _guess_choice(self) -> tuple[float | None, float | None]:
+        """(guess_weight, guess_gate), computed again after enough changes (`GUESS_STALE`)."""
         weight = getattr(self.image_embedder, "weight", None)
         if getattr(self.image_embedder, "first", None) is None or weight is None:
-            return None
+            return None, None
         with self._lock:
-            computed, chosen, seen = self._guess_weight
+            computed, chosen, gate, seen = self._guess_rule
             if computed >= 0 and self._generation - computed <= seen // GUESS_STALE:
-                return chosen  # a few changes since: the weight of many events stands
+                return chosen, gate  # a few changes since: the choice of many events stands
             generation = self._generation
         # the store is read outside the memory's lock (a store connection is never awaited while holding it)
         events = self.store.list_events(status=EventStatus.ACTIVE, limit=GUESS_EVENTS)
         with self._lock:
             events = [e for e in events if e.answer.strip() and e.id in self.index]
             vecs = self.index.get_vectors([e.id for e in events]) if events else None
-        chosen = None
+        chosen = gate = None
         if vecs is not None:
             parts = self._image_parts(vecs, vecs)
             if parts is not None:
                 di = self._di
                 text = vecs[:, di:] @ vecs[:, di:].T / self.config.text_weight if self.config.text_weight else None
                 same = text >= SAME_QUESTION - 1e-6 if text is not None else np.ones((len(events),) * 2, dtype=bool)
-                chosen = leave_one_out_weight(parts[0], parts[1], same, [e.answer for e in events], float(weight))
+                answers = [e.answer for e in events]
+                chosen = leave_one_out_weight(parts[0], parts[1], same, answers, float(weight))
+                if chosen is not None and self.config.guess_precision is not None:
+                    gate = leave_one_out_gate(chosen * parts[0] + (1.0 - chosen) * parts[1], same, answers,
+                                              self.config.guess_precision)
         with self._lock:
-            self._guess_weight = (generation, chosen, len(events))
-        return chosen
+            self._guess_rule = (generation, chosen, gate, len(events))
+        return chosen, gate
 
     def _visible(self, matches: list[Match], user_id: str | None, robot_id: str) -> list[Match]:
         """The user's own events and the robot's SHARED events (the trust rules decide what is shared)."""
