@@ -22,6 +22,8 @@ def test_nested_settings_and_override():
     ({"modle": {}}, "unknown setting"),
     ({"model": {"threads": 0}}, "threads"),
     ({"retrieval": {"sharing": "everyone"}}, "sharing"),
+    ({"retrieval": {"guess_precision": 1.0}}, "guess_precision must be a share in"),
+    ({"retrieval": {"guess_precision": 0}}, "guess_precision must be a share in"),
     ({"learn": {"trainable": ["eyes"]}}, "unknown parts"),
     ({"learn": {"recipe": "magic"}}, "recipe"),
 ])

@@ -284,15 +284,19 @@ class RetrievalConfig:
     as a guess for 84 / 63 / 78 / 42% of its pictures (a worded guess where the model would answer wrongly too).
     A guess is not a reuse: it is never given at `reuse_threshold`'s confidence, and experiments count it apart
     (a round's `first_answer_sources`)."""
-    guess_precision: float | None = 0.5
-    """How often a guess must be right where it is offered, as the memory's own events say: each event named after
-    its nearest other event about the same question (leave-one-out, at the weight `guess_weight` chose), a guess is
-    offered from the similarity where the events named right outweigh those named wrong, counted as gaining
-    1 - p for each right one and losing p for each wrong one (`ilearn.memory.retrieval.leave_one_out_gate`): at
-    0.5, where a guess is right at least as often as not. Events whose answer no other event shares count as
-    wrong (a never-taught object is named after another one), so the open set is in the count. Until the memory
-    holds enough events (`GUESS_MIN_QUERIES`) or with another embedder, `guess_threshold` on the fused score
-    gates instead; null: always `guess_threshold`."""
+    guess_precision: float | None = None
+    """With a share p: the gate of a guess is calibrated on the memory's own events instead of `guess_threshold`.
+    Each event is named after its nearest other event about the same question (leave-one-out, at the weight
+    `guess_weight` chose); from the most alike down, a right name gains 1 - p and a wrong one loses p, and a guess
+    is offered from the similarity where the total is highest (`ilearn.memory.retrieval.leave_one_out_gate`).
+    Events whose answer no other event shares count as wrong (a never-taught object is named after another one),
+    so the open set is in the count. Until the memory holds enough events (`GUESS_MIN_QUERIES`) or with another
+    embedder, `guess_threshold` gates. Off by default, by measurement: it offers fewer, more often right guesses,
+    and the base model it replaces names no real object, so fewer guesses answer fewer questions right. icons-dev's
+    R2 (`ilearn experiment objects`, seed 0, 96 a round): the fixed gate 30.4% of 56 taught facts (guesses 15 of
+    49 right), p = 0.25 23.2% (11 of 24), p = 0.5 3.6% (no guess: with one picture of an object per question,
+    leave-one-out reads nearly every event as a never-taught object). `python benchmarks/guesses.py` compares the
+    two gates with two or three pictures of each object in memory."""
     guess_margin: float = 0.05
     """How much more alike (image similarity, as the guess is chosen: `ilearn.memory.retrieval.guess_similarity`)
     the guess's event must be than the nearest event about the same question that carries the model's own answer,

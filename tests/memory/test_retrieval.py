@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from memory_helpers import make_event, make_image
 
@@ -307,7 +309,8 @@ def test_the_memory_chooses_the_guess_weight_from_its_own_events(mem_store, tmp_
     stub = StubImageEmbedder()
     fused = FusedImageEmbedder(weight=0.7, first=_Noise() if noise_first else stub,
                                second=stub if noise_first else _Noise())
-    config = RetrievalConfig(image_weight=0.8, text_weight=0.2, threshold=0.5, reuse_threshold=0.9)
+    config = RetrievalConfig(image_weight=0.8, text_weight=0.2, threshold=0.5, reuse_threshold=0.9,
+                             guess_precision=0.5)
     mem = DualModalityMemory(mem_store, fused, HashingTextEmbedder(), config, tmp_path)
     colours = {"ibuprofen": (200, 40, 40), "aspirin": (40, 40, 200), "naproxen": (40, 180, 40)}
     for answer, colour in colours.items():
@@ -320,6 +323,9 @@ def test_the_memory_chooses_the_guess_weight_from_its_own_events(mem_store, tmp_
     # each event's nearest other view is its own object's: guesses are right from the least alike pair on
     gate = mem.guess_gate()
     assert gate is not None and -1.0 < gate < 1.0
+    plain = DualModalityMemory(mem_store, fused, HashingTextEmbedder(), replace(config, guess_precision=None),
+                               tmp_path / "fixed")
+    assert plain.guess_weight() is not None and plain.guess_gate() is None  # the fixed guess_threshold gates
     # away from the embedder's own 0.7 towards the part that sees the objects (ties stay nearest 0.7)
     assert chosen is not None and (chosen < 0.7 if noise_first else chosen >= 0.7)
     hit = mem.search(make_image((210, 50, 50), mark=6), Q, "alice", floor=-1.0, k=10)
