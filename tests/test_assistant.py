@@ -328,8 +328,8 @@ def test_a_rejected_guess_is_not_offered_again_and_the_correction_is_learnt(tmp_
     ([_match("ibuprofen", 0.85, text_sim=0.5, question="What is it for?")], "It is a bottle.", {}),  # other question
     ([_match("ibuprofen", 0.80)], "I think it is ibuprofen.", {}),  # the model already says it
     ([_match("ibuprofen", 0.86), _match("aspirin", 0.845)], "Aspirin.", {}),  # a weaker reference carries it
-    # the model's answer is carried by an event under the match threshold, but as alike as the guess's (within 0.05)
-    ([_match("ibuprofen", 0.80), _match("naproxen", 0.78)], "Naproxen.", {}),
+    # the model's answer is carried by an event under the match threshold, as alike as the guess's within a margin
+    ([_match("ibuprofen", 0.80), _match("naproxen", 0.78)], "Naproxen.", {"guess_margin": 0.05}),
 ], ids=["below", "off", "other-question", "model-says-it", "reference-carries-it", "as-alike-as-the-guess"])
 def test_the_models_answer_stands_when_no_guess_is_called_for(tmp_path, png, matches, says, retrieval):
     g = _Guessing(tmp_path, sorted(matches, key=lambda m: -m.score), says=says, **retrieval)
@@ -364,10 +364,12 @@ def test_the_guess_weighs_the_image_parts_as_the_memorys_events_chose(tmp_path, 
 
 
 def test_a_guess_replaces_a_model_answer_that_only_a_less_alike_event_carries(tmp_path, png):
-    matches = [_match("ibuprofen", 0.82), _match("naproxen", 0.76)]  # image 0.775 vs 0.70: beyond the margin
-    g = _Guessing(tmp_path, matches, says="Naproxen.")
+    matches = [_match("ibuprofen", 0.80), _match("naproxen", 0.78)]  # image 0.75 vs 0.725
+    g = _Guessing(tmp_path, matches, says="Naproxen.")  # no margin by default: the more alike event's answer
     reply = g.assistant.respond("ana", "What is this medicine called?", image=png)
     assert reply.source == "memory-guess" and reply.text.endswith("Ibuprofen")
-    g2 = _Guessing(tmp_path / "wide", matches, says="Naproxen.", guess_margin=0.1)
+    g2 = _Guessing(tmp_path / "wide", matches, says="Naproxen.", guess_margin=0.05)
     assert g2.assistant.respond("ana", "What is this medicine called?", image=png).text == "Naproxen."
+    g3 = _Guessing(tmp_path / "narrow", matches, says="Naproxen.", guess_margin=0.02)
+    assert g3.assistant.respond("ana", "What is this medicine called?", image=png).source == "memory-guess"
 

@@ -297,13 +297,15 @@ class RetrievalConfig:
     49 right), p = 0.25 23.2% (11 of 24), p = 0.5 3.6% (no guess: with one picture of an object per question,
     leave-one-out reads nearly every event as a never-taught object). `python benchmarks/guesses.py` compares the
     two gates with two or three pictures of each object in memory."""
-    guess_margin: float = 0.05
+    guess_margin: float = 0.0
     """How much more alike (image similarity, as the guess is chosen: `ilearn.memory.retrieval.guess_similarity`)
     the guess's event must be than the nearest event about the same question that carries the model's own answer,
-    for the guess to replace that answer. Within it the memory cannot tell the two apart and the model decides: a
-    tuned model was trained on those events (the pharmacy's naproxen and ibuprofen bottles differ by their
-    corners: with no margin, R3+retrieval lost 2 of 63 taught facts to R3, both naproxen's use). A model answer no
-    nearby event carries is replaced whatever the margin."""
+    for the guess to replace that answer; within it the model decides. 0 by measurement: a tuned model's answer
+    that a nearly-as-alike event carried stood at 0.05, and on icons-dev (a weak tuned model, 19% of taught facts)
+    that cost R3+retrieval 5 interactions R2 had answered right (27.9% of 68 taught facts, below R2 on R2's facts);
+    at 0 R3+retrieval answers 30.9%, R2's facts as often as R2. The pharmacy's tuned model does not need it once it
+    trains only on shared events (`ilearn experiment`, seed 0). A model answer no nearby event carries is replaced
+    whatever the margin; a reference (>= `threshold`) that carries it always keeps it."""
     calibrate: bool = False
     """Calibrate the reuse threshold from this deployment's own feedback (`ilearn.memory.calibration`): each
     answer the memory gave outright (or could have: the top match of an answer the model gave) and the user's
