@@ -260,11 +260,8 @@ class _Guessing:
                 outer.floors.append(floor)
                 return [m for m in matches if m.score >= (config.retrieval.threshold if floor is None else floor)]
 
-            def guess_weight(self):
-                return weight
-
-            def guess_gate(self):
-                return gate
+            def guess_rule(self):
+                return weight, gate
 
         self.vlm = StubVLM(responder=lambda messages: says)
         self.store = open_store(tmp_path)

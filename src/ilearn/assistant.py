@@ -310,8 +310,8 @@ class Assistant:
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
             guess, weight = None, None
             if rc.guess_threshold is not None:  # the memory's own events choose the weight and the gate (dual)
-                weight = self.memory.guess_weight() if hasattr(self.memory, "guess_weight") else None
-                gate = self.memory.guess_gate() if hasattr(self.memory, "guess_gate") else None
+                rule = getattr(self.memory, "guess_rule", None)
+                weight, gate = rule() if rule is not None else (None, None)
                 guess = tentative(state.candidates, rc.guess_threshold, rc.reuse_min_text_sim, weight, gate)
             # a reply that may become a guess arrives whole, like one that must avoid rejected answers
             stream = (state.stream if not state.avoid and guess is None and (fitted_by_model or not rewords(profile))

@@ -592,16 +592,17 @@ class DualModalityMemory:
         A deployment of look-alike bottles keeps the instance CNN's weight; one of real pictures, where that CNN
         finds everything alike, moves to the general features. Chosen again after a change (after n // 20 changes
         for n events read); what it reads stays inside (only the weight comes out, never an event)."""
-        return self._guess_choice()[0]
+        return self.guess_rule()[0]
 
     def guess_gate(self) -> float | None:
         """The similarity (at `guess_weight`) from which a guess is offered, calibrated on this memory's own events
         (`leave_one_out_gate` with `RetrievalConfig.guess_precision`); inf: never; None: no weight chosen, or no
         precision set (the fixed `guess_threshold` gates). Chosen with the weight, in the same pass."""
-        return self._guess_choice()[1]
+        return self.guess_rule()[1]
 
-    def _guess_choice(self) -> tuple[float | None, float | None]:
-        """(guess_weight, guess_gate), computed again after enough changes (`GUESS_STALE`)."""
+    def guess_rule(self) -> tuple[float | None, float | None]:
+        """(guess_weight, guess_gate) in one read, as a turn uses them; computed again after enough changes
+        (`GUESS_STALE`)."""
         weight = getattr(self.image_embedder, "weight", None)
         if getattr(self.image_embedder, "first", None) is None or weight is None:
             return None, None
