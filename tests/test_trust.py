@@ -17,9 +17,9 @@ from ilearn.config import Config, RetrievalConfig
 from ilearn.errors import InvalidInput
 from ilearn.memory.retrieval import DualModalityMemory
 from ilearn.memory.sqlite import SQLiteStore
-from ilearn.memory.trust import TrustPolicy
+from ilearn.memory.trust import SCOPE_KEY, TrustPolicy
 from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
-from ilearn.types import Event, EventStatus, ImageRef, Scope
+from ilearn.types import Event, EventStatus, ImageRef, Label, Scope, is_rejection
 
 Q = "What is this medicine called?"
 
@@ -48,8 +48,8 @@ class World:
             if age_s:
                 self.store._conn().execute("UPDATE users SET created = ? WHERE id = ?", (time.time() - age_s, name))
 
-    def teach(self, user: str, answer: str, supersedes: str | None = None) -> Event:
-        """`user` teaches `answer` on a new photo of the bottle."""
+    def photo(self) -> tuple[ImageRef, Image.Image]:
+        """A new photo of the bottle, in the store."""
         import io
 
         from ilearn.images import sha256_bytes
@@ -59,8 +59,25 @@ class World:
         buf = io.BytesIO()
         image.save(buf, format="PNG")
         data = buf.getvalue()
-        ref = self.store.put_image(data, ImageRef(sha256_bytes(data), 48, 48, "PNG"))
+        return self.store.put_image(data, ImageRef(sha256_bytes(data), 48, 48, "PNG")), image
+
+    def teach(self, user: str, answer: str, supersedes: str | None = None) -> Event:
+        """`user` teaches `answer` on a new photo of the bottle."""
+        ref, image = self.photo()
         return self.memory.add(Event(ref, Q, answer, user, supersedes=supersedes), image)
+
+    def reject(self, user: str, *answers: str, question: str = Q) -> Event:
+        """`user` turns the model's `answers` down on a new photo of the bottle and leaves without the right one
+        (the event `construct` distils: no answer, QUARANTINED)."""
+        ref, image = self.photo()
+        event = Event(ref, question, "", user, rejected=list(answers), label=Label.NEGATIVE,
+                      status=EventStatus.QUARANTINED)
+        return self.memory.add(event, image)
+
+    def shared_rejections(self) -> dict[str, str]:
+        """The shared rejections' users -> the answers they turned down."""
+        return {e.user_id: ",".join(e.rejected) for e in self.store.list_events(scope=Scope.SHARED)
+                if is_rejection(e)}
 
     def seen(self, user: str = "bystander") -> set[str]:
         """The answers a user who taught nothing gets from memory."""
@@ -194,3 +211,81 @@ def test_events_review_lists_and_resolves(tmp_path, capsys):
     assert "0 event(s) waiting" in capsys.readouterr().out
     assert main(["events", "review", *argv, "--keep", liar.id]) == 2  # no longer waiting
     assert "not quarantined" in capsys.readouterr().err
+
+
+# ---- rejections: the negatives KTO and REINFORCE learn from are shared by the same rules -------------------
+def test_one_users_rejection_stays_private_and_is_never_retrieved(world):
+    held = world.reject("ana", "aspirin")
+    assert held.scope == Scope.PRIVATE and held.status == EventStatus.QUARANTINED and held.answer == ""
+    assert held.id not in world.memory.index
+    assert world.seen("ana") == set() and world.memory.review_queue() == []  # nothing to retrieve or to review
+
+
+def test_two_users_turning_down_the_same_answer_share_both_rejections(world):
+    first = world.reject("ana", "aspirin")
+    world.reject("bob", "paracetamol")  # another answer: no voice for aspirin's rejection
+    assert world.shared_rejections() == {}
+    world.reject("cy", "Aspirin.")  # the same answer, worded as answers are compared (answer_key)
+    assert world.shared_rejections() == {"ana": "aspirin", "cy": "Aspirin."}
+    assert world.store.get_event(first.id).provenance[SCOPE_KEY] == "corroborated"
+    assert world.seen() == set()  # shared for training, still never retrieved
+
+
+def test_a_rejection_on_another_question_or_object_is_no_voice(world):
+    world.reject("ana", "aspirin")
+    world.reject("bob", "aspirin", question="What is this medicine used for?")
+    assert world.shared_rejections() == {}
+
+
+def test_a_rejection_the_shared_answer_agrees_with_is_shared(world):
+    world.teach("ana", "ibuprofen")
+    world.teach("bob", "ibuprofen")
+    world.reject("cy", "aspirin")  # the memory's corroborated answer says aspirin is wrong too
+    world.reject("dan", "ibuprofen")  # turning the shared answer down is one voice against it: private
+    assert world.shared_rejections() == {"cy": "aspirin"}
+
+
+def test_made_up_ids_cannot_share_a_rejection(tmp_path):
+    w = World(tmp_path, min_age_s=86_400)
+    w.users("ana", "bob", age_s=2 * 86_400)
+    w.reject("fake1", "ibuprofen")
+    w.reject("fake2", "ibuprofen")
+    assert w.shared_rejections() == {}
+    w.reject("ana", "ibuprofen")
+    w.reject("bob", "ibuprofen")
+    assert set(w.shared_rejections()) == {"ana", "bob", "fake1", "fake2"}  # corroborated: as `_settle` shares
+    w.close()
+
+
+@pytest.mark.parametrize("sharing, shared", [("trusted", {"teacher": "aspirin"}), ("private", {})])
+def test_a_trusted_users_rejection_is_shared_at_once_and_none_when_private(tmp_path, sharing, shared):
+    w = World(tmp_path, sharing=sharing)
+    w.users("teacher", trusted=True)
+    w.users("ana", "bob")
+    w.reject("teacher", "aspirin")
+    if sharing == "private":
+        w.reject("ana", "aspirin")
+        w.reject("bob", "aspirin")
+    assert w.shared_rejections() == shared
+    w.close()
+
+
+def test_an_event_with_neither_answer_nor_rejection_is_refused(world):
+    ref, image = world.photo()
+    with pytest.raises(InvalidInput, match="answer"):
+        world.memory.add(Event(ref, Q, "", "ana", rejected=[" "], status=EventStatus.QUARANTINED), image)
+    assert world.store.list_events() == []
+
+
+def test_forgetting_a_voice_unshares_what_it_corroborated(world):
+    world.reject("ana", "aspirin")
+    world.reject("bob", "aspirin")
+    assert set(world.shared_rejections()) == {"ana", "bob"}
+    world.memory.forget_user("ana")
+    assert world.shared_rejections() == {}  # bob's voice alone
+    world.teach("cy", "ibuprofen")
+    world.teach("dan", "ibuprofen")
+    world.reject("eve", "paracetamol")  # agrees with the shared ibuprofen
+    assert world.shared_rejections() == {"eve": "paracetamol"}
+    world.memory.forget_user("cy")
+    assert world.seen() == set() and world.shared_rejections() == {}  # no shared answer agrees with eve now

@@ -48,7 +48,7 @@ from ilearn.turn import (
     open_request,
     rejected_answers,
 )
-from ilearn.types import Event, EventStatus, ImageRef, Role, Session, Turn, TurnKind, new_id
+from ilearn.types import Event, EventStatus, ImageRef, Role, Session, Turn, TurnKind, is_rejection, new_id
 from ilearn.users.concepts import CONCEPT
 from ilearn.users.fit import rewords
 from ilearn.users.personal import PersonalMemory
@@ -438,10 +438,9 @@ class Assistant:
 
         events = close_and_distil(self.store, session_id, self.feedback_decoder)
         if self.memory is not None:
-            for event in events:
-                if event.status != EventStatus.ACTIVE or not event.answer.strip():
-                    continue  # kept for preference training only (a rejected answer with no correction)
-                self.memory.add(event, self._images.get(event.image.sha256) if event.image else None)
+            for event in events:  # answered events are indexed; rejections only shared or not (trust rules)
+                if (event.status == EventStatus.ACTIVE and event.answer.strip()) or is_rejection(event):
+                    self.memory.add(event, self._images.get(event.image.sha256) if event.image else None)
         return events
 
     def _session_image(self, session: Session) -> Image.Image | None:

@@ -129,6 +129,13 @@ class Event:
     confidence: float = 1.0
 
 
+def is_rejection(event: Event) -> bool:
+    """Whether `event` is a rejection: no answer, only answers its user turned down (live, not retired). Never
+    retrieved; the negatives that KTO and REINFORCE learn from (`ilearn.learning.construct`)."""
+    return event.status in (EventStatus.ACTIVE, EventStatus.QUARANTINED) and not event.answer.strip() \
+        and any(r.strip() for r in event.rejected)
+
+
 @dataclass
 class ModelVersion:
     id: str

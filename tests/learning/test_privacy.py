@@ -111,3 +111,28 @@ def test_learn_says_why_private_events_train_nothing(tmp_path):
     assert outcome.reasons == ["no sft training examples yet", f"{private} private event(s) are not learned from: "
                                "the shared model learns only what is shared (corroborated, taught by a trusted "
                                "user or kept by a reviewer)"]
+
+
+def test_rejections_reach_training_only_when_shared(tmp_path):
+    """What users turned down (no right answer given) is the negatives of KTO and REINFORCE: one user's stays
+    private, like an answer; two users turning the model's answer down on the same bottle share it (the trust
+    rules, tests/test_trust.py), and `learn`'s rows then hold it as undesirable."""
+    from ilearn.config import LearnConfig
+
+    def turn_down(assistant: Assistant, user: str, view: tuple[int, int]) -> str:
+        reply = assistant.respond(user, NAME_QUESTION, image=yellow_bottle(*view))
+        assistant.respond(user, "No, that's wrong.", session_id=reply.session_id)
+        assistant.close_session(reply.session_id)
+        return reply.text
+
+    kto = LearnConfig(recipe="kto")
+    with build(tmp_path / "home") as assistant:
+        wrong = turn_down(assistant, "ana", VIEWS[0])
+        [held] = assistant.store.list_events(user_id="ana")
+        assert held.rejected == [wrong] and held.answer == "" and held.scope == Scope.PRIVATE
+        assert update.shared_events(assistant.store, "default") == []
+        assert turn_down(assistant, "bob", VIEWS[1]) == wrong  # the same base model, the same answer
+        shared = update.shared_events(assistant.store, "default")
+        assert {e.user_id for e in shared} == {"ana", "bob"}
+        rows = update.training_rows(kto, shared, lambda ref: None)
+        assert [(r["completion"][0]["content"][0]["text"], r["label"]) for r in rows] == [(wrong, False)] * 2

@@ -22,6 +22,7 @@ confirmed                        POSITIVE   the model's       ACTIVE
 corrected                        NEGATIVE   the correction    ACTIVE
 only rejected, never answered    NEGATIVE   "" (empty)        QUARANTINED: never retrieved, never in SFT or
                                                               DPO (no answer); used by KTO and rewards
+                                                              once the trust rules share it (a rejection)
 neutral / no reaction            (no event)
 ===============================  =========  ================  ==========================================
 

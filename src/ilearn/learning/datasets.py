@@ -33,7 +33,7 @@ from typing import Any
 from ilearn.config import LearnConfig
 from ilearn.errors import InvalidInput, NotFound, require_package
 from ilearn.images import to_rgb
-from ilearn.types import Event, EventStatus, ImageRef, Label
+from ilearn.types import Event, EventStatus, ImageRef, Label, is_rejection
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +69,6 @@ def _usable(event: Event) -> bool:
     return event.status == EventStatus.ACTIVE and bool(event.answer.strip()) and bool(event.question.strip())
 
 
-def _answerless(event: Event) -> bool:
-    return event.status in (EventStatus.ACTIVE, EventStatus.QUARANTINED) and not event.answer.strip() \
-        and bool(event.rejected)
 
 
 def build_sft(events: Iterable[Event], image_fn: ImageFn = image_path, *, with_ids: bool = False) -> list[dict]:
@@ -102,7 +99,7 @@ def build_kto(events: Iterable[Event], image_fn: ImageFn = image_path, *, with_i
     """`prompt` / `completion` / `label` (+ `images`) rows: every decoded answer, desirable or not."""
     rows = []
     for e in events:
-        if not (_usable(e) or _answerless(e)):
+        if not (_usable(e) or is_rejection(e)):
             continue
         prompt = prompt_messages(e.question, e.image is not None)
         if e.answer.strip():
@@ -121,7 +118,7 @@ def build_rewards(events: Iterable[Event], image_fn: ImageFn = image_path, *, wi
     remap = LearnConfig().rewards() if rewards is None else rewards
     rows = []
     for e in events:
-        if not (_usable(e) or _answerless(e)):
+        if not (_usable(e) or is_rejection(e)):
             continue
         prompt = prompt_messages(e.question, e.image is not None)
         if e.label == Label.POSITIVE and e.answer.strip():

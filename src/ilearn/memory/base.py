@@ -160,7 +160,8 @@ class RetrievalMemory(Protocol):
         ...
 
     def add(self, event: Event, image: Image.Image | None = None) -> Event:
-        """Store (if new) and index an event; returns it as stored (possibly quarantined)."""
+        """Store (if new) and index an event; returns it as stored (possibly quarantined). A rejection (no answer,
+        only answers turned down: `ilearn.types.is_rejection`) is stored, never indexed."""
         ...
 
     def remove(self, event_ids: Iterable[str]) -> int:

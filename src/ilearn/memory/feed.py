@@ -31,7 +31,7 @@ from ilearn.config import RetrievalConfig
 from ilearn.memory.base import Match, VectorIndex
 from ilearn.memory.retrieval import DualModalityMemory
 from ilearn.memory.trust import ADMITTED_KEY
-from ilearn.types import Event, EventStatus, Scope
+from ilearn.types import Event, EventStatus, Scope, is_rejection
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -183,7 +183,7 @@ class FleetMemory(DualModalityMemory):
 
     def add(self, event: Event, image: Image.Image | None = None) -> Event:
         """As `DualModalityMemory.add`, decided under the store's event-write lock (module docstring)."""
-        if isinstance(event, Event) and event.question.strip() and event.answer.strip():
+        if isinstance(event, Event) and event.question.strip() and (event.answer.strip() or is_rejection(event)):
             self._event_vectors([event], [image])  # embeddings cached in the store before the lock is taken
         with self._decision([getattr(event, "id", None), getattr(event, "supersedes", None)]):
             return super().add(event, image)

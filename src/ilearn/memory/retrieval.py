@@ -41,9 +41,19 @@ from ilearn.memory.base import IndexCorrupt, KeyFilter, Match, PartitionedVector
 from ilearn.memory.calibration import ReuseCalibrator
 from ilearn.memory.lock import HomeLock, os_reason
 from ilearn.memory.store import upsert_event
-from ilearn.memory.trust import ADMITTED_KEY, SCOPE_KEY, Answer, TrustPolicy, Voices, group, outvotes, winner
+from ilearn.memory.trust import (
+    ADMITTED_KEY,
+    SCOPE_KEY,
+    Answer,
+    TrustPolicy,
+    Voices,
+    group,
+    outvotes,
+    shared_rejections,
+    winner,
+)
 from ilearn.models.embedders import CachedImageEmbedder, image_key
-from ilearn.types import Event, EventStatus, Scope, answer_key, now
+from ilearn.types import Event, EventStatus, Scope, answer_key, is_rejection, now
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -673,12 +683,16 @@ class DualModalityMemory:
         it, retire what it supersedes and settle which answers around it are shared (`ilearn.memory.trust`).
 
         An ACTIVE event that `supersedes` an event of the same user (or, under sharing="trusted", any event, if
-        its author is trusted) retires that event. The store's writes are one transaction. Returns the event as
-        stored.
+        its author is trusted) retires that event. A rejection (no answer, only rejected answers) is stored and
+        never indexed; the rules decide whether it is shared (`ilearn.memory.trust.shared_rejections`). The store's
+        writes are one transaction. Returns the event as stored.
         """
-        if not isinstance(event, Event) or not event.question.strip() or not event.answer.strip():
-            raise InvalidInput("an event needs a question and an answer")
+        if not isinstance(event, Event) or not event.question.strip() \
+                or not (event.answer.strip() or is_rejection(event)):
+            raise InvalidInput("an event needs a question and an answer (or, a rejection, the answers turned down)")
         vec = self._event_vectors([event], [image])  # the slow part, outside the lock: searches go on
+        if not event.answer.strip():
+            return self._add_rejection(event, vec[0])
         with self._lock, self.store.transaction():
             voices = Voices(self.store, self.trust)
             majority: list[Event] = []
@@ -748,6 +762,45 @@ class DualModalityMemory:
             return []
         scores = self._event_vectors(held) @ vec
         return [held[i] for i in np.flatnonzero(scores >= self.config.threshold - 1e-6)]
+
+    def _add_rejection(self, event: Event, vec: np.ndarray) -> Event:
+        """Store a rejection (never indexed) and share what the rules share around it (`add`)."""
+        with self._lock, self.store.transaction():
+            voices = Voices(self.store, self.trust)
+            event = replace(event, provenance={**event.provenance, ADMITTED_KEY: f"{now():.3f}"})
+            upsert_event(self.store, event)
+            answers = group(self._neighbours(vec, event.robot_id))
+            for e, why in shared_rejections(event, self._rejections_near(vec, event.robot_id, event.id), answers, voices).values():
+                e = replace(e, scope=Scope.SHARED, provenance={**e.provenance, SCOPE_KEY: why})
+                self.store.update_event(e)
+                logger.info("rejection %s (%s turned down %r) is now shared: %s", e.id, e.user_id, e.rejected, why)
+            return self.store.get_event(event.id)
+
+    def _settle_rejections(self, vec: np.ndarray, robot_id: str, voices: Voices) -> None:
+        """Unshare the rejections matching `vec` (where a forgotten user's event was) that the rules no longer
+        share: the voices or the shared answer they had are gone."""
+        near = self._rejections_near(vec, robot_id)
+        answers = group(self._neighbours(vec, robot_id))
+        for e in near:
+            if e.scope != Scope.SHARED or e.provenance.get(SCOPE_KEY) not in ("corroborated", "trusted"):
+                continue
+            if e.id not in shared_rejections(replace(e, scope=Scope.PRIVATE), near, answers, voices):
+                e = replace(e, scope=Scope.PRIVATE, provenance={k: v for k, v in e.provenance.items() if k != SCOPE_KEY})
+                self.store.update_event(e)
+                logger.info("rejection %s (%s) is private again: its voices are gone", e.id, e.user_id)
+
+    def _rejections_near(self, vec: np.ndarray, robot_id: str, but: str | None = None) -> list[Event]:
+        """The robot's rejections (but the event `but`) about the same object and question as `vec` (fused
+        score over the threshold, question similarity >= `SAME_QUESTION`)."""
+        others = [e for e in self.store.list_events(robot_id=robot_id)
+                  if is_rejection(e) and e.id != but and e.question.strip()]
+        if not others:
+            return []
+        vecs = self._event_vectors(others)
+        di, wt = self._di, self.config.text_weight
+        text = vecs[:, di:] @ vec[di:] / wt if wt else np.ones(len(others))
+        ok = (vecs @ vec >= self.config.threshold - 1e-6) & (text >= SAME_QUESTION - 1e-6)
+        return [others[i] for i in np.flatnonzero(ok)]
 
     def _supersede_target(self, event: Event) -> Event | None:
         if not event.supersedes:
@@ -864,13 +917,17 @@ class DualModalityMemory:
             mine = [k for k in self._by_user.get(user_id, set()) if k in self.index]
             vecs = self.index.get_vectors(mine)
             places = [(self._meta[k].robot_id, vecs[i]) for i, k in enumerate(mine)]
+            rejections = [e for e in self.store.list_events(user_id=user_id) if is_rejection(e)]
+            turned_down = list(zip(rejections, self._event_vectors(rejections), strict=True)) if rejections else []
             deleted = self.store.delete_user(user_id)
             self._drop(set(deleted) | self._by_user.get(user_id, set()))
             voices = Voices(self.store, self.trust)
             with self.store.transaction():
                 for robot_id, vec in places:
                     self._settle(vec, robot_id, voices)
-            del places
+                for robot_id, vec in places + [(e.robot_id, v) for e, v in turned_down]:
+                    self._settle_rejections(vec, robot_id, voices)
+            del places, turned_down
             if self.index.dead:
                 self.index.compact()
                 self._filters.clear()

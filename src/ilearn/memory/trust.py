@@ -14,7 +14,14 @@ question, above the retrieval threshold), answers compete:
   disagree share neither answer until a reviewer decides (the one already shared stays).
 
 What contradicts a shared answer is quarantined for review (`ilearn events review`), unless its answer now has
-more voices than the shared one (an honest majority is never locked out). The memory applies these rules to
+more voices than the shared one (an honest majority is never locked out).
+
+A *rejection* (an event with no answer, only the model's answers its user turned down: the negatives KTO and
+REINFORCE learn from, `ilearn.learning.construct`) is never retrieved; it is shared, and so trained on, when
+(`shared_rejections`) its user is trusted (sharing="trusted"), when the answer shared among the matching events
+is none of the answers it turned down (the memory's corroborated answer agrees that they are wrong), or when the
+voices of `corroboration` distinct users turned down the same answer on matching events (then all their
+rejections of it are shared). The memory applies these rules to
 every event it admits, on the live path and on recovery alike; `ADMITTED_KEY` in an event's provenance says it
 was admitted.
 """
@@ -165,5 +172,31 @@ def outvotes(challenger: Answer, answers: dict[str, Answer], voices: Voices) -> 
     return mine >= voices.policy.corroboration and mine > voices.count(st)
 
 
-__all__ = ["ADMITTED_KEY", "SCOPE_KEY", "Answer", "TrustPolicy", "Voices", "group", "outvotes", "standing",
-           "winner"]
+def rejected_keys(event: Event) -> set[str]:
+    """The answers `event` turned down, as `answer_key`s."""
+    return {answer_key(r) for r in event.rejected if r.strip()}
+
+
+def shared_rejections(event: Event, others: Iterable[Event], answers: dict[str, Answer],
+                      voices: Voices) -> dict[str, tuple[Event, str]]:
+    """The rejections to share, by id, with why ("trusted" or "corroborated"): `event` and, when voices
+    corroborate it, the `others` (other users' rejections matching it) that turned down the same answer.
+    `answers` are the answered events matching `event` (`group`). See the module docstring."""
+    if voices.policy.sharing == "private" or not rejected_keys(event):
+        return {}
+    if voices.trusted(event.user_id):
+        return {event.id: (event, "trusted")}
+    out: dict[str, tuple[Event, str]] = {}
+    st = standing(answers)
+    if st is not None and st.key not in rejected_keys(event):
+        out[event.id] = (event, "corroborated")
+    backing = [event, *(e for e in others if e.user_id != event.user_id)]
+    for key in rejected_keys(event):
+        backers = Answer(key, [e for e in backing if key in rejected_keys(e)])
+        if voices.count(backers) >= voices.policy.corroboration:
+            out.update({e.id: (e, "corroborated") for e in backers.events if e.scope != Scope.SHARED})
+    return out
+
+
+__all__ = ["ADMITTED_KEY", "SCOPE_KEY", "Answer", "TrustPolicy", "Voices", "group", "outvotes", "rejected_keys",
+           "shared_rejections", "standing", "winner"]
