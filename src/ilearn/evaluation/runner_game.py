@@ -102,6 +102,9 @@ def play_game(assistant: Any, user_id: str, user: ReferenceGameUser, game: Game,
 def _play(ctx: RunContext, dep: Deployment, games: list[Game], personas: list, prefix: str, key: str,
           *, close: bool, stages: dict | None = None) -> tuple[list[TaskRecord], list[tuple[Label | None, Label]]]:
     dep.forget_users(prefix)  # left by an interrupted attempt
+    if close:  # the deployment's players: trusted, so what they teach and turn down is shared (`open_game`)
+        for persona in personas:
+            dep.store.ensure_user(prefix + persona.name, trusted=True)
     assistant = dep.assistant(retrieval=False, clarify=False)
     records: list[TaskRecord] = []
     pairs: list[tuple[Label | None, Label]] = []
@@ -141,6 +144,16 @@ def _deploy(ctx: RunContext, dep: Deployment, key: str, games: list[Game]) -> di
             "deploy_completion": deployed["task_completion"], "deploy_decoder_precision": deployed["decoder_precision"]}
 
 
+def open_game(ctx: RunContext, name: str) -> Deployment:
+    """A game deployment as ReSpect's would be run: its players are recruited, trusted users
+    (retrieval.sharing "trusted"), and each round trains only on the SHARED events, as `ilearn learn` does.
+    Under the default corroboration nearly nothing a player teaches is shared (two players rarely word a
+    figure alike), so the game would train on nothing; a description that contradicts another player's shared
+    one about the same figure goes to review and is not trained on."""
+    config = ctx.config.override(retrieval={"sharing": "trusted"})
+    return Deployment.open(ctx.home / name, config, ctx.vlm, shared_only=True)
+
+
 def run_game(ctx: RunContext, scenario: ReferenceGameScenario) -> list[dict[str, Any]]:
     """Run round0 and, per method, rounds 1..N (see the module docstring); returns every round."""
     sizes: GameSizes = ctx.sizes
@@ -149,7 +162,7 @@ def run_game(ctx: RunContext, scenario: ReferenceGameScenario) -> list[dict[str,
     teach = scenario.teach_games
     slices = [teach[r * sizes.teach_games:(r + 1) * sizes.teach_games] for r in range(max(n_rounds, 1))]
     test = scenario.test_games
-    base = Deployment.open(ctx.home / "game-base", ctx.config, ctx.vlm)
+    base = open_game(ctx, "game-base")
     rounds: list[dict[str, Any]] = []
     deps: list[Deployment] = [base]
     try:
@@ -161,7 +174,7 @@ def run_game(ctx: RunContext, scenario: ReferenceGameScenario) -> list[dict[str,
             round0.update(_deploy(ctx, base, "round0", slices[0]))
             round0 = ctx.finish(round0, "base-round0")
         for method in methods:
-            dep = Deployment.open(ctx.home / f"game-{method}", ctx.config, ctx.vlm)
+            dep = open_game(ctx, f"game-{method}")
             deps.append(dep)
             if not ctx.cache.has(f"{method}-round0"):  # the shared baseline, on this method's curve
                 ctx.cache.save({**round0, "method": method}, key=f"{method}-round0")
