@@ -168,16 +168,18 @@ def test_the_batching_settings_reach_the_assistants_batcher(tmp_path, split):
 
 
 def test_experiment_deployments_train_only_on_shared_events_as_learn_does(tmp_path, png):
-    """The fact protocol's R3 is what `ilearn learn` would train: a private answer (one teacher's, or one the trust
-    rules hold back) never becomes a training row of the shared model (`Deployment.shared_only`)."""
+    """Every protocol's tuned rounds are what `ilearn learn` would train: a private answer (one teacher's, or one the
+    trust rules hold back) never becomes a training row of the shared model (`Deployment.shared_only`, on unless
+    a comparison turns it off)."""
     from ilearn.evaluation.runner_common import Deployment
     from ilearn.images import decode_image
     from ilearn.types import Event, Scope
 
     config = stub_config(tmp_path / "ignored")
     learn = config.learn
-    for shared_only, expected in ((True, {"shared"}), (False, {"shared", "private"})):
-        dep = Deployment.open(tmp_path / f"teach-{shared_only}", config, StubVLM(), shared_only=shared_only)
+    for shared_only, expected in ((None, {"shared"}), (False, {"shared", "private"})):
+        given = {} if shared_only is None else {"shared_only": shared_only}
+        dep = Deployment.open(tmp_path / f"teach-{shared_only}", config, StubVLM(), **given)
         try:
             ref = dep.store.put_image(png, decode_image(png, max_pixels=10**6)[1])
             dep.store.add_events([Event(ref, "What is the name of this?", "aspirin", "ana", id="shared",

@@ -62,13 +62,14 @@ class Deployment:
     decoder: FeedbackDecoder
     registry: ModelRegistry
     background: dict[str, BackgroundTraining] = field(default_factory=dict)
-    shared_only: bool = False
+    shared_only: bool = True
     """Train only on the SHARED events, as `ilearn learn` does (`ilearn.learning.update.shared_events`): what one
-    teacher taught for herself, or what the trust rules hold back, never reaches the shared model's weights."""
+    teacher taught for herself, or what the trust rules hold back, never reaches the shared model's weights.
+    Every protocol trains so; False (every event) is for comparisons only."""
 
     @classmethod
     def open(cls, home: str | Path, config: Config, vlm: VisionLanguageModel,
-             shared_only: bool = False) -> Deployment:
+             shared_only: bool = True) -> Deployment:
         """Open (or create) the deployment in `home` with the shared `vlm` (parts from `build_runtime`; each
         deployment keeps its store in its own home, whatever `config.store` says)."""
         from ilearn.runtime import build_runtime

@@ -154,7 +154,7 @@ def run_fact(ctx: RunContext, scenario: FactScenario) -> list[dict[str, Any]]:
     # the scenario's facets (pharmacy: name, use, dose; objects: its facts.json keys) unless the settings name some
     config = ctx.config.override(retrieval={"sharing": "trusted"},
                                  clarify={"facets": ctx.config.clarify.facets or scenario.facets})
-    dep = Deployment.open(ctx.home / "teach", config, ctx.vlm, shared_only=True)  # trains as `ilearn learn` does
+    dep = Deployment.open(ctx.home / "teach", config, ctx.vlm)  # trains on shared events, as `ilearn learn` does
     plan = PLAN[: {1: 1, 2: 2}.get(ctx.rounds or 0, len(PLAN))]
     teach_sets = {"R1": scenario.tasks("teach", sizes.teach_tasks, seed=ctx.seed),
                   "R2": scenario.tasks("teach", sizes.teach_tasks_r2, seed=ctx.seed + 1)}

@@ -3,8 +3,8 @@
 ``round0``: the base model plays held-out games (scored), then deploys on teach games; its sessions are closed
 into events whose labels come only from the assistant's feedback decoder (users never label anything). Then,
 for each method (``sft``: filtered fine-tuning on positively decoded picks; ``reinforce``: reward-weighted
-likelihood with ReSpect's 1 / -0.1 / 0 remap; ``kto``), for r = 1..N: train from the base weights on every
-event that method's deployments produced so far (round0's shared ones included) -> score ``round<r>`` on the
+likelihood with ReSpect's 1 / -0.1 / 0 remap; ``kto``), for r = 1..N: train from the base weights on the shared
+events that method's deployments produced so far, round0's included (the players are trusted: `open_game`) -> score ``round<r>`` on the
 held-out games -> deploy on the next teach games (not after the last round). Each method has its own
 deployment home, so their data never mix. ``round0`` is reported once per method (same numbers), so that every
 method's curve starts from the same baseline.
@@ -151,7 +151,7 @@ def open_game(ctx: RunContext, name: str) -> Deployment:
     figure alike), so the game would train on nothing; a description that contradicts another player's shared
     one about the same figure goes to review and is not trained on."""
     config = ctx.config.override(retrieval={"sharing": "trusted"})
-    return Deployment.open(ctx.home / name, config, ctx.vlm, shared_only=True)
+    return Deployment.open(ctx.home / name, config, ctx.vlm)
 
 
 def run_game(ctx: RunContext, scenario: ReferenceGameScenario) -> list[dict[str, Any]]:
