@@ -7,7 +7,6 @@ import json
 import logging
 import shlex
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -429,9 +428,8 @@ def cmd_models_adapters(args: argparse.Namespace) -> int:
             print(f"{a.name}  {'check, ' if a.check else ''}{a.state}{'  stale' if a.stale else ''}")
         if args.sweep:
             unloaded, failed = adapters.unload_each(stale)
-            now = time.time()
             for lease in leases:  # the swept adapters' leases, and expired ones of adapters no server holds
-                if lease.key in unloaded or (lease.expires <= now and lease.key not in loaded):
+                if lease.key in unloaded or (not lease.live and lease.key not in loaded):
                     store.drop_lease(ADAPTER_LEASE, lease.key)
             print(f"unloaded {len(unloaded)} stale adapter(s){': ' + ', '.join(unloaded) if unloaded else ''}")
             if failed:

@@ -460,16 +460,35 @@ def test_delete_user_removes_their_records_and_record_images(store) -> None:
 
 
 def test_leases_are_taken_renewed_listed_and_given_up(store):
-    from ilearn.memory.store import Lease
+    def held(kind):
+        return [(lease.key, lease.holder, lease.live) for lease in store.list_leases(kind)]
 
     assert store.list_leases("vllm-adapter") == []
-    store.hold_lease(Lease("vllm-adapter", "ilearn-v1-aaaaaaaa", "host-a:11", 100.0))
-    store.hold_lease(Lease("vllm-adapter", "ilearn-v1-bbbbbbbb", "host-b:12", 50.5))
-    store.hold_lease(Lease("other", "ilearn-v1-aaaaaaaa", "host-c:13", 1.0))  # kinds apart
-    store.hold_lease(Lease("vllm-adapter", "ilearn-v1-aaaaaaaa", "host-a:11", 200.0))  # renewed
-    assert store.list_leases("vllm-adapter") == [Lease("vllm-adapter", "ilearn-v1-aaaaaaaa", "host-a:11", 200.0),
-                                                 Lease("vllm-adapter", "ilearn-v1-bbbbbbbb", "host-b:12", 50.5)]
+    first = store.hold_lease("vllm-adapter", "ilearn-v1-aaaaaaaa", "host-a:11", 100.0)
+    store.hold_lease("vllm-adapter", "ilearn-v1-bbbbbbbb", "host-b:12", 50.5)
+    store.hold_lease("other", "ilearn-v1-aaaaaaaa", "host-c:13", 1000.0)  # kinds apart
+    renewed = store.hold_lease("vllm-adapter", "ilearn-v1-aaaaaaaa", "host-a:11", 200.0)
+    assert renewed.expires - first.expires == pytest.approx(100.0, abs=5.0) and renewed.live
+    assert held("vllm-adapter") == [("ilearn-v1-aaaaaaaa", "host-a:11", True), ("ilearn-v1-bbbbbbbb", "host-b:12", True)]
     store.drop_lease("vllm-adapter", "ilearn-v1-bbbbbbbb")
     store.drop_lease("vllm-adapter", "never-held")
     assert [lease.key for lease in store.list_leases("vllm-adapter")] == ["ilearn-v1-aaaaaaaa"]
-    assert store.list_leases("other") == [Lease("other", "ilearn-v1-aaaaaaaa", "host-c:13", 1.0)]
+    assert held("other") == [("ilearn-v1-aaaaaaaa", "host-c:13", True)]
+    store.hold_lease("other", "ilearn-v1-aaaaaaaa", "host-d:14", 0.0)  # taken over, and over at once
+    assert held("other") == [("ilearn-v1-aaaaaaaa", "host-d:14", False)]
+
+
+def test_leases_run_on_the_stores_clock_not_the_workers(store, monkeypatch):
+    """A worker whose clock is an hour behind still holds a live lease for as long as it asked (stamped by its own
+    clock, the lease would have expired an hour ago), and the short lease of one whose clock is an hour ahead
+    expires when it should for every worker (it would have lived an hour)."""
+    import time
+
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 3600.0)  # this worker's clock runs an hour behind
+    lease = store.hold_lease("vllm-adapter", "behind", "host-a:11", 30.0)
+    assert lease.expires == pytest.approx(real() + 30.0, abs=5.0)
+    monkeypatch.setattr(time, "time", lambda: real() + 3600.0)  # another's runs an hour ahead
+    store.hold_lease("vllm-adapter", "ahead", "host-b:12", 0.2)
+    time.sleep(0.3)
+    assert {lease.key: lease.live for lease in store.list_leases("vllm-adapter")} == {"behind": True, "ahead": False}

@@ -5,6 +5,7 @@ workers that see a forget made elsewhere)."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -528,3 +529,41 @@ def test_restoring_loads_only_where_the_adapter_is_missing() -> None:
         r1.refuse.add("/adapters/v")
         with pytest.raises(RemoteModelError, match=f"vLLM at {url1} refused load_lora_adapter"):
             adapters.restore("ilearn-v-12345678", "/adapters/v")
+
+
+def _worker(server: str, registry, holder: str, lease_s: float) -> AdapterPublisher:
+    vlm = OpenAIVisionLanguageModel.from_url(f"{server}#base-vlm")
+    return AdapterPublisher(vlm, VLLMAdapters(server), leases=registry.store, lease_s=lease_s, holder=holder)
+
+
+def test_a_sweep_unloads_only_adapters_whose_leases_expired(server, registry) -> None:
+    """`sweep_expired` unloads a killed worker's adapter once its lease expired, never a live worker's, and drops
+    its lease; a second worker sweeping the same state finds nothing left to do."""
+    from ilearn.models.vllm_publish import ADAPTER_LEASE
+
+    live, other = _worker(server, registry, "worker-1:1", 30.0), _worker(server, registry, "worker-3:3", 30.0)
+    killed = _worker(server, registry, "worker-2:4242", 0.2)
+    registry.promote(version(registry))
+    names = {w: w.sync(registry) for w in (live, other, killed)}  # then `killed` died: nothing renews its lease
+    assert live.sweep_expired() == [] and FakeVLLM.loaded == set(names.values())  # its lease runs yet
+    time.sleep(0.3)
+    assert live.sweep_expired() == [names[killed]] and other.sweep_expired() == []
+    assert FakeVLLM.loaded == {names[live], names[other]}
+    assert sorted(lease.key for lease in registry.store.list_leases(ADAPTER_LEASE)) == sorted(
+        [names[live], names[other]])
+
+
+def test_live_workers_sweep_on_their_own_once_a_lease_time_has_passed(server, registry) -> None:
+    """No one runs `--sweep`: a live worker's turn, a lease time after the last sweep, sweeps in the background."""
+    live, killed = _worker(server, registry, "worker-1:1", 0.3), _worker(server, registry, "worker-2:4242", 0.3)
+    registry.promote(version(registry))
+    mine, dead = live.sync(registry), killed.sync(registry)
+    with live.turn() as model:  # too early: nothing expired, no sweep due
+        assert ask(model) == mine
+    time.sleep(0.4)
+    with live.turn() as model:
+        assert ask(model) == mine
+    deadline = time.monotonic() + 5
+    while dead in FakeVLLM.loaded and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert FakeVLLM.loaded == {mine}

@@ -64,6 +64,9 @@ CHANNEL = "ilearn_event_changes"
 """The NOTIFY channel; the payload is the schema whose events changed."""
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _LOCK = "pg_advisory_xact_lock(hashtext('ilearn.events.' || current_schema()))"
+_SQL_NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+"""Now on the database server's clock, in seconds since the epoch: every worker's leases are stamped and judged by
+it, so workers whose clocks disagree agree on which lease expired."""
 
 
 class SchemaError(ILearnError):
@@ -770,20 +773,22 @@ class PostgresStore:
         return [self._model_from_row(r) for r in rows]
 
     # ------------------------------------------------------------------ leases
-    def hold_lease(self, lease: Lease) -> None:
-        """Take or renew `lease` (its kind and key), whoever held it before."""
-        self._execute("INSERT INTO leases (kind, key, holder, expires) VALUES (%s, %s, %s, %s) ON CONFLICT (kind, key) "
-                      "DO UPDATE SET holder = EXCLUDED.holder, expires = EXCLUDED.expires",
-                      (lease.kind, lease.key, lease.holder, float(lease.expires)))
+    def hold_lease(self, kind: str, key: str, holder: str, ttl_s: float) -> Lease:
+        """Take or renew the lease for `ttl_s` seconds on the database server's clock (`EventStore.hold_lease`)."""
+        row = self._query(f"INSERT INTO leases (kind, key, holder, expires) VALUES (%s, %s, %s, {_SQL_NOW} + %s::double precision) "
+                          "ON CONFLICT (kind, key) DO UPDATE SET holder = EXCLUDED.holder, expires = EXCLUDED.expires "
+                          "RETURNING expires", (kind, key, holder, float(ttl_s)))[0]
+        return Lease(kind, key, holder, row["expires"], ttl_s > 0)
 
     def drop_lease(self, kind: str, key: str) -> None:
         """Give the lease up; nothing when none is held."""
         self._execute("DELETE FROM leases WHERE kind = %s AND key = %s", (kind, key))
 
     def list_leases(self, kind: str) -> list[Lease]:
-        """The leases of `kind`, expired ones too, by key."""
-        rows = self._query("SELECT kind, key, holder, expires FROM leases WHERE kind = %s ORDER BY key", (kind,))
-        return [Lease(r["kind"], r["key"], r["holder"], r["expires"]) for r in rows]
+        """The leases of `kind`, expired ones too, by key, `live` on the database server's clock."""
+        rows = self._query(f"SELECT kind, key, holder, expires, expires > {_SQL_NOW} AS live FROM leases "
+                           "WHERE kind = %s ORDER BY key", (kind,))
+        return [Lease(r["kind"], r["key"], r["holder"], r["expires"], bool(r["live"])) for r in rows]
 
     def update_model_version(self, version: ModelVersion) -> None:
         """Overwrite a stored model version with `version` (same id)."""

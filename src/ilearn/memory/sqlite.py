@@ -150,6 +150,8 @@ _EVENT_COLS = ("id, image_sha, question, answer, user_id, robot_id, rejected, la
 _TURN_COLS = ("id, session_id, seq, role, kind, text, image_sha, time, model_version, retrieved, "
               "precise_question, feedback")
 _MODEL_COLS = "id, parent, recipe, settings, event_ids, metrics, status, path, created"
+_SQL_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+"""Now on SQLite's clock, in seconds since the epoch (leases are stamped with it, never with a worker's)."""
 
 
 def _check_text(text: str, what: str) -> None:
@@ -793,11 +795,13 @@ class SQLiteStore:
         return [self._model_from_row(r) for r in rows]
 
     # ------------------------------------------------------------------ leases
-    def hold_lease(self, lease: Lease) -> None:
-        """Take or renew `lease` (its kind and key), whoever held it before."""
+    def hold_lease(self, kind: str, key: str, holder: str, ttl_s: float) -> Lease:
+        """Take or renew the lease for `ttl_s` seconds on SQLite's clock (`EventStore.hold_lease`)."""
         with self.transaction():
-            self._conn().execute("INSERT OR REPLACE INTO leases (kind, key, holder, expires) VALUES (?, ?, ?, ?)",
-                                 (lease.kind, lease.key, lease.holder, float(lease.expires)))
+            self._conn().execute(f"INSERT OR REPLACE INTO leases (kind, key, holder, expires) "
+                                 f"VALUES (?, ?, ?, {_SQL_NOW} + ?)", (kind, key, holder, float(ttl_s)))
+            row = self._query("SELECT expires FROM leases WHERE kind = ? AND key = ?", (kind, key))[0]
+        return Lease(kind, key, holder, row["expires"], ttl_s > 0)
 
     def drop_lease(self, kind: str, key: str) -> None:
         """Give the lease up; nothing when none is held."""
@@ -805,9 +809,10 @@ class SQLiteStore:
             self._conn().execute("DELETE FROM leases WHERE kind = ? AND key = ?", (kind, key))
 
     def list_leases(self, kind: str) -> list[Lease]:
-        """The leases of `kind`, expired ones too, by key."""
-        rows = self._query("SELECT kind, key, holder, expires FROM leases WHERE kind = ? ORDER BY key", (kind,))
-        return [Lease(r["kind"], r["key"], r["holder"], r["expires"]) for r in rows]
+        """The leases of `kind`, expired ones too, by key, `live` on SQLite's clock."""
+        rows = self._query(f"SELECT kind, key, holder, expires, expires > {_SQL_NOW} AS live FROM leases "
+                           "WHERE kind = ? ORDER BY key", (kind,))
+        return [Lease(r["kind"], r["key"], r["holder"], r["expires"], bool(r["live"])) for r in rows]
 
     def update_model_version(self, version: ModelVersion) -> None:
         """Overwrite a stored model version with `version` (same id)."""

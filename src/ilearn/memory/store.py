@@ -31,13 +31,20 @@ class UserRecord:
 @dataclass(frozen=True)
 class Lease:
     """Something a live process holds (a vLLM adapter it serves: `ilearn.models.vllm_publish`) until `expires`
-    (seconds since the epoch) unless it renews the lease; one that expired was left by a process that died."""
+    unless it renews the lease; one that expired was left by a process that died.
+
+    Times are the STORE's clock (the database server's for PostgreSQL), never a worker's: a worker gives how long
+    the lease lasts (`hold_lease`'s `ttl_s`), the store stamps it, and says when listing whether each is `live`,
+    so that workers whose clocks disagree never see one another's leases as expired, or live, too early."""
 
     kind: str
     key: str
     holder: str
     """Who holds it (host and process id)."""
     expires: float
+    """When it expires, in seconds since the epoch on the store's clock."""
+    live: bool = True
+    """Whether it had not expired when it was read (on the store's clock)."""
 
 
 @runtime_checkable
@@ -129,13 +136,16 @@ class EventStore(Protocol):
     def update_model_version(self, version: ModelVersion) -> None: ...
 
     # leases of live processes (no user data)
-    def hold_lease(self, lease: Lease) -> None:
-        """Take or renew `lease` (its kind and key), whoever held it before."""
+    def hold_lease(self, kind: str, key: str, holder: str, ttl_s: float) -> Lease:
+        """Take or renew the lease on (`kind`, `key`) for `holder`, whoever held it before, until `ttl_s` seconds
+        from now on the store's clock; returns it as stored."""
         ...
     def drop_lease(self, kind: str, key: str) -> None:
         """Give the lease up; nothing when none is held."""
         ...
-    def list_leases(self, kind: str) -> list[Lease]: ...
+    def list_leases(self, kind: str) -> list[Lease]:
+        """The leases of `kind`, expired ones too, by key, each `live` or not on the store's clock now."""
+        ...
 
     # schema / lifecycle
     @property

@@ -21,10 +21,12 @@ meets that loads the served adapter again on each server that lacks it (`VLLMAda
 more, unless that adapter was unloaded on purpose (retired and idle, or a forgotten version's).
 
 Each worker holds a lease in the store on every adapter it serves (`ADAPTER_LEASE`, renewed by its turns every
-third of `lease_s`, given up when it unloads the adapter). A worker killed while it served the active version
-leaves that adapter loaded under a name no live worker uses: its lease expires, and `ilearn models adapters`
-lists it stale (`--sweep` unloads it). A live worker idle for longer than `lease_s` may have its adapter swept
-too; its next turn renews the lease, meets the 404 and loads the adapter again (above).
+third of `lease_s`, given up when it unloads the adapter; the store's clock decides when it expires). A worker
+killed while it served the active version leaves that adapter loaded under a name no live worker uses: its lease
+expires, the live workers' turns sweep it (`AdapterPublisher.sweep_expired`, at most once per `lease_s` each, in
+the background), and `ilearn models adapters` lists it stale meanwhile (`--sweep` unloads it). A live worker idle
+for longer than `lease_s` may have its adapter swept too; its next turn renews the lease, meets the 404 and loads
+the adapter again (above).
 
 `PublishedVersions` (built by `build_runtime` for that setting) is the runtime's `ModelVersions`: it publishes
 the registry's active version where `ModelVersions` would load it, at the store read of each turn (so a promotion
@@ -274,20 +276,18 @@ class LoadedAdapter:
 
 
 def loaded_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: str = "ilearn", *,
-                    active: str | None = None, leases: Collection[Lease] | None = None,
-                    now: float | None = None) -> list[LoadedAdapter]:
+                    active: str | None = None, leases: Collection[Lease] | None = None) -> list[LoadedAdapter]:
     """The iLearn adapters among `loaded` (by name), each with its version's state, read from the registry once.
 
     Stale: an adapter no worker of `registry`'s deployment should serve, a version of it that is not the active one
     (retired by a promotion or a rollback, refused by the gate, forgotten) or a check's adapter, and, given the
-    workers' `leases` (`ADAPTER_LEASE`), an adapter of the active version that no lease unexpired at `now` holds
-    (its worker died). Workers unload their own retired adapters; those of a worker killed before its turns ended,
-    or whose unload the server refused, stay loaded until swept. Adapters of versions this registry does not know
+    workers' `leases` (`ADAPTER_LEASE`), an adapter of the active version that no live lease holds (its worker
+    died; `Lease.live`, on the store's clock). Workers unload their own retired adapters; those of a worker killed
+    before its turns ended, or whose unload the server refused, stay loaded until swept. Adapters of versions this registry does not know
     (another deployment's) are never stale. `active`: the active version's id when the caller read it already."""
     active = registry.active_id() if active is None else active
     states = {v.id: ("forgotten" if v.metrics.get("forgotten") else v.status.value) for v in registry.list()}
-    now = time.time() if now is None else now
-    held = None if leases is None else {lease.key for lease in leases if lease.expires > now}
+    held = None if leases is None else {lease.key for lease in leases if lease.live}
     out = []
     for name in sorted(loaded):
         parsed = adapter_version(name, prefix)
@@ -330,6 +330,7 @@ class AdapterPublisher:
         self.lease_s = lease_s
         self.holder = holder or this_process()
         self._renewed: dict[str, float] = {}  # adapter name -> time.monotonic() of its lease's last renewal
+        self._swept = time.monotonic()  # the first sweep one `lease_s` after start: leases of the dead have expired
         self.base_name = vlm.model_name
         self._lock = threading.Lock()
         self._restoring = threading.Lock()  # one load-again at a time, never beside the unload of the same adapter
@@ -404,6 +405,7 @@ class AdapterPublisher:
                      and time.monotonic() - self._renewed.get(served.name, -math.inf) > self.lease_s / 3)
         if renew:
             self._hold(served.name)
+            self._sweep_soon()
         try:
             yield self._model(served)
         finally:
@@ -451,12 +453,52 @@ class AdapterPublisher:
         if self.leases is None:
             return
         try:
-            self.leases.hold_lease(Lease(ADAPTER_LEASE, name, self.holder, time.time() + self.lease_s))
+            self.leases.hold_lease(ADAPTER_LEASE, name, self.holder, self.lease_s)
         except Exception as exc:  # a lease is bookkeeping: never fail a turn for it
             logger.warning("could not renew the lease on adapter %s: %s", name, exc)
             return
         with self._lock:
             self._renewed[name] = time.monotonic()
+
+    def sweep_expired(self) -> list[str]:
+        """Unload the adapters whose lease expired (their worker died, or idled past `lease_s`) and drop those
+        leases, and the expired leases of adapters no server holds; the names unloaded. Never this worker's own
+        adapters. A worker whose adapter is swept while it idles loads it again at its next turn (the 404); one
+        that renewed between the listing and the unload does the same. Two workers sweeping at once unload each
+        adapter once (the other's refusal is ignored)."""
+        if self.leases is None:
+            return []
+        with self._lock:
+            mine = {self._current.name, *self._renewed}
+        expired = [lease for lease in self.leases.list_leases(ADAPTER_LEASE)
+                   if not lease.live and lease.key not in mine]
+        if not expired:
+            return []
+        loaded = set(self.adapters.loaded())
+        unloaded, _ = self.adapters.unload_each([lease.key for lease in expired if lease.key in loaded])
+        for lease in expired:
+            if lease.key in unloaded or lease.key not in loaded:
+                self.leases.drop_lease(ADAPTER_LEASE, lease.key)
+        if unloaded:
+            logger.warning("unloaded %d adapter(s) whose workers' leases expired: %s", len(unloaded),
+                           ", ".join(unloaded))
+        return unloaded
+
+    def _sweep_soon(self) -> None:
+        """At most once per `lease_s`, sweep the expired leases' adapters in the background (`sweep_expired`): a
+        killed worker's adapters go without anyone running `ilearn models adapters --sweep`."""
+        with self._lock:
+            due = time.monotonic() - self._swept > self.lease_s
+            if due:
+                self._swept = time.monotonic()
+        if due:
+            threading.Thread(target=self._sweep_quietly, name="ilearn-adapter-sweep", daemon=True).start()
+
+    def _sweep_quietly(self) -> None:
+        try:
+            self.sweep_expired()
+        except Exception as exc:  # bookkeeping: the next sweep tries again, `--sweep` by hand still works
+            logger.warning("could not sweep expired adapters: %s", exc)
 
     def _release(self, name: str) -> None:
         """Give up this worker's lease on an adapter it unloaded."""
