@@ -289,3 +289,19 @@ def test_forgetting_a_voice_unshares_what_it_corroborated(world):
     assert world.shared_rejections() == {"eve": "paracetamol"}
     world.memory.forget_user("cy")
     assert world.seen() == set() and world.shared_rejections() == {}  # no shared answer agrees with eve now
+
+
+def test_a_rejection_a_crash_left_unadmitted_is_admitted_at_the_next_start(tmp_path):
+    w = World(tmp_path)
+    w.users("ana", "bob")
+    w.reject("ana", "aspirin")
+    ref, _ = w.photo()  # bob's rejection committed by the session's distillation, then the process died
+    w.store.add_events([Event(ref, Q, "", "bob", rejected=["aspirin"], label=Label.NEGATIVE,
+                              status=EventStatus.QUARANTINED)])
+    assert w.shared_rejections() == {}
+    w.memory.close()
+    w.memory = DualModalityMemory(w.store, StubImageEmbedder(), HashingTextEmbedder(), w.memory.config, tmp_path,
+                                  trust=w.memory.trust)  # its start brings the index in line with the store
+    assert w.shared_rejections() == {"ana": "aspirin", "bob": "aspirin"}
+    assert w.memory.ensure_fresh() == "loaded"  # admitted once
+    w.close()

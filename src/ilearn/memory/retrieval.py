@@ -316,8 +316,8 @@ class DualModalityMemory:
 
         A missing, corrupt or incompatible file (other embedders or weights) is rebuilt; a stale one (ids
         differ) gets the missing events added and the extra ones removed. Events the memory never admitted
-        (a crash between distilling a session and admitting its events) go through the same rules as `add`,
-        oldest first. Returns what was done: "loaded", "updated", "rebuilt" or "built".
+        (a crash between distilling a session and admitting its events), rejections too, go through the same
+        rules as `add`, oldest first. Returns what was done: "loaded", "updated", "rebuilt" or "built".
         """
         store = store or self.store
         with self._lock:
@@ -358,6 +358,13 @@ class DualModalityMemory:
             for e in unadmitted:
                 logger.warning("event %s was never admitted (a crash?): applying the rules now", e.id)
                 self.add(e)
+            turned_down = sorted((e for e in store.iter_events(status=EventStatus.QUARANTINED)
+                                  if is_rejection(e) and ADMITTED_KEY not in e.provenance), key=lambda e: (e.created, e.id))
+            for e in turned_down:
+                logger.warning("rejection %s was never admitted (a crash?): applying the rules now", e.id)
+                self.add(e)
+            if turned_down:
+                action = "updated" if action == "loaded" else action
             if action != "loaded":
                 logger.info("index %s: %d events (%d added, %d removed, %d moved, %d admitted)", action,
                             len(self.index), len(missing), len(extra), moved, len(unadmitted))
