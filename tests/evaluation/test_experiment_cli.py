@@ -52,17 +52,19 @@ def test_quick_pharmacy_end_to_end(tmp_path, capsys):
     assert sorted(p.name for p in report_dir.iterdir()) == [
         "learning_curves.png", "metrics.png", "report.json", "report.md", "rounds", "work"]
     assert sorted(p.name for p in (report_dir / "rounds").iterdir()) == [
-        "R1.json", "R2.json", "R3+retrieval.json", "R3-vision.json", "R3.json", "_run.json"]
+        "R1.json", "R2.json", "R3+retrieval.json", "R3-vision+retrieval.json", "R3-vision.json", "R3.json",
+        "_run.json"]
     report = json.loads((report_dir / "report.json").read_text())
     assert set(TOP_KEYS) <= set(report) and report["settings"]["quick"] is True
     names = [r["name"] for r in report["rounds"]]
-    assert names[:4] == ["R1", "R2", "R3", "R3+retrieval"] and names[4] == "R3 (vision trained)"
+    assert names == ["R1", "R2", "R3", "R3+retrieval", "R3 (vision trained)", "R3 (vision trained)+retrieval"]
     for r in report["rounds"]:
         assert set(ROUND_KEYS) <= set(r)
         assert r["bertscore_f1"] is not None and r["latency_ms_p50"] > 0
     out = capsys.readouterr().out
     assert "R3+retrieval" in out and "accuracy" in out  # the table
     assert "R3+retrieval against R3 alone on the facts taught before R3: " in out  # together against each part
+    assert "R3 (vision trained)+retrieval against R3 (vision trained) alone" in out
     # a rerun resumes: every round is loaded, nothing is recomputed, the numbers are the same
     assert _run(argv) == 0
     again = json.loads((report_dir / "report.json").read_text())

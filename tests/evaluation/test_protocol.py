@@ -21,7 +21,7 @@ LEXICAL = Config().override(feedback={"method": "lexical"})
 FACT = FactSizes(teach_views=1, test_views=1, teach_tasks=8, teach_tasks_r2=4, test_tasks=4, general=2,
                  train_steps=2, batch_size=2)
 GAME = GameSizes(teach_games=2, test_games=2, rounds=1, general=0, train_steps=1, batch_size=2)
-FACT_NAMES = ["R1", "R2", "R3", "R3+retrieval", "R3 (vision trained)"]
+FACT_NAMES = ["R1", "R2", "R3", "R3+retrieval", "R3 (vision trained)", "R3 (vision trained)+retrieval"]
 UNSTABLE = {"latency_ms_p50", "stage_ms_mean", "version", "created", "elapsed_s", "seconds", "teach_seconds"}
 
 
@@ -44,8 +44,9 @@ def test_pharmacy_rounds_are_scored_on_held_out_interactions(tmp_path):
         assert set(ROUND_KEYS) <= set(r)
         assert r["n_interactions"] == FACT.test_tasks
         assert 0.0 <= r["accuracy"] <= 1.0 and r["general_accuracy"] is not None
-    r1, r2, r3, r3r, abl = report["rounds"]
+    r1, r2, r3, r3r, abl, ablr = report["rounds"]
     assert (r1["retrieval"], r2["retrieval"], r3["retrieval"], r3r["retrieval"]) == (False, True, False, True)
+    assert (abl["retrieval"], ablr["retrieval"]) == (False, True) and ablr["version"] == abl["version"]
     assert r1["method"] == r2["method"] == "base" and r3["method"] == "sft"
     assert r1["teach_events"] > 0  # teaching fed memory
     assert r3["version"] == r3r["version"] != "base" and abl["version"] not in ("base", r3["version"])

@@ -207,7 +207,7 @@ def _scored(rounds_outcomes, taught):
     for name, right in rounds_outcomes.items():
         items = [("a", "name"), ("b", "name"), ("c", "name"), ("d", "use")]
         rounds.append({"name": name, "method": "sft" if name.startswith("R3") else "base",
-                       "retrieval": name in ("R2", "R3+retrieval"), "n_interactions": 4,
+                       "retrieval": name == "R2" or name.endswith("+retrieval"), "n_interactions": 4,
                        "outcomes": [[i, f, r] for (i, f), r in zip(items, right, strict=True)],
                        "taught": taught.get(name, [])})
     return rounds
@@ -221,10 +221,10 @@ def test_together_compares_memory_and_tuned_model_with_each_part_on_its_facts():
                       "R3+retrieval": [1, 1, 0, 0]}, taught)
     rows = {t["part"]: t for t in together(rounds)}
     # against R3 on a, b, c (R1 and R2 taught them): R3 right on a, c; together on a, b: 2 and 2, lost c, won b
-    assert rows["R3"] == {"part": "R3", "n": 3, "part_right": 2, "together_right": 2, "lost": 1, "won": 1,
+    assert rows["R3"] == {"combined": "R3+retrieval", "part": "R3", "n": 3, "part_right": 2, "together_right": 2, "lost": 1, "won": 1,
                           "holds": True}
     # against R2 on a, b only (what R1 taught): R2 right on both, together too; d (never taught) counts nowhere
-    assert rows["R2"] == {"part": "R2", "n": 2, "part_right": 2, "together_right": 2, "lost": 0, "won": 0,
+    assert rows["R2"] == {"combined": "R3+retrieval", "part": "R2", "n": 2, "part_right": 2, "together_right": 2, "lost": 0, "won": 0,
                           "holds": True}
     worse = _scored({"R1": [0, 0, 0, 0], "R2": [1, 1, 0, 1], "R3": [1, 0, 1, 0],
                      "R3+retrieval": [1, 0, 0, 1]}, taught)
@@ -232,6 +232,20 @@ def test_together_compares_memory_and_tuned_model_with_each_part_on_its_facts():
     assert lines[0].endswith("1 against 2 of 3 right (lost 1, won 0): BELOW R3")
     assert lines[1].endswith("1 against 2 of 2 right (lost 1, won 0): BELOW R2")
     assert together(PHARMACY_ROUNDS) == []  # rounds without outcomes: nothing to compare
+
+
+def test_together_checks_the_vision_trained_model_with_retrieval_too():
+    """`learn` may serve either trained version with the memory: each "+retrieval" round against its own part."""
+    from ilearn.evaluation.report import together_lines
+
+    taught = {"R1": [["a", "name"], ["b", "name"]], "R2": [["c", "name"]]}
+    rounds = _scored({"R1": [0, 0, 0, 0], "R2": [1, 1, 0, 1], "R3": [1, 0, 1, 0], "R3+retrieval": [1, 1, 1, 0],
+                      "R3 (vision trained)": [1, 1, 1, 0], "R3 (vision trained)+retrieval": [1, 1, 0, 0]}, taught)
+    lines = together_lines(rounds)
+    assert len(lines) == 4 and lines[0].startswith("R3+retrieval against R3 alone")
+    assert lines[2] == ("R3 (vision trained)+retrieval against R3 (vision trained) alone on the facts taught before "
+                        "R3 (vision trained): 2 against 3 of 3 right (lost 1, won 0): BELOW R3 (vision trained)")
+    assert lines[3].startswith("R3 (vision trained)+retrieval against R2 alone") and lines[3].endswith("holds")
 
 
 def test_report_md_says_whether_memory_and_tuned_model_together_hold(tmp_path):

@@ -69,7 +69,7 @@ def test_rounds_answer_more_of_the_taught_facts(tmp_path):
     report = run_experiment("objects", objects_dir=tmp_path / "photos", model="tiny", seed=SEED, sizes=SIZES,
                             learn=LEARN, report_dir=tmp_path / "report", progress=False, bertscore=False,
                             config=Config().override(feedback={"method": "lexical"}))
-    r1, r2, r3, r3r, _ = report["rounds"]
+    r1, r2, r3, r3r, r3v, r3vr = report["rounds"]
     assert [r["name"] for r in (r1, r2, r3, r3r)] == ["R1", "R2", "R3", "R3+retrieval"]
     before_r2 = {tuple(f) for f in r1["taught"]}  # what R2 can know: taught after R1
     before_r3 = before_r2 | {tuple(f) for f in r2["taught"]}  # what R3 was trained on: taught after R1 and R2
@@ -81,6 +81,7 @@ def test_rounds_answer_more_of_the_taught_facts(tmp_path):
     assert r3["accuracy_taught"] > taught_accuracy(r1, before_r3)
     assert r3["accuracy_taught"] >= 0.5  # far above answering one name or use to everything (1 in 6)
     assert r3r["accuracy_taught"] >= r3["accuracy_taught"]
+    assert r3vr["accuracy_taught"] >= r3v["accuracy_taught"]  # either version `learn` may serve, with its memory
     # where the first answers came from (`Reply.source`): before teaching, only the model; after it, the memory too
     for r in (r1, r2, r3, r3r):
         counts = r["first_answer_sources"]

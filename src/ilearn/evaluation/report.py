@@ -266,7 +266,8 @@ def _markdown(report: dict[str, Any]) -> str:
     lines = together_lines(rounds)
     if lines:
         out += ["## Memory and tuned model together", "",
-                "What a deployed robot runs (R3+retrieval) must be right at least as often as each part alone, "
+                "What a deployed robot runs (a tuned model with retrieval: R3+retrieval, or the vision-trained "
+                "R3's when `learn` picks that candidate) must be right at least as often as each part alone, "
                 "on the same interactions:", "", *(f"- {line}" for line in lines), ""]
     methods = list(dict.fromkeys(r["method"] for r in rounds))
     if len(methods) > 1 and len({r["name"] for r in rounds}) < len(rounds):  # ReSpect-style: rounds x methods
@@ -283,43 +284,49 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def together(rounds: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The memory and the tuned model together against each alone, interaction by interaction (the fact
-    protocol's rounds; [] unless they hold R3+retrieval and the parts' `outcomes`).
+RETRIEVAL_SUFFIX = "+retrieval"
 
-    Against R3 on the facts taught before R3 (what R1 and R2 taught), against R2 on the facts taught before R2
-    (what R1 taught): the same held-out interactions in every round (`outcomes` are in one order), so each row
-    counts the interactions the part answered right first and together did not (`lost`) and the other way round
-    (`won`). `holds`: together is right at least as often as the part."""
+
+def together(rounds: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The memory and each tuned model together against each alone, interaction by interaction (the fact
+    protocol's rounds; [] unless they hold a tuned round with retrieval, e.g. R3+retrieval, and the parts'
+    `outcomes`).
+
+    Each round named "<tuned>+retrieval" against <tuned> on the facts taught before <tuned> (what R1 and R2
+    taught), and against R2 on the facts taught before R2 (what R1 taught): the same held-out interactions in every
+    round (`outcomes` are in one order), so each row counts the interactions the part answered right first and
+    together did not (`lost`) and the other way round (`won`). `holds`: together is right at least as often as the
+    part. `combined` names the round with retrieval."""
     by_name = {r["name"]: r for r in rounds if r.get("outcomes")}
-    both = by_name.get("R3+retrieval")
-    if both is None:
-        return []
     taught: set[tuple[str, str]] = set()
     facts: dict[str, set[tuple[str, str]]] = {}
     for r in rounds:  # what was taught before each round: the `taught` of the rounds scored before it
         facts.setdefault(r["name"], set(taught))
         taught |= {(t[0], t[1]) for t in r.get("taught") or []}
     rows = []
-    for part in ("R3", "R2"):
-        alone = by_name.get(part)
-        if alone is None or len(alone["outcomes"]) != len(both["outcomes"]):
+    for name, both in by_name.items():
+        tuned = name[: -len(RETRIEVAL_SUFFIX)]
+        if not name.endswith(RETRIEVAL_SUFFIX) or tuned not in by_name:
             continue
-        pairs = [(bool(a[2]), bool(b[2])) for a, b in zip(alone["outcomes"], both["outcomes"], strict=True)
-                 if (a[0], a[1]) in facts[part]]
-        if not pairs:
-            continue
-        right = sum(a for a, _ in pairs), sum(b for _, b in pairs)
-        rows.append({"part": part, "n": len(pairs), "part_right": right[0], "together_right": right[1],
-                     "lost": sum(a and not b for a, b in pairs), "won": sum(b and not a for a, b in pairs),
-                     "holds": right[1] >= right[0]})
+        for part in (tuned, "R2"):
+            alone = by_name.get(part)
+            if alone is None or len(alone["outcomes"]) != len(both["outcomes"]):
+                continue
+            pairs = [(bool(a[2]), bool(b[2])) for a, b in zip(alone["outcomes"], both["outcomes"], strict=True)
+                     if (a[0], a[1]) in facts[part]]
+            if not pairs:
+                continue
+            right = sum(a for a, _ in pairs), sum(b for _, b in pairs)
+            rows.append({"combined": name, "part": part, "n": len(pairs), "part_right": right[0],
+                         "together_right": right[1], "lost": sum(a and not b for a, b in pairs),
+                         "won": sum(b and not a for a, b in pairs), "holds": right[1] >= right[0]})
     return rows
 
 
 def together_lines(rounds: Sequence[dict[str, Any]]) -> list[str]:
-    """Printed lines of `together`: one per part, [] when it does not apply."""
-    return [f"R3+retrieval against {t['part']} alone on the facts taught before {t['part']}: {t['together_right']} "
-            f"against {t['part_right']} of {t['n']} right (lost {t['lost']}, won {t['won']}): "
+    """Printed lines of `together`: one per tuned model with retrieval and part, [] when it does not apply."""
+    return [f"{t['combined']} against {t['part']} alone on the facts taught before {t['part']}: "
+            f"{t['together_right']} against {t['part_right']} of {t['n']} right (lost {t['lost']}, won {t['won']}): "
             f"{'holds' if t['holds'] else 'BELOW ' + t['part']}" for t in together(rounds)]
 
 

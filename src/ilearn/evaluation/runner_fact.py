@@ -9,6 +9,11 @@ Rounds, in order (each one first *scored*, then, for R1 and R2, *taught*):
 | ``R3`` | fine-tuned on the shared events of R1-R2 (projector and language model; vision encoder frozen) | off | - |
 | ``R3+retrieval`` | the same version | on | - |
 | ``R3 (vision trained)`` | fine-tuned with the vision encoder trained too (ablation) | off | - |
+| ``R3 (vision trained)+retrieval`` | the same version | on | - |
+
+`ilearn learn` trains both versions by default (`learn.candidates`) and its gate picks one, so either R3 may be
+what a robot serves with its memory: the report checks each with retrieval against each part alone
+(`ilearn.evaluation.report.together`).
 
 Which of the two trainings is R3 and which the ablation was decided by measurement: on this model the frozen
 vision encoder learnt the taught facts better in six of seven comparisons (three full runs and four runs of
@@ -85,6 +90,7 @@ PLAN: tuple[tuple[str, str, bool, str | None], ...] = (
     ("R3", "R3", False, "novision"),
     ("R3+retrieval", "R3+retrieval", True, "novision"),
     ("R3-vision", "R3 (vision trained)", False, "full"),
+    ("R3-vision+retrieval", "R3 (vision trained)+retrieval", True, "full"),
 )
 TRAINABLE = {"full": ("vision", "projector", "language"), "novision": ("projector", "language")}
 
