@@ -6,7 +6,7 @@ Scenarios and protocols:
 
 - ``pharmacy`` and ``objects`` (``objects_dir=DIR``): iLearnRobot's rounds R1 (base + Chain of Question, no
   retrieval), R2 (retrieval over the taught events), R3 (fine-tuned on rounds 1-2, vision encoder frozen),
-  R3+retrieval, and the ablation ``R3 (vision trained)`` (see `ilearn.evaluation.runner_fact`);
+  R3+retrieval, and the ablation ``R3 (vision trained)`` alone and with retrieval (`ilearn.evaluation.runner_fact`);
 - ``personal``: users with profiles and look-alike things of their own (issue 24): R1 (base), R2 (memory: their
   profiles and things, the taught facts in the prompt) with the profile as nothing, a tag or the long instruction
   prompt, R3 (user-aware tuning, the tag), R3+memory, R3 (DPO with the bias pairs); see
