@@ -360,11 +360,12 @@ class DualModalityMemory:
                 self.add(e)
             turned_down = sorted((e for e in store.iter_events(status=EventStatus.QUARANTINED)
                                   if is_rejection(e) and ADMITTED_KEY not in e.provenance), key=lambda e: (e.created, e.id))
-            for e in turned_down:
-                logger.warning("rejection %s was never admitted (a crash?): applying the rules now", e.id)
-                self.add(e)
             if turned_down:
+                logger.warning("%d rejection(s) never admitted (a crash, or written before rejections were shared): "
+                               "applying the rules now", len(turned_down))
                 action = "updated" if action == "loaded" else action
+            for e in turned_down:
+                self.add(e)
             if action != "loaded":
                 logger.info("index %s: %d events (%d added, %d removed, %d moved, %d admitted)", action,
                             len(self.index), len(missing), len(extra), moved, len(unadmitted))
