@@ -359,7 +359,8 @@ class DualModalityMemory:
                 logger.warning("event %s was never admitted (a crash?): applying the rules now", e.id)
                 self.add(e)
             turned_down = sorted((e for e in store.iter_events(status=EventStatus.QUARANTINED)
-                                  if is_rejection(e) and ADMITTED_KEY not in e.provenance), key=lambda e: (e.created, e.id))
+                                  if is_rejection(e) and ADMITTED_KEY not in e.provenance),
+                                 key=lambda e: (e.created, e.id))
             if turned_down:
                 logger.warning("%d rejection(s) never admitted (a crash, or written before rejections were shared): "
                                "applying the rules now", len(turned_down))
@@ -778,7 +779,8 @@ class DualModalityMemory:
             event = replace(event, provenance={**event.provenance, ADMITTED_KEY: f"{now():.3f}"})
             upsert_event(self.store, event)
             answers = group(self._neighbours(vec, event.robot_id))
-            for e, why in shared_rejections(event, self._rejections_near(vec, event.robot_id, event.id), answers, voices).values():
+            others = self._rejections_near(vec, event.robot_id, event.id)
+            for e, why in shared_rejections(event, others, answers, voices).values():
                 e = replace(e, scope=Scope.SHARED, provenance={**e.provenance, SCOPE_KEY: why})
                 self.store.update_event(e)
                 logger.info("rejection %s (%s turned down %r) is now shared: %s", e.id, e.user_id, e.rejected, why)
@@ -798,9 +800,9 @@ class DualModalityMemory:
                 logger.info("rejection %s (%s) is private again: its voices are gone", e.id, e.user_id)
 
     def _rejections_near(self, vec: np.ndarray, robot_id: str, but: str | None = None) -> list[Event]:
-        """The robot's rejections (but the event `but`) about the same object and question as `vec` (fused
-        score over the threshold, question similarity >= `SAME_QUESTION`)."""
-        others = [e for e in self.store.list_events(robot_id=robot_id)
+        """The robot's rejections (QUARANTINED, as `construct` writes them; but the event `but`) about the same
+        object and question as `vec` (fused score over the threshold, question similarity >= `SAME_QUESTION`)."""
+        others = [e for e in self.store.list_events(robot_id=robot_id, status=EventStatus.QUARANTINED)
                   if is_rejection(e) and e.id != but and e.question.strip()]
         if not others:
             return []
