@@ -221,10 +221,12 @@ def test_together_compares_memory_and_tuned_model_with_each_part_on_its_facts():
                       "R3+retrieval": [1, 1, 0, 0]}, taught)
     rows = {t["part"]: t for t in together(rounds)}
     # against R3 on a, b, c (R1 and R2 taught them): R3 right on a, c; together on a, b: 2 and 2, lost c, won b
-    assert rows["R3"] == {"combined": "R3+retrieval", "part": "R3", "n": 3, "part_right": 2, "together_right": 2, "lost": 1, "won": 1,
+    assert rows["R3"] == {"combined": "R3+retrieval", "part": "R3", "n": 3, "part_right": 2, "together_right": 2,
+                          "lost": 1, "won": 1,
                           "holds": True}
     # against R2 on a, b only (what R1 taught): R2 right on both, together too; d (never taught) counts nowhere
-    assert rows["R2"] == {"combined": "R3+retrieval", "part": "R2", "n": 2, "part_right": 2, "together_right": 2, "lost": 0, "won": 0,
+    assert rows["R2"] == {"combined": "R3+retrieval", "part": "R2", "n": 2, "part_right": 2, "together_right": 2,
+                          "lost": 0, "won": 0,
                           "holds": True}
     worse = _scored({"R1": [0, 0, 0, 0], "R2": [1, 1, 0, 1], "R3": [1, 0, 1, 0],
                      "R3+retrieval": [1, 0, 0, 1]}, taught)

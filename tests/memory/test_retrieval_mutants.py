@@ -201,7 +201,8 @@ def test_search_refuses_a_question_that_is_not_text(mem_store, tmp_path):
 
 def test_add_refuses_an_event_without_an_answer(mem_store, tmp_path):
     mem = memory(mem_store, tmp_path)
-    with pytest.raises(InvalidInput, match=r"^an event needs a question and an answer \(or, a rejection, the answers turned down\)$"):
+    refused = r"^an event needs a question and an answer \(or, a rejection, the answers turned down\)$"
+    with pytest.raises(InvalidInput, match=refused):
         mem.add(make_event(mem_store, PILLS, " ", "alice"), PILLS)
     assert len(mem.index) == 0
 

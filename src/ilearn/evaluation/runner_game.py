@@ -5,9 +5,9 @@ into events whose labels come only from the assistant's feedback decoder (users 
 for each method (``sft``: filtered fine-tuning on positively decoded picks; ``reinforce``: reward-weighted
 likelihood with ReSpect's 1 / -0.1 / 0 remap; ``kto``), for r = 1..N: train from the base weights on the shared
 events that method's deployments produced so far, round0's included (the players are trusted: `open_game`) ->
-score ``round<r>`` on the held-out games -> deploy on the next teach games (not after the last round). Each method has its own
-deployment home, so their data never mix. ``round0`` is reported once per method (same numbers), so that every
-method's curve starts from the same baseline.
+score ``round<r>`` on the held-out games -> deploy on the next teach games (not after the last round). Each
+method has its own deployment home, so their data never mix. ``round0`` is reported once per method (same
+numbers), so that every method's curve starts from the same baseline.
 
 The assistant answers a request on the board by pointing (`ilearn.dialogue.choice`): the model scores the
 user's description as its own description of every figure and names the best one not yet turned down; each

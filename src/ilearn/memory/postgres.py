@@ -775,7 +775,8 @@ class PostgresStore:
     # ------------------------------------------------------------------ leases
     def hold_lease(self, kind: str, key: str, holder: str, ttl_s: float) -> Lease:
         """Take or renew the lease for `ttl_s` seconds on the database server's clock (`EventStore.hold_lease`)."""
-        row = self._query(f"INSERT INTO leases (kind, key, holder, expires) VALUES (%s, %s, %s, {_SQL_NOW} + %s::double precision) "
+        row = self._query("INSERT INTO leases (kind, key, holder, expires) "
+                          f"VALUES (%s, %s, %s, {_SQL_NOW} + %s::double precision) "
                           "ON CONFLICT (kind, key) DO UPDATE SET holder = EXCLUDED.holder, expires = EXCLUDED.expires "
                           "RETURNING expires", (kind, key, holder, float(ttl_s)))[0]
         return Lease(kind, key, holder, row["expires"], ttl_s > 0)
