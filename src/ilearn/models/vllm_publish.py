@@ -284,7 +284,8 @@ def loaded_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: st
     workers' `leases` (`ADAPTER_LEASE`), an adapter of the active version that no live lease holds (its worker
     died; `Lease.live`, on the store's clock). Workers unload their own retired adapters; those of a worker killed
     before its turns ended, or whose unload the server refused, stay loaded until swept. Adapters of versions this
-    registry does not know (another deployment's) are never stale. `active`: the active version's id when the caller read it already."""
+    registry does not know (another deployment's) are never stale. `active`: the active version's id when the caller
+    read it already."""
     active = registry.active_id() if active is None else active
     states = {v.id: ("forgotten" if v.metrics.get("forgotten") else v.status.value) for v in registry.list()}
     held = None if leases is None else {lease.key for lease in leases if lease.live}
