@@ -17,7 +17,7 @@ from ilearn.config import Config, RetrievalConfig
 from ilearn.errors import InvalidInput
 from ilearn.memory.retrieval import DualModalityMemory
 from ilearn.memory.sqlite import SQLiteStore
-from ilearn.memory.trust import SCOPE_KEY, TrustPolicy
+from ilearn.memory.trust import DESCRIPTION_KEY, SCOPE_KEY, TrustPolicy
 from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
 from ilearn.types import Event, EventStatus, ImageRef, Label, Scope, is_rejection
 
@@ -305,3 +305,33 @@ def test_a_rejection_a_crash_left_unadmitted_is_admitted_at_the_next_start(tmp_p
     assert w.shared_rejections() == {"ana": "aspirin", "bob": "aspirin"}
     assert w.memory.ensure_fresh() == "loaded"  # admitted once
     w.close()
+
+
+# ---- descriptions (a pick on a board): many right answers, none competes --------------------------------------
+def describe(w: World, user: str, text: str) -> Event:
+    """`user` described the panel they meant as `text` (what `construct` distils from an accepted pick)."""
+    ref, image = w.photo()
+    return w.memory.add(Event(ref, Q, text, user, provenance={DESCRIPTION_KEY: "turn"}), image)
+
+
+def test_trusted_players_descriptions_are_all_shared_and_none_goes_to_review(tmp_path):
+    w = World(tmp_path, sharing="trusted")
+    w.users("p1", "p2", trusted=True)
+    first = describe(w, "p1", "the striped fan")
+    second = describe(w, "p2", "the tall grey tower")  # the same panel worded otherwise: no contradiction
+    assert [e.status for e in (first, second)] == [EventStatus.ACTIVE] * 2 and w.memory.review_queue() == []
+    assert {e.answer for e in w.store.list_events(scope=Scope.SHARED)} == {"the striped fan", "the tall grey tower"}
+    w.teach("p1", "ibuprofen")  # an answer to the same question does not compete with descriptions either
+    assert w.store.list_events(status=EventStatus.QUARANTINED) == []
+    w.close()
+
+
+def test_descriptions_are_shared_when_voices_word_them_alike_and_unshared_when_one_is_forgotten(world):
+    describe(world, "ana", "the striped fan")
+    describe(world, "bob", "a grey tower")
+    assert world.store.list_events(scope=Scope.SHARED) == []  # one voice each
+    describe(world, "cy", "The striped fan.")
+    assert {e.user_id for e in world.store.list_events(scope=Scope.SHARED)} == {"ana", "cy"}
+    assert world.store.list_events(status=EventStatus.QUARANTINED) == []
+    world.memory.forget_user("cy")
+    assert world.store.list_events(scope=Scope.SHARED) == []

@@ -148,8 +148,9 @@ def open_game(ctx: RunContext, name: str) -> Deployment:
     """A game deployment as ReSpect's would be run: its players are recruited, trusted users
     (retrieval.sharing "trusted"), and each round trains only on the SHARED events, as `ilearn learn` does.
     Under the default corroboration nearly nothing a player teaches is shared (two players rarely word a
-    figure alike), so the game would train on nothing; a description that contradicts another player's shared
-    one about the same figure goes to review and is not trained on."""
+    figure alike), so the game would train on nothing. Descriptions never compete (`ilearn.memory.trust`): before
+    they did, half of a round's accepted picks went to review as "contradicting" another player's description of
+    a panel the memory found alike, and the first trained round completed 41.7% of the games against 83.3%."""
     config = ctx.config.override(retrieval={"sharing": "trusted"})
     return Deployment.open(ctx.home / name, config, ctx.vlm)
 

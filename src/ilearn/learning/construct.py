@@ -52,6 +52,7 @@ from ilearn.dialogue.corrections import answers_match
 from ilearn.dialogue.exchange import FeedbackDecoder
 from ilearn.errors import NotFound
 from ilearn.memory.store import EventStore
+from ilearn.memory.trust import DESCRIPTION_KEY
 from ilearn.text import contains_answer, looping
 from ilearn.types import Event, EventStatus, Feedback, ImageRef, Label, Role, Session, Turn, TurnKind
 
@@ -179,6 +180,8 @@ def _event(session: Session, req: _Request, store: EventStore | None) -> Event |
     if not req.answer and not req.rejected:
         return None  # never answered, or answers met with neutral / no reaction
     provenance = {"question": req.question_src, "question.asked": req.asked.id}
+    if req.pointed:
+        provenance[DESCRIPTION_KEY] = req.asked.id  # the answer is the user's description: descriptions never compete
     if req.image_src:
         provenance["image"] = req.image_src
     if req.answer_src:

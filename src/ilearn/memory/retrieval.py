@@ -47,7 +47,9 @@ from ilearn.memory.trust import (
     Answer,
     TrustPolicy,
     Voices,
+    description_winners,
     group,
+    is_description,
     outvotes,
     shared_rejections,
     winner,
@@ -705,7 +707,7 @@ class DualModalityMemory:
         with self._lock, self.store.transaction():
             voices = Voices(self.store, self.trust)
             majority: list[Event] = []
-            if event.status == EventStatus.ACTIVE:
+            if event.status == EventStatus.ACTIVE and not is_description(event):
                 reason, majority = self._dispute(event, vec[0], voices)
                 if reason:
                     event = replace(event, status=EventStatus.QUARANTINED)
@@ -720,8 +722,8 @@ class DualModalityMemory:
                 logger.warning("event %s leaves review: its answer %r now has the most voices", held.id, held.answer)
                 self._activate(replace(held, status=EventStatus.ACTIVE))
             self._retire_superseded(event)
-            event = self._settle(vec[0], event.robot_id, voices).get(event.id, event)
-            return event
+            settle = self._settle_descriptions if is_description(event) else self._settle
+            return settle(vec[0], event.robot_id, voices).get(event.id, event)
 
     def _activate(self, event: Event, vec: np.ndarray | None = None) -> None:
         """Write `event` as ACTIVE and index it."""
@@ -730,11 +732,33 @@ class DualModalityMemory:
         self._remember(event)
         self._changed()
 
-    def _neighbours(self, vec: np.ndarray, robot_id: str) -> list[Event]:
+    def _neighbours(self, vec: np.ndarray, robot_id: str, descriptions: bool = False) -> list[Event]:
         """The robot's ACTIVE events that match `vec` (above the threshold) and ask the same question (question
-        similarity >= `SAME_QUESTION`: an answer to another question competes with no answer to this one)."""
+        similarity >= `SAME_QUESTION`: an answer to another question competes with no answer to this one): those
+        whose answers compete, or with `descriptions` the users' descriptions (`ilearn.memory.trust`)."""
         return [m.event for m in self._matches(vec, self._pool(vec, None, robot_id))
-                if m.event.robot_id == robot_id and m.text_sim >= SAME_QUESTION - 1e-6]
+                if m.event.robot_id == robot_id and m.text_sim >= SAME_QUESTION - 1e-6
+                and is_description(m.event) == descriptions]
+
+    def _settle_descriptions(self, vec: np.ndarray, robot_id: str, voices: Voices) -> dict[str, Event]:
+        """Share the descriptions matching `vec` that the rules share (`description_winners`) and unshare those the
+        rules had shared and no longer do. Returns the events it changed, by id."""
+        events = self._neighbours(vec, robot_id, descriptions=True)
+        share = description_winners(events, voices)
+        changed: dict[str, Event] = {}
+        for e in events:
+            if e.id in share and e.scope != Scope.SHARED:
+                e = replace(e, scope=Scope.SHARED, provenance={**e.provenance, SCOPE_KEY: share[e.id]})
+            elif e.id not in share and e.scope == Scope.SHARED and e.provenance.get(SCOPE_KEY) in ("corroborated",
+                                                                                                   "trusted"):
+                e = replace(e, scope=Scope.PRIVATE, provenance={k: v for k, v in e.provenance.items() if k != SCOPE_KEY})
+            else:
+                continue
+            self.store.update_event(e)
+            self._remember(e)
+            changed[e.id] = e
+            logger.info("description %s (%s: %r) is now %s", e.id, e.user_id, e.answer, e.scope.value)
+        return changed
 
     def _dispute(self, event: Event, vec: np.ndarray, voices: Voices) -> tuple[str | None, list[Event]]:
         """Why `event` goes to review, or None; with None, the quarantined events its answer's majority frees.
@@ -935,6 +959,7 @@ class DualModalityMemory:
             with self.store.transaction():
                 for robot_id, vec in places:
                     self._settle(vec, robot_id, voices)
+                    self._settle_descriptions(vec, robot_id, voices)
                 for robot_id, vec in places + [(e.robot_id, v) for e, v in turned_down]:
                     self._settle_rejections(vec, robot_id, voices)
             del places, turned_down

@@ -16,6 +16,10 @@ question, above the retrieval threshold), answers compete:
 What contradicts a shared answer is quarantined for review (`ilearn events review`), unless its answer now has
 more voices than the shared one (an honest majority is never locked out).
 
+A *description* (`DESCRIPTION_KEY`: how a user described the panel they meant) has many right answers: matching
+descriptions never dispute one another or an answer, and none goes to review. Each is shared when its user is
+trusted (sharing="trusted") or when `corroboration` voices described matching panels alike (`description_winners`).
+
 A *rejection* (an event with no answer, only the model's answers its user turned down: the negatives KTO and
 REINFORCE learn from, `ilearn.learning.construct`) is never retrieved; it is shared, and so trained on, when
 (`shared_rejections`) its user is trusted (sharing="trusted"), when the answer shared among the matching events
@@ -41,6 +45,9 @@ SCOPE_KEY = "scope"
 its creator (scope SHARED without this key) is never unshared by the rules."""
 ADMITTED_KEY = "admitted"
 """Provenance key: the memory's rules were applied to the event (its value: the time they were)."""
+DESCRIPTION_KEY = "description"
+"""Provenance key: the event's answer is a user's own description (a pick on a board: `ilearn.dialogue.choice`),
+one of many right ones, so descriptions never compete (`description_winners`)."""
 SHARING = ("corroboration", "trusted", "private")
 
 
@@ -172,6 +179,24 @@ def outvotes(challenger: Answer, answers: dict[str, Answer], voices: Voices) -> 
     return mine >= voices.policy.corroboration and mine > voices.count(st)
 
 
+def is_description(event: Event) -> bool:
+    """Whether the event's answer is a user's own description (`DESCRIPTION_KEY`)."""
+    return DESCRIPTION_KEY in event.provenance
+
+
+def description_winners(descriptions: Iterable[Event], voices: Voices) -> dict[str, str]:
+    """Which of matching `descriptions` to share, by id, with why: each trusted user's ("trusted"), and every one
+    of a wording that `corroboration` voices gave ("corroborated"). Descriptions never compete."""
+    if voices.policy.sharing == "private":
+        return {}
+    out: dict[str, str] = {}
+    for answer in group(descriptions).values():
+        if voices.count(answer) >= voices.policy.corroboration:
+            out.update({e.id: "corroborated" for e in answer.events})
+        out.update({e.id: "trusted" for e in answer.events if voices.trusted(e.user_id)})
+    return out
+
+
 def rejected_keys(event: Event) -> set[str]:
     """The answers `event` turned down, as `answer_key`s."""
     return {answer_key(r) for r in event.rejected if r.strip()}
@@ -198,5 +223,5 @@ def shared_rejections(event: Event, others: Iterable[Event], answers: dict[str, 
     return out
 
 
-__all__ = ["ADMITTED_KEY", "SCOPE_KEY", "Answer", "TrustPolicy", "Voices", "group", "outvotes", "rejected_keys",
-           "shared_rejections", "standing", "winner"]
+__all__ = ["ADMITTED_KEY", "DESCRIPTION_KEY", "SCOPE_KEY", "Answer", "TrustPolicy", "Voices", "description_winners",
+           "group", "is_description", "outvotes", "rejected_keys", "shared_rejections", "standing", "winner"]
