@@ -744,7 +744,12 @@ class DualModalityMemory:
         """Share the descriptions matching `vec` that the rules share (`description_winners`) and unshare those the
         rules had shared and no longer do. Returns the events it changed, by id."""
         events = self._neighbours(vec, robot_id, descriptions=True)
-        share = description_winners(events, voices)
+        return self._share(events, description_winners(events, voices))
+
+    def _share(self, events: Sequence[Event], share: dict[str, str]) -> dict[str, Event]:
+        """Share the `events` named in `share` (id -> why) that are not shared yet, and unshare the others that the
+        rules had shared (an event its creator shared, or a reviewer kept, stays shared). Returns the events it
+        changed, by id."""
         changed: dict[str, Event] = {}
         for e in events:
             if e.id in share and e.scope != Scope.SHARED:
@@ -757,7 +762,7 @@ class DualModalityMemory:
             self.store.update_event(e)
             self._remember(e)
             changed[e.id] = e
-            logger.info("description %s (%s: %r) is now %s", e.id, e.user_id, e.answer, e.scope.value)
+            logger.info("event %s (%s: %r) is now %s", e.id, e.user_id, e.answer, e.scope.value)
         return changed
 
     def _dispute(self, event: Event, vec: np.ndarray, voices: Voices) -> tuple[str | None, list[Event]]:
@@ -849,21 +854,8 @@ class DualModalityMemory:
         (an event its creator shared, or a reviewer kept, stays shared). Returns the events it changed, by id."""
         events = self._neighbours(vec, robot_id)
         best = winner(group(events), voices)
-        changed: dict[str, Event] = {}
-        for e in events:
-            reason = e.provenance.get(SCOPE_KEY)
-            if answer_key(e.answer) == best and e.scope != Scope.SHARED:
-                why = "trusted" if voices.trusted(e.user_id) else "corroborated"
-                e = replace(e, scope=Scope.SHARED, provenance={**e.provenance, SCOPE_KEY: why})
-            elif answer_key(e.answer) != best and e.scope == Scope.SHARED and reason in ("corroborated", "trusted"):
-                e = replace(e, scope=Scope.PRIVATE, provenance={k: v for k, v in e.provenance.items() if k != SCOPE_KEY})
-            else:
-                continue
-            self.store.update_event(e)
-            self._remember(e)
-            changed[e.id] = e
-            logger.info("event %s (%s: %r) is now %s", e.id, e.user_id, e.answer, e.scope.value)
-        return changed
+        return self._share(events, {e.id: "trusted" if voices.trusted(e.user_id) else "corroborated"
+                                    for e in events if best is not None and answer_key(e.answer) == best})
 
     def _retire_superseded(self, event: Event) -> None:
         old = self._supersede_target(event)
