@@ -69,8 +69,6 @@ def _usable(event: Event) -> bool:
     return event.status == EventStatus.ACTIVE and bool(event.answer.strip()) and bool(event.question.strip())
 
 
-
-
 def build_sft(events: Iterable[Event], image_fn: ImageFn = image_path, *, with_ids: bool = False) -> list[dict]:
     """`messages` (+ `images`) rows from events with a confirmed or corrected answer."""
     rows = []

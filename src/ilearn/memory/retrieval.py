@@ -748,8 +748,8 @@ class DualModalityMemory:
 
     def _share(self, events: Sequence[Event], share: dict[str, str]) -> dict[str, Event]:
         """Share the `events` named in `share` (id -> why) that are not shared yet, and unshare the others that the
-        rules had shared (an event its creator shared, or a reviewer kept, stays shared). Returns the events it
-        changed, by id."""
+        rules had shared (an event its creator shared, or a reviewer kept, stays shared). Rejections too (they are
+        not indexed). Returns the events it changed, by id."""
         changed: dict[str, Event] = {}
         for e in events:
             if e.id in share and e.scope != Scope.SHARED:
@@ -760,9 +760,10 @@ class DualModalityMemory:
             else:
                 continue
             self.store.update_event(e)
-            self._remember(e)
+            if e.id in self.index:
+                self._remember(e)
             changed[e.id] = e
-            logger.info("event %s (%s: %r) is now %s", e.id, e.user_id, e.answer, e.scope.value)
+            logger.info("event %s (%s: %r) is now %s", e.id, e.user_id, e.answer or e.rejected, e.scope.value)
         return changed
 
     def _dispute(self, event: Event, vec: np.ndarray, voices: Voices) -> tuple[str | None, list[Event]]:
@@ -809,10 +810,8 @@ class DualModalityMemory:
             upsert_event(self.store, event)
             answers = group(self._neighbours(vec, event.robot_id))
             others = self._rejections_near(vec, event.robot_id, event.id)
-            for e, why in shared_rejections(event, others, answers, voices).values():
-                e = replace(e, scope=Scope.SHARED, provenance={**e.provenance, SCOPE_KEY: why})
-                self.store.update_event(e)
-                logger.info("rejection %s (%s turned down %r) is now shared: %s", e.id, e.user_id, e.rejected, why)
+            share = shared_rejections(event, others, answers, voices)
+            self._share([e for e, _ in share.values()], {i: why for i, (_, why) in share.items()})
             return self.store.get_event(event.id)
 
     def _settle_rejections(self, vec: np.ndarray, robot_id: str, voices: Voices) -> None:
@@ -820,13 +819,9 @@ class DualModalityMemory:
         share: the voices or the shared answer they had are gone."""
         near = self._rejections_near(vec, robot_id)
         answers = group(self._neighbours(vec, robot_id))
-        for e in near:
-            if e.scope != Scope.SHARED or e.provenance.get(SCOPE_KEY) not in ("corroborated", "trusted"):
-                continue
-            if e.id not in shared_rejections(replace(e, scope=Scope.PRIVATE), near, answers, voices):
-                e = replace(e, scope=Scope.PRIVATE, provenance={k: v for k, v in e.provenance.items() if k != SCOPE_KEY})
-                self.store.update_event(e)
-                logger.info("rejection %s (%s) is private again: its voices are gone", e.id, e.user_id)
+        shared = [e for e in near if e.scope == Scope.SHARED]
+        self._share(shared, {e.id: e.provenance.get(SCOPE_KEY, "") for e in shared
+                             if e.id in shared_rejections(replace(e, scope=Scope.PRIVATE), near, answers, voices)})
 
     def _rejections_near(self, vec: np.ndarray, robot_id: str, but: str | None = None) -> list[Event]:
         """The robot's rejections (QUARANTINED, as `construct` writes them; but the event `but`) about the same
