@@ -407,7 +407,7 @@ def cmd_models_adapters(args: argparse.Namespace) -> int:
     server refused the active one) has its next turns fail until it serves the active one: sweep when the
     workers' metrics show the active version."""
     from ilearn.learning.registry import ModelRegistry
-    from ilearn.models.vllm_publish import ADAPTER_LEASE, VLLMAdapters, loaded_adapters
+    from ilearn.models.vllm_publish import ADAPTER_LEASE, VLLMAdapters, drop_spent_leases, loaded_adapters
 
     if load_config(args).model.publish != "vllm-lora":
         raise InvalidInput("adapters are published only with model.publish vllm-lora (and the openai backend "
@@ -428,9 +428,7 @@ def cmd_models_adapters(args: argparse.Namespace) -> int:
             print(f"{a.name}  {'check, ' if a.check else ''}{a.state}{'  stale' if a.stale else ''}")
         if args.sweep:
             unloaded, failed = adapters.unload_each(stale)
-            for lease in leases:  # the swept adapters' leases, and expired ones of adapters no server holds
-                if lease.key in unloaded or (not lease.live and lease.key not in loaded):
-                    store.drop_lease(ADAPTER_LEASE, lease.key)
+            drop_spent_leases(store, leases, unloaded, loaded)
             print(f"unloaded {len(unloaded)} stale adapter(s){': ' + ', '.join(unloaded) if unloaded else ''}")
             if failed:
                 print(f"not unloaded: {'; '.join(f'{name} ({reason})' for name, reason in failed)}")

@@ -275,6 +275,15 @@ class LoadedAdapter:
     stale: bool
 
 
+def drop_spent_leases(store: EventStore, leases: Collection[Lease], unloaded: Collection[str],
+                      loaded: Collection[str]) -> None:
+    """After a sweep: drop the leases of the adapters it `unloaded`, and the expired ones of adapters no server
+    held (`loaded`: the servers' adapters before it)."""
+    for lease in leases:
+        if lease.key in unloaded or (not lease.live and lease.key not in loaded):
+            store.drop_lease(lease.kind, lease.key)
+
+
 def loaded_adapters(loaded: Collection[str], registry: ModelRegistry, prefix: str = "ilearn", *,
                     active: str | None = None, leases: Collection[Lease] | None = None) -> list[LoadedAdapter]:
     """The iLearn adapters among `loaded` (by name), each with its version's state, read from the registry once.
@@ -477,9 +486,7 @@ class AdapterPublisher:
             return []
         loaded = set(self.adapters.loaded())
         unloaded, _ = self.adapters.unload_each([lease.key for lease in expired if lease.key in loaded])
-        for lease in expired:
-            if lease.key in unloaded or lease.key not in loaded:
-                self.leases.drop_lease(ADAPTER_LEASE, lease.key)
+        drop_spent_leases(self.leases, expired, unloaded, loaded)
         if unloaded:
             logger.warning("unloaded %d adapter(s) whose workers' leases expired: %s", len(unloaded),
                            ", ".join(unloaded))
