@@ -12,6 +12,7 @@ from ilearn.dialogue.clarify import PHARMACY_FACETS, facet_settings
 from ilearn.errors import InvalidImage, InvalidInput, NotFound, SessionClosed
 from ilearn.memory.sqlite import open_store
 from ilearn.models.stub import StubVLM
+from ilearn.models.versions import ModelVersions
 from ilearn.types import Feedback, FeedbackSource, Label, Role, TurnKind
 
 
@@ -247,7 +248,7 @@ class _Guessing:
     """An assistant whose memory returns `matches` (whatever the floor asked for) and whose model says `says`."""
 
     def __init__(self, tmp_path, matches, says: str, weight: float | None = None, gate: float | None = None,
-                 **retrieval):
+                 version_metrics: dict | None = None, **retrieval):
         from ilearn.memory.stub import StubMemory
         from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
 
@@ -265,8 +266,16 @@ class _Guessing:
 
         self.vlm = StubVLM(responder=lambda messages: says)
         self.store = open_store(tmp_path)
+        registry = None
+        if version_metrics is not None:  # the model serves a tuned version with these metrics
+            from ilearn.learning.registry import ModelRegistry
+
+            registry = ModelRegistry(self.store, tmp_path)
+            (tmp_path / "weights").mkdir()
+            self.vlm.version = registry.register(path=tmp_path / "weights", recipe="sft", metrics=version_metrics).id
         memory = Fixed(self.store, StubImageEmbedder(), HashingTextEmbedder(), config.retrieval)
-        self.assistant = Assistant(config, self.vlm, self.store, memory=memory, feedback_decoder=KeywordDecoder())
+        self.assistant = Assistant(config, self.vlm, self.store, memory=memory, feedback_decoder=KeywordDecoder(),
+                                   registry=registry, versions=ModelVersions(self.vlm))
 
 
 def _match(answer: str, score: float, text_sim: float = 1.0, question: str = "What is this called?"):
@@ -291,6 +300,20 @@ def test_a_close_past_answer_is_offered_as_a_guess_when_the_model_does_not_have_
     # the user confirms: the event carries the plain answer
     g.assistant.respond("ana", "Thanks!", session_id=reply.session_id)
     assert [e.answer for e in g.assistant.close_session(reply.session_id)] == ["Ibuprofen"]
+
+
+@pytest.mark.parametrize("metrics, guessed", [
+    ({}, True),  # a version that never chose: guesses as before
+    ({"guesses": {"allow": True, "cases": 3, "model_right": 0, "guess_right": 2}}, True),
+    ({"guesses": {"allow": False, "cases": 3, "model_right": 2, "guess_right": 1}}, False),
+])
+def test_a_tuned_version_takes_guesses_only_if_its_held_out_events_chose_them(tmp_path, png, metrics, guessed):
+    matches = [_match("ibuprofen", 0.85), _match("aspirin", 0.82)]
+    g = _Guessing(tmp_path, matches, says="naproxen", version_metrics=metrics)
+    reply = g.assistant.respond("ana", "What is this medicine called?", image=png)
+    assert reply.model_version == g.vlm.version != "base"
+    assert (reply.source, reply.text) == (("memory-guess", prompts.tentative_answer("Ibuprofen")) if guessed
+                                          else ("model", "naproxen"))
 
 
 def test_the_memory_s_own_gate_decides_how_alike_a_guess_must_be(tmp_path, png):

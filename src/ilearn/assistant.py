@@ -34,7 +34,6 @@ from ilearn.models.base import ImageEmbedder, VisionLanguageModel
 from ilearn.models.batching import MicroBatcher
 from ilearn.models.versions import ModelVersions
 from ilearn.sessions import Sessions, session_image_ref
-from ilearn.text import contains_answer
 from ilearn.turn import (
     Reference,
     Reply,
@@ -98,29 +97,42 @@ class Assistant:
             config.clarify.method if config.clarify.enabled else "never", self.versions.served,
             settings=config.clarify, store=store)
         self.sessions = Sessions(store, config.session, config.robot_id)
-        self.scheduler = LearningScheduler(store, registry, config, self.versions)
+        self.scheduler = LearningScheduler(store, registry, config, self.versions, memory=memory)
         self.personal = personal or PersonalMemory(store, _concept_embedder(memory), **asdict(config.personal))
         """Profiles and personal concepts (`ilearn.users`)."""
         self.request_stages: tuple[RequestStage, ...] = (self.personal.recognise, *(
             (PointAtPanel(config.limits.max_image_pixels),) if request_stages is None else tuple(request_stages)))
         self._images = ImageCache(store.get_image_bytes, max_pixels=config.limits.max_image_pixels)
-        self._user_aware: dict[str, bool] = {}  # version id -> trained user-aware (`_fits_users`)
+        self._metrics: dict[str, dict[str, Any]] = {}  # version id -> its registry metrics (`_version_metrics`)
+
+    def _version_metrics(self, version_id: str) -> dict[str, Any]:
+        """The registry's metrics of model version `version_id` ({} for the base weights or an unknown version; one
+        store read per version)."""
+        if version_id == "base" or self.registry is None:
+            return {}
+        known = self._metrics.get(version_id)
+        if known is None:
+            try:
+                known = dict(self.registry.get(version_id).metrics)
+            except NotFound:
+                known = {}
+            self._metrics[version_id] = known
+        return known
 
     def _fits_users(self, version_id: str) -> bool:
         """Whether the model version `version_id` was trained on user-aware rows (`ilearn.users.tuning`): it words
-        its answers for the user itself, so the wording rules step aside (one store read per version)."""
+        its answers for the user itself, so the wording rules step aside."""
         from ilearn.users.tuning import USER_AWARE
 
-        if version_id == "base" or self.registry is None:
-            return False
-        known = self._user_aware.get(version_id)
-        if known is None:
-            try:
-                known = bool(self.registry.get(version_id).metrics.get(USER_AWARE))
-            except NotFound:
-                known = False
-            self._user_aware[version_id] = known
-        return known
+        return bool(self._version_metrics(version_id).get(USER_AWARE))
+
+    def _guesses_allowed(self, version_id: str) -> bool:
+        """Whether the memory's guesses may overrule the answers of model version `version_id`: what its gate chose
+        on its held-out events (`ilearn.learning.guesses`); always for the base weights and a version that never
+        chose."""
+        from ilearn.learning.guesses import allowed
+
+        return allowed(self._version_metrics(version_id))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -287,7 +299,7 @@ class Assistant:
         are reworded): those, a reused answer and every reply that is not an answer arrive whole with the reply."""
         if state.question is None:
             return
-        from ilearn.memory.retrieval import reusable, tentative
+        from ilearn.memory.retrieval import guess_overrules, reusable, tentative
 
         start = time.perf_counter()
         reply_id = new_id("trn")
@@ -309,7 +321,8 @@ class Assistant:
                                                          and state.model.version == "base")
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
             guess, weight = None, None
-            if rc.guess_threshold is not None:  # the memory's own events choose the weight and the gate (dual)
+            if rc.guess_threshold is not None and self._guesses_allowed(state.model.version):
+                # the memory's own events choose the weight and the gate (dual)
                 rule = getattr(self.memory, "guess_rule", None)
                 weight, gate = rule() if rule is not None else (None, None)
                 guess = tentative(state.candidates, rc.guess_threshold, rc.reuse_min_text_sim, weight, gate)
@@ -324,7 +337,9 @@ class Assistant:
             if state.turned_down(text):
                 text = prompts.NOT_SURE
             state.prompt_tokens = generation.prompt_tokens
-            if guess is not None and not self._memory_holds(text, guess, state, weight):
+            if guess is not None and guess_overrules(text, guess, state.matches, state.candidates,
+                                                     min_text_sim=rc.reuse_min_text_sim, margin=rc.guess_margin,
+                                                     weight=weight):
                 text, top, fitted_by_model = prompts.reused_answer(guess.event.answer), guess, False
                 state.source = "memory-guess"
         if text != prompts.NOT_SURE and not fitted_by_model:
@@ -337,22 +352,11 @@ class Assistant:
         judged = [top] if state.source == "memory-guess" else state.matches
         calibration.note_answer(self.memory, state.reply.id, judged, reused=state.source == "memory")
 
-    def _memory_holds(self, text: str, guess: Any, state: TurnState, weight: float | None) -> bool:
-        """Whether the model's answer `text` stands against `guess`: it is the guess's answer, or a reference about
-        the same question carries it, or a nearby event about it does that the memory cannot tell from the guess's
-        (`retrieval.guess_margin`). A model that knows the thing, tuned on these events or reading them in its
-        prompt, is not overruled by a match no better than its own."""
-        from ilearn.memory.retrieval import guess_similarity
-
-        if contains_answer(text, guess.event.answer) or self._carrying(text, state.matches):
-            return True
-        support = [guess_similarity(m, weight) for m in self._carrying(text, state.candidates)]
-        return bool(support) and max(support) >= guess_similarity(guess, weight) - self.config.retrieval.guess_margin
-
     def _carrying(self, text: str, matches: Sequence[Any]) -> list[Any]:
         """The matches about the same question (`retrieval.reuse_min_text_sim`) whose answer is the answer `text`."""
-        min_sim = self.config.retrieval.reuse_min_text_sim
-        return [m for m in matches if m.text_sim >= min_sim and m.event.answer and contains_answer(text, m.event.answer)]
+        from ilearn.memory.retrieval import carrying
+
+        return carrying(text, matches, self.config.retrieval.reuse_min_text_sim)
 
     def _generate(self, state: TurnState, profile: Any, references: str, *, tuned: bool,
                   on_text: Any = None) -> Any:

@@ -60,6 +60,13 @@ def test_pharmacy_rounds_are_scored_on_held_out_interactions(tmp_path):
         users = store.list_users()
         assert users and all("-teach-" in u for u in users)
         assert {e.user_id for e in store.list_events()} <= set(users)
+        # as `ilearn learn`: both versions trained without the same held-out events, on which each chose
+        # whether the memory's guesses may overrule it (the choice is in the round and with the version)
+        versions = [store.get_model_version(r["version"]) for r in (r3, abl)]
+        held = [set(v.metrics["heldout_event_ids"]) for v in versions]
+        assert held[0] and held[0] == held[1] and all(not h & set(v.event_ids) for h, v in zip(held, versions))
+        for r, v in zip((r3r, ablr), versions):
+            assert r["guesses"] == v.metrics["guesses"] and r["guesses"]["n_heldout"] == len(held[0])
     finally:
         store.close()
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [

@@ -11,6 +11,7 @@ from ilearn.assistant import Assistant
 from ilearn.cli import main
 from ilearn.config import Config, LearnConfig
 from ilearn.errors import InvalidInput
+from ilearn.learning.guesses import GUESSES, allowed
 from ilearn.learning.update import dataset_kind, split_heldout
 from ilearn.types import Event, ModelStatus
 from test_retrieval_loop import bottle
@@ -71,6 +72,10 @@ def learn_promote_rollback(home, model: dict | None = None) -> Assistant:
     assert outcome.gate["learning"]["candidate"] > outcome.gate["learning"]["active"]
     assert outcome.promoted and outcome.version.status == ModelStatus.ACTIVE, outcome.summary()
     assert set(outcome.gate) >= {"learning", "specificity", "general", "bias", "reasons"}
+    # the held-out events also chose whether the memory's guesses may overrule this version (kept with it)
+    choice = outcome.version.metrics[GUESSES]
+    assert choice["n_heldout"] == outcome.n_heldout_events and choice["allow"] == allowed(outcome.version.metrics)
+    assert any(r.startswith("guesses: ") for r in outcome.reasons)
 
     # retrieval is off: the promoted model itself now knows each taught bottle, and tells them apart
     for colour, photo in photos.items():

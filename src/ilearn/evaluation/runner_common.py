@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,13 +33,15 @@ from ilearn.assistant import Assistant
 from ilearn.config import Config, LearnConfig
 from ilearn.errors import NotFound
 from ilearn.evaluation.metrics import BertScorer, TaskRecord, decoder_scores, rouge1, summarise
-from ilearn.types import ImageRef, Label, TurnKind
+from ilearn.models.versions import ModelVersions
+from ilearn.types import Event, ImageRef, Label, TurnKind
 
 T = TypeVar("T")
 
 if TYPE_CHECKING:
     from ilearn.dialogue.feedback import FeedbackDecoder
     from ilearn.learning.registry import ModelRegistry
+    from ilearn.learning.update import Split
     from ilearn.memory.base import RetrievalMemory
     from ilearn.memory.store import EventStore
     from ilearn.models.base import VisionLanguageModel
@@ -83,20 +85,52 @@ class Deployment:
     def assistant(self, *, retrieval: bool, clarify: bool = True) -> Assistant:
         """An assistant over this deployment's store and memory with retrieval / clarification on or off."""
         config = self.config.override(retrieval={"enabled": retrieval}, clarify={"enabled": clarify})
-        return Assistant(config, self.vlm, self.store, memory=self.memory, feedback_decoder=self.decoder)
+        # the registry's metrics say what each version chose (e.g. `ilearn.learning.guesses`); the versions are
+        # the shared model as `serve` left it, never the registry's active one
+        return Assistant(config, self.vlm, self.store, memory=self.memory, feedback_decoder=self.decoder,
+                         registry=self.registry, versions=ModelVersions(self.vlm))
 
     def image(self, ref: ImageRef) -> Image.Image:
         """An image of the store as RGB PIL."""
         with Image.open(io.BytesIO(self.store.get_image_bytes(ref.sha256))) as img:
             return img.convert("RGB")
 
-    def rows(self, learn: LearnConfig) -> list[dict]:
-        """The training rows of `learn.recipe` from every event of this deployment, or its shared ones
-        (`shared_only`); images as PIL, rewards from `learn`'s remap."""
-        from ilearn.learning.update import shared_events, training_rows
+    def events(self) -> list[Event]:
+        """What this deployment trains on: every event, or its shared ones (`shared_only`)."""
+        from ilearn.learning.update import shared_events
 
-        events = shared_events(self.store, self.config.robot_id) if self.shared_only else self.store.list_events()
-        return training_rows(learn, events, self.image)
+        return shared_events(self.store, self.config.robot_id) if self.shared_only else self.store.list_events()
+
+    def split(self, learn: LearnConfig) -> Split:
+        """`events` split as `ilearn learn` splits them (`learn.heldout_fraction`, `learn.seed`): what training may
+        use, and the held-out events a version's choices are made on (`choose_guesses`)."""
+        from ilearn.learning.update import split_heldout
+
+        return split_heldout(self.events(), learn.heldout_fraction, learn.seed)
+
+    def rows(self, learn: LearnConfig, events: Sequence[Event] | None = None) -> list[dict]:
+        """The training rows of `learn.recipe` from `events` (default: `events()`); images as PIL, rewards from
+        `learn`'s remap."""
+        from ilearn.learning.update import training_rows
+
+        return training_rows(learn, self.events() if events is None else events, self.image)
+
+    def choose_guesses(self, version_id: str | None, heldout: Sequence[Event]) -> dict[str, Any] | None:
+        """Whether the memory's guesses may overrule `version_id`'s answers, chosen on the `heldout` events as
+        `ilearn learn`'s gate chooses (`ilearn.learning.guesses`) and kept in the version's metrics (a version that
+        chose before keeps its choice); None without a version or without guesses. Serves `version_id`."""
+        from ilearn.learning.guesses import GUESSES, choose_guesses
+
+        if version_id is None or self.config.retrieval.guess_threshold is None:
+            return None
+        known = self.registry.get(version_id).metrics.get(GUESSES)
+        if known is not None:
+            return known
+        self.serve(version_id)
+        choice = choose_guesses(self.vlm, heldout, self.memory, self.config.retrieval, self.image,
+                                self.config.robot_id, self.config.model.max_new_tokens).to_dict()
+        self.registry.update_metrics(version_id, {GUESSES: choice})
+        return choice
 
     def forget_users(self, prefix: str) -> int:
         """Delete every user whose id starts with `prefix` (sessions, turns, events, vectors); returns how many."""
@@ -151,7 +185,7 @@ class Deployment:
         self.remember_version(key, version.id)
         return version.id
 
-    def start_training(self, key: str, learn: LearnConfig) -> None:
+    def start_training(self, key: str, learn: LearnConfig, rows: list[dict] | None = None) -> None:
         """Train `key` as `train_version` would, but in a child process (`BackgroundTraining`) while this one goes
         on; `train_version(key, ...)` then waits for it and registers it. Nothing when `key` was trained before
         or there is nothing to train on (`train_version` reports that)."""
@@ -159,7 +193,7 @@ class Deployment:
 
         if key in self.background or self.version(key) is not None:
             return
-        rows = self.rows(learn)
+        rows = self.rows(learn) if rows is None else rows
         if trainable_problem(learn.recipe, rows) is None:
             self.background[key] = BackgroundTraining(self, key, learn, rows)
 

@@ -28,7 +28,10 @@ the round (see `runner_common`). Teach users are marked trusted (``retrieval.sha
 robot's caretakers, so that what they teach reaches the held-out users in R2 without corroboration. The tuned
 versions train on the shared events only, as `ilearn learn` does: an answer the trust rules hold back (two
 caretakers who disagree about look-alike objects share neither answer until a reviewer decides) helps its teacher
-through retrieval and never reaches the weights that answer everyone.
+through retrieval and never reaches the weights that answer everyone. Like `ilearn learn` they train without the
+held-out events of `learn.heldout_fraction` (the same split for both), which stay in the memory, and each
+version chooses on them whether the memory's guesses may overrule its answers (`ilearn.learning.guesses`; the
+round's `guesses` records what it saw).
 """
 
 from __future__ import annotations
@@ -175,14 +178,21 @@ def run_fact(ctx: RunContext, scenario: FactScenario) -> list[dict[str, Any]]:
                 rounds.append(done)
                 taught |= {tuple(t) for t in done.get("taught", [])}
                 continue
-            version = None
+            version = choice = None
             start = time.perf_counter()
             if model is not None:
+                # as `ilearn learn`: trained without its held-out events, on which the version then chooses
+                # whether the memory's guesses may overrule it (`ilearn.learning.guesses`)
+                split = dep.split(_learn(ctx, recipe, model))
+                held = {"heldout_event_ids": sorted(e.id for e in split.heldout)}
                 if ctx.parallel:  # the other model (the ablation) trains in a child process meanwhile
                     for later_key, _, _, other in plan:
                         if other not in (None, model) and not ctx.cache.has(later_key):
-                            dep.start_training(f"{recipe}-{other}", _learn(ctx, recipe, other))
-                version = dep.train_version(f"{recipe}-{model}", _learn(ctx, recipe, model))
+                            other_learn = _learn(ctx, recipe, other)
+                            dep.start_training(f"{recipe}-{other}", other_learn, dep.rows(other_learn, split.train))
+                learn = _learn(ctx, recipe, model)
+                version = dep.train_version(f"{recipe}-{model}", learn, dep.rows(learn, split.train), held)
+                choice = dep.choose_guesses(version, split.heldout)
             dep.serve(version)
             train_s = time.perf_counter() - start
             round_ = _score(ctx, dep, key, test_tasks, retrieval, taught)
@@ -190,6 +200,8 @@ def run_fact(ctx: RunContext, scenario: FactScenario) -> list[dict[str, Any]]:
                 round_["seconds"]["train"] = round(train_s, 1)
             round_.update(name=name, method="base" if model is None else recipe, retrieval=retrieval,
                           version=version or "base", trainable=list(TRAINABLE[model]) if model else None)
+            if choice is not None:
+                round_["guesses"] = choice
             if key in teach_sets:
                 new = _teach(ctx, dep, key, teach_sets[key], retrieval)
                 round_.update(new)

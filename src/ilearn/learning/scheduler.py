@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ilearn.config import Config
 from ilearn.errors import InvalidInput
@@ -37,8 +37,11 @@ class LearningScheduler:
     """Runs `ilearn.learning.select.learn_best` now (`run`) or in the background (`note`), one update at a time."""
 
     def __init__(self, store: EventStore, registry: ModelRegistry | None, config: Config,
-                 versions: ModelVersions) -> None:
+                 versions: ModelVersions, memory: Any = None) -> None:
         self.store = store
+        self.memory = memory
+        """The retrieval memory (None: none): each candidate's gate chooses against it whether the memory's
+        guesses may overrule the candidate (`ilearn.learning.guesses`)."""
         self.registry = registry
         self.config = config
         self.versions = versions
@@ -59,7 +62,7 @@ class LearningScheduler:
         with self._one_at_a_time:
             gate_vlm = self.versions.current(wait=True).vlm  # the model serving now
             outcome = learn_best(self.versions.base, self.store, self.registry, self.config, promote=False,
-                                 gate_vlm=gate_vlm, general=general, progress=progress)
+                                 gate_vlm=gate_vlm, general=general, progress=progress, memory=self.memory)
             if promote and outcome.accepted:
                 outcome = self._promote(outcome)
             with self._counting:

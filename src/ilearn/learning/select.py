@@ -45,19 +45,21 @@ def _rank(outcome: LearnOutcome) -> tuple[float, float]:
 
 
 def learn_best(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool = True,
-               gate_vlm: Any | None = None, general: bool = True, progress: OnProgress | None = None) -> LearnOutcome:
+               gate_vlm: Any | None = None, general: bool = True, progress: OnProgress | None = None,
+               memory: Any = None) -> LearnOutcome:
     """`update.learn` for each candidate setting (module docstring); the kept candidate's outcome, its reasons
-    followed by one line per candidate. `progress`: each candidate's progress, in its slice of the whole."""
+    followed by one line per candidate. `progress`: each candidate's progress, in its slice of the whole;
+    `memory`: what each gate chooses guesses against (`update.learn`)."""
     settings = candidate_settings(config)
     if len(settings) == 1:
         return learn(vlm, store, registry, settings[0], promote=promote, gate_vlm=gate_vlm, general=general,
-                     progress=progress)
+                     progress=progress, memory=memory)
     start = time.perf_counter()
     outcomes: list[tuple[Config, LearnOutcome]] = []
     for i, candidate in enumerate(settings):
         logger.info("learn: candidate %d of %d: %s", i + 1, len(settings), describe(candidate, config))
         outcome = learn(vlm, store, registry, candidate, promote=False, gate_vlm=gate_vlm, general=general,
-                        progress=for_candidate(progress, i, len(settings)))
+                        progress=for_candidate(progress, i, len(settings)), memory=memory)
         if outcome.version is None:  # nothing to train on: the same for every candidate
             return outcome
         outcomes.append((candidate, outcome))

@@ -244,12 +244,15 @@ def shared_events(store: Any, robot_id: str) -> list[Event]:
 
 
 def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool = True,
-          gate_vlm: Any | None = None, general: bool = True, progress: OnProgress | None = None) -> LearnOutcome:
+          gate_vlm: Any | None = None, general: bool = True, progress: OnProgress | None = None,
+          memory: Any = None) -> LearnOutcome:
     """One model update on the robot's shared events (`shared_events`). `promote=False` only trains and gates.
 
     `gate_vlm` is the active model the candidate is compared with (default: `vlm`, which must then serve the
     active version); the candidate is loaded as a second model. `progress` is told the phase and the fraction
-    done as the update goes (`ilearn.learning.progress`).
+    done as the update goes (`ilearn.learning.progress`). With the retrieval `memory` (and guesses on:
+    `retrieval.guess_threshold`), the candidate's held-out events also choose whether the memory's guesses may
+    overrule its answers (`ilearn.learning.guesses`; kept in its metrics, followed when it serves).
     """
     from ilearn.learning.gate import Margins, evaluate_candidate, heldout_from_events, negatives_from_events
     from ilearn.learning.general import general_easyvqa
@@ -285,11 +288,20 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
     report = evaluate_candidate(active, candidate, heldout_from_events(heldout, image_fn), general_set,
                                 bias_set=gate_bias_set(), margins=Margins.from_config(learn_cfg),
                                 negatives=negatives_from_events(heldout, usable, image_fn))
-    version = registry.update_metrics(version.id, {"gate": report.to_dict()})
+    metrics: dict[str, Any] = {"gate": report.to_dict()}
+    reasons = list(report.reasons)
+    if memory is not None and config.retrieval.guess_threshold is not None:
+        from ilearn.learning.guesses import GUESSES, choose_guesses
+
+        choice = choose_guesses(candidate, heldout, memory, config.retrieval, image_fn, config.robot_id,
+                                config.model.max_new_tokens)
+        metrics[GUESSES] = choice.to_dict()
+        reasons.append(choice.summary())
+    version = registry.update_metrics(version.id, metrics)
     if promote and report.promote:
         version = registry.promote(version.id)
     elif not report.promote:
         version = registry.reject(version.id, "; ".join(report.reasons))
-    return LearnOutcome(version, promoted=promote and report.promote, reasons=report.reasons,
+    return LearnOutcome(version, promoted=promote and report.promote, reasons=reasons,
                         gate=report.to_dict(), train=version.metrics.get("train"), n_train_events=len(train_events),
                         n_heldout_events=len(heldout), seconds=time.perf_counter() - start)

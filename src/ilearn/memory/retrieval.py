@@ -55,6 +55,7 @@ from ilearn.memory.trust import (
     winner,
 )
 from ilearn.models.embedders import CachedImageEmbedder, image_key
+from ilearn.text import contains_answer
 from ilearn.types import Event, EventStatus, Scope, answer_key, is_rejection, now
 
 if TYPE_CHECKING:
@@ -152,6 +153,24 @@ def tentative(matches: Sequence[Match], guess_threshold: float, min_text_sim: fl
     if gate is not None:
         return best if guess_similarity(best, weight) >= gate - 1e-9 else None
     return best if same[0].score >= guess_threshold else None
+
+
+def carrying(answer: str, matches: Sequence[Match], min_text_sim: float = -1.0) -> list[Match]:
+    """The matches about the same question (text cosine >= `min_text_sim`) whose answer is the answer `answer`."""
+    return [m for m in matches if m.text_sim >= min_text_sim and m.event.answer and contains_answer(answer, m.event.answer)]
+
+
+def guess_overrules(answer: str, guess: Match, matches: Sequence[Match], candidates: Sequence[Match], *,
+                    min_text_sim: float = -1.0, margin: float = 0.0, weight: float | None = None) -> bool:
+    """Whether the memory's `guess` replaces the model's `answer` (the one place that is decided). The answer
+    stands when it is the guess's answer, or a reference (`matches`, >= the search threshold) about the same
+    question carries it, or a nearby event about it (`candidates`) does that the memory cannot tell from the
+    guess's (within `margin` of its `guess_similarity`). A model that knows the thing, tuned on these events or
+    reading them in its prompt, is not overruled by a match no better than its own."""
+    if contains_answer(answer, guess.event.answer) or carrying(answer, matches, min_text_sim):
+        return False
+    support = [guess_similarity(m, weight) for m in carrying(answer, candidates, min_text_sim)]
+    return not (support and max(support) >= guess_similarity(guess, weight) - margin)
 
 
 def guess_similarity(match: Match, weight: float | None) -> float:

@@ -1,0 +1,104 @@
+"""Whether the memory's guesses may overrule a tuned version's answers, chosen on the version's held-out events.
+
+A guess (`retrieval.guess_threshold`) is the nearest past event's answer, offered when no reference is decisive
+and the model's answer is not one the memory holds (`ilearn.memory.retrieval.guess_overrules`). Against the base
+weights, which name no taught object, that is what the memory is for. Against a tuned version it depends on the
+version: on icons-dev (`ilearn experiment objects`, seed 0) the memory's guesses that replaced the LoRA-tuned
+model's answers were right 8 times where the model was right 0 times, and 4 times against 6 for the version whose
+vision encoder was trained too; the model's own log-probabilities of its answer and of the guess told neither
+apart (docs/real-images.md). So each version answers its gate's held-out events (never trained on) and the
+memory guesses them from the other events; where a guess would overrule the version, the one right more often
+decides. The choice is kept in the version's metrics (`GUESSES`) and the assistant follows it
+(`Assistant._guesses_allowed`).
+
+Guesses must prove themselves against a tuned version: they stay on only when they were right more often than
+the version where they disagreed, or when no held-out event let them disagree (nothing measured: as before).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from PIL import Image
+
+from ilearn.config import RetrievalConfig
+from ilearn.dialogue.prompts import answer_messages
+from ilearn.memory import calibration
+from ilearn.memory.retrieval import guess_overrules, reusable, tentative
+from ilearn.text import contains_answer
+from ilearn.types import Event, ImageRef
+
+logger = logging.getLogger(__name__)
+
+GUESSES = "guesses"
+"""The version metrics' key of its choice (`GuessChoice.to_dict`)."""
+
+
+@dataclass(frozen=True)
+class GuessChoice:
+    """What a version's held-out events showed: on `cases` of `n_heldout` events a guess would overrule the
+    version's answer; the version was right on `model_right` of them, the guess on `guess_right`."""
+
+    allow: bool
+    n_heldout: int
+    cases: int
+    model_right: int
+    guess_right: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        if not self.cases:
+            return (f"guesses: on none of {self.n_heldout} held-out events would a guess overrule the candidate: "
+                    f"guesses stay on")
+        return (f"guesses: on {self.cases} of {self.n_heldout} held-out events a guess would overrule the candidate; "
+                f"the guess was right {self.guess_right} times, the candidate {self.model_right}: guesses "
+                f"{'stay on' if self.allow else 'are off'} for this version")
+
+
+def allowed(metrics: dict[str, Any]) -> bool:
+    """Whether a version with these registry metrics takes the memory's guesses (yes unless its choice says no)."""
+    return bool((metrics.get(GUESSES) or {}).get("allow", True))
+
+
+def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: RetrievalConfig,
+                   image_of: Callable[[ImageRef], Image.Image | None], robot_id: str = "default",
+                   max_new_tokens: int = 48) -> GuessChoice:
+    """Answer each held-out event (with an image and an answer) with `vlm` and let the memory guess it from the
+    other events, as a turn would (shared events only: what any user may be offered); count where the guess
+    would overrule the answer and who was right there. `vlm` serves the version being chosen for."""
+    weight, gate = memory.guess_rule() if hasattr(memory, "guess_rule") else (None, None)
+    reuse_at = calibration.reuse_threshold(memory, config.reuse_threshold)
+    n = cases = model_right = guess_right = 0
+    for event in heldout:
+        image = image_of(event.image) if event.image is not None else None
+        if image is None or not event.answer.strip():
+            continue
+        n += 1
+        found = [m for m in memory.search(image, event.question, None, robot_id, k=config.candidates, floor=-1.0)
+                 if m.event.id != event.id]
+        matches = [m for m in found if m.score >= config.threshold - 1e-6][: config.top_k]
+        if reusable(matches, reuse_at, config.reuse_margin, config.reuse_min_text_sim) is not None:
+            continue  # given outright, guesses or not
+        guess = tentative(found, config.guess_threshold, config.reuse_min_text_sim, weight, gate) \
+            if config.guess_threshold is not None else None
+        if guess is None:
+            continue
+        answer = vlm.generate(answer_messages(event.question, image), max_new_tokens=max_new_tokens).text.strip()
+        if not guess_overrules(answer, guess, matches, found, min_text_sim=config.reuse_min_text_sim,
+                               margin=config.guess_margin, weight=weight):
+            continue
+        cases += 1
+        model_right += contains_answer(answer, event.answer)
+        guess_right += contains_answer(guess.event.answer, event.answer)
+    choice = GuessChoice(allow=not cases or guess_right > model_right, n_heldout=n, cases=cases,
+                         model_right=model_right, guess_right=guess_right)
+    logger.info("%s", choice.summary())
+    return choice
+
+
+__all__ = ["GUESSES", "GuessChoice", "allowed", "choose_guesses"]
