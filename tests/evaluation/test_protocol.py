@@ -64,8 +64,8 @@ def test_pharmacy_rounds_are_scored_on_held_out_interactions(tmp_path):
         # whether the memory's guesses may overrule it (the choice is in the round and with the version)
         versions = [store.get_model_version(r["version"]) for r in (r3, abl)]
         held = [set(v.metrics["heldout_event_ids"]) for v in versions]
-        assert held[0] and held[0] == held[1] and all(not h & set(v.event_ids) for h, v in zip(held, versions))
-        for r, v in zip((r3r, ablr), versions):
+        assert held[0] and held[0] == held[1] and all(not h & set(v.event_ids) for h, v in zip(held, versions, strict=True))
+        for r, v in zip((r3r, ablr), versions, strict=True):
             assert r["guesses"] == v.metrics["guesses"] and r["guesses"]["n_heldout"] == len(held[0])
     finally:
         store.close()
