@@ -357,6 +357,15 @@ def test_the_models_answer_stands_when_no_guess_is_called_for(tmp_path, png, mat
     assert reply.kind == TurnKind.ANSWER and reply.source == "model" and reply.text == says
 
 
+def test_a_reference_keeps_the_models_answer_only_while_references_stand(tmp_path, png):
+    matches = [_match("ibuprofen", 0.86), _match("aspirin", 0.845)]  # both references; ibuprofen's more alike
+    kept = _Guessing(tmp_path / "a", matches, says="Aspirin.").assistant.respond("ana", "What is it called?", image=png)
+    assert (kept.source, kept.text) == ("model", "Aspirin.")
+    g = _Guessing(tmp_path / "b", matches, says="Aspirin.", guess_references_stand=False)
+    guessed = g.assistant.respond("ana", "What is it called?", image=png)
+    assert (guessed.source, guessed.text) == ("memory-guess", prompts.tentative_answer("Ibuprofen"))
+
+
 def test_an_answer_given_outright_says_it_came_from_memory(tmp_path, png):
     g = _Guessing(tmp_path, [_match("ibuprofen", 0.95)], says="It is a bottle.")
     reply = g.assistant.respond("ana", "What is this medicine called?", image=png)

@@ -339,7 +339,7 @@ class Assistant:
             state.prompt_tokens = generation.prompt_tokens
             if guess is not None and guess_overrules(text, guess, state.matches, state.candidates,
                                                      min_text_sim=rc.reuse_min_text_sim, margin=rc.guess_margin,
-                                                     weight=weight):
+                                                     weight=weight, references_stand=rc.guess_references_stand):
                 text, top, fitted_by_model = prompts.reused_answer(guess.event.answer), guess, False
                 state.source = "memory-guess"
         if text != prompts.NOT_SURE and not fitted_by_model:

@@ -305,7 +305,11 @@ class RetrievalConfig:
     that cost R3+retrieval 5 interactions R2 had answered right (27.9% of 68 taught facts, below R2 on R2's facts);
     at 0 R3+retrieval answers 30.9%, R2's facts as often as R2. The pharmacy's tuned model does not need it once it
     trains only on shared events (`ilearn experiment`, seed 0). A model answer no nearby event carries is replaced
-    whatever the margin; a reference (>= `threshold`) that carries it always keeps it."""
+    whatever the margin; a reference (>= `threshold`) that carries it keeps it while `guess_references_stand`."""
+    guess_references_stand: bool = True
+    """A model answer that a reference (a match >= `threshold`, by fused score) carries stands against the guess
+    whatever `guess_margin` says. Off: only `guess_margin` decides, on the guess's own similarity (which weighs the
+    image parts as the memory's events chose), for references too."""
     calibrate: bool = False
     """Calibrate the reuse threshold from this deployment's own feedback (`ilearn.memory.calibration`): each
     answer the memory gave outright (or could have: the top match of an answer the model gave) and the user's

@@ -90,7 +90,8 @@ def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: Retr
             continue
         answer = vlm.generate(answer_messages(event.question, image), max_new_tokens=max_new_tokens).text.strip()
         if not guess_overrules(answer, guess, matches, found, min_text_sim=config.reuse_min_text_sim,
-                               margin=config.guess_margin, weight=weight):
+                               margin=config.guess_margin, weight=weight,
+                               references_stand=config.guess_references_stand):
             continue
         cases += 1
         model_right += contains_answer(answer, event.answer)

@@ -161,13 +161,14 @@ def carrying(answer: str, matches: Sequence[Match], min_text_sim: float = -1.0) 
 
 
 def guess_overrules(answer: str, guess: Match, matches: Sequence[Match], candidates: Sequence[Match], *,
-                    min_text_sim: float = -1.0, margin: float = 0.0, weight: float | None = None) -> bool:
+                    min_text_sim: float = -1.0, margin: float = 0.0, weight: float | None = None,
+                    references_stand: bool = True) -> bool:
     """Whether the memory's `guess` replaces the model's `answer` (the one place that is decided). The answer
-    stands when it is the guess's answer, or a reference (`matches`, >= the search threshold) about the same
-    question carries it, or a nearby event about it (`candidates`) does that the memory cannot tell from the
-    guess's (within `margin` of its `guess_similarity`). A model that knows the thing, tuned on these events or
-    reading them in its prompt, is not overruled by a match no better than its own."""
-    if contains_answer(answer, guess.event.answer) or carrying(answer, matches, min_text_sim):
+    stands when it is the guess's answer, or (`references_stand`) a reference (`matches`, >= the search threshold)
+    about the same question carries it, or a nearby event about it (`candidates`) does that the memory cannot
+    tell from the guess's (within `margin` of its `guess_similarity`). A model that knows the thing, tuned on these
+    events or reading them in its prompt, is not overruled by a match no better than its own."""
+    if contains_answer(answer, guess.event.answer) or (references_stand and carrying(answer, matches, min_text_sim)):
         return False
     support = [guess_similarity(m, weight) for m in carrying(answer, candidates, min_text_sim)]
     return not (support and max(support) >= guess_similarity(guess, weight) - margin)
