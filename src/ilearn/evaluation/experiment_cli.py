@@ -63,7 +63,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     """Run the experiment the arguments describe and print its table."""
     from ilearn.config import Config
     from ilearn.evaluation.protocol import EXPERIMENT_DEFAULTS, run_experiment
-    from ilearn.evaluation.report import format_table, headline, together_lines
+    from ilearn.evaluation.report import format_table, guess_lines, headline, together_lines
 
     given = overrides(args)
     model, threads = given.pop("model.backend", "small"), given.pop("model.threads", 1)
@@ -80,7 +80,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     for line in headline(report):
         print(line, file=out)  # noqa: T201 - CLI output
     print(format_table(report["rounds"]), file=out)  # noqa: T201 - CLI output
-    for line in together_lines(report["rounds"]):
+    for line in together_lines(report["rounds"]) + guess_lines(report["rounds"]):
         print(line, file=out)  # noqa: T201 - CLI output
     return 0
 

@@ -269,6 +269,10 @@ def _markdown(report: dict[str, Any]) -> str:
                 "What a deployed robot runs (a tuned model with retrieval: R3+retrieval, or the vision-trained "
                 "R3's when `learn` picks that candidate) must be right at least as often as each part alone, "
                 "on the same interactions:", "", *(f"- {line}" for line in lines), ""]
+        choices = guess_lines(rounds)
+        if choices:
+            out += ["Whether the memory's guesses may overrule each tuned version, as its held-out events chose "
+                    "(`ilearn.learning.guesses`):", "", *(f"- {line}" for line in choices), ""]
     methods = list(dict.fromkeys(r["method"] for r in rounds))
     if len(methods) > 1 and len({r["name"] for r in rounds}) < len(rounds):  # ReSpect-style: rounds x methods
         for key in ("task_completion", "accuracy"):
@@ -328,6 +332,21 @@ def together_lines(rounds: Sequence[dict[str, Any]]) -> list[str]:
     return [f"{t['combined']} against {t['part']} alone on the facts taught before {t['part']}: "
             f"{t['together_right']} against {t['part_right']} of {t['n']} right (lost {t['lost']}, won {t['won']}): "
             f"{'holds' if t['holds'] else 'BELOW ' + t['part']}" for t in together(rounds)]
+
+
+def guess_lines(rounds: Sequence[dict[str, Any]]) -> list[str]:
+    """One printed line per tuned round with retrieval that recorded its version's choice of guesses
+    (`ilearn.learning.guesses`): what its held-out events showed and what it chose."""
+    out = []
+    for r in rounds:
+        choice = r.get("guesses")
+        if not r.get("retrieval") or not choice:
+            continue
+        seen = (f"a guess would overrule it on {choice['cases']} of {choice['n_heldout']} held-out events, right "
+                f"{choice['guess_right']} times against its {choice['model_right']}" if choice["cases"]
+                else f"no guess would overrule it on {choice['n_heldout']} held-out events")
+        out.append(f"{r['name']}: {seen}: guesses {'on' if choice['allow'] else 'off'}")
+    return out
 
 
 SOURCES = {"model": "the model", "memory": "memory, outright", "memory-guess": "memory, worded as a guess"}
