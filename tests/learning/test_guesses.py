@@ -58,15 +58,16 @@ def test_guesses_stay_on_for_a_version_they_beat():
     assert allowed({GUESSES: choice.to_dict()})
 
 
-@pytest.mark.parametrize("says, right", [
-    ({"a": "paracetamol", "b": "aspirin", "c": "paracetamol"}, (1, 1)),  # not beaten: a tie is not enough
-    ({"a": "paracetamol", "b": "aspirin", "c": "naproxen"}, (2, 1)),
+@pytest.mark.parametrize("says, right, allow", [
+    ({"a": "paracetamol", "b": "aspirin", "c": "naproxen"}, (2, 1), False),  # the version proved itself
+    ({"a": "paracetamol", "b": "aspirin", "c": "paracetamol"}, (1, 1), True),  # a tie proves nothing
+    ({"a": "paracetamol", "b": "paracetamol", "c": "paracetamol"}, (0, 1), True),
 ])
-def test_guesses_go_off_for_a_version_right_at_least_as_often_where_they_disagree(says, right):
+def test_guesses_go_off_only_for_a_version_right_more_often_where_they_disagree(says, right, allow):
     near = {"a": [("ibuprofen", 0.80)], "b": [("naproxen", 0.80)], "c": [("aspirin", 0.80)]}  # one right guess
     choice = _choose(says, near, TRUTH)
-    assert not choice.allow and (choice.model_right, choice.guess_right) == right
-    assert not allowed({GUESSES: choice.to_dict()})
+    assert choice.cases == 3 and (choice.model_right, choice.guess_right) == right
+    assert choice.allow is allow and allowed({GUESSES: choice.to_dict()}) is allow
 
 
 def test_only_guesses_that_would_overrule_the_version_count():
