@@ -1,0 +1,88 @@
+"""The first answer to each scored picture of a fact experiment, part by part, read again offline.
+
+    python scripts/first_answers.py REPORT_DIR VERSION [--objects DIR] [--seed N] [--r1-only] [--out FILE]
+
+REPORT_DIR is an `ilearn experiment pharmacy|objects --report` folder (its trained versions and memory, not in
+use by a running experiment); VERSION is a key of its work/teach/versions.json ("sft-novision", "sft-full") or
+"base". For each test task (the scenario's test views, its precise question) it prints one JSON line: the
+memory's outright answer (`reusable`), its guess (`tentative`), the version's own greedy answer without
+references, whether each is right, and the version's log-probabilities of its answer and of the guess. `--r1-only`
+keeps only what R1's teaching stored (the memory R2 was scored with). docs/real-images.md ("Each tuned version
+chooses its guesses") reads these lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report")
+    parser.add_argument("version")
+    parser.add_argument("--objects", help="the objects folder (objects experiments); none: the pharmacy")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--r1-only", action="store_true")
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from ilearn.config import Config
+    from ilearn.dialogue import prompts
+    from ilearn.evaluation import protocol
+    from ilearn.evaluation.runner_common import Deployment
+    from ilearn.memory.retrieval import guess_similarity, reusable, tentative
+    from ilearn.models import load_model
+    from ilearn.text import contains_answer
+
+    torch.set_num_threads(1)
+    name = "objects" if args.objects else "pharmacy"
+    sizes = protocol._sizes(name, False)
+    home = Path(args.report) / "work"
+    base = Config().override(**protocol.EXPERIMENT_DEFAULTS).override(
+        model={"backend": "small", "threads": 1, "seed": args.seed}, home=str(home))
+    scenario = protocol._scenario(name, args.seed, sizes, args.objects, None)
+    config = base.override(retrieval={"sharing": "trusted"}, clarify={"facets": scenario.facets})
+    vlm = load_model(config.model)
+    dep = Deployment.open(home / "teach", config, vlm)
+    rows = []
+    try:
+        dep.serve(None if args.version == "base" else dep._versions()[args.version])
+        rc, memory = config.retrieval, dep.memory
+        weight, gate = memory.guess_rule()
+        for task in scenario.tasks("test", sizes.test_tasks, seed=args.seed):
+            found = memory.search(task.view, task.question, None, config.robot_id, k=rc.candidates, floor=-1.0)
+            if args.r1_only:
+                found = [m for m in found if m.event.user_id.startswith("R1-teach")]
+            matches = [m for m in found if m.score >= rc.threshold - 1e-6][: rc.top_k]
+            top = reusable(matches, rc.reuse_threshold, rc.reuse_margin, rc.reuse_min_text_sim)
+            guess = tentative(found, rc.guess_threshold, rc.reuse_min_text_sim, weight, gate)
+            messages = prompts.answer_messages(task.question, task.view, "")
+            own = vlm.generate(messages, max_new_tokens=config.model.max_new_tokens).text.strip()
+            row = {"item": task.item.id, "view": task.view_index, "intent": task.intent, "ref": task.reference,
+                   "own": own, "own_ok": contains_answer(own, task.reference),
+                   "top": top.event.answer if top else None, "top_score": round(top.score, 3) if top else None,
+                   "top_ok": contains_answer(top.event.answer, task.reference) if top else None,
+                   "guess": guess.event.answer if guess else None,
+                   "guess_sim": round(guess_similarity(guess, weight), 3) if guess else None,
+                   "guess_ok": contains_answer(guess.event.answer, task.reference) if guess else None,
+                   "near": [(m.event.answer, round(m.score, 3), m.event.user_id) for m in found[:4]]}
+            if guess is not None:
+                row["lp_own"], row["lp_guess"] = (round(x, 2) for x in vlm.score(messages, [own, guess.event.answer]))
+            rows.append(row)
+    finally:
+        dep.serve(None)
+        dep.close()
+    text = "\n".join(json.dumps(r) for r in rows)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)  # noqa: T201 - script output
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
