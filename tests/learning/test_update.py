@@ -108,6 +108,7 @@ def test_gate_rejects_a_candidate_that_did_not_learn(tmp_path):
     outcome = assistant.learn(general=False)
     assert not outcome.promoted and outcome.version.status == ModelStatus.REJECTED
     assert any("learning" in r for r in outcome.reasons)
+    assert GUESSES not in outcome.version.metrics  # a refused candidate never serves: nothing to choose
     assert assistant.registry.active_id() == "base"
 
 

@@ -251,8 +251,9 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
     `gate_vlm` is the active model the candidate is compared with (default: `vlm`, which must then serve the
     active version); the candidate is loaded as a second model. `progress` is told the phase and the fraction
     done as the update goes (`ilearn.learning.progress`). With the retrieval `memory` (and guesses on:
-    `retrieval.guess_threshold`), the candidate's held-out events also choose whether the memory's guesses may
-    overrule its answers (`ilearn.learning.guesses`; kept in its metrics, followed when it serves).
+    `retrieval.guess_threshold`), the held-out events of a candidate the gate passes also choose whether the
+    memory's guesses may overrule its answers (`ilearn.learning.guesses`; kept in its metrics, followed when it
+    serves).
     """
     from ilearn.learning.gate import Margins, evaluate_candidate, heldout_from_events, negatives_from_events
     from ilearn.learning.general import general_easyvqa
@@ -290,7 +291,7 @@ def learn(vlm: Any, store: Any, registry: Any, config: Config, *, promote: bool 
                                 negatives=negatives_from_events(heldout, usable, image_fn))
     metrics: dict[str, Any] = {"gate": report.to_dict()}
     reasons = list(report.reasons)
-    if memory is not None and config.retrieval.guess_threshold is not None:
+    if report.promote and memory is not None and config.retrieval.guess_threshold is not None:  # may serve
         from ilearn.learning.guesses import GUESSES, choose_guesses
 
         choice = choose_guesses(candidate, heldout, memory, config.retrieval, image_fn, config.robot_id,
