@@ -119,7 +119,7 @@ def test_a_learning_job_whose_promotion_is_refused_leaves_the_version_before(dep
     assert d.post(f"/v1/model-versions/{v1}/promote").status_code == 200
     first = lora_calls("load")[0]
 
-    def gate_passes(vlm, store, registry, config, *, promote, gate_vlm, general, progress):
+    def gate_passes(vlm, store, registry, config, *, promote, gate_vlm, general, progress, memory):
         """What `learn_best` returns when its candidate passes the gate (the openai backend cannot train)."""
         promoted = registry.promote(candidate) if promote else registry.get(candidate)
         return LearnOutcome(promoted, promoted=promote, reasons=["learned"], gate={"promote": True})
