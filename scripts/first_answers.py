@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from ilearn.dialogue import prompts
     from ilearn.evaluation import protocol
     from ilearn.evaluation.runner_common import Deployment
-    from ilearn.memory.retrieval import guess_similarity, reusable, tentative
+    from ilearn.memory.retrieval import guess_similarity, references, reusable, tentative
     from ilearn.models import load_model
     from ilearn.text import contains_answer
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             found = memory.search(task.view, task.question, None, config.robot_id, k=rc.candidates, floor=-1.0)
             if args.r1_only:
                 found = [m for m in found if m.event.user_id.startswith("R1-teach")]
-            matches = [m for m in found if m.score >= rc.threshold - 1e-6][: rc.top_k]
+            matches = references(found, rc)
             top = reusable(matches, rc.reuse_threshold, rc.reuse_margin, rc.reuse_min_text_sim)
             guess = tentative(found, rc.guess_threshold, rc.reuse_min_text_sim, weight, gate)
             messages = prompts.answer_messages(task.question, task.view, "")

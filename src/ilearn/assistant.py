@@ -273,6 +273,8 @@ class Assistant:
         whose answer the user turned down in this dialogue."""
         if state.question is None or state.image is None or self.memory is None or not self.config.retrieval.enabled:
             return
+        from ilearn.memory.retrieval import references
+
         start = time.perf_counter()
         rc = self.config.retrieval
         session = state.session
@@ -282,7 +284,7 @@ class Assistant:
         else:
             found = self.memory.search(state.image, state.question, session.user_id, session.robot_id)
         state.candidates = [m for m in found if not state.turned_down(m.event.answer)]
-        state.matches = [m for m in state.candidates if m.score >= rc.threshold - 1e-6][: rc.top_k]
+        state.matches = references(state.candidates, rc)
         state.clock("retrieve", start)
 
     def _answer(self, state: TurnState) -> None:

@@ -30,7 +30,7 @@ from PIL import Image
 from ilearn.config import RetrievalConfig
 from ilearn.dialogue.prompts import answer_messages
 from ilearn.memory import calibration
-from ilearn.memory.retrieval import guess_overrules, reusable, tentative
+from ilearn.memory.retrieval import guess_overrules, references, reusable, tentative
 from ilearn.text import contains_answer
 from ilearn.types import Event, ImageRef
 
@@ -84,7 +84,7 @@ def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: Retr
         n += 1
         found = [m for m in memory.search(image, event.question, None, robot_id, k=config.candidates, floor=-1.0)
                  if m.event.id != event.id]
-        matches = [m for m in found if m.score >= config.threshold - 1e-6][: config.top_k]
+        matches = references(found, config)
         if reusable(matches, reuse_at, config.reuse_margin, config.reuse_min_text_sim) is not None:
             continue  # given outright, guesses or not
         guess = tentative(found, config.guess_threshold, config.reuse_min_text_sim, weight, gate) \

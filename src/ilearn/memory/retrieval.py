@@ -155,6 +155,12 @@ def tentative(matches: Sequence[Match], guess_threshold: float, min_text_sim: fl
     return best if same[0].score >= guess_threshold else None
 
 
+def references(found: Sequence[Match], config: RetrievalConfig) -> list[Match]:
+    """The references among `found` (best first): matches scoring >= `threshold`, at most `top_k` of them (what a
+    turn shows the model and judges a reuse or a guess against)."""
+    return [m for m in found if m.score >= config.threshold - 1e-6][: config.top_k]
+
+
 def carrying(answer: str, matches: Sequence[Match], min_text_sim: float = -1.0) -> list[Match]:
     """The matches about the same question (text cosine >= `min_text_sim`) whose answer is the answer `answer`."""
     return [m for m in matches if m.text_sim >= min_text_sim and m.event.answer and contains_answer(answer, m.event.answer)]
