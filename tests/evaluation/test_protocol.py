@@ -142,6 +142,9 @@ def test_the_ablation_trained_beside_r3_gives_the_same_rounds(tmp_path):
     ablation = versions[beside["rounds"][-1]["version"]]
     assert ablation.settings["trainable"] == ["vision", "projector", "language"] and ablation.event_ids
     assert ablation.metrics["experiment_key"] == "sft-full" and ablation.metrics["train"]["steps"] == FACT.train_steps
+    # trained in the child without the held-out events, which it records as the sequential run does
+    held = set(ablation.metrics["heldout_event_ids"])
+    assert held and not held & set(ablation.event_ids)
 
 
 def test_an_interrupted_run_stops_the_training_beside_it(tmp_path):

@@ -161,9 +161,10 @@ class Deployment:
         (self.home / VERSIONS_FILE).write_text(json.dumps(versions, indent=2))
 
     def train_version(self, key: str, learn: LearnConfig, rows: list[dict] | None = None,
-                      metrics: dict[str, Any] | None = None) -> str | None:
-        """Train `learn.recipe` on this deployment's events (or on `rows`) from the base weights and register it
-        (with `metrics` beside the experiment's key).
+                      metrics: dict[str, Any] | None = None, *, events: Sequence[Event] | None = None) -> str | None:
+        """Train `learn.recipe` on this deployment's `events` (default: `events()`), or on `rows`, from the base
+        weights and register it (with `metrics` beside the experiment's key; their `heldout_event_ids` are checked
+        against the rows). The rows are built only when it trains.
 
         Returns the version id (reused when `key` was trained before), or None when there is nothing to train on.
         """
@@ -175,7 +176,7 @@ class Deployment:
             return existing
         if key in self.background:
             return self.background.pop(key).finish()
-        rows = self.rows(learn) if rows is None else rows
+        rows = self.rows(learn, events) if rows is None else rows
         problem = trainable_problem(learn.recipe, rows)
         if problem is not None:
             logger.warning("%s: %s; the base model stays", key, problem)
@@ -185,17 +186,19 @@ class Deployment:
         self.remember_version(key, version.id)
         return version.id
 
-    def start_training(self, key: str, learn: LearnConfig, rows: list[dict] | None = None) -> None:
-        """Train `key` as `train_version` would, but in a child process (`BackgroundTraining`) while this one goes
-        on; `train_version(key, ...)` then waits for it and registers it. Nothing when `key` was trained before
-        or there is nothing to train on (`train_version` reports that)."""
-        from ilearn.learning.update import trainable_problem
+    def start_training(self, key: str, learn: LearnConfig, metrics: dict[str, Any] | None = None, *,
+                       events: Sequence[Event] | None = None) -> None:
+        """Train `key` as `train_version` would (on `events`, with `metrics`), but in a child process
+        (`BackgroundTraining`) while this one goes on; `train_version(key, ...)` then waits for it and registers
+        it. Nothing when `key` was trained before or there is nothing to train on (`train_version` reports that)."""
+        from ilearn.learning.update import guard_heldout, trainable_problem
 
         if key in self.background or self.version(key) is not None:
             return
-        rows = self.rows(learn) if rows is None else rows
+        rows = self.rows(learn, events)
+        guard_heldout(rows, (metrics or {}).get("heldout_event_ids", ()))  # as `train_candidate` checks
         if trainable_problem(learn.recipe, rows) is None:
-            self.background[key] = BackgroundTraining(self, key, learn, rows)
+            self.background[key] = BackgroundTraining(self, key, learn, rows, metrics)
 
     def serve(self, version_id: str | None) -> None:
         """Make the shared VLM serve `version_id` (None: the base weights)."""
@@ -242,12 +245,13 @@ class BackgroundTraining:
     experiment goes on; the pharmacy protocol trains its vision-encoder ablation this way beside R3 on a 2-core
     machine. The child only trains and saves; this process registers (`finish`), so one process writes the store."""
 
-    def __init__(self, dep: Deployment, key: str, learn: LearnConfig, rows: list[dict]) -> None:
+    def __init__(self, dep: Deployment, key: str, learn: LearnConfig, rows: list[dict],
+                 metrics: dict[str, Any] | None = None) -> None:
         import multiprocessing
 
         from ilearn.learning.update import start_version
 
-        self.dep, self.key, self.learn, self.rows = dep, key, learn, rows
+        self.dep, self.key, self.learn, self.rows, self.metrics = dep, key, learn, rows, metrics or {}
         start = start_version(dep.registry, learn)
         self.version_id, self.path = dep.registry.new_path()
         self.pool = multiprocessing.get_context("spawn").Pool(1)
@@ -266,7 +270,7 @@ class BackgroundTraining:
             self.pool.terminate()
             self.pool.join()
         version = register_candidate(self.dep.registry, self.learn, self.rows, self.version_id, self.path, result,
-                                     {"experiment_key": self.key})
+                                     {"experiment_key": self.key, **self.metrics})
         self.dep.remember_version(self.key, version.id)
         return version.id
 

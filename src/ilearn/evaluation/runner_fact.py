@@ -183,15 +183,15 @@ def run_fact(ctx: RunContext, scenario: FactScenario) -> list[dict[str, Any]]:
             if model is not None:
                 # as `ilearn learn`: trained without its held-out events, on which the version then chooses
                 # whether the memory's guesses may overrule it (`ilearn.learning.guesses`)
-                split = dep.split(_learn(ctx, recipe, model))
+                learn = _learn(ctx, recipe, model)
+                split = dep.split(learn)
                 held = {"heldout_event_ids": sorted(e.id for e in split.heldout)}
                 if ctx.parallel:  # the other model (the ablation) trains in a child process meanwhile
                     for later_key, _, _, other in plan:
                         if other not in (None, model) and not ctx.cache.has(later_key):
-                            other_learn = _learn(ctx, recipe, other)
-                            dep.start_training(f"{recipe}-{other}", other_learn, dep.rows(other_learn, split.train))
-                learn = _learn(ctx, recipe, model)
-                version = dep.train_version(f"{recipe}-{model}", learn, dep.rows(learn, split.train), held)
+                            dep.start_training(f"{recipe}-{other}", _learn(ctx, recipe, other), held,
+                                               events=split.train)
+                version = dep.train_version(f"{recipe}-{model}", learn, metrics=held, events=split.train)
                 choice = dep.choose_guesses(version, split.heldout)
             dep.serve(version)
             train_s = time.perf_counter() - start
