@@ -79,7 +79,9 @@ def test_the_report_folder_and_its_tables(report):
     assert {"report.json", "report.md", "personal.md", "rounds", "work"} <= {p.name for p in out.iterdir()}
     saved = json.loads((out / "report.json").read_text())
     assert saved["scenario"] == "personal" and len(saved["users"]) == len(GROUPS)
-    assert set(saved["gate"]) == {"R3 against the base model", "R3 (DPO) against R3"}
+    first, second = saved["gate"]  # the DPO candidate faces what the first verdict left active
+    assert first == "R3 against the base model"
+    assert second == ("R3 (DPO) against R3" if saved["gate"][first]["promote"] else "R3 (DPO) against the base model")
     for verdict in saved["gate"].values():
         assert set(verdict["bias"]) == {"active", "candidate"} and isinstance(verdict["promote"], bool)
     text = (out / "personal.md").read_text()
@@ -149,7 +151,7 @@ def test_the_goals_are_read_from_the_rounds():
     from ilearn.evaluation.runner_personal import goals
 
     rounds = [
-        {"name": "R1", "leaks": 0, "rouge1_f1": 0.1, "counterfactual_consistency": 1.0},
+        {"name": "R1", "leaks": 0, "rouge1_f1": 0.1, "counterfactual_consistency": 1.0, "general_accuracy": 0.94},
         {"name": "R2", "leaks": 1, "concept_accuracy": 0.95, "rouge1_f1": 0.30, "counterfactual_consistency": 0.9},
         {"name": "R2 (tag)", "leaks": 0, "rouge1_f1": 0.35},
         {"name": "R2 (instructions)", "leaks": 0, "rouge1_f1": 0.40, "prompt_tokens_mean": 300.0},
@@ -160,10 +162,42 @@ def test_the_goals_are_read_from_the_rounds():
     assert goals(rounds) == pytest.approx({
         "concept_accuracy_r2": 0.95, "leaks": 3, "rouge1_f1_gain_tuned": 0.15, "tokens_fewer_than_instructions": 5.0,
         "rouge1_at_least_instructions": True, "bias_gain_dpo": 0.25, "general_change_dpo": -0.02,
-        "counterfactual_consistency_min": 0.9})
+        "general_change_dpo_base": -0.06, "counterfactual_consistency_min": 0.9})
     assert goals([{"name": "R1"}]) == {
         "concept_accuracy_r2": None, "leaks": 0, "rouge1_f1_gain_tuned": None, "tokens_fewer_than_instructions": None,
         "rouge1_at_least_instructions": None, "bias_gain_dpo": None, "general_change_dpo": None,
-        "counterfactual_consistency_min": None}
+        "general_change_dpo_base": None, "counterfactual_consistency_min": None}
     rounds[4]["rouge1_f1"] = 0.39
     assert goals(rounds)["rouge1_at_least_instructions"] is False
+
+
+@pytest.mark.parametrize("r3_promoted", [False, True])
+def test_the_dpo_candidate_faces_the_model_the_gate_left_active(monkeypatch, r3_promoted):
+    from types import SimpleNamespace
+
+    import ilearn.learning.gate as gate
+    from ilearn.evaluation import runner_personal
+
+    served, faced, verdicts = [], [], iter([r3_promoted, True])
+
+    class Dep:
+        config = SimpleNamespace(model=None)
+        registry = SimpleNamespace(load=lambda model, version: version)
+
+        def serve(self, version):
+            served.append(version)
+
+    def evaluate(vlm, candidate, heldout, general, **kwargs):
+        faced.append((served[-1], candidate))
+        return SimpleNamespace(promote=next(verdicts), learning=None, general=None, bias={}, reasons=[])
+
+    monkeypatch.setattr(gate, "evaluate_candidate", evaluate)
+    ctx = SimpleNamespace(sizes=SimpleNamespace(general=0), config=Config(), vlm=None, general_cache=None)
+    out = runner_personal._gates(ctx, Dep(), personal_scenario(users_per_group=1, n_teach=1, n_test=1),
+                                 {"sft": "r3", "dpo": "dpo"})
+    if r3_promoted:
+        assert list(out) == ["R3 against the base model", "R3 (DPO) against R3"]
+        assert faced == [(None, "r3"), ("r3", "dpo")]
+    else:  # a deployment keeps the base model serving: the DPO candidate must beat that, not the refused R3
+        assert list(out) == ["R3 against the base model", "R3 (DPO) against the base model"]
+        assert faced == [(None, "r3"), (None, "dpo")]

@@ -36,7 +36,8 @@ Scored per round, on each user's held-out photos:
 - the profile bias score of the served model (`ilearn.users.bias`, eval split) and the general set (easy-vqa).
 
 After the rounds the gate (`ilearn.learning.gate.evaluate_candidate`) judges R3 against the base model and the
-DPO candidate against R3 on the held-out dose questions, the profile bias set and the general set.
+DPO candidate against the model that verdict left active (R3 if promoted, else the base model), on the held-out
+dose questions, the profile bias set and the general set.
 """
 
 from __future__ import annotations
@@ -334,7 +335,8 @@ def _bias(ctx: RunContext) -> float:
 
 def _gates(ctx: RunContext, dep: Deployment, scenario: PersonalScenario, versions: dict[str, str | None]
            ) -> dict[str, Any]:
-    """The gate on R3 (against the base model) and on the DPO candidate (against R3)."""
+    """The gate on R3 (against the base model), then on the DPO candidate against the model the first verdict left
+    active, as a deployment's gate would (R3 when it was promoted, else the base model)."""
     from ilearn.learning.gate import HeldOut, Margins, evaluate_candidate
     from ilearn.users.bias import profile_bias_set
     from ilearn.users.fit import tagged
@@ -356,17 +358,18 @@ def _gates(ctx: RunContext, dep: Deployment, scenario: PersonalScenario, version
     margins = Margins.from_config(ctx.config.learn)
     bias_set = profile_bias_set("eval")
     out: dict[str, Any] = {}
-    pairs = (("R3 against the base model", None, versions.get("sft")),
-             ("R3 (DPO) against R3", versions.get("sft"), versions.get("dpo")))
-    for label, active_id, candidate_id in pairs:
+    active_id: str | None = None
+    for name, candidate_id in (("R3", versions.get("sft")), ("R3 (DPO)", versions.get("dpo"))):
         if candidate_id is None:
             continue
+        label = f"{name} against {'R3' if active_id else 'the base model'}"
         dep.serve(active_id)
         candidate = dep.registry.load(dep.config.model, candidate_id)
         report = evaluate_candidate(ctx.vlm, candidate, heldout, general_set if ctx.sizes.general else None,
                                     bias_set=bias_set, margins=margins)
         out[label] = {"promote": report.promote, "learning": report.learning, "general": report.general,
                       "bias": report.bias, "reasons": report.reasons}
+        active_id = candidate_id if report.promote else active_id
         del candidate
     return out
 
@@ -379,8 +382,8 @@ def goals(rounds: list[dict[str, Any]]) -> dict[str, Any]:
       instructions; goal >= +0.10);
     - prompt tokens of the instruction baseline (R2 (instructions)) over R3's (goal >= 3) with R3's ROUGE-1 F1 at
       least the baseline's;
-    - the profile bias score of the DPO candidate minus R3's (goal > 0) and its general set against R3's (at most
-      one point lost);
+    - the profile bias score of the DPO candidate minus R3's (goal > 0) and its general set against R3's and
+      against the base model's (R1: what the robot knew before any tuning; at most one point lost);
     - counterfactual consistency, the lowest of the rounds (goal 1.0)."""
     by = {r["name"]: r for r in rounds}
 
@@ -399,9 +402,12 @@ def goals(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                                            is not None else None)
     dpo_bias, sft_bias = get("R3 (DPO)", "bias_score"), get("R3", "bias_score")
     out["bias_gain_dpo"] = dpo_bias - sft_bias if dpo_bias is not None and sft_bias is not None else None
-    dpo_general, sft_general = get("R3 (DPO)", "general_accuracy"), get("R3", "general_accuracy")
+    base_general, sft_general = get("R1", "general_accuracy"), get("R3", "general_accuracy")
+    dpo_general = get("R3 (DPO)", "general_accuracy")
     out["general_change_dpo"] = (dpo_general - sft_general if dpo_general is not None and sft_general is not None
                                  else None)
+    out["general_change_dpo_base"] = (dpo_general - base_general if dpo_general is not None
+                                      and base_general is not None else None)
     consistency = [r.get("counterfactual_consistency") for r in rounds if r.get("counterfactual_consistency")
                    is not None]
     out["counterfactual_consistency_min"] = min(consistency) if consistency else None
@@ -456,6 +462,7 @@ def personal_markdown(report: dict[str, Any]) -> str:
             f"{_cell(g['rouge1_at_least_instructions'])} |",
             f"| profile bias score, DPO minus R3, > 0 | {_cell(g['bias_gain_dpo'])} |",
             f"| general set, DPO minus R3, >= -1 point | {_cell(g['general_change_dpo'])} |",
+            f"| general set, DPO minus the base model (R1), >= -1 point | {_cell(g['general_change_dpo_base'])} |",
             f"| counterfactual: same reply, lowest round, 100% | {_cell(g['counterfactual_consistency_min'])} |"]
     gate = report.get("gate") or {}
     if gate:
