@@ -21,8 +21,8 @@ from ilearn.evaluation.scenarios.personal import GROUPS, personal_scenario
 from ilearn.users.profiles import Profile
 from ilearn.users.references import reference_answer
 
-SIZES = PersonalSizes(users_per_group=1, teach_views=1, test_views=1, general=2, sft_steps=2, dpo_steps=2,
-                      batch_size=2, counterfactual=1)
+SIZES = PersonalSizes(users_per_group=1, teach_views=1, test_views=1, general=2, sft_steps=2, sft_replay=3,
+                      dpo_steps=2, batch_size=2, counterfactual=1)
 CONFIG = Config().override(personal={"threshold": 0.95})  # the stub image embedder's scale (ConceptBook)
 
 
@@ -138,6 +138,7 @@ def test_the_fine_tunings():
     assert (sft.start_from, dpo.start_from) == ("", "v7")  # the DPO stage trains on top of R3's version
     assert (sft.dpo_sft_weight, dpo.learning_rate_projector) == (0.0, sft.learning_rate_projector)
     assert sft.learning_rate == dpo.learning_rate == 0.01  # the caller's settings last
+    assert sft.replay == SIZES.sft_replay  # the SFT's replayed general examples come with the run's size
 
 
 def test_the_command_line_knows_the_scenario():
