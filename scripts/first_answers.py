@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dep.serve(None if args.version == "base" else dep._versions()[args.version])
         rc, memory = config.retrieval, dep.memory
-        weight, gate = memory.guess_rule()
+        weight, gate = memory.guess_rule(tuned=args.version != "base")
         for task in scenario.tasks("test", sizes.test_tasks, seed=args.seed):
             found = memory.search(task.view, task.question, None, config.robot_id, k=rc.candidates, floor=-1.0)
             if args.r1_only:

@@ -248,7 +248,7 @@ class _Guessing:
     """An assistant whose memory returns `matches` (whatever the floor asked for) and whose model says `says`."""
 
     def __init__(self, tmp_path, matches, says: str, weight: float | None = None, gate: float | None = None,
-                 version_metrics: dict | None = None, **retrieval):
+                 version_metrics: dict | None = None, tuned_gate: float | None = None, **retrieval):
         from ilearn.memory.stub import StubMemory
         from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
 
@@ -261,8 +261,8 @@ class _Guessing:
                 outer.floors.append(floor)
                 return [m for m in matches if m.score >= (config.retrieval.threshold if floor is None else floor)]
 
-            def guess_rule(self):
-                return weight, gate
+            def guess_rule(self, tuned=False):  # a tuned version's answers face their own gate
+                return weight, tuned_gate if tuned else gate
 
         self.vlm = StubVLM(responder=lambda messages: says)
         self.store = open_store(tmp_path)
@@ -314,6 +314,18 @@ def test_a_tuned_version_takes_guesses_only_if_its_held_out_events_chose_them(tm
     assert reply.model_version == g.vlm.version != "base"
     assert (reply.source, reply.text) == (("memory-guess", prompts.tentative_answer("Ibuprofen")) if guessed
                                           else ("model", "naproxen"))
+
+
+def test_a_tuned_version_s_answers_face_the_tuned_gate_and_the_base_weights_the_base_one(tmp_path, png):
+    close = [_match("ibuprofen", 0.85), _match("aspirin", 0.82)]
+    base = _Guessing(tmp_path / "a", close, says="naproxen", tuned_gate=float("inf"))
+    assert base.assistant.respond("ana", "What is it called?", image=png).source == "memory-guess"
+    tuned = _Guessing(tmp_path / "b", close, says="naproxen", version_metrics={}, tuned_gate=float("inf"))
+    reply = tuned.assistant.respond("ana", "What is it called?", image=png)
+    assert reply.model_version != "base" and (reply.source, reply.text) == ("model", "naproxen")
+    sooner = _Guessing(tmp_path / "c", [_match("ibuprofen", 0.6)], says="naproxen", version_metrics={},
+                       tuned_gate=0.45, gate=float("inf"))
+    assert sooner.assistant.respond("ana", "What is it called?", image=png).source == "memory-guess"
 
 
 def test_the_memory_s_own_gate_decides_how_alike_a_guess_must_be(tmp_path, png):

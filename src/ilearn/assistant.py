@@ -326,7 +326,7 @@ class Assistant:
             if rc.guess_threshold is not None and self._guesses_allowed(state.model.version):
                 # the memory's own events choose the weight and the gate (dual)
                 rule = getattr(self.memory, "guess_rule", None)
-                weight, gate = rule() if rule is not None else (None, None)
+                weight, gate = rule(tuned=state.model.version != "base") if rule is not None else (None, None)
                 guess = tentative(state.candidates, rc.guess_threshold, rc.reuse_min_text_sim, weight, gate)
             # a reply that may become a guess arrives whole, like one that must avoid rejected answers
             stream = (state.stream if not state.avoid and guess is None and (fitted_by_model or not rewords(profile))

@@ -27,6 +27,7 @@ class Nearest:
         self.own = {e.image.sha256: e for e in heldout}
         self.near = near
         self.asked: list[tuple[str | None, str]] = []
+        self.tuned: list[bool] = []
 
     def search(self, image, question, user_id, robot_id="default", k=None, floor=None):
         picture = next(name for name, p in PICTURES.items() if p is image)
@@ -35,7 +36,8 @@ class Nearest:
         return [Match(own, 1.0, 1.0, 1.0)] + [Match(_event("d", answer), score, (score - 0.2) / 0.8, 1.0)
                                                for answer, score in self.near[picture]]
 
-    def guess_rule(self):
+    def guess_rule(self, tuned=False):
+        self.tuned.append(tuned)
         return None, None
 
 
@@ -45,6 +47,7 @@ def _choose(says: dict[str, str], near: dict[str, list[tuple[str, float]]], trut
     memory = Nearest(heldout, near)
     choice = choose_guesses(vlm, heldout, memory, RetrievalConfig(), lambda ref: PICTURES[ref.sha256])
     assert memory.asked and all(user is None for user, _ in memory.asked)  # what every user may be offered
+    assert memory.tuned and all(memory.tuned)  # a candidate is a tuned version: the tuned gate judges the guesses
     return choice
 
 

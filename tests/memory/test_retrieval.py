@@ -326,6 +326,11 @@ def test_the_memory_chooses_the_guess_weight_from_its_own_events(mem_store, tmp_
     plain = DualModalityMemory(mem_store, fused, HashingTextEmbedder(), replace(config, guess_precision=None),
                                tmp_path / "fixed")
     assert plain.guess_weight() is not None and plain.guess_gate() is None  # the fixed guess_threshold gates
+    # a tuned version's answers face their own share (tuned_guess_precision, 0.5 by default): calibrated as well
+    assert plain.guess_rule(tuned=True)[1] == pytest.approx(gate)
+    off = DualModalityMemory(mem_store, fused, HashingTextEmbedder(),
+                             replace(config, tuned_guess_precision=None), tmp_path / "off")
+    assert off.guess_rule(tuned=True)[1] is None and off.guess_rule()[1] == pytest.approx(gate)
     # away from the embedder's own 0.7 towards the part that sees the objects (ties stay nearest 0.7)
     assert chosen is not None and (chosen < 0.7 if noise_first else chosen >= 0.7)
     hit = mem.search(make_image((210, 50, 50), mark=6), Q, "alice", floor=-1.0, k=10)

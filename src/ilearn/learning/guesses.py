@@ -74,7 +74,7 @@ def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: Retr
     """Answer each held-out event (with an image and an answer) with `vlm` and let the memory guess it from the
     other events, as a turn would (shared events only: what any user may be offered); count where the guess
     would overrule the answer and who was right there. `vlm` serves the version being chosen for."""
-    weight, gate = memory.guess_rule() if hasattr(memory, "guess_rule") else (None, None)
+    weight, gate = memory.guess_rule(tuned=True) if hasattr(memory, "guess_rule") else (None, None)
     reuse_at = calibration.reuse_threshold(memory, config.reuse_threshold)
     n = cases = model_right = guess_right = 0
     for event in heldout:

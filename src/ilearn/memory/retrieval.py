@@ -289,7 +289,7 @@ class DualModalityMemory:
         self._changes = 0
         self._generation = 0  # every change to the index counts (what guess_weight was computed on)
         # (generation, weight, gate, events read): what guess_weight and guess_gate chose, and on what
-        self._guess_rule: tuple[int, float | None, float | None, int] = (-1, None, None, 0)
+        self._guess_rule: tuple[int, float | None, dict[bool, float | None], int] = (-1, None, {}, 0)
         self._use(self._new_index())
         try:
             self.calibrator = ReuseCalibrator(self.config, home)  # this deployment's reuse threshold (its feedback)
@@ -647,23 +647,24 @@ class DualModalityMemory:
         precision set (the fixed `guess_threshold` gates). Chosen with the weight, in the same pass."""
         return self.guess_rule()[1]
 
-    def guess_rule(self) -> tuple[float | None, float | None]:
+    def guess_rule(self, tuned: bool = False) -> tuple[float | None, float | None]:
         """(guess_weight, guess_gate) in one read, as a turn uses them; computed again after enough changes
-        (`GUESS_STALE`)."""
+        (`GUESS_STALE`). `tuned`: the gate for a tuned version's answers (`RetrievalConfig.tuned_guess_precision`)
+        instead of the base weights' (`guess_precision`)."""
         weight = getattr(self.image_embedder, "weight", None)
         if getattr(self.image_embedder, "first", None) is None or weight is None:
             return None, None
         with self._lock:
-            computed, chosen, gate, seen = self._guess_rule
+            computed, chosen, gates, seen = self._guess_rule
             if computed >= 0 and self._generation - computed <= seen // GUESS_STALE:
-                return chosen, gate  # a few changes since: the choice of many events stands
+                return chosen, gates[tuned]  # a few changes since: the choice of many events stands
             generation = self._generation
         # the store is read outside the memory's lock (a store connection is never awaited while holding it)
         events = self.store.list_events(status=EventStatus.ACTIVE, limit=GUESS_EVENTS)
         with self._lock:
             events = [e for e in events if e.answer.strip() and e.id in self.index]
             vecs = self.index.get_vectors([e.id for e in events]) if events else None
-        chosen = gate = None
+        chosen, gates = None, {False: None, True: None}
         if vecs is not None:
             parts = self._image_parts(vecs, vecs)
             if parts is not None:
@@ -672,12 +673,14 @@ class DualModalityMemory:
                 same = text >= SAME_QUESTION - 1e-6 if text is not None else np.ones((len(events),) * 2, dtype=bool)
                 answers = [e.answer for e in events]
                 chosen = leave_one_out_weight(parts[0], parts[1], same, answers, float(weight))
-                if chosen is not None and self.config.guess_precision is not None:
-                    gate = leave_one_out_gate(chosen * parts[0] + (1.0 - chosen) * parts[1], same, answers,
-                                              self.config.guess_precision)
+                shares = {False: self.config.guess_precision, True: self.config.tuned_guess_precision}
+                if chosen is not None:
+                    alike = chosen * parts[0] + (1.0 - chosen) * parts[1]
+                    gates = {k: leave_one_out_gate(alike, same, answers, p) if p is not None else None
+                             for k, p in shares.items()}
         with self._lock:
-            self._guess_rule = (generation, chosen, gate, len(events))
-        return chosen, gate
+            self._guess_rule = (generation, chosen, gates, len(events))
+        return chosen, gates[tuned]
 
     def _visible(self, matches: list[Match], user_id: str | None, robot_id: str) -> list[Match]:
         """The user's own events and the robot's SHARED events (the trust rules decide what is shared)."""
