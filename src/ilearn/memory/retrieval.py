@@ -288,7 +288,8 @@ class DualModalityMemory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
         self._generation = 0  # every change to the index counts (what guess_weight was computed on)
-        # (generation, weight, gate, events read): what guess_weight and guess_gate chose, and on what
+        # (generation, weight, {tuned: gate}, events read): what guess_rule chose for the base weights (False) and
+        # for tuned versions (True), and on what
         self._guess_rule: tuple[int, float | None, dict[bool, float | None], int] = (-1, None, {}, 0)
         self._use(self._new_index())
         try:
