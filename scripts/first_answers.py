@@ -6,9 +6,12 @@ REPORT_DIR is an `ilearn experiment pharmacy|objects --report` folder (its train
 use by a running experiment); VERSION is a key of its work/teach/versions.json ("sft-novision", "sft-full") or
 "base". For each test task (the scenario's test views, its precise question) it prints one JSON line: the
 memory's outright answer (`reusable`), its guess (`tentative`), the version's own greedy answer without
-references, whether each is right, and the version's log-probabilities of its answer and of the guess. `--r1-only`
-keeps only what R1's teaching stored (the memory R2 was scored with). docs/real-images.md ("Each tuned version
-chooses its guesses") reads these lines.
+references, whether each is right, and the version's log-probabilities of its answer and of the guess. Each line
+also holds the guess before any gate ("cand": the same-question match a guess would be, its similarity and
+whether it would overrule the version's answer), so that any gate can be scored offline; `--shares P,P,...`
+first prints one line with the leave-one-out gate (`ilearn.memory.retrieval.leave_one_out_gate`) the memory's own
+events give at each share. `--r1-only` keeps only what R1's teaching stored (the memory R2 was scored with).
+docs/real-images.md ("Each tuned version chooses its guesses") reads these lines.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--r1-only", action="store_true")
     parser.add_argument("--out")
+    parser.add_argument("--shares", default="", help="comma-separated shares: print their leave-one-out gates first")
     args = parser.parse_args(argv)
 
     import torch
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from ilearn.dialogue import prompts
     from ilearn.evaluation import protocol
     from ilearn.evaluation.runner_common import Deployment
-    from ilearn.memory.retrieval import guess_similarity, references, reusable, tentative
+    from ilearn.memory.retrieval import guess_overrules, guess_similarity, references, reusable, tentative
     from ilearn.models import load_model
     from ilearn.text import contains_answer
 
@@ -54,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         dep.serve(None if args.version == "base" else dep._versions()[args.version])
         rc, memory = config.retrieval, dep.memory
         weight, gate = memory.guess_rule(tuned=args.version != "base")
+        if args.shares:
+            gates = {share: memory.guess_rule(tuned=True, accuracy=float(share))[1] for share in args.shares.split(",")}
+            rows.append({"weight": weight, "gate": gate, "gates": gates})
         for task in scenario.tasks("test", sizes.test_tasks, seed=args.seed):
             found = memory.search(task.view, task.question, None, config.robot_id, k=rc.candidates, floor=-1.0)
             if args.r1_only:
@@ -61,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             matches = references(found, rc)
             top = reusable(matches, rc.reuse_threshold, rc.reuse_margin, rc.reuse_min_text_sim)
             guess = tentative(found, rc.guess_threshold, rc.reuse_min_text_sim, weight, gate)
+            cand = tentative(found, rc.guess_threshold, rc.reuse_min_text_sim, weight, -float("inf"))
             messages = prompts.answer_messages(task.question, task.view, "")
             own = vlm.generate(messages, max_new_tokens=config.model.max_new_tokens).text.strip()
             row = {"item": task.item.id, "view": task.view_index, "intent": task.intent, "ref": task.reference,
@@ -70,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
                    "guess": guess.event.answer if guess else None,
                    "guess_sim": round(guess_similarity(guess, weight), 3) if guess else None,
                    "guess_ok": contains_answer(guess.event.answer, task.reference) if guess else None,
+                   "cand": cand.event.answer if cand else None,
+                   "cand_sim": round(guess_similarity(cand, weight), 3) if cand else None,
+                   "same_score": max((round(m.score, 3) for m in found if m.text_sim >= rc.reuse_min_text_sim),
+                                     default=None),
+                   "cand_ok": contains_answer(cand.event.answer, task.reference) if cand else None,
+                   "cand_overrules": guess_overrules(own, cand, matches, found, min_text_sim=rc.reuse_min_text_sim,
+                                                     margin=rc.guess_margin, weight=weight,
+                                                     references_stand=rc.guess_references_stand) if cand else None,
                    "near": [(m.event.answer, round(m.score, 3), m.event.user_id) for m in found[:4]]}
             if guess is not None:
                 row["lp_own"], row["lp_guess"] = (round(x, 2) for x in vlm.score(messages, [own, guess.event.answer]))

@@ -269,15 +269,15 @@ def test_report_says_what_each_tuned_version_chose_about_guesses(tmp_path):
     taught = {"R1": [["a", "name"], ["b", "name"]], "R2": [["c", "name"]]}
     rounds = _scored({"R1": [0, 0, 0, 0], "R2": [1, 1, 0, 1], "R3": [1, 0, 1, 0], "R3+retrieval": [1, 1, 1, 0],
                       "R3 (vision trained)": [1, 1, 1, 0], "R3 (vision trained)+retrieval": [1, 1, 1, 0]}, taught)
-    off = {"allow": False, "n_heldout": 9, "cases": 3, "model_right": 2, "guess_right": 1}
+    off = {"allow": False, "n_heldout": 9, "cases": 3, "model_right": 2, "guess_right": 1, "right": 4}
     unseen = {"allow": True, "n_heldout": 9, "cases": 0, "model_right": 0, "guess_right": 0}
     for r in rounds[2:]:  # the tuned rounds record their version's choice; only those with retrieval are shown
         r["guesses"] = off if "vision" in r["name"] else unseen
     assert guess_lines(rounds) == [
-        "R3+retrieval: no guess would overrule it on 9 held-out events: guesses on",
-        "R3 (vision trained)+retrieval: a guess would overrule it on 3 of 9 held-out events, right 1 times against "
-        "its 2: guesses off"]
+        "R3+retrieval: no guess would overrule it on 9 held-out events: guesses on",  # chosen before "right" was kept
+        "R3 (vision trained)+retrieval: right on 4 of 9 held-out events; a guess would overrule it on 3 of 9 held-out "
+        "events, right 1 times against its 2: guesses off"]
     write_report(_result(rounds), tmp_path / "rep")
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "- R3 (vision trained)+retrieval: a guess would overrule it on 3 of 9" in md
+    assert "- R3 (vision trained)+retrieval: right on 4 of 9 held-out events; a guess would overrule it on 3" in md
     assert guess_lines(PHARMACY_ROUNDS) == []

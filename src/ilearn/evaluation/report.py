@@ -345,7 +345,9 @@ def guess_lines(rounds: Sequence[dict[str, Any]]) -> list[str]:
         seen = (f"a guess would overrule it on {choice['cases']} of {choice['n_heldout']} held-out events, right "
                 f"{choice['guess_right']} times against its {choice['model_right']}" if choice["cases"]
                 else f"no guess would overrule it on {choice['n_heldout']} held-out events")
-        out.append(f"{r['name']}: {seen}: guesses {'on' if choice['allow'] else 'off'}")
+        own = f"right on {choice['right']} of {choice['n_heldout']} held-out events; " if choice.get("right") is not None \
+            else ""
+        out.append(f"{r['name']}: {own}{seen}: guesses {'on' if choice['allow'] else 'off'}")
     return out
 
 

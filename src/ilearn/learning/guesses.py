@@ -42,25 +42,26 @@ GUESSES = "guesses"
 
 @dataclass(frozen=True)
 class GuessChoice:
-    """What a version's held-out events showed: on `cases` of `n_heldout` events a guess would overrule the
-    version's answer; the version was right on `model_right` of them, the guess on `guess_right`."""
+    """What a version's held-out events showed: it answered `right` of `n_heldout` right; on `cases` of them a
+    guess would overrule its answer; the version was right on `model_right` of those, the guess on
+    `guess_right`."""
 
     allow: bool
     n_heldout: int
     cases: int
     model_right: int
     guess_right: int
+    right: int | None = None  # None: a choice made before the version's own accuracy was kept
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
+        own = f"guesses: the candidate answered {self.right} of {self.n_heldout} held-out events right; "
         if not self.cases:
-            return (f"guesses: on none of {self.n_heldout} held-out events would a guess overrule the candidate: "
-                    f"guesses stay on")
-        return (f"guesses: on {self.cases} of {self.n_heldout} held-out events a guess would overrule the candidate; "
-                f"the guess was right {self.guess_right} times, the candidate {self.model_right}: guesses "
-                f"{'stay on' if self.allow else 'are off'} for this version")
+            return own + "on none would a guess overrule it: guesses stay on"
+        return (own + f"on {self.cases} a guess would overrule it; the guess was right {self.guess_right} times, "
+                f"the candidate {self.model_right}: guesses {'stay on' if self.allow else 'are off'} for this version")
 
 
 def allowed(metrics: dict[str, Any]) -> bool:
@@ -68,20 +69,35 @@ def allowed(metrics: dict[str, Any]) -> bool:
     return bool((metrics.get(GUESSES) or {}).get("allow", True))
 
 
+def version_accuracy(metrics: dict[str, Any]) -> float | None:
+    """A version's own accuracy as its registry metrics tell it: the share of its held-out events it answered
+    right when it chose its guesses, smoothed by one right and one wrong answer ((right + 1) / (n + 2): a few
+    events neither condemn nor crown it); None for a version that never chose. What a guess must beat to replace
+    its answers (`DualModalityMemory.guess_rule`)."""
+    choice = metrics.get(GUESSES) or {}
+    right, n = choice.get("right"), int(choice.get("n_heldout") or 0)
+    return None if right is None or not n else (float(right) + 1.0) / (n + 2.0)
+
+
 def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: RetrievalConfig,
                    image_of: Callable[[ImageRef], Image.Image | None], robot_id: str = "default",
                    max_new_tokens: int = 48) -> GuessChoice:
-    """Answer each held-out event (with an image and an answer) with `vlm` and let the memory guess it from the
-    other events, as a turn would (shared events only: what any user may be offered); count where the guess
-    would overrule the answer and who was right there. `vlm` serves the version being chosen for."""
-    weight, gate = memory.guess_rule(tuned=True) if hasattr(memory, "guess_rule") else (None, None)
-    reuse_at = calibration.reuse_threshold(memory, config.reuse_threshold)
-    n = cases = model_right = guess_right = 0
+    """Answer each held-out event (with an image and an answer) with `vlm`, then let the memory guess it from the
+    other events, as a turn would (shared events only: what any user may be offered; the gate of a tuned version's
+    guesses at the accuracy it just showed, `version_accuracy`); count where the guess would overrule the answer
+    and who was right there. `vlm` serves the version being chosen for."""
+    asked = []
     for event in heldout:
         image = image_of(event.image) if event.image is not None else None
-        if image is None or not event.answer.strip():
-            continue
-        n += 1
+        if image is not None and event.answer.strip():
+            answer = vlm.generate(answer_messages(event.question, image), max_new_tokens=max_new_tokens).text.strip()
+            asked.append((event, image, answer))
+    right = sum(contains_answer(answer, event.answer) for event, _, answer in asked)
+    accuracy = (right + 1.0) / (len(asked) + 2.0)  # as version_accuracy reads it back
+    weight, gate = memory.guess_rule(tuned=True, accuracy=accuracy) if hasattr(memory, "guess_rule") else (None, None)
+    reuse_at = calibration.reuse_threshold(memory, config.reuse_threshold)
+    cases = model_right = guess_right = 0
+    for event, image, answer in asked:
         found = [m for m in memory.search(image, event.question, None, robot_id, k=config.candidates, floor=-1.0)
                  if m.event.id != event.id]
         matches = references(found, config)
@@ -89,20 +105,17 @@ def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: Retr
             continue  # given outright, guesses or not
         guess = tentative(found, config.guess_threshold, config.reuse_min_text_sim, weight, gate) \
             if config.guess_threshold is not None else None
-        if guess is None:
-            continue
-        answer = vlm.generate(answer_messages(event.question, image), max_new_tokens=max_new_tokens).text.strip()
-        if not guess_overrules(answer, guess, matches, found, min_text_sim=config.reuse_min_text_sim,
-                               margin=config.guess_margin, weight=weight,
-                               references_stand=config.guess_references_stand):
+        if guess is None or not guess_overrules(answer, guess, matches, found, min_text_sim=config.reuse_min_text_sim,
+                                                margin=config.guess_margin, weight=weight,
+                                                references_stand=config.guess_references_stand):
             continue
         cases += 1
         model_right += contains_answer(answer, event.answer)
         guess_right += contains_answer(guess.event.answer, event.answer)
-    choice = GuessChoice(allow=model_right <= guess_right, n_heldout=n, cases=cases,
-                         model_right=model_right, guess_right=guess_right)
+    choice = GuessChoice(allow=model_right <= guess_right, n_heldout=len(asked), cases=cases,
+                         model_right=model_right, guess_right=guess_right, right=right)
     logger.info("%s", choice.summary())
     return choice
 
 
-__all__ = ["GUESSES", "GuessChoice", "allowed", "choose_guesses"]
+__all__ = ["GUESSES", "GuessChoice", "allowed", "choose_guesses", "version_accuracy"]

@@ -288,9 +288,10 @@ class DualModalityMemory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
         self._generation = 0  # every change to the index counts (what guess_weight was computed on)
-        # (generation, weight, {tuned: gate}, events read): what guess_rule chose for the base weights (False) and
-        # for tuned versions (True), and on what
-        self._guess_rule: tuple[int, float | None, dict[bool, float | None], int] = (-1, None, {}, 0)
+        # (generation, weight, (similarities, same question, answers), {share: gate}, events read): what guess_rule
+        # chose, what it chose on (kept so that another share's gate needs no new read) and the gates chosen so far
+        self._guess_rule: tuple[int, float | None, tuple | None, dict[float | None, float | None], int] = \
+            (-1, None, None, {}, 0)
         self._use(self._new_index())
         try:
             self.calibrator = ReuseCalibrator(self.config, home)  # this deployment's reuse threshold (its feedback)
@@ -648,40 +649,56 @@ class DualModalityMemory:
         precision set (the fixed `guess_threshold` gates). Chosen with the weight, in the same pass."""
         return self.guess_rule()[1]
 
-    def guess_rule(self, tuned: bool = False) -> tuple[float | None, float | None]:
+    def guess_rule(self, tuned: bool = False, accuracy: float | None = None) -> tuple[float | None, float | None]:
         """(guess_weight, guess_gate) in one read, as a turn uses them; computed again after enough changes
         (`GUESS_STALE`). `tuned`: the gate for a tuned version's answers (`RetrievalConfig.tuned_guess_precision`)
-        instead of the base weights' (`guess_precision`)."""
+        instead of the base weights' (`guess_precision`); `accuracy`: that version's own estimated accuracy
+        (`ilearn.learning.guesses.version_accuracy`), the share its guesses must beat when it is lower than
+        `tuned_guess_precision` (a guess replaces the version's answer where it is more often right)."""
+        share = self.config.guess_precision
+        if tuned and self.config.tuned_guess_precision is not None:
+            share = self.config.tuned_guess_precision if accuracy is None else \
+                round(min(self.config.tuned_guess_precision, accuracy), 3)
+        elif tuned:
+            share = None
         weight = getattr(self.image_embedder, "weight", None)
         if getattr(self.image_embedder, "first", None) is None or weight is None:
             return None, None
         with self._lock:
-            computed, chosen, gates, seen = self._guess_rule
-            if computed >= 0 and self._generation - computed <= seen // GUESS_STALE:
-                return chosen, gates[tuned]  # a few changes since: the choice of many events stands
+            computed, chosen, calibration, gates, seen = self._guess_rule
+            fresh = computed >= 0 and self._generation - computed <= seen // GUESS_STALE
+            if fresh and share in gates:
+                return chosen, gates[share]  # a few changes since: the choice of many events stands
+            generation = self._generation
+        if not fresh:
+            generation, chosen, calibration, seen = self._calibrate_guesses(float(weight))
+            gates = {}
+        gate = leave_one_out_gate(*calibration, share) if calibration is not None and share is not None else None
+        with self._lock:
+            self._guess_rule = (generation, chosen, calibration, {**gates, share: gate}, seen)
+        return chosen, gate
+
+    def _calibrate_guesses(self, default: float) -> tuple[int, float | None, tuple | None, int]:
+        """What guess_rule's gates are chosen on: (generation, weight, (similarities at that weight, same-question
+        matrix, answers) or None, events read), from up to `GUESS_EVENTS` active events with an answer."""
+        with self._lock:
             generation = self._generation
         # the store is read outside the memory's lock (a store connection is never awaited while holding it)
         events = self.store.list_events(status=EventStatus.ACTIVE, limit=GUESS_EVENTS)
         with self._lock:
             events = [e for e in events if e.answer.strip() and e.id in self.index]
             vecs = self.index.get_vectors([e.id for e in events]) if events else None
-        chosen, gates = None, {False: None, True: None}
-        if vecs is not None:
-            parts = self._image_parts(vecs, vecs)
-            if parts is not None:
-                di = self._di
-                text = vecs[:, di:] @ vecs[:, di:].T / self.config.text_weight if self.config.text_weight else None
-                same = text >= SAME_QUESTION - 1e-6 if text is not None else np.ones((len(events),) * 2, dtype=bool)
-                answers = [e.answer for e in events]
-                chosen = leave_one_out_weight(parts[0], parts[1], same, answers, float(weight))
-                shares = {False: self.config.guess_precision, True: self.config.tuned_guess_precision}
-                if chosen is not None:
-                    alike = chosen * parts[0] + (1.0 - chosen) * parts[1]
-                    gates = {k: leave_one_out_gate(alike, same, answers, p) if p is not None else None
-                             for k, p in shares.items()}
-        with self._lock:
-            self._guess_rule = (generation, chosen, gates, len(events))
-        return chosen, gates[tuned]
+        parts = self._image_parts(vecs, vecs) if vecs is not None else None
+        if parts is None:
+            return generation, None, None, len(events)
+        di = self._di
+        text = vecs[:, di:] @ vecs[:, di:].T / self.config.text_weight if self.config.text_weight else None
+        same = text >= SAME_QUESTION - 1e-6 if text is not None else np.ones((len(events),) * 2, dtype=bool)
+        answers = [e.answer for e in events]
+        chosen = leave_one_out_weight(parts[0], parts[1], same, answers, default)
+        if chosen is None:
+            return generation, None, None, len(events)
+        return generation, chosen, (chosen * parts[0] + (1.0 - chosen) * parts[1], same, answers), len(events)
 
     def _visible(self, matches: list[Match], user_id: str | None, robot_id: str) -> list[Match]:
         """The user's own events and the robot's SHARED events (the trust rules decide what is shared)."""
