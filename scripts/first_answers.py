@@ -8,7 +8,8 @@ use by a running experiment); VERSION is a key of its work/teach/versions.json (
 memory's outright answer (`reusable`), its guess (`tentative`), the version's own greedy answer without
 references, whether each is right, and the version's log-probabilities of its answer and of the guess. Each line
 also holds the guess before any gate ("cand": the same-question match a guess would be, its similarity and
-whether it would overrule the version's answer), so that any gate can be scored offline; `--shares P,P,...`
+whether it would overrule the version's answer; "support_sim": the most alike event about the question that
+carries the version's answer), so that any gate can be scored offline; `--shares P,P,...`
 first prints one line with the leave-one-out gate (`ilearn.memory.retrieval.leave_one_out_gate`) the memory's own
 events give at each share. `--r1-only` keeps only what R1's teaching stored (the memory R2 was scored with).
 docs/real-images.md ("Each tuned version chooses its guesses") reads these lines.
@@ -39,7 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     from ilearn.dialogue import prompts
     from ilearn.evaluation import protocol
     from ilearn.evaluation.runner_common import Deployment
-    from ilearn.memory.retrieval import guess_overrules, guess_similarity, references, reusable, tentative
+    from ilearn.memory.retrieval import (
+        carrying,
+        guess_overrules,
+        guess_similarity,
+        references,
+        reusable,
+        tentative,
+    )
     from ilearn.models import load_model
     from ilearn.text import contains_answer
 
@@ -59,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         rc, memory = config.retrieval, dep.memory
         weight, gate = memory.guess_rule(tuned=args.version != "base")
         if args.shares:
-            gates = {share: memory.guess_rule(tuned=True, accuracy=float(share))[1] for share in args.shares.split(",")}
+            gates = {}
+            for share in args.shares.split(","):  # the memory keeps a gate per share, chosen on one read
+                memory.config = config.override(retrieval={"tuned_guess_precision": float(share)}).retrieval
+                gates[share] = memory.guess_rule(tuned=True)[1]
+            memory.config = rc
             rows.append({"weight": weight, "gate": gate, "gates": gates})
         for task in scenario.tasks("test", sizes.test_tasks, seed=args.seed):
             found = memory.search(task.view, task.question, None, config.robot_id, k=rc.candidates, floor=-1.0)
@@ -82,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                    "cand_sim": round(guess_similarity(cand, weight), 3) if cand else None,
                    "same_score": max((round(m.score, 3) for m in found if m.text_sim >= rc.reuse_min_text_sim),
                                      default=None),
+                   "support_sim": max((round(guess_similarity(m, weight), 3) for m in
+                                       carrying(own, found, rc.reuse_min_text_sim)), default=None),
                    "cand_ok": contains_answer(cand.event.answer, task.reference) if cand else None,
                    "cand_overrules": guess_overrules(own, cand, matches, found, min_text_sim=rc.reuse_min_text_sim,
                                                      margin=rc.guess_margin, weight=weight,

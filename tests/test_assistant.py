@@ -254,7 +254,6 @@ class _Guessing:
 
         config = Config(home=str(tmp_path)).override(retrieval=retrieval, **PHARMACY)
         self.floors: list = []
-        self.rules: list = []  # (tuned, accuracy) of each gate asked for
         outer = self
 
         class Fixed(StubMemory):
@@ -262,8 +261,7 @@ class _Guessing:
                 outer.floors.append(floor)
                 return [m for m in matches if m.score >= (config.retrieval.threshold if floor is None else floor)]
 
-            def guess_rule(self, tuned=False, accuracy=None):  # a tuned version's answers face their own gate
-                outer.rules.append((tuned, accuracy))
+            def guess_rule(self, tuned=False):  # a tuned version's answers face their own gate
                 return weight, tuned_gate if tuned else gate
 
         self.vlm = StubVLM(responder=lambda messages: says)
@@ -328,14 +326,6 @@ def test_a_tuned_version_s_answers_face_the_tuned_gate_and_the_base_weights_the_
     sooner = _Guessing(tmp_path / "c", [_match("ibuprofen", 0.6)], says="naproxen", version_metrics={},
                        tuned_gate=0.45, gate=float("inf"))
     assert sooner.assistant.respond("ana", "What is it called?", image=png).source == "memory-guess"
-    assert (base.rules, tuned.rules) == ([(False, None)], [(True, None)])  # a version no gate measured: no accuracy
-
-
-def test_a_tuned_version_s_guess_gate_follows_its_own_held_out_accuracy(tmp_path, png):
-    choice = {"allow": True, "n_heldout": 6, "cases": 0, "model_right": 0, "guess_right": 0, "right": 1}
-    g = _Guessing(tmp_path, [_match("ibuprofen", 0.85)], says="naproxen", version_metrics={"guesses": choice})
-    g.assistant.respond("ana", "What is it called?", image=png)
-    assert g.rules == [(True, pytest.approx(2 / 8))]  # smoothed: (right + 1) / (n + 2)
 
 
 def test_the_memory_s_own_gate_decides_how_alike_a_guess_must_be(tmp_path, png):

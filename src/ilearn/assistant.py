@@ -134,19 +134,6 @@ class Assistant:
 
         return allowed(self._version_metrics(version_id))
 
-    def _guess_rule(self, version_id: str) -> tuple[float | None, float | None]:
-        """The memory's (weight, gate) for a guess that would replace the answers of `version_id`: the base weights'
-        gate, or a tuned version's, which follows the accuracy it showed when it chose its guesses
-        (`ilearn.learning.guesses.version_accuracy`)."""
-        from ilearn.learning.guesses import version_accuracy
-
-        rule = getattr(self.memory, "guess_rule", None)
-        if rule is None:
-            return None, None
-        if version_id == "base":
-            return rule()
-        return rule(tuned=True, accuracy=version_accuracy(self._version_metrics(version_id)))
-
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_config(cls, config: Config | dict | str | Path | None = None, **overrides: Any) -> Assistant:
@@ -337,7 +324,9 @@ class Assistant:
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
             guess, weight = None, None
             if rc.guess_threshold is not None and self._guesses_allowed(state.model.version):
-                weight, gate = self._guess_rule(state.model.version)  # the memory's own events choose them (dual)
+                # the memory's own events choose the weight and the gate (dual)
+                rule = getattr(self.memory, "guess_rule", None)
+                weight, gate = rule(tuned=state.model.version != "base") if rule is not None else (None, None)
                 guess = tentative(state.candidates, rc.guess_threshold, rc.reuse_min_text_sim, weight, gate)
             # a reply that may become a guess arrives whole, like one that must avoid rejected answers
             stream = (state.stream if not state.avoid and guess is None and (fitted_by_model or not rewords(profile))

@@ -328,17 +328,16 @@ def test_the_memory_chooses_the_guess_weight_from_its_own_events(mem_store, tmp_
     assert plain.guess_weight() is not None and plain.guess_gate() is None  # the fixed guess_threshold gates
     # a tuned version's answers face their own share (tuned_guess_precision, 0.5 by default): calibrated as well
     assert plain.guess_rule(tuned=True)[1] == pytest.approx(gate)
-    # a version right less often than that: its guesses need beat only its own accuracy (never more than 0.5)
+    # a gate per share, chosen on the same read of the events
     from ilearn.memory.retrieval import leave_one_out_gate
 
     _, _, (sims, same, answers), _, _ = plain._guess_rule
-    assert plain.guess_rule(tuned=True, accuracy=0.9)[1] == pytest.approx(gate)
+    plain.config = replace(plain.config, tuned_guess_precision=0.05)
     low = leave_one_out_gate(sims, same, answers, 0.05)
-    assert plain.guess_rule(tuned=True, accuracy=0.05)[1] == pytest.approx(low) and low <= gate
-    assert plain.guess_rule()[1] is None  # the base weights' gate is not the tuned one's
+    assert plain.guess_rule(tuned=True)[1] == pytest.approx(low) and low <= gate
+    assert set(plain._guess_rule[3]) == {None, 0.5, 0.05} and plain.guess_rule()[1] is None
     off = DualModalityMemory(mem_store, fused, HashingTextEmbedder(),
                              replace(config, tuned_guess_precision=None), tmp_path / "off")
-    assert off.guess_rule(tuned=True, accuracy=0.05)[1] is None
     assert off.guess_rule(tuned=True)[1] is None and off.guess_rule()[1] == pytest.approx(gate)
     # away from the embedder's own 0.7 towards the part that sees the objects (ties stay nearest 0.7)
     assert chosen is not None and (chosen < 0.7 if noise_first else chosen >= 0.7)

@@ -69,32 +69,20 @@ def allowed(metrics: dict[str, Any]) -> bool:
     return bool((metrics.get(GUESSES) or {}).get("allow", True))
 
 
-def version_accuracy(metrics: dict[str, Any]) -> float | None:
-    """A version's own accuracy as its registry metrics tell it: the share of its held-out events it answered
-    right when it chose its guesses, smoothed by one right and one wrong answer ((right + 1) / (n + 2): a few
-    events neither condemn nor crown it); None for a version that never chose. What a guess must beat to replace
-    its answers (`DualModalityMemory.guess_rule`)."""
-    choice = metrics.get(GUESSES) or {}
-    right, n = choice.get("right"), int(choice.get("n_heldout") or 0)
-    return None if right is None or not n else (float(right) + 1.0) / (n + 2.0)
-
-
 def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: RetrievalConfig,
                    image_of: Callable[[ImageRef], Image.Image | None], robot_id: str = "default",
                    max_new_tokens: int = 48) -> GuessChoice:
     """Answer each held-out event (with an image and an answer) with `vlm`, then let the memory guess it from the
-    other events, as a turn would (shared events only: what any user may be offered; the gate of a tuned version's
-    guesses at the accuracy it just showed, `version_accuracy`); count where the guess would overrule the answer
-    and who was right there. `vlm` serves the version being chosen for."""
+    other events, as a turn would (shared events only: what any user may be offered; a tuned version's gate); count
+    where the guess would overrule the answer and who was right there, and how often the version was right at all.
+    `vlm` serves the version being chosen for."""
     asked = []
     for event in heldout:
         image = image_of(event.image) if event.image is not None else None
         if image is not None and event.answer.strip():
             answer = vlm.generate(answer_messages(event.question, image), max_new_tokens=max_new_tokens).text.strip()
             asked.append((event, image, answer))
-    right = sum(contains_answer(answer, event.answer) for event, _, answer in asked)
-    accuracy = (right + 1.0) / (len(asked) + 2.0)  # as version_accuracy reads it back
-    weight, gate = memory.guess_rule(tuned=True, accuracy=accuracy) if hasattr(memory, "guess_rule") else (None, None)
+    weight, gate = memory.guess_rule(tuned=True) if hasattr(memory, "guess_rule") else (None, None)
     reuse_at = calibration.reuse_threshold(memory, config.reuse_threshold)
     cases = model_right = guess_right = 0
     for event, image, answer in asked:
@@ -113,9 +101,10 @@ def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: Retr
         model_right += contains_answer(answer, event.answer)
         guess_right += contains_answer(guess.event.answer, event.answer)
     choice = GuessChoice(allow=model_right <= guess_right, n_heldout=len(asked), cases=cases,
-                         model_right=model_right, guess_right=guess_right, right=right)
+                         model_right=model_right, guess_right=guess_right,
+                         right=sum(contains_answer(answer, event.answer) for event, _, answer in asked))
     logger.info("%s", choice.summary())
     return choice
 
 
-__all__ = ["GUESSES", "GuessChoice", "allowed", "choose_guesses", "version_accuracy"]
+__all__ = ["GUESSES", "GuessChoice", "allowed", "choose_guesses"]

@@ -649,18 +649,12 @@ class DualModalityMemory:
         precision set (the fixed `guess_threshold` gates). Chosen with the weight, in the same pass."""
         return self.guess_rule()[1]
 
-    def guess_rule(self, tuned: bool = False, accuracy: float | None = None) -> tuple[float | None, float | None]:
+    def guess_rule(self, tuned: bool = False) -> tuple[float | None, float | None]:
         """(guess_weight, guess_gate) in one read, as a turn uses them; computed again after enough changes
         (`GUESS_STALE`). `tuned`: the gate for a tuned version's answers (`RetrievalConfig.tuned_guess_precision`)
-        instead of the base weights' (`guess_precision`); `accuracy`: that version's own estimated accuracy
-        (`ilearn.learning.guesses.version_accuracy`), the share its guesses must beat when it is lower than
-        `tuned_guess_precision` (a guess replaces the version's answer where it is more often right)."""
-        share = self.config.guess_precision
-        if tuned and self.config.tuned_guess_precision is not None:
-            share = self.config.tuned_guess_precision if accuracy is None else \
-                round(min(self.config.tuned_guess_precision, accuracy), 3)
-        elif tuned:
-            share = None
+        instead of the base weights' (`guess_precision`). The weight and what the gates are chosen on are read
+        once; a gate per share is kept with them."""
+        share = self.config.tuned_guess_precision if tuned else self.config.guess_precision
         weight = getattr(self.image_embedder, "weight", None)
         if getattr(self.image_embedder, "first", None) is None or weight is None:
             return None, None
