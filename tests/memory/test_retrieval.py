@@ -323,10 +323,10 @@ def test_the_memory_chooses_the_guess_weight_from_its_own_events(mem_store, tmp_
     # each event's nearest other view is its own object's: guesses are right from the least alike pair on
     gate = mem.guess_gate()
     assert gate is not None and -1.0 < gate < 1.0
-    plain = DualModalityMemory(mem_store, fused, HashingTextEmbedder(), replace(config, guess_precision=None),
-                               tmp_path / "fixed")
+    plain = DualModalityMemory(mem_store, fused, HashingTextEmbedder(),
+                               replace(config, guess_precision=None, tuned_guess_precision=0.5), tmp_path / "fixed")
     assert plain.guess_weight() is not None and plain.guess_gate() is None  # the fixed guess_threshold gates
-    # a tuned version's answers face their own share (tuned_guess_precision, 0.5 by default): calibrated as well
+    # a tuned version's answers face their own share (tuned_guess_precision): calibrated as well
     assert plain.guess_rule(tuned=True)[1] == pytest.approx(gate)
     # a gate per share, chosen on the same read of the events
     from ilearn.memory.retrieval import leave_one_out_gate
