@@ -12,7 +12,8 @@ whether it would overrule the version's answer; "support_sim": the most alike ev
 carries the version's answer), so that any gate can be scored offline; `--shares P,P,...`
 first prints one line with the leave-one-out gate (`ilearn.memory.retrieval.leave_one_out_gate`) the memory's own
 events give at each share. `--r1-only` keeps only what R1's teaching stored (the memory R2 was scored with).
-docs/real-images.md ("Each tuned version chooses its guesses") reads these lines.
+docs/real-images.md ("Each tuned version chooses its guesses", "Which gate for a tuned version's guesses")
+reads these lines.
 """
 
 from __future__ import annotations
