@@ -135,3 +135,59 @@ def test_a_guess_about_the_listener_is_still_rejected():
                                               ("They sold out before I got there.", "No! What a shame.")])
 def test_a_no_that_explains_or_sympathises(answer, reaction):
     assert judge(answer, reaction) == (Label.NEUTRAL, None)
+
+
+# Third pass (2026-12-07): the classes of a fresh draw (65 rows no decoder had seen; docs/reactions.md "Third pass").
+
+@pytest.mark.parametrize("answer, reaction", [
+    ("I mostly listen to synthwave, have you heard of it?", "no I haven't but it sounds really cool"),
+    ("We could build a treehouse out of pallets", "Nope. Ha, that would be awesome though"),
+])
+def test_approval_after_a_no_to_something_else(answer, reaction):
+    assert rules(answer, reaction) == (Label.POSITIVE, None)
+
+
+def test_approving_the_attempt_still_rejects():
+    assert judge("It is aspirin.", "nope, nice try though")[0] == Label.NEGATIVE
+    assert judge("It is aspirin.", "no, it's ibuprofen, sounds good otherwise")[0] == Label.NEGATIVE
+
+
+@pytest.mark.parametrize("answer, reaction", [("Rent is about 600 a month", "thats not to bad"),
+                                              ("The bus takes twenty minutes.", "It's not too bad")])
+def test_not_too_bad_approves(answer, reaction):
+    assert rules(answer, reaction) == (Label.POSITIVE, None)
+    assert rules("I got the flu this week.", "oh that's too bad")[0] == Label.NEUTRAL  # sympathy
+
+
+def test_a_question_opening_with_no_is_no_rejection():
+    assert judge("We grilled burgers all afternoon.", "No hot dogs or veggie skewers?") == (Label.NEUTRAL, None)
+    assert judge("Is it Tuesday?", "not the weekend already?") == (Label.NEUTRAL, None)
+    # a "no" before a pronoun's statement still answers the question it ends with
+    assert judge("Are you a student here?", "No i am a nurse and you?")[0] == Label.NEGATIVE
+
+
+@pytest.mark.parametrize("reaction", ["Nah, never even heard of that one.", "no I haven't heard of them"])
+def test_not_knowing_what_the_answer_named(reaction):
+    assert judge("My favourite band is Khruangbin", reaction) == (Label.NEUTRAL, None)
+
+
+def test_not_me_is_a_pronoun():
+    assert judge("Everyone in my class plays chess better than I do.", "Not me lol.")[0] != Label.NEGATIVE
+
+
+def test_a_no_that_declines_an_offer():
+    answer = "I have to go, but leave the chat open if you want"
+    assert judge(answer, "nah I have to leave too, I'll close it") == (Label.NEUTRAL, None)
+    # with a correction it is a rejection, offer or not; a bare "no" stays one too
+    assert judge("It is ibuprofen. Would you like the dose?", "no, it's aspirin") == (Label.NEGATIVE, "aspirin")
+    assert judge("It is ibuprofen. Would you like the dose?", "no")[0] == Label.NEGATIVE
+
+
+def test_like_is_no_correction():
+    assert extract_correction("it's like... the opposite of flying", "I can fly.") is None
+
+
+@pytest.mark.parametrize("reaction", ["Oh that is true", "Totally!", "mine too!", "that's so fun!",
+                                      "i'm really glad to hear that", "ok yeah sure, a short one"])
+def test_plain_agreement_and_approval(reaction):
+    assert rules("It depends on the size of the group.", reaction)[0] == Label.POSITIVE

@@ -149,7 +149,7 @@ _EVALUATIVE = frozenset(
     "sorry ridiculous hopeless useless terrible awful nonsense rubbish garbage stupid answer answers wrong "
     "incorrect mistake mistaken asked meant again silly dumb pathetic bad worse worst joke thanks thank all "
     "enough everything bye good fine ok okay cool alright funny unfortunately unfortunate neither nope nah "
-    "haha hahaha lol worries problem prob kidding way idea clue doubt complaints wonder sure true healthy sad "
+    "ha hah heh hehe haha hahaha lol lmao worries problem prob kidding way idea clue doubt complaints wonder sure true healthy sad "
     "nice great awesome interesting lame warmer guess crazy insane amazing lot wild weird hilarious cute adorable "
     "beautiful gorgeous impressive incredible unbelievable fun sweet neat hard tough rough scary boring pointless "
     "absurd annoying frustrating question bad best tragedy shame bummer pity curious wondering joking saying asking "
@@ -159,7 +159,7 @@ _CLAUSE = frozenset(
     "is are was were am be been being have has had do does did don't doesn't didn't will would can could should "
     "won't wouldn't can't isn't aren't wasn't going gonna think know mean meant said say deserved get got "
     "not forget mind gotta wanna go goes went gone come came need needs want wants feel felt seem seems sound sounds "
-    "love hate hope wish try tried called".split())
+    "love hate hope wish try tried called like".split())
 # Pro-forms and time adverbs: a span with one of them points back at something ("before then"), it names nothing.
 _DEICTIC = frozenset("then there anyway anymore yet either too already though that those these them".split())
 

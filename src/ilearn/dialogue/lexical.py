@@ -62,7 +62,7 @@ def _rx(*phrases: str) -> re.Pattern[str]:
 _NT = r"(?:do|does|did|is|are|was|were|can|could|would|should|wo|have|has|had|ai|must|might|need)n"
 # After "that's not" / "not a": a judgement of the topic ("that's not a good way to play", "not a big deal"), unless
 # it is about the answer ("not a good answer").
-_NOT_OPINION = (r"(?!\s+(?:(?:a|an|the)\s+)?(?:(?:very|so|that|too|really|particularly|super)\s+(?!right\b|correct\b|"
+_NOT_OPINION = (r"(?!\s+(?:(?:a|an|the)\s+)?(?:(?:very|so|that|too|to|really|particularly|super)\s+(?!right\b|correct\b|"
                 r"true\b|it\b)\w+|good|great|bad|nice|fun|easy|hard|fair|smart|wise|healthy|safe|normal|cool|big\s+deal|"
                 r"best|worst|huge|bad\s+thing)\b"
                 r"(?!\s+(?:answer|guess|reply)))")
@@ -86,7 +86,7 @@ _NEG_STRONG = _rx(
     r"\bthat'?s\s+(?:a|an)\s+\w+,?\s+not\b", r"\bno\s+it'?s\b", r"\bactually,?\s+(?:it|that)'?s\b",
     r"\bnot\s+\w+\s+but\b", r"\bdid\s*n'?t\s+(?:ask|help|answer)\b", r"\bdon'?t\s+think\s+so\b",
     r"\bhow\s+(?:do|did|could)\s+you\s+(?:get|miss)\b", r"\bwhy\s+would\s+you\b", r"\bsigh\b", r"\bfacepalm\b",
-    r"\bnot\s+(?:really|quite)\b", r"^\W*not\s+(?!bad\b|too\s+bad\b|(?:too\s+|so\s+|very\s+|that\s+)?(?:much|many|sure|long)\b|a\s+lot\b)"
+    r"\bnot\s+(?:really|quite)\b", r"^\W*not\s+(?!bad\b|too\s+bad\b|to\s+bad\b|(?:me|us)\b|(?:too\s+|so\s+|very\s+|that\s+)?(?:much|many|sure|long)\b|a\s+lot\b)"
     r"(?:an?\s+|the\s+)?\w+", r"\bclose,?\s+but\b", r"\bno\W*$",
     r"\byeah,?\s+right\b", r"\bas\s+if\b", r"\bexcept\s+(?:it|that)'?s\b", r"\bdo\s+you\s+even\b",
     r"\b(?:count|check|look|try)\b.*\bagain\b", r"\bi\s+mean\b(?!\W*(?:maybe|probably|perhaps|yeah|yes|sure|honestly|i\s+guess|who\s+knows|"
@@ -98,16 +98,18 @@ _NEG_STRONG = _rx(
 )
 _POS = _rx(
     r"\bthanks?\b", r"\bthank\s+you\b", r"\bthx\b", r"\bty\b", r"\bcheers\b", r"\bcorrect\b", r"\bright\b",
-    r"^\W*(?:(?:oh+|ah+|ha(?:ha)*h?|lol|well)\W+)*(?:yes|yep|yeah|yea|yup|ya|aye|indeed|sure|absolutely|exactly|"
-    r"precisely|true)\b", r"\bexactly\b",
+    r"^\W*(?:(?:oh+|ah+|ha(?:ha)*h?|lol|well|ok|okay)\W+)*(?:yes|yep|yeah|yea|yup|ya|aye|indeed|sure|absolutely|"
+    r"exactly|precisely|true)\b", r"^\W*(?:oh\W+)?totally(?:\W*$|\s+(?:agree|true|right)\b)", r"\bexactly\b",
     r"\bi\s+(?:really\s+|totally\s+|do\s+)?(?:love|like|support)\s+(?:that|it|this|those|them|yours|the)\b",
-    r"\b(?:dope|rad|legit)\b", r"^\W*not\s+(?:too\s+|so\s+|that\s+)?bad\b",
+    r"\b(?:dope|rad|legit)\b", r"^\W*(?:(?:that'?s|thats|that\s+is|it'?s|its)\s+)?not\s+(?:too\s+|to\s+|so\s+|that\s+)?bad\b",
     r"\bperfect\b", r"\bgreat\b", r"\bawesome\b", r"\bexcellent\b", r"\bgood\s+(?:job|one|answer|work)\b",
-    r"\bwell\s+done\b", r"\bnice\b", r"\bspot\s+on\b", r"\bthat'?s\s+(?:it|the\s+one|true|right)\b", r"\bgot\s+it\b",
+    r"\bwell\s+done\b", r"\bnice\b", r"\bspot\s+on\b", r"\bthat(?:'?s|\s+is)\s+(?:it|the\s+one|true|right)\b",
+    r"\bgot\s+it\b", r"\bglad\s+to\s+hear\b", r"^\W*(?:oh\W+)?(?:that'?s|thats|that\s+is)\s+(?:so\s+|really\s+|pretty\s+)?fun\b",
     r"\bmakes\s+sense\b", r"\bhelpful\b", r"\bbrilliant\b", r"\bcool\b", r"\bappreciate", r"\byou\s+got\s+it\b",
     r"\bbingo\b", r"\bnailed\s+it\b", r"\bthat\s+helps\b", r"\bi\s+knew\s+it\b", r"\bconfirmed\b", r"\bbang\s+on\b",
     r"\bthat\s+matches\b", r"\bagreed\b", r"\bgood\b(?!\s*(?:bye|night|morning|afternoon|evening|luck)\b)", r"\bspot-on\b", r"\byes\b",
     r"\bsame\s+(?:here|thing)\b", r"^\W*(?:oh\s+|yeah\s+)?same\b", r"\bme\s+(?:too|neither|either)\b", r"\bi\s+agree\b",
+    r"^\W*mine\s+(?:too|as\s+well)\b",
     r"\bi\s+thought\s+(?:the\s+same|so)\b", r"\bfair\s+enough\b", r"\bgood\s+point\b", r"\bgotcha\b",
     r"\bi'?ve\s+heard\b", r"\bof\s+course\b", r"\bduh\b", r"\bsweet\b", r"\bneat\b", r"^\W*oh\s+(?:yeah|yes|right)\b",
     r"\bthat\s+counts\b", r"\bsounds\s+(?:good|fun|great|cool|awesome|interesting)\b", r"\bwhat\s+i\s+thought\b",
@@ -164,7 +166,10 @@ _OPENINGS: tuple[tuple[re.Pattern[str], Label, float, str], ...] = (
     (re.compile(_LEAD + r"(?:(?:yeah|yes|yep|sure|of\s+course|no\s+problem)\W+)*(?:(?:man|dude|bro)\W+)?(?:any\s*time|"
                 r"(?:you'?re|youre|you\s+are|ur)\s+(?:very\s+|so\s+|most\s+)?welcome|my\s+pleasure|"
                 r"glad\s+(?:i\s+could|to)\s+help)\b\W*", re.I), Label.NEUTRAL, 0.6, "answers thanks"),
-    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*no\s+(?:idea|clue)\b\W*", re.I), Label.NEUTRAL, 0.6, "does not know"),
+    (re.compile(_LEAD + r"(?:" + _NO + r"\W+)*(?:no\s+(?:idea|clue)|(?:i'?ve\s+|i\s+have\s+)?never\s+(?:even\s+)?heard\s+"
+                r"(?:of\s+)?(?:it|that|them|this|those|him|her)?|i\s+(?:haven'?t|havent|have\s+not|don'?t|dont|do\s+not)\s+"
+                r"(?:even\s+)?(?:heard\s+of|know)\s+(?:it|that|them|this|those|him|her))\b\W*", re.I),
+     Label.NEUTRAL, 0.6, "does not know"),
     # a "no" that explains one's own question ("Why?" -> "no, just curious")
     (re.compile(_LEAD + r"(?:" + _NO + r"\W+)+(?:i'?m\s+|i\s+was\s+)?just\s+(?:curious|wondering|asking)\b\W*", re.I),
      Label.NEUTRAL, 0.6, "explains a question"),
@@ -173,8 +178,8 @@ _OPENINGS: tuple[tuple[re.Pattern[str], Label, float, str], ...] = (
      Label.NEUTRAL, 0.6, "sympathy"),
     (re.compile(_LEAD + r"(?:oh\s+no\b|(?:that'?s|thats|that\s+is|how|so|what\s+a|sounds)\s+(?:(?:so|really|too|pretty|"
                 r"kinda|super)\s+)?(?:awful|terrible|horrible|sad|unfortunate|a\s+shame|too\s+bad|rough|tough|scary|"
-                r"a\s+bummer|not\s+(?:good|healthy|fun|great|nice|too\s+bad|a\s+bad\s+thing|bad|easy|fair|funny|"
-                r"(?:as|so|that|very|too)\s+(?!right\b|correct\b|true\b|it\b)\w+))|(?:not|no)\s+good|"
+                r"a\s+bummer|not\s+(?:good|healthy|fun|great|nice|easy|fair|funny|"
+                r"(?:as|so|that|very|too)\s+(?!right\b|correct\b|true\b|it\b|bad\b)\w+))|(?:not|no)\s+good|"
                 r"poor\s+(?:thing|you|guy|girl)|sorry\s+to\s+hear(?:\s+that)?|that\s+sucks)(?!\s+(?:answer|guess))\b\W*",
                 re.I), Label.NEUTRAL, 0.6, "sympathy"),
 )
@@ -221,6 +226,21 @@ _UNAMBIGUOUS = _rx(r"\bwrong\b", r"\bincorrect\b", r"\bnot\s+(?:right|correct|it
 _PARTIAL = re.compile(r"^\W*(?:almost|close(?!\s+(?:by|to|up)\b)|nearly|not\s+quite|getting\s+warmer|warmer)\b", re.I)
 _BUT_COUNTER = re.compile(r"\bbut\s+(?=(?:it'?s|its|it\s+is|that'?s|thats|this\s+is|they'?re|actually)\b)", re.I)
 _ECHO = re.compile(r"^\W*(?:no+|not|really|wait)\b[^?.!]{0,25}\?+\W*$", re.I)
+# A question that opens with "no" / "not" as a determiner ("No cannibalism at the BBQ?", "Not the Bible?!"): surprise
+# or a question of its own, never a rejection that names a correction ("No, is it X?" and "no it's X?" excluded).
+_NO_QUESTION = re.compile(r"^\W*(?:no|not)\s+(?!(?:it|that|this|its|thats|i|i'?m|im|we|you|he|she|they|there)\b|"
+                          r"(?:it|that|we|you|they|there)'\w+)[^,?.!]{1,60}\?+\W*$",
+                          re.I)
+# An answer that offers or suggests ("leave it open if you want", "unless you want to go", "want to switch?"): a "no"
+# with more to say declines the offer, it does not judge the answer.
+_OFFER = re.compile(r"\b(?:if\s+you\s+(?:want|like|wish|prefer)|unless\s+you\s+(?:want|would)|would\s+you\s+like|"
+                    r"do\s+you\s+want|(?:wanna|want\s+to)\b[^.!?]*\?|let'?s|shall\s+we|should\s+we)\b", re.I)
+# Approval of what the answer named, after a "no" that answered something else ("No, I haven't, sounds neat",
+# "Nope! sounds interesting though"); approval of the attempt ("good guess though") is a rejection's politeness.
+_TOPIC_APPROVAL = re.compile(r"\b(?:(?:sounds?|looks?|seems?)\s+(?:\w+\s+)?(?:good|fun|great|cool|awesome|interesting|"
+                             r"neat|nice|amazing|delicious|exciting)|(?:that|it|this)\s+would\s+be\s+(?:\w+\s+)?"
+                             r"(?:good|fun|great|cool|awesome|nice|amazing|interesting))\b(?!\s+(?:guess|try|attempt))",
+                             re.I)
 _APPROVAL_LEAD = re.compile(r"^\W*(?:(?:oh+|ah+|ha(?:ha)*h?|lol|wow)\W+)?(?:(?:that'?s|thats|that\s+is|sounds|so)\s+)?"
                             r"(?:(?:so|really|way|pretty|super|very)\s+)?(?:cool|nice|great|awesome|neat|sweet|amazing|"
                             r"good|fun|exciting)(?:\s+(?:man|dude|bro))?(?:\s*[,.!;]+|\s+(?:so|and|what|how|where|"
@@ -295,7 +315,7 @@ class LexicalFeedbackDecoder:
 
     def _judge_text(self, ex: Exchange, text: str) -> Feedback:
         low = text.lower()
-        if _ECHO.match(low) and len(words_of(low)) <= 4 and not _WRONGNESS.search(low):
+        if (_ECHO.match(low) and len(words_of(low)) <= 4 or _NO_QUESTION.match(low)) and not _WRONGNESS.search(low):
             return make_feedback(Label.NEUTRAL, 0.6, None, "surprise")  # "No?", "Not even yogurt?", "Really?"
         if _POS_DOUBLE.search(low):
             counter = _BUT_COUNTER.search(text)
@@ -303,8 +323,15 @@ class LexicalFeedbackDecoder:
             if span:
                 return make_feedback(Label.NEGATIVE, 0.8, span, "counter-statement after agreement")
             return make_feedback(Label.POSITIVE, 0.85, None, "agreement worded with a negation")
-        if re.match(r"^\W*" + _NO + r"\b", low) and _APOLOGY.search(ex.answer) and not _WRONGNESS.search(low):
+        starts_no = bool(re.match(r"^\W*" + _NO + r"\b", low))
+        if starts_no and _APOLOGY.search(ex.answer) and not _WRONGNESS.search(low):
             return make_feedback(Label.NEUTRAL, 0.6, None, "reassurance")  # "sorry, my bad" -> "nah, not at all"
+        if (starts_no and _TOPIC_APPROVAL.search(low) and not _WRONGNESS.search(low)
+                and extract_correction(text, ex.answer) is None):
+            return make_feedback(Label.POSITIVE, 0.7, None, "approves after a 'no' to something else")
+        if (starts_no and _OFFER.search(ex.answer) and len(words_of(low)) >= 3 and not _WRONGNESS.search(low)
+                and extract_correction(text, ex.answer) is None):
+            return make_feedback(Label.NEUTRAL, 0.6, None, "declines an offer")  # "leave it open if you want" -> "nah, ..."
         if (re.match(r"^\W*" + _NO + r"\b", low) and _EXPERIENCE_QUESTION.search(ex.answer) and _OWN_NEGATION.search(low)
                 and not _WRONGNESS.search(low) and extract_correction(text, ex.answer) is None):
             return make_feedback(Label.NEUTRAL, 0.6, None, "answers the answer's question")  # "Have you seen it?" -> "no I haven't"
