@@ -3,7 +3,8 @@
 The real set holds replies people wrote to each other (chitchat-dataset 0.9.0, MIT), hand-labelled positive /
 neutral / negative with the correction when the reply names what is right (docs/reactions.md). Its splits:
 "train" (the rules were revised on its errors; "train-fresh" is its rows cc378-cc462, drawn later, and
-"train-fresh-3" its rows from cc463 on, the third pass's draw), "dev" (the old decoder's errors on it were seen once, before the
+"train-fresh-3" its rows cc463-cc527, the third pass's draw, "train-fresh-4" its rows from cc528 on, the draw
+that measured the third pass's fixes unseen), "dev" (the old decoder's errors on it were seen once, before the
 revision; not used since), "blind" (labelled before any decoder ran on it; see docs/reactions.md). The project's own sets are measured
 too: "tuned" (templated and hand-written rows of reactions.jsonl) and "heldout" (reactions_heldout.jsonl and the
 held-out rows of reactions.jsonl). The simulated users' real wording (src/ilearn/data/user_wording.jsonl) is
@@ -37,6 +38,7 @@ BASELINE_REV = "a4b1cbf"  # main before issue 19 (feedback.py as the issue measu
 LABELS = ("positive", "neutral", "negative")
 FRESH_FROM = 378  # the first id of the train rows drawn fresh on 2026-12-04
 FRESH3_FROM = 463  # the first id of the third pass's fresh draw (2026-12-07)
+FRESH4_FROM = 528  # the first id of the draw that measured the third pass's fixes unseen (2026-12-07)
 
 
 def load(name: str) -> list[dict]:
@@ -50,7 +52,8 @@ def sets() -> dict[str, list[dict]]:
     # train rows added last (cc378 on): a fresh draw labelled before any decoder ran on them, measured once before
     # the rules were revised on them (docs/reactions.md)
     out["train-fresh"] = [r for r in real if r["split"] == "train" and FRESH_FROM <= int(r["id"][2:]) < FRESH3_FROM]
-    out["train-fresh-3"] = [r for r in real if r["split"] == "train" and int(r["id"][2:]) >= FRESH3_FROM]
+    out["train-fresh-3"] = [r for r in real if r["split"] == "train" and FRESH3_FROM <= int(r["id"][2:]) < FRESH4_FROM]
+    out["train-fresh-4"] = [r for r in real if r["split"] == "train" and int(r["id"][2:]) >= FRESH4_FROM]
     out["real-all"] = real
     out["tuned"] = [r for r in project if r["source"] in ("template", "handwritten")]
     out["heldout"] = [r for r in project if r["source"] == "heldout"] + load("reactions_heldout.jsonl")

@@ -191,3 +191,16 @@ def test_like_is_no_correction():
                                       "i'm really glad to hear that", "ok yeah sure, a short one"])
 def test_plain_agreement_and_approval(reaction):
     assert rules("It depends on the size of the group.", reaction)[0] == Label.POSITIVE
+
+
+@pytest.mark.parametrize("answer, reaction", [("I like hiking and baking. What about you?", "i like the quiet of the library"),
+                                              ("Mostly jazz, wbu?", "I really love the old punk records")])
+def test_own_liking_answers_the_answers_question(answer, reaction):
+    assert judge(answer, reaction)[0] == Label.NEUTRAL
+    assert rules("I got the tickets for Friday.", "I love that!")[0] == Label.POSITIVE  # approval stays
+
+
+@pytest.mark.parametrize("reaction", ["heck yes", "I feel you on that", "Congrats!!", "there you go",
+                                      "same story for me", "sounds like a plan"])
+def test_more_plain_approval(reaction):
+    assert rules("I finally finished my thesis.", reaction)[0] == Label.POSITIVE

@@ -113,6 +113,8 @@ _POS = _rx(
     r"\bi\s+thought\s+(?:the\s+same|so)\b", r"\bfair\s+enough\b", r"\bgood\s+point\b", r"\bgotcha\b",
     r"\bi'?ve\s+heard\b", r"\bof\s+course\b", r"\bduh\b", r"\bsweet\b", r"\bneat\b", r"^\W*oh\s+(?:yeah|yes|right)\b",
     r"\bthat\s+counts\b", r"\bsounds\s+(?:good|fun|great|cool|awesome|interesting)\b", r"\bwhat\s+i\s+thought\b",
+    r"\bheck\s+(?:yeah|yes|ya)\b", r"\bi\s+feel\s+(?:ya|you)\b", r"\bcongrat(?:s|ulations)\b", r"\bthere\s+you\s+go\b",
+    r"\bsame\s+story\b", r"\bsounds?\W+like\W+(?:a\W+)?(?:paradise|heaven|a\s+plan|a\s+dream|fun)\b",
 )
 _POS_NEGATED = _rx(
     r"\bnot\s+(?:\w+\s+)?(?:right|correct|helpful|good|great|true|it)\b", r"\bisn'?t\s+(?:right|correct|true)\b",
@@ -245,6 +247,11 @@ _APPROVAL_LEAD = re.compile(r"^\W*(?:(?:oh+|ah+|ha(?:ha)*h?|lol|wow)\W+)?(?:(?:t
                             r"(?:(?:so|really|way|pretty|super|very)\s+)?(?:cool|nice|great|awesome|neat|sweet|amazing|"
                             r"good|fun|exciting)(?:\s+(?:man|dude|bro))?(?:\s*[,.!;]+|\s+(?:so|and|what|how|where|"
                             r"when|why|who|which|did|do|does|are|is|have|has)\b)", re.I)
+# An answer that asks the listener back ("... What about you?", "wbu"): a reply stating its own liking ("I like the
+# smell of soaps") answers that question, it does not approve the answer.
+_ASKS_BACK = re.compile(r"\b(?:(?:what|how)\s+about\s+(?:you|u)|wbu|hbu|and\s+(?:you|u)\W*$|(?:you|u)\?\W*$)", re.I)
+_OWN_LIKING = re.compile(r"^\W*(?:(?:oh+|ah+|well|ha(?:ha)*h?|lol)\W+)*i\s+(?:really\s+|also\s+|just\s+)?"
+                         r"(?:like|love|enjoy|prefer)\b", re.I)
 _FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+|\s{2,}")
 
 
@@ -323,6 +330,8 @@ class LexicalFeedbackDecoder:
             if span:
                 return make_feedback(Label.NEGATIVE, 0.8, span, "counter-statement after agreement")
             return make_feedback(Label.POSITIVE, 0.85, None, "agreement worded with a negation")
+        if _ASKS_BACK.search(ex.answer) and _OWN_LIKING.match(low) and not _WRONGNESS.search(low):
+            return make_feedback(Label.NEUTRAL, 0.6, None, "answers the answer's question")
         starts_no = bool(re.match(r"^\W*" + _NO + r"\b", low))
         if starts_no and _APOLOGY.search(ex.answer) and not _WRONGNESS.search(low):
             return make_feedback(Label.NEUTRAL, 0.6, None, "reassurance")  # "sorry, my bad" -> "nah, not at all"
