@@ -416,6 +416,8 @@ class RetrievalConfig:
                                "max_false_reuse in (0, 1)")
         if not self.guess_margin >= 0:
             raise InvalidInput(f"retrieval.guess_margin must be >= 0, not {self.guess_margin!r}")
+        if self.reuse_defer_margin is not None and not self.reuse_defer_margin >= 0:
+            raise InvalidInput(f"retrieval.reuse_defer_margin must be >= 0 or null, not {self.reuse_defer_margin!r}")
         for name in ("guess_precision", "tuned_guess_precision"):
             share = getattr(self, name)
             if share is not None and not 0.0 < share < 1.0:
