@@ -181,25 +181,21 @@ def test_the_model_is_asked_for_its_next_best_reply(tmp_path, png):
     assert a.respond("ana", "What is this medicine called?", session_id=r.session_id).text == "ibuprofen"
 
 
-@pytest.mark.parametrize(("says", "version", "defers", "margin", "expected"), [
-    ("aspirin", "mdl_tuned", True, None, "aspirin"),  # the tuned model's answer, backed by a reference, stands
-    ("paracetamol", "mdl_tuned", True, None, "ibuprofen"),  # not backed by any reference: the memory's answer
-    ("aspirin", "base", True, None, "ibuprofen"),  # the base model never overrules the memory
-    ("aspirin", "mdl_tuned", False, None, "ibuprofen"),  # reuse_defers_to_model off
-    ("aspirin", "mdl_tuned", True, 0.1, "aspirin"),  # its reference within the margin of the reused one: stands
-    ("aspirin", "mdl_tuned", True, 0.03, "ibuprofen")])  # 0.05 below it: the memory tells them apart, reuse wins
+@pytest.mark.parametrize(("says", "version", "defers", "expected"), [
+    ("aspirin", "mdl_tuned", True, "aspirin"),  # the tuned model's answer, backed by a reference, stands
+    ("paracetamol", "mdl_tuned", True, "ibuprofen"),  # not backed by any reference: the memory's answer
+    ("aspirin", "base", True, "ibuprofen"),  # the base model never overrules the memory
+    ("aspirin", "mdl_tuned", False, "ibuprofen")])  # reuse_defers_to_model off
 def test_a_tuned_models_answer_that_the_memory_backs_is_not_overruled_by_a_reused_one(tmp_path, png, says, version,
-                                                                                    defers, margin, expected):
+                                                                                    defers, expected):
     """Memory and tuned model together must do no worse than the tuned model: a look-alike's answer that tops the
-    matches is not given outright over the tuned model's own answer when another reference carries the latter
-    (within `retrieval.reuse_defer_margin` of it when that is set)."""
+    matches is not given outright over the tuned model's own answer when another reference carries the latter."""
     from ilearn.memory.base import Match
     from ilearn.memory.stub import StubMemory
     from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
     from ilearn.types import Event, Scope
 
-    config = Config(home=str(tmp_path)).override(
-        retrieval={"reuse_defers_to_model": defers, "reuse_defer_margin": margin}, **PHARMACY)
+    config = Config(home=str(tmp_path)).override(retrieval={"reuse_defers_to_model": defers}, **PHARMACY)
     events = [Event(None, "What is this called?", answer, "bo", scope=Scope.SHARED) for answer in ("ibuprofen",
                                                                                                  "aspirin")]
 

@@ -24,7 +24,6 @@ def test_nested_settings_and_override():
     ({"retrieval": {"sharing": "everyone"}}, "sharing"),
     ({"retrieval": {"guess_precision": 1.0}}, "guess_precision must be a share in"),
     ({"retrieval": {"guess_precision": 0}}, "guess_precision must be a share in"),
-    ({"retrieval": {"reuse_defer_margin": -0.1}}, "reuse_defer_margin must be >= 0"),
     ({"learn": {"trainable": ["eyes"]}}, "unknown parts"),
     ({"learn": {"recipe": "magic"}}, "recipe"),
 ])

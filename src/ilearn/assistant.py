@@ -311,7 +311,7 @@ class Assistant:
                        rc.reuse_min_text_sim)
         own = None  # a tuned model's answer that a same-question reference carries stands (reuse_defers_to_model)
         if top is not None and rc.reuse_defers_to_model and state.model.version != "base":
-            own = self._own_answer(state, profile, top)
+            own = self._own_answer(state, profile)
         # a version tuned user-aware words its own answers; a reused answer is the teacher's words
         fitted_by_model = (top is None or own is not None) and self._fits_users(state.model.version)
         if own is not None:
@@ -369,14 +369,12 @@ class Assistant:
         return self.batcher.generate(state.model.vlm, messages, avoid=state.avoid,
                                      max_new_tokens=self.config.model.max_new_tokens, on_text=on_text)
 
-    def _own_answer(self, state: TurnState, profile: Any, top: Any) -> Any:
+    def _own_answer(self, state: TurnState, profile: Any) -> Any:
         """The serving model's answer without references (as a tuned version was trained) when a reference about the
-        same question carries it (within `retrieval.reuse_defer_margin` of the reused `top`'s score), else None."""
+        same question carries it, else None."""
         generation = self._generate(state, profile, "", tuned=self._fits_users(state.model.version))
         said = generation.text.strip()
-        margin = self.config.retrieval.reuse_defer_margin
-        carried = [m for m in self._carrying(said, state.matches) if margin is None or m.score >= top.score - margin]
-        return generation if said and carried and not state.turned_down(said) else None
+        return generation if said and self._carrying(said, state.matches) and not state.turned_down(said) else None
 
     def _store(self, state: TurnState) -> None:
         """5. The reply is persisted (with the image it carries, in one transaction) before it is returned."""

@@ -255,10 +255,6 @@ class RetrievalConfig:
     the model's stands. The tuned model was trained on those events; a look-alike's reference scoring highest
     (or a wrong answer a careless user let stand) must not overrule it, so that memory and tuned model together
     do no worse than the tuned model alone. Off: the reused answer always wins (and no generation is spent)."""
-    reuse_defer_margin: float | None = None
-    """With `reuse_defers_to_model`: the model's answer stands only when a reference carrying it scores within this
-    much (fused score) of the answer reused outright, i.e. when the memory cannot tell the two apart (look-alike
-    bottles); None: any same-question reference that carries it will do."""
     prompt_references: str = "untuned"
     """Where references below the reuse threshold go into the model's prompt: "untuned" (only while the base model
     serves: a fine-tuned version was trained without references in its prompt, and one that already knows the
@@ -416,8 +412,6 @@ class RetrievalConfig:
                                "max_false_reuse in (0, 1)")
         if not self.guess_margin >= 0:
             raise InvalidInput(f"retrieval.guess_margin must be >= 0, not {self.guess_margin!r}")
-        if self.reuse_defer_margin is not None and not self.reuse_defer_margin >= 0:
-            raise InvalidInput(f"retrieval.reuse_defer_margin must be >= 0 or null, not {self.reuse_defer_margin!r}")
         for name in ("guess_precision", "tuned_guess_precision"):
             share = getattr(self, name)
             if share is not None and not 0.0 < share < 1.0:
