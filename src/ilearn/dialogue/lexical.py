@@ -332,21 +332,20 @@ class LexicalFeedbackDecoder:
             return make_feedback(Label.POSITIVE, 0.85, None, "agreement worded with a negation")
         if _ASKS_BACK.search(ex.answer) and _OWN_LIKING.match(low) and not _WRONGNESS.search(low):
             return make_feedback(Label.NEUTRAL, 0.6, None, "answers the answer's question")
-        starts_no = bool(re.match(r"^\W*" + _NO + r"\b", low))
-        if starts_no and _APOLOGY.search(ex.answer) and not _WRONGNESS.search(low):
+        # a "no" that says nothing is wrong ...
+        unjudging = bool(re.match(r"^\W*" + _NO + r"\b", low)) and not _WRONGNESS.search(low)
+        if unjudging and _APOLOGY.search(ex.answer):
             return make_feedback(Label.NEUTRAL, 0.6, None, "reassurance")  # "sorry, my bad" -> "nah, not at all"
-        if (starts_no and _TOPIC_APPROVAL.search(low) and not _WRONGNESS.search(low)
-                and extract_correction(text, ex.answer) is None):
+        # ... and names no correction may answer something other than the answer
+        plain_no = unjudging and extract_correction(text, ex.answer) is None
+        if plain_no and _TOPIC_APPROVAL.search(low):
             return make_feedback(Label.POSITIVE, 0.7, None, "approves after a 'no' to something else")
-        if (starts_no and _OFFER.search(ex.answer) and len(words_of(low)) >= 3 and not _WRONGNESS.search(low)
-                and extract_correction(text, ex.answer) is None):
+        if plain_no and _OFFER.search(ex.answer) and len(words_of(low)) >= 3:
             return make_feedback(Label.NEUTRAL, 0.6, None, "declines an offer")  # "leave it open if you want" -> "nah, ..."
-        if (re.match(r"^\W*" + _NO + r"\b", low) and _EXPERIENCE_QUESTION.search(ex.answer) and _OWN_NEGATION.search(low)
-                and not _WRONGNESS.search(low) and extract_correction(text, ex.answer) is None):
+        if plain_no and _EXPERIENCE_QUESTION.search(ex.answer) and _OWN_NEGATION.search(low):
             return make_feedback(Label.NEUTRAL, 0.6, None, "answers the answer's question")  # "Have you seen it?" -> "no I haven't"
-        if (re.match(r"^\W*" + _NO + r"\b", low) and _NEGATIVE_POLARITY.search(_HEDGED_ANSWER.sub("", ex.answer))
-                and _NEGATIVE_POLARITY.search(re.sub(r"^\W*(?:" + _NO + r"\b\W*)+", "", low))
-                and not _WRONGNESS.search(low) and extract_correction(text, ex.answer) is None):
+        if (plain_no and _NEGATIVE_POLARITY.search(_HEDGED_ANSWER.sub("", ex.answer))
+                and _NEGATIVE_POLARITY.search(re.sub(r"^\W*(?:" + _NO + r"\b\W*)+", "", low))):
             return make_feedback(Label.POSITIVE, 0.8, None, "agrees with a negative statement")
         closing = bool(_CLOSING.search(low))
         neg = bool(_NEG_STRONG.search(low)) or bool(_NEG_EVAL.search(low) and not _AGREE_START.match(low))
