@@ -299,7 +299,7 @@ class RetrievalConfig:
     two gates with two or three pictures of each object in memory."""
     tuned_guess_precision: float | None = 0.2
     """`guess_precision` for the turns a tuned version answers (and for its gate's choice of guesses,
-    `ilearn.learning.guesses`); None: the same gate as the base weights. A guess that overrules a version trained on
+    `ilearn.learning.guesses`); None: the fixed `guess_threshold`, whatever `guess_precision` says. A guess that overrules a version trained on
     the taught events must have been right at least this share of the time among the memory's own events
     (leave-one-out), where one that replaces the base weights, which name no taught object, may be offered sooner.
     Measured on five sets (`ilearn experiment pharmacy|objects`, seed 0, both tuned versions, every "+retrieval"
