@@ -7,6 +7,7 @@ was taught); the attackers' ids are made up at attack time.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -17,7 +18,7 @@ from ilearn.config import Config, RetrievalConfig
 from ilearn.errors import InvalidInput
 from ilearn.memory.retrieval import DualModalityMemory
 from ilearn.memory.sqlite import SQLiteStore
-from ilearn.memory.trust import DESCRIPTION_KEY, SCOPE_KEY, TrustPolicy
+from ilearn.memory.trust import ACCEPTED_KEY, DESCRIPTION_KEY, SCOPE_KEY, TrustPolicy
 from ilearn.models.embedders import HashingTextEmbedder, StubImageEmbedder
 from ilearn.types import Event, EventStatus, ImageRef, Label, Scope, is_rejection
 
@@ -65,6 +66,13 @@ class World:
         """`user` teaches `answer` on a new photo of the bottle."""
         ref, image = self.photo()
         return self.memory.add(Event(ref, Q, answer, user, supersedes=supersedes), image)
+
+    def accept(self, user: str, answer: str) -> Event:
+        """`user` accepts the model's `answer` ("Thanks!") on a new photo of the bottle: the event `construct`
+        distils from it, the model's words marked as accepted."""
+        ref, image = self.photo()
+        event = Event(ref, Q, answer, user, provenance={"answer": "turn-answer", ACCEPTED_KEY: "turn-thanks"})
+        return self.memory.add(event, image)
 
     def reject(self, user: str, *answers: str, question: str = Q) -> Event:
         """`user` turns the model's `answers` down on a new photo of the bottle and leaves without the right one
@@ -187,6 +195,38 @@ def test_a_trusted_teacher_corrects_an_uncorroborated_answer_at_once(tmp_path):
     fixed = w.teach("teacher", "ibuprofen", supersedes=wrong.id)
     assert fixed.status == EventStatus.ACTIVE and w.seen() == {"ibuprofen"}
     assert w.store.get_event(wrong.id).status == EventStatus.SUPERSEDED
+    w.close()
+
+
+def test_a_trusted_users_thanks_to_the_models_words_is_one_voice_not_authority(tmp_path):
+    """A careless caretaker thanks the base model's nonsense: it stays theirs until another user backs it, and it
+    never contradicts what a trusted user taught (the pharmacy's "area of a circle" answer, docs/real-images.md)."""
+    w = World(tmp_path, sharing="trusted")
+    w.users("ana")
+    w.users("careless", "teacher", trusted=True)
+    junk = w.accept("careless", "the formula for the area of a circle")
+    assert junk.scope == Scope.PRIVATE and w.seen() == set()
+    assert {m.event.answer for m in w.memory.search(bottle(2), Q, "careless", k=20)} == {junk.answer}  # theirs
+    backed = w.accept("ana", "the formula for the area of a circle")  # a second voice: corroborated
+    assert w.seen() == {junk.answer}
+    assert {w.store.get_event(e.id).provenance[SCOPE_KEY] for e in (junk, backed)} == {"corroborated"}
+    w.close()
+
+
+def test_a_trusted_users_acceptance_cannot_contradict_a_taught_answer_and_backs_an_agreeing_one(tmp_path, caplog):
+    w = World(tmp_path, sharing="trusted")
+    w.users("careless", "teacher", trusted=True)
+    taught = w.teach("teacher", "ibuprofen")
+    assert w.seen() == {"ibuprofen"}
+    with caplog.at_level(logging.WARNING, logger="ilearn.memory.retrieval"):
+        wrong = w.accept("careless", "aspirin")
+    assert wrong.status == EventStatus.QUARANTINED and w.seen() == {"ibuprofen"}
+    [(held, _)] = w.memory.review_queue()
+    assert held.id == wrong.id
+    # one voice against a taught answer, not two teachers who disagree
+    assert "shared with the voices of 1 other user" in caplog.text and "trusted careless" not in caplog.text
+    agreeing = w.accept("careless", "ibuprofen")
+    assert agreeing.scope == Scope.SHARED and w.store.get_event(taught.id).scope == Scope.SHARED
     w.close()
 
 

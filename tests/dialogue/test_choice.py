@@ -22,7 +22,7 @@ from ilearn.evaluation.scenarios.reference_game import make_game, parse_slot, re
 from ilearn.learning.construct import distil_session
 from ilearn.learning.datasets import build_kto, build_sft
 from ilearn.memory.sqlite import open_store
-from ilearn.memory.trust import is_description
+from ilearn.memory.trust import ACCEPTED_KEY, is_description
 from ilearn.models.stub import StubVLM
 from ilearn.types import EventStatus, Feedback, Label, TurnKind
 
@@ -135,6 +135,7 @@ def test_the_assistant_points_and_a_pick_becomes_an_event_about_the_panel(board_
     ]  # the fourth pick had no reaction: nothing learnt from it
     assert [e.image.sha256 for e in events] == [p.image.sha256 for p in picks[:3]]
     assert all(is_description(e) for e in events)  # descriptions: none competes with another (memory.trust)
+    assert not any(ACCEPTED_KEY in e.provenance for e in events)  # the user's own words: taught, not accepted
     sft = build_sft(events)
     assert len(sft) == 1 and sft[0]["messages"][0]["content"][1]["text"] == PANEL_QUESTION
     assert [r["label"] for r in build_kto(events)] == [False, True, False]

@@ -13,6 +13,7 @@ from ilearn.dialogue.feedback import LexicalFeedbackDecoder
 from ilearn.images import load_image
 from ilearn.learning.construct import close_and_distil, distil_pending, distil_session
 from ilearn.memory.sqlite import SQLiteStore
+from ilearn.memory.trust import ACCEPTED_KEY
 from ilearn.types import Event, EventStatus, ImageRef, Label, Role, Session, Turn, TurnKind
 
 
@@ -81,7 +82,7 @@ def test_confirmation(store):
         "what medicine is this?", "It is aspirin.", Label.POSITIVE, EventStatus.ACTIVE)
     assert event.image.sha256 == IMG.sha256 and event.rejected == [] and event.user_id == "ana"
     assert event.provenance == {"question": a.id, "question.asked": q.id, "image": q.id, "answer": a.id,
-                                "label": r.id}
+                                "label": r.id, ACCEPTED_KEY: r.id}  # the model's words, accepted (trust.py)
     assert store.get_event(event.id).answer == "It is aspirin."
     assert event.model_version == "base"
 
@@ -99,6 +100,7 @@ def test_correction_supersedes_the_retrieved_event(store):
     assert (event.answer, event.rejected, event.label) == ("ibuprofen", ["It is aspirin."], Label.NEGATIVE)
     assert event.supersedes == old.id and event.status == EventStatus.ACTIVE
     assert event.provenance["answer"] == r.id and event.provenance["rejected.0"] == a.id
+    assert ACCEPTED_KEY not in event.provenance  # the user's own words: taught, not accepted
 
 
 def test_correction_given_after_being_asked(store):

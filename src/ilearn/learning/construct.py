@@ -33,7 +33,9 @@ positive, as a rejected answer when it is negative (a description in that reacti
 it is never taken as a correction). Later turns do not judge it.
 
 ``provenance`` maps each field to the id of the turn it came from (``question``, ``question.asked``,
-``image``, ``answer``, ``label``, ``rejected.<i>``). Event ids are derived from the session and request
+``image``, ``answer``, ``label``, ``rejected.<i>``); a confirmed model answer also carries
+``trust.ACCEPTED_KEY`` (the accepting reaction's turn): the user accepted those words rather than taught them,
+so a trusted user's "Thanks!" is one voice for sharing them, not authority. Event ids are derived from the session and request
 turn ids, so distilling the same session twice yields the same ids (and the store refuses duplicates).
 
 Retiring a superseded event is left to ``DualModalityMemory.add`` when the new event is indexed: it owns
@@ -52,7 +54,7 @@ from ilearn.dialogue.corrections import answers_match
 from ilearn.dialogue.exchange import FeedbackDecoder
 from ilearn.errors import NotFound
 from ilearn.memory.store import EventStore
-from ilearn.memory.trust import DESCRIPTION_KEY
+from ilearn.memory.trust import ACCEPTED_KEY, DESCRIPTION_KEY
 from ilearn.text import contains_answer, looping
 from ilearn.types import Event, EventStatus, Feedback, ImageRef, Label, Role, Session, Turn, TurnKind
 
@@ -186,6 +188,8 @@ def _event(session: Session, req: _Request, store: EventStore | None) -> Event |
         provenance["image"] = req.image_src
     if req.answer_src:
         provenance["answer"] = req.answer_src
+        if not req.corrected and not req.pointed and req.label_src:
+            provenance[ACCEPTED_KEY] = req.label_src  # the model's words, accepted: a voice, not a lesson (trust.py)
     if req.label_src:
         provenance["label"] = req.label_src
     for i, (_, turn) in enumerate(req.rejected):

@@ -823,7 +823,7 @@ class DualModalityMemory:
                     f"{'trusted' if voices.trusted(target.user_id) else 'shared'} answer {target.answer!r}"), []
         if shared is None or shared == mine:
             return None, []
-        if voices.trusted(event.user_id):
+        if voices.teaches(event):
             return f"trusted {event.user_id}'s answer {event.answer!r} contradicts the shared {shared!r}", []
         held = [e for e in self._quarantined_near(vec, event.robot_id) if answer_key(e.answer) == mine
                 and e.user_id != event.user_id]
@@ -890,7 +890,7 @@ class DualModalityMemory:
         (an event its creator shared, or a reviewer kept, stays shared). Returns the events it changed, by id."""
         events = self._neighbours(vec, robot_id)
         best = winner(group(events), voices)
-        return self._share(events, {e.id: "trusted" if voices.trusted(e.user_id) else "corroborated"
+        return self._share(events, {e.id: "trusted" if voices.teaches(e) else "corroborated"
                                     for e in events if best is not None and answer_key(e.answer) == best})
 
     def _retire_superseded(self, event: Event) -> None:

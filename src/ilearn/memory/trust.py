@@ -11,7 +11,12 @@ question, above the retrieval threshold), answers compete:
 - the answer with the most voices is shared when it has at least `corroboration` of them and more than any
   other answer (a tie keeps the shared answer: who came first decides nothing else);
 - under sharing="trusted", an answer taught by a trusted user is shared at once; two trusted users who
-  disagree share neither answer until a reviewer decides (the one already shared stays).
+  disagree share neither answer until a reviewer decides (the one already shared stays). Teaching means the
+  answer's words are the user's (a correction, a description, an event added by hand); the model's own answer
+  that a trusted user only accepted (`ACCEPTED_KEY`: "Thanks!") is one voice like any other user's, so it is
+  shared once `corroboration` voices back it. In the pharmacy experiment a careless caretaker's "Thanks!" to the
+  base model's "This uses the formula for calculating the area of a circle..." became a shared reference and a
+  training row, and 6 of the tuned model's 49 wrong answers (docs/real-images.md).
 
 What contradicts a shared answer is quarantined for review (`ilearn events review`), unless its answer now has
 more voices than the shared one (an honest majority is never locked out).
@@ -48,6 +53,9 @@ ADMITTED_KEY = "admitted"
 DESCRIPTION_KEY = "description"
 """Provenance key: the event's answer is a user's own description (a pick on a board: `ilearn.dialogue.choice`),
 one of many right ones, so descriptions never compete (`description_winners`)."""
+ACCEPTED_KEY = "accepted"
+"""Provenance key: the event's answer is the model's own answer, which its user accepted (the value: the reaction's
+turn id) rather than taught; a trusted user's acceptance is a voice, not authority (`Voices.teaches`)."""
 SHARING = ("corroboration", "trusted", "private")
 
 
@@ -139,8 +147,13 @@ class Voices:
             users = [u for u in users if self.since(u) < against.first]
         return len(users)
 
+    def teaches(self, event: Event) -> bool:
+        """Whether `event` carries a trusted user's authority: a trusted user taught its answer (not only
+        accepted the model's: `ACCEPTED_KEY`)."""
+        return ACCEPTED_KEY not in event.provenance and self.trusted(event.user_id)
+
     def taught_by_trusted(self, answer: Answer) -> bool:
-        return any(self.trusted(u) for u in answer.users)
+        return any(self.teaches(e) for e in answer.events)
 
 
 def standing(answers: dict[str, Answer]) -> Answer | None:
@@ -223,5 +236,5 @@ def shared_rejections(event: Event, others: Iterable[Event], answers: dict[str, 
     return out
 
 
-__all__ = ["ADMITTED_KEY", "DESCRIPTION_KEY", "SCOPE_KEY", "Answer", "TrustPolicy", "Voices", "description_winners",
+__all__ = ["ACCEPTED_KEY", "ADMITTED_KEY", "DESCRIPTION_KEY", "SCOPE_KEY", "Answer", "TrustPolicy", "Voices", "description_winners",
            "group", "is_description", "outvotes", "rejected_keys", "shared_rejections", "standing", "winner"]
