@@ -302,6 +302,32 @@ class _Noise:
         return np.stack(rows).astype(np.float32)
 
 
+def test_the_guess_rule_depends_on_the_events_alone_not_on_when_it_was_last_chosen(mem_store, tmp_path):
+    """A process that chose the rule while teaching and one that opens the taught memory afresh serve the same rule
+    (the pharmacy's R3+retrieval once named 46 of R2's 48 facts in the first and 48 in the second)."""
+    from ilearn.models.embedders import FusedImageEmbedder
+
+    fused = FusedImageEmbedder(weight=0.7, first=_Noise(), second=StubImageEmbedder())
+    config = RetrievalConfig(image_weight=0.8, text_weight=0.2, threshold=0.5, reuse_threshold=0.9,
+                             guess_precision=0.5)
+    teaching = DualModalityMemory(mem_store, fused, HashingTextEmbedder(), config, tmp_path / "teaching")
+    colours = [(200, 40, 40), (40, 40, 200), (40, 180, 40), (180, 180, 40), (180, 40, 180), (40, 180, 180)]
+    rules = []
+    for i in range(42):  # the rule chosen after each lesson as a turn would, but the last two
+        colour = colours[i % len(colours)]
+        view = make_image(tuple(min(255, c + 5 * (i // len(colours))) for c in colour), mark=2 + i % 7)
+        answer = f"object {i % len(colours)}" if i % 5 else f"slip {i}"  # some answers no other event shares
+        if i >= 40:
+            answer = "object 0"  # the last lessons disagree with the most alike events
+        teaching.add(make_event(mem_store, view, answer, f"user{i % 3}"), view)
+        if i < 40:
+            rules.append(teaching.guess_rule(tuned=True))
+    assert len(set(rules)) > 1  # the lessons moved it
+    fresh = DualModalityMemory(mem_store, fused, HashingTextEmbedder(), config, tmp_path / "fresh")
+    assert teaching.guess_rule() == fresh.guess_rule()
+    assert teaching.guess_rule(tuned=True) == fresh.guess_rule(tuned=True)
+
+
 @pytest.mark.parametrize("noise_first", [True, False])
 def test_the_memory_chooses_the_guess_weight_from_its_own_events(mem_store, tmp_path, noise_first):
     from ilearn.models.embedders import FusedImageEmbedder
@@ -331,7 +357,7 @@ def test_the_memory_chooses_the_guess_weight_from_its_own_events(mem_store, tmp_
     # a gate per share, chosen on the same read of the events
     from ilearn.memory.retrieval import leave_one_out_gate
 
-    _, _, (sims, same, answers), _, _ = plain._guess_rule
+    _, _, (sims, same, answers), _ = plain._guess_rule
     plain.config = replace(plain.config, tuned_guess_precision=0.05)
     low = leave_one_out_gate(sims, same, answers, 0.05)
     assert plain.guess_rule(tuned=True)[1] == pytest.approx(low) and low <= gate

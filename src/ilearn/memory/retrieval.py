@@ -130,10 +130,9 @@ GUESS_MIN_QUERIES = 3
 (with fewer, leave-one-out says nothing and the embedder's own weight stays)."""
 GUESS_EVENTS = 500
 """Most events the choice reads (the store's first ones): the cost grows with that number squared (0.08 s for 500,
-0.43 s for 1000 on 2 busy cores, `guess_weight` with a fused embedder of stub parts)."""
-GUESS_STALE = 20
-"""The weight chosen from n events stands through n // GUESS_STALE changes (every change while n < 20): a large
-memory does not redo the choice at every new event."""
+0.43 s for 1000 on 2 busy cores, `guess_weight` with a fused embedder of stub parts), paid once per change of the
+index, at the next turn that guesses. Once chosen again only after n // 20 changes for n events: then the rule a
+process served depended on when it had last chosen (docs/real-images.md)."""
 
 
 def tentative(matches: Sequence[Match], guess_threshold: float, min_text_sim: float = -1.0,
@@ -288,10 +287,10 @@ class DualModalityMemory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._changes = 0
         self._generation = 0  # every change to the index counts (what guess_weight was computed on)
-        # (generation, weight, (similarities, same question, answers), {share: gate}, events read): what guess_rule
-        # chose, what it chose on (kept so that another share's gate needs no new read) and the gates chosen so far
-        self._guess_rule: tuple[int, float | None, tuple | None, dict[float | None, float | None], int] = \
-            (-1, None, None, {}, 0)
+        # (generation, weight, (similarities, same question, answers), {share: gate}): what guess_rule chose, what it
+        # chose on (kept so that another share's gate needs no new read) and the gates chosen so far
+        self._guess_rule: tuple[int, float | None, tuple | None, dict[float | None, float | None]] = \
+            (-1, None, None, {})
         self._use(self._new_index())
         try:
             self.calibrator = ReuseCalibrator(self.config, home)  # this deployment's reuse threshold (its feedback)
@@ -639,8 +638,8 @@ class DualModalityMemory:
         the same question), for choosing a guess (`tentative`); None for another embedder or too few events.
 
         A deployment of look-alike bottles keeps the instance CNN's weight; one of real pictures, where that CNN
-        finds everything alike, moves to the general features. Chosen again after a change (after n // 20 changes
-        for n events read); what it reads stays inside (only the weight comes out, never an event)."""
+        finds everything alike, moves to the general features. Chosen again after any change of the index, so it
+        is a function of the events alone; what it reads stays inside (only the weight comes out, never an event)."""
         return self.guess_rule()[0]
 
     def guess_gate(self) -> float | None:
@@ -650,8 +649,8 @@ class DualModalityMemory:
         return self.guess_rule()[1]
 
     def guess_rule(self, tuned: bool = False) -> tuple[float | None, float | None]:
-        """(guess_weight, guess_gate) in one read, as a turn uses them; computed again after enough changes
-        (`GUESS_STALE`). `tuned`: the gate for a tuned version's answers (`RetrievalConfig.tuned_guess_precision`)
+        """(guess_weight, guess_gate) in one read, as a turn uses them; computed again after any change of the
+        index (`GUESS_EVENTS`). `tuned`: the gate for a tuned version's answers (`RetrievalConfig.tuned_guess_precision`)
         instead of the base weights' (`guess_precision`). The weight and what the gates are chosen on are read
         once; a gate per share is kept with them."""
         share = self.config.tuned_guess_precision if tuned else self.config.guess_precision
@@ -659,22 +658,22 @@ class DualModalityMemory:
         if getattr(self.image_embedder, "first", None) is None or weight is None:
             return None, None
         with self._lock:
-            computed, chosen, calibration, gates, seen = self._guess_rule
-            fresh = computed >= 0 and self._generation - computed <= seen // GUESS_STALE
+            computed, chosen, calibration, gates = self._guess_rule
+            fresh = computed == self._generation
             if fresh and share in gates:
-                return chosen, gates[share]  # a few changes since: the choice of many events stands
+                return chosen, gates[share]
             generation = self._generation
         if not fresh:
-            generation, chosen, calibration, seen = self._calibrate_guesses(float(weight))
+            generation, chosen, calibration = self._calibrate_guesses(float(weight))
             gates = {}
         gate = leave_one_out_gate(*calibration, share) if calibration is not None and share is not None else None
         with self._lock:
-            self._guess_rule = (generation, chosen, calibration, {**gates, share: gate}, seen)
+            self._guess_rule = (generation, chosen, calibration, {**gates, share: gate})
         return chosen, gate
 
-    def _calibrate_guesses(self, default: float) -> tuple[int, float | None, tuple | None, int]:
+    def _calibrate_guesses(self, default: float) -> tuple[int, float | None, tuple | None]:
         """What guess_rule's gates are chosen on: (generation, weight, (similarities at that weight, same-question
-        matrix, answers) or None, events read), from up to `GUESS_EVENTS` active events with an answer."""
+        matrix, answers) or None), from up to `GUESS_EVENTS` active events with an answer."""
         with self._lock:
             generation = self._generation
         # the store is read outside the memory's lock (a store connection is never awaited while holding it)
@@ -684,15 +683,15 @@ class DualModalityMemory:
             vecs = self.index.get_vectors([e.id for e in events]) if events else None
         parts = self._image_parts(vecs, vecs) if vecs is not None else None
         if parts is None:
-            return generation, None, None, len(events)
+            return generation, None, None
         di = self._di
         text = vecs[:, di:] @ vecs[:, di:].T / self.config.text_weight if self.config.text_weight else None
         same = text >= SAME_QUESTION - 1e-6 if text is not None else np.ones((len(events),) * 2, dtype=bool)
         answers = [e.answer for e in events]
         chosen = leave_one_out_weight(parts[0], parts[1], same, answers, default)
         if chosen is None:
-            return generation, None, None, len(events)
-        return generation, chosen, (chosen * parts[0] + (1.0 - chosen) * parts[1], same, answers), len(events)
+            return generation, None, None
+        return generation, chosen, (chosen * parts[0] + (1.0 - chosen) * parts[1], same, answers)
 
     def _visible(self, matches: list[Match], user_id: str | None, robot_id: str) -> list[Match]:
         """The user's own events and the robot's SHARED events (the trust rules decide what is shared)."""
