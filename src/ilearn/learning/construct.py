@@ -35,8 +35,9 @@ it is never taken as a correction). Later turns do not judge it.
 ``provenance`` maps each field to the id of the turn it came from (``question``, ``question.asked``,
 ``image``, ``answer``, ``label``, ``rejected.<i>``); a confirmed model answer also carries
 ``trust.ACCEPTED_KEY`` (the accepting reaction's turn): the user accepted those words rather than taught them,
-so a trusted user's "Thanks!" is one voice for sharing them, not authority. Event ids are derived from the session and request
-turn ids, so distilling the same session twice yields the same ids (and the store refuses duplicates).
+so a trusted user's "Thanks!" is one voice for sharing them, not authority. Event ids are derived from the
+session and request turn ids, so distilling the same session twice yields the same ids (and the store refuses
+duplicates).
 
 Retiring a superseded event is left to ``DualModalityMemory.add`` when the new event is indexed: it owns
 the rule of who may retire whose event and quarantines corrections that contradict corroborated answers.

@@ -236,5 +236,6 @@ def shared_rejections(event: Event, others: Iterable[Event], answers: dict[str, 
     return out
 
 
-__all__ = ["ACCEPTED_KEY", "ADMITTED_KEY", "DESCRIPTION_KEY", "SCOPE_KEY", "Answer", "TrustPolicy", "Voices", "description_winners",
-           "group", "is_description", "outvotes", "rejected_keys", "shared_rejections", "standing", "winner"]
+__all__ = ["ACCEPTED_KEY", "ADMITTED_KEY", "DESCRIPTION_KEY", "SCOPE_KEY", "Answer", "TrustPolicy", "Voices",
+           "description_winners", "group", "is_description", "outvotes", "rejected_keys", "shared_rejections",
+           "standing", "winner"]
