@@ -328,6 +328,41 @@ def test_the_guess_rule_depends_on_the_events_alone_not_on_when_it_was_last_chos
     assert teaching.guess_rule(tuned=True) == fresh.guess_rule(tuned=True)
 
 
+def test_turns_at_once_after_a_change_choose_the_guess_rule_once(mem_store, tmp_path):
+    import threading
+    import time
+
+    from ilearn.models.embedders import FusedImageEmbedder
+
+    fused = FusedImageEmbedder(weight=0.7, first=_Noise(), second=StubImageEmbedder())
+    config = RetrievalConfig(image_weight=0.8, text_weight=0.2, threshold=0.5, reuse_threshold=0.9,
+                             guess_precision=0.5)
+    mem = DualModalityMemory(mem_store, fused, HashingTextEmbedder(), config, tmp_path)
+    for i in range(12):
+        view = make_image((200 - 60 * (i % 3), 40, 40 + 60 * (i % 3)), mark=2 + i)
+        mem.add(make_event(mem_store, view, f"object {i % 3}", "alice"), view)
+    chosen, calls = mem._calibrate_guesses, []
+
+    def counted(default):
+        calls.append(default)
+        time.sleep(0.05)  # long enough for every turn below to arrive while it chooses
+        return chosen(default)
+
+    mem._calibrate_guesses = counted
+    rules, start = [], threading.Barrier(8)
+
+    def turn():
+        start.wait()
+        rules.append(mem.guess_rule())
+
+    threads = [threading.Thread(target=turn) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(set(rules)) == 1 and rules[0][0] is not None
+
+
 @pytest.mark.parametrize("noise_first", [True, False])
 def test_the_memory_chooses_the_guess_weight_from_its_own_events(mem_store, tmp_path, noise_first):
     from ilearn.models.embedders import FusedImageEmbedder

@@ -131,7 +131,7 @@ GUESS_MIN_QUERIES = 3
 GUESS_EVENTS = 500
 """Most events the choice reads (the store's first ones): the cost grows with that number squared (0.08 s for 500,
 0.43 s for 1000 on 2 busy cores, `guess_weight` with a fused embedder of stub parts), paid once per change of the
-index, at the next turn that guesses. Once chosen again only after n // 20 changes for n events: then the rule a
+index, by the next turn that guesses (the turns beside it wait for its choice rather than choose too). Once chosen again only after n // 20 changes for n events: then the rule a
 process served depended on when it had last chosen (docs/real-images.md)."""
 
 
@@ -291,6 +291,7 @@ class DualModalityMemory:
         # chose on (kept so that another share's gate needs no new read) and the gates chosen so far
         self._guess_rule: tuple[int, float | None, tuple | None, dict[float | None, float | None]] = \
             (-1, None, None, {})
+        self._guess_choosing = threading.Lock()
         self._use(self._new_index())
         try:
             self.calibrator = ReuseCalibrator(self.config, home)  # this deployment's reuse threshold (its feedback)
@@ -659,17 +660,22 @@ class DualModalityMemory:
             return None, None
         with self._lock:
             computed, chosen, calibration, gates = self._guess_rule
-            fresh = computed == self._generation
-            if fresh and share in gates:
+            if computed == self._generation and share in gates:
                 return chosen, gates[share]
-            generation = self._generation
-        if not fresh:
-            generation, chosen, calibration = self._calibrate_guesses(float(weight))
-            gates = {}
-        gate = leave_one_out_gate(*calibration, share) if calibration is not None and share is not None else None
-        with self._lock:
-            self._guess_rule = (generation, chosen, calibration, {**gates, share: gate})
-        return chosen, gate
+        with self._guess_choosing:  # one turn chooses after a change; the turns beside it wait for its choice
+            with self._lock:
+                computed, chosen, calibration, gates = self._guess_rule
+                fresh = computed == self._generation
+                if fresh and share in gates:
+                    return chosen, gates[share]
+                generation = self._generation
+            if not fresh:
+                generation, chosen, calibration = self._calibrate_guesses(float(weight))
+                gates = {}
+            gate = leave_one_out_gate(*calibration, share) if calibration is not None and share is not None else None
+            with self._lock:
+                self._guess_rule = (generation, chosen, calibration, {**gates, share: gate})
+            return chosen, gate
 
     def _calibrate_guesses(self, default: float) -> tuple[int, float | None, tuple | None]:
         """What guess_rule's gates are chosen on: (generation, weight, (similarities at that weight, same-question
