@@ -3,8 +3,8 @@
 The real set holds replies people wrote to each other (chitchat-dataset 0.9.0, MIT), hand-labelled positive /
 neutral / negative with the correction when the reply names what is right (docs/reactions.md). Its splits:
 "train" (the rules were revised on its errors; "train-fresh" is its rows cc378-cc462, drawn later, and
-"train-fresh-3" its rows cc463-cc527, the third pass's draw, "train-fresh-4" its rows from cc528 on, the draw
-that measured the third pass's fixes unseen), "dev" (the old decoder's errors on it were seen once, before the
+"train-fresh-3" its rows cc463-cc527, the third pass's draw, "train-fresh-4" its rows cc528-cc565, the draw
+that measured the third pass's fixes unseen, "train-fresh-5" its rows from cc566 on, the fifth pass's draw), "dev" (the old decoder's errors on it were seen once, before the
 revision; not used since), "blind" (labelled before any decoder ran on it; see docs/reactions.md). The project's own sets are measured
 too: "tuned" (templated and hand-written rows of reactions.jsonl) and "heldout" (reactions_heldout.jsonl and the
 held-out rows of reactions.jsonl). The simulated users' real wording (src/ilearn/data/user_wording.jsonl) is
@@ -23,8 +23,8 @@ each on the real set; corrections right >= 90%, none invented; the project's set
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -39,6 +39,7 @@ LABELS = ("positive", "neutral", "negative")
 FRESH_FROM = 378  # the first id of the train rows drawn fresh on 2026-12-04
 FRESH3_FROM = 463  # the first id of the third pass's fresh draw (2026-12-07)
 FRESH4_FROM = 528  # the first id of the draw that measured the third pass's fixes unseen (2026-12-07)
+FRESH5_FROM = 566  # the first id of the fifth pass's draw (2026-12-07, later)
 
 
 def load(name: str) -> list[dict]:
@@ -53,7 +54,8 @@ def sets() -> dict[str, list[dict]]:
     # the rules were revised on them (docs/reactions.md)
     out["train-fresh"] = [r for r in real if r["split"] == "train" and FRESH_FROM <= int(r["id"][2:]) < FRESH3_FROM]
     out["train-fresh-3"] = [r for r in real if r["split"] == "train" and FRESH3_FROM <= int(r["id"][2:]) < FRESH4_FROM]
-    out["train-fresh-4"] = [r for r in real if r["split"] == "train" and int(r["id"][2:]) >= FRESH4_FROM]
+    out["train-fresh-4"] = [r for r in real if r["split"] == "train" and FRESH4_FROM <= int(r["id"][2:]) < FRESH5_FROM]
+    out["train-fresh-5"] = [r for r in real if r["split"] == "train" and int(r["id"][2:]) >= FRESH5_FROM]
     out["real-all"] = real
     out["tuned"] = [r for r in project if r["source"] in ("template", "handwritten")]
     out["heldout"] = [r for r in project if r["source"] == "heldout"] + load("reactions_heldout.jsonl")
@@ -71,35 +73,43 @@ def sets() -> dict[str, list[dict]]:
     return out
 
 
-def load_revision(rev: str):
-    """ilearn.dialogue.feedback as it was at git revision `rev`, as a separate module."""
-    source = subprocess.run(["git", "show", f"{rev}:src/ilearn/dialogue/feedback.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "feedback_baseline.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("feedback_baseline", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["feedback_baseline"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def predict(rows: list[dict]) -> dict:
+    """The labels and corrections of the importable `ilearn.dialogue.feedback` for `rows`, with the decode times."""
+    from ilearn.dialogue import feedback
 
-
-def measure(module, rows: list[dict]) -> dict:
-    decoder = module.LexicalFeedbackDecoder()
+    decoder = feedback.LexicalFeedbackDecoder()
     preds, times = [], []
     for r in rows:
         start = time.perf_counter()
-        preds.append(decoder.judge(module.Exchange(r["question"], r["answer"], r["reaction"])))
+        fb = decoder.judge(feedback.Exchange(r["question"], r["answer"], r["reaction"]))
         times.append(time.perf_counter() - start)
-    out: dict = {"n": len(rows), "ms": 1000 * statistics.median(times)}
+        preds.append((fb.label.value, fb.correction))
+    return {"preds": preds, "times": times}
+
+
+def predict_at(rev: str, named: dict[str, list[dict]]) -> dict[str, dict]:
+    """`predict` for each set of `named` by the decoder of git revision `rev`: its whole source tree (the decoder
+    spans several modules since lexical.py was split off) in a child process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "src")}
+        out = subprocess.run([sys.executable, __file__, "--predict"], input=json.dumps(named), env=env, check=True,
+                             capture_output=True, text=True, cwd=tmp).stdout
+    return json.loads(out)
+
+
+def measure(rows: list[dict], predicted: dict) -> dict:
+    preds = [(label, correction) for label, correction in predicted["preds"]]
+    out: dict = {"n": len(rows), "ms": 1000 * statistics.median(predicted["times"])}
     for label in LABELS:
-        hits = sum(p.label.value == label and r["label"] == label for r, p in zip(rows, preds, strict=True))
-        predicted = sum(p.label.value == label for p in preds)
+        hits = sum(p == label and r["label"] == label for r, (p, _) in zip(rows, preds, strict=True))
+        guessed = sum(p == label for p, _ in preds)
         gold = sum(r["label"] == label for r in rows)
-        out[label] = (hits / predicted if predicted else float("nan"), hits / gold if gold else float("nan"))
-    named = [(r, p) for r, p in zip(rows, preds, strict=True) if r.get("correction")]
-    out["corrections"] = (sum((p.correction or "").lower() == r["correction"].lower() for r, p in named), len(named))
-    out["invented"] = sum(bool(p.correction) for r, p in zip(rows, preds, strict=True)
+        out[label] = (hits / guessed if guessed else float("nan"), hits / gold if gold else float("nan"))
+    named = [(r, c) for r, (_, c) in zip(rows, preds, strict=True) if r.get("correction")]
+    out["corrections"] = (sum((c or "").lower() == r["correction"].lower() for r, c in named), len(named))
+    out["invented"] = sum(bool(c) for r, (_, c) in zip(rows, preds, strict=True)
                           if not r.get("correction") and r.get("correction_clear", True))
     out["preds"] = preds
     return out
@@ -119,24 +129,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the baseline decoder")
     parser.add_argument("--show-errors", default="", help="comma-separated sets whose errors to print")
+    parser.add_argument("--predict", action="store_true", help=argparse.SUPPRESS)  # the child of `predict_at`
     args = parser.parse_args()
-    from ilearn.dialogue import feedback as current
-
-    baseline = load_revision(args.baseline_rev)
+    if args.predict:
+        print(json.dumps({name: predict(rows) for name, rows in json.load(sys.stdin).items()}))
+        return
+    named = sets()
+    baseline = predict_at(args.baseline_rev, named)
     print("| set | n | positive P / R | neutral P / R | negative P / R | corrections right | invented | ms/turn |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     shown = set(filter(None, args.show_errors.split(",")))
-    for name, rows in sets().items():
-        now, before = measure(current, rows), measure(baseline, rows)
+    for name, rows in named.items():
+        now, before = measure(rows, predict(rows)), measure(rows, baseline[name])
         print(row(f"{name} (now)", now))
         print(row(f"{name} (baseline {args.baseline_rev})", before))
         print(f"|   ratio now/baseline: P+ {_ratio(now['positive'][0], before['positive'][0])}, "
               f"P- {_ratio(now['negative'][0], before['negative'][0])}, time {_ratio(now['ms'], before['ms'])} "
               "| | | | | | | |")
         if name in shown:
-            for r, p in zip(rows, now["preds"], strict=True):
-                if p.label.value != r["label"] or (p.correction or None) != (r.get("correction") or None):
-                    print(f"    {r['label']:>8} -> {p.label.value:<8} {p.correction!r:>14}  {r['reaction'][:70]!r}")
+            for r, (label, correction) in zip(rows, now["preds"], strict=True):
+                if label != r["label"] or (correction or None) != (r.get("correction") or None):
+                    print(f"    {r['label']:>8} -> {label:<8} {correction!r:>14}  {r['reaction'][:70]!r}")
 
 
 if __name__ == "__main__":
