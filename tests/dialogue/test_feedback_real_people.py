@@ -204,3 +204,23 @@ def test_own_liking_answers_the_answers_question(answer, reaction):
                                       "same story for me", "sounds like a plan"])
 def test_more_plain_approval(reaction):
     assert rules("I finally finished my thesis.", reaction)[0] == Label.POSITIVE
+
+
+# Fifth pass (2026-12-07): a draw of 53 rows no decoder had seen (docs/reactions.md "Fifth pass"), new words below.
+@pytest.mark.parametrize("reaction", ["such as what?", "Like what?!"])
+def test_asking_for_examples_is_no_confusion(reaction):
+    assert judge("I cook a lot of different things.", reaction)[0] == Label.NEUTRAL
+    assert judge("It is ibuprofen.", "sorry, what?")[0] == Label.NEGATIVE  # confusion at the answer stays
+
+
+@pytest.mark.parametrize("answer", ["Finals week has been so draining", "My car broke down again, it sucks"])
+def test_a_groan_at_a_complaint_is_sympathy(answer):
+    assert judge(answer, "ugh, that's the worst")[0] == Label.NEUTRAL
+    assert judge("It is ibuprofen.", "ugh")[0] == Label.NEGATIVE  # at an answer that complains of nothing
+
+
+@pytest.mark.parametrize("reaction", ["now it makes a lot more sense", "sounds super fun", "that sounds delicious",
+                                      "thats what im talking about!"])
+def test_approval_in_other_words(reaction):
+    assert rules("We went to the coast for the weekend.", reaction)[0] == Label.POSITIVE
+    assert rules("It is ibuprofen.", "that doesn't make sense")[0] != Label.POSITIVE

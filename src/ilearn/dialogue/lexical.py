@@ -78,7 +78,7 @@ _NEG_STRONG = _rx(
     r"^\W*(?:no+|nope|nah|negative)\b(?!\s*(?:thanks|thank|problem|worries|need|doubt|one\b|body\b|matter\b))",
     r"^\W*" + FOREIGN_NO + r"(?=[\s,，、。.!！،])",
     r"\bfor\s+nothing\b", r"\bnot\s+(?:what\s+i|helpful|useful)\b", r"\bmakes?\s+no\s+sense\b",
-    r"\bnonsense\b", r"\bnot\s+even\s+close\b", r"\bwhat\?+!*$", r"\bare\s+you\s+(?:even|blind|kidding|serious|sure)\b",
+    r"\bnonsense\b", r"\bnot\s+even\s+close\b", r"(?<!like )(?<!such as )\bwhat\?+!*$", r"\bare\s+you\s+(?:even|blind|kidding|serious|sure)\b",
     r"\b(?:useless|stupid|rubbish|garbage|terrible|awful|hopeless|pathetic|ridiculous|bad)\s+(?:answer|guess|reply|job)\b",
     r"\bugh+\b",
     r"\bcome\s+on\b", r"\bseriously\b", r"\btry\s+again\b", r"\bagain\?", r"\bi\s+(?:said|asked|meant)\b",
@@ -105,14 +105,15 @@ _POS = _rx(
     r"\bperfect\b", r"\bgreat\b", r"\bawesome\b", r"\bexcellent\b", r"\bgood\s+(?:job|one|answer|work)\b",
     r"\bwell\s+done\b", r"\bnice\b", r"\bspot\s+on\b", r"\bthat(?:'?s|\s+is)\s+(?:it|the\s+one|true|right)\b",
     r"\bgot\s+it\b", r"\bglad\s+to\s+hear\b", r"^\W*(?:oh\W+)?(?:that'?s|thats|that\s+is)\s+(?:so\s+|really\s+|pretty\s+)?fun\b",
-    r"\bmakes\s+sense\b", r"\bhelpful\b", r"\bbrilliant\b", r"\bcool\b", r"\bappreciate", r"\byou\s+got\s+it\b",
+    r"\bmakes\s+(?:(?:so\s+)?much\s+|a\s+lot\s+)?(?:more\s+)?sense\b", r"\bhelpful\b", r"\bbrilliant\b", r"\bcool\b", r"\bappreciate", r"\byou\s+got\s+it\b",
     r"\bbingo\b", r"\bnailed\s+it\b", r"\bthat\s+helps\b", r"\bi\s+knew\s+it\b", r"\bconfirmed\b", r"\bbang\s+on\b",
     r"\bthat\s+matches\b", r"\bagreed\b", r"\bgood\b(?!\s*(?:bye|night|morning|afternoon|evening|luck)\b)", r"\bspot-on\b", r"\byes\b",
     r"\bsame\s+(?:here|thing)\b", r"^\W*(?:oh\s+|yeah\s+)?same\b", r"\bme\s+(?:too|neither|either)\b", r"\bi\s+agree\b",
     r"^\W*mine\s+(?:too|as\s+well)\b",
     r"\bi\s+thought\s+(?:the\s+same|so)\b", r"\bfair\s+enough\b", r"\bgood\s+point\b", r"\bgotcha\b",
     r"\bi'?ve\s+heard\b", r"\bof\s+course\b", r"\bduh\b", r"\bsweet\b", r"\bneat\b", r"^\W*oh\s+(?:yeah|yes|right)\b",
-    r"\bthat\s+counts\b", r"\bsounds\s+(?:good|fun|great|cool|awesome|interesting)\b", r"\bwhat\s+i\s+thought\b",
+    r"\bthat\s+counts\b", r"\bsounds\s+(?:(?:so|really|super|pretty)\s+)?(?:good|fun|great|cool|awesome|interesting|amazing|nice|neat|"
+    r"fantastic|wonderful|delicious)\b", r"\bthat'?s\s+what\s+i'?m\s+talking\s+about\b", r"\bwhat\s+i\s+thought\b",
     r"\bheck\s+(?:yeah|yes|ya)\b", r"\bi\s+feel\s+(?:ya|you)\b", r"\bcongrat(?:s|ulations)\b", r"\bthere\s+you\s+go\b",
     r"\bsame\s+story\b", r"\bsounds?\W+like\W+(?:a\W+)?(?:paradise|heaven|a\s+plan|a\s+dream|fun)\b",
 )
@@ -185,6 +186,11 @@ _OPENINGS: tuple[tuple[re.Pattern[str], Label, float, str], ...] = (
                 r"poor\s+(?:thing|you|guy|girl)|sorry\s+to\s+hear(?:\s+that)?|that\s+sucks)(?!\s+(?:answer|guess))\b\W*",
                 re.I), Label.NEUTRAL, 0.6, "sympathy"),
 )
+# An answer that complains ("I'm really bad at history", "the music's kinda lame"): a groan back is sympathy, not
+# frustration with the answer (the robot's answers never complain, so there "ugh" stays a rejection).
+_UGH = re.compile(_LEAD + r"ugh+\b", re.I)
+_COMPLAINT = re.compile(r"\b(?:bad|worse|worst|hate|hated|lame|sucks?|sucked|tired|sick|awful|terrible|horrible|"
+                        r"boring|stressful|exhausting|annoying|painful|draining|dragging|struggling)\b", re.I)
 # "No kidding" / "no joke" agrees with an opinion ("That's impressive." -> "No kidding.") and is surprise at news
 # ("It is a lynx." -> "no kidding"): an answer that evaluates (an evaluative word or an exclamation) is an opinion.
 _NO_KIDDING = re.compile(_LEAD + r"no\s+(?:kidding|joke)\b", re.I)
@@ -347,6 +353,8 @@ class LexicalFeedbackDecoder:
         if (plain_no and _NEGATIVE_POLARITY.search(_HEDGED_ANSWER.sub("", ex.answer))
                 and _NEGATIVE_POLARITY.search(re.sub(r"^\W*(?:" + _NO + r"\b\W*)+", "", low))):
             return make_feedback(Label.POSITIVE, 0.8, None, "agrees with a negative statement")
+        if _UGH.match(low) and _COMPLAINT.search(ex.answer) and not _WRONGNESS.search(low):
+            return make_feedback(Label.NEUTRAL, 0.6, None, "sympathy")  # "IB is the worst" -> "UGH! what history?"
         closing = bool(_CLOSING.search(low))
         neg = bool(_NEG_STRONG.search(low)) or bool(_NEG_EVAL.search(low) and not _AGREE_START.match(low))
         if neg and closing and re.match(r"^\W*no,?\s+thank", low) and not re.search(r"wrong|incorrect|not\s+right", low):
