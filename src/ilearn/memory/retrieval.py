@@ -131,8 +131,9 @@ GUESS_MIN_QUERIES = 3
 GUESS_EVENTS = 500
 """Most events the choice reads (the store's first ones): the cost grows with that number squared (0.08 s for 500,
 0.43 s for 1000 on 2 busy cores, `guess_weight` with a fused embedder of stub parts), paid once per change of the
-index, by the next turn that guesses (the turns beside it wait for its choice rather than choose too). Once chosen again only after n // 20 changes for n events: then the rule a
-process served depended on when it had last chosen (docs/real-images.md)."""
+index, by the next turn that guesses (the turns beside it wait for its choice rather than choose too). Once chosen
+again only after n // 20 changes for n events: then the rule a process served depended on when it had last chosen
+(docs/real-images.md)."""
 
 
 def tentative(matches: Sequence[Match], guess_threshold: float, min_text_sim: float = -1.0,
