@@ -14,7 +14,18 @@ from ilearn.images import load_image
 from ilearn.learning.construct import close_and_distil, distil_pending, distil_session
 from ilearn.memory.sqlite import SQLiteStore
 from ilearn.memory.trust import ACCEPTED_KEY
-from ilearn.types import Event, EventStatus, ImageRef, Label, Role, Session, Turn, TurnKind
+from ilearn.types import (
+    Event,
+    EventStatus,
+    Feedback,
+    FeedbackSource,
+    ImageRef,
+    Label,
+    Role,
+    Session,
+    Turn,
+    TurnKind,
+)
 
 
 def _png() -> bytes:
@@ -85,6 +96,18 @@ def test_confirmation(store):
                                 "label": r.id, ACCEPTED_KEY: r.id}  # the model's words, accepted (trust.py)
     assert store.get_event(event.id).answer == "It is aspirin."
     assert event.model_version == "base"
+
+
+def test_an_explicit_rating_confirms_with_the_users_authority(store):
+    """A thumbs up (the service's rating) is a deliberate confirmation: no ACCEPTED_KEY, unlike "thanks!"."""
+    d = Dialogue(store)
+    d.ask("what medicine is this?", IMG)
+    d.answer("It is aspirin.", "what medicine is this?")
+    up = Feedback(Label.POSITIVE, 1.0, None, FeedbackSource.EXPLICIT, "explicit rating")
+    r = d._add(Turn(Role.USER, "Yes, that's right.", TurnKind.REACTION, feedback=up))
+    [event] = close_and_distil(store, d.session.id)
+    assert (event.answer, event.label) == ("It is aspirin.", Label.POSITIVE) and event.provenance["label"] == r.id
+    assert ACCEPTED_KEY not in event.provenance
 
 
 def test_correction_supersedes_the_retrieved_event(store):

@@ -33,9 +33,10 @@ positive, as a rejected answer when it is negative (a description in that reacti
 it is never taken as a correction). Later turns do not judge it.
 
 ``provenance`` maps each field to the id of the turn it came from (``question``, ``question.asked``,
-``image``, ``answer``, ``label``, ``rejected.<i>``); a confirmed model answer also carries
+``image``, ``answer``, ``label``, ``rejected.<i>``); a model answer confirmed in words also carries
 ``trust.ACCEPTED_KEY`` (the accepting reaction's turn): the user accepted those words rather than taught them,
-so a trusted user's "Thanks!" is one voice for sharing them, not authority. Event ids are derived from the
+so a trusted user's "Thanks!" is one voice for sharing them, not authority (an explicit rating, a thumbs up
+through the service, is a deliberate confirmation and carries no such mark). Event ids are derived from the
 session and request turn ids, so distilling the same session twice yields the same ids (and the store refuses
 duplicates).
 
@@ -57,7 +58,18 @@ from ilearn.errors import NotFound
 from ilearn.memory.store import EventStore
 from ilearn.memory.trust import ACCEPTED_KEY, DESCRIPTION_KEY
 from ilearn.text import contains_answer, looping
-from ilearn.types import Event, EventStatus, Feedback, ImageRef, Label, Role, Session, Turn, TurnKind
+from ilearn.types import (
+    Event,
+    EventStatus,
+    Feedback,
+    FeedbackSource,
+    ImageRef,
+    Label,
+    Role,
+    Session,
+    Turn,
+    TurnKind,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +90,7 @@ class _Request:
     label_src: str | None = None
     confidence: float = 1.0
     corrected: bool = False
+    rated: bool = False  # the answer was confirmed by an explicit rating (thumbs up), not in words
     model_version: str | None = None
     pointed: str | None = None  # a pick: the description it was asked for, its answer when accepted
     judged: bool = False  # a pick has had its one reaction
@@ -162,6 +175,7 @@ def _apply(req: _Request, feedback: Feedback, reaction: Turn) -> None:
             return  # a model's loop ("used to be used to be used to be") accepted by a careless user is no answer
         req.answer, req.answer_src = text, answer.id
         req.label, req.label_src, req.confidence = Label.POSITIVE, reaction.id, feedback.confidence
+        req.rated = feedback.source == FeedbackSource.EXPLICIT
         req.model_version = answer.model_version
     elif feedback.label == Label.NEGATIVE:
         if not any(t.id == answer.id for _, t in req.rejected):
@@ -189,7 +203,7 @@ def _event(session: Session, req: _Request, store: EventStore | None) -> Event |
         provenance["image"] = req.image_src
     if req.answer_src:
         provenance["answer"] = req.answer_src
-        if not req.corrected and not req.pointed and req.label_src:
+        if not req.corrected and not req.pointed and not req.rated and req.label_src:
             provenance[ACCEPTED_KEY] = req.label_src  # the model's words, accepted: a voice, not a lesson (trust.py)
     if req.label_src:
         provenance["label"] = req.label_src

@@ -12,9 +12,10 @@ question, above the retrieval threshold), answers compete:
   other answer (a tie keeps the shared answer: who came first decides nothing else);
 - under sharing="trusted", an answer taught by a trusted user is shared at once; two trusted users who
   disagree share neither answer until a reviewer decides (the one already shared stays). Teaching means the
-  answer's words are the user's (a correction, a description, an event added by hand); the model's own answer
-  that a trusted user only accepted (`ACCEPTED_KEY`: "Thanks!") is one voice like any other user's, so it is
-  shared once `corroboration` voices back it. In the pharmacy experiment a careless caretaker's "Thanks!" to the
+  answer's words are the user's (a correction, a description, an event added by hand) or the user confirmed it
+  deliberately (an explicit rating); the model's own answer that a trusted user only accepted in words
+  (`ACCEPTED_KEY`: "Thanks!") is one voice like any other user's, so it is shared once `corroboration` voices
+  back it. In the pharmacy experiment a careless caretaker's "Thanks!" to the
   base model's "This uses the formula for calculating the area of a circle..." became a shared reference and a
   training row, and 6 of the tuned model's 49 wrong answers (docs/real-images.md).
 
