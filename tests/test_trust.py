@@ -201,7 +201,7 @@ def test_a_trusted_teacher_corrects_an_uncorroborated_answer_at_once(tmp_path):
 def test_a_trusted_users_thanks_to_the_models_words_is_one_voice_not_authority(tmp_path):
     """A careless caretaker thanks the base model's nonsense: it stays theirs until another user backs it, and it
     never contradicts what a trusted user taught (the pharmacy's "area of a circle" answer, docs/real-images.md)."""
-    w = World(tmp_path, sharing="trusted")
+    w = World(tmp_path, sharing="trusted", accepted_is_voice=True)
     w.users("ana")
     w.users("careless", "teacher", trusted=True)
     junk = w.accept("careless", "the formula for the area of a circle")
@@ -214,7 +214,7 @@ def test_a_trusted_users_thanks_to_the_models_words_is_one_voice_not_authority(t
 
 
 def test_a_trusted_users_acceptance_cannot_contradict_a_taught_answer_and_backs_an_agreeing_one(tmp_path, caplog):
-    w = World(tmp_path, sharing="trusted")
+    w = World(tmp_path, sharing="trusted", accepted_is_voice=True)
     w.users("careless", "teacher", trusted=True)
     taught = w.teach("teacher", "ibuprofen")
     assert w.seen() == {"ibuprofen"}
@@ -227,6 +227,21 @@ def test_a_trusted_users_acceptance_cannot_contradict_a_taught_answer_and_backs_
     assert "shared with the voices of 1 other user" in caplog.text and "trusted careless" not in caplog.text
     agreeing = w.accept("careless", "ibuprofen")
     assert agreeing.scope == Scope.SHARED and w.store.get_event(taught.id).scope == Scope.SHARED
+    w.close()
+
+
+def test_by_default_a_trusted_users_acceptance_is_shared_at_once(tmp_path):
+    """retrieval.accepted_is_voice is off by default (on icons-check it kept right answers out of training too)."""
+    assert RetrievalConfig().accepted_is_voice is False
+    config = Config().override(retrieval={"sharing": "trusted", "accepted_is_voice": True})
+    store = SQLiteStore(tmp_path / "on.db")
+    assert DualModalityMemory(store, StubImageEmbedder(), HashingTextEmbedder(), config.retrieval,
+                              tmp_path / "on").trust.accepted_is_voice
+    store.close()
+    w = World(tmp_path, sharing="trusted")
+    w.users("careless", trusted=True)
+    w.accept("careless", "aspirin")
+    assert w.seen() == {"aspirin"}
     w.close()
 
 

@@ -264,7 +264,8 @@ class DualModalityMemory:
         self.index_type = index_type
         self.store = store
         self.config = config or RetrievalConfig()
-        self.trust = trust or TrustPolicy(self.config.sharing, self.config.corroboration, self.config.min_age_s)
+        self.trust = trust or TrustPolicy(self.config.sharing, self.config.corroboration, self.config.min_age_s,
+                                          self.config.accepted_is_voice)
         """The trust rules' settings (`ilearn.memory.trust`); by default the config's sharing, corroboration and
         min_age_s."""
         self.image_embedder = image_embedder
