@@ -297,6 +297,7 @@ def test_a_close_past_answer_is_offered_as_a_guess_when_the_model_does_not_have_
     turn = g.store.get_session(reply.session_id).turns[-1]
     assert turn.text == "Ibuprofen"  # what is learnt is the answer, not the hedge
     assert turn.retrieved == [m.event.id for m in matches if m.score >= 0.84]  # the references: >= the threshold
+    assert turn.answered_from == matches[0].event.id  # the guess's event: its words, confirmed, are no mere "thanks"
     # the user confirms: the event carries the plain answer
     g.assistant.respond("ana", "Thanks!", session_id=reply.session_id)
     assert [e.answer for e in g.assistant.close_session(reply.session_id)] == ["Ibuprofen"]
@@ -382,6 +383,12 @@ def test_an_answer_given_outright_says_it_came_from_memory(tmp_path, png):
     g = _Guessing(tmp_path, [_match("ibuprofen", 0.95)], says="It is a bottle.")
     reply = g.assistant.respond("ana", "What is this medicine called?", image=png)
     assert reply.source == "memory" and reply.text == "Ibuprofen" and not g.vlm.calls
+    ids = [g.store.get_session(reply.session_id).turns[-1].answered_from]
+    said = _Guessing(tmp_path / "b", [_match("ibuprofen", 0.5)], says="It is a bottle.").assistant
+    reply = said.respond("ana", "What is this medicine called?", image=png)
+    assert reply.source == "model" and reply.text == "It is a bottle."
+    ids.append(said.store.get_session(reply.session_id).turns[-1].answered_from)
+    assert ids[0] is not None and ids[0].startswith("evt_") and ids[1] is None  # the model's own words: from no event
 
 
 def test_guess_threshold_must_be_a_score():

@@ -350,7 +350,8 @@ class Assistant:
             state.shown_text = prompts.tentative_answer(state.shown_text or text)
         state.clock("answer", start)
         state.reply = state.say(text, TurnKind.ANSWER, retrieved=[m.event.id for m in state.matches],
-                                precise_question=state.question, id=reply_id)
+                                precise_question=state.question, id=reply_id,
+                                answered_from=top.event.id if top is not None else None)
         judged = [top] if state.source == "memory-guess" else state.matches
         calibration.note_answer(self.memory, state.reply.id, judged, reused=state.source == "memory")
 

@@ -93,6 +93,7 @@ class Turn:
     precise_question: str | None = None  # the question the assistant answered (after clarification)
     feedback: Feedback | None = None  # decoded reaction to the previous answer (user turns)
     seq: int = 0  # position in the session, assigned by the store
+    answered_from: str | None = None  # the event whose answer the memory gave (a reuse or a guess); None: the model's
 
 
 @dataclass

@@ -22,6 +22,7 @@ from ilearn.types import (
     ImageRef,
     Label,
     Role,
+    Scope,
     Session,
     Turn,
     TurnKind,
@@ -75,9 +76,10 @@ class Dialogue:
     def ask(self, text: str, image: ImageRef | None = None) -> Turn:
         return self.user(text, TurnKind.QUESTION, image)
 
-    def answer(self, text: str, precise: str, retrieved: list[str] | None = None) -> Turn:
+    def answer(self, text: str, precise: str, retrieved: list[str] | None = None,
+               answered_from: str | None = None) -> Turn:
         return self._add(Turn(Role.ASSISTANT, text, TurnKind.ANSWER, precise_question=precise,
-                              model_version="base", retrieved=retrieved or []))
+                              model_version="base", retrieved=retrieved or [], answered_from=answered_from))
 
     def say(self, text: str, kind: TurnKind) -> Turn:
         return self._add(Turn(Role.ASSISTANT, text, kind))
@@ -108,6 +110,39 @@ def test_an_explicit_rating_confirms_with_the_users_authority(store):
     [event] = close_and_distil(store, d.session.id)
     assert (event.answer, event.label) == ("It is aspirin.", Label.POSITIVE) and event.provenance["label"] == r.id
     assert ACCEPTED_KEY not in event.provenance
+
+
+@pytest.mark.parametrize(("teacher", "scope", "marked"), [
+    ("bo", Scope.SHARED, False),  # another user's shared answer, confirmed on a new view: taught words
+    ("ana", Scope.SHARED, True),  # the user's own answer given back: their acceptance adds nothing to it
+    ("ana", Scope.PRIVATE, True),  # their own private answer (perhaps nonsense they accepted) stays one voice
+])
+def test_an_accepted_answer_the_memory_gave_from_anothers_shared_event_is_no_mere_acceptance(store, teacher, scope,
+                                                                                            marked):
+    """An answer the memory gave (a reuse or a guess, `Turn.answered_from`) repeats words a user taught: accepting it
+    confirms them on a new view, so it carries no ACCEPTED_KEY when another user taught them and they are shared.
+    From the user's own events it keeps the mark: one user's acceptance never shares their own answer."""
+    store.ensure_user(teacher)
+    taught = Event(image=IMG, question="what medicine is this?", answer="aspirin", user_id=teacher, scope=scope)
+    store.add_events([taught])
+    d = Dialogue(store)
+    d.ask("what medicine is this?", IMG)
+    d.answer("Aspirin", "what medicine is this?", retrieved=[taught.id], answered_from=taught.id)
+    r = d.user("thanks!")
+    [event] = close_and_distil(store, d.session.id)
+    assert (event.answer, event.label) == ("Aspirin", Label.POSITIVE)
+    assert (event.provenance.get(ACCEPTED_KEY) == r.id) is marked
+    assert (ACCEPTED_KEY in event.provenance) is marked
+
+
+def test_an_accepted_answer_whose_memory_event_was_forgotten_stays_an_acceptance(store):
+    """The event the memory answered from is gone (its teacher was forgotten): nothing vouches for the words."""
+    d = Dialogue(store)
+    d.ask("what medicine is this?", IMG)
+    d.answer("Aspirin", "what medicine is this?", answered_from="evt_gone")
+    r = d.user("thanks!")
+    [event] = close_and_distil(store, d.session.id)
+    assert event.provenance[ACCEPTED_KEY] == r.id
 
 
 def test_correction_supersedes_the_retrieved_event(store):

@@ -88,7 +88,8 @@ def test_session_and_turns_round_trip(store) -> None:
              model_version="mv_1", time=102.0),
         Turn(Role.USER, "the left", TurnKind.REACTION, session_id=session.id, time=103.0),
         Turn(Role.ASSISTANT, "a red mug", TurnKind.ANSWER, session_id=session.id, model_version="mv_1",
-             retrieved=["evt_1", "evt_2"], precise_question="what is the left object?", time=104.0),
+             retrieved=["evt_1", "evt_2"], precise_question="what is the left object?", time=104.0,
+             answered_from="evt_2"),
         Turn(Role.USER, "no, a cup", TurnKind.REACTION, session_id=session.id, time=105.0,
              feedback=Feedback(Label.NEGATIVE, 0.75, "a cup", FeedbackSource.EXPLICIT, "user corrected")),
     ]
@@ -340,6 +341,7 @@ def test_delete_user_removes_exactly_their_data(store) -> None:
     a_ses = session_with_turns(store, "alice", private)
     store.add_turn(Turn(Role.USER, "secret-alice-marker", TurnKind.REACTION, session_id=a_ses.id, image=shared))
     b_ses = session_with_turns(store, "bob", bob_only)
+    store.add_turn(Turn(Role.ASSISTANT, "x", TurnKind.ANSWER, session_id=b_ses.id, answered_from="evt_a1"))
     a_events = [Event(image=shared, question="secret-alice-marker", answer="x", user_id="alice", id="evt_a1"),
                 Event(image=private, question="q", answer="y", user_id="alice", id="evt_a2")]
     store.add_events(a_events + [Event(image=shared, question="q", answer="z", user_id="bob", id="evt_b1")])
@@ -352,7 +354,9 @@ def test_delete_user_removes_exactly_their_data(store) -> None:
     with pytest.raises(NotFound):
         store.get_session(a_ses.id)
     assert [e.id for e in store.list_events()] == ["evt_b1"]
-    assert store.list_sessions() == [store.get_session(b_ses.id)] and len(store.get_session(b_ses.id).turns) == 2
+    bob_turns = store.get_session(b_ses.id).turns
+    assert store.list_sessions() == [store.get_session(b_ses.id)] and len(bob_turns) == 3
+    assert bob_turns[2].answered_from is None  # bob's answer no longer names alice's event
     assert store.get_image_bytes(shared.sha256) == b"shared-image"  # bob's event still uses it
     assert store.get_image_bytes(bob_only.sha256) == b"bob-only-image"
     with pytest.raises(NotFound):
@@ -360,7 +364,7 @@ def test_delete_user_removes_exactly_their_data(store) -> None:
     assert store.get_embedding("image", private.sha256) is None and store.get_embedding("image", "evt_a1") is None
     assert store.get_embedding("image", shared.sha256) is not None
     assert store.get_embedding("image", "evt_b1") is not None
-    assert count_rows(store, "turns") == 2 and count_rows(store, "images") == 2
+    assert count_rows(store, "turns") == 3 and count_rows(store, "images") == 2
     with pytest.raises(NotFound):
         store.delete_user("alice")
 

@@ -36,7 +36,8 @@ it is never taken as a correction). Later turns do not judge it.
 ``image``, ``answer``, ``label``, ``rejected.<i>``); a model answer confirmed in words also carries
 ``trust.ACCEPTED_KEY`` (the accepting reaction's turn): the user accepted those words rather than taught them,
 so a trusted user's "Thanks!" is one voice for sharing them, not authority (an explicit rating, a thumbs up
-through the service, is a deliberate confirmation and carries no such mark). Event ids are derived from the
+through the service, is a deliberate confirmation and carries no such mark; nor does an answer the memory gave from
+another user's shared event, ``Turn.answered_from``: those are taught words the user confirmed on a new view). Event ids are derived from the
 session and request turn ids, so distilling the same session twice yields the same ids (and the store refuses
 duplicates).
 
@@ -66,6 +67,7 @@ from ilearn.types import (
     ImageRef,
     Label,
     Role,
+    Scope,
     Session,
     Turn,
     TurnKind,
@@ -91,6 +93,7 @@ class _Request:
     confidence: float = 1.0
     corrected: bool = False
     rated: bool = False  # the answer was confirmed by an explicit rating (thumbs up), not in words
+    answered_from: str | None = None  # the event whose answer the memory gave, when the accepted answer was one
     model_version: str | None = None
     pointed: str | None = None  # a pick: the description it was asked for, its answer when accepted
     judged: bool = False  # a pick has had its one reaction
@@ -176,6 +179,7 @@ def _apply(req: _Request, feedback: Feedback, reaction: Turn) -> None:
         req.answer, req.answer_src = text, answer.id
         req.label, req.label_src, req.confidence = Label.POSITIVE, reaction.id, feedback.confidence
         req.rated = feedback.source == FeedbackSource.EXPLICIT
+        req.answered_from = answer.answered_from
         req.model_version = answer.model_version
     elif feedback.label == Label.NEGATIVE:
         if not any(t.id == answer.id for _, t in req.rejected):
@@ -203,7 +207,8 @@ def _event(session: Session, req: _Request, store: EventStore | None) -> Event |
         provenance["image"] = req.image_src
     if req.answer_src:
         provenance["answer"] = req.answer_src
-        if not req.corrected and not req.pointed and not req.rated and req.label_src:
+        if not req.corrected and not req.pointed and not req.rated and req.label_src \
+                and not _confirms_shared(store, req.answered_from, session.user_id):
             provenance[ACCEPTED_KEY] = req.label_src  # the model's words, accepted: a voice, not a lesson (trust.py)
     if req.label_src:
         provenance["label"] = req.label_src
@@ -221,6 +226,19 @@ def _event(session: Session, req: _Request, store: EventStore | None) -> Event |
     if req.corrected and store is not None:
         event.supersedes = _superseded(store, req.supersede_from)
     return event
+
+
+def _confirms_shared(store: EventStore | None, event_id: str | None, user_id: str) -> bool:
+    """Whether the accepted answer was the memory's, from an answer another user taught and the memory shares (the
+    user confirmed taught words on a new view); an answer from the user's own events, or from an event the store no
+    longer holds, is not."""
+    if store is None or event_id is None:
+        return False
+    try:
+        source = store.get_event(event_id)
+    except NotFound:
+        return False
+    return source.user_id != user_id and source.scope == Scope.SHARED
 
 
 def _unique(texts: list[str]) -> list[str]:

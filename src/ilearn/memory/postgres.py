@@ -134,6 +134,8 @@ MIGRATIONS: list[str] = ["""
 """, """
     CREATE TABLE leases (kind TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL, holder TEXT NOT NULL,
         expires DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, key))
+""", """
+    ALTER TABLE turns ADD COLUMN answered_from TEXT COLLATE "C"
 """]
 
 _UNUSED_IMAGE = ("SELECT 1 FROM turns WHERE image_sha = %(s)s UNION ALL SELECT 1 FROM events WHERE image_sha = %(s)s "
@@ -142,7 +144,7 @@ _UNUSED_IMAGE = ("SELECT 1 FROM turns WHERE image_sha = %(s)s UNION ALL SELECT 1
 _EVENT_COLS = ("id, image_sha, question, answer, user_id, robot_id, rejected, label, scope, status, "
                "session_id, model_version, supersedes, provenance, created, confidence")
 _TURN_COLS = ("id, session_id, seq, role, kind, text, image_sha, time, model_version, retrieved, "
-              "precise_question, feedback")
+              "precise_question, feedback, answered_from")
 _TURN_MARKS = ", ".join(f"%({c.strip()})s" for c in _TURN_COLS.split(","))  # named, as `_turn_row` gives them
 _ADD_USER = "INSERT INTO users (id, created, trusted) VALUES (%s, %s, FALSE) ON CONFLICT (id) DO NOTHING"
 _MODEL_COLS = "id, parent, recipe, settings, event_ids, metrics, status, path, created"
@@ -372,6 +374,7 @@ class PostgresStore:
                 "SELECT t.image_sha FROM turns t JOIN sessions s ON t.session_id = s.id "
                 "WHERE s.user_id = %(u)s AND t.image_sha IS NOT NULL UNION "
                 "SELECT image_sha FROM user_records WHERE user_id = %(u)s AND image_sha IS NOT NULL", {"u": user_id})}
+            self._execute("UPDATE turns SET answered_from = NULL WHERE answered_from = ANY(%s)", (event_ids,))
             self._execute("DELETE FROM events WHERE user_id = %s", (user_id,))
             self._execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))  # turns cascade
             self._execute("DELETE FROM user_records WHERE user_id = %s", (user_id,))
@@ -507,7 +510,7 @@ class PostgresStore:
         return Turn(role=Role(r["role"]), text=r["text"], kind=TurnKind(r["kind"]), session_id=r["session_id"],
                     image=_image_ref(r), id=r["id"], time=r["time"], model_version=r["model_version"],
                     retrieved=json.loads(r["retrieved"]), precise_question=r["precise_question"],
-                    feedback=_feedback_from_json(r["feedback"]), seq=r["seq"])
+                    feedback=_feedback_from_json(r["feedback"]), seq=r["seq"], answered_from=r["answered_from"])
 
     def _turns_of(self, session_ids: list[str]) -> dict[str, list[Turn]]:
         out: dict[str, list[Turn]] = {sid: [] for sid in session_ids}
@@ -562,7 +565,8 @@ class PostgresStore:
                 "kind": _enum(TurnKind, turn.kind, "turn kind"), "text": turn.text,
                 "image_sha": turn.image.sha256 if turn.image is not None else None, "time": turn.time,
                 "model_version": turn.model_version, "retrieved": json.dumps(list(turn.retrieved)),
-                "precise_question": turn.precise_question, "feedback": _feedback_to_json(turn.feedback)}
+                "precise_question": turn.precise_question, "feedback": _feedback_to_json(turn.feedback),
+                "answered_from": turn.answered_from}
 
     @staticmethod
     @contextmanager

@@ -140,7 +140,12 @@ def _migrate_v3(conn: sqlite3.Connection) -> None:
 
 # Ordered migrations: MIGRATIONS[i] upgrades a database from version i to version i + 1.
 # A schema change is one new function appended here; never edit a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2, _migrate_v3]
+def _migrate_v4(conn: sqlite3.Connection) -> None:
+    """The event an answer turn's words came from when the memory answered (`Turn.answered_from`)."""
+    _script(conn, "ALTER TABLE turns ADD COLUMN answered_from TEXT")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2, _migrate_v3, _migrate_v4]
 
 _UNUSED_IMAGE = ("SELECT 1 FROM turns WHERE image_sha = ?1 UNION ALL SELECT 1 FROM events WHERE image_sha = ?1 "
                  "UNION ALL SELECT 1 FROM user_records WHERE image_sha = ?1 LIMIT 1")
@@ -148,7 +153,7 @@ _UNUSED_IMAGE = ("SELECT 1 FROM turns WHERE image_sha = ?1 UNION ALL SELECT 1 FR
 _EVENT_COLS = ("id, image_sha, question, answer, user_id, robot_id, rejected, label, scope, status, "
                "session_id, model_version, supersedes, provenance, created, confidence")
 _TURN_COLS = ("id, session_id, seq, role, kind, text, image_sha, time, model_version, retrieved, "
-              "precise_question, feedback")
+              "precise_question, feedback, answered_from")
 _MODEL_COLS = "id, parent, recipe, settings, event_ids, metrics, status, path, created"
 _SQL_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 """Now on SQLite's clock, in seconds since the epoch (leases are stamped with it, never with a worker's)."""
@@ -400,11 +405,12 @@ class SQLiteStore:
     @staticmethod
     def _unlink_ids(conn: sqlite3.Connection, event_ids: list[str]) -> None:
         """Remove deleted event ids from the rows that name them: other events' `supersedes` and the events
-        other users' turns retrieved."""
+        other users' turns retrieved or were answered from."""
         for i in range(0, len(event_ids), 500):
             chunk = event_ids[i:i + 500]
-            conn.execute(f"UPDATE events SET supersedes = NULL WHERE supersedes IN ({','.join('?' * len(chunk))})",
-                         chunk)
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"UPDATE events SET supersedes = NULL WHERE supersedes IN ({marks})", chunk)
+            conn.execute(f"UPDATE turns SET answered_from = NULL WHERE answered_from IN ({marks})", chunk)
         gone = set(event_ids)
         for event_id in event_ids:
             for row in conn.execute("SELECT id, retrieved FROM turns WHERE instr(retrieved, ?) > 0",
@@ -553,7 +559,7 @@ class SQLiteStore:
                 role=Role(r["role"]), text=r["text"], kind=TurnKind(r["kind"]), session_id=r["session_id"],
                 image=refs[r["image_sha"]], id=r["id"], time=r["time"], model_version=r["model_version"],
                 retrieved=json.loads(r["retrieved"]), precise_question=r["precise_question"],
-                feedback=_feedback_from_json(r["feedback"]), seq=r["seq"]))
+                feedback=_feedback_from_json(r["feedback"]), seq=r["seq"], answered_from=r["answered_from"]))
         return out
 
     def get_session(self, session_id: str, *, with_turns: bool = True) -> Session:
@@ -596,10 +602,10 @@ class SQLiteStore:
         seq = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM turns WHERE session_id = ?",
                            (turn.session_id,)).fetchone()[0]
         try:
-            conn.execute(f"INSERT INTO turns ({_TURN_COLS}) VALUES ({', '.join('?' * 12)})", (
+            conn.execute(f"INSERT INTO turns ({_TURN_COLS}) VALUES ({', '.join('?' * 13)})", (
                 turn.id, turn.session_id, seq, role, kind, turn.text, self._image_sha(turn.image), turn.time,
                 turn.model_version, json.dumps(list(turn.retrieved)), turn.precise_question,
-                _feedback_to_json(turn.feedback)))
+                _feedback_to_json(turn.feedback), turn.answered_from))
         except sqlite3.IntegrityError:
             raise InvalidInput(f"turn {turn.id!r} already exists") from None
         conn.execute("UPDATE sessions SET updated = MAX(updated, ?) WHERE id = ?", (turn.time, turn.session_id))
