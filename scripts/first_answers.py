@@ -68,11 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         rc, memory = config.retrieval, dep.memory
         weight, gate = memory.guess_rule(tuned=args.version != "base")
         if args.shares:
-            gates = {}
-            for share in args.shares.split(","):  # the memory keeps a gate per share, chosen on one read
-                memory.config = config.override(retrieval={"tuned_guess_precision": float(share)}).retrieval
-                gates[share] = memory.guess_rule(tuned=True)[1]
-            memory.config = rc
+            # the memory keeps a gate per share, chosen on one read
+            gates = {share: memory.guess_rule(tuned=True, precision=float(share))[1]
+                     for share in args.shares.split(",")}
             rows.append({"weight": weight, "gate": gate, "gates": gates})
         for task in scenario.tasks("test", sizes.test_tasks, seed=args.seed):
             found = memory.search(task.view, task.question, None, config.robot_id, k=rc.candidates, floor=-1.0)

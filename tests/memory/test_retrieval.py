@@ -397,6 +397,9 @@ def test_the_memory_chooses_the_guess_weight_from_its_own_events(mem_store, tmp_
     low = leave_one_out_gate(sims, same, answers, 0.05)
     assert plain.guess_rule(tuned=True)[1] == pytest.approx(low) and low <= gate
     assert set(plain._guess_rule[3]) == {None, 0.5, 0.05} and plain.guess_rule()[1] is None
+    # a share asked for by name (an offline reading of several) is the same gate, kept beside the others
+    assert plain.guess_rule(tuned=True, precision=0.3)[1] == pytest.approx(leave_one_out_gate(sims, same, answers, 0.3))
+    assert set(plain._guess_rule[3]) == {None, 0.5, 0.05, 0.3} and plain.config.tuned_guess_precision == 0.05
     off = DualModalityMemory(mem_store, fused, HashingTextEmbedder(),
                              replace(config, tuned_guess_precision=None), tmp_path / "off")
     assert off.guess_rule(tuned=True)[1] is None and off.guess_rule()[1] == pytest.approx(gate)

@@ -651,12 +651,14 @@ class DualModalityMemory:
         precision set (the fixed `guess_threshold` gates). Chosen with the weight, in the same pass."""
         return self.guess_rule()[1]
 
-    def guess_rule(self, tuned: bool = False) -> tuple[float | None, float | None]:
+    def guess_rule(self, tuned: bool = False, *, precision: float | None = None) -> tuple[float | None, float | None]:
         """(guess_weight, guess_gate) in one read, as a turn uses them; computed again after any change of the
         index (`GUESS_EVENTS`). `tuned`: the gate for a tuned version's answers (`RetrievalConfig.tuned_guess_precision`)
-        instead of the base weights' (`guess_precision`). The weight and what the gates are chosen on are read
-        once; a gate per share is kept with them."""
-        share = self.config.tuned_guess_precision if tuned else self.config.guess_precision
+        instead of the base weights' (`guess_precision`); `precision`: the gate at this share instead (an offline
+        reading of several, `scripts/first_answers.py --shares`). The weight and what the gates are chosen on are
+        read once; a gate per share is kept with them."""
+        share = precision if precision is not None else (
+            self.config.tuned_guess_precision if tuned else self.config.guess_precision)
         weight = getattr(self.image_embedder, "weight", None)
         if getattr(self.image_embedder, "first", None) is None or weight is None:
             return None, None
