@@ -90,3 +90,31 @@ def test_forget_user_removes_their_memory(assistant):
     assistant.forget_user("ana")
     again = assistant.respond("ana", "What is this medicine called?", image=bottle(shift=3, light=10))
     assert again.references == []
+
+
+def test_a_trusted_users_thanks_shares_the_memorys_taught_answer_but_not_the_models_own_words(tmp_path):
+    """With `retrieval.accepted_is_voice`, a trusted user's "Thanks!" to the model's own words is one voice; a
+    "Thanks!" to an answer the memory gave from another teacher's shared event confirms taught words on a new view
+    and is shared at once (`Turn.answered_from`, `ilearn.learning.construct`)."""
+    config = Config(home=str(tmp_path / "home")).override(
+        model={"backend": "tiny"}, feedback={"method": "lexical"},
+        retrieval={"sharing": "trusted", "accepted_is_voice": True, "guess_threshold": None})  # no guesses here
+    assistant = Assistant.from_config(config)
+    for user in ("teacher", "careless"):
+        assistant.store.ensure_user(user, trusted=True)
+    teach(assistant, "teacher", "ibuprofen", bottle())
+    given = assistant.respond("careless", "What is this medicine called?", image=bottle(shift=3, light=10))
+    assert (given.source, given.text.lower()) == ("memory", "ibuprofen")
+    assistant.respond("careless", "Thanks!", session_id=given.session_id)
+    [confirmed] = assistant.close_session(given.session_id)
+    square = make_png((20, 160, 40), shape="square")  # another object: the model's own words
+    said = assistant.respond("careless", "What is this medicine called?", image=square)
+    assert said.source == "model" and said.text.lower() != "ibuprofen"
+    assistant.respond("careless", "Thanks!", session_id=said.session_id)
+    [accepted] = assistant.close_session(said.session_id)
+    scopes = {e.id: e.scope.value for e in assistant.store.list_events(user_id="careless")}
+    assert scopes == {confirmed.id: "shared", accepted.id: "private"}
+    bob = assistant.respond("bob", "What is this medicine called?", image=square)
+    assert bob.source == "model" and accepted.id not in [r.event_id for r in bob.references]  # it reached no one
+    assert accepted.id in [r.event_id for r in assistant.respond("careless", "What is this medicine called?",
+                                                                   image=square).references]  # but its user
