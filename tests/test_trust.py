@@ -230,15 +230,22 @@ def test_a_trusted_users_acceptance_cannot_contradict_a_taught_answer_and_backs_
     w.close()
 
 
-def test_by_default_a_trusted_users_acceptance_is_shared_at_once(tmp_path):
-    """retrieval.accepted_is_voice is off by default (on icons-check it kept right answers out of training too)."""
-    assert RetrievalConfig().accepted_is_voice is False
-    config = Config().override(retrieval={"sharing": "trusted", "accepted_is_voice": True})
-    store = SQLiteStore(tmp_path / "on.db")
-    assert DualModalityMemory(store, StubImageEmbedder(), HashingTextEmbedder(), config.retrieval,
-                              tmp_path / "on").trust.accepted_is_voice
-    store.close()
+def test_by_default_a_trusted_users_acceptance_is_one_voice_and_off_it_is_shared_at_once(tmp_path):
+    """retrieval.accepted_is_voice is on by default and reaches the memory's trust rules; off, a trusted user's
+    "Thanks!" shares the model's words at once."""
+    assert RetrievalConfig().accepted_is_voice is True and TrustPolicy().accepted_is_voice is True
+    for name, on in (("on", True), ("off", False)):
+        config = Config().override(retrieval={"sharing": "trusted", "accepted_is_voice": on})
+        store = SQLiteStore(tmp_path / f"{name}.db")
+        assert DualModalityMemory(store, StubImageEmbedder(), HashingTextEmbedder(), config.retrieval,
+                                  tmp_path / name).trust.accepted_is_voice is on
+        store.close()
     w = World(tmp_path, sharing="trusted")
+    w.users("careless", trusted=True)
+    w.accept("careless", "aspirin")
+    assert w.seen() == set()
+    w.close()
+    w = World(tmp_path / "off", sharing="trusted", accepted_is_voice=False)
     w.users("careless", trusted=True)
     w.accept("careless", "aspirin")
     assert w.seen() == {"aspirin"}

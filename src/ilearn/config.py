@@ -351,12 +351,12 @@ class RetrievalConfig:
     """How an answer reaches other users: corroboration (by N distinct users), trusted (teachers share at once), private."""
     corroboration: int = 2
     """Distinct users who must agree before an answer is used for everyone (sharing=corroboration)."""
-    accepted_is_voice: bool = False
+    accepted_is_voice: bool = True
     """Under sharing="trusted": the model's own answer that a trusted user only accepted in words ("Thanks!",
-    `ilearn.memory.trust.ACCEPTED_KEY`) is one voice rather than shared at once. Off by default: on the pharmacy it
-    kept a careless caretaker's nonsense out of memory and training (R3 47 -> 50 of 63 taught facts), on icons-check
-    it also kept three right answers that guesses had given and one caretaker accepted, and R3 fell from 26 to 9
-    of 71 (docs/real-images.md)."""
+    `ilearn.memory.trust.ACCEPTED_KEY`) is one voice rather than shared at once; an answer the memory gave from
+    another user's shared event and the user accepted is shared at once (taught words confirmed on a new view).
+    Off: every answer a trusted user accepts is shared at once. On the pharmacy it keeps a careless caretaker's
+    nonsense out of memory and training (docs/real-images.md)."""
     min_age_s: float = 0.0
     """Seconds since a user id was first seen before it counts as a voice for sharing (`ilearn.memory.trust`).
     0 (default): every id counts at once. A deployment where anyone can make up user ids should raise it (e.g.

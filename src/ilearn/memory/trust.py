@@ -13,11 +13,13 @@ question, above the retrieval threshold), answers compete:
 - under sharing="trusted", an answer taught by a trusted user is shared at once; two trusted users who
   disagree share neither answer until a reviewer decides (the one already shared stays). Teaching means the
   answer's words are the user's (a correction, a description, an event added by hand) or the user confirmed it
-  deliberately (an explicit rating); with `TrustPolicy.accepted_is_voice` (off by default) the model's own answer
+  deliberately (an explicit rating); with `TrustPolicy.accepted_is_voice` (on by default) the model's own answer
   that a trusted user only accepted in words (`ACCEPTED_KEY`: "Thanks!") is one voice like any other user's, so
   it is shared once `corroboration` voices back it. In the pharmacy experiment a careless caretaker's "Thanks!" to the
   base model's "This uses the formula for calculating the area of a circle..." became a shared reference and a
-  training row, and 6 of the tuned model's 49 wrong answers (docs/real-images.md).
+  training row, and 6 of the tuned model's 49 wrong answers (docs/real-images.md). An answer the memory gave from
+  another user's shared event carries no `ACCEPTED_KEY` (`ilearn.learning.construct`): accepting it confirms taught
+  words on a new view, with the user's authority.
 
 What contradicts a shared answer is quarantined for review (`ilearn events review`), unless its answer now has
 more voices than the shared one (an honest majority is never locked out).
@@ -72,9 +74,9 @@ class TrustPolicy:
     """Seconds since an account was first seen before it counts as a voice. 0 (default): every account counts,
     so a deployment whose user ids anyone can make up should raise it (e.g. 86400): fresh ids then teach only
     themselves until they are that old."""
-    accepted_is_voice: bool = False
+    accepted_is_voice: bool = True
     """A trusted user's acceptance of the model's own answer (`ACCEPTED_KEY`) is one voice, not authority
-    (`RetrievalConfig.accepted_is_voice`; off: trusted users share what they accept at once, as before)."""
+    (`RetrievalConfig.accepted_is_voice`; off: trusted users share whatever they accept at once)."""
 
     def __post_init__(self) -> None:
         if self.sharing not in SHARING:
