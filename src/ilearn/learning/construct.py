@@ -37,9 +37,9 @@ it is never taken as a correction). Later turns do not judge it.
 ``trust.ACCEPTED_KEY`` (the accepting reaction's turn): the user accepted those words rather than taught them,
 so a trusted user's "Thanks!" is one voice for sharing them, not authority (an explicit rating, a thumbs up
 through the service, is a deliberate confirmation and carries no such mark; nor does an answer the memory gave from
-another user's shared event, ``Turn.answered_from``: those are taught words the user confirmed on a new view). Event ids are derived from the
-session and request turn ids, so distilling the same session twice yields the same ids (and the store refuses
-duplicates).
+another user's shared event, ``Turn.answered_from``: those are taught words the user confirmed on a new view).
+Event ids are derived from the session and request turn ids, so distilling the same session twice yields the same
+ids (and the store refuses duplicates).
 
 Retiring a superseded event is left to ``DualModalityMemory.add`` when the new event is indexed: it owns
 the rule of who may retire whose event and quarantines corrections that contradict corroborated answers.

@@ -138,13 +138,13 @@ def _migrate_v3(conn: sqlite3.Connection) -> None:
     """)
 
 
-# Ordered migrations: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-# A schema change is one new function appended here; never edit a released one.
 def _migrate_v4(conn: sqlite3.Connection) -> None:
     """The event an answer turn's words came from when the memory answered (`Turn.answered_from`)."""
     _script(conn, "ALTER TABLE turns ADD COLUMN answered_from TEXT")
 
 
+# Ordered migrations: MIGRATIONS[i] upgrades a database from version i to version i + 1.
+# A schema change is one new function appended here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2, _migrate_v3, _migrate_v4]
 
 _UNUSED_IMAGE = ("SELECT 1 FROM turns WHERE image_sha = ?1 UNION ALL SELECT 1 FROM events WHERE image_sha = ?1 "
