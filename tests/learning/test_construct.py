@@ -116,6 +116,7 @@ def test_an_explicit_rating_confirms_with_the_users_authority(store):
     ("bo", Scope.SHARED, False),  # another user's shared answer, confirmed on a new view: taught words
     ("ana", Scope.SHARED, True),  # the user's own answer given back: their acceptance adds nothing to it
     ("ana", Scope.PRIVATE, True),  # their own private answer (perhaps nonsense they accepted) stays one voice
+    ("bo", Scope.PRIVATE, True),  # another user's answer no longer shared (a reviewer unshared it): nothing vouches
 ])
 def test_an_accepted_answer_the_memory_gave_from_anothers_shared_event_is_no_mere_acceptance(store, teacher, scope,
                                                                                             marked):
