@@ -341,10 +341,12 @@ def test_delete_user_removes_exactly_their_data(store) -> None:
     a_ses = session_with_turns(store, "alice", private)
     store.add_turn(Turn(Role.USER, "secret-alice-marker", TurnKind.REACTION, session_id=a_ses.id, image=shared))
     b_ses = session_with_turns(store, "bob", bob_only)
-    store.add_turn(Turn(Role.ASSISTANT, "x", TurnKind.ANSWER, session_id=b_ses.id, answered_from="evt_a1"))
+    store.add_turn(Turn(Role.ASSISTANT, "x", TurnKind.ANSWER, session_id=b_ses.id, answered_from="evt_a1",
+                        retrieved=["evt_a1", "evt_b1", "evt_a2"]))
     a_events = [Event(image=shared, question="secret-alice-marker", answer="x", user_id="alice", id="evt_a1"),
                 Event(image=private, question="q", answer="y", user_id="alice", id="evt_a2")]
-    store.add_events(a_events + [Event(image=shared, question="q", answer="z", user_id="bob", id="evt_b1")])
+    store.add_events(a_events + [Event(image=shared, question="q", answer="z", user_id="bob", id="evt_b1",
+                                       supersedes="evt_a2")])
     for key in (shared.sha256, private.sha256, bob_only.sha256, "evt_a1", "evt_b1"):
         store.put_embedding("image", key, np.ones(4))
 
@@ -356,7 +358,9 @@ def test_delete_user_removes_exactly_their_data(store) -> None:
     assert [e.id for e in store.list_events()] == ["evt_b1"]
     bob_turns = store.get_session(b_ses.id).turns
     assert store.list_sessions() == [store.get_session(b_ses.id)] and len(bob_turns) == 3
-    assert bob_turns[2].answered_from is None  # bob's answer no longer names alice's event
+    # bob's rows no longer name alice's events
+    assert bob_turns[2].answered_from is None and bob_turns[2].retrieved == ["evt_b1"]
+    assert store.get_event("evt_b1").supersedes is None
     assert store.get_image_bytes(shared.sha256) == b"shared-image"  # bob's event still uses it
     assert store.get_image_bytes(bob_only.sha256) == b"bob-only-image"
     with pytest.raises(NotFound):

@@ -374,7 +374,12 @@ class PostgresStore:
                 "SELECT t.image_sha FROM turns t JOIN sessions s ON t.session_id = s.id "
                 "WHERE s.user_id = %(u)s AND t.image_sha IS NOT NULL UNION "
                 "SELECT image_sha FROM user_records WHERE user_id = %(u)s AND image_sha IS NOT NULL", {"u": user_id})}
+            # other users' rows keep no reference to the deleted events (as SQLite's `_unlink_ids`)
+            self._execute("UPDATE events SET supersedes = NULL WHERE supersedes = ANY(%s)", (event_ids,))
             self._execute("UPDATE turns SET answered_from = NULL WHERE answered_from = ANY(%s)", (event_ids,))
+            self._execute("UPDATE turns SET retrieved = (SELECT COALESCE(json_agg(i ORDER BY n), '[]'::json)::text "
+                          "FROM json_array_elements_text(retrieved::json) WITH ORDINALITY AS t(i, n) "
+                          "WHERE i <> ALL(%(ids)s)) WHERE retrieved::jsonb ?| %(ids)s", {"ids": event_ids})
             self._execute("DELETE FROM events WHERE user_id = %s", (user_id,))
             self._execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))  # turns cascade
             self._execute("DELETE FROM user_records WHERE user_id = %s", (user_id,))
