@@ -266,8 +266,8 @@ class DualModalityMemory:
         self.config = config or RetrievalConfig()
         self.trust = trust or TrustPolicy(self.config.sharing, self.config.corroboration, self.config.min_age_s,
                                           self.config.accepted_is_voice)
-        """The trust rules' settings (`ilearn.memory.trust`); by default the config's sharing, corroboration and
-        min_age_s."""
+        """The trust rules' settings (`ilearn.memory.trust`); by default the config's sharing, corroboration,
+        min_age_s and accepted_is_voice."""
         self.image_embedder = image_embedder
         self.text_embedder = text_embedder
         self._images = CachedImageEmbedder(image_embedder, store)
