@@ -10,6 +10,11 @@ the ratio noisy / clean of the last round's accuracy on taught facts.
 
     PYTHONPATH=src .venv/bin/python benchmarks/recipes_noise.py --quick                     # sft, kto, reinforce
     PYTHONPATH=src .venv/bin/python benchmarks/recipes_noise.py --recipes sft --out /tmp/noise
+    PYTHONPATH=src .venv/bin/python benchmarks/recipes_noise.py --recipes kto --labels noisy --out /tmp/noise  # one half
+
+`--labels` runs one setting only (two processes can run the halves side by side); the other's report.json, when
+a run left one in the same --out, is read for the ratio. A report folder resumes, so running both again after
+the halves only loads their rounds.
 
 One quick run takes about 10-20 minutes on two shared cores; a full run (without --quick) about 10 minutes per
 recipe on an idle machine of this kind, times two settings.
@@ -61,14 +66,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("reports/recipes-noise"))
     parser.add_argument("--quick", action="store_true", help="the experiment's --quick setting")
     parser.add_argument("--seed", type=int, default=0, help="seed of the injected noise")
+    parser.add_argument("--labels", choices=("clean", "noisy", "both"), default="both",
+                        help="which setting to run (the other is read from --out if there)")
     args = parser.parse_args()
     for recipe in args.recipes.split(","):
-        results = {noisy: run(recipe, noisy, args.out, args.quick, args.seed) for noisy in (False, True)}
+        results = {}
+        for noisy in (False, True):
+            if args.labels in ("both", "noisy" if noisy else "clean"):
+                results[noisy] = run(recipe, noisy, args.out, args.quick, args.seed)
+            elif (done := args.out / f"{recipe}-{'noisy' if noisy else 'clean'}" / "report.json").exists():
+                results[noisy] = json.loads(done.read_text(encoding="utf-8"))
         for noisy, report in results.items():
             for name, taught, precision in rounds(report):
                 print(f"{recipe:10s} {'noisy' if noisy else 'clean':6s} {name:12s} taught accuracy {taught} "
                       f"decoder precision {precision}")
-        last = [rounds(results[n])[-1][1] if rounds(results[n]) else None for n in (False, True)]
+        last = [rounds(results[n])[-1][1] if rounds(results.get(n, {})) else None for n in (False, True)]
         if all(isinstance(v, (int, float)) for v in last) and last[0]:
             print(f"{recipe:10s} last round taught accuracy noisy / clean = {last[1] / last[0]:.2f}")
 
