@@ -8,7 +8,8 @@ use by a running experiment); VERSION is a key of its work/teach/versions.json (
 memory's outright answer (`reusable`), its guess (`tentative`), the version's own greedy answer without
 references, whether each is right, and the version's log-probabilities of its answer and of the guess. Each line
 also holds the guess before any gate ("cand": the same-question match a guess would be, its similarity and
-whether it would overrule the version's answer; "support_sim": the most alike event about the question that
+whether it would overrule the version's answer; "cand_own": the version's answer to that event's own picture,
+"cand_own_ok" whether it is the event's answer; "support_sim": the most alike event about the question that
 carries the version's answer), so that any gate can be scored offline; `--shares P,P,...`
 first prints one line with the leave-one-out gate (`ilearn.memory.retrieval.leave_one_out_gate`) the memory's own
 events give at each share. `--r1-only` keeps only what R1's teaching stored (the memory R2 was scored with).
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from ilearn.dialogue import prompts
     from ilearn.evaluation import protocol
     from ilearn.evaluation.runner_common import Deployment
+    from ilearn.learning.update import image_loader
     from ilearn.memory.retrieval import (
         carrying,
         guess_overrules,
@@ -66,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dep.serve(None if args.version == "base" else dep._versions()[args.version])
         rc, memory = config.retrieval, dep.memory
+        image_of = image_loader(dep.store)
+        on_own: dict[str, str] = {}  # event id -> the version's answer to that event's own picture and question
+
+        def own_view(event) -> str:
+            if event.id not in on_own:
+                asked = prompts.answer_messages(event.question, image_of(event.image), "")
+                on_own[event.id] = vlm.generate(asked, max_new_tokens=config.model.max_new_tokens).text.strip()
+            return on_own[event.id]
         weight, gate = memory.guess_rule(tuned=args.version != "base")
         if args.shares:
             # the memory keeps a gate per share, chosen on one read
@@ -99,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                    "cand_overrules": guess_overrules(own, cand, matches, found, min_text_sim=rc.reuse_min_text_sim,
                                                      margin=rc.guess_margin, weight=weight,
                                                      references_stand=rc.guess_references_stand) if cand else None,
+                   "cand_own": own_view(cand.event) if cand and cand.event.image else None,
+                   "cand_own_ok": contains_answer(own_view(cand.event), cand.event.answer)
+                   if cand and cand.event.image else None,
                    "near": [(m.event.answer, round(m.score, 3), m.event.user_id) for m in found[:4]]}
             if guess is not None:
                 row["lp_own"], row["lp_guess"] = (round(x, 2) for x in vlm.score(messages, [own, guess.event.answer]))
