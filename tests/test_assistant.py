@@ -329,6 +329,40 @@ def test_a_tuned_version_s_answers_face_the_tuned_gate_and_the_base_weights_the_
     assert sooner.assistant.respond("ana", "What is it called?", image=png).source == "memory-guess"
 
 
+@pytest.mark.parametrize("names_its_picture, source", [
+    ("Aspirin.", "memory-guess"),  # it did not learn the guess's object: judged as the base weights' guess
+    ("Ibuprofen.", "model"),  # it knows that object: its own gate (here: never) judges the guess
+])
+def test_a_tuned_version_s_gate_judges_only_guesses_from_events_it_knows(tmp_path, png, names_its_picture, source):
+    from ilearn.images import decode_image
+
+    picture = make_png(color=(30, 30, 200), shape="square")  # the guess's event's own picture, stored
+    event_image, ref = decode_image(picture, max_pixels=10_000)
+    close = _match("ibuprofen", 0.85)  # passes the base weights' gate (0.76 fused), not the tuned one (never)
+    close.event.image = ref
+    asked = []
+
+    def says(messages):
+        if messages[-1].image.getpixel((32, 32)) == event_image.getpixel((32, 32)):
+            asked.append(messages[-1].content)
+            return names_its_picture
+        return "naproxen"
+
+    g = _Guessing(tmp_path, [close], says="", version_metrics={}, tuned_gate=float("inf"))
+    g.vlm.responder = says
+    g.store.put_image(picture, ref)
+    for _ in range(2):
+        reply = g.assistant.respond("ana", "What is this called?", image=png)
+        assert reply.model_version != "base" and reply.source == source
+        g.assistant.close_session(reply.session_id)
+    assert asked == ["What is this called?"]  # asked once about the event's picture, with its question; kept
+    g.store.ensure_user("bo")
+    g.store.add_events([close.event])
+    g.assistant.forget("bo")  # the event's teacher is forgotten: nothing is kept about their event
+    g.assistant.respond("ana", "What is this called?", image=png)
+    assert len(asked) == 2
+
+
 def test_the_memory_s_own_gate_decides_how_alike_a_guess_must_be(tmp_path, png):
     far = [_match("ibuprofen", 0.6), _match("aspirin", 0.5)]  # image cosines 0.5 and 0.375: far under 0.76 fused
     reply = _Guessing(tmp_path / "a", far, says="It is a bottle.").assistant.respond("ana", "What is it called?",

@@ -27,6 +27,7 @@ from ilearn.dialogue.feedback import FeedbackDecoder
 from ilearn.dialogue.pointing import PointAtPanel
 from ilearn.errors import NotFound
 from ilearn.images import ImageCache
+from ilearn.learning.guesses import Knowledge, choose_guess
 from ilearn.learning.scheduler import LearningScheduler
 from ilearn.memory import calibration
 from ilearn.memory.store import EventStore
@@ -104,6 +105,7 @@ class Assistant:
             (PointAtPanel(config.limits.max_image_pixels),) if request_stages is None else tuple(request_stages)))
         self._images = ImageCache(store.get_image_bytes, max_pixels=config.limits.max_image_pixels)
         self._metrics: dict[str, dict[str, Any]] = {}  # version id -> its registry metrics (`_version_metrics`)
+        self._knowledge = Knowledge()  # which events each version knows (`_knows`): verdicts only, no answers
 
     def _version_metrics(self, version_id: str) -> dict[str, Any]:
         """The registry's metrics of model version `version_id` ({} for the base weights or an unknown version; one
@@ -301,7 +303,7 @@ class Assistant:
         are reworded): those, a reused answer and every reply that is not an answer arrive whole with the reply."""
         if state.question is None:
             return
-        from ilearn.memory.retrieval import guess_overrules, reusable, tentative
+        from ilearn.memory.retrieval import guess_overrules, reusable
 
         start = time.perf_counter()
         reply_id = new_id("trn")
@@ -324,10 +326,9 @@ class Assistant:
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
             guess, weight = None, None
             if rc.guess_threshold is not None and self._guesses_allowed(state.model.version):
-                # the memory's own events choose the weight and the gate (dual)
-                rule = getattr(self.memory, "guess_rule", None)
-                weight, gate = rule(tuned=state.model.version != "base") if rule is not None else (None, None)
-                guess = tentative(state.candidates, rc.guess_threshold, rc.reuse_min_text_sim, weight, gate)
+                # the memory's own events choose the weight and the gate; a tuned version's, for what it knows
+                guess, weight = choose_guess(state.candidates, rc, self.memory, state.model.version != "base",
+                                             lambda event: self._knows(state, event))
             # a reply that may become a guess arrives whole, like one that must avoid rejected answers
             stream = (state.stream if not state.avoid and guess is None and (fitted_by_model or not rewords(profile))
                       else None)
@@ -369,6 +370,23 @@ class Assistant:
                                           tuned=tuned)
         return self.batcher.generate(state.model.vlm, messages, avoid=state.avoid,
                                      max_new_tokens=self.config.model.max_new_tokens, on_text=on_text)
+
+    def _knows(self, state: TurnState, event: Any) -> bool:
+        """Whether the serving version gives `event`'s answer to the event's own question about its own picture
+        (asked once per version and event, `ilearn.learning.guesses.Knowledge`); a picture the store no longer
+        holds counts as known."""
+        def answer_of(event: Any) -> str | None:
+            try:
+                image = self._images.get(event.image.sha256) if event.image is not None else None
+            except NotFound:
+                return None
+            if image is None:
+                return None
+            asked = prompts.answer_messages(event.question, image, "")
+            return self.batcher.generate(state.model.vlm, asked,
+                                         max_new_tokens=self.config.model.max_new_tokens).text.strip()
+
+        return self._knowledge.knows(state.model.version, event, answer_of)
 
     def _own_answer(self, state: TurnState, profile: Any) -> Any:
         """The serving model's answer without references (as a tuned version was trained) when a reference about the
@@ -493,8 +511,10 @@ class Assistant:
         meanwhile wait, then find their session gone (NotFound). A serving version trained on their events stops
         serving before the events are deleted (`ModelVersions.forget`)."""
         with self.sessions.user(user_id, exclusive=True):
-            return forget_user_data(self.store, self.memory, self.registry, self.config.home_path, user_id,
-                                    versions=self.versions)
+            report = forget_user_data(self.store, self.memory, self.registry, self.config.home_path, user_id,
+                                      versions=self.versions)
+        self._knowledge.forget(report.event_ids)
+        return report
 
     def close(self) -> None:
         """Save the vector index and close the store (call on shutdown; a crash is repaired on the next start)."""

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from ilearn.config import RetrievalConfig
-from ilearn.learning.guesses import GUESSES, allowed, choose_guesses
+from ilearn.learning.guesses import GUESSES, Knowledge, allowed, choose_guess, choose_guesses
 from ilearn.memory.base import Match
 from ilearn.models.stub import StubVLM
 from ilearn.types import Event, ImageRef, Scope
@@ -47,7 +47,8 @@ def _choose(says: dict[str, str], near: dict[str, list[tuple[str, float]]], trut
     memory = Nearest(heldout, near)
     choice = choose_guesses(vlm, heldout, memory, RetrievalConfig(), lambda ref: PICTURES[ref.sha256])
     assert memory.asked and all(user is None for user, _ in memory.asked)  # what every user may be offered
-    assert memory.tuned and all(memory.tuned)  # a candidate is a tuned version: the tuned gate judges the guesses
+    # a candidate is a tuned version: the tuned gate judges each guess first, the base one only where it refused
+    assert memory.tuned and memory.tuned[0] and all(memory.tuned[i - 1] for i, t in enumerate(memory.tuned) if not t)
     assert choice.right == sum(says[p] == truth[p] for p in truth)  # the version's own answers, every one
     return choice
 
@@ -91,3 +92,96 @@ def test_a_held_out_event_is_never_its_own_guess():
 
 def test_a_version_that_never_chose_takes_guesses():
     assert allowed({}) and allowed({"gate": {}})
+
+
+class Gates:
+    """A memory whose guess rule gives the base weights `base` and a tuned version `tuned` (weight 0.5)."""
+
+    def __init__(self, base: float | None, tuned: float | None):
+        self.gates = {False: base, True: tuned}
+        self.asked: list[bool] = []
+
+    def guess_rule(self, tuned=False):
+        self.asked.append(tuned)
+        return 0.5, self.gates[tuned]
+
+
+def _near(answer: str, image_sim: float) -> Match:
+    return Match(_event("d", answer), 0.2 + 0.8 * image_sim, image_sim, 1.0)
+
+
+@pytest.mark.parametrize("tuned, known, on, offered", [
+    (True, False, True, True),  # the version does not know the guess's event: the base weights' gate judges it
+    (True, True, True, False),  # it knows that object: its own stricter gate stands
+    (True, False, False, False),  # the rule off: the tuned gate judges every guess
+    (False, False, True, True),  # the base weights: their gate, nothing asked
+])
+def test_a_tuned_gate_judges_only_guesses_from_events_the_version_knows(tuned, known, on, offered):
+    near = [_near("ibuprofen", 0.46), _near("aspirin", 0.30)]  # the base gate (0.4) passes it, the tuned (0.6) not
+    memory, asked = Gates(base=0.4, tuned=0.6), []
+
+    def knows(event: Event) -> bool:
+        asked.append(event.answer)
+        return known
+
+    guess, weight = choose_guess(near, RetrievalConfig(tuned_gate_known_only=on), memory, tuned, knows)
+    assert (guess is not None) is offered and weight == 0.5
+    if offered:
+        assert guess.event.answer == "ibuprofen"
+    assert asked == (["ibuprofen"] if tuned and on else [])  # asked only where it decides, about the guess's event
+
+
+def test_a_guess_the_tuned_gate_passes_needs_no_question_and_none_is_offered_under_both_gates():
+    memory, asked = Gates(base=0.4, tuned=0.6), []
+    guess, _ = choose_guess([_near("ibuprofen", 0.7)], RetrievalConfig(), memory, True, asked.append)
+    assert guess is not None and asked == []
+    guess, _ = choose_guess([_near("ibuprofen", 0.3)], RetrievalConfig(), memory, True, asked.append)
+    assert guess is None and asked == []  # under the base gate too: nothing to ask
+    assert choose_guess([_near("ibuprofen", 0.7)], RetrievalConfig(guess_threshold=None), memory, True) == (None, None)
+
+
+def test_knowledge_asks_once_per_version_and_event_and_forgets():
+    knowledge, asked = Knowledge(size=3), []
+
+    def answer_of(says):
+        def ask(event):
+            asked.append(event.id)
+            return says
+        return ask
+
+    pills, other = _event("a", "ibuprofen"), _event("b", "aspirin")
+    assert knowledge.knows("v1", pills, answer_of("It is ibuprofen.")) is True
+    assert knowledge.knows("v1", pills, answer_of("no idea")) is True  # kept: not asked again
+    assert knowledge.knows("v2", pills, answer_of("no idea")) is False  # another version is asked itself
+    assert knowledge.knows("v1", other, answer_of(None)) is True  # nothing to ask (no picture): no evidence against
+    assert asked == [pills.id, pills.id, other.id] and len(knowledge) == 3
+    knowledge.forget([pills.id])
+    assert len(knowledge) == 1
+    knowledge.knows("v1", pills, answer_of("aspirin"))
+    assert asked[-1] == pills.id  # asked again after its user was forgotten
+    for version in ("v3", "v4", "v5"):
+        knowledge.knows(version, other, answer_of("aspirin"))
+    assert len(knowledge) == 3  # the least recently used dropped first
+
+
+class Rules(Nearest):
+    """`Nearest`, with a stricter gate for a tuned version than for the base weights."""
+
+    def guess_rule(self, tuned=False):
+        self.tuned.append(tuned)
+        return 0.5, 0.9 if tuned else 0.5
+
+
+def test_the_gate_s_choice_counts_a_guess_from_an_event_the_candidate_does_not_know():
+    # every held-out picture's nearest other event ("d") is guessed at image similarity 0.75: under the tuned gate
+    # (0.9), over the base one (0.5); the candidate calls picture d "paracetamol", so it does not know d's events
+    heldout = [_event(p, answer) for p, answer in TRUTH.items()]
+    says = {"a": "paracetamol", "b": "paracetamol", "c": "paracetamol", "d": "paracetamol"}
+    vlm = StubVLM(responder=lambda messages: says[next(n for n, p in PICTURES.items() if p is messages[-1].image)])
+    memory = Rules(heldout, NEAR)
+    choice = choose_guesses(vlm, heldout, memory, RetrievalConfig(), lambda ref: PICTURES[ref.sha256])
+    assert (choice.cases, choice.guess_right, choice.model_right, choice.allow) == (3, 2, 0, True)
+    says["d"] = "ibuprofen aspirin"  # now it names d's events (ibuprofen, aspirin) on their own picture
+    memory = Rules(heldout, NEAR)
+    choice = choose_guesses(vlm, heldout, memory, RetrievalConfig(), lambda ref: PICTURES[ref.sha256])
+    assert choice.cases == 0  # its own gate (0.9) judges: no guess

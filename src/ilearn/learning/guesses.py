@@ -16,12 +16,19 @@ where they disagreed. A tie (often 0 against 0 on the few held-out events of a y
 disagreement at all keeps them on, as before the choice existed. The other way round was tried first and lost:
 on the details set (`ilearn experiment objects`, seed 0) the frozen-vision version's 5 held-out events gave one
 disagreement, both wrong, which turned guesses off, and R3+retrieval fell below R2 (docs/real-images.md).
+
+Which guess a turn offers (`choose_guess`): a tuned version's stricter gate (`retrieval.tuned_guess_precision`)
+judges the guesses from events the version knows (asked the event's own question about its own picture, it gives
+the event's answer); one from an event it does not know is judged as the base weights' would be
+(`retrieval.tuned_gate_known_only`). `Knowledge` keeps what each version knows, asked once per event.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,7 +36,9 @@ from PIL import Image
 
 from ilearn.config import RetrievalConfig
 from ilearn.dialogue.prompts import answer_messages
+from ilearn.errors import NotFound
 from ilearn.memory import calibration
+from ilearn.memory.base import Match
 from ilearn.memory.retrieval import guess_overrules, references, reusable, tentative
 from ilearn.text import contains_answer
 from ilearn.types import Event, ImageRef
@@ -69,11 +78,72 @@ def allowed(metrics: dict[str, Any]) -> bool:
     return bool((metrics.get(GUESSES) or {}).get("allow", True))
 
 
+class Knowledge:
+    """Whether model versions know events (`choose_guess`): a version knows an event when its answer to the event's
+    own question about the event's own picture contains the event's answer. Each (version, event) is asked once and
+    kept; at most `size` pairs, the least recently used dropped first. Only the verdict is kept, never an answer."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._known: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def knows(self, version: str, event: Event, answer_of: Callable[[Event], str | None]) -> bool:
+        """Whether `version` knows `event`; `answer_of(event)` asks it (None: nothing to ask, e.g. the picture is
+        gone, which counts as known: no evidence against the version)."""
+        key = (version, event.id)
+        with self._lock:
+            if key in self._known:
+                self._known.move_to_end(key)
+                return self._known[key]
+        said = answer_of(event)  # outside the lock: a generation
+        known = said is None or contains_answer(said, event.answer)
+        with self._lock:
+            self._known[key] = known
+            while len(self._known) > self.size:
+                self._known.popitem(last=False)
+        return known
+
+    def forget(self, event_ids: Iterable[str]) -> None:
+        """Drop what is kept about these events (their user was forgotten)."""
+        gone = set(event_ids)
+        with self._lock:
+            for key in [k for k in self._known if k[1] in gone]:
+                del self._known[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._known)
+
+
+def choose_guess(candidates: Sequence[Match], config: RetrievalConfig, memory: Any, tuned: bool,
+                 knows: Callable[[Event], bool] | None = None) -> tuple[Match | None, float | None]:
+    """(the guess a turn may offer from `candidates`, or None; the weight it was chosen at, for `guess_overrules`).
+
+    `candidates`: the memory's nearest events, best first (`RetrievalMemory.search` with a floor). The memory's own
+    events choose the weight and the gate (`guess_rule`): the base weights' gate, or with `tuned` the tuned
+    version's; with `retrieval.tuned_gate_known_only` a guess the tuned gate refuses is still offered where the
+    base weights' gate passes it and `knows(event)` says the version does not know its event (the same event either
+    way: the gates share the weight, so they differ only in where they cut)."""
+    if config.guess_threshold is None:
+        return None, None
+    rule = getattr(memory, "guess_rule", None)
+    weight, gate = rule(tuned=tuned) if rule is not None else (None, None)
+    guess = tentative(candidates, config.guess_threshold, config.reuse_min_text_sim, weight, gate)
+    if guess is None and tuned and config.tuned_gate_known_only and knows is not None:
+        base_weight, base_gate = rule(tuned=False) if rule is not None else (None, None)
+        fallback = tentative(candidates, config.guess_threshold, config.reuse_min_text_sim, base_weight, base_gate)
+        if fallback is not None and not knows(fallback.event):
+            return fallback, base_weight
+    return guess, weight
+
+
 def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: RetrievalConfig,
                    image_of: Callable[[ImageRef], Image.Image | None], robot_id: str = "default",
                    max_new_tokens: int = 48) -> GuessChoice:
     """Answer each held-out event (with an image and an answer) with `vlm`, then let the memory guess it from the
-    other events, as a turn would (shared events only: what any user may be offered; a tuned version's gate); count
+    other events, as a turn would (shared events only: what any user may be offered; a tuned version's guesses,
+    `choose_guess`, with `vlm` asked about the guess's own event where that decides); count
     where the guess would overrule the answer and who was right there, and how often the version was right at all.
     `vlm` serves the version being chosen for."""
     asked = []
@@ -82,7 +152,20 @@ def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: Retr
         if image is not None and event.answer.strip():
             answer = vlm.generate(answer_messages(event.question, image), max_new_tokens=max_new_tokens).text.strip()
             asked.append((event, image, answer))
-    weight, gate = memory.guess_rule(tuned=True) if hasattr(memory, "guess_rule") else (None, None)
+    knowledge = Knowledge()
+
+    def answer_of(event: Event) -> str | None:
+        try:
+            image = image_of(event.image) if event.image is not None else None
+        except NotFound:
+            image = None  # the picture is gone: nothing to ask
+        if image is None:
+            return None
+        return vlm.generate(answer_messages(event.question, image), max_new_tokens=max_new_tokens).text.strip()
+
+    def knows(event: Event) -> bool:
+        return knowledge.knows("candidate", event, answer_of)
+
     reuse_at = calibration.reuse_threshold(memory, config.reuse_threshold)
     cases = model_right = guess_right = 0
     for event, image, answer in asked:
@@ -91,8 +174,7 @@ def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: Retr
         matches = references(found, config)
         if reusable(matches, reuse_at, config.reuse_margin, config.reuse_min_text_sim) is not None:
             continue  # given outright, guesses or not
-        guess = tentative(found, config.guess_threshold, config.reuse_min_text_sim, weight, gate) \
-            if config.guess_threshold is not None else None
+        guess, weight = choose_guess(found, config, memory, True, knows)
         if guess is None or not guess_overrules(answer, guess, matches, found, min_text_sim=config.reuse_min_text_sim,
                                                 margin=config.guess_margin, weight=weight,
                                                 references_stand=config.guess_references_stand):
@@ -107,4 +189,4 @@ def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: Retr
     return choice
 
 
-__all__ = ["GUESSES", "GuessChoice", "allowed", "choose_guesses"]
+__all__ = ["GUESSES", "GuessChoice", "Knowledge", "allowed", "choose_guess", "choose_guesses"]
