@@ -5,7 +5,7 @@
 REPORT_DIR is an `ilearn experiment pharmacy|objects --report` folder (its trained versions and memory, not in
 use by a running experiment); VERSION is a key of its work/teach/versions.json ("sft-novision", "sft-full") or
 "base". For each test task (the scenario's test views, its precise question) it prints one JSON line: the
-memory's outright answer (`reusable`), its guess (`tentative`), the version's own greedy answer without
+memory's outright answer (`reusable`), its guess (`choose_guess`, as a turn chooses it), the version's own greedy answer without
 references, whether each is right, and the version's log-probabilities of its answer and of the guess. Each line
 also holds the guess before any gate ("cand": the same-question match a guess would be, its similarity and
 whether it would overrule the version's answer; "cand_own": the version's answer to that event's own picture,
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from ilearn.dialogue import prompts
     from ilearn.evaluation import protocol
     from ilearn.evaluation.runner_common import Deployment
+    from ilearn.learning.guesses import choose_guess
     from ilearn.learning.update import image_loader
     from ilearn.memory.retrieval import (
         carrying,
@@ -88,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
                 found = [m for m in found if m.event.user_id.startswith("R1-teach")]
             matches = references(found, rc)
             top = reusable(matches, rc.reuse_threshold, rc.reuse_margin, rc.reuse_min_text_sim)
-            guess = tentative(found, rc.guess_threshold, rc.reuse_min_text_sim, weight, gate)
+            # as a turn chooses it: the version's gate for events it knows, the base weights' for the others
+            guess, _ = choose_guess(found, rc, memory, args.version != "base",
+                                    lambda e: e.image is None or contains_answer(own_view(e), e.answer))
             cand = tentative(found, rc.guess_threshold, rc.reuse_min_text_sim, weight, -float("inf"))
             messages = prompts.answer_messages(task.question, task.view, "")
             own = vlm.generate(messages, max_new_tokens=config.model.max_new_tokens).text.strip()
