@@ -130,8 +130,8 @@ def choose_guess(candidates: Sequence[Match], config: RetrievalConfig, memory: A
     rule = getattr(memory, "guess_rule", None)
     weight, gate = rule(tuned=tuned) if rule is not None else (None, None)
     guess = tentative(candidates, config.guess_threshold, config.reuse_min_text_sim, weight, gate)
-    if guess is None and tuned and config.tuned_gate_known_only and knows is not None:
-        base_weight, base_gate = rule(tuned=False) if rule is not None else (None, None)
+    if guess is None and tuned and config.tuned_gate_known_only and knows is not None and rule is not None:
+        base_weight, base_gate = rule(tuned=False)  # without a rule both gates are the fixed threshold: no fallback
         fallback = tentative(candidates, config.guess_threshold, config.reuse_min_text_sim, base_weight, base_gate)
         if fallback is not None and not knows(fallback.event):
             return fallback, base_weight
@@ -153,8 +153,11 @@ def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: Retr
             answer = vlm.generate(answer_messages(event.question, image), max_new_tokens=max_new_tokens).text.strip()
             asked.append((event, image, answer))
     knowledge = Knowledge()
+    answered = {event.id: answer for event, _, answer in asked}  # the same question, asked above
 
     def answer_of(event: Event) -> str | None:
+        if event.id in answered:
+            return answered[event.id]
         try:
             image = image_of(event.image) if event.image is not None else None
         except NotFound:
