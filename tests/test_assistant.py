@@ -359,6 +359,7 @@ def test_a_tuned_version_s_gate_judges_only_guesses_from_events_it_knows(tmp_pat
     g.store.ensure_user("bo")
     g.store.add_events([close.event])
     g.assistant.forget("bo")  # the event's teacher is forgotten: nothing is kept about their event
+    g.store.put_image(picture, ref)  # (this fake memory still offers the event: its picture back for the check)
     g.assistant.respond("ana", "What is this called?", image=png)
     assert len(asked) == 2
 

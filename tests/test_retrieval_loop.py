@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 from helpers import make_png
 from ilearn.assistant import Assistant
 from ilearn.config import Config
+from ilearn.errors import NotFound
 from ilearn.types import EventStatus, TurnKind
 
 
@@ -90,6 +91,23 @@ def test_forget_user_removes_their_memory(assistant):
     assistant.forget_user("ana")
     again = assistant.respond("ana", "What is this medicine called?", image=bottle(shift=3, light=10))
     assert again.references == []
+
+
+def test_forgetting_a_user_leaves_none_of_their_pictures_in_the_process(assistant):
+    """The decoded pictures, the memory's query vectors and the model's vision features are caches by content,
+    so a forget empties them (`Assistant.forget`); answering goes on."""
+    teach(assistant, "ana", "ibuprofen", bottle())
+    again = assistant.respond("ana", "What is this medicine called?", image=bottle(shift=3, light=10))
+    sha = assistant.get_session(again.session_id).turns[0].image.sha256
+    features = assistant.vlm.model.feature_cache
+    assert assistant._images.get(sha) is not None
+    assert len(features) > 0 and len(assistant.memory._query_cache) > 0
+    assistant.forget_user("ana")
+    with pytest.raises(NotFound):  # the store has no such picture now, and the cache no copy
+        assistant._images.get(sha)
+    assert len(features) == 0 and len(assistant.memory._query_cache) == 0
+    bob = assistant.respond("bob", "What is this medicine called?", image=bottle(shift=3, light=10))
+    assert bob.kind == TurnKind.ANSWER and bob.references == []
 
 
 def test_a_trusted_users_thanks_shares_the_memorys_taught_answer_but_not_the_models_own_words(tmp_path):

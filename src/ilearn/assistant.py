@@ -509,11 +509,14 @@ class Assistant:
 
         Waits for the user's turns in progress (their rows are deleted too); turns of the user that arrive
         meanwhile wait, then find their session gone (NotFound). A serving version trained on their events stops
-        serving before the events are deleted (`ModelVersions.forget`)."""
+        serving before the events are deleted (`ModelVersions.forget`). The process's caches of decoded pictures
+        and image features are emptied too (content-addressed, so theirs cannot be told from others')."""
         with self.sessions.user(user_id, exclusive=True):
             report = forget_user_data(self.store, self.memory, self.registry, self.config.home_path, user_id,
                                       versions=self.versions)
         self._knowledge.forget(report.event_ids)
+        self._images.clear()  # their decoded pictures, and their features in the models below
+        self.versions.clear_caches()
         return report
 
     def close(self) -> None:

@@ -103,6 +103,11 @@ class ImageCache:
             while len(self._images) > self._size:
                 self._images.popitem(last=False)
 
+    def clear(self) -> None:
+        """Forget every decoded image (after a user is forgotten: none of their pictures stays in memory)."""
+        with self._lock:
+            self._images.clear()
+
     def get(self, sha256: str) -> Image.Image:
         """The decoded image (NotFound from the store when it holds no such image)."""
         with self._lock:

@@ -992,6 +992,7 @@ class DualModalityMemory:
             turned_down = list(zip(rejections, self._event_vectors(rejections), strict=True)) if rejections else []
             deleted = self.store.delete_user(user_id)
             self._drop(set(deleted) | self._by_user.get(user_id, set()))
+            self._query_cache.clear()  # image vectors by pixels: theirs among them
             voices = Voices(self.store, self.trust)
             with self.store.transaction():
                 for robot_id, vec in places:

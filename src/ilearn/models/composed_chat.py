@@ -68,6 +68,10 @@ class ComposedVLMChat(HFVisionLanguageModel):
         self._model.load_trainable(state)
 
     # -- only here ----------------------------------------------------------------------------------------
+    def clear_caches(self) -> None:
+        """Forget the vision features of the images seen lately (`ComposedVLM.feature_cache`)."""
+        self._model.feature_cache.clear()
+
     @torch.inference_mode()
     def generate_batch(self, conversations: Sequence[Sequence[Message]], *, max_new_tokens: int | None = None,
                        on_reply: Callable[[int, Generation], None] | None = None,

@@ -60,6 +60,11 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self._items)
 
+    def clear(self) -> None:
+        """Forget every image's features (after a user is forgotten)."""
+        with self._lock:
+            self._items.clear()
+
     def usable(self, encoder: nn.Module, pixels: torch.Tensor) -> bool:
         """Whether `encoder(pixels)` may be answered from the cache (module docstring)."""
         return (self.size > 0 and torch.is_inference_mode_enabled() and not encoder.training

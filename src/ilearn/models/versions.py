@@ -143,6 +143,16 @@ class ModelVersions:
                 self._latest = ModelHandle(BASE, self._base)
         return self.refresh().version
 
+    def clear_caches(self) -> None:
+        """Empty the caches of recently seen images of the models in memory, those that keep one (a `clear_caches`
+        method: `ComposedVLMChat`'s vision features); after a user is forgotten, so that none of theirs stays."""
+        with self._lock:
+            models = {id(m): m for m in (self._base, self._latest.vlm, *(h.vlm for h in self._loaded.values()))}
+        for vlm in models.values():
+            clear = getattr(vlm, "clear_caches", None)
+            if clear is not None:
+                clear()
+
     @contextmanager
     def hold(self) -> Iterator[ModelHandle]:
         """The current handle, bound to this thread's context for the block (what `served` forwards to)."""
