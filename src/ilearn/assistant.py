@@ -106,6 +106,8 @@ class Assistant:
         self._images = ImageCache(store.get_image_bytes, max_pixels=config.limits.max_image_pixels)
         self._metrics: dict[str, dict[str, Any]] = {}  # version id -> its registry metrics (`_version_metrics`)
         self._knowledge = Knowledge()  # which events each version knows (`_knows`): verdicts only, no answers
+        if memory is not None:  # a forget here or, on a fleet's store, in another process
+            memory.on_forget(self._drop_picture_caches)
 
     def _version_metrics(self, version_id: str) -> dict[str, Any]:
         """The registry's metrics of model version `version_id` ({} for the base weights or an unknown version; one
@@ -510,14 +512,21 @@ class Assistant:
         Waits for the user's turns in progress (their rows are deleted too); turns of the user that arrive
         meanwhile wait, then find their session gone (NotFound). A serving version trained on their events stops
         serving before the events are deleted (`ModelVersions.forget`). The process's caches of decoded pictures
-        and image features are emptied too (content-addressed, so theirs cannot be told from others')."""
+        and image features are emptied too (`_drop_picture_caches`; also after a forget in another process of a
+        fleet, which the memory reports)."""
         with self.sessions.user(user_id, exclusive=True):
             report = forget_user_data(self.store, self.memory, self.registry, self.config.home_path, user_id,
                                       versions=self.versions)
         self._knowledge.forget(report.event_ids)
-        self._images.clear()  # their decoded pictures, and their features in the models below
-        self.versions.clear_caches()
+        if self.memory is None:  # else the memory's forget ran the hook
+            self._drop_picture_caches()
         return report
+
+    def _drop_picture_caches(self) -> None:
+        """Empty the caches of decoded pictures and of their vision features (`forget`): they are by content, so
+        a forgotten user's pictures cannot be told from others'."""
+        self._images.clear()
+        self.versions.clear_caches()
 
     def close(self) -> None:
         """Save the vector index and close the store (call on shutdown; a crash is repaired on the next start)."""

@@ -86,9 +86,14 @@ def test_a_forget_anywhere_empties_every_index(open_worker, tmp_path: Path) -> N
     taught = [a.add(make_event(a.store, img, ans, "alice", scope=Scope.SHARED), img)
               for img, ans in ((PILLS, "ibuprofen"), (MUG, "mug"))]
     kept = a.add(make_event(a.store, MUG, "cup", "carol"), MUG)
+    told = {"a": 0, "b": 0}  # the process's caches of pictures empty themselves (`on_forget`)
+    for name, mem in (("a", a), ("b", b)):
+        mem.on_forget(lambda name=name: told.__setitem__(name, told[name] + 1))
     assert answers(b.search(PILLS, Q, "bob")) == ["ibuprofen"]
+    assert len(b._query_cache) == 1  # the query's picture, by its pixels
     assert sorted(a.forget_user("alice")) == sorted(e.id for e in taught)
     b.catch_up()
+    assert told["a"] >= 1 and told["b"] >= 1 and len(b._query_cache) == 0
     assert b.search(PILLS, Q, "bob") == [] and b.search(MUG, Q, "alice") == []
     assert set(b.index.keys()) == {kept.id} and b.index.dead == 0  # compacted: no tombstone keeps a vector
     saved = type(b.index).load(tmp_path / "b" / "index" / "events")  # and saved so

@@ -8,7 +8,7 @@ Each is registered by name in `ilearn.plugins`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -170,6 +170,10 @@ class RetrievalMemory(Protocol):
 
     def forget_user(self, user_id: str) -> list[str]:
         """Delete a user's events, sessions and images from the store and their vectors; returns event ids."""
+        ...
+
+    def on_forget(self, hook: Callable[[], None]) -> None:
+        """Call `hook` after every forget the memory learns of (its own, or another process's on a shared store)."""
         ...
 
     def ensure_fresh(self) -> str:

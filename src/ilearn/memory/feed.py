@@ -7,7 +7,8 @@ is the `DualModalityMemory` of such a process, with three additions:
 - it follows the store's change feed: a thread wakes on each NOTIFY (and at least every `poll_s` seconds) and
   applies the changes to the index; every search first reads what it has not applied yet (one small query),
   so a correction admitted by one worker is retrieved by every other worker's next search;
-- a forget anywhere removes the user's vectors here too, compacts the index and saves it (no file keeps them);
+- a forget anywhere removes the user's vectors here too, compacts the index and saves it (no file keeps them),
+  and empties the process's caches of pictures (`on_forget`);
 - the trust rules (quarantine, corroboration, supersede) run under the store's event-write lock
   (`PostgresStore.exclusive`), after reading every change committed before: one process decides at a time, on
   the same events, and its outcome is committed in the same transaction.
@@ -138,6 +139,8 @@ class FleetMemory(DualModalityMemory):
                     self.index.compact()
                     self._filters.clear()
                 self.save()
+        if forgotten:  # nor this process's caches of pictures
+            self._forgotten()
         logger.debug("feed: %d event(s) followed, %d indexed", len(ids), len(keep))
 
     def _follow(self) -> None:

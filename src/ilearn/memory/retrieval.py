@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -287,6 +287,7 @@ class DualModalityMemory:
         # prepared index filters per (robot_wide, user, robot), dropped whenever any membership above changes
         self._filters: OrderedDict[tuple[bool, str | None, str], tuple[VectorIndex, KeyFilter]] = OrderedDict()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._forget_hooks: list[Callable[[], None]] = []  # `on_forget`
         self._changes = 0
         self._generation = 0  # every change to the index counts (what guess_weight was computed on)
         # (generation, weight, (similarities, same question, answers), {share: gate}): what guess_rule chose, what it
@@ -992,7 +993,6 @@ class DualModalityMemory:
             turned_down = list(zip(rejections, self._event_vectors(rejections), strict=True)) if rejections else []
             deleted = self.store.delete_user(user_id)
             self._drop(set(deleted) | self._by_user.get(user_id, set()))
-            self._query_cache.clear()  # image vectors by pixels: theirs among them
             voices = Voices(self.store, self.trust)
             with self.store.transaction():
                 for robot_id, vec in places:
@@ -1005,7 +1005,21 @@ class DualModalityMemory:
                 self.index.compact()
                 self._filters.clear()
             self.save()
-            return deleted
+        self._forgotten()
+        return deleted
+
+    def on_forget(self, hook: Callable[[], None]) -> None:
+        """Call `hook` after every forget this memory learns of: its own `forget_user`, and (a fleet's memory,
+        `ilearn.memory.feed`) a forget in another process. The assistant empties its caches of pictures by content
+        with it, which cannot tell the forgotten user's pictures from others'."""
+        self._forget_hooks.append(hook)
+
+    def _forgotten(self) -> None:
+        """A user was forgotten: the query vectors by pixels go (theirs among them), then the hooks run."""
+        with self._lock:
+            self._query_cache.clear()
+        for hook in self._forget_hooks:
+            hook()
 
 
 def recorded_settings(home: str | Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,6 +138,7 @@ class StubMemory:
         self.image_embedder = image_embedder
         self.text_embedder = text_embedder
         self.config = config or RetrievalConfig()
+        self._forget_hooks: list[Callable[[], None]] = []
 
     def search(self, image: Image.Image | None, question: str, user_id: str | None,
                robot_id: str = "default", k: int | None = None, floor: float | None = None) -> list[Match]:
@@ -168,7 +169,14 @@ class StubMemory:
 
     def forget_user(self, user_id: str) -> list[str]:
         """Delete the user from the store."""
-        return self.store.delete_user(user_id)
+        deleted = self.store.delete_user(user_id)
+        for hook in self._forget_hooks:
+            hook()
+        return deleted
+
+    def on_forget(self, hook: Callable[[], None]) -> None:
+        """Call `hook` after every `forget_user`."""
+        self._forget_hooks.append(hook)
 
     def ensure_fresh(self) -> str:
         """Nothing to load: the store is searched directly."""
