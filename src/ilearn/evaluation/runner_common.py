@@ -51,14 +51,6 @@ logger = logging.getLogger(__name__)
 #: dataset builder per recipe (ReSpect: sft is filtered fine-tuning on positive / corrected answers)
 VERSIONS_FILE = "versions.json"
 
-KTO_LEARNING_RATE = 1e-4
-"""kto's LoRA rate in every experiment (sft, dpo and reinforce train LoRA at 1e-3): at 1e-3 its undesirable rows
-drive the language model off its answers. Reference game (`runner_game`), trained on the 145 events a seed-0 run
-logged (120 steps of 8): general set (30 questions) 93.3 -> 36.7 at 1e-3, with replies such as "You are a image"
-to "what shape is in the image?", and 93.3 -> 93.3 at 1e-4 (`benchmarks/picks.py --run DIR --recipe kto [--set
-learning_rate=1e-3]`). Pharmacy fact experiment (`runner_fact`, seed 0, `benchmarks/recipes_noise.py --recipes
-kto`): R3's general set 90 -> 0 at 1e-3, clean and noisy labels alike (docs/reactions.md)."""
-
 
 @dataclass
 class Deployment:

@@ -46,13 +46,7 @@ from typing import Any
 
 from ilearn.config import LearnConfig
 from ilearn.evaluation.metrics import TaskRecord, answer_sources, contains_answer
-from ilearn.evaluation.runner_common import (
-    KTO_LEARNING_RATE,
-    Conversation,
-    Deployment,
-    RunContext,
-    round_metrics,
-)
+from ilearn.evaluation.runner_common import Conversation, Deployment, RunContext, round_metrics
 from ilearn.evaluation.scenarios.base import FactScenario, Task, derive_seed
 from ilearn.evaluation.users import SimulatedUser
 from ilearn.memory import calibration
@@ -151,15 +145,14 @@ def r3_settings(learn: LearnConfig, *, recipe: str, trainable: tuple[str, ...], 
     256 replayed general examples (each seen about once: fresh ones keep the general skills better than 64
     seen four times) that also keep the base model's answer distribution (`distill`: learning without
     forgetting) and its image tokens (`distill_image` 10: the instance path's offset, learnt for the taught
-    objects, would otherwise move every image's tokens); LoRA at 1e-3 (kto at `KTO_LEARNING_RATE`), the aligned projector at 1e-4 (the
+    objects, would otherwise move every image's tokens); LoRA at 1e-3, the aligned projector at 1e-4 (the
     general skills live there), its instance path (zero at first) at 3e-3, the vision encoder (ablation) at 5e-5.
     `benchmarks/r3.py` on the teaching events of seed 0 / seed 1, five training seeds each, 224 steps x 4 (the
     default `steps`): taught-fact probes 41.8 / 45.4 of 48 on average and general 89.0 / 88.4 (base 90); at 160
     steps (too few to fit the training rows: 28-33 of 34 right) 34.0 / 40.0 and 90.2 / 87.8; without
     `distill_image` 35.2 / 40.2 and 88.6 / 86.2, with a spread of 79-89 on seed 1 (87-89 with it)."""
     return replace(learn, recipe=recipe, trainable=trainable, max_steps=steps, batch_size=batch_size, seed=seed,
-                   augment=True, event_repeats=24, replay=256, distill=5.0, distill_image=10.0,
-                   learning_rate=KTO_LEARNING_RATE if recipe == "kto" else 1e-3,
+                   augment=True, event_repeats=24, replay=256, distill=5.0, distill_image=10.0, learning_rate=1e-3,
                    learning_rate_projector=1e-4, learning_rate_instance=3e-3, learning_rate_vision=5e-5)
 
 
