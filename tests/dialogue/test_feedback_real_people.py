@@ -224,3 +224,59 @@ def test_a_groan_at_a_complaint_is_sympathy(answer):
 def test_approval_in_other_words(reaction):
     assert rules("We went to the coast for the weekend.", reaction)[0] == Label.POSITIVE
     assert rules("It is ibuprofen.", "that doesn't make sense")[0] != Label.POSITIVE
+
+
+# Sixth pass (2026-12-07, twelfth session): a draw of 51 rows no decoder had seen (docs/reactions.md "Sixth pass"),
+# new words below; each test fails on the code before it (1c08564).
+@pytest.mark.parametrize("reaction", ["Wow, that's profound", "that is really insightful!", "That is deep, never saw it that way",
+                                      "I loved that show"])
+def test_praising_the_answers_insight_is_approval(reaction):
+    # an evaluation of what the answer said ("that's profound") names no correction
+    assert judge("Courage is being scared and going anyway, like the captain in that show.", reaction) == \
+        (Label.POSITIVE, None)
+    assert judge("It is a hammer.", "that's a wrench") == (Label.NEGATIVE, "wrench")  # a name stays a correction
+
+
+@pytest.mark.parametrize("answer, reaction", [
+    ("Mesa Verde? where is that? Sounds familiar", "it's down in the corner of Colorado, lots of cliff houses"),
+    ("Never played it. What's that?", "It's a card game from Japan, kind of like poker"),
+    ("who is he? I only know the first movie", "that's the guy who wrote the soundtrack"),
+])
+def test_a_statement_answering_the_answers_own_question(answer, reaction):
+    # the answer asked what / where / who the thing the listener named is: a reply telling it corrects nothing
+    assert judge(answer, reaction) == (Label.NEUTRAL, None)
+    # a rejection still rejects, and an answer that asks nothing is still corrected
+    assert judge(answer, "no, it's a board game")[0] == Label.NEGATIVE
+    assert judge("It is a board game.", "it's a card game") == (Label.NEGATIVE, "card game")
+
+
+@pytest.mark.parametrize("answer, reaction", [("I've been waiting for ages.", "waiting for what?"),
+                                              ("Honestly I'm so nervous about it.", "nervous about what?"),
+                                              ("It used to be different.", "different from what?")])
+def test_what_after_a_preposition_asks_to_complete_the_answer(answer, reaction):
+    assert judge(answer, reaction) == (Label.NEUTRAL, None)
+    assert judge("It is an axolotl.", "it's a what?")[0] == Label.NEGATIVE  # disbelief at the answer stays
+
+
+@pytest.mark.parametrize("reaction", ["sweet I might have to try that place", "nice nice how long did it take?",
+                                      "awesome Ill probably stop by", "sweet sweet how early do you start?"])
+def test_an_approval_word_then_a_clause(reaction):
+    # the approval opens the reply; what follows (a plan, a hedge about oneself, a question) does not undo it
+    assert judge("I got an internship at the new bakery downtown.", reaction) == (Label.POSITIVE, None)
+    assert judge("I got an internship at the new bakery downtown.", "cool I guess")[0] == Label.NEUTRAL
+
+
+@pytest.mark.parametrize("reaction", ["yasss", "lol yessss", "Yasss queen"])
+def test_a_drawn_out_yes_agrees(reaction):
+    assert judge("I'd go to that concert in a heartbeat.", reaction) == (Label.POSITIVE, None)
+
+
+@pytest.mark.parametrize("reaction", ["I agree, it may not be enough", "I agree it may not catch on",
+                                      "I agree, hard to pull off, though not a dumb plan",
+                                      "I agree, though not a cure-all by any means"])
+def test_an_opening_i_agree_is_not_undone_by_a_reservation(reaction):
+    # neither the learned check nor a "not" in the reservation undoes it (as the check leaves "thanks" to the rules)
+    assert judge("A sugar tax would help a bit, even if not much.", reaction) == (Label.POSITIVE, None)
+    # it still rejects when it says what is wrong or names a correction
+    assert judge("It is a hammer.", "I agree it's a tool, but it's not right")[0] == Label.NEGATIVE
+    assert judge("It is a hammer.", "I agree it's a tool, but it's actually a mallet") == (Label.NEGATIVE, "mallet")

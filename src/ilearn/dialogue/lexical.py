@@ -71,6 +71,11 @@ _NOT_OPINION = (r"(?!\s+(?:(?:a|an|the)\s+)?(?:(?:very|so|that|too|to|really|par
 _NEG_EVAL = re.compile(r"\b(?:useless|stupid|rubbish|garbage|terrible|awful|hopeless|pathetic|ridiculous)\b", re.I)
 _AGREE_START = re.compile(r"^\W*(?:(?:oh+|ah+|ha(?:ha)*h?|lol|well)\W+)*(?:yes|yeah|yea|yep|yup|ya|true|exactly|"
                           r"totally|definitely|i\s+agree|agreed)\b", re.I)
+# "what?" at the end: confusion at the answer ("sorry, what?", "it's a what?"), unless it asks for examples ("like
+# what?", "such as what?") or for the rest of the answer after a preposition ("waiting for what?", "since what?").
+_WHAT_ALONE = "".join(rf"(?<!\b{w} )" for w in ("like", "such as", "since", "about", "for", "with", "from", "than",
+                                                "after", "before", "until", "of", "to", "at", "on", "by", "in")) \
+    + r"\bwhat\?+!*$"
 _NEG_STRONG = _rx(
     r"\bwrong\b", r"\bincorrect\b", r"\bnot\s+(?:quite\s+)?(?:right|correct|true|it|that)\b",
     r"\b(?:isn'?t|is\s+not|wasn'?t|ain'?t)\s+(?:right|correct|it|true|a|an|the|what)\b",
@@ -78,7 +83,7 @@ _NEG_STRONG = _rx(
     r"^\W*(?:no+|nope|nah|negative)\b(?!\s*(?:thanks|thank|problem|worries|need|doubt|one\b|body\b|matter\b))",
     r"^\W*" + FOREIGN_NO + r"(?=[\s,，、。.!！،])",
     r"\bfor\s+nothing\b", r"\bnot\s+(?:what\s+i|helpful|useful)\b", r"\bmakes?\s+no\s+sense\b",
-    r"\bnonsense\b", r"\bnot\s+even\s+close\b", r"(?<!like )(?<!such as )\bwhat\?+!*$", r"\bare\s+you\s+(?:even|blind|kidding|serious|sure)\b",
+    r"\bnonsense\b", r"\bnot\s+even\s+close\b", _WHAT_ALONE, r"\bare\s+you\s+(?:even|blind|kidding|serious|sure)\b",
     r"\b(?:useless|stupid|rubbish|garbage|terrible|awful|hopeless|pathetic|ridiculous|bad)\s+(?:answer|guess|reply|job)\b",
     r"\bugh+\b",
     r"\bcome\s+on\b", r"\bseriously\b", r"\btry\s+again\b", r"\bagain\?", r"\bi\s+(?:said|asked|meant)\b",
@@ -100,7 +105,8 @@ _POS = _rx(
     r"\bthanks?\b", r"\bthank\s+you\b", r"\bthx\b", r"\bty\b", r"\bcheers\b", r"\bcorrect\b", r"\bright\b",
     r"^\W*(?:(?:oh+|ah+|ha(?:ha)*h?|lol|well|ok|okay)\W+)*(?:yes|yep|yeah|yea|yup|ya|aye|indeed|sure|absolutely|"
     r"exactly|precisely|true)\b", r"^\W*(?:oh\W+)?totally(?:\W*$|\s+(?:agree|true|right)\b)", r"\bexactly\b",
-    r"\bi\s+(?:really\s+|totally\s+|do\s+)?(?:love|like|support)\s+(?:that|it|this|those|them|yours|the)\b",
+    r"\bi\s+(?:really\s+|totally\s+|do\s+)?(?:loved?|liked?|support(?:ed)?)\s+(?:that|it|this|those|them|yours|the)\b",
+    r"\b(?:that'?s|thats|that\s+is)\s+(?:so\s+|really\s+|pretty\s+|very\s+|super\s+)?(?:deep|profound|insightful|wise)\b",
     r"\b(?:dope|rad|legit)\b", r"^\W*(?:(?:that'?s|thats|that\s+is|it'?s|its)\s+)?not\s+(?:too\s+|to\s+|so\s+|that\s+)?bad\b",
     r"\bperfect\b", r"\bgreat\b", r"\bawesome\b", r"\bexcellent\b", r"\bgood\s+(?:job|one|answer|work)\b",
     r"\bwell\s+done\b", r"\bnice\b", r"\bspot\s+on\b", r"\bthat(?:'?s|\s+is)\s+(?:it|the\s+one|true|right)\b",
@@ -115,7 +121,7 @@ _POS = _rx(
     r"\bthat\s+counts\b", r"\bsounds\s+(?:(?:so|really|super|pretty)\s+)?(?:good|fun|great|cool|awesome|interesting|amazing|nice|neat|"
     r"fantastic|wonderful|delicious)\b", r"\bthat'?s\s+what\s+i'?m\s+talking\s+about\b", r"\bwhat\s+i\s+thought\b",
     r"\bheck\s+(?:yeah|yes|ya)\b", r"\bi\s+feel\s+(?:ya|you)\b", r"\bcongrat(?:s|ulations)\b", r"\bthere\s+you\s+go\b",
-    r"\bsame\s+story\b", r"\bsounds?\W+like\W+(?:a\W+)?(?:paradise|heaven|a\s+plan|a\s+dream|fun)\b",
+    r"\bsame\s+story\b", r"\b(?:ye+s{2,}|ya+s{2,}|ya{2,}s+)\b", r"\bsounds?\W+like\W+(?:a\W+)?(?:paradise|heaven|a\s+plan|a\s+dream|fun)\b",
 )
 _POS_NEGATED = _rx(
     r"\bnot\s+(?:\w+\s+)?(?:right|correct|helpful|good|great|true|it)\b", r"\bisn'?t\s+(?:right|correct|true)\b",
@@ -249,15 +255,29 @@ _TOPIC_APPROVAL = re.compile(r"\b(?:(?:sounds?|looks?|seems?)\s+(?:\w+\s+)?(?:go
                              r"neat|nice|amazing|delicious|exciting)|(?:that|it|this)\s+would\s+be\s+(?:\w+\s+)?"
                              r"(?:good|fun|great|cool|awesome|nice|amazing|interesting))\b(?!\s+(?:guess|try|attempt))",
                              re.I)
+# The approval word may be said twice ("nice nice") and be followed by a clause of one's own without a comma
+# ("awesome I might go", "sweet I'll try it"), but not by a hedge about the answer ("cool I guess").
+_APPROVAL_WORD = r"(?:cool|nice|great|awesome|neat|sweet|amazing|good|fun|exciting)"
 _APPROVAL_LEAD = re.compile(r"^\W*(?:(?:oh+|ah+|ha(?:ha)*h?|lol|wow)\W+)?(?:(?:that'?s|thats|that\s+is|sounds|so)\s+)?"
-                            r"(?:(?:so|really|way|pretty|super|very)\s+)?(?:cool|nice|great|awesome|neat|sweet|amazing|"
-                            r"good|fun|exciting)(?:\s+(?:man|dude|bro))?(?:\s*[,.!;]+|\s+(?:so|and|what|how|where|"
-                            r"when|why|who|which|did|do|does|are|is|have|has)\b)", re.I)
+                            r"(?:(?:so|really|way|pretty|super|very)\s+)?" + _APPROVAL_WORD + r"(?:\s+" + _APPROVAL_WORD
+                            + r")?(?:\s+(?:man|dude|bro))?(?:\s*[,.!;]+|\s+(?:so|and|what|how|where|"
+                            r"when|why|who|which|did|do|does|are|is|have|has|"
+                            r"i(?!\s+(?:guess|suppose|think|mean|dunno)\b)|i'?m|im|i'?ll|ill|i'?d|we|we'?ll|my)\b)", re.I)
 # An answer that asks the listener back ("... What about you?", "wbu"): a reply stating its own liking ("I like the
 # smell of soaps") answers that question, it does not approve the answer.
 _ASKS_BACK = re.compile(r"\b(?:(?:what|how)\s+about\s+(?:you|u)|wbu|hbu|and\s+(?:you|u)\W*$|(?:you|u)\?\W*$)", re.I)
 _OWN_LIKING = re.compile(r"^\W*(?:(?:oh+|ah+|well|ha(?:ha)*h?|lol)\W+)*i\s+(?:really\s+|also\s+|just\s+)?"
-                         r"(?:like|love|enjoy|prefer)\b", re.I)
+                         r"(?:liked?|loved?|enjoy(?:ed)?|prefer(?:red)?)\b", re.I)
+# An answer that asks what / where / who the thing the listener named is ("Mesa Verde? where is that?", "what's
+# that?", "who is he?"): a statement telling it answers that question, it corrects nothing.
+_ASKS_WHAT_THAT = re.compile(r"\b(?:what|where|who)(?:'?s|\s+is|\s+are|\s+was|\s+were)\s+(?:that|those|he|she|they)\b"
+                             r"[^.!?]*\?", re.I)
+# Explicit agreement: the learned check leaves a positive label resting on it to the rules, and a reply that opens
+# with it is not undone by a reservation with a "not" in it ("I agree, it may not go far"; "I agree, though not a
+# cure"), unless it says what is wrong or names a correction.
+_AGREE_EXPLICIT = re.compile(r"\bi\s+(?:totally\s+|completely\s+|fully\s+|definitely\s+)?agree\b", re.I)
+_AGREE_OPENING = re.compile(r"^\W*(?:(?:oh+|well|yeah|yes|yep|ya|haha|lol)\W+)*i\s+(?:totally\s+|completely\s+|fully\s+|"
+                            r"definitely\s+)?agree\b(?!\s+to\s+disagree)", re.I)
 _FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+|\s{2,}")
 
 
@@ -304,7 +324,8 @@ class LexicalFeedbackDecoder:
         fb = self.rules(ex)
         # agreement worded with a negation ("you're not wrong") is beyond a bag of words: the rule's phrases decide
         if (self.check is None or fb.label == Label.NEUTRAL or fb.correction
-                or fb.rationale == "agreement worded with a negation" or _UNAMBIGUOUS.search(ex.reaction)):
+                or fb.rationale == "agreement worded with a negation" or _UNAMBIGUOUS.search(ex.reaction)
+                or fb.label == Label.POSITIVE and _AGREE_EXPLICIT.search(ex.reaction)):
             return fb
         p = self.check.probs(ex.reaction)[fb.label.value]
         if p < self.veto:
@@ -362,6 +383,8 @@ class LexicalFeedbackDecoder:
         pos = bool(_POS.search(low)) and not _POS_NEGATED.search(low)
         is_question = text.endswith("?") or bool(_QUESTION_START.match(low))
         hedge = bool(_HEDGE.search(low))
+        if _AGREE_OPENING.match(low) and not _WRONGNESS.search(low) and extract_correction(text, ex.answer) is None:
+            return make_feedback(Label.POSITIVE, 0.85, None, "explicit agreement")
         if neg:
             return make_feedback(Label.NEGATIVE, 0.9, extract_correction(text, ex.answer), "negative marker")
         if _PARTIAL.match(low):
@@ -376,6 +399,8 @@ class LexicalFeedbackDecoder:
         if span is not None:
             if answers_match(span, ex.answer) or content_words(span) <= content_words(ex.answer):
                 return make_feedback(Label.POSITIVE, 0.8, None, "restates the answer")
+            if not pos and _ASKS_WHAT_THAT.search(ex.answer):
+                return make_feedback(Label.NEUTRAL, 0.6, None, "answers the answer's question")
             if not pos:
                 return make_feedback(Label.NEGATIVE, 0.8, span, "counter-statement")
         first = _FIRST_SENTENCE.split(text.strip(), maxsplit=1)[0].lower()
