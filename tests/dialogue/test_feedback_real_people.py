@@ -235,6 +235,7 @@ def test_praising_the_answers_insight_is_approval(reaction):
     assert judge("Courage is being scared and going anyway, like the captain in that show.", reaction) == \
         (Label.POSITIVE, None)
     assert judge("It is a hammer.", "that's a wrench") == (Label.NEGATIVE, "wrench")  # a name stays a correction
+    assert judge("Mostly jazz, wbu?", "I loved the old punk records")[0] == Label.NEUTRAL  # own liking, asked back
 
 
 @pytest.mark.parametrize("answer, reaction", [
