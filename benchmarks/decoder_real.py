@@ -4,8 +4,9 @@ The real set holds replies people wrote to each other (chitchat-dataset 0.9.0, M
 neutral / negative with the correction when the reply names what is right (docs/reactions.md). Its splits:
 "train" (the rules were revised on its errors; "train-fresh" is its rows cc378-cc462, drawn later, and
 "train-fresh-3" its rows cc463-cc527, the third pass's draw, "train-fresh-4" its rows cc528-cc565, the draw
-that measured the third pass's fixes unseen, "train-fresh-5" its rows from cc566 on, the fifth pass's draw), "dev" (the old decoder's errors on it were seen once, before the
-revision; not used since), "blind" (labelled before any decoder ran on it; see docs/reactions.md). The project's own sets are measured
+that measured the third pass's fixes unseen, "train-fresh-5" its rows cc566-cc618, the fifth pass's draw,
+"train-fresh-6" its rows from cc619 on, the sixth pass's draw), "dev" (the old decoder's errors on it were seen
+once, before the revision; not used since), "blind" (labelled before any decoder ran on it; see docs/reactions.md). The project's own sets are measured
 too: "tuned" (templated and hand-written rows of reactions.jsonl) and "heldout" (reactions_heldout.jsonl and the
 held-out rows of reactions.jsonl). The simulated users' real wording (src/ilearn/data/user_wording.jsonl) is
 decoded in a pharmacy exchange ("sim-wording").
@@ -40,6 +41,7 @@ FRESH_FROM = 378  # the first id of the train rows drawn fresh on 2026-12-04
 FRESH3_FROM = 463  # the first id of the third pass's fresh draw (2026-12-07)
 FRESH4_FROM = 528  # the first id of the draw that measured the third pass's fixes unseen (2026-12-07)
 FRESH5_FROM = 566  # the first id of the fifth pass's draw (2026-12-07, later)
+FRESH6_FROM = 619  # the first id of the sixth pass's draw (2026-12-07, twelfth session)
 
 
 def load(name: str) -> list[dict]:
@@ -55,7 +57,8 @@ def sets() -> dict[str, list[dict]]:
     out["train-fresh"] = [r for r in real if r["split"] == "train" and FRESH_FROM <= int(r["id"][2:]) < FRESH3_FROM]
     out["train-fresh-3"] = [r for r in real if r["split"] == "train" and FRESH3_FROM <= int(r["id"][2:]) < FRESH4_FROM]
     out["train-fresh-4"] = [r for r in real if r["split"] == "train" and FRESH4_FROM <= int(r["id"][2:]) < FRESH5_FROM]
-    out["train-fresh-5"] = [r for r in real if r["split"] == "train" and int(r["id"][2:]) >= FRESH5_FROM]
+    out["train-fresh-5"] = [r for r in real if r["split"] == "train" and FRESH5_FROM <= int(r["id"][2:]) < FRESH6_FROM]
+    out["train-fresh-6"] = [r for r in real if r["split"] == "train" and int(r["id"][2:]) >= FRESH6_FROM]
     out["real-all"] = real
     out["tuned"] = [r for r in project if r["source"] in ("template", "handwritten")]
     out["heldout"] = [r for r in project if r["source"] == "heldout"] + load("reactions_heldout.jsonl")
