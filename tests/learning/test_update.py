@@ -13,7 +13,7 @@ from ilearn.config import Config, LearnConfig
 from ilearn.errors import InvalidInput
 from ilearn.learning.guesses import GUESSES, allowed
 from ilearn.learning.update import dataset_kind, split_heldout
-from ilearn.types import Event, ModelStatus
+from ilearn.types import Event, ModelStatus, answer_key
 from test_retrieval_loop import bottle
 
 LEARN = {"recipe": "sft", "trainable": ("vision", "projector", "language"), "lora": (), "max_steps": 150,
@@ -44,7 +44,7 @@ def test_each_registered_recipe_names_the_dataset_it_trains_on():
 
 
 def test_heldout_split_is_seeded_and_disjoint():
-    events = [Event(None, "q", f"a{i}", "u", id=f"evt_{i}") for i in range(200)]
+    events = [Event(None, "q", f"a{i % 50}", "u", id=f"evt_{i}") for i in range(200)]  # 50 facts, 4 views each
     train, held = split_heldout(events, 0.2, seed=0)
     assert {e.id for e in train}.isdisjoint({e.id for e in held}) and len(train) + len(held) == 200
     assert 20 < len(held) < 60
@@ -53,10 +53,23 @@ def test_heldout_split_is_seeded_and_disjoint():
 
 @pytest.mark.parametrize("seed", range(20))
 def test_small_snapshots_always_hold_some_events_out(seed):
-    events = [Event(None, "q", f"a{i}", "u", id=f"evt_{seed}_{i}") for i in range(8)]
+    events = [Event(None, "q", f"a{i % 4}", "u", id=f"evt_{seed}_{i}") for i in range(8)]  # 4 facts, 2 views each
     assert len(split_heldout(events, 0.25, seed=seed)[1]) == 2
-    assert len(split_heldout(events[:2], 0.1, seed=seed)[1]) == 1
+    assert len(split_heldout(events[:2], 0.1, seed=seed)[1]) == 1  # two facts taught once: one held out all the same
     assert split_heldout(events[:1], 0.5, seed=seed)[1] == []  # one event: all of it trains
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_only_new_views_of_facts_that_stay_taught_are_held_out(seed):
+    """A fact whose only event were held out would be missing from the weights, and no candidate could answer it."""
+    once = [Event(None, "q", f"once {i}", "u", id=f"evt_once_{i}") for i in range(6)]
+    twice = [Event(None, "q", answer, "u", id=f"evt_twice_{i}_{v}")  # the same answer, written two ways
+             for i in range(3) for v, answer in enumerate((f"Twice {i}.", f"twice {i}"))]
+    thrice = [Event(None, "q", "thrice", "u", id=f"evt_thrice_{v}") for v in range(3)]
+    train, held = split_heldout(once + twice + thrice, 0.5, seed=seed)  # half of 15 would be 8
+    assert len(held) == 3 + 2  # all but one view of each fact taught more than once
+    assert {e.answer for e in once} <= {e.answer for e in train}
+    assert {answer_key(e.answer) for e in held} <= {answer_key(e.answer) for e in train}  # every one still taught
 
 
 def learn_promote_rollback(home, model: dict | None = None) -> Assistant:

@@ -150,7 +150,7 @@ def test_register_candidate_records_the_events_settings_and_metrics(tmp_path):
 
 
 def test_split_holds_out_only_active_answered_events_and_rounds_the_fraction():
-    answered = [Event(None, "q", f"a{i}", "u", id=f"evt_{i}") for i in range(10)]
+    answered = [Event(None, "q", f"a{i % 5}", "u", id=f"evt_{i}") for i in range(10)]  # 5 facts, 2 views each
     blank = Event(None, "q", "  ", "u", id="evt_blank")
     retired = Event(None, "q", "old", "u", id="evt_old", status=EventStatus.SUPERSEDED)
     for seed in range(5):
@@ -159,7 +159,8 @@ def test_split_holds_out_only_active_answered_events_and_rounds_the_fraction():
         assert {e.id for e in held} < {e.id for e in answered}
         assert {e.id for e in train} == {e.id for e in [*answered, blank, retired]} - {e.id for e in held}
     assert len(split_heldout(answered, 0.35, 0)[1]) == 4  # 3.5 rounds to 4
-    assert len(split_heldout(answered[:3], 0.1, 0)[1]) == 1  # at least one of three
+    assert len(split_heldout(answered[:3], 0.1, 0)[1]) == 1  # at least one of three (three facts taught once)
+    assert len(split_heldout(answered[:3], 0.9, 0)[1]) == 1  # and only one: each held out is a fact lost
     assert len(split_heldout(answered[:1], 0.6, 0)[1]) == 1  # one event: as many as the fraction rounds to
 
 
@@ -225,7 +226,7 @@ def test_learn_records_a_refused_candidate_and_why(tmp_path):
     held = version.metrics["heldout_event_ids"]
     assert (outcome.n_train_events, outcome.n_heldout_events) == (len(events) - len(held), len(held))
     assert held == sorted(e.id for e in split_heldout(events, 0.25, config.learn.seed).heldout)  # learn.seed's split
-    assert len(held) == 2  # round(0.25 * 6)
+    assert len(held) == 1  # every fact taught once: one held out (not round(0.25 * 6) = 2), to measure anything
     assert set(version.event_ids) == {e.id for e in events} - set(held)
     assert version.settings["seed"] == config.learn.seed and 0 < outcome.seconds < 600
     # the negatives are built from every active event of the snapshot, the held-out ones among them

@@ -2,8 +2,9 @@
 
     outcome = learn(vlm, store, registry, config)          # what `ilearn learn` and Assistant.learn run
 
-Held-out events (a seeded `learn.heldout_fraction` of the corrected/confirmed events, chosen by event id so a
-rerun holds out the same ones) are kept out of training and measure learning; the general set (easy-vqa for the
+Held-out events (at most a seeded `learn.heldout_fraction` of the corrected/confirmed events, chosen by content so
+a rerun holds out the same ones, and only new views of facts that stay taught: `split_heldout`) are kept out of
+training and measure learning; the general set (easy-vqa for the
 default model) measures forgetting, the bias set stereotyping (`ilearn.users.bias.gate_bias_set`: the picture
 items and the profile bias set; see `gate.py`). The candidate is trained from the base weights on the whole
 snapshot, so versions do not stack, unless `learn.start_from` names a version to train on top of
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,7 +36,7 @@ from ilearn.config import Config, LearnConfig
 from ilearn.errors import InvalidInput
 from ilearn.images import decode_image
 from ilearn.learning.progress import OnProgress, reporter
-from ilearn.types import Event, EventStatus, ImageRef, ModelVersion, Scope
+from ilearn.types import Event, EventStatus, ImageRef, ModelVersion, Scope, answer_key
 
 logger = logging.getLogger(__name__)
 
@@ -222,18 +224,34 @@ class Split(NamedTuple):
 
 
 def split_heldout(events: Sequence[Event], fraction: float, seed: int) -> Split:
-    """(train, held-out): held-out are `fraction` of the events with a correct answer (rounded, and at least one
-    when there are two or more), those whose seeded hash of their content (user, image, question, answer) is
-    lowest, so the same events stay held out as more arrive and the same chats give the same split in every run
-    (event ids are random). (Drawing each event with probability `fraction` left small snapshots without any
-    held-out event: 8 events at 0.25 had none one time in ten, and learning could not be measured.)"""
+    """(train, held-out): held-out are at most `fraction` of the events with a correct answer (rounded, and at least
+    one when there are two or more), taken in the order of a seeded hash of their content (user, image, question,
+    answer), so the same events stay held out as more arrive and the same chats give the same split in every run
+    (event ids are random), and only where another event that stays in training teaches the same answer
+    (`answer_key`): a new view of a taught fact, which is what the gate should measure and what the weights lose
+    nothing by. A fact taught once is held out only when there is no such view at all (one event, so that learning
+    can still be measured).
+
+    Before (2026-12-06 to 2026-12-07), any `fraction` of the events was held out: a fact whose only event was held
+    out was missing from the weights and could not count for the candidate either (the pharmacy's R3 fell from
+    92.1 to 74.6% of taught facts). (Drawing each event with probability `fraction` left small snapshots without
+    any held-out event: 8 events at 0.25 had none one time in ten, and learning could not be measured.)"""
     def bucket(event: Event) -> bytes:  # what the event says, not its random id: the same chats, the same split
         image = event.image.sha256 if event.image is not None else ""
         return hashlib.sha256(f"{seed}:{event.user_id}:{image}:{event.question}:{event.answer}".encode()).digest()
 
     eligible = sorted((e for e in events if e.answer.strip() and e.status == EventStatus.ACTIVE), key=bucket)
     n = round(fraction * len(eligible))
-    heldout = eligible[: max(n, 1) if len(eligible) >= 2 else n]
+    n = max(n, 1) if len(eligible) >= 2 else n
+    taught = Counter(answer_key(e.answer) for e in eligible)  # the events that teach each answer, still in training
+    heldout = []
+    for event in eligible:
+        if len(heldout) == n:
+            break
+        if taught[answer_key(event.answer)] > 1:
+            heldout.append(event)
+            taught[answer_key(event.answer)] -= 1
+    heldout = heldout or eligible[:min(n, 1)]  # no second view anywhere: one fact held out, to measure anything
     held = {e.id for e in heldout}
     return Split([e for e in events if e.id not in held], heldout)
 
