@@ -89,12 +89,12 @@ def main(argv: list[str] | None = None) -> int:
                 found = [m for m in found if m.event.user_id.startswith("R1-teach")]
             matches = references(found, rc)
             top = reusable(matches, rc.reuse_threshold, rc.reuse_margin, rc.reuse_min_text_sim)
-            # as a turn chooses it: the version's gate for events it knows, the base weights' for the others
-            guess, _ = choose_guess(found, rc, memory, args.version != "base",
-                                    lambda e: e.image is None or contains_answer(own_view(e), e.answer))
-            cand = tentative(found, rc.guess_threshold, rc.reuse_min_text_sim, weight, -float("inf"))
             messages = prompts.answer_messages(task.question, task.view, "")
             own = vlm.generate(messages, max_new_tokens=config.model.max_new_tokens).text.strip()
+            # as a turn chooses it: the version's gate for what it learnt, the base weights' for the rest
+            guess, _ = choose_guess(found, rc, memory, args.version != "base",
+                                    lambda e: e.image is None or contains_answer(own_view(e), e.answer), said=own)
+            cand = tentative(found, rc.guess_threshold, rc.reuse_min_text_sim, weight, -float("inf"))
             row = {"item": task.item.id, "view": task.view_index, "intent": task.intent, "ref": task.reference,
                    "own": own, "own_ok": contains_answer(own, task.reference),
                    "top": top.event.answer if top else None, "top_score": round(top.score, 3) if top else None,

@@ -318,12 +318,19 @@ def test_a_tuned_version_takes_guesses_only_if_its_held_out_events_chose_them(tm
 
 
 def test_a_tuned_version_s_answers_face_the_tuned_gate_and_the_base_weights_the_base_one(tmp_path, png):
-    close = [_match("ibuprofen", 0.85), _match("aspirin", 0.82)]
+    close = [_match("ibuprofen", 0.85), _match("aspirin", 0.82), _match("naproxen", 0.3)]  # naproxen: taught, far
     base = _Guessing(tmp_path / "a", close, says="naproxen", tuned_gate=float("inf"))
     assert base.assistant.respond("ana", "What is it called?", image=png).source == "memory-guess"
     tuned = _Guessing(tmp_path / "b", close, says="naproxen", version_metrics={}, tuned_gate=float("inf"))
     reply = tuned.assistant.respond("ana", "What is it called?", image=png)
     assert reply.model_version != "base" and (reply.source, reply.text) == ("model", "naproxen")
+    # an answer no event taught ("nope") is nothing the tuned gate protects: the base weights' gate judges
+    unlearnt = _Guessing(tmp_path / "d", close, says="nope", version_metrics={}, tuned_gate=float("inf"))
+    reply = unlearnt.assistant.respond("ana", "What is it called?", image=png)
+    assert reply.model_version != "base" and reply.source == "memory-guess"
+    off = _Guessing(tmp_path / "e", close, says="nope", version_metrics={}, tuned_gate=float("inf"),
+                    tuned_gate_known_only=False)
+    assert off.assistant.respond("ana", "What is it called?", image=png).source == "model"
     sooner = _Guessing(tmp_path / "c", [_match("ibuprofen", 0.6)], says="naproxen", version_metrics={},
                        tuned_gate=0.45, gate=float("inf"))
     assert sooner.assistant.respond("ana", "What is it called?", image=png).source == "memory-guess"
@@ -348,7 +355,8 @@ def test_a_tuned_version_s_gate_judges_only_guesses_from_events_it_knows(tmp_pat
             return names_its_picture
         return "naproxen"
 
-    g = _Guessing(tmp_path, [close], says="", version_metrics={}, tuned_gate=float("inf"))
+    taught = _match("naproxen", 0.3)  # what the version answers here, taught by an event far from this picture
+    g = _Guessing(tmp_path, [close, taught], says="", version_metrics={}, tuned_gate=float("inf"))
     g.vlm.responder = says
     g.store.put_image(picture, ref)
     for _ in range(2):

@@ -320,8 +320,13 @@ class RetrievalConfig:
     version and event). Measured on details (`ilearn experiment objects --objects data/real/details`, seed 0): the
     vision-trained version named the pyramids' own picture "cafe terrace at night", so the tuned gate (0.61) kept
     the memory's right guess (0.46) off four times and memory + tuned model fell to 35 against R2's 39 of 96; with
-    this rule 39 (docs/real-images.md "A tuned version's gate for what it knows"). Off: the tuned gate judges
-    every guess."""
+    this rule 39 (docs/real-images.md "A tuned version's gate for what it knows"). It also protects only answers
+    the version learnt: where the version's answer is carried by no candidate about the same question ("nope", a
+    base-model sentence), the base weights' gate judges the guess, even from an event the version knows (knowing a
+    training row's own picture is no evidence about a new view: details' vision-trained version, once the
+    pyramids' event was trained, said "nope" to their second view; 35 against R2's 39 without this, 39 with it;
+    docs/real-images.md "Held out: only new views of facts that stay taught"). Off: the tuned gate judges every
+    guess."""
     guess_margin: float = 0.0
     """How much more alike (image similarity, as the guess is chosen: `ilearn.memory.retrieval.guess_similarity`)
     the guess's event must be than the nearest event about the same question that carries the model's own answer,

@@ -178,10 +178,12 @@ def test_the_gate_s_choice_counts_a_guess_from_an_event_the_candidate_does_not_k
     heldout = [_event(p, answer) for p, answer in TRUTH.items()]
     says = {"a": "paracetamol", "b": "paracetamol", "c": "paracetamol", "d": "paracetamol"}
     vlm = StubVLM(responder=lambda messages: says[next(n for n, p in PICTURES.items() if p is messages[-1].image)])
-    memory = Rules(heldout, NEAR)
-    choice = choose_guesses(vlm, heldout, memory, RetrievalConfig(), lambda ref: PICTURES[ref.sha256])
+    taught = {p: [*near, ("paracetamol", 0.1)] for p, near in NEAR.items()}  # its answer, taught far away
+    choice = choose_guesses(vlm, heldout, Rules(heldout, taught), RetrievalConfig(), lambda ref: PICTURES[ref.sha256])
     assert (choice.cases, choice.guess_right, choice.model_right, choice.allow) == (3, 2, 0, True)
     says["d"] = "ibuprofen aspirin"  # now it names d's events (ibuprofen, aspirin) on their own picture
-    memory = Rules(heldout, NEAR)
-    choice = choose_guesses(vlm, heldout, memory, RetrievalConfig(), lambda ref: PICTURES[ref.sha256])
+    choice = choose_guesses(vlm, heldout, Rules(heldout, taught), RetrievalConfig(), lambda ref: PICTURES[ref.sha256])
     assert choice.cases == 0  # its own gate (0.9) judges: no guess
+    # but an answer no event taught is nothing its gate protects: the base weights' gate judges again
+    choice = choose_guesses(vlm, heldout, Rules(heldout, NEAR), RetrievalConfig(), lambda ref: PICTURES[ref.sha256])
+    assert (choice.cases, choice.guess_right, choice.model_right) == (3, 2, 0)

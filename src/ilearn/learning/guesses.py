@@ -39,7 +39,7 @@ from ilearn.dialogue.prompts import answer_messages
 from ilearn.errors import NotFound
 from ilearn.memory import calibration
 from ilearn.memory.base import Match
-from ilearn.memory.retrieval import guess_overrules, references, reusable, tentative
+from ilearn.memory.retrieval import carrying, guess_overrules, references, reusable, tentative
 from ilearn.text import contains_answer
 from ilearn.types import Event, ImageRef
 
@@ -117,25 +117,40 @@ class Knowledge:
 
 
 def choose_guess(candidates: Sequence[Match], config: RetrievalConfig, memory: Any, tuned: bool,
-                 knows: Callable[[Event], bool] | None = None) -> tuple[Match | None, float | None]:
+                 knows: Callable[[Event], bool] | None = None, said: str | None = None
+                 ) -> tuple[Match | None, float | None]:
     """(the guess a turn may offer from `candidates`, or None; the weight it was chosen at, for `guess_overrules`).
 
     `candidates`: the memory's nearest events, best first (`RetrievalMemory.search` with a floor). The memory's own
     events choose the weight and the gate (`guess_rule`): the base weights' gate, or with `tuned` the tuned
-    version's; with `retrieval.tuned_gate_known_only` a guess the tuned gate refuses is still offered where the
-    base weights' gate passes it and `knows(event)` says the version does not know its event (the same event either
-    way: the gates share the weight, so they differ only in where they cut)."""
+    version's. With `retrieval.tuned_gate_known_only` the tuned gate protects only what the version learnt: a guess
+    it refuses is still offered where the base weights' gate passes it (the same event either way: the gates share
+    the weight, so they differ only in where they cut) and either the version's answer `said`, when known, is
+    carried by no candidate about the same question (an answer no event taught, such as "nope" or a base-model
+    sentence, is no evidence for its gate to protect), or `knows(event)` says the version does not know the
+    guess's event."""
     if config.guess_threshold is None:
         return None, None
     rule = getattr(memory, "guess_rule", None)
     weight, gate = rule(tuned=tuned) if rule is not None else (None, None)
     guess = tentative(candidates, config.guess_threshold, config.reuse_min_text_sim, weight, gate)
-    if guess is None and tuned and config.tuned_gate_known_only and knows is not None and rule is not None:
-        base_weight, base_gate = rule(tuned=False)  # without a rule both gates are the fixed threshold: no fallback
-        fallback = tentative(candidates, config.guess_threshold, config.reuse_min_text_sim, base_weight, base_gate)
-        if fallback is not None and not knows(fallback.event):
+    if guess is None and tuned and config.tuned_gate_known_only and rule is not None:
+        fallback, base_weight = base_guess(candidates, config, memory)
+        if fallback is not None and (
+                said is not None and not carrying(said, candidates, config.reuse_min_text_sim)
+                or knows is not None and not knows(fallback.event)):
             return fallback, base_weight
     return guess, weight
+
+
+def base_guess(candidates: Sequence[Match], config: RetrievalConfig, memory: Any) -> tuple[Match | None, float | None]:
+    """The guess the base weights' gate passes (`choose_guess` falls back to it), and its weight; (None, None)
+    without guesses or without a memory that chooses its gate (then both gates are the fixed threshold)."""
+    rule = getattr(memory, "guess_rule", None)
+    if config.guess_threshold is None or rule is None:
+        return None, None
+    weight, gate = rule(tuned=False)
+    return tentative(candidates, config.guess_threshold, config.reuse_min_text_sim, weight, gate), weight
 
 
 def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: RetrievalConfig,
@@ -177,7 +192,7 @@ def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: Retr
         matches = references(found, config)
         if reusable(matches, reuse_at, config.reuse_margin, config.reuse_min_text_sim) is not None:
             continue  # given outright, guesses or not
-        guess, weight = choose_guess(found, config, memory, True, knows)
+        guess, weight = choose_guess(found, config, memory, True, knows, said=answer)
         if guess is None or not guess_overrules(answer, guess, matches, found, min_text_sim=config.reuse_min_text_sim,
                                                 margin=config.guess_margin, weight=weight,
                                                 references_stand=config.guess_references_stand):
@@ -192,4 +207,4 @@ def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: Retr
     return choice
 
 
-__all__ = ["GUESSES", "GuessChoice", "Knowledge", "allowed", "choose_guess", "choose_guesses"]
+__all__ = ["GUESSES", "GuessChoice", "Knowledge", "allowed", "base_guess", "choose_guess", "choose_guesses"]
