@@ -4,13 +4,14 @@
     python benchmarks/r3.py reports/pharmacy                     # the experiment's R3 settings
     python benchmarks/r3.py reports/pharmacy --set learning_rate_instance=6e-3 --set max_steps=200
     python benchmarks/r3.py reports/pharmacy --set 'trainable=["vision","projector","language"]'  # the ablation
+    python benchmarks/r3.py reports/pharmacy --recipe kto --set learning_rate_instance=0   # another recipe
 
-Trains `ilearn.learning.recipes.train` (the code `ilearn learn` and the experiment use) on the sft rows of the
-run's teaching store (`REPORT/work/teach`), repeated and mixed with replayed general examples as
+Trains `ilearn.learning.recipes.train` (the code `ilearn learn` and the experiment use) on the rows of
+`--recipe` (sft by default) from the run's teaching store (`REPORT/work/teach`), repeated and mixed with replayed general examples as
 `update.training_set` does, with the settings of `runner_fact.r3_settings` and R3's trainable parts (vision
 encoder frozen) unless `--set` changes them, then asks the precise question of every taught (bottle, fact)
-pair on the scenario's held-out test views (greedy, `contains_answer`), re-asks the training rows on their own
-images, and measures the general set (easy-vqa) with the trained model, with its instance path zeroed, and with
+pair on the scenario's held-out test views (greedy, `contains_answer`), re-asks the (sft) training rows on their
+own images, and measures the general set (easy-vqa) with the trained model, with its instance path zeroed, and with
 the instance path alone trained on the base model (what the instance offset costs the general skills). Much
 faster to iterate on than the whole experiment; one thread.
 Writes benchmarks/results/training/r3_<tag>.json.
@@ -34,6 +35,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a LearnConfig field")
     parser.add_argument("--general", type=int, default=100, help="easy-vqa test questions")
     parser.add_argument("--tag", default="default")
+    parser.add_argument("--recipe", default="sft", help="the recipe R3 trains with (runner_fact.r3_settings' own "
+                        "settings for it)")
     args = parser.parse_args()
 
     import torch
@@ -58,7 +61,7 @@ def main() -> None:
     probes = [(view, precise_question(intent), scenario.item(item).facts[intent], f"{item}/{intent}")
               for item, intent in taught for view in scenario.item(item).test_views]
     vlm = load_model(ModelConfig(backend=report["model"], threads=1, max_new_tokens=24))
-    settings = r3_settings(Config().learn, recipe="sft", trainable=TRAINABLE["novision"],
+    settings = r3_settings(Config().learn, recipe=args.recipe, trainable=TRAINABLE["novision"],
                            steps=DEFAULT.train_steps, batch_size=DEFAULT.batch_size, seed=report["seed"])
     settings = with_sets(settings, args.set)
     dep = Deployment.open(args.report / "work" / "teach", Config().override(model={"backend": report["model"]}), vlm)
@@ -79,7 +82,7 @@ def main() -> None:
                   if not contains_answer(reply, answer)]
         hits = len(probes) - len(misses)
         row_misses = []
-        for r in rows:
+        for r in (rows if args.recipe == "sft" else []):  # other recipes' rows are prompt / completion pairs
             question, answer = r["messages"][0]["content"][-1]["text"], r["messages"][-1]["content"][0]["text"]
             reply = ask(r["images"][0], question)
             if not contains_answer(reply, answer):
