@@ -330,9 +330,9 @@ class Assistant:
             tuned = state.model.version != "base"
             if rc.guess_threshold is not None and self._guesses_allowed(state.model.version):
                 # the memory's own events choose the weight and the gate; a tuned version's, for what it learnt
-                guess, weight = choose_guess(state.candidates, rc, self.memory, tuned,
-                                             lambda event: self._knows(state, event))
-                # refused by the tuned gate alone: the version's answer decides (`choose_guess`, `said`)
+                guess, weight = choose_guess(state.candidates, rc, self.memory, tuned)
+                # refused by the tuned gate alone: the version's answer, then whether it knows the event, decide
+                # once it has answered (`choose_guess`: `said`, `knows`; asked only where the answer leaves it open)
                 later = (guess is None and tuned and rc.tuned_gate_known_only
                          and base_guess(state.candidates, rc, self.memory)[0] is not None)
             # a reply that may become a guess arrives whole, like one that must avoid rejected answers
