@@ -27,7 +27,7 @@ from ilearn.dialogue.feedback import FeedbackDecoder
 from ilearn.dialogue.pointing import PointAtPanel
 from ilearn.errors import NotFound
 from ilearn.images import ImageCache
-from ilearn.learning.guesses import Knowledge, base_guess, choose_guess
+from ilearn.learning.guesses import Knowledge, base_guess, choose_guess, offer_fallback
 from ilearn.learning.scheduler import LearningScheduler
 from ilearn.memory import calibration
 from ilearn.memory.store import EventStore
@@ -326,17 +326,15 @@ class Assistant:
             shown = rc.prompt_references == "always" or (rc.prompt_references == "untuned"
                                                          and state.model.version == "base")
             references = self.memory.format_references(state.matches) if state.matches and shown else ""
-            guess, weight, later = None, None, False
+            guess, weight, fallback, fallback_weight = None, None, None, None
             tuned = state.model.version != "base"
             if rc.guess_threshold is not None and self._guesses_allowed(state.model.version):
                 # the memory's own events choose the weight and the gate; a tuned version's, for what it learnt
                 guess, weight = choose_guess(state.candidates, rc, self.memory, tuned)
-                # refused by the tuned gate alone: the version's answer, then whether it knows the event, decide
-                # once it has answered (`choose_guess`: `said`, `knows`; asked only where the answer leaves it open)
-                later = (guess is None and tuned and rc.tuned_gate_known_only
-                         and base_guess(state.candidates, rc, self.memory)[0] is not None)
+                if guess is None and tuned and rc.tuned_gate_known_only:  # refused by the tuned gate alone?
+                    fallback, fallback_weight = base_guess(state.candidates, rc, self.memory)
             # a reply that may become a guess arrives whole, like one that must avoid rejected answers
-            stream = (state.stream if not state.avoid and guess is None and not later
+            stream = (state.stream if not state.avoid and guess is None and fallback is None
                       and (fitted_by_model or not rewords(profile)) else None)
             if stream is not None:
                 stream.begin(state.session.id, reply_id)
@@ -346,9 +344,10 @@ class Assistant:
             if state.turned_down(text):
                 text = prompts.NOT_SURE
             state.prompt_tokens = generation.prompt_tokens
-            if later:
-                guess, weight = choose_guess(state.candidates, rc, self.memory, tuned,
-                                             lambda event: self._knows(state, event), said=text)
+            # the version's answer, then whether it knows the guess's event, decide (`choose_guess`)
+            if fallback is not None and offer_fallback(fallback, state.candidates, rc,
+                                                       lambda event: self._knows(state, event), text):
+                guess, weight = fallback, fallback_weight
             if guess is not None and guess_overrules(text, guess, state.matches, state.candidates,
                                                      min_text_sim=rc.reuse_min_text_sim, margin=rc.guess_margin,
                                                      weight=weight, references_stand=rc.guess_references_stand):

@@ -136,11 +136,18 @@ def choose_guess(candidates: Sequence[Match], config: RetrievalConfig, memory: A
     guess = tentative(candidates, config.guess_threshold, config.reuse_min_text_sim, weight, gate)
     if guess is None and tuned and config.tuned_gate_known_only and rule is not None:
         fallback, base_weight = base_guess(candidates, config, memory)
-        if fallback is not None and (
-                said is not None and not carrying(said, candidates, config.reuse_min_text_sim)
-                or knows is not None and not knows(fallback.event)):
+        if fallback is not None and offer_fallback(fallback, candidates, config, knows, said):
             return fallback, base_weight
     return guess, weight
+
+
+def offer_fallback(fallback: Match, candidates: Sequence[Match], config: RetrievalConfig,
+                   knows: Callable[[Event], bool] | None, said: str | None) -> bool:
+    """Whether a guess that only the tuned gate refused (`base_guess`) is offered after all (`choose_guess`): the
+    version's answer `said` is carried by no candidate about the same question, or it does not know the guess's
+    event (`knows` is asked only where the answer leaves it open)."""
+    return (said is not None and not carrying(said, candidates, config.reuse_min_text_sim)
+            or knows is not None and not knows(fallback.event))
 
 
 def base_guess(candidates: Sequence[Match], config: RetrievalConfig, memory: Any) -> tuple[Match | None, float | None]:
@@ -207,4 +214,4 @@ def choose_guesses(vlm: Any, heldout: Sequence[Event], memory: Any, config: Retr
     return choice
 
 
-__all__ = ["GUESSES", "GuessChoice", "Knowledge", "allowed", "base_guess", "choose_guess", "choose_guesses"]
+__all__ = ["GUESSES", "GuessChoice", "Knowledge", "allowed", "base_guess", "choose_guess", "choose_guesses", "offer_fallback"]
