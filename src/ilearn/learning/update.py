@@ -248,9 +248,10 @@ def split_heldout(events: Sequence[Event], fraction: float, seed: int) -> Split:
     for event in eligible:
         if len(heldout) == n:
             break
-        if taught[answer_key(event.answer)] > 1:
+        key = answer_key(event.answer)
+        if taught[key] > 1:
             heldout.append(event)
-            taught[answer_key(event.answer)] -= 1
+            taught[key] -= 1
     heldout = heldout or eligible[:min(n, 1)]  # no second view anywhere: one fact held out, to measure anything
     held = {e.id for e in heldout}
     return Split([e for e in events if e.id not in held], heldout)
