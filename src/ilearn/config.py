@@ -598,10 +598,10 @@ class LearnConfig:
     every recipe's format (`ilearn.learning.update.replay_rows`); 0 turns replay off. The gate's general set is
     the easy-vqa *test* split, so replay does not leak into it."""
     distill: float = 0.0
-    """sft and dpo: weight of a distillation term that keeps the model's answer distribution on the replayed general
+    """sft, dpo and kto: weight of a distillation term that keeps the model's answer distribution on the replayed general
     examples at the base model's (KL(base || model) per answer token; `ilearn.learning.distill`); 0: off."""
     distill_image: float = 0.0
-    """sft and dpo: weight of a term that keeps the image tokens of the replayed general examples (the projector's output,
+    """sft, dpo and kto: weight of a term that keeps the image tokens of the replayed general examples (the projector's output,
     the instance offset included) at the base model's (squared error relative to the base tokens' squared norm;
     `ilearn.learning.distill`); 0: off."""
     user_aware: bool = False

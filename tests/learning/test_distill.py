@@ -177,6 +177,42 @@ def test_dpo_with_lora_alone_trains_without_the_terms(tiny_vlm, tmp_path, caplog
     assert "no frozen base model to distil from" in caplog.text
 
 
+def replayed_kto(n: int = 4) -> list[dict]:
+    """Replayed general questions as kto rows (`update.replay_rows` makes them so): the right answer desirable."""
+    return [{"prompt": user(REPLAY_QUESTION), "completion": assistant("yes"), "label": True,
+             "images": [shape(c)], REPLAY_COLUMN: True, "augment": False}
+            for c in (["red", "blue", "green"] * n)[:n]]
+
+
+def test_kto_distillation_keeps_replayed_answers_and_image_tokens_near_the_base(tiny_vlm, tmp_path, taps):
+    """kto with distill: the replayed rows' answers move less than without; with distill_image: their image
+    tokens. Each term on its own (together on the tiny model at this rate, the held image tokens leave the
+    language adapter to move the answers more: 0.61 against 0.09 without either; the fact experiment measures
+    the pair at its own settings)."""
+    base_tokens = image_tokens(tiny_vlm)
+    rows = rows_for("kto", wrong=True) + replayed_kto()
+    drift, change = {}, {}
+    for terms in ({}, {"distill": 20.0}, {"distill_image": 20.0}):
+        settings = LearnConfig(recipe="kto", max_steps=12, batch_size=4, learning_rate=1e-2, **terms)
+        path = train(tiny_vlm, rows, settings, tmp_path / (next(iter(terms), "none"))).path
+        drift[next(iter(terms), "none")] = replay_drift(tiny_vlm, path)
+        tiny_vlm.set_weights(served_file(tiny_vlm, Path(path)), version=str(terms))
+        change[next(iter(terms), "none")] = float(image_token_loss(image_tokens(tiny_vlm), base_tokens))
+        tiny_vlm.reset()
+    assert drift["distill"] < 0.5 * drift["none"], drift
+    assert change["distill_image"] < 0.5 * change["none"], change
+    assert len(taps) == 2 and not any(tap.module._forward_hooks for tap in taps)  # the trainer removed its hooks
+
+
+def test_kto_with_lora_alone_trains_without_the_terms(tiny_vlm, tmp_path, caplog):
+    """No part in full: no frozen base to distil from; the terms are left out and the log says so."""
+    settings = LearnConfig(recipe="kto", trainable=("language",), max_steps=2, batch_size=2, learning_rate=1e-2,
+                           distill=5.0)
+    result = train(tiny_vlm, rows_for("kto") + replayed_kto(2), settings, tmp_path / "v")
+    assert result.steps == 2
+    assert "no frozen base model to distil from" in caplog.text
+
+
 def test_label_positions_are_those_predicting_a_labelled_token_in_any_row():
     labels = torch.tensor([[-100, -100, 5, 6, -100], [-100, -100, -100, 7, 8]])
     assert label_positions(labels).tolist() == [1, 2, 3]

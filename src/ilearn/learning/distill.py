@@ -1,4 +1,4 @@
-"""Learning without forgetting: sft and dpo with a distillation term on the replayed general examples.
+"""Learning without forgetting: sft, dpo and kto with a distillation term on the replayed general examples.
 
 Replaying general examples with their right answers (`update.replay_rows`) keeps those few examples right but
 not the skill behind them: in the pharmacy experiment a language LoRA trained on 43 fact events and 64 replayed
@@ -138,6 +138,37 @@ class ReplayDistillation:
             else:
                 self.taps = (TokenTap(student), TokenTap(teacher))
 
+    def base_terms(self, model: torch.nn.Module, batch: dict[str, Any], labels: torch.Tensor,
+                   rows: torch.Tensor) -> torch.Tensor:
+        """The distillation terms on the `rows` (bool, batch) of `batch` (the model's inputs), their answers being
+        `labels` (-100 elsewhere): the answers run once more through the model and the frozen base (`ref_model`),
+        the head on the answer positions alone, for the answer-distribution term; the image tokens come from that
+        same pass (the projector taps). For the preference trainers, whose own forward keeps only the label
+        tokens' log-probabilities (TRL's fused head)."""
+        picked = rows_of(batch, rows)  # None: some input is not one entry per row, run the whole batch
+        run = batch if picked is None else picked
+        run_labels = labels if picked is None else labels[rows.to(labels.device)]
+        positions = label_positions(run_labels)
+        log_p = at_positions(model(**run, use_cache=False, logits_to_keep=positions).logits, positions,
+                             run_labels.shape[1]).float().log_softmax(-1)
+        tokens = self.taps[0].take() if self.taps else None
+        with torch.no_grad():
+            teacher = self.ref_model(**run, use_cache=False, logits_to_keep=positions)
+            teacher_log_p = at_positions(teacher.logits, positions, run_labels.shape[1]).float().log_softmax(-1)
+        teacher_tokens = self.taps[1].take() if self.taps else None
+        mask = run_labels[:, positions + 1] != -100
+        if picked is None:
+            keep = rows.to(log_p.device)
+            log_p, teacher_log_p, mask = log_p[keep], teacher_log_p[keep], mask[keep.to(mask.device)]
+        term = log_p.sum() * 0.0
+        if self.distill > 0:
+            term = term + self.distill * distillation_loss(log_p, teacher_log_p, mask)
+        if tokens is not None and teacher_tokens is not None and len(tokens) == len(teacher_tokens):
+            if picked is None and len(tokens) == len(rows):
+                tokens, teacher_tokens = tokens[rows.to(tokens.device)], teacher_tokens[rows.to(tokens.device)]
+            term = term + self.distill_image * image_token_loss(tokens, teacher_tokens)
+        return term
+
     def train(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().train(*args, **kwargs)
@@ -240,28 +271,45 @@ def distilling_dpo_trainer() -> type:
             batch = {k: v for k, v in inputs.items()
                      if k not in ("completion_mask", "ref_chosen_logps", "ref_rejected_logps")}
             labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
-            picked = rows_of(batch, rows)  # None: some input is not one entry per row, run the whole batch
-            run = batch if picked is None else picked
-            run_labels = labels if picked is None else labels[rows.to(labels.device)]
-            positions = label_positions(run_labels)
-            log_p = at_positions(model(**run, use_cache=False, logits_to_keep=positions).logits, positions,
-                                 run_labels.shape[1]).float().log_softmax(-1)
-            tokens = self.taps[0].take() if self.taps else None
-            with torch.no_grad():
-                teacher = self.ref_model(**run, use_cache=False, logits_to_keep=positions)
-                teacher_log_p = at_positions(teacher.logits, positions, run_labels.shape[1]).float().log_softmax(-1)
-            teacher_tokens = self.taps[1].take() if self.taps else None
-            mask = run_labels[:, positions + 1] != -100
-            if picked is None:
-                keep = rows.to(log_p.device)
-                log_p, teacher_log_p, mask = log_p[keep], teacher_log_p[keep], mask[keep.to(mask.device)]
-            term = log_p.sum() * 0.0
-            if self.distill > 0:
-                term = term + self.distill * distillation_loss(log_p, teacher_log_p, mask)
-            if tokens is not None and teacher_tokens is not None and len(tokens) == len(teacher_tokens):
-                if picked is None and len(tokens) == len(rows):
-                    tokens, teacher_tokens = tokens[rows.to(tokens.device)], teacher_tokens[rows.to(tokens.device)]
-                term = term + self.distill_image * image_token_loss(tokens, teacher_tokens)
-            return term
+            return self.base_terms(model, batch, labels, rows)
 
     return DistillingDPOTrainer
+
+
+KTO_NOT_MODEL_INPUTS = ("completion_mask", "KL_input_ids", "KL_attention_mask", "KL_completion_mask",
+                        "KL_token_type_ids", "KL_mm_token_type_ids", "label", "ref_logps", "ref_KL_logps")
+"""What TRL's KTO collator yields besides the model's inputs."""
+
+
+def distilling_kto_trainer() -> type:
+    """`DistillingKTOTrainer`: TRL's KTOTrainer plus the terms above on the replayed rows (labelled desirable),
+    built lazily. Takes `distill` and `distill_image` besides KTOTrainer's arguments and needs `ref_model`, the
+    frozen base model. KTO's own loss on a replayed row only pushes its answer's likelihood above the reference's;
+    nothing holds the rest of the answer distribution, and in the fact experiment kto took the general set from 90
+    to 0 (`benchmarks/r3.py --recipe kto`)."""
+    from trl import KTOTrainer
+
+    class DistillingKTOTrainer(ReplayDistillation, KTOTrainer):
+        """KTOTrainer whose collator also yields each row's `replay` flag and whose loss adds, on the replayed rows'
+        completions, KL(base || model) per answer token and the image-token term."""
+
+        def __init__(self, *args: Any, distill: float = 0.0, distill_image: float = 0.0, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.ref_model is None and (distill > 0 or distill_image > 0):
+                raise ValueError("distillation in kto needs ref_model (the frozen base model)")
+            self.setup_distillation(self.ref_model, distill, distill_image)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            replay = inputs.pop(REPLAY_COLUMN).bool()
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            for tap in self.taps or ():
+                tap.take()  # the preference forward's tokens: not the ones the terms compare
+            if not bool(replay.any()) or (self.distill <= 0 and self.taps is None):
+                return out
+            loss, outputs = out if return_outputs else (out, None)
+            batch = {k: v for k, v in inputs.items() if k not in KTO_NOT_MODEL_INPUTS}
+            labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+            loss = loss + self.base_terms(model, batch, labels, replay)
+            return (loss, outputs) if return_outputs else loss
+
+    return DistillingKTOTrainer

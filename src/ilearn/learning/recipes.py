@@ -422,20 +422,39 @@ def dpo_losses(settings: LearnConfig) -> dict[str, Any]:
 
 @trains_on("kto")
 def kto(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
-    """KTO on every decoded answer: `label` True for well-received answers, False for rejected ones (ReSpect)."""
+    """KTO on every decoded answer: `label` True for well-received answers, False for rejected ones (ReSpect).
+    With `settings.distill` / `distill_image` and replayed rows (labelled desirable), those rows also keep the
+    base model's answer distribution and image tokens (`ilearn.learning.distill`), as in sft and dpo; only when a
+    part trains in full (LoRA alone has no frozen base to distil from: the terms are left out, logged)."""
     from trl import KTOConfig, KTOTrainer
+
+    from ilearn.learning.distill import REPLAY_COLUMN, distilling_kto_trainer
 
     out_dir = Path(out_dir)
     prepared = setup(vlm, settings)
-    dataset = to_dataset(mark_augment(rows, settings), ("prompt", "completion", "label"))
+    reference = reference_model(prepared, vlm)
+    data = [{**r, REPLAY_COLUMN: bool(r.get(REPLAY_COLUMN))} for r in rows]
+    distilling = (settings.distill > 0 or settings.distill_image > 0) and any(r[REPLAY_COLUMN] for r in data)
+    if distilling and reference is None:
+        logger.warning("kto with LoRA alone has no frozen base model to distil from: learn.distill and "
+                       "learn.distill_image are left out")
+        distilling = False
+    required = ("prompt", "completion", "label", REPLAY_COLUMN) if distilling else ("prompt", "completion", "label")
+    dataset = to_dataset(mark_augment(data, settings), required)
     labels = set(dataset["label"])
     if labels != {True, False}:
         raise InvalidInput(f"kto needs both desirable and undesirable examples; the labels are only {labels}")
     desirable, undesirable = kto_weights(dataset["label"])
+    extra = {"remove_unused_columns": False} if distilling else {}  # the collator reads `replay`
     args = trainer_args(KTOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None,
-                        desirable_weight=desirable, undesirable_weight=undesirable)
-    trainer = KTOTrainer(model=prepared.model, ref_model=reference_model(prepared, vlm), args=args,
-                         train_dataset=dataset, processing_class=vlm.processor)
+                        desirable_weight=desirable, undesirable_weight=undesirable, **extra)
+    if distilling:
+        trainer = distilling_kto_trainer()(model=prepared.model, ref_model=reference, args=args,
+                                           train_dataset=dataset, processing_class=vlm.processor,
+                                           distill=settings.distill, distill_image=settings.distill_image)
+    else:
+        trainer = KTOTrainer(model=prepared.model, ref_model=reference, args=args, train_dataset=dataset,
+                             processing_class=vlm.processor)
     return run(trainer, prepared, settings, len(dataset), out_dir)
 
 
