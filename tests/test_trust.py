@@ -74,12 +74,12 @@ class World:
         event = Event(ref, Q, answer, user, provenance={"answer": "turn-answer", ACCEPTED_KEY: "turn-thanks"})
         return self.memory.add(event, image)
 
-    def reject(self, user: str, *answers: str, question: str = Q) -> Event:
+    def reject(self, user: str, *answers: str, question: str = Q, robot_id: str = "default") -> Event:
         """`user` turns the model's `answers` down on a new photo of the bottle and leaves without the right one
         (the event `construct` distils: no answer, QUARANTINED)."""
         ref, image = self.photo()
         event = Event(ref, question, "", user, rejected=list(answers), label=Label.NEGATIVE,
-                      status=EventStatus.QUARANTINED)
+                      status=EventStatus.QUARANTINED, robot_id=robot_id)
         return self.memory.add(event, image)
 
     def shared_rejections(self) -> dict[str, str]:
@@ -297,6 +297,26 @@ def test_a_rejection_on_another_question_or_object_is_no_voice(world):
     world.reject("ana", "aspirin")
     world.reject("bob", "aspirin", question="What is this medicine used for?")
     assert world.shared_rejections() == {}
+
+
+def test_a_rejection_on_another_robot_is_no_voice(world):
+    world.reject("ana", "aspirin", robot_id="kitchen")
+    world.reject("bob", "aspirin")
+    assert world.shared_rejections() == {}
+
+
+def test_forgetting_a_user_unshares_only_the_rejections_their_voice_held(world):
+    """Each robot counts its own rejections' voices: forgetting one of three leaves two, still shared; forgetting
+    a second leaves one, unshared, though another robot's users turned the same answer down."""
+    for user in ("ana", "bob", "cy"):
+        world.reject(user, "aspirin")
+    for user in ("dan", "eve"):
+        world.reject(user, "aspirin", robot_id="kitchen")
+    assert set(world.shared_rejections()) == {"ana", "bob", "cy", "dan", "eve"}
+    world.memory.forget_user("cy")
+    assert set(world.shared_rejections()) == {"ana", "bob", "dan", "eve"}
+    world.memory.forget_user("bob")
+    assert set(world.shared_rejections()) == {"dan", "eve"}
 
 
 def test_a_rejection_the_shared_answer_agrees_with_is_shared(world):

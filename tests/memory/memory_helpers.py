@@ -67,10 +67,11 @@ class FakeStore:
     def iter_events(self, *, status=None, **_):
         return iter(self.list_events(status=status))
 
-    def list_events(self, *, status=None, robot_id=None, user_id=None, scope=None, **_) -> list[Event]:
-        return [e for e in self.events.values() if (status is None or e.status == status)
-                and (robot_id is None or e.robot_id == robot_id) and (user_id is None or e.user_id == user_id)
-                and (scope is None or e.scope == scope)]
+    def list_events(self, *, status=None, robot_id=None, user_id=None, scope=None, limit=None, **_) -> list[Event]:
+        found = [e for e in self.events.values() if (status is None or e.status == status)
+                 and (robot_id is None or e.robot_id == robot_id) and (user_id is None or e.user_id == user_id)
+                 and (scope is None or e.scope == scope)]
+        return found if limit is None else found[:limit]
 
     def update_event(self, event: Event) -> None:
         if event.id not in self.events:

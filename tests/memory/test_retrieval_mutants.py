@@ -554,3 +554,175 @@ def test_the_recorded_settings_name_the_embedders_and_weights(mem_store, tmp_pat
     mem.close()
     assert recorded_settings(tmp_path) == {"image_embedder": "stub", "text_embedder": "hashing",
                                            "image_weight": 0.6, "text_weight": 0.4}
+
+
+# ---------------------------------------------------------------- the guess rule's choices, against plain loops
+def loo_weight_by_loops(first, second, same_question, labels, default):
+    """`leave_one_out_weight` written out event by event: for each weight, the events named right after their
+    nearest other event about the same question (among those whose label another such event shares), then the mean
+    gap between the nearest same-label and the nearest other-label event (0 where there is no other label), in
+    standard deviations of that weight's similarities; the most named, then the widest gap, then nearest the
+    default, the first weight on a tie of all three."""
+    import numpy as np
+
+    from ilearn.memory.retrieval import GUESS_MIN_QUERIES, GUESS_WEIGHTS
+    from ilearn.types import answer_key
+
+    keys = [answer_key(a) for a in labels]
+    n = len(keys)
+    others = [[j for j in range(n) if j != i and same_question[i][j]] for i in range(n)]
+    usable = [i for i in range(n) if any(keys[j] == keys[i] for j in others[i])]
+    if len(usable) < GUESS_MIN_QUERIES:
+        return None
+    best_key, chosen = None, None
+    for w in GUESS_WEIGHTS:
+        sims = [[w * first[i][j] + (1.0 - w) * second[i][j] for j in range(n)] for i in range(n)]
+        spread = float(np.std([sims[i][j] for i in range(n) for j in others[i]])) or 1.0
+        right, gaps = 0, []
+        for i in usable:
+            nearest = max(others[i], key=lambda j: sims[i][j])  # the first of equals, as argmax
+            right += keys[nearest] == keys[i]
+            own = max(sims[i][j] for j in others[i] if keys[j] == keys[i])
+            other = [sims[i][j] for j in others[i] if keys[j] != keys[i]]
+            gaps.append(own - max(other) if other else 0.0)
+        key = (right, round(sum(gaps) / len(gaps) / spread, 6))
+        if best_key is None or key > best_key or (key == best_key and abs(w - default) < abs(chosen - default)):
+            best_key, chosen = key, w
+    return chosen
+
+
+def loo_gate_by_loops(sims, same_question, labels, precision):
+    """`leave_one_out_gate` written out: each event with another about the same question named after the nearest
+    one; from the most alike down, +(1 - precision) for a right name, -precision for a wrong one; the similarity
+    where the running total is highest when it is above zero, else inf; None with too few events named."""
+    from ilearn.memory.retrieval import GUESS_MIN_QUERIES
+    from ilearn.types import answer_key
+
+    keys = [answer_key(a) for a in labels]
+    n = len(keys)
+    named = []
+    for i in range(n):
+        others = [j for j in range(n) if j != i and same_question[i][j]]
+        if others:
+            nearest = max(others, key=lambda j: sims[i][j])
+            named.append((sims[i][nearest], keys[nearest] == keys[i]))
+    if len(named) < GUESS_MIN_QUERIES:
+        return None
+    named.sort(key=lambda x: -x[0])  # stable: equal similarities keep the events' order
+    total, best, at = 0.0, None, None
+    for sim, right in named:
+        total += (1.0 - precision) if right else -precision
+        if best is None or total > best:
+            best, at = total, sim
+    return float(at) if best > 0 else float("inf")
+
+
+def random_events(seed: int, n: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = [str(x) for x in rng.integers(0, max(2, n // 3), n)]
+    first, second = (rng.uniform(-0.2, 1.0, (n, n)) for _ in range(2))
+    first, second = (first + first.T) / 2, (second + second.T) / 2
+    same = rng.uniform(size=(n, n)) < 0.8
+    same = same & same.T
+    return first, second, same, labels
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_guess_weight_is_the_one_the_events_name_best_by(seed):
+    first, second, same, labels = random_events(seed, 4 + seed % 9)
+    default = (0.0, 0.35, 0.7, 1.0)[seed % 4]
+    from ilearn.memory.retrieval import leave_one_out_weight
+
+    assert leave_one_out_weight(first, second, same, labels, default) == loo_weight_by_loops(first, second, same,
+                                                                                              labels, default)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_guess_gate_is_where_the_names_were_right_often_enough(seed):
+    first, _, same, labels = random_events(seed, 3 + seed % 10)
+    precision = (0.3, 0.5, 0.61, 0.8)[seed % 4]
+    from ilearn.memory.retrieval import leave_one_out_gate
+
+    assert leave_one_out_gate(first, same, labels, precision) == pytest.approx(loo_gate_by_loops(first, same, labels,
+                                                                                                 precision))
+
+
+def test_the_guess_rule_edges():
+    """The boundaries the random draws rarely reach: exactly the fewest events, weights that name nothing right,
+    a default halfway between two equal weights, a gate where nothing gains."""
+    import numpy as np
+
+    from ilearn.memory.retrieval import GUESS_MIN_QUERIES, leave_one_out_gate, leave_one_out_weight
+
+    assert GUESS_MIN_QUERIES == 3
+    everyone = np.ones((4, 4), dtype=bool)
+    # three events share a label (each is usable), the fourth not: exactly the fewest, a weight is chosen
+    labels = ["a", "a", "a", "b"]
+    flat = np.full((4, 4), 0.5)
+    assert leave_one_out_weight(flat, flat, everyone, labels, 0.7) == 0.7
+    # every event's nearest is another label under every weight: nothing named right, the widest gap still decides
+    labels = ["a", "b", "a", "b"]
+    first = np.array([[1, .9, .2, .1], [.9, 1, .1, .2], [.2, .1, 1, .8], [.1, .2, .8, 1]])
+    second = np.array([[1, .4, .3, .4], [.4, 1, .4, .3], [.3, .4, 1, .4], [.4, .3, .4, 1]])
+    chosen = leave_one_out_weight(first, second, everyone, labels, 0.7)
+    assert chosen == loo_weight_by_loops(first, second, everyone, labels, 0.7) != 0.7
+    # equal keys under every weight: the one nearest the default; of two equally near, the first
+    assert leave_one_out_weight(flat, flat, everyone, ["a", "a", "a", "a"], 0.45) == 0.4
+    # at precision 1 a right name gains nothing and a wrong one loses: never guess
+    sims = np.array([[1, .9, .1], [.9, 1, .1], [.1, .1, 1]])
+    assert leave_one_out_gate(sims, np.ones((3, 3), dtype=bool), ["a", "a", "b"], 1.0) == float("inf")
+    assert leave_one_out_gate(sims, np.ones((3, 3), dtype=bool), ["a", "a", "b"], 0.5) == pytest.approx(0.9)
+    assert leave_one_out_gate(sims[:2, :2], np.ones((2, 2), dtype=bool), ["a", "a"], 0.5) is None
+    # equal similarities keep the events' order (a stable sort): one right name, then wrong ones
+    labels = ["a", "a"] + [str(i) for i in range(38)]
+    sims = np.full((40, 40), 0.5)
+    order_kept = leave_one_out_gate(sims, np.ones((40, 40), dtype=bool), labels, 0.5)
+    assert order_kept == loo_gate_by_loops(sims, np.ones((40, 40), dtype=bool), labels, 0.5) == pytest.approx(0.5)
+
+
+def test_the_guess_rule_reads_the_first_active_answered_events_and_their_questions(mem_store, tmp_path, monkeypatch):
+    """What the guess rule is chosen on: the store's first `GUESS_EVENTS` ACTIVE events (events in review take no
+    place), which events ask the same question (an event named only after one about its own question), at which
+    weight the parts are mixed; parts that agree everywhere keep the embedder's own weight."""
+    import numpy as np
+    from test_retrieval import _Noise
+
+    from ilearn.memory import retrieval
+    from ilearn.models.embedders import FusedImageEmbedder
+
+    monkeypatch.setattr(retrieval, "GUESS_EVENTS", 6)
+    fused = FusedImageEmbedder(weight=0.7, first=_Noise(), second=StubImageEmbedder())
+    mem = memory(mem_store, tmp_path, image_embedder=fused, guess_precision=0.5)
+    assert mem._calibrate_guesses(0.7)[1:] == (None, None)  # no events: nothing to choose on
+    colours = [(200, 40, 40), (40, 40, 200), (40, 180, 40)]
+    for i in range(3):  # in review: stored first (the store lists by time, then id), never read
+        view = make_image(colours[i], mark=30 - i)
+        teach(mem, mem_store, view, f"held {i}", "zed", status=EventStatus.QUARANTINED, id=f"evt_a{i}")
+    taught = []
+    for i in range(8):  # the last two come after the first six ACTIVE ones
+        view = make_image(colours[i % 3], mark=2 + 2 * i)
+        taught.append(teach(mem, mem_store, view, f"object {i % 3}", "alice", id=f"evt_b{i}",
+                            question=Q if i % 3 != 2 else "what is it used for?"))
+    generation, weight, (sims, same, answers) = mem._calibrate_guesses(0.7)
+    assert answers == [e.answer for e in taught[:6]]
+    questions = [e.question for e in taught[:6]]
+    assert same.tolist() == [[a == b for b in questions] for a in questions]
+    vecs = mem.index.get_vectors([e.id for e in taught[:6]])
+    first, second = mem._image_parts(vecs, vecs)
+    assert weight == retrieval.leave_one_out_weight(first, second, same, answers, 0.7)
+    assert np.allclose(sims, weight * first + (1.0 - weight) * second)
+    # parts that agree everywhere: every weight names the same, the embedder's own weight is kept
+    agree = memory(mem_store, tmp_path / "agree", image_embedder=FusedImageEmbedder(
+        weight=0.7, first=StubImageEmbedder(), second=StubImageEmbedder()), guess_precision=0.5)
+    _, kept, (sims, _, _) = agree._calibrate_guesses(0.7)
+    assert kept == 0.7 and agree.guess_weight() == 0.7
+    agreeing = agree.index.get_vectors([e.id for e in taught[:6]])
+    first, second = agree._image_parts(agreeing, agreeing)
+    assert np.allclose(sims, 0.7 * first + 0.3 * second)
+    # without the question in the vectors, every event may be named after any other
+    blind = memory(mem_store, tmp_path / "blind", image_embedder=fused, image_weight=1.0, text_weight=0.0,
+                   guess_precision=0.5)
+    _, _, (_, same, _) = blind._calibrate_guesses(0.7)
+    assert same.dtype == bool and same.shape == (6, 6) and same.all()
