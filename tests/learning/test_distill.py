@@ -143,6 +143,17 @@ def test_image_token_distillation_keeps_the_replayed_images_tokens_near_the_base
     assert len(taps) == 2 and not any(tap.module._forward_hooks for tap in taps)  # the trainer removed its hooks
 
 
+def drift_and_change(vlm, rows: list[dict], settings: LearnConfig, out: Path,
+                     base_tokens: torch.Tensor) -> tuple[float, float]:
+    """Train `rows`, then (the replayed answers' drift, the replayed images' token change) of the version."""
+    path = train(vlm, rows, settings, out).path
+    drift = replay_drift(vlm, path)
+    vlm.set_weights(served_file(vlm, Path(path)), version=out.name)
+    change = float(image_token_loss(image_tokens(vlm), base_tokens))
+    vlm.reset()
+    return drift, change
+
+
 def replayed_pairs(n: int = 4) -> list[dict]:
     """Replayed general questions as dpo rows (`update.replay_rows` makes them so): the right answer chosen."""
     return [{"prompt": user(REPLAY_QUESTION), "chosen": assistant("yes"), "rejected": assistant("no"),
@@ -158,23 +169,11 @@ def test_dpo_distillation_keeps_replayed_answers_and_image_tokens_near_the_base(
     for weight in (0.0, 20.0):
         settings = LearnConfig(recipe="dpo", max_steps=12, batch_size=4, learning_rate=1e-2, dpo_sft_weight=1.0,
                                distill=weight, distill_image=weight)
-        path = train(tiny_vlm, rows, settings, tmp_path / str(weight)).path
-        drift[weight] = replay_drift(tiny_vlm, path)
-        tiny_vlm.set_weights(served_file(tiny_vlm, Path(path)), version=str(weight))
-        change[weight] = float(image_token_loss(image_tokens(tiny_vlm), base_tokens))
-        tiny_vlm.reset()
+        drift[weight], change[weight] = drift_and_change(tiny_vlm, rows, settings, tmp_path / str(weight),
+                                                         base_tokens)
     assert drift[20.0] < 0.75 * drift[0.0], drift  # the replayed pairs' own preference term moves them too
     assert change[20.0] < 0.5 * change[0.0], change
     assert len(taps) == 2 and not any(tap.module._forward_hooks for tap in taps)  # the trainer removed its hooks
-
-
-def test_dpo_with_lora_alone_trains_without_the_terms(tiny_vlm, tmp_path, caplog):
-    """No part in full: no frozen base to distil from; the terms are left out and the log says so."""
-    settings = LearnConfig(recipe="dpo", trainable=("language",), max_steps=2, batch_size=2, learning_rate=1e-2,
-                           distill=5.0)
-    result = train(tiny_vlm, rows_for("dpo") + replayed_pairs(2), settings, tmp_path / "v")
-    assert result.steps == 2
-    assert "no frozen base model to distil from" in caplog.text
 
 
 def replayed_kto(n: int = 4) -> list[dict]:
@@ -194,23 +193,22 @@ def test_kto_distillation_keeps_replayed_answers_and_image_tokens_near_the_base(
     drift, change = {}, {}
     for terms in ({}, {"distill": 20.0}, {"distill_image": 20.0}):
         settings = LearnConfig(recipe="kto", max_steps=12, batch_size=4, learning_rate=1e-2, **terms)
-        path = train(tiny_vlm, rows, settings, tmp_path / (next(iter(terms), "none"))).path
-        drift[next(iter(terms), "none")] = replay_drift(tiny_vlm, path)
-        tiny_vlm.set_weights(served_file(tiny_vlm, Path(path)), version=str(terms))
-        change[next(iter(terms), "none")] = float(image_token_loss(image_tokens(tiny_vlm), base_tokens))
-        tiny_vlm.reset()
+        name = next(iter(terms), "none")
+        drift[name], change[name] = drift_and_change(tiny_vlm, rows, settings, tmp_path / name, base_tokens)
     assert drift["distill"] < 0.5 * drift["none"], drift
     assert change["distill_image"] < 0.5 * change["none"], change
     assert len(taps) == 2 and not any(tap.module._forward_hooks for tap in taps)  # the trainer removed its hooks
 
 
-def test_kto_with_lora_alone_trains_without_the_terms(tiny_vlm, tmp_path, caplog):
+@pytest.mark.parametrize("recipe", ["dpo", "kto"])
+def test_a_preference_recipe_with_lora_alone_trains_without_the_terms(tiny_vlm, tmp_path, caplog, recipe):
     """No part in full: no frozen base to distil from; the terms are left out and the log says so."""
-    settings = LearnConfig(recipe="kto", trainable=("language",), max_steps=2, batch_size=2, learning_rate=1e-2,
+    settings = LearnConfig(recipe=recipe, trainable=("language",), max_steps=2, batch_size=2, learning_rate=1e-2,
                            distill=5.0)
-    result = train(tiny_vlm, rows_for("kto") + replayed_kto(2), settings, tmp_path / "v")
+    replayed_rows = replayed_pairs(2) if recipe == "dpo" else replayed_kto(2)
+    result = train(tiny_vlm, rows_for(recipe) + replayed_rows, settings, tmp_path / "v")
     assert result.steps == 2
-    assert "no frozen base model to distil from" in caplog.text
+    assert f"{recipe} with LoRA alone has no frozen base model to distil from" in caplog.text
 
 
 def test_label_positions_are_those_predicting_a_labelled_token_in_any_row():

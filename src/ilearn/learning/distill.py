@@ -234,6 +234,36 @@ def distilling_trainer() -> type:
     return DistillingSFTTrainer
 
 
+class PreferenceReplay(ReplayDistillation):
+    """What the preference trainers (dpo, kto) share: `distill` / `distill_image` besides TRL's arguments, the
+    frozen base as `ref_model`, and their loss plus the terms on the replayed rows (`replay_inputs` says which rows
+    of the batch and which tokens are their answers)."""
+
+    recipe = ""
+
+    def __init__(self, *args: Any, distill: float = 0.0, distill_image: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.ref_model is None and (distill > 0 or distill_image > 0):
+            raise ValueError(f"distillation in {self.recipe} needs ref_model (the frozen base model)")
+        self.setup_distillation(self.ref_model, distill, distill_image)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        replay = inputs.pop(REPLAY_COLUMN).bool()
+        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        for tap in self.taps or ():
+            tap.take()  # the preference forward's tokens: not the ones the terms compare
+        if not bool(replay.any()) or (self.distill <= 0 and self.taps is None):
+            return out
+        loss, outputs = out if return_outputs else (out, None)
+        loss = loss + self.base_terms(model, *self.replay_inputs(inputs, replay))
+        return (loss, outputs) if return_outputs else loss
+
+    def replay_inputs(self, inputs: dict[str, Any],
+                      replay: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+        """(the model's inputs, the answers' labels, the replayed rows) of the batch."""
+        raise NotImplementedError
+
+
 def distilling_dpo_trainer() -> type:
     """`DistillingDPOTrainer`: TRL's DPOTrainer plus the terms above on the replayed rows (built lazily). Takes
     `distill` and `distill_image` besides DPOTrainer's arguments and needs `ref_model`, the frozen base model
@@ -244,34 +274,18 @@ def distilling_dpo_trainer() -> type:
     from trl import DPOTrainer
 
 
-    class DistillingDPOTrainer(ReplayDistillation, DPOTrainer):
+    class DistillingDPOTrainer(PreferenceReplay, DPOTrainer):
         """DPOTrainer whose collator also yields each row's `replay` flag and whose loss adds, on the replayed rows'
         chosen answers, KL(base || model) per answer token and the image-token term."""
 
-        def __init__(self, *args: Any, distill: float = 0.0, distill_image: float = 0.0, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            if self.ref_model is None and (distill > 0 or distill_image > 0):
-                raise ValueError("distillation in dpo needs ref_model (the frozen base model)")
-            self.setup_distillation(self.ref_model, distill, distill_image)
+        recipe = "dpo"
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            replay = inputs.pop(REPLAY_COLUMN).bool()
-            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            for tap in self.taps or ():
-                tap.take()  # the preference forward's tokens: not the ones the terms compare
-            if not bool(replay.any()) or (self.distill <= 0 and self.taps is None):
-                return out
-            loss, outputs = out if return_outputs else (out, None)
-            loss = loss + self.replay_terms(model, inputs, replay)
-            return (loss, outputs) if return_outputs else loss
-
-        def replay_terms(self, model, inputs: dict[str, Any], replay: torch.Tensor) -> torch.Tensor:
-            """The distillation terms on the replayed rows' chosen answers (the batch is [chosen, rejected])."""
-            rows = torch.cat([replay, torch.zeros_like(replay)])
+        def replay_inputs(self, inputs, replay):
+            """The replayed rows' chosen answers (the batch is [chosen, rejected])."""
             batch = {k: v for k, v in inputs.items()
                      if k not in ("completion_mask", "ref_chosen_logps", "ref_rejected_logps")}
             labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
-            return self.base_terms(model, batch, labels, rows)
+            return batch, labels, torch.cat([replay, torch.zeros_like(replay)])
 
     return DistillingDPOTrainer
 
@@ -289,27 +303,14 @@ def distilling_kto_trainer() -> type:
     to 0 (`benchmarks/r3.py --recipe kto`)."""
     from trl import KTOTrainer
 
-    class DistillingKTOTrainer(ReplayDistillation, KTOTrainer):
+    class DistillingKTOTrainer(PreferenceReplay, KTOTrainer):
         """KTOTrainer whose collator also yields each row's `replay` flag and whose loss adds, on the replayed rows'
         completions, KL(base || model) per answer token and the image-token term."""
 
-        def __init__(self, *args: Any, distill: float = 0.0, distill_image: float = 0.0, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            if self.ref_model is None and (distill > 0 or distill_image > 0):
-                raise ValueError("distillation in kto needs ref_model (the frozen base model)")
-            self.setup_distillation(self.ref_model, distill, distill_image)
+        recipe = "kto"
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            replay = inputs.pop(REPLAY_COLUMN).bool()
-            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            for tap in self.taps or ():
-                tap.take()  # the preference forward's tokens: not the ones the terms compare
-            if not bool(replay.any()) or (self.distill <= 0 and self.taps is None):
-                return out
-            loss, outputs = out if return_outputs else (out, None)
+        def replay_inputs(self, inputs, replay):
             batch = {k: v for k, v in inputs.items() if k not in KTO_NOT_MODEL_INPUTS}
-            labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
-            loss = loss + self.base_terms(model, batch, labels, replay)
-            return (loss, outputs) if return_outputs else loss
+            return batch, inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100), replay
 
     return DistillingKTOTrainer

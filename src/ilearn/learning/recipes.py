@@ -378,6 +378,33 @@ def reference_model(prepared: PreparedModel, vlm: TrainableModel) -> torch.nn.Mo
     return ref.eval()
 
 
+def replay_distilling(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig,
+                      recipe: str) -> tuple[PreparedModel, torch.nn.Module | None, list[dict], bool]:
+    """What a preference recipe (dpo, kto) trains with: the prepared model, its reference, the rows with their
+    `replay` flag, and whether the distillation terms apply (`settings.distill` / `distill_image` and replayed
+    rows, and a frozen base to distil from: LoRA alone has none, so the terms are left out, logged)."""
+    from ilearn.learning.distill import REPLAY_COLUMN
+
+    prepared = setup(vlm, settings)
+    reference = reference_model(prepared, vlm)
+    data = [{**r, REPLAY_COLUMN: bool(r.get(REPLAY_COLUMN))} for r in rows]
+    distilling = (settings.distill > 0 or settings.distill_image > 0) and any(r[REPLAY_COLUMN] for r in data)
+    if distilling and reference is None:
+        logger.warning("%s with LoRA alone has no frozen base model to distil from: learn.distill and "
+                       "learn.distill_image are left out", recipe)
+        distilling = False
+    return prepared, reference, data, distilling
+
+
+def preference_trainer(distilling: Callable[[], type] | None, plain: type, settings: LearnConfig,
+                       **kwargs: Any) -> Any:
+    """TRL's `plain` preference trainer, or the distilling one `distilling()` builds (`replay_distilling`) with
+    `settings.distill` / `distill_image`."""
+    if distilling is None:
+        return plain(**kwargs)
+    return distilling()(**kwargs, distill=settings.distill, distill_image=settings.distill_image)
+
+
 @trains_on("dpo")
 def dpo(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_dir: str | Path) -> TrainResult:
     """DPO on corrected events: the correction is `chosen`, the rejected answer `rejected` (User-VLM's stage 3).
@@ -389,27 +416,16 @@ def dpo(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_di
     from ilearn.learning.distill import REPLAY_COLUMN, distilling_dpo_trainer
 
     out_dir = Path(out_dir)
-    prepared = setup(vlm, settings)
-    reference = reference_model(prepared, vlm)
-    data = [{**r, REPLAY_COLUMN: bool(r.get(REPLAY_COLUMN))} for r in rows]
-    distilling = (settings.distill > 0 or settings.distill_image > 0) and any(r[REPLAY_COLUMN] for r in data)
-    if distilling and reference is None:
-        logger.warning("dpo with LoRA alone has no frozen base model to distil from: learn.distill and "
-                       "learn.distill_image are left out")
-        distilling = False
+    prepared, reference, data, distilling = replay_distilling(vlm, rows, settings, "dpo")
     required = ("prompt", "chosen", "rejected", REPLAY_COLUMN) if distilling else ("prompt", "chosen", "rejected")
     dataset = to_dataset(mark_augment(data, settings), required)
     losses = dpo_losses(settings)
     extra = {"remove_unused_columns": False} if distilling else {}  # the collator reads `replay`
     args = trainer_args(DPOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None,
                         **losses, **extra)
-    if distilling:
-        trainer = distilling_dpo_trainer()(model=prepared.model, ref_model=reference, args=args,
-                                           train_dataset=dataset, processing_class=vlm.processor,
-                                           distill=settings.distill, distill_image=settings.distill_image)
-    else:
-        trainer = DPOTrainer(model=prepared.model, ref_model=reference, args=args, train_dataset=dataset,
-                             processing_class=vlm.processor)
+    trainer = preference_trainer(distilling_dpo_trainer if distilling else None, DPOTrainer, settings,
+                                 model=prepared.model, ref_model=reference, args=args, train_dataset=dataset,
+                                 processing_class=vlm.processor)
     return run(trainer, prepared, settings, len(dataset), out_dir)
 
 
@@ -431,14 +447,7 @@ def kto(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_di
     from ilearn.learning.distill import REPLAY_COLUMN, distilling_kto_trainer
 
     out_dir = Path(out_dir)
-    prepared = setup(vlm, settings)
-    reference = reference_model(prepared, vlm)
-    data = [{**r, REPLAY_COLUMN: bool(r.get(REPLAY_COLUMN))} for r in rows]
-    distilling = (settings.distill > 0 or settings.distill_image > 0) and any(r[REPLAY_COLUMN] for r in data)
-    if distilling and reference is None:
-        logger.warning("kto with LoRA alone has no frozen base model to distil from: learn.distill and "
-                       "learn.distill_image are left out")
-        distilling = False
+    prepared, reference, data, distilling = replay_distilling(vlm, rows, settings, "kto")
     required = ("prompt", "completion", "label", REPLAY_COLUMN) if distilling else ("prompt", "completion", "label")
     dataset = to_dataset(mark_augment(data, settings), required)
     labels = set(dataset["label"])
@@ -448,13 +457,9 @@ def kto(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_di
     extra = {"remove_unused_columns": False} if distilling else {}  # the collator reads `replay`
     args = trainer_args(KTOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None,
                         desirable_weight=desirable, undesirable_weight=undesirable, **extra)
-    if distilling:
-        trainer = distilling_kto_trainer()(model=prepared.model, ref_model=reference, args=args,
-                                           train_dataset=dataset, processing_class=vlm.processor,
-                                           distill=settings.distill, distill_image=settings.distill_image)
-    else:
-        trainer = KTOTrainer(model=prepared.model, ref_model=reference, args=args, train_dataset=dataset,
-                             processing_class=vlm.processor)
+    trainer = preference_trainer(distilling_kto_trainer if distilling else None, KTOTrainer, settings,
+                                 model=prepared.model, ref_model=reference, args=args, train_dataset=dataset,
+                                 processing_class=vlm.processor)
     return run(trainer, prepared, settings, len(dataset), out_dir)
 
 
