@@ -122,7 +122,7 @@ def rows_of(inputs: dict[str, Any], rows: torch.Tensor) -> dict[str, Any] | None
 
 
 class ReplayDistillation:
-    """What both distilling trainers share (mixed in before TRL's trainer): the `replay` column through the
+    """What every distilling trainer shares (mixed in before TRL's trainer): the `replay` column through the
     collator, the terms' weights, and the taps on the model's and the base's projectors, removed when training
     ends."""
 
@@ -137,37 +137,6 @@ class ReplayDistillation:
                                ", ".join(PROJECTOR_NAMES))
             else:
                 self.taps = (TokenTap(student), TokenTap(teacher))
-
-    def base_terms(self, model: torch.nn.Module, batch: dict[str, Any], labels: torch.Tensor,
-                   rows: torch.Tensor) -> torch.Tensor:
-        """The distillation terms on the `rows` (bool, batch) of `batch` (the model's inputs), their answers being
-        `labels` (-100 elsewhere): the answers run once more through the model and the frozen base (`ref_model`),
-        the head on the answer positions alone, for the answer-distribution term; the image tokens come from that
-        same pass (the projector taps). For the preference trainers, whose own forward keeps only the label
-        tokens' log-probabilities (TRL's fused head)."""
-        picked = rows_of(batch, rows)  # None: some input is not one entry per row, run the whole batch
-        run = batch if picked is None else picked
-        run_labels = labels if picked is None else labels[rows.to(labels.device)]
-        positions = label_positions(run_labels)
-        log_p = at_positions(model(**run, use_cache=False, logits_to_keep=positions).logits, positions,
-                             run_labels.shape[1]).float().log_softmax(-1)
-        tokens = self.taps[0].take() if self.taps else None
-        with torch.no_grad():
-            teacher = self.ref_model(**run, use_cache=False, logits_to_keep=positions)
-            teacher_log_p = at_positions(teacher.logits, positions, run_labels.shape[1]).float().log_softmax(-1)
-        teacher_tokens = self.taps[1].take() if self.taps else None
-        mask = run_labels[:, positions + 1] != -100
-        if picked is None:
-            keep = rows.to(log_p.device)
-            log_p, teacher_log_p, mask = log_p[keep], teacher_log_p[keep], mask[keep.to(mask.device)]
-        term = log_p.sum() * 0.0
-        if self.distill > 0:
-            term = term + self.distill * distillation_loss(log_p, teacher_log_p, mask)
-        if tokens is not None and teacher_tokens is not None and len(tokens) == len(teacher_tokens):
-            if picked is None and len(tokens) == len(rows):
-                tokens, teacher_tokens = tokens[rows.to(tokens.device)], teacher_tokens[rows.to(tokens.device)]
-            term = term + self.distill_image * image_token_loss(tokens, teacher_tokens)
-        return term
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -258,6 +227,37 @@ class PreferenceReplay(ReplayDistillation):
         loss = loss + self.base_terms(model, *self.replay_inputs(inputs, replay))
         return (loss, outputs) if return_outputs else loss
 
+    def base_terms(self, model: torch.nn.Module, batch: dict[str, Any], labels: torch.Tensor,
+                   rows: torch.Tensor) -> torch.Tensor:
+        """The distillation terms on the `rows` (bool, batch) of `batch` (the model's inputs), their answers being
+        `labels` (-100 elsewhere): the answers run once more through the model and the frozen base (`ref_model`),
+        the head on the answer positions alone, for the answer-distribution term; the image tokens come from that
+        same pass (the projector taps). For the preference trainers, whose own forward keeps only the label
+        tokens' log-probabilities (TRL's fused head)."""
+        picked = rows_of(batch, rows)  # None: some input is not one entry per row, run the whole batch
+        run = batch if picked is None else picked
+        run_labels = labels if picked is None else labels[rows.to(labels.device)]
+        positions = label_positions(run_labels)
+        log_p = at_positions(model(**run, use_cache=False, logits_to_keep=positions).logits, positions,
+                             run_labels.shape[1]).float().log_softmax(-1)
+        tokens = self.taps[0].take() if self.taps else None
+        with torch.no_grad():
+            teacher = self.ref_model(**run, use_cache=False, logits_to_keep=positions)
+            teacher_log_p = at_positions(teacher.logits, positions, run_labels.shape[1]).float().log_softmax(-1)
+        teacher_tokens = self.taps[1].take() if self.taps else None
+        mask = run_labels[:, positions + 1] != -100
+        if picked is None:
+            keep = rows.to(log_p.device)
+            log_p, teacher_log_p, mask = log_p[keep], teacher_log_p[keep], mask[keep.to(mask.device)]
+        term = log_p.sum() * 0.0
+        if self.distill > 0:
+            term = term + self.distill * distillation_loss(log_p, teacher_log_p, mask)
+        if tokens is not None and teacher_tokens is not None and len(tokens) == len(teacher_tokens):
+            if picked is None and len(tokens) == len(rows):
+                tokens, teacher_tokens = tokens[rows.to(tokens.device)], teacher_tokens[rows.to(tokens.device)]
+            term = term + self.distill_image * image_token_loss(tokens, teacher_tokens)
+        return term
+
     def replay_inputs(self, inputs: dict[str, Any],
                       replay: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
         """(the model's inputs, the answers' labels, the replayed rows) of the batch."""
@@ -272,7 +272,6 @@ def distilling_dpo_trainer() -> type:
     model and the base, with the head on their answer positions, for the answer-distribution term; the image
     tokens come from that same pass (the projector taps)."""
     from trl import DPOTrainer
-
 
     class DistillingDPOTrainer(PreferenceReplay, DPOTrainer):
         """DPOTrainer whose collator also yields each row's `replay` flag and whose loss adds, on the replayed rows'
@@ -299,8 +298,9 @@ def distilling_kto_trainer() -> type:
     """`DistillingKTOTrainer`: TRL's KTOTrainer plus the terms above on the replayed rows (labelled desirable),
     built lazily. Takes `distill` and `distill_image` besides KTOTrainer's arguments and needs `ref_model`, the
     frozen base model. KTO's own loss on a replayed row only pushes its answer's likelihood above the reference's;
-    nothing holds the rest of the answer distribution, and in the fact experiment kto took the general set from 90
-    to 0 (`benchmarks/r3.py --recipe kto`)."""
+    the terms also hold the rest of its answer distribution. They do not stop kto's general-set collapse in the
+    fact experiment (90 -> 0 with `distill` 5 or 50, `benchmarks/r3.py --recipe kto`): that comes from the
+    rejected answers' rows (docs/reactions.md)."""
     from trl import KTOTrainer
 
     class DistillingKTOTrainer(PreferenceReplay, KTOTrainer):
