@@ -726,3 +726,58 @@ def test_the_guess_rule_reads_the_first_active_answered_events_and_their_questio
                    guess_precision=0.5)
     _, _, (_, same, _) = blind._calibrate_guesses(0.7)
     assert same.dtype == bool and same.shape == (6, 6) and same.all()
+
+
+# ---------------------------------------------------------------- guesses against the model's answer
+def test_a_guess_overrules_the_answer_only_where_no_match_as_close_carries_it(mem_store):
+    """`guess_overrules`, each clause alone: the guess's own answer, a reference about the same question (its text
+    floor inclusive), a nearby event within the margin, and the weight the guess is judged at."""
+    from ilearn.memory.retrieval import guess_overrules, guess_similarity
+
+    def m(answer: str, image_sim: float, text_sim: float = 1.0, parts=None) -> Match:
+        return Match(make_event(mem_store, PILLS, answer, "alice"), image_sim, image_sim, text_sim, parts)
+
+    guess = m("ibuprofen", 0.8)
+    assert not guess_overrules("Ibuprofen.", guess, [], [])  # the answer is the guess's
+    assert guess_overrules("aspirin", guess, [], [])  # nothing carries the answer
+    reference = m("aspirin", 0.9, text_sim=0.6)
+    assert not guess_overrules("aspirin", guess, [reference], [])
+    assert not guess_overrules("aspirin", guess, [reference], [], min_text_sim=0.6)  # the floor is inclusive
+    assert guess_overrules("aspirin", guess, [reference], [], min_text_sim=0.61)  # another question's reference
+    assert guess_overrules("aspirin", guess, [reference], [], references_stand=False)
+    # a nearby event carrying the answer stands when it is as close as the guess, less the margin
+    assert not guess_overrules("aspirin", guess, [], [m("aspirin", 0.8)])
+    assert guess_overrules("aspirin", guess, [], [m("aspirin", 0.79)])
+    assert not guess_overrules("aspirin", guess, [], [m("aspirin", 0.75)], margin=0.05)
+    assert guess_overrules("aspirin", guess, [], [m("aspirin", 0.75)], margin=0.04)
+    assert guess_overrules("aspirin", guess, [], [m("aspirin", 0.9, text_sim=0.5)], min_text_sim=0.6)
+    assert not guess_overrules("aspirin", guess, [], [m("aspirin", 0.9, text_sim=0.6)], min_text_sim=0.6)
+    assert guess_overrules("aspirin", guess, [], [m("ibuprofen", 0.95), m("naproxen", 0.95)])  # others' answers
+    # judged at the memory's weight: the guess is near by its first part, the support by its second
+    weighed_guess = m("ibuprofen", 0.8, parts=(0.9, 0.5))
+    support = m("aspirin", 0.7, parts=(0.4, 0.95))
+    assert guess_similarity(weighed_guess, 0.1) == pytest.approx(0.54)
+    assert guess_similarity(support, 0.1) == pytest.approx(0.895)
+    assert guess_similarity(support, None) == 0.7 and guess_similarity(guess, 0.1) == 0.8  # no weight or no parts
+    assert not guess_overrules("aspirin", weighed_guess, [], [support], weight=0.1)
+    assert guess_overrules("aspirin", weighed_guess, [], [support], weight=0.9)
+    assert guess_overrules("aspirin", weighed_guess, [], [support])  # no weight: the image cosines, 0.7 < 0.8
+    # both sides at the weight: by their image cosines alone the support (0.9) would stand against the guess (0.5)
+    far_guess, even_support = m("ibuprofen", 0.5, parts=(0.9, 0.5)), m("aspirin", 0.9, parts=(0.6, 0.6))
+    assert guess_overrules("aspirin", far_guess, [], [even_support], weight=0.9)  # 0.6 < 0.86
+    assert not guess_overrules("aspirin", far_guess, [], [even_support])
+    # with no floor given, a reference about any question stands
+    assert not guess_overrules("aspirin", guess, [m("aspirin", 0.9, text_sim=-0.5)], [])
+
+
+def test_carrying_keeps_the_matches_that_answer_the_same_question_with_the_answer(mem_store):
+    from ilearn.memory.retrieval import carrying
+
+    def m(answer: str, text_sim: float) -> Match:
+        return Match(make_event(mem_store, PILLS, answer, "alice"), 0.9, 0.9, text_sim)
+
+    same, other, wrong = m("Aspirin", 0.6), m("aspirin", 0.59), m("ibuprofen", 0.9)
+    assert carrying("aspirin", [same, other, wrong], 0.6) == [same]
+    unlike = m("aspirin", -0.5)
+    assert carrying("aspirin", [same, other, wrong, unlike]) == [same, other, unlike]  # no floor: any question
+    assert carrying("naproxen", [same, other, wrong]) == []
