@@ -569,6 +569,10 @@ class LearnConfig:
     (docs/fleet.md); empty: plain DDP (gloo on CPU, NCCL on GPUs)."""
     beta: float = 0.1
     """DPO / KTO: strength of the pull towards the reference model."""
+    kto_undesirable_ratio: float = 1.0
+    """KTO: the undesirable (rejected) rows' summed weight over the desirable rows' summed weight. 1: the two
+    sides balanced, as the KTO paper and TRL advise; below 1 the rejected answers count for less (every row of the
+    smaller side keeps weight 1 where it can)."""
     dpo_sft_weight: float = 0.0
     """DPO: weight of an SFT term (the chosen answer's negative log-likelihood) added to the preference loss (TRL's
     loss_type ["sigmoid", "sft"], as RPO / MPO do); 0: DPO alone. A DPO stage trained from the base weights must
@@ -663,6 +667,8 @@ class LearnConfig:
             raise InvalidInput(f"learn.user_aware trains the sft or dpo recipe, not {self.recipe!r}")
         if self.dpo_sft_weight < 0:
             raise InvalidInput("learn.dpo_sft_weight must be >= 0")
+        if self.kto_undesirable_ratio <= 0:
+            raise InvalidInput("learn.kto_undesirable_ratio must be > 0")
         for name in ("learning_margin", "forgetting_margin", "bias_margin", "specificity_margin"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"learn.{name} must be >= 0")

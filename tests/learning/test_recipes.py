@@ -177,6 +177,37 @@ def test_kto_weights_balance_the_two_sides_within_trls_advised_range(labels, exp
         assert 1.0 <= desirable * n_d / (undesirable * n_u) <= 4 / 3
 
 
+@pytest.mark.parametrize("labels, ratio, expected", [
+    ([True] * 4 + [False] * 2, 0.25, (1.0, 0.5)),  # the two rejections weigh a quarter of the four acceptances
+    ([True] + [False] * 4, 0.1, (1.0, 0.025)),
+    ([True] * 4 + [False], 2.0, (0.125, 1.0)),  # one rejection weighing twice four acceptances: they shrink
+    ([True, True], 0.1, (1.0, 1.0)),  # one kind only: nothing to weigh
+])
+def test_kto_undesirable_ratio_sets_the_rejected_rows_share(labels, ratio, expected):
+    desirable, undesirable = kto_weights(labels, ratio)
+    n_d, n_u = sum(labels), len(labels) - sum(labels)
+    assert max(desirable, undesirable) == 1.0
+    if n_d and n_u:
+        assert undesirable * n_u / (desirable * n_d) == pytest.approx(ratio)
+    assert (desirable, undesirable) == pytest.approx(expected)
+    with pytest.raises(InvalidInput, match="kto_undesirable_ratio"):
+        LearnConfig(kto_undesirable_ratio=0.0)
+
+
+def test_kto_trains_at_the_undesirable_ratio_its_settings_name(tiny_vlm, tmp_path, monkeypatch):
+    from ilearn.learning import recipes
+
+    seen = []
+    made = recipes.trainer_args
+    monkeypatch.setattr(recipes, "trainer_args", lambda cls, *a, **kw: seen.append(kw) or made(cls, *a, **kw))
+    rows = rows_for("kto")
+    labels = [r["label"] for r in rows]
+    assert set(labels) == {True, False}
+    train(tiny_vlm, rows, LearnConfig(recipe="kto", kto_undesirable_ratio=0.25, **STEPS), tmp_path)
+    (kw,) = seen
+    assert (kw["desirable_weight"], kw["undesirable_weight"]) == pytest.approx(kto_weights(labels, 0.25))
+
+
 def test_reinforce_loss_is_reward_weighted_nll_for_positives_and_bounded_for_negatives():
     log_p = torch.log(torch.tensor([[0.5, 0.25, 1.0]]))  # the last token is ignored (log p 0)
     mask = torch.tensor([[True, True, False]])

@@ -453,7 +453,7 @@ def kto(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_di
     labels = set(dataset["label"])
     if labels != {True, False}:
         raise InvalidInput(f"kto needs both desirable and undesirable examples; the labels are only {labels}")
-    desirable, undesirable = kto_weights(dataset["label"])
+    desirable, undesirable = kto_weights(dataset["label"], settings.kto_undesirable_ratio)
     extra = {"remove_unused_columns": False} if distilling else {}  # the collator reads `replay`
     args = trainer_args(KTOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None,
                         desirable_weight=desirable, undesirable_weight=undesirable, **extra)
@@ -463,18 +463,20 @@ def kto(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_di
     return run(trainer, prepared, settings, len(dataset), out_dir)
 
 
-def kto_weights(labels: Sequence[bool]) -> tuple[float, float]:
-    """(desirable_weight, undesirable_weight) that balance the two kinds of examples as the KTO paper and TRL
-    advise (desirable_weight * n_desirable / (undesirable_weight * n_undesirable) within [1, 4/3]): the larger
-    side is down-weighted to the smaller one's count. Feedback data is rarely balanced: in the reference game
-    every target accepted once is turned down about three times first."""
+def kto_weights(labels: Sequence[bool], ratio: float = 1.0) -> tuple[float, float]:
+    """(desirable_weight, undesirable_weight) that make the undesirable rows' summed weight `ratio` times the
+    desirable rows' (`learn.kto_undesirable_ratio`), the larger of the two weights 1. At `ratio` 1 the two kinds
+    are balanced as the KTO paper and TRL advise (desirable_weight * n_desirable / (undesirable_weight *
+    n_undesirable) within [1, 4/3]): the larger side is down-weighted to the smaller one's count. Feedback data is
+    rarely balanced: in the reference game every target accepted once is turned down about three times first."""
     n_desirable = sum(1 for x in labels if x)
     n_undesirable = len(labels) - n_desirable
     if not n_desirable or not n_undesirable:
         return 1.0, 1.0
-    if n_undesirable > n_desirable:
-        return 1.0, n_desirable / n_undesirable
-    return n_undesirable / n_desirable, 1.0
+    undesirable = ratio * n_desirable / n_undesirable  # per row, the desirable rows weighing 1 each
+    if undesirable > 1.0:
+        return 1.0 / undesirable, 1.0
+    return 1.0, undesirable
 
 
 @trains_on("rewards")
