@@ -33,24 +33,27 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
-from ilearn.memory.sqlite import StoreUnavailable, _enum, _feedback_from_json, _feedback_to_json
+from ilearn.memory.sql import (
+    EVENT_COLS,
+    TURN_COLS,
+    SQLStore,
+    enum_value,
+    event_from_row,
+    event_values,
+    feedback_from_json,
+    feedback_to_json,
+)
+from ilearn.memory.sqlite import StoreUnavailable
 from ilearn.memory.store import Lease, UserRecord
 from ilearn.types import (
     Event,
-    EventStatus,
-    Feedback,
     ImageRef,
-    Label,
-    ModelStatus,
-    ModelVersion,
     Role,
-    Scope,
     Session,
     Turn,
     TurnKind,
@@ -141,17 +144,8 @@ MIGRATIONS: list[str] = ["""
 _UNUSED_IMAGE = ("SELECT 1 FROM turns WHERE image_sha = %(s)s UNION ALL SELECT 1 FROM events WHERE image_sha = %(s)s "
                  "UNION ALL SELECT 1 FROM user_records WHERE image_sha = %(s)s LIMIT 1")
 
-_EVENT_COLS = ("id, image_sha, question, answer, user_id, robot_id, rejected, label, scope, status, "
-               "session_id, model_version, supersedes, provenance, created, confidence")
-_TURN_COLS = ("id, session_id, seq, role, kind, text, image_sha, time, model_version, retrieved, "
-              "precise_question, feedback, answered_from")
-_TURN_MARKS = ", ".join(f"%({c.strip()})s" for c in _TURN_COLS.split(","))  # named, as `_turn_row` gives them
+_TURN_MARKS = ", ".join(f"%({c.strip()})s" for c in TURN_COLS.split(","))  # named, as `_turn_row` gives them
 _ADD_USER = "INSERT INTO users (id, created, trusted) VALUES (%s, %s, FALSE) ON CONFLICT (id) DO NOTHING"
-_MODEL_COLS = "id, parent, recipe, settings, event_ids, metrics, status, path, created"
-
-
-def _marks(n: int) -> str:
-    return ", ".join(["%s"] * n)
 
 
 @dataclass(frozen=True)
@@ -207,12 +201,15 @@ def _image_ref(row: dict[str, Any]) -> ImageRef | None:
     return ImageRef(row["image_sha"], row["width"], row["height"], row["format"]) if row["image_sha"] else None
 
 
-class PostgresStore:
+class PostgresStore(SQLStore):
     """EventStore on PostgreSQL (see the module docstring): the same contract as `SQLiteStore`, plus a change feed.
 
     `url` is a postgresql:// URL (`parse_url`); `max_connections` bounds the pool (a turn needs one at a time per
     thread); `timeout` is how long, in seconds, a call waits for a free connection or a lock before failing.
     """
+
+    MARK = "%s"
+    NOW = _SQL_NOW
 
     def __init__(self, url: str, *, min_connections: int = 1, max_connections: int = 8,
                  timeout: float = 30.0) -> None:
@@ -309,20 +306,9 @@ class PostgresStore:
                     self._execute("INSERT INTO schema_version (version) VALUES (%s)", (target,))
         return len(MIGRATIONS)
 
-    @property
-    def schema_version(self) -> int:
-        """The schema version of the open store."""
-        return self._version
-
     def close(self) -> None:
         """Close the pool; later calls raise."""
         self._pool.close()
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ users
     def ensure_user(self, user_id: str, *, trusted: bool | None = None) -> None:
@@ -338,28 +324,6 @@ class PostgresStore:
         """Create the user if new: one statement, so no savepoint of its own inside a caller's transaction."""
         _check_user_id(user_id)
         self._execute(_ADD_USER, (user_id, now()))
-
-    def has_user(self, user_id: str) -> bool:
-        """Whether the user is known."""
-        return bool(self._query("SELECT 1 FROM users WHERE id = %s", (user_id,)))
-
-    def is_trusted(self, user_id: str) -> bool:
-        """Whether the user's corrections are trusted (unknown user: NotFound)."""
-        rows = self._query("SELECT trusted FROM users WHERE id = %s", (user_id,))
-        if not rows:
-            raise NotFound(f"unknown user {user_id!r}")
-        return bool(rows[0]["trusted"])
-
-    def user_since(self, user_id: str) -> float:
-        """When the user was first seen (unknown user: NotFound)."""
-        rows = self._query("SELECT created FROM users WHERE id = %s", (user_id,))
-        if not rows:
-            raise NotFound(f"unknown user {user_id!r}")
-        return float(rows[0]["created"])
-
-    def list_users(self) -> list[str]:
-        """Every user id, oldest first."""
-        return [r["id"] for r in self._query("SELECT id FROM users ORDER BY created, id")]
 
     def delete_user(self, user_id: str) -> list[str]:
         """Hard-delete a user with their sessions, turns, events, and the images (and embeddings keyed by those
@@ -412,14 +376,6 @@ class PostgresStore:
                  record.created, record.updated))
         return record
 
-    def list_user_records(self, user_id: str, kind: str) -> list[UserRecord]:
-        """The user's records of `kind`, oldest first."""
-        rows = self._query("SELECT * FROM user_records WHERE user_id = %s AND kind = %s ORDER BY created, key",
-                           (user_id, kind))
-        refs = self._image_refs({r["image_sha"] for r in rows})
-        return [UserRecord(r["user_id"], r["kind"], r["key"], json.loads(r["data"]), refs[r["image_sha"]],
-                           r["created"], r["updated"]) for r in rows]
-
     def delete_user_record(self, user_id: str, kind: str, key: str) -> bool:
         """Delete one record, and its image (with the image's cached embeddings) if nothing else shows it."""
         with self.transaction():
@@ -454,21 +410,6 @@ class PostgresStore:
         r = rows[0]
         return ImageRef(r["sha256"], r["width"], r["height"], r["format"])
 
-    def get_image_ref(self, sha256: str) -> ImageRef:
-        """The stored metadata of an image."""
-        rows = self._query("SELECT sha256, width, height, format FROM images WHERE sha256 = %s", (sha256,))
-        if not rows:
-            raise NotFound(f"unknown image {sha256!r}")
-        r = rows[0]
-        return ImageRef(r["sha256"], r["width"], r["height"], r["format"])
-
-    def get_image_bytes(self, sha256: str) -> bytes:
-        """The original bytes of a stored image."""
-        rows = self._query("SELECT data FROM images WHERE sha256 = %s", (sha256,))
-        if not rows:
-            raise NotFound(f"unknown image {sha256!r}")
-        return bytes(rows[0]["data"])
-
     def _image_refs(self, shas: set[str | None]) -> dict[str | None, ImageRef | None]:
         refs: dict[str | None, ImageRef | None] = {None: None}
         wanted = sorted(s for s in shas if s is not None)
@@ -497,7 +438,7 @@ class PostgresStore:
                 if turn.session_id != session.id:
                     raise InvalidInput(f"turn {turn.id!r} belongs to {turn.session_id!r}, not {session.id!r}")
                 with self._row_errors("turns", turn.id, turn.image):
-                    self._execute(f"INSERT INTO turns ({_TURN_COLS}) VALUES ({_TURN_MARKS})",
+                    self._execute(f"INSERT INTO turns ({TURN_COLS}) VALUES ({_TURN_MARKS})",
                                   {**self._turn_row(turn), "seq": seq})
                 turn.seq = seq
         return session
@@ -507,7 +448,7 @@ class PostgresStore:
         return Session(user_id=r["user_id"], robot_id=r["robot_id"], id=r["id"], turns=[], closed=r["closed"],
                        created=r["created"], updated=r["updated"], distilled=r["distilled"])
 
-    _TURN_SELECT = (f"SELECT {', '.join('t.' + c.strip() for c in _TURN_COLS.split(','))}, i.width, i.height, "
+    _TURN_SELECT = (f"SELECT {', '.join('t.' + c.strip() for c in TURN_COLS.split(','))}, i.width, i.height, "
                     "i.format FROM turns t LEFT JOIN images i ON i.sha256 = t.image_sha")
 
     @staticmethod
@@ -515,7 +456,7 @@ class PostgresStore:
         return Turn(role=Role(r["role"]), text=r["text"], kind=TurnKind(r["kind"]), session_id=r["session_id"],
                     image=_image_ref(r), id=r["id"], time=r["time"], model_version=r["model_version"],
                     retrieved=json.loads(r["retrieved"]), precise_question=r["precise_question"],
-                    feedback=_feedback_from_json(r["feedback"]), seq=r["seq"], answered_from=r["answered_from"])
+                    feedback=feedback_from_json(r["feedback"]), seq=r["seq"], answered_from=r["answered_from"])
 
     def _turns_of(self, session_ids: list[str]) -> dict[str, list[Turn]]:
         out: dict[str, list[Turn]] = {sid: [] for sid in session_ids}
@@ -542,35 +483,12 @@ class PostgresStore:
         session.turns = [self._turn_from_row(r) for r in rows if r["id"] is not None]
         return session
 
-    def list_sessions(self, *, user_id: str | None = None, open_only: bool = False,
-                      idle_before: float | None = None, undistilled: bool = False,
-                      with_turns: bool = True) -> list[Session]:
-        """Sessions oldest first, filtered by user, open, last activity before a time, not distilled."""
-        where, params = ["TRUE"], []
-        if user_id is not None:
-            where.append("user_id = %s")
-            params.append(user_id)
-        if open_only:
-            where.append("NOT closed")
-        if idle_before is not None:
-            where.append("updated < %s")
-            params.append(idle_before)
-        if undistilled:
-            where.append("NOT distilled")
-        rows = self._query(f"SELECT * FROM sessions WHERE {' AND '.join(where)} ORDER BY created, id", params)
-        sessions = [self._session_from_row(r) for r in rows]
-        if with_turns and sessions:
-            turns = self._turns_of([s.id for s in sessions])
-            for s in sessions:
-                s.turns = turns[s.id]
-        return sessions
-
     def _turn_row(self, turn: Turn) -> dict[str, Any]:
-        return {"id": turn.id, "session_id": turn.session_id, "role": _enum(Role, turn.role, "turn role"),
-                "kind": _enum(TurnKind, turn.kind, "turn kind"), "text": turn.text,
+        return {"id": turn.id, "session_id": turn.session_id, "role": enum_value(Role, turn.role, "turn role"),
+                "kind": enum_value(TurnKind, turn.kind, "turn kind"), "text": turn.text,
                 "image_sha": turn.image.sha256 if turn.image is not None else None, "time": turn.time,
                 "model_version": turn.model_version, "retrieved": json.dumps(list(turn.retrieved)),
-                "precise_question": turn.precise_question, "feedback": _feedback_to_json(turn.feedback),
+                "precise_question": turn.precise_question, "feedback": feedback_to_json(turn.feedback),
                 "answered_from": turn.answered_from}
 
     @staticmethod
@@ -598,7 +516,7 @@ class PostgresStore:
             rows = self._query(
                 "WITH s AS (UPDATE sessions SET next_seq = next_seq + 1, updated = GREATEST(updated, %(time)s) "
                 "WHERE id = %(session_id)s AND NOT closed RETURNING next_seq - 1 AS seq) "
-                f"INSERT INTO turns ({_TURN_COLS}) SELECT {_TURN_MARKS.replace('%(seq)s', 's.seq')} FROM s "
+                f"INSERT INTO turns ({TURN_COLS}) SELECT {_TURN_MARKS.replace('%(seq)s', 's.seq')} FROM s "
                 "RETURNING seq", row)
         if not rows:  # nothing written: say why
             found = self._query("SELECT closed FROM sessions WHERE id = %s", (turn.session_id,))
@@ -608,48 +526,18 @@ class PostgresStore:
         turn.seq = rows[0]["seq"]
         return turn
 
-    def update_turn_feedback(self, turn_id: str, feedback: Feedback | None) -> None:
-        """Set (or clear) the decoded feedback of a turn."""
-        cur = self._execute("UPDATE turns SET feedback = %s WHERE id = %s", (_feedback_to_json(feedback), turn_id))
-        if cur.rowcount == 0:
-            raise NotFound(f"unknown turn {turn_id!r}")
-
-    def close_session(self, session_id: str) -> Session:
-        """Close a session (closing twice is harmless); returns it with its turns."""
-        if self._execute("UPDATE sessions SET closed = TRUE WHERE id = %s", (session_id,)).rowcount == 0:
-            raise NotFound(f"unknown session {session_id!r}")
-        return self.get_session(session_id)
-
-    def mark_distilled(self, session_id: str) -> bool:
-        """Close the session and record that its events have been constructed; False when it was marked
-        already. One statement: a concurrent call waits for the row, then finds it marked and gets False."""
-        cur = self._execute("UPDATE sessions SET closed = TRUE, distilled = TRUE WHERE id = %s AND NOT distilled",
-                            (session_id,))
-        if cur.rowcount == 0:
-            self.get_session(session_id, with_turns=False)  # NotFound for an unknown session
-        return cur.rowcount == 1
-
     # ------------------------------------------------------------------ events
-    def _event_row(self, e: Event) -> tuple:
-        if not isinstance(e.user_id, str) or not e.user_id:
-            raise InvalidInput(f"event {e.id!r} has no user id")
-        return (e.id, e.image.sha256 if e.image is not None else None, e.question, e.answer, e.user_id, e.robot_id,
-                json.dumps(list(e.rejected)), _enum(Label, e.label, "label"), _enum(Scope, e.scope, "scope"),
-                _enum(EventStatus, e.status, "status"), e.session_id, e.model_version, e.supersedes,
-                json.dumps(dict(e.provenance)), e.created, e.confidence)
+    @staticmethod
+    def _event_row(e: Event) -> tuple:
+        return event_values(e, e.image.sha256 if e.image is not None else None)  # the foreign key checks the image
 
     def _select_events(self, tail: str, params: Sequence[Any], order: bool = True) -> list[Event]:
         """The events `SELECT ... FROM events WHERE <tail>` gives, each with its image's size and format read in
         the same statement; in (created, id) order when `order`."""
-        rows = self._query(f"SELECT ev.*, i.width, i.height, i.format FROM (SELECT {_EVENT_COLS} FROM events "
+        rows = self._query(f"SELECT ev.*, i.width, i.height, i.format FROM (SELECT {EVENT_COLS} FROM events "
                            f"WHERE {tail}) ev LEFT JOIN images i ON i.sha256 = ev.image_sha"
                            + (" ORDER BY ev.created, ev.id" if order else ""), params)
-        return [Event(image=_image_ref(r), question=r["question"], answer=r["answer"], user_id=r["user_id"],
-                      robot_id=r["robot_id"], rejected=json.loads(r["rejected"]), label=Label(r["label"]),
-                      scope=Scope(r["scope"]), status=EventStatus(r["status"]),
-                      id=r["id"], session_id=r["session_id"], model_version=r["model_version"],
-                      supersedes=r["supersedes"], provenance=json.loads(r["provenance"]),
-                      created=r["created"], confidence=r["confidence"]) for r in rows]
+        return [event_from_row(r, _image_ref(r)) for r in rows]
 
     def add_events(self, events: Sequence[Event]) -> None:
         """Store new events atomically (all or none); their users are created if new."""
@@ -657,130 +545,26 @@ class PostgresStore:
             for e in events:
                 self._add_user(e.user_id)
                 with self._row_errors("events", None, e.image):
-                    cur = self._execute(f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_marks(16)}) "
+                    cur = self._execute(f"INSERT INTO events ({EVENT_COLS}) VALUES ({self._marks(16)}) "
                                         f"ON CONFLICT (id) DO NOTHING", self._event_row(e))
                 if cur.rowcount == 0:
                     raise InvalidInput(f"event {e.id!r} already exists")
-
-    def get_event(self, event_id: str) -> Event:
-        """One event by id."""
-        return self.get_events([event_id])[0]
 
     def find_events(self, event_ids: Sequence[str]) -> dict[str, Event]:
         """The events among `event_ids` that exist, by id (unknown ids are left out)."""
         ids = list(dict.fromkeys(event_ids))
         return {e.id: e for e in self._select_events("id = ANY(%s)", (ids,), order=False)} if ids else {}
 
-    def get_events(self, event_ids: Sequence[str]) -> list[Event]:
-        """Events in the order of `event_ids`; any unknown id raises NotFound naming it."""
-        found = self.find_events(event_ids)
-        missing = [i for i in dict.fromkeys(event_ids) if i not in found]
-        if missing:
-            raise NotFound(f"unknown event {missing[0]!r}" if len(missing) == 1 else f"unknown events {missing}")
-        return [found[i] for i in event_ids]
-
-    @staticmethod
-    def _event_filter(user_id: str | None = None, robot_id: str | None = None,
-                      status: EventStatus | Sequence[EventStatus] | None = None, scope: Scope | None = None,
-                      session_id: str | None = None) -> tuple[str, list[Any]]:
-        where, params = ["TRUE"], []
-        for column, value in (("user_id", user_id), ("robot_id", robot_id), ("session_id", session_id)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(value)
-        if scope is not None:
-            where.append("scope = %s")
-            params.append(_enum(Scope, scope, "scope"))
-        if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            where.append("status = ANY(%s)")
-            params.append([_enum(EventStatus, s, "status") for s in statuses])
-        return " AND ".join(where), params
-
-    def list_events(self, *, user_id: str | None = None, robot_id: str | None = None,
-                    status: EventStatus | Sequence[EventStatus] | None = None, scope: Scope | None = None,
-                    session_id: str | None = None, limit: int | None = None) -> list[Event]:
-        """Events oldest first, filtered by user, robot, status (one or several), scope and session."""
-        where, params = self._event_filter(user_id, robot_id, status, scope, session_id)
-        tail = f"{where} ORDER BY created, id"
-        if limit is not None:
-            tail += " LIMIT %s"
-            params.append(int(limit))
-        return self._select_events(tail, params)
-
-    def iter_events(self, *, batch_size: int = 1000, **filters: Any) -> Iterator[Event]:
-        """Like `list_events`, but in pages, so a large store is never held in memory at once."""
-        where, params = self._event_filter(**filters)
-        after: tuple[float, str] = (float("-inf"), "")
-        while True:
-            events = self._select_events(f"{where} AND (created, id) > (%s, %s) ORDER BY created, id LIMIT %s",
-                                         [*params, *after, batch_size])
-            yield from events
-            if len(events) < batch_size:
-                return
-            after = (events[-1].created, events[-1].id)
-
-    def count_events(self, **filters: Any) -> int:
-        """How many events match the filters of `list_events`."""
-        where, params = self._event_filter(**filters)
-        return self._query(f"SELECT COUNT(*) AS n FROM events WHERE {where}", params)[0]["n"]
-
     def update_event(self, event: Event) -> None:
         """Overwrite a stored event with `event` (same id)."""
         with self._row_errors("events", None, event.image):
-            cur = self._execute(f"UPDATE events SET ({_EVENT_COLS}) = ({_marks(16)}) WHERE id = %s",
+            cur = self._execute(f"UPDATE events SET ({EVENT_COLS}) = ({self._marks(16)}) WHERE id = %s",
                                 (*self._event_row(event), event.id))
         if cur.rowcount == 0:
             raise NotFound(f"unknown event {event.id!r}")
 
     # ------------------------------------------------------------------ embedding cache
-    def get_embedding(self, kind: str, key: str) -> np.ndarray | None:
-        """A cached float32 vector, or None."""
-        rows = self._query("SELECT dim, vector FROM embeddings WHERE kind = %s AND key = %s", (kind, key))
-        if not rows:
-            return None
-        return np.frombuffer(rows[0]["vector"], dtype=np.float32, count=rows[0]["dim"]).copy()
-
-    def put_embedding(self, kind: str, key: str, vector: np.ndarray) -> None:
-        """Cache a 1-D vector (stored as float32), replacing any previous one."""
-        v = np.asarray(vector, dtype=np.float32)
-        if v.ndim != 1 or v.size == 0:
-            raise InvalidInput(f"an embedding must be a non-empty 1-D vector, not shape {v.shape}")
-        self._execute("INSERT INTO embeddings (kind, key, dim, vector) VALUES (%s, %s, %s, %s) "
-                      "ON CONFLICT (kind, key) DO UPDATE SET dim = EXCLUDED.dim, vector = EXCLUDED.vector",
-                      (kind, key, v.size, v.tobytes()))
-
     # ------------------------------------------------------------------ model versions
-    @staticmethod
-    def _model_row(v: ModelVersion) -> tuple:
-        return (v.id, v.parent, v.recipe, json.dumps(v.settings), json.dumps(list(v.event_ids)),
-                json.dumps(v.metrics), _enum(ModelStatus, v.status, "model status"), v.path, v.created)
-
-    def add_model_version(self, version: ModelVersion) -> None:
-        """Register a new model version."""
-        cur = self._execute(f"INSERT INTO model_versions ({_MODEL_COLS}) VALUES ({_marks(9)}) "
-                            f"ON CONFLICT (id) DO NOTHING", self._model_row(version))
-        if cur.rowcount == 0:
-            raise InvalidInput(f"model version {version.id!r} already exists")
-
-    @staticmethod
-    def _model_from_row(r: dict[str, Any]) -> ModelVersion:
-        return ModelVersion(id=r["id"], parent=r["parent"], recipe=r["recipe"], settings=json.loads(r["settings"]),
-                            event_ids=json.loads(r["event_ids"]), metrics=json.loads(r["metrics"]),
-                            status=ModelStatus(r["status"]), path=r["path"], created=r["created"])
-
-    def get_model_version(self, version_id: str) -> ModelVersion:
-        """One model version by id."""
-        rows = self._query(f"SELECT {_MODEL_COLS} FROM model_versions WHERE id = %s", (version_id,))
-        if not rows:
-            raise NotFound(f"unknown model version {version_id!r}")
-        return self._model_from_row(rows[0])
-
-    def list_model_versions(self) -> list[ModelVersion]:
-        """Every model version, oldest first."""
-        rows = self._query(f"SELECT {_MODEL_COLS} FROM model_versions ORDER BY created, id")
-        return [self._model_from_row(r) for r in rows]
-
     # ------------------------------------------------------------------ leases
     def hold_lease(self, kind: str, key: str, holder: str, ttl_s: float) -> Lease:
         """Take or renew the lease for `ttl_s` seconds on the database server's clock (`EventStore.hold_lease`)."""
@@ -789,23 +573,6 @@ class PostgresStore:
                           "ON CONFLICT (kind, key) DO UPDATE SET holder = EXCLUDED.holder, expires = EXCLUDED.expires "
                           "RETURNING expires", (kind, key, holder, float(ttl_s)))[0]
         return Lease(kind, key, holder, row["expires"], ttl_s > 0)
-
-    def drop_lease(self, kind: str, key: str) -> None:
-        """Give the lease up; nothing when none is held."""
-        self._execute("DELETE FROM leases WHERE kind = %s AND key = %s", (kind, key))
-
-    def list_leases(self, kind: str) -> list[Lease]:
-        """The leases of `kind`, expired ones too, by key, `live` on the database server's clock."""
-        rows = self._query(f"SELECT kind, key, holder, expires, expires > {_SQL_NOW} AS live FROM leases "
-                           "WHERE kind = %s ORDER BY key", (kind,))
-        return [Lease(r["kind"], r["key"], r["holder"], r["expires"], bool(r["live"])) for r in rows]
-
-    def update_model_version(self, version: ModelVersion) -> None:
-        """Overwrite a stored model version with `version` (same id)."""
-        cur = self._execute(f"UPDATE model_versions SET ({_MODEL_COLS}) = ({_marks(9)}) WHERE id = %s",
-                            (*self._model_row(version), version.id))
-        if cur.rowcount == 0:
-            raise NotFound(f"unknown model version {version.id!r}")
 
     # ------------------------------------------------------------------ change feed
     def last_change(self) -> int:

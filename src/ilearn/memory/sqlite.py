@@ -23,26 +23,27 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ilearn.config import DB_NAME
 from ilearn.errors import ILearnError, InvalidInput, NotFound, SessionClosed
+from ilearn.memory.sql import (
+    EVENT_COLS,
+    TURN_COLS,
+    SQLStore,
+    check_text,
+    enum_value,
+    event_from_row,
+    event_values,
+    feedback_from_json,
+    feedback_to_json,
+)
 from ilearn.memory.store import Lease, UserRecord
 from ilearn.types import (
     Event,
-    EventStatus,
-    Feedback,
-    FeedbackSource,
     ImageRef,
-    Label,
-    ModelStatus,
-    ModelVersion,
     Role,
-    Scope,
     Session,
     Turn,
     TurnKind,
@@ -150,49 +151,15 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_
 _UNUSED_IMAGE = ("SELECT 1 FROM turns WHERE image_sha = ?1 UNION ALL SELECT 1 FROM events WHERE image_sha = ?1 "
                  "UNION ALL SELECT 1 FROM user_records WHERE image_sha = ?1 LIMIT 1")
 
-_EVENT_COLS = ("id, image_sha, question, answer, user_id, robot_id, rejected, label, scope, status, "
-               "session_id, model_version, supersedes, provenance, created, confidence")
-_TURN_COLS = ("id, session_id, seq, role, kind, text, image_sha, time, model_version, retrieved, "
-              "precise_question, feedback, answered_from")
-_MODEL_COLS = "id, parent, recipe, settings, event_ids, metrics, status, path, created"
 _SQL_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 """Now on SQLite's clock, in seconds since the epoch (leases are stamped with it, never with a worker's)."""
 
 
-def _check_text(text: str, what: str) -> None:
-    """InvalidInput for text SQLite cannot store as UTF-8 (a lone surrogate, e.g. half of an emoji)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInput(f"{what} is not valid Unicode text (a lone surrogate at character {exc.start})") from None
-
-
-def _enum(cls: type, value: Any, what: str) -> str:
-    """The stored string of an enum member, or InvalidInput for a value outside the enum."""
-    try:
-        return cls(value).value
-    except ValueError:
-        raise InvalidInput(f"invalid {what} {value!r}; use one of {[m.value for m in cls]}") from None
-
-
-def _feedback_from_json(text: str | None) -> Feedback | None:
-    if text is None:
-        return None
-    d = json.loads(text)
-    return Feedback(label=Label(d["label"]), confidence=d["confidence"], correction=d["correction"],
-                    source=FeedbackSource(d["source"]), rationale=d["rationale"])
-
-
-def _feedback_to_json(fb: Feedback | None) -> str | None:
-    if fb is None:
-        return None
-    _enum(Label, fb.label, "feedback label")
-    _enum(FeedbackSource, fb.source, "feedback source")
-    return json.dumps(asdict(fb))
-
-
-class SQLiteStore:
+class SQLiteStore(SQLStore):
     """EventStore over one SQLite file (see the module docstring for durability and threading)."""
+
+    MARK = "?"
+    NOW = _SQL_NOW
 
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", timeout: float = 30.0) -> None:
         """Open (creating and migrating if needed) the database at `path`.
@@ -287,6 +254,11 @@ class SQLiteStore:
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, params).fetchall()
 
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """One statement in a write transaction (the caller's, when one is open)."""
+        with self.transaction():
+            return self._conn().execute(sql, params)
+
     def _migrate(self) -> int:
         conn = self._conn()
         with self.transaction():  # IMMEDIATE: two processes opening at once migrate only once
@@ -312,11 +284,6 @@ class SQLiteStore:
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
         return len(MIGRATIONS)
 
-    @property
-    def schema_version(self) -> int:
-        """The schema version of the open database."""
-        return self._version
-
     def close(self) -> None:
         """Close every connection (of every thread); later calls raise."""
         if self._checkpoint_due and not self._closed:
@@ -330,46 +297,18 @@ class SQLiteStore:
                 conn.close()
             self._conns.clear()
 
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ users
     def ensure_user(self, user_id: str, *, trusted: bool | None = None) -> None:
         """Create the user if new; set `trusted` when given (new users are untrusted by default)."""
         if not isinstance(user_id, str) or not user_id:
             raise InvalidInput(f"a user id must be a non-empty string, not {user_id!r}")
-        _check_text(user_id, "the user id")
+        check_text(user_id, "the user id")
         with self.transaction():
             self._conn().execute("INSERT OR IGNORE INTO users (id, created, trusted) VALUES (?, ?, ?)",
                                  (user_id, now(),
                                   int(bool(trusted))))
             if trusted is not None:
                 self._conn().execute("UPDATE users SET trusted = ? WHERE id = ?", (int(trusted), user_id))
-
-    def has_user(self, user_id: str) -> bool:
-        """Whether the user is known."""
-        return bool(self._query("SELECT 1 FROM users WHERE id = ?", (user_id,)))
-
-    def is_trusted(self, user_id: str) -> bool:
-        """Whether the user's corrections are trusted (unknown user: NotFound)."""
-        rows = self._query("SELECT trusted FROM users WHERE id = ?", (user_id,))
-        if not rows:
-            raise NotFound(f"unknown user {user_id!r}")
-        return bool(rows[0][0])
-
-    def user_since(self, user_id: str) -> float:
-        """When the user was first seen (unknown user: NotFound)."""
-        rows = self._query("SELECT created FROM users WHERE id = ?", (user_id,))
-        if not rows:
-            raise NotFound(f"unknown user {user_id!r}")
-        return float(rows[0][0])
-
-    def list_users(self) -> list[str]:
-        """Every user id, oldest first."""
-        return [r[0] for r in self._query("SELECT id FROM users ORDER BY created, id")]
 
     def delete_user(self, user_id: str) -> list[str]:
         """Hard-delete a user with their sessions, turns, events, and the images (and embeddings
@@ -441,7 +380,7 @@ class SQLiteStore:
         """Insert or replace the record (user, kind, key), keeping its first `created`; its user is created if new."""
         data = json.dumps(record.data)
         for what, text in (("kind", record.kind), ("key", record.key), ("data", data)):
-            _check_text(text, f"the record's {what}")
+            check_text(text, f"the record's {what}")
         with self.transaction():
             self.ensure_user(record.user_id)
             self._conn().execute(
@@ -451,14 +390,6 @@ class SQLiteStore:
                 (record.user_id, record.kind, record.key, data, self._image_sha(record.image), record.created,
                  record.updated))
         return record
-
-    def list_user_records(self, user_id: str, kind: str) -> list[UserRecord]:
-        """The user's records of `kind`, oldest first."""
-        rows = self._query("SELECT * FROM user_records WHERE user_id = ? AND kind = ? ORDER BY created, key",
-                           (user_id, kind))
-        refs = self._image_refs({r["image_sha"] for r in rows})
-        return [UserRecord(r["user_id"], r["kind"], r["key"], json.loads(r["data"]), refs[r["image_sha"]],
-                           r["created"], r["updated"]) for r in rows]
 
     def delete_user_record(self, user_id: str, kind: str, key: str) -> bool:
         """Delete one record, and its image (with the image's cached embeddings) if nothing else shows it."""
@@ -493,20 +424,6 @@ class SQLiteStore:
                 (digest, sqlite3.Binary(data), ref.width, ref.height, ref.format,
                  now()))
         return self.get_image_ref(digest)
-
-    def get_image_ref(self, sha256: str) -> ImageRef:
-        """The stored metadata of an image."""
-        rows = self._query("SELECT sha256, width, height, format FROM images WHERE sha256 = ?", (sha256,))
-        if not rows:
-            raise NotFound(f"unknown image {sha256!r}")
-        return ImageRef(*rows[0])
-
-    def get_image_bytes(self, sha256: str) -> bytes:
-        """The original bytes of a stored image."""
-        rows = self._query("SELECT data FROM images WHERE sha256 = ?", (sha256,))
-        if not rows:
-            raise NotFound(f"unknown image {sha256!r}")
-        return bytes(rows[0][0])
 
     def _image_sha(self, ref: ImageRef | None) -> str | None:
         if ref is None:
@@ -551,7 +468,7 @@ class SQLiteStore:
         rows: list[sqlite3.Row] = []
         for i in range(0, len(session_ids), 500):
             chunk = session_ids[i:i + 500]
-            rows += self._query(f"SELECT {_TURN_COLS} FROM turns WHERE session_id IN "
+            rows += self._query(f"SELECT {TURN_COLS} FROM turns WHERE session_id IN "
                                 f"({','.join('?' * len(chunk))}) ORDER BY session_id, seq", chunk)
         refs = self._image_refs({r["image_sha"] for r in rows})
         for r in rows:
@@ -559,7 +476,7 @@ class SQLiteStore:
                 role=Role(r["role"]), text=r["text"], kind=TurnKind(r["kind"]), session_id=r["session_id"],
                 image=refs[r["image_sha"]], id=r["id"], time=r["time"], model_version=r["model_version"],
                 retrieved=json.loads(r["retrieved"]), precise_question=r["precise_question"],
-                feedback=_feedback_from_json(r["feedback"]), seq=r["seq"], answered_from=r["answered_from"]))
+                feedback=feedback_from_json(r["feedback"]), seq=r["seq"], answered_from=r["answered_from"]))
         return out
 
     def get_session(self, session_id: str, *, with_turns: bool = True) -> Session:
@@ -572,40 +489,17 @@ class SQLiteStore:
             session.turns = self._turns_of([session_id])[session_id]
         return session
 
-    def list_sessions(self, *, user_id: str | None = None, open_only: bool = False,
-                      idle_before: float | None = None, undistilled: bool = False,
-                      with_turns: bool = True) -> list[Session]:
-        """Sessions oldest first, filtered by user, open, last activity before a time, not distilled."""
-        where, params = ["1"], []
-        if user_id is not None:
-            where.append("user_id = ?")
-            params.append(user_id)
-        if open_only:
-            where.append("closed = 0")
-        if idle_before is not None:
-            where.append("updated < ?")
-            params.append(idle_before)
-        if undistilled:
-            where.append("distilled = 0")
-        rows = self._query(f"SELECT * FROM sessions WHERE {' AND '.join(where)} ORDER BY created, id", params)
-        sessions = [self._session_from_row(r) for r in rows]
-        if with_turns and sessions:
-            turns = self._turns_of([s.id for s in sessions])
-            for s in sessions:
-                s.turns = turns[s.id]
-        return sessions
-
     def _insert_turn(self, turn: Turn) -> None:
-        _check_text(turn.text, "the turn's text")
+        check_text(turn.text, "the turn's text")
         conn = self._conn()
-        role, kind = _enum(Role, turn.role, "turn role"), _enum(TurnKind, turn.kind, "turn kind")
+        role, kind = enum_value(Role, turn.role, "turn role"), enum_value(TurnKind, turn.kind, "turn kind")
         seq = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM turns WHERE session_id = ?",
                            (turn.session_id,)).fetchone()[0]
         try:
-            conn.execute(f"INSERT INTO turns ({_TURN_COLS}) VALUES ({', '.join('?' * 13)})", (
+            conn.execute(f"INSERT INTO turns ({TURN_COLS}) VALUES ({', '.join('?' * 13)})", (
                 turn.id, turn.session_id, seq, role, kind, turn.text, self._image_sha(turn.image), turn.time,
                 turn.model_version, json.dumps(list(turn.retrieved)), turn.precise_question,
-                _feedback_to_json(turn.feedback), turn.answered_from))
+                feedback_to_json(turn.feedback), turn.answered_from))
         except sqlite3.IntegrityError:
             raise InvalidInput(f"turn {turn.id!r} already exists") from None
         conn.execute("UPDATE sessions SET updated = MAX(updated, ?) WHERE id = ?", (turn.time, turn.session_id))
@@ -622,51 +516,20 @@ class SQLiteStore:
             self._insert_turn(turn)
         return turn
 
-    def update_turn_feedback(self, turn_id: str, feedback: Feedback | None) -> None:
-        """Set (or clear) the decoded feedback of a turn."""
-        with self.transaction():
-            cur = self._conn().execute("UPDATE turns SET feedback = ? WHERE id = ?",
-                                       (_feedback_to_json(feedback), turn_id))
-            if cur.rowcount == 0:
-                raise NotFound(f"unknown turn {turn_id!r}")
-
-    def close_session(self, session_id: str) -> Session:
-        """Close a session (closing twice is harmless); returns it with its turns."""
-        with self.transaction():
-            if self._conn().execute("UPDATE sessions SET closed = 1 WHERE id = ?", (session_id,)).rowcount == 0:
-                raise NotFound(f"unknown session {session_id!r}")
-        return self.get_session(session_id)
-
-    def mark_distilled(self, session_id: str) -> bool:
-        """Close the session and record that its events have been constructed; False when it was marked
-        already (one statement: of two concurrent calls, one gets True)."""
-        with self.transaction():
-            cur = self._conn().execute("UPDATE sessions SET closed = 1, distilled = 1 WHERE id = ? AND NOT distilled",
-                                       (session_id,))
-            if cur.rowcount == 0:
-                self.get_session(session_id, with_turns=False)  # NotFound for an unknown session
-            return cur.rowcount == 1
-
     # ------------------------------------------------------------------ events
     def _event_row(self, e: Event) -> tuple:
-        if not isinstance(e.user_id, str) or not e.user_id:
-            raise InvalidInput(f"event {e.id!r} has no user id")
+        values = event_values(e, None)
         for what, text in (("question", e.question), ("answer", e.answer), ("user id", e.user_id),
                            *(("rejected answer", r) for r in e.rejected)):
-            _check_text(text, f"the event's {what}")
-        return (e.id, self._image_sha(e.image), e.question, e.answer, e.user_id, e.robot_id,
-                json.dumps(list(e.rejected)), _enum(Label, e.label, "label"), _enum(Scope, e.scope, "scope"),
-                _enum(EventStatus, e.status, "status"), e.session_id, e.model_version, e.supersedes,
-                json.dumps(dict(e.provenance)), e.created, e.confidence)
+            check_text(text, f"the event's {what}")
+        return (e.id, self._image_sha(e.image), *values[2:])
 
-    def _events_from_rows(self, rows: list[sqlite3.Row]) -> list[Event]:
+    def _select_events(self, tail: str, params: Sequence[Any], order: bool = True) -> list[Event]:
+        """The events `SELECT ... FROM events WHERE <tail>` gives; in (created, id) order when `order`."""
+        rows = self._query(f"SELECT * FROM (SELECT {EVENT_COLS} FROM events WHERE {tail})"
+                           + (" ORDER BY created, id" if order else ""), params)
         refs = self._image_refs({r["image_sha"] for r in rows})
-        return [Event(image=refs[r["image_sha"]], question=r["question"], answer=r["answer"],
-                      user_id=r["user_id"], robot_id=r["robot_id"], rejected=json.loads(r["rejected"]),
-                      label=Label(r["label"]), scope=Scope(r["scope"]), status=EventStatus(r["status"]),
-                      id=r["id"], session_id=r["session_id"], model_version=r["model_version"],
-                      supersedes=r["supersedes"], provenance=json.loads(r["provenance"]),
-                      created=r["created"], confidence=r["confidence"]) for r in rows]
+        return [event_from_row(r, refs[r["image_sha"]]) for r in rows]
 
     def add_events(self, events: Sequence[Event]) -> None:
         """Store new events atomically (all or none); their users are created if new."""
@@ -674,132 +537,22 @@ class SQLiteStore:
             for e in events:
                 self.ensure_user(e.user_id)
                 try:
-                    self._conn().execute(f"INSERT INTO events ({_EVENT_COLS}) VALUES ({', '.join('?' * 16)})",
+                    self._conn().execute(f"INSERT INTO events ({EVENT_COLS}) VALUES ({', '.join('?' * 16)})",
                                          self._event_row(e))
                 except sqlite3.IntegrityError:
                     raise InvalidInput(f"event {e.id!r} already exists") from None
-
-    def get_event(self, event_id: str) -> Event:
-        """One event by id."""
-        return self.get_events([event_id])[0]
-
-    def get_events(self, event_ids: Sequence[str]) -> list[Event]:
-        """Events in the order of `event_ids`; any unknown id raises NotFound naming it."""
-        ids = list(dict.fromkeys(event_ids))
-        found: dict[str, Event] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            rows = self._query(f"SELECT {_EVENT_COLS} FROM events WHERE id IN ({','.join('?' * len(chunk))})",
-                               chunk)
-            found.update((e.id, e) for e in self._events_from_rows(rows))
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise NotFound(f"unknown event {missing[0]!r}" if len(missing) == 1 else f"unknown events {missing}")
-        return [found[i] for i in event_ids]
-
-    @staticmethod
-    def _event_filter(user_id: str | None = None, robot_id: str | None = None,
-                      status: EventStatus | Sequence[EventStatus] | None = None, scope: Scope | None = None,
-                      session_id: str | None = None) -> tuple[str, list[Any]]:
-        where, params = ["1"], []
-        for column, value in (("user_id", user_id), ("robot_id", robot_id), ("session_id", session_id)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if scope is not None:
-            where.append("scope = ?")
-            params.append(_enum(Scope, scope, "scope"))
-        if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            params += [_enum(EventStatus, s, "status") for s in statuses]
-        return " AND ".join(where), params
-
-    def list_events(self, *, user_id: str | None = None, robot_id: str | None = None,
-                    status: EventStatus | Sequence[EventStatus] | None = None, scope: Scope | None = None,
-                    session_id: str | None = None, limit: int | None = None) -> list[Event]:
-        """Events oldest first, filtered by user, robot, status (one or several), scope and session."""
-        where, params = self._event_filter(user_id, robot_id, status, scope, session_id)
-        sql = f"SELECT {_EVENT_COLS} FROM events WHERE {where} ORDER BY created, id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        return self._events_from_rows(self._query(sql, params))
-
-    def iter_events(self, *, batch_size: int = 1000, **filters: Any) -> Iterator[Event]:
-        """Like `list_events`, but in pages, so a large store is never held in memory at once."""
-        where, params = self._event_filter(**filters)
-        after: tuple[float, str] = (float("-inf"), "")
-        while True:
-            rows = self._query(f"SELECT {_EVENT_COLS} FROM events WHERE {where} AND (created, id) > (?, ?) "
-                               f"ORDER BY created, id LIMIT ?", [*params, *after, batch_size])
-            yield from self._events_from_rows(rows)
-            if len(rows) < batch_size:
-                return
-            after = (rows[-1]["created"], rows[-1]["id"])
-
-    def count_events(self, **filters: Any) -> int:
-        """How many events match the filters of `list_events`."""
-        where, params = self._event_filter(**filters)
-        return self._query(f"SELECT COUNT(*) FROM events WHERE {where}", params)[0][0]
 
     def update_event(self, event: Event) -> None:
         """Overwrite a stored event with `event` (same id)."""
         with self.transaction():
             row = self._event_row(event)
             cur = self._conn().execute(
-                f"UPDATE events SET ({_EVENT_COLS}) = ({', '.join('?' * 16)}) WHERE id = ?", (*row, event.id))
+                f"UPDATE events SET ({EVENT_COLS}) = ({', '.join('?' * 16)}) WHERE id = ?", (*row, event.id))
             if cur.rowcount == 0:
                 raise NotFound(f"unknown event {event.id!r}")
 
     # ------------------------------------------------------------------ embedding cache
-    def get_embedding(self, kind: str, key: str) -> np.ndarray | None:
-        """A cached float32 vector, or None."""
-        rows = self._query("SELECT dim, vector FROM embeddings WHERE kind = ? AND key = ?", (kind, key))
-        if not rows:
-            return None
-        return np.frombuffer(rows[0]["vector"], dtype=np.float32, count=rows[0]["dim"]).copy()
-
-    def put_embedding(self, kind: str, key: str, vector: np.ndarray) -> None:
-        """Cache a 1-D vector (stored as float32), replacing any previous one."""
-        v = np.asarray(vector, dtype=np.float32)
-        if v.ndim != 1 or v.size == 0:
-            raise InvalidInput(f"an embedding must be a non-empty 1-D vector, not shape {v.shape}")
-        with self.transaction():
-            self._conn().execute("INSERT OR REPLACE INTO embeddings (kind, key, dim, vector) VALUES (?, ?, ?, ?)",
-                                 (kind, key, v.size, v.tobytes()))
-
     # ------------------------------------------------------------------ model versions
-    def _model_row(self, v: ModelVersion) -> tuple:
-        return (v.id, v.parent, v.recipe, json.dumps(v.settings), json.dumps(list(v.event_ids)),
-                json.dumps(v.metrics), _enum(ModelStatus, v.status, "model status"), v.path, v.created)
-
-    def add_model_version(self, version: ModelVersion) -> None:
-        """Register a new model version."""
-        with self.transaction():
-            try:
-                self._conn().execute(f"INSERT INTO model_versions ({_MODEL_COLS}) VALUES ({', '.join('?' * 9)})",
-                                     self._model_row(version))
-            except sqlite3.IntegrityError:
-                raise InvalidInput(f"model version {version.id!r} already exists") from None
-
-    def _model_from_row(self, r: sqlite3.Row) -> ModelVersion:
-        return ModelVersion(id=r["id"], parent=r["parent"], recipe=r["recipe"], settings=json.loads(r["settings"]),
-                            event_ids=json.loads(r["event_ids"]), metrics=json.loads(r["metrics"]),
-                            status=ModelStatus(r["status"]), path=r["path"], created=r["created"])
-
-    def get_model_version(self, version_id: str) -> ModelVersion:
-        """One model version by id."""
-        rows = self._query(f"SELECT {_MODEL_COLS} FROM model_versions WHERE id = ?", (version_id,))
-        if not rows:
-            raise NotFound(f"unknown model version {version_id!r}")
-        return self._model_from_row(rows[0])
-
-    def list_model_versions(self) -> list[ModelVersion]:
-        """Every model version, oldest first."""
-        rows = self._query(f"SELECT {_MODEL_COLS} FROM model_versions ORDER BY created, id")
-        return [self._model_from_row(r) for r in rows]
-
     # ------------------------------------------------------------------ leases
     def hold_lease(self, kind: str, key: str, holder: str, ttl_s: float) -> Lease:
         """Take or renew the lease for `ttl_s` seconds on SQLite's clock (`EventStore.hold_lease`)."""
@@ -808,26 +561,6 @@ class SQLiteStore:
                                  f"VALUES (?, ?, ?, {_SQL_NOW} + ?)", (kind, key, holder, float(ttl_s)))
             row = self._query("SELECT expires FROM leases WHERE kind = ? AND key = ?", (kind, key))[0]
         return Lease(kind, key, holder, row["expires"], ttl_s > 0)
-
-    def drop_lease(self, kind: str, key: str) -> None:
-        """Give the lease up; nothing when none is held."""
-        with self.transaction():
-            self._conn().execute("DELETE FROM leases WHERE kind = ? AND key = ?", (kind, key))
-
-    def list_leases(self, kind: str) -> list[Lease]:
-        """The leases of `kind`, expired ones too, by key, `live` on SQLite's clock."""
-        rows = self._query(f"SELECT kind, key, holder, expires, expires > {_SQL_NOW} AS live FROM leases "
-                           "WHERE kind = ? ORDER BY key", (kind,))
-        return [Lease(r["kind"], r["key"], r["holder"], r["expires"], bool(r["live"])) for r in rows]
-
-    def update_model_version(self, version: ModelVersion) -> None:
-        """Overwrite a stored model version with `version` (same id)."""
-        with self.transaction():
-            cur = self._conn().execute(
-                f"UPDATE model_versions SET ({_MODEL_COLS}) = ({', '.join('?' * 9)}) WHERE id = ?",
-                (*self._model_row(version), version.id))
-            if cur.rowcount == 0:
-                raise NotFound(f"unknown model version {version.id!r}")
 
 
 def open_store(home: Path, **kwargs: Any) -> SQLiteStore:
