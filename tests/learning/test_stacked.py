@@ -90,6 +90,7 @@ def test_a_candidate_on_top_of_a_version_counts_its_events(tiny_vlm, tmp_path):
     from ilearn.learning.registry import ModelRegistry
     from ilearn.learning.update import HeldOutLeak, train_candidate
     from ilearn.memory.sqlite import SQLiteStore
+    from ilearn.types import ModelVersion
 
     store = SQLiteStore(tmp_path / "ilearn.db")
     registry = ModelRegistry(store, tmp_path)
@@ -107,4 +108,7 @@ def test_a_candidate_on_top_of_a_version_counts_its_events(tiny_vlm, tmp_path):
         train_candidate(tiny_vlm, registry, LearnConfig(**STEPS, start_from=first.id), rows)
     with pytest.raises(NotFound):
         train_candidate(tiny_vlm, registry, LearnConfig(**STEPS, start_from="v404"), rows)
+    store.add_model_version(ModelVersion(id="v_base"))  # a version without weights of its own (the base model's)
+    with pytest.raises(InvalidInput, match="model version v_base has no weights to train on top of"):
+        train_candidate(tiny_vlm, registry, LearnConfig(**STEPS, start_from="v_base"), rows)
     store.close()

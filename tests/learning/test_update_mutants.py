@@ -260,3 +260,43 @@ def test_learn_gates_on_the_picture_and_the_profile_bias_sets(tmp_path, monkeypa
     assert len(expected) == len(build_bias_set()) + len(profile_bias_set("eval"))
     assert {i.kind for i in expected} == {"person", "object", "profile", "profile fact"}
     assert outcome.gate["bias"] is not None
+
+
+def test_train_candidate_hands_the_start_the_progress_and_its_id_through(tmp_path, monkeypatch):
+    """What `train_candidate` gives the trainer and the registry, on a start version (training itself faked)."""
+    from ilearn.learning import recipes
+    from ilearn.users.tuning import USER_AWARE
+
+    start = ModelVersion(id="mdl_1", event_ids=["e0", "e1"], path=str(tmp_path / "mdl_1"))
+
+    class Registry:
+        def get(self, version_id):
+            assert version_id == "mdl_1"
+            return start
+
+        def new_path(self):
+            return "mdl_2", tmp_path / "mdl_2"
+
+        def register(self, **kwargs):
+            self.kwargs = kwargs
+            return kwargs
+
+    trained = {}
+    monkeypatch.setattr(recipes, "train", lambda vlm, rows, learn, path, on_step=None, start=None: trained.update(
+        rows=rows, path=path, on_step=on_step, start=start) or type("Result", (), {"to_dict": lambda self: {}})())
+    registry, told = Registry(), []
+    learn_cfg = LearnConfig(start_from="mdl_1", user_aware=True, replay=0)
+    rows = [{"event_id": "e2"}, {"event_id": "e3"}]
+    train_candidate("vlm", registry, learn_cfg, rows, {"heldout_event_ids": ["e9"]}, on_step=told.append)
+    assert trained["start"] == start.path and trained["path"] == tmp_path / "mdl_2" and trained["rows"] == rows
+    trained["on_step"](1)
+    assert told == [1]  # the caller's own progress callback
+    assert registry.kwargs["version_id"] == "mdl_2"
+    assert registry.kwargs["event_ids"] == ["e0", "e1", "e2", "e3"]  # the start's events are in these weights too
+    assert registry.kwargs["metrics"][USER_AWARE] is True
+    with pytest.raises(HeldOutLeak, match=r"the start version mdl_1 was trained on 1 of the held-out event\(s\)"):
+        train_candidate("vlm", registry, learn_cfg, rows, {"heldout_event_ids": ["e1", "e9"]})
+    plain = LearnConfig(replay=0)
+    train_candidate("vlm", registry, plain, rows)
+    assert trained["start"] is None and registry.kwargs["event_ids"] == ["e2", "e3"]
+    assert USER_AWARE not in registry.kwargs["metrics"]
