@@ -10,8 +10,9 @@ Trains `ilearn.learning.recipes.train` (the code `ilearn learn` and the experime
 `--recipe` (sft by default) from the run's teaching store (`REPORT/work/teach`), repeated and mixed with replayed general examples as
 `update.training_set` does, with the settings of `runner_fact.r3_settings` and R3's trainable parts (vision
 encoder frozen) unless `--set` changes them, then asks the precise question of every taught (bottle, fact)
-pair on the scenario's held-out test views (greedy, `contains_answer`), re-asks the (sft) training rows on their
-own images, and measures the general set (easy-vqa) with the trained model, with its instance path zeroed, and with
+pair on the scenario's held-out test views (greedy, `contains_answer`), re-asks the training rows that teach an
+answer (any recipe's) and up to `--general` of the replayed general rows on their own images (a general set that
+falls while the replayed rows stay right is memorised, not kept), and measures the general set (easy-vqa) with the trained model, with its instance path zeroed, and with
 the instance path alone trained on the base model (what the instance offset costs the general skills). Much
 faster to iterate on than the whole experiment; one thread.
 Writes benchmarks/results/training/r3_<tag>.json.
@@ -81,13 +82,19 @@ def main() -> None:
         misses = [{"probe": name, "answer": answer, "reply": reply} for name, answer, reply in replies
                   if not contains_answer(reply, answer)]
         hits = len(probes) - len(misses)
-        row_misses = []
-        for r in (rows if args.recipe == "sft" else []):  # other recipes' rows are prompt / completion pairs
-            question, answer = r["messages"][0]["content"][-1]["text"], r["messages"][-1]["content"][0]["text"]
-            reply = ask(r["images"][0], question)
-            if not contains_answer(reply, answer):
-                row_misses.append({"question": question, "answer": answer, "reply": reply})
-        own = len(rows) - len(row_misses)
+        def reask(train_rows: list[dict]) -> tuple[int, list[dict]]:
+            """(how many of the rows' right answers the model gives on their own images, the misses)."""
+            asked = [qa for qa in map(question_answer, train_rows) if qa is not None]
+            missed = []
+            for r, (question, answer) in zip([r for r in train_rows if question_answer(r)], asked, strict=True):
+                reply = ask(r["images"][0], question)
+                if not contains_answer(reply, answer):
+                    missed.append({"question": question, "answer": answer, "reply": reply})
+            return len(asked) - len(missed), missed
+
+        own, row_misses = reask(rows)
+        replayed = [r for r in training_set([], settings)][: args.general]  # the same seeded sample trained on
+        replay_own, replay_misses = reask(replayed)
         trained = general_set(vlm, args.general)
         general = trained["accuracy"]
         zeroed = alone = None
@@ -106,13 +113,27 @@ def main() -> None:
            "rows": len(rows), "steps": result.steps, "train_s": round(train_s), "loss": result.train_loss,
            "taught_test_views": f"{hits}/{len(probes)}", "taught_test_accuracy": hits / max(len(probes), 1),
            "taught_test_misses": misses,
-           "train_rows_right": f"{own}/{len(rows)}", "train_rows_missed": row_misses,
+           "train_rows_right": f"{own}/{sum(question_answer(r) is not None for r in rows)}",
+           "train_rows_missed": row_misses,
+           "replayed_rows_right": f"{replay_own}/{len(replayed)}", "replayed_rows_missed": replay_misses[:20],
            "general_base": base, "general": general,
            "general_instance_path_zeroed": zeroed, "general_instance_path_alone": alone,
            "general_by_kind": trained["by_kind"], "general_examples": trained["examples"]}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"r3_{args.tag}.json").write_text(json.dumps(out, indent=1, default=str))
     print(json.dumps(out, indent=1, default=str))
+
+
+def question_answer(row: dict) -> tuple[str, str] | None:
+    """(question, right answer) of a training row in any recipe's format; None for a row that teaches no answer
+    (kto's undesirable rows, reinforce's unrewarded ones)."""
+    if "messages" in row:  # sft
+        return row["messages"][0]["content"][-1]["text"], row["messages"][-1]["content"][0]["text"]
+    good = row.get("chosen") or (row.get("completion") if row.get("label", True) and row.get("reward", 1) > 0
+                                 else None)
+    if not good:
+        return None
+    return row["prompt"][0]["content"][-1]["text"], good[0]["content"][0]["text"]
 
 
 if __name__ == "__main__":
