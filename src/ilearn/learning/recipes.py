@@ -449,7 +449,10 @@ def kto(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_di
     out_dir = Path(out_dir)
     prepared, reference, data, distilling = replay_distilling(vlm, rows, settings, "kto")
     required = ("prompt", "completion", "label", REPLAY_COLUMN) if distilling else ("prompt", "completion", "label")
-    dataset = to_dataset(mark_augment(data, settings), required)
+    # TRL's KTO reads its rows in order (its KL term pairs each row with its neighbours in a fixed-order batch):
+    # shuffled here, seeded, or a run shorter than an epoch trains on the first rows alone (the events repeated,
+    # never the replayed general rows after them)
+    dataset = to_dataset(mark_augment(data, settings), required).shuffle(seed=settings.seed)
     labels = set(dataset["label"])
     if labels != {True, False}:
         raise InvalidInput(f"kto needs both desirable and undesirable examples; the labels are only {labels}")
