@@ -232,3 +232,24 @@ def test_repeated_rows_are_encoded_once_and_kept_in_order():
     answers = [r["completion"][0]["content"][0]["text"] for r in repeated]
     assert [r["completion"][0]["content"][0]["text"] for r in dataset] == answers
     assert dataset[3]["images"][0].size == rows[0]["images"][0].size
+
+
+def test_kto_reads_the_later_rows_within_its_first_steps(tiny_vlm, tmp_path, monkeypatch):
+    """TRL's KTO reads its dataset in order (its KL term pairs neighbours in a fixed-order batch), so kto shuffles
+    the rows first: the replayed general rows that `update.training_set` puts after the repeated events are read
+    within the first steps, not only after a whole epoch of events."""
+    from learning_data import assistant
+
+    from ilearn.learning import recipes
+
+    handed = {}
+    make = recipes.preference_trainer
+    monkeypatch.setattr(recipes, "preference_trainer",
+                        lambda *a, **kw: handed.update(kw) or make(*a, **kw))
+    events = rows_for("kto") * 8  # 32 rows of events, repeated, then 8 rows that come last
+    later = [{**r, "completion": assistant("later"), "label": True} for r in rows_for("kto", n=8)]
+    train(tiny_vlm, events + later, LearnConfig(recipe="kto", replay=0, **STEPS), tmp_path)
+    read = [row["completion"][0]["content"][0]["text"] for row in handed["train_dataset"]]
+    assert sorted(read) == sorted(r["completion"][0]["content"][0]["text"] for r in events + later)
+    assert "later" in read[:20]  # in order, the first 32 rows would all be events
+    assert handed["args"].train_sampling_strategy == "sequential"  # why it must be shuffled before
