@@ -68,7 +68,8 @@ KTO_LEARNING_RATE = 1e-4
 language model off its answers. Trained on the 145 events a seed-0 run logged (120 steps of 8, as its last
 round): general set (30 questions) 93.3 -> 36.7 at 1e-3, with replies such as "You are a image" to "what shape
 is in the image?", and 93.3 -> 93.3 at 1e-4 (`benchmarks/picks.py --run DIR --recipe kto [--set
-learning_rate=1e-3]`)."""
+learning_rate=1e-3]`). Measured before kto's rows were shuffled (TRL's KTO reads them in order: the replayed
+general rows, last, may not have been read within those steps; docs/reactions.md)."""
 
 
 def game_settings(learn: LearnConfig, *, recipe: str, steps: int, batch_size: int, seed: int) -> LearnConfig:

@@ -298,9 +298,8 @@ def distilling_kto_trainer() -> type:
     """`DistillingKTOTrainer`: TRL's KTOTrainer plus the terms above on the replayed rows (labelled desirable),
     built lazily. Takes `distill` and `distill_image` besides KTOTrainer's arguments and needs `ref_model`, the
     frozen base model. KTO's own loss on a replayed row only pushes its answer's likelihood above the reference's;
-    the terms also hold the rest of its answer distribution. They do not stop kto's general-set collapse in the
-    fact experiment (90 -> 0 with `distill` 5 or 50, `benchmarks/r3.py --recipe kto`): that comes from the
-    rejected answers' rows (docs/reactions.md)."""
+    the terms also hold the rest of its answer distribution. TRL's KTO reads its rows in order, so the terms act
+    only when replayed rows are among those a run reads (`recipes.kto` shuffles them: docs/reactions.md)."""
     from trl import KTOTrainer
 
     class DistillingKTOTrainer(PreferenceReplay, KTOTrainer):
