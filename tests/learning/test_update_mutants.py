@@ -300,3 +300,18 @@ def test_train_candidate_hands_the_start_the_progress_and_its_id_through(tmp_pat
     train_candidate("vlm", registry, plain, rows)
     assert trained["start"] is None and registry.kwargs["event_ids"] == ["e2", "e3"]
     assert USER_AWARE not in registry.kwargs["metrics"]
+
+
+def test_shared_events_are_the_robots_shared_events_only(tmp_path):
+    """What the shared model may learn from: neither a user's private events nor another robot's."""
+    from ilearn.learning.update import shared_events
+    from ilearn.memory.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "ilearn.db")
+    shared = Event(None, "what is this?", "ibuprofen", "ana", robot_id="r1", scope=Scope.SHARED)
+    private = Event(None, "what is this?", "my pills", "ana", robot_id="r1", scope=Scope.PRIVATE)
+    elsewhere = Event(None, "what is this?", "aspirin", "bob", robot_id="r2", scope=Scope.SHARED)
+    store.add_events([shared, private, elsewhere])
+    assert [e.id for e in shared_events(store, "r1")] == [shared.id]
+    assert [e.id for e in shared_events(store, "r2")] == [elsewhere.id]
+    store.close()
