@@ -469,7 +469,7 @@ class SQLiteStore(SQLStore):
         for i in range(0, len(session_ids), 500):
             chunk = session_ids[i:i + 500]
             rows += self._query(f"SELECT {TURN_COLS} FROM turns WHERE session_id IN "
-                                f"({','.join('?' * len(chunk))}) ORDER BY session_id, seq", chunk)
+                                f"({self._marks(len(chunk))}) ORDER BY session_id, seq", chunk)
         refs = self._image_refs({r["image_sha"] for r in rows})
         for r in rows:
             out[r["session_id"]].append(Turn(
@@ -496,7 +496,7 @@ class SQLiteStore(SQLStore):
         seq = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM turns WHERE session_id = ?",
                            (turn.session_id,)).fetchone()[0]
         try:
-            conn.execute(f"INSERT INTO turns ({TURN_COLS}) VALUES ({', '.join('?' * 13)})", (
+            conn.execute(f"INSERT INTO turns ({TURN_COLS}) VALUES ({self._marks(13)})", (
                 turn.id, turn.session_id, seq, role, kind, turn.text, self._image_sha(turn.image), turn.time,
                 turn.model_version, json.dumps(list(turn.retrieved)), turn.precise_question,
                 feedback_to_json(turn.feedback), turn.answered_from))
@@ -537,7 +537,7 @@ class SQLiteStore(SQLStore):
             for e in events:
                 self.ensure_user(e.user_id)
                 try:
-                    self._conn().execute(f"INSERT INTO events ({EVENT_COLS}) VALUES ({', '.join('?' * 16)})",
+                    self._conn().execute(f"INSERT INTO events ({EVENT_COLS}) VALUES ({self._marks(16)})",
                                          self._event_row(e))
                 except sqlite3.IntegrityError:
                     raise InvalidInput(f"event {e.id!r} already exists") from None
@@ -547,7 +547,7 @@ class SQLiteStore(SQLStore):
         with self.transaction():
             row = self._event_row(event)
             cur = self._conn().execute(
-                f"UPDATE events SET ({EVENT_COLS}) = ({', '.join('?' * 16)}) WHERE id = ?", (*row, event.id))
+                f"UPDATE events SET ({EVENT_COLS}) = ({self._marks(16)}) WHERE id = ?", (*row, event.id))
             if cur.rowcount == 0:
                 raise NotFound(f"unknown event {event.id!r}")
 
