@@ -573,6 +573,10 @@ class LearnConfig:
     """KTO: the undesirable (rejected) rows' summed weight over the desirable rows' summed weight. 1: the two
     sides balanced, as the KTO paper and TRL advise; below 1 the rejected answers count for less (every row of the
     smaller side keeps weight 1 where it can)."""
+    kto_sft_weight: float = 0.0
+    """KTO: weight of an SFT term (the desirable answers' mean token negative log-likelihood) added to KTO's loss,
+    as `dpo_sft_weight` for dpo; 0: KTO alone. KTO's loss saturates once a desirable answer is a margin above the
+    reference's likelihood, which in round 3 leaves most taught facts unlearnt (docs/reactions.md)."""
     dpo_sft_weight: float = 0.0
     """DPO: weight of an SFT term (the chosen answer's negative log-likelihood) added to the preference loss (TRL's
     loss_type ["sigmoid", "sft"], as RPO / MPO do); 0: DPO alone. A DPO stage trained from the base weights must
@@ -667,6 +671,8 @@ class LearnConfig:
             raise InvalidInput(f"learn.user_aware trains the sft or dpo recipe, not {self.recipe!r}")
         if self.dpo_sft_weight < 0:
             raise InvalidInput("learn.dpo_sft_weight must be >= 0")
+        if self.kto_sft_weight < 0:
+            raise InvalidInput("learn.kto_sft_weight must be >= 0")
         if self.kto_undesirable_ratio <= 0:
             raise InvalidInput("learn.kto_undesirable_ratio must be > 0")
         for name in ("learning_margin", "forgetting_margin", "bias_margin", "specificity_margin"):

@@ -11,7 +11,14 @@ from learning_data import QUESTION, rows_for
 from ilearn.config import LearnConfig, ModelConfig
 from ilearn.errors import InvalidInput
 from ilearn.learning.parts import ATTENTION_PROJECTIONS, locate_parts, part_of
-from ilearn.learning.recipes import kto_weights, reward_of, reward_weighted_loss, to_dataset, train
+from ilearn.learning.recipes import (
+    desirable_nll,
+    kto_weights,
+    reward_of,
+    reward_weighted_loss,
+    to_dataset,
+    train,
+)
 
 STEPS = dict(max_steps=2, batch_size=2, learning_rate=1e-2)
 
@@ -253,3 +260,94 @@ def test_kto_reads_the_later_rows_within_its_first_steps(tiny_vlm, tmp_path, mon
     assert sorted(read) == sorted(r["completion"][0]["content"][0]["text"] for r in events + later)
     assert "later" in read[:20]  # in order, the first 32 rows would all be events
     assert handed["args"].train_sampling_strategy == "sequential"  # why it must be shuffled before
+
+
+def test_desirable_nll_is_the_desirable_rows_mean_answer_token_nll():
+    # TRL's fused head: the labels' log-probabilities, shifted (position t predicts labels[:, t + 1]), 0 elsewhere
+    labels = torch.tensor([[5, -100, 7, 8], [5, -100, 9, -100], [5, -100, 4, 4]])
+    log_p = torch.tensor([[0.0, -1.0, -2.0], [0.0, -3.0, 0.0], [0.0, -5.0, -7.0]])
+    both = desirable_nll(log_p, labels, torch.tensor([True, True, False]))
+    assert both.item() == pytest.approx((1.0 + 2.0 + 3.0) / 3)  # three answer tokens of the two desirable rows
+    assert desirable_nll(log_p, labels, torch.tensor([False, False, True])).item() == pytest.approx(6.0)
+    none = desirable_nll(log_p.requires_grad_(), labels, torch.tensor([False, False, False]))
+    assert none.item() == 0.0 and none.requires_grad
+
+
+def desirable_log_likelihood(vlm, path) -> float:
+    """Mean log-probability the version at `path` gives the kto rows' desirable answers."""
+    from pathlib import Path
+
+    from ilearn.learning.registry import served_file
+    from ilearn.models.base import Message
+
+    vlm.set_weights(served_file(vlm, Path(path)), version="trained")
+    try:
+        good = [r for r in rows_for("kto") if r["label"]]
+        return sum(vlm.score([Message(role="user", content=QUESTION, image=r["images"][0])],
+                             [r["completion"][0]["content"][0]["text"]])[0] for r in good) / len(good)
+    finally:
+        vlm.reset()
+
+
+def test_kto_sft_weight_raises_the_desirable_answers_beyond_kto_alone(tiny_vlm, tmp_path):
+    """KTO's sigmoid saturates once a desirable answer is a margin above the reference; the SFT term
+    (`learn.kto_sft_weight`) keeps raising it, read from KTO's own forward (no second pass)."""
+    likelihood = {}
+    for weight in (0.0, 5.0):
+        settings = LearnConfig(recipe="kto", max_steps=8, batch_size=4, learning_rate=1e-2, replay=0,
+                               kto_sft_weight=weight)
+        likelihood[weight] = desirable_log_likelihood(tiny_vlm, train(tiny_vlm, rows_for("kto"), settings,
+                                                                      tmp_path / str(weight)).path)
+    assert likelihood[5.0] > likelihood[0.0] + 0.5, likelihood
+
+
+def test_kto_sft_term_is_the_desirable_rows_answer_nll_of_ktos_own_forward(tiny_vlm, tmp_path, monkeypatch):
+    """The loss with `kto_sft_weight` w is KTO's plus w times the desirable rows' mean answer-token NLL, the NLL
+    computed here from a plain forward of the same batch (the hook caught the right pass and the right rows)."""
+    from ilearn.learning import recipes
+    from ilearn.learning.distill import KTO_NOT_MODEL_INPUTS, answer_nll
+
+    handed = []
+    make = recipes.preference_trainer
+    monkeypatch.setattr(recipes, "preference_trainer", lambda *a, **kw: handed.append(make(*a, **kw)) or handed[-1])
+    settings = LearnConfig(recipe="kto", max_steps=1, batch_size=4, learning_rate=1e-2, replay=0, kto_sft_weight=3.0)
+    train(tiny_vlm, rows_for("kto"), settings, tmp_path)
+    (trainer,) = handed
+    model = trainer.model.eval()
+    batch = next(iter(trainer.get_train_dataloader()))
+    desirable = torch.as_tensor(batch["label"], dtype=torch.bool)
+    assert desirable.any() and not desirable.all()
+    with_term = trainer.compute_loss(model, dict(batch))  # with gradients, as in training
+    trainer.sft_weight = 0.0
+    alone = trainer.compute_loss(model, dict(batch))
+    with torch.no_grad():
+        inputs = {k: v for k, v in batch.items() if k not in KTO_NOT_MODEL_INPUTS}
+        labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+        log_p = model(**inputs, use_cache=False).logits.float().log_softmax(-1)
+        nll, _ = answer_nll(log_p[desirable][:, :-1], labels[desirable][:, 1:])
+    assert with_term.item() == pytest.approx(alone.item() + 3.0 * nll.item(), rel=1e-4)
+    assert nll.item() > 0.1
+
+
+def test_kto_sft_weight_trains_with_the_distillation_terms(tiny_vlm, tmp_path, monkeypatch):
+    """Both extras together: the SFT term on the desirable rows and the distillation terms on the replayed rows,
+    through one trainer."""
+    from ilearn.learning import recipes
+    from ilearn.learning.distill import REPLAY_COLUMN
+
+    handed = []
+    make = recipes.preference_trainer
+    monkeypatch.setattr(recipes, "preference_trainer", lambda *a, **kw: handed.append(make(*a, **kw)) or handed[-1])
+    rows = rows_for("kto") + [{**r, "label": True, REPLAY_COLUMN: True} for r in rows_for("kto") if r["label"]]
+    settings = LearnConfig(recipe="kto", max_steps=2, batch_size=4, learning_rate=1e-2, distill=1.0,
+                           kto_sft_weight=2.0)
+    result = train(tiny_vlm, rows, settings, tmp_path)
+    assert result.steps == 2
+    (trainer,) = handed
+    assert type(trainer).__name__ == "KTOWithSFTTrainer" and trainer.sft_weight == 2.0
+    assert "DistillingKTOTrainer" in [c.__name__ for c in type(trainer).__mro__]
+
+
+def test_kto_sft_weight_must_not_be_negative():
+    with pytest.raises(InvalidInput, match="kto_sft_weight"):
+        LearnConfig(kto_sft_weight=-1.0)

@@ -460,10 +460,58 @@ def kto(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_di
     extra = {"remove_unused_columns": False} if distilling else {}  # the collator reads `replay`
     args = trainer_args(KTOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None,
                         desirable_weight=desirable, undesirable_weight=undesirable, **extra)
-    trainer = preference_trainer(distilling_kto_trainer if distilling else None, KTOTrainer, settings,
-                                 model=prepared.model, ref_model=reference, args=args, train_dataset=dataset,
-                                 processing_class=vlm.processor)
+
+    def with_sft(cls: type) -> type:
+        return kto_sft_trainer(cls, settings.kto_sft_weight) if settings.kto_sft_weight > 0 else cls
+
+    trainer = preference_trainer((lambda: with_sft(distilling_kto_trainer())) if distilling else None,
+                                 with_sft(KTOTrainer), settings, model=prepared.model, ref_model=reference,
+                                 args=args, train_dataset=dataset, processing_class=vlm.processor)
     return run(trainer, prepared, settings, len(dataset), out_dir)
+
+
+def desirable_nll(log_probs: torch.Tensor, labels: torch.Tensor, desirable: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of the `desirable` rows' (bool, batch) answer tokens; `log_probs` (batch,
+    tokens - 1) are the labels' log-probabilities as TRL's fused head returns them (0 where `labels`, (batch,
+    tokens), are -100), shifted to predict `labels[:, 1:]`. 0 (still a graph) when no row is desirable."""
+    mask = (labels[:, 1:] != -100) & desirable.to(labels.device)[:, None]
+    log_probs = log_probs[:, -mask.shape[1]:]
+    mask = mask.to(log_probs.device)
+    return -(log_probs * mask).sum() / mask.sum().clamp(min=1)
+
+
+def kto_sft_trainer(base: type, weight: float) -> type:
+    """`base` (TRL's KTOTrainer, or the distilling one) with an SFT term on the desirable rows: loss = KTO +
+    `weight` * the desirable answers' mean token NLL (`learn.kto_sft_weight`, as `dpo_sft_weight` for dpo).
+    KTO pushes a desirable answer only above the reference's likelihood, by a margin its sigmoid saturates; the
+    term keeps raising it. Read from KTO's own forward (the one pass with gradients and TRL's fused head, caught
+    by a forward hook), so it costs no extra pass; without gradients (evaluation) the loss is KTO's alone."""
+
+    class KTOWithSFTTrainer(base):
+        sft_weight = float(weight)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not torch.is_grad_enabled():  # evaluation: KTO's loss alone
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            passes: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+            def keep(module, args, kwargs, output):
+                if torch.is_grad_enabled() and kwargs.get("fused_lm_head") and kwargs.get("labels") is not None:
+                    passes.append((kwargs["labels"], output.log_probs))
+
+            desirable = torch.as_tensor(inputs["label"], dtype=torch.bool)
+            hook = model.register_forward_hook(keep, with_kwargs=True)
+            try:
+                out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            finally:
+                hook.remove()
+            if len(passes) != 1:
+                raise RuntimeError(f"kto_sft_weight: expected KTO's one forward with gradients, saw {len(passes)}")
+            loss, outputs = out if return_outputs else (out, None)
+            loss = loss + self.sft_weight * desirable_nll(passes[0][1], passes[0][0], desirable)
+            return (loss, outputs) if return_outputs else loss
+
+    return KTOWithSFTTrainer
 
 
 def kto_weights(labels: Sequence[bool], ratio: float = 1.0) -> tuple[float, float]:
