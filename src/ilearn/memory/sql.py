@@ -1,5 +1,6 @@
 """What the two SQL event stores (`ilearn.memory.sqlite`, `ilearn.memory.postgres`) share: the row formats, and
-the reads and one-statement writes whose SQL is the same in both dialects but for the driver's parameter mark.
+the reads and one-statement writes whose SQL is the same in both dialects but for the driver's parameter mark
+(written here with "?" and turned into the store's by `SQLStore._sql`).
 
 A store subclasses `SQLStore` and gives `MARK` (sqlite3's "?", psycopg's "%s"), `NOW` (now on the database's
 clock, in seconds since the epoch), `_query` (rows readable by column name), `_execute` (one statement, committed
@@ -36,6 +37,11 @@ EVENT_COLS = ("id, image_sha, question, answer, user_id, robot_id, rejected, lab
 TURN_COLS = ("id, session_id, seq, role, kind, text, image_sha, time, model_version, retrieved, "
              "precise_question, feedback, answered_from")
 MODEL_COLS = "id, parent, recipe, settings, event_ids, metrics, status, path, created"
+
+
+def qmarks(n: int) -> str:
+    """`n` "?" marks, comma-separated: the shared statements are written with "?" (`SQLStore._sql`)."""
+    return ", ".join("?" * n)
 
 
 def check_text(text: str, what: str) -> None:
@@ -116,6 +122,7 @@ class SQLStore:
         raise NotImplementedError
 
     def _marks(self, n: int) -> str:
+        """`n` of this store's marks, comma-separated (for a store's own statements)."""
         return ", ".join([self.MARK] * n)
 
     def _sql(self, sql: str) -> str:
@@ -188,16 +195,17 @@ class SQLStore:
         """Sessions oldest first, filtered by user, open, last activity before a time, not distilled."""
         where, params = ["1 = 1"], []
         if user_id is not None:
-            where.append(f"user_id = {self.MARK}")
+            where.append("user_id = ?")
             params.append(user_id)
         if open_only:
             where.append("NOT closed")
         if idle_before is not None:
-            where.append(f"updated < {self.MARK}")
+            where.append("updated < ?")
             params.append(idle_before)
         if undistilled:
             where.append("NOT distilled")
-        rows = self._query(f"SELECT * FROM sessions WHERE {' AND '.join(where)} ORDER BY created, id", params)
+        rows = self._query(self._sql(f"SELECT * FROM sessions WHERE {' AND '.join(where)} ORDER BY created, id"),
+                           params)
         sessions = [self._session_from_row(r) for r in rows]
         if with_turns and sessions:
             turns = self._turns_of([s.id for s in sessions])
@@ -239,7 +247,7 @@ class SQLStore:
         found: dict[str, Event] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            found.update((e.id, e) for e in self._select_events(f"id IN ({self._marks(len(chunk))})", chunk,
+            found.update((e.id, e) for e in self._select_events(self._sql(f"id IN ({qmarks(len(chunk))})"), chunk,
                                                                 order=False))
         return found
 
@@ -254,17 +262,18 @@ class SQLStore:
     def _event_filter(self, user_id: str | None = None, robot_id: str | None = None,
                       status: EventStatus | Sequence[EventStatus] | None = None, scope: Scope | None = None,
                       session_id: str | None = None) -> tuple[str, list[Any]]:
+        """(the WHERE condition, written with "?" marks, and its parameters) of `list_events`' filters."""
         where, params = ["1 = 1"], []
         for column, value in (("user_id", user_id), ("robot_id", robot_id), ("session_id", session_id)):
             if value is not None:
-                where.append(f"{column} = {self.MARK}")
+                where.append(f"{column} = ?")
                 params.append(value)
         if scope is not None:
-            where.append(f"scope = {self.MARK}")
+            where.append("scope = ?")
             params.append(enum_value(Scope, scope, "scope"))
         if status is not None:
             statuses = [status] if isinstance(status, str) else list(status)
-            where.append(f"status IN ({self._marks(len(statuses))})")
+            where.append(f"status IN ({qmarks(len(statuses))})")
             params += [enum_value(EventStatus, s, "status") for s in statuses]
         return " AND ".join(where), params
 
@@ -275,9 +284,9 @@ class SQLStore:
         where, params = self._event_filter(user_id, robot_id, status, scope, session_id)
         tail = f"{where} ORDER BY created, id"
         if limit is not None:
-            tail += f" LIMIT {self.MARK}"
+            tail += " LIMIT ?"
             params.append(int(limit))
-        return self._select_events(tail, params)
+        return self._select_events(self._sql(tail), params)
 
     def iter_events(self, *, batch_size: int = 1000, **filters: Any) -> Iterator[Event]:
         """Like `list_events`, but in pages, so a large store is never held in memory at once."""
@@ -294,7 +303,7 @@ class SQLStore:
     def count_events(self, **filters: Any) -> int:
         """How many events match the filters of `list_events`."""
         where, params = self._event_filter(**filters)
-        return self._query(f"SELECT COUNT(*) AS n FROM events WHERE {where}", params)[0]["n"]
+        return self._query(self._sql(f"SELECT COUNT(*) AS n FROM events WHERE {where}"), params)[0]["n"]
 
     # ------------------------------------------------------------------ embedding cache
     def get_embedding(self, kind: str, key: str) -> np.ndarray | None:
@@ -327,14 +336,14 @@ class SQLStore:
 
     def add_model_version(self, version: ModelVersion) -> None:
         """Register a new model version."""
-        cur = self._execute(f"INSERT INTO model_versions ({MODEL_COLS}) VALUES ({self._marks(9)}) "
-                            "ON CONFLICT (id) DO NOTHING", self._model_row(version))
+        cur = self._execute(self._sql(f"INSERT INTO model_versions ({MODEL_COLS}) VALUES ({qmarks(9)}) "
+                                      "ON CONFLICT (id) DO NOTHING"), self._model_row(version))
         if cur.rowcount == 0:
             raise InvalidInput(f"model version {version.id!r} already exists")
 
     def get_model_version(self, version_id: str) -> ModelVersion:
         """One model version by id."""
-        rows = self._query(f"SELECT {MODEL_COLS} FROM model_versions WHERE id = {self.MARK}", (version_id,))
+        rows = self._query(self._sql(f"SELECT {MODEL_COLS} FROM model_versions WHERE id = ?"), (version_id,))
         if not rows:
             raise NotFound(f"unknown model version {version_id!r}")
         return self._model_from_row(rows[0])
@@ -346,7 +355,7 @@ class SQLStore:
 
     def update_model_version(self, version: ModelVersion) -> None:
         """Overwrite a stored model version with `version` (same id)."""
-        cur = self._execute(f"UPDATE model_versions SET ({MODEL_COLS}) = ({self._marks(9)}) WHERE id = {self.MARK}",
+        cur = self._execute(self._sql(f"UPDATE model_versions SET ({MODEL_COLS}) = ({qmarks(9)}) WHERE id = ?"),
                             (*self._model_row(version), version.id))
         if cur.rowcount == 0:
             raise NotFound(f"unknown model version {version.id!r}")
@@ -358,6 +367,6 @@ class SQLStore:
 
     def list_leases(self, kind: str) -> list[Lease]:
         """The leases of `kind`, expired ones too, by key, `live` on the database's clock."""
-        rows = self._query(f"SELECT kind, key, holder, expires, expires > {self.NOW} AS live FROM leases "
-                           f"WHERE kind = {self.MARK} ORDER BY key", (kind,))
+        rows = self._query(self._sql(f"SELECT kind, key, holder, expires, expires > {self.NOW} AS live FROM leases "
+                                     "WHERE kind = ? ORDER BY key"), (kind,))
         return [Lease(r["kind"], r["key"], r["holder"], r["expires"], bool(r["live"])) for r in rows]
