@@ -315,3 +315,70 @@ def test_shared_events_are_the_robots_shared_events_only(tmp_path):
     assert [e.id for e in shared_events(store, "r1")] == [shared.id]
     assert [e.id for e in shared_events(store, "r2")] == [elsewhere.id]
     store.close()
+
+
+def test_learn_reports_progress_gates_as_its_settings_say_and_promotes_by_default(tmp_path, monkeypatch):
+    """One `learn` with its defaults: the caller hears distilling, each training step, then gating; the gate gets
+    the given active model, the general set of `learn.general_limit` and the settings' margins; a candidate the
+    gate passes is promoted, and its held-out events chose the memory's guess rule with it."""
+    from dataclasses import replace
+
+    import ilearn.learning.gate as gate
+    import ilearn.learning.general as general
+    from ilearn.learning.guesses import GUESSES
+
+    calls: dict = {}
+    judge, easyvqa = gate.evaluate_candidate, general.general_easyvqa
+
+    def passing(*args, **kwargs):
+        calls["gate"] = (args, kwargs)
+        return replace(judge(*args, **kwargs), promote=True)
+
+    monkeypatch.setattr(gate, "evaluate_candidate", passing)
+    monkeypatch.setattr(general, "general_easyvqa", lambda *a: calls.setdefault("general", (a, easyvqa(*a)))[1])
+    config = Config(home=str(tmp_path / "home")).override(
+        model={"backend": "tiny"}, retrieval={"guess_threshold": 0.5},
+        learn={"max_steps": 2, "batch_size": 2, "heldout_fraction": 0.25, "replay": 0, "general_limit": 3,
+               "learning_margin": 0.07})
+    assistant = Assistant.from_config(config)
+    add_events(assistant)
+    active, told = StubVLM(reference), []
+    assert assistant.memory is not None
+    outcome = learn(assistant.vlm, assistant.store, assistant.registry, config, gate_vlm=active,
+                    progress=told.append, memory=assistant.memory)
+    assert outcome.promoted and assistant.registry.active_id() == outcome.version.id  # promote=True by default
+    assert [p.phase for p in told] == ["distilling", "training", "training", "training", "gating"]
+    assert [(p.step, p.steps) for p in told if p.phase == "training"] == [(0, 2), (1, 2), (2, 2)]
+    assert [p.fraction for p in told] == pytest.approx([0.0, 0.05, 0.45, 0.85, 0.85])
+    args, kwargs = calls["gate"]
+    assert args[0] is active  # the serving model's side, not the model that trained
+    assert calls["general"][0] == (3, config.learn.seed)  # the general set is measured by default
+    assert args[3] is calls["general"][1] and outcome.gate["general"] is not None
+    assert kwargs["margins"] == gate.Margins.from_config(config.learn) and kwargs["margins"].learning == 0.07
+    assert GUESSES in outcome.version.metrics and any(r.startswith("guesses: ") for r in outcome.reasons)
+    # without guesses (no threshold), no guess rule is chosen
+    off = config.override(retrieval={"guess_threshold": None})
+    again = learn(assistant.vlm, assistant.store, assistant.registry, off, gate_vlm=active,
+                  memory=assistant.memory)
+    assert GUESSES not in again.version.metrics
+
+
+def test_nothing_to_learn_counts_this_robots_active_private_events(tmp_path):
+    """With nothing shared to train on, `learn` says how many of this robot's private events it left out:
+    neither another robot's nor those no longer active."""
+    from ilearn.memory.sqlite import SQLiteStore
+
+    config = Config(home=str(tmp_path / "home")).override(model={"backend": "tiny"}, learn={"replay": 0})
+    store = SQLiteStore(tmp_path / "ilearn.db")
+
+    def private(robot: str, status: EventStatus = EventStatus.ACTIVE) -> Event:
+        return Event(None, "what is this?", "my pills", "ana", robot_id=robot, scope=Scope.PRIVATE, status=status)
+
+    store.add_events([private("default"), private("default"), private("default", EventStatus.QUARANTINED),
+                      *(private("elsewhere") for _ in range(3))])
+    outcome = learn(StubVLM(reference), store, None, config)
+    assert outcome.version is None
+    assert outcome.reasons == ["no sft training examples yet",
+                               "2 private event(s) are not learned from: the shared model learns only what is "
+                               "shared (corroborated, taught by a trusted user or kept by a reviewer)"]
+    store.close()
