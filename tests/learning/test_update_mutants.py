@@ -330,9 +330,9 @@ def test_learn_reports_progress_gates_as_its_settings_say_and_promotes_by_defaul
     calls: dict = {}
     judge, easyvqa = gate.evaluate_candidate, general.general_easyvqa
 
-    def passing(*args, **kwargs):
+    def passing(*args, **kwargs):  # the gate's verdict is `calls["verdict"]`
         calls["gate"] = (args, kwargs)
-        return replace(judge(*args, **kwargs), promote=True)
+        return replace(judge(*args, **kwargs), promote=calls.get("verdict", True))
 
     monkeypatch.setattr(gate, "evaluate_candidate", passing)
     monkeypatch.setattr(general, "general_easyvqa", lambda *a: calls.setdefault("general", (a, easyvqa(*a)))[1])
@@ -355,12 +355,16 @@ def test_learn_reports_progress_gates_as_its_settings_say_and_promotes_by_defaul
     assert calls["general"][0] == (3, config.learn.seed)  # the general set is measured by default
     assert args[3] is calls["general"][1] and outcome.gate["general"] is not None
     assert kwargs["margins"] == gate.Margins.from_config(config.learn) and kwargs["margins"].learning == 0.07
-    assert GUESSES in outcome.version.metrics and any(r.startswith("guesses: ") for r in outcome.reasons)
-    # without guesses (no threshold), no guess rule is chosen
+    assert outcome.version.metrics[GUESSES]["n_heldout"] == outcome.n_heldout_events
+    assert any(r.startswith("guesses: ") for r in outcome.reasons)
+    # without guesses (no threshold), no guess rule is chosen; a candidate the gate refuses is not promoted
     off = config.override(retrieval={"guess_threshold": None})
+    calls["verdict"] = False
     again = learn(assistant.vlm, assistant.store, assistant.registry, off, gate_vlm=active,
                   memory=assistant.memory)
     assert GUESSES not in again.version.metrics
+    assert not again.promoted and again.version.status == ModelStatus.REJECTED
+    assert assistant.registry.active_id() == outcome.version.id
 
 
 def test_nothing_to_learn_counts_this_robots_active_private_events(tmp_path):
