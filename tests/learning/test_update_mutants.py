@@ -386,3 +386,40 @@ def test_nothing_to_learn_counts_this_robots_active_private_events(tmp_path):
                                "2 private event(s) are not learned from: the shared model learns only what is "
                                "shared (corroborated, taught by a trusted user or kept by a reviewer)"]
     store.close()
+
+
+@pytest.mark.parametrize("recipe", ["sft", "dpo"])
+def test_user_aware_training_rows_fit_each_events_answer_to_every_profile(recipe):
+    """`learn.user_aware`: every event's sft row (its own picture, its id) once per profile tag, the tag before
+    the question; for dpo as preference pairs, with the profile bias set's train pairs after them."""
+    from ilearn.users.bias import bias_rows
+    from ilearn.users.fit import profile_tag
+    from ilearn.users.tuning import ARCHETYPES
+
+    pictures = {}
+    events = []
+    for colour, (_, name, _use) in MEDICINES.items():
+        image, ref = decode_image(medicine(colour), max_pixels=10**6)
+        pictures[ref.sha256] = image
+        events.append(Event(ref, NAME_QUESTION, name, "ana", label=Label.POSITIVE, rejected=["aspirin"]))
+    rows = training_rows(LearnConfig(recipe=recipe, user_aware=True), events, lambda ref: pictures[ref.sha256])
+    tags = {profile_tag(p) for p in ARCHETYPES}
+    own = [r for r in rows if "event_id" in r]
+    if recipe == "sft":
+        assert len(own) == len(events) * len(tags)
+    else:  # per event and tag: against another fact, and against another profile's wording where it differs
+        assert len(events) * len(tags) < len(own) <= 2 * len(events) * len(tags)
+    by_event = {e.id: e for e in events}
+    for row in own:
+        event = by_event[row["event_id"]]
+        assert row["images"] == [pictures[event.image.sha256]]
+        prompt = row["messages"][0] if recipe == "sft" else row["prompt"][0]
+        question = prompt["content"][-1]["text"]
+        assert question.endswith(NAME_QUESTION) and question[:-len(NAME_QUESTION)].strip() in tags
+        target = row["messages"][1] if recipe == "sft" else row["chosen"][0]
+        assert event.answer.lower() in target["content"][0]["text"].lower()  # the fact kept, the words fitted
+    assert {r["event_id"] for r in own} == set(by_event)
+    if recipe == "dpo":
+        assert rows[len(own):] == bias_rows("train")
+    else:
+        assert len(rows) == len(own)
