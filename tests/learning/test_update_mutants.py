@@ -423,3 +423,19 @@ def test_user_aware_training_rows_fit_each_events_answer_to_every_profile(recipe
         assert rows[len(own):] == bias_rows("train")
     else:
         assert len(rows) == len(own)
+
+
+def test_a_recipe_that_names_no_dataset_is_refused_naming_the_datasets():
+    """A third-party recipe registered without `dataset` gets a clear error listing the datasets a recipe may
+    train on, not an AttributeError."""
+    from ilearn import plugins
+    from ilearn.learning.datasets import BUILDERS
+
+    plugins.register("recipe", "homemade", "ilearn.models.stub:load_stub")  # a function without `dataset`
+    try:
+        with pytest.raises(InvalidInput) as info:
+            dataset_kind("homemade")
+    finally:
+        plugins.unregister("recipe", "homemade")
+    assert str(info.value) == (f"recipe 'homemade' must name the dataset it trains on (`dataset`: one of "
+                               f"{', '.join(BUILDERS)}), not None")
