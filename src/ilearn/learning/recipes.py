@@ -460,13 +460,10 @@ def kto(vlm: TrainableModel, rows: Sequence[dict], settings: LearnConfig, out_di
     extra = {"remove_unused_columns": False} if distilling else {}  # the collator reads `replay`
     args = trainer_args(KTOConfig, settings, out_dir, model_device(vlm), beta=settings.beta, max_length=None,
                         desirable_weight=desirable, undesirable_weight=undesirable, **extra)
-
-    def with_sft(cls: type) -> type:
-        return kto_sft_trainer(cls, settings.kto_sft_weight) if settings.kto_sft_weight > 0 else cls
-
-    trainer = preference_trainer((lambda: with_sft(distilling_kto_trainer())) if distilling else None,
-                                 with_sft(KTOTrainer), settings, model=prepared.model, ref_model=reference,
-                                 args=args, train_dataset=dataset, processing_class=vlm.processor)
+    weight = settings.kto_sft_weight
+    trainer = preference_trainer((lambda: kto_sft_trainer(distilling_kto_trainer(), weight)) if distilling else None,
+                                 kto_sft_trainer(KTOTrainer, weight), settings, model=prepared.model,
+                                 ref_model=reference, args=args, train_dataset=dataset, processing_class=vlm.processor)
     return run(trainer, prepared, settings, len(dataset), out_dir)
 
 
@@ -485,7 +482,10 @@ def kto_sft_trainer(base: type, weight: float) -> type:
     `weight` * the desirable answers' mean token NLL (`learn.kto_sft_weight`, as `dpo_sft_weight` for dpo).
     KTO pushes a desirable answer only above the reference's likelihood, by a margin its sigmoid saturates; the
     term keeps raising it. Read from KTO's own forward (the one pass with gradients and TRL's fused head, caught
-    by a forward hook), so it costs no extra pass; without gradients (evaluation) the loss is KTO's alone."""
+    by a forward hook), so it costs no extra pass; without gradients (evaluation) the loss is KTO's alone. At
+    `weight` 0, `base` itself."""
+    if weight <= 0:
+        return base
 
     class KTOWithSFTTrainer(base):
         sft_weight = float(weight)
