@@ -123,7 +123,7 @@ class SQLStore:
 
     def _marks(self, n: int) -> str:
         """`n` of this store's marks, comma-separated (for a store's own statements)."""
-        return ", ".join([self.MARK] * n)
+        return self._sql(qmarks(n))
 
     def _sql(self, sql: str) -> str:
         """`sql` written with "?" marks, in this store's marks."""
